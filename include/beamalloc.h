@@ -1,0 +1,279 @@
+/*
+ * beamalloc.h - Zig-style allocators for C and Erlang NIFs.
+ *
+ * An allocator is a fat pointer: a context plus a shared, constant vtable.
+ * Every allocator in this library (the BEAM's enif_alloc, libc, the wide
+ * alignment allocator, the general purpose allocator, arenas ...) is used
+ * through the same front-end functions and composes with the others.
+ *
+ * See beamalloc(3) for the overview and one page per family.
+ */
+#ifndef BEAMALLOC_H
+#define BEAMALLOC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define BEAMALLOC_API __attribute__((visibility("default")))
+#define BEAMALLOC_MALLOC __attribute__((malloc))
+#define BEAMALLOC_WARN_UNUSED __attribute__((warn_unused_result))
+#else
+#define BEAMALLOC_API
+#define BEAMALLOC_MALLOC
+#define BEAMALLOC_WARN_UNUSED
+#endif
+
+#define BEAMALLOC_VERSION "0.1.0"
+
+/* ------------------------------------------------------------------------
+ * The interface
+ * ---------------------------------------------------------------------- */
+
+typedef struct beamalloc_vtable {
+	/* Return len bytes aligned to align (a power of two), or NULL. len > 0. */
+	void *(*alloc)(void *ctx, size_t len, size_t align, uintptr_t ret_addr);
+	/* Change the block's length in place; true on success, never moves. */
+	bool (*resize)(void *ctx, void *mem, size_t len, size_t align,
+	    size_t new_len, uintptr_t ret_addr);
+	/* Like resize but may move; NULL means "caller should alloc+copy+free". */
+	void *(*remap)(void *ctx, void *mem, size_t len, size_t align,
+	    size_t new_len, uintptr_t ret_addr);
+	/* len and align are those of the last successful alloc/resize/remap. */
+	void (*free)(void *ctx, void *mem, size_t len, size_t align,
+	    uintptr_t ret_addr);
+} beamalloc_vtable;
+
+typedef struct beamalloc_allocator {
+	void *ctx;
+	const beamalloc_vtable *vtable;	/* shared, constant */
+} beamalloc_allocator;			/* passed by value, two words */
+
+#define BEAMALLOC_MIN_ALIGN 8		/* alignment of beamalloc_alloc() */
+
+/* ------------------------------------------------------------------------
+ * Front-end: the functions callers use.  Zero lengths never reach a
+ * vtable; failures return NULL (false) and set errno to ENOMEM or EINVAL.
+ * ---------------------------------------------------------------------- */
+
+BEAMALLOC_API BEAMALLOC_MALLOC void *beamalloc_alloc(beamalloc_allocator a,
+    size_t len);
+BEAMALLOC_API BEAMALLOC_MALLOC void *beamalloc_alloc_aligned(
+    beamalloc_allocator a, size_t len, size_t align);
+BEAMALLOC_API BEAMALLOC_MALLOC void *beamalloc_alloc_array(
+    beamalloc_allocator a, size_t n, size_t size, size_t align);
+BEAMALLOC_API void beamalloc_free(beamalloc_allocator a, void *mem,
+    size_t len);
+BEAMALLOC_API void beamalloc_free_aligned(beamalloc_allocator a, void *mem,
+    size_t len, size_t align);
+BEAMALLOC_API bool beamalloc_resize(beamalloc_allocator a, void *mem,
+    size_t len, size_t align, size_t new_len);
+BEAMALLOC_API BEAMALLOC_WARN_UNUSED void *beamalloc_remap(
+    beamalloc_allocator a, void *mem, size_t len, size_t align,
+    size_t new_len);
+BEAMALLOC_API BEAMALLOC_WARN_UNUSED void *beamalloc_realloc(
+    beamalloc_allocator a, void *mem, size_t len, size_t align,
+    size_t new_len);
+BEAMALLOC_API BEAMALLOC_MALLOC void *beamalloc_dup(beamalloc_allocator a,
+    const void *src, size_t len);
+
+/* One object of type T, sized and aligned by its type. */
+#ifdef __cplusplus
+#define BEAMALLOC_CREATE(a, T) \
+	(static_cast<T *>(beamalloc_alloc_aligned((a), sizeof(T), \
+	    __alignof__(T))))
+#else
+#define BEAMALLOC_CREATE(a, T) \
+	((T *)beamalloc_alloc_aligned((a), sizeof(T), __alignof__(T)))
+#endif
+#define BEAMALLOC_DESTROY(a, p) \
+	beamalloc_free_aligned((a), (void *)(p), sizeof(*(p)), \
+	    __alignof__(__typeof__(*(p))))
+
+/* ------------------------------------------------------------------------
+ * Base allocators
+ * ---------------------------------------------------------------------- */
+
+/* enif_alloc/enif_realloc/enif_free inside the BEAM, malloc outside it;
+ * alignment up to 8 in both cases, EINVAL above. */
+BEAMALLOC_API beamalloc_allocator beamalloc_beam(void);
+/* malloc/realloc/free; alignment up to _Alignof(max_align_t). */
+BEAMALLOC_API beamalloc_allocator beamalloc_libc(void);
+/* True when the enif_* functions are bound (we run inside the BEAM). */
+BEAMALLOC_API bool beamalloc_in_vm(void);
+
+/* Largest alignment the allocator serves without over-allocating:
+ * known for this library's allocators, BEAMALLOC_MIN_ALIGN for others. */
+BEAMALLOC_API size_t beamalloc_native_align(beamalloc_allocator a);
+
+/* ------------------------------------------------------------------------
+ * Wide alignment: any power-of-two alignment by over-allocation
+ * ---------------------------------------------------------------------- */
+
+/* Over beamalloc_beam(). */
+BEAMALLOC_API beamalloc_allocator beamalloc_wide(void);
+/* Over *backing, which the caller keeps alive. */
+BEAMALLOC_API beamalloc_allocator beamalloc_wide_on(
+    const beamalloc_allocator *backing);
+
+/* ------------------------------------------------------------------------
+ * Reports: how the GPA (and the failure checker) describe what they find
+ * ---------------------------------------------------------------------- */
+
+typedef enum beamalloc_report_kind {
+	BEAMALLOC_REPORT_LEAK = 1,	/* live block at leak check */
+	BEAMALLOC_REPORT_DOUBLE_FREE,	/* block already freed */
+	BEAMALLOC_REPORT_INVALID_FREE,	/* pointer never given out */
+	BEAMALLOC_REPORT_SIZE_MISMATCH,	/* free/resize length differs */
+	BEAMALLOC_REPORT_ALIGN_MISMATCH	/* free/resize alignment differs */
+} beamalloc_report_kind;
+
+typedef struct beamalloc_report {
+	beamalloc_report_kind kind;
+	const void *addr;		/* the block */
+	size_t size;			/* its recorded length (0 if unknown) */
+	size_t align;			/* its recorded alignment (0 if unknown) */
+	size_t given_size;		/* length passed by the caller */
+	size_t given_align;		/* alignment passed by the caller */
+	uintptr_t ret_addr;		/* call site of the bad call, or 0 */
+	const uintptr_t *alloc_trace;	/* allocation trace, or NULL */
+	size_t alloc_trace_len;
+	const uintptr_t *free_trace;	/* first free's trace, or NULL */
+	size_t free_trace_len;
+} beamalloc_report;
+
+typedef void (*beamalloc_report_fn)(void *user, const beamalloc_report *r);
+
+/* Write r as readable text (symbolized traces) to f; the default report. */
+BEAMALLOC_API void beamalloc_report_print(FILE *f, const beamalloc_report *r);
+/* Name of a report kind: "leak", "double free", ... */
+BEAMALLOC_API const char *beamalloc_report_kind_name(beamalloc_report_kind k);
+
+/* ------------------------------------------------------------------------
+ * General purpose allocator
+ * ---------------------------------------------------------------------- */
+
+typedef struct beamalloc_gpa beamalloc_gpa;	/* opaque */
+
+#define BEAMALLOC_GPA_MAX_TRACE 32
+
+/* Public and extensible: always fill it with beamalloc_gpa_config_init()
+ * first; struct_size lets later versions add fields at the end. */
+typedef struct beamalloc_gpa_config {
+	size_t struct_size;		/* sizeof(beamalloc_gpa_config) */
+	unsigned stack_trace_depth;	/* frames per trace, 0 = none */
+	bool safety;			/* verify sizes/alignments, keep free traces */
+	bool thread_safe;		/* lock around every operation */
+	bool abort_on_error;		/* abort() after reporting a bad free */
+	size_t memory_limit;		/* bytes requested, 0 = none */
+	beamalloc_report_fn report;	/* NULL: beamalloc_report_print to stderr */
+	void *report_user;		/* passed to report */
+} beamalloc_gpa_config;
+
+typedef struct beamalloc_gpa_stats {
+	size_t live_bytes;		/* requested bytes now live */
+	size_t peak_bytes;		/* highest live_bytes seen */
+	size_t live_blocks;		/* blocks now live */
+	size_t backing_bytes;		/* bytes held from the backing allocator */
+} beamalloc_gpa_stats;
+
+BEAMALLOC_API void beamalloc_gpa_config_init(beamalloc_gpa_config *cfg);
+BEAMALLOC_API beamalloc_gpa *beamalloc_gpa_create(beamalloc_allocator backing,
+    const beamalloc_gpa_config *cfg);
+BEAMALLOC_API beamalloc_allocator beamalloc_gpa_allocator(beamalloc_gpa *gpa);
+BEAMALLOC_API size_t beamalloc_gpa_detect_leaks(beamalloc_gpa *gpa);
+BEAMALLOC_API size_t beamalloc_gpa_destroy(beamalloc_gpa *gpa);
+BEAMALLOC_API void beamalloc_gpa_get_stats(beamalloc_gpa *gpa,
+    beamalloc_gpa_stats *stats);
+BEAMALLOC_API beamalloc_gpa *beamalloc_gpa_global(void);
+BEAMALLOC_API beamalloc_allocator beamalloc_general_purpose(void);
+
+/* ------------------------------------------------------------------------
+ * Arena: bump allocation, free everything at once
+ * ---------------------------------------------------------------------- */
+
+typedef struct beamalloc_arena beamalloc_arena;	/* opaque */
+
+BEAMALLOC_API beamalloc_arena *beamalloc_arena_create(
+    beamalloc_allocator backing);
+BEAMALLOC_API beamalloc_allocator beamalloc_arena_allocator(
+    beamalloc_arena *arena);
+BEAMALLOC_API void beamalloc_arena_reset(beamalloc_arena *arena);
+BEAMALLOC_API void beamalloc_arena_destroy(beamalloc_arena *arena);
+/* Bytes held from the backing allocator. */
+BEAMALLOC_API size_t beamalloc_arena_capacity(const beamalloc_arena *arena);
+
+/* ------------------------------------------------------------------------
+ * Fixed buffer: allocation out of caller memory, no backing allocator.
+ * The struct is public so it can live on the stack; its fields are private.
+ * ---------------------------------------------------------------------- */
+
+typedef struct beamalloc_fixed {
+	unsigned char *buf;
+	size_t len;
+	size_t end;			/* first free byte */
+	size_t last;			/* start of the last block */
+} beamalloc_fixed;
+
+BEAMALLOC_API void beamalloc_fixed_init(beamalloc_fixed *fb, void *buf,
+    size_t len);
+BEAMALLOC_API beamalloc_allocator beamalloc_fixed_allocator(
+    beamalloc_fixed *fb);
+BEAMALLOC_API void beamalloc_fixed_reset(beamalloc_fixed *fb);
+
+/* ------------------------------------------------------------------------
+ * Failing allocator: fails the Nth allocation and the Mth resize/remap.
+ * Counters are public and read-only for the caller.
+ * ---------------------------------------------------------------------- */
+
+#define BEAMALLOC_NEVER SIZE_MAX
+
+typedef struct beamalloc_failing {
+	beamalloc_allocator backing;
+	size_t fail_index;		/* 0-based allocation to fail */
+	size_t resize_fail_index;	/* 0-based resize/remap to fail */
+	size_t allocations;		/* successful allocations */
+	size_t deallocations;
+	size_t resizes;			/* resize/remap calls made */
+	size_t allocated_bytes;
+	size_t freed_bytes;
+	bool has_induced_failure;
+} beamalloc_failing;
+
+BEAMALLOC_API void beamalloc_failing_init(beamalloc_failing *f,
+    beamalloc_allocator backing, size_t fail_index, size_t resize_fail_index);
+BEAMALLOC_API beamalloc_allocator beamalloc_failing_allocator(
+    beamalloc_failing *f);
+
+/* ------------------------------------------------------------------------
+ * Allocation-failure checker (Zig's checkAllAllocationFailures)
+ * ---------------------------------------------------------------------- */
+
+/* The function under test: 0 on success, non-zero on (out-of-memory) error. */
+typedef int (*beamalloc_check_fn)(beamalloc_allocator a, void *arg);
+
+typedef struct beamalloc_check_result {
+	size_t allocations;	/* allocations of the run without failures */
+	size_t runs;		/* runs with one allocation failing */
+	size_t leaking_runs;	/* runs that leaked */
+	size_t ignored_failures;/* runs that returned 0 despite the failure */
+	size_t first_bad_index;	/* first failing index with a finding, or BEAMALLOC_NEVER */
+} beamalloc_check_result;
+
+/* Run fn once, then once per allocation index with that allocation failing,
+ * each over a fresh leak-checking GPA on backing.  Findings are printed to
+ * stderr.  Returns 0 when every run was clean, -1 otherwise. */
+BEAMALLOC_API int beamalloc_check_alloc_failures(beamalloc_allocator backing,
+    beamalloc_check_fn fn, void *arg, beamalloc_check_result *result);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BEAMALLOC_H */

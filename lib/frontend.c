@@ -1,0 +1,201 @@
+/*
+ * frontend.c - the functions callers use.  They enforce the rules every
+ * allocator relies on (no zero lengths, power-of-two alignments, no size
+ * overflow), so vtables only ever see valid requests, and they give every
+ * failure an errno.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+/* Lengths above PTRDIFF_MAX can never be served (pointer differences
+ * inside the block would overflow); refuse them before any vtable. */
+#define BA_MAX_LEN ((size_t)PTRDIFF_MAX)
+
+/* A NULL from a vtable means out of memory unless the allocator said
+ * otherwise: foreign allocators need not set errno. */
+static void *
+fail_from_vtable(void)
+{
+	if (errno != EINVAL && errno != ENOMEM)
+		errno = ENOMEM;
+	return NULL;
+}
+
+static void *
+alloc_at(beamalloc_allocator a, size_t len, size_t align, uintptr_t ra)
+{
+	void *p;
+
+	if (BA_UNLIKELY(!ba_is_pow2(align)))
+		return ba_fail(EINVAL);
+	if (BA_UNLIKELY(len == 0))
+		return ba_zero_ptr(align);
+	if (BA_UNLIKELY(len > BA_MAX_LEN))
+		return ba_fail(ENOMEM);
+	p = ba_raw_alloc(a, len, align, ra);
+	return BA_LIKELY(p != NULL) ? p : fail_from_vtable();
+}
+
+static void
+free_at(beamalloc_allocator a, void *mem, size_t len, size_t align,
+    uintptr_t ra)
+{
+	/* Zero-length blocks and NULL were never given to a vtable. */
+	if (len == 0 || mem == NULL || !ba_is_pow2(align))
+		return;
+	ba_raw_free(a, mem, len, align, ra);
+}
+
+void *
+beamalloc_alloc(beamalloc_allocator a, size_t len)
+{
+	return alloc_at(a, len, BEAMALLOC_MIN_ALIGN, BA_RET_ADDR());
+}
+
+void *
+beamalloc_alloc_aligned(beamalloc_allocator a, size_t len, size_t align)
+{
+	return alloc_at(a, len, align, BA_RET_ADDR());
+}
+
+void *
+beamalloc_alloc_array(beamalloc_allocator a, size_t n, size_t size,
+    size_t align)
+{
+	size_t len;
+
+	if (__builtin_mul_overflow(n, size, &len))
+		return ba_fail(ENOMEM);
+	return alloc_at(a, len, align, BA_RET_ADDR());
+}
+
+void
+beamalloc_free(beamalloc_allocator a, void *mem, size_t len)
+{
+	free_at(a, mem, len, BEAMALLOC_MIN_ALIGN, BA_RET_ADDR());
+}
+
+void
+beamalloc_free_aligned(beamalloc_allocator a, void *mem, size_t len,
+    size_t align)
+{
+	free_at(a, mem, len, align, BA_RET_ADDR());
+}
+
+bool
+beamalloc_resize(beamalloc_allocator a, void *mem, size_t len, size_t align,
+    size_t new_len)
+{
+	uintptr_t ra = BA_RET_ADDR();
+
+	if (!ba_is_pow2(align)) {
+		errno = EINVAL;
+		return false;
+	}
+	if (new_len == 0) {
+		free_at(a, mem, len, align, ra);
+		return true;
+	}
+	if (len == 0 || new_len > BA_MAX_LEN) {
+		/* Nothing to grow in place. */
+		errno = ENOMEM;
+		return false;
+	}
+	if (new_len == len)
+		return true;
+	if (ba_raw_resize(a, mem, len, align, new_len, ra))
+		return true;
+	fail_from_vtable();
+	return false;
+}
+
+void *
+beamalloc_remap(beamalloc_allocator a, void *mem, size_t len, size_t align,
+    size_t new_len)
+{
+	uintptr_t ra = BA_RET_ADDR();
+	void *p;
+
+	if (!ba_is_pow2(align))
+		return ba_fail(EINVAL);
+	if (new_len == 0) {
+		free_at(a, mem, len, align, ra);
+		return ba_zero_ptr(align);
+	}
+	if (len == 0 || new_len > BA_MAX_LEN)
+		return ba_fail(ENOMEM);
+	if (new_len == len)
+		return mem;
+	p = ba_raw_remap(a, mem, len, align, new_len, ra);
+	return p != NULL ? p : fail_from_vtable();
+}
+
+void *
+beamalloc_realloc(beamalloc_allocator a, void *mem, size_t len, size_t align,
+    size_t new_len)
+{
+	uintptr_t ra = BA_RET_ADDR();
+	void *p;
+
+	if (!ba_is_pow2(align))
+		return ba_fail(EINVAL);
+	if (len == 0)
+		return alloc_at(a, new_len, align, ra);
+	if (new_len == 0) {
+		free_at(a, mem, len, align, ra);
+		return ba_zero_ptr(align);
+	}
+	if (new_len > BA_MAX_LEN)
+		return ba_fail(ENOMEM);
+	if (new_len == len)
+		return mem;
+	p = ba_raw_remap(a, mem, len, align, new_len, ra);
+	if (p != NULL)
+		return p;
+	/* The allocator cannot move it itself: copy, and only free the old
+	 * block once the new one exists, so failure loses nothing. */
+	p = ba_raw_alloc(a, new_len, align, ra);
+	if (p == NULL)
+		return fail_from_vtable();
+	memcpy(p, mem, ba_min(len, new_len));
+	ba_raw_free(a, mem, len, align, ra);
+	return p;
+}
+
+void *
+beamalloc_dup(beamalloc_allocator a, const void *src, size_t len)
+{
+	void *p = alloc_at(a, len, BEAMALLOC_MIN_ALIGN, BA_RET_ADDR());
+
+	if (p != NULL && len != 0)
+		memcpy(p, src, len);
+	return p;
+}
+
+/* Shared by allocators that cannot change a block in place. */
+bool
+ba_no_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
+    uintptr_t ra)
+{
+	(void)ctx, (void)mem, (void)len, (void)align, (void)new_len, (void)ra;
+	return false;
+}
+
+void *
+ba_no_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
+    uintptr_t ra)
+{
+	(void)ctx, (void)mem, (void)len, (void)align, (void)new_len, (void)ra;
+	return NULL;
+}
+
+size_t
+beamalloc_native_align(beamalloc_allocator a)
+{
+	if (a.vtable == &ba_base_vtable)
+		return ba_base_native_align(a.ctx);
+	if (a.vtable == &ba_wide_vtable)
+		return (size_t)1 << (sizeof(size_t) * 8 - 1);
+	return BEAMALLOC_MIN_ALIGN;
+}

@@ -1,0 +1,100 @@
+/*
+ * internal.h - what the allocators of libbeamalloc share.  Private: never
+ * installed.  Everything declared here has hidden visibility.
+ */
+#ifndef BEAMALLOC_INTERNAL_H
+#define BEAMALLOC_INTERNAL_H
+
+#include <errno.h>
+#include <stdint.h>
+
+#include "beamalloc.h"
+
+#define BA_HIDDEN __attribute__((visibility("hidden")))
+#define BA_LIKELY(x) __builtin_expect(!!(x), 1)
+#define BA_UNLIKELY(x) __builtin_expect(!!(x), 0)
+/* The address our caller returns to: names the user's call site. */
+#define BA_RET_ADDR() ((uintptr_t)__builtin_return_address(0))
+
+static inline bool
+ba_is_pow2(size_t x)
+{
+	return x != 0 && (x & (x - 1)) == 0;
+}
+
+static inline uintptr_t
+ba_align_forward(uintptr_t x, size_t align)
+{
+	return (x + (align - 1)) & ~(uintptr_t)(align - 1);
+}
+
+static inline size_t
+ba_max(size_t a, size_t b)
+{
+	return a > b ? a : b;
+}
+
+static inline size_t
+ba_min(size_t a, size_t b)
+{
+	return a < b ? a : b;
+}
+
+/* Fail an allocation: NULL with errno set. */
+static inline void *
+ba_fail(int err)
+{
+	errno = err;
+	return NULL;
+}
+
+/* Call a vtable directly (no front-end checks); ret_addr passed through. */
+static inline void *
+ba_raw_alloc(beamalloc_allocator a, size_t len, size_t align, uintptr_t ra)
+{
+	return a.vtable->alloc(a.ctx, len, align, ra);
+}
+
+static inline bool
+ba_raw_resize(beamalloc_allocator a, void *mem, size_t len, size_t align,
+    size_t new_len, uintptr_t ra)
+{
+	return a.vtable->resize(a.ctx, mem, len, align, new_len, ra);
+}
+
+static inline void *
+ba_raw_remap(beamalloc_allocator a, void *mem, size_t len, size_t align,
+    size_t new_len, uintptr_t ra)
+{
+	return a.vtable->remap(a.ctx, mem, len, align, new_len, ra);
+}
+
+static inline void
+ba_raw_free(beamalloc_allocator a, void *mem, size_t len, size_t align,
+    uintptr_t ra)
+{
+	a.vtable->free(a.ctx, mem, len, align, ra);
+}
+
+/* Vtable functions that always refuse: for allocators that cannot resize
+ * or remap in place. */
+BA_HIDDEN bool ba_no_resize(void *ctx, void *mem, size_t len, size_t align,
+    size_t new_len, uintptr_t ra);
+BA_HIDDEN void *ba_no_remap(void *ctx, void *mem, size_t len, size_t align,
+    size_t new_len, uintptr_t ra);
+
+/* Allocators whose native alignment beamalloc_native_align() knows. */
+BA_HIDDEN extern const beamalloc_vtable ba_base_vtable;	/* base.c */
+BA_HIDDEN extern const beamalloc_vtable ba_wide_vtable;	/* wide.c */
+BA_HIDDEN extern const beamalloc_allocator ba_beam_allocator; /* base.c */
+BA_HIDDEN size_t ba_base_native_align(const void *ctx);	/* base.c */
+
+/* The zero-length pointer of the front-end: non-NULL, aligned, never
+ * dereferenced (Zig's alignBackward(maxInt(usize), align)). */
+static inline void *
+ba_zero_ptr(size_t align)
+{
+	return (void *)(UINTPTR_MAX & ~(uintptr_t)(align - 1));
+}
+
+#endif /* BEAMALLOC_INTERNAL_H */

@@ -1,0 +1,17 @@
+/* enif_stub.h - the stand-in for beam.smp's enif_alloc family. */
+#ifndef BEAMALLOC_ENIF_STUB_H
+#define BEAMALLOC_ENIF_STUB_H
+
+#include <stddef.h>
+
+/* Default visibility even under -fvisibility=hidden: the library must be
+ * able to bind to them, as it binds to beam.smp's exports. */
+#define STUB_EXPORT __attribute__((visibility("default")))
+STUB_EXPORT void *enif_alloc(size_t size);
+STUB_EXPORT void *enif_realloc(void *ptr, size_t size);
+STUB_EXPORT void enif_free(void *ptr);
+
+extern size_t stub_live_blocks;	/* blocks allocated and not yet freed */
+extern size_t stub_calls;	/* calls to any of the three */
+
+#endif

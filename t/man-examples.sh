@@ -1,0 +1,54 @@
+#!/bin/sh
+# man-examples.sh - the EXAMPLES of every man page compile without a
+# warning against the public header, link against the fresh library and
+# run to exit status 0, so the pages cannot drift from the API.
+# A program is a literal block (.Bd -literal ... .Ed) of the EXAMPLES
+# section that includes a header; roff escapes are undone first.
+
+man="$top_srcdir/man"
+n=0
+ok() { n=$((n + 1)); echo "ok $n - $*"; }
+notok() { n=$((n + 1)); echo "not ok $n - $*"; }
+
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/beamalloc-mex.XXXXXX") || exit 1
+trap 'rm -rf "$scratch"' EXIT
+libs="$top_builddir/lib/.libs"
+
+for f in "$man"/*.3; do
+	head -n 1 "$f" | grep -q '^\.so ' && continue
+	page=${f##*/}; page=${page%.3}
+	# Write each literal block of EXAMPLES to $scratch/PAGE-K.c.
+	awk -v out="$scratch/$page" '
+		/^\.Sh / { ex = ($2 == "EXAMPLES") }
+		ex && /^\.Bd -literal/ { k++; body = ""; inblk = 1; next }
+		inblk && /^\.Ed/ {
+			inblk = 0
+			if (body ~ /#include/) printf "%s", body > (out "-" k ".c")
+			next
+		}
+		inblk {
+			gsub(/\\&/, ""); gsub(/\\e/, "\\"); gsub(/\\-/, "-")
+			body = body $0 "\n"
+		}' "$f"
+	found=
+	for c in "$scratch/$page"-*.c; do
+		[ -f "$c" ] || continue
+		found=1
+		prog=${c%.c}; name="$page(3) example ${prog##*-}"
+		if ${CC:-cc} -std=c11 -pedantic -Wall -Wextra -Werror $SANITIZER_CFLAGS \
+		    -I"$top_srcdir/include" -o "$prog" "$c" -L"$libs" -lbeamalloc \
+		    >"$prog.log" 2>&1; then
+			ok "$name compiles with -std=c11 -pedantic -Wall -Wextra -Werror"
+		else
+			notok "$name does not compile"; sed 's/^/# /' "$prog.log"
+			continue
+		fi
+		if LD_LIBRARY_PATH="$libs" "$prog" >"$prog.log" 2>&1; then
+			ok "$name runs and exits 0"
+		else
+			notok "$name exits with status $?"; sed 's/^/# /' "$prog.log"
+		fi
+	done
+	[ -n "$found" ] || notok "$page(3) has no example program"
+done
+echo "1..$n"

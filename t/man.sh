@@ -1,0 +1,134 @@
+#!/bin/sh
+# man.sh - the manual pages are complete and clean:
+#  - every function declared in the public header has a page (its own or a
+#    .so alias) whose NAME section lists it;
+#  - every alias is one `.so man3/PAGE.3` line naming a page that lists it;
+#  - every page has mdoc's sections in order, and its cross-references to
+#    our pages resolve;
+#  - every page and alias is shipped (listed in mk/dist.am);
+#  - mandoc -Tlint and groff (man --warnings, as lintian runs it, at 80 and
+#    120 columns) say nothing, and lexgrog reads a whatis entry.
+# Without mandoc or man the lint checks SKIP, unless
+# BEAMALLOC_REQUIRE_TOOLS=1 (CI), where a missing tool is a failure.
+
+man="$top_srcdir/man"
+hdr="$top_srcdir/include/beamalloc.h"
+n=0
+ok() { n=$((n + 1)); echo "ok $n - $*"; }
+notok() { n=$((n + 1)); echo "not ok $n - $*"; }
+skip() { n=$((n + 1)); echo "ok $n # SKIP $*"; }
+check() { # check DESCRIPTION COMMAND...: ok when COMMAND succeeds
+	d=$1; shift
+	if "$@"; then ok "$d"; else notok "$d"; fi
+}
+
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/beamalloc-man.XXXXXX") || exit 1
+trap 'rm -rf "$scratch"' EXIT
+# .so requests name man3/PAGE.3: resolve them as an installed tree would.
+ln -s "$man" "$scratch/man3"
+
+is_alias() { head -n 1 "$1" | grep -q '^\.so '; }
+names_of() { awk '$1 == ".Nm" && $2 != "" { print $2 } /^\.Sh SYNOPSIS/ { exit }' "$1"; }
+
+pages= aliases=
+for f in "$man"/*.3; do
+	[ -f "$f" ] || continue
+	if is_alias "$f"; then aliases="$aliases ${f##*/}"; else pages="$pages ${f##*/}"; fi
+done
+if [ -z "$pages" ]; then
+	echo "Bail out! no pages in $man"; exit 1
+fi
+
+# 1. Every declared function and macro-like API has a page listing it.
+for fn in $(grep -oE '\bbeamalloc_[a-z0-9_]+[[:space:]]*\(' "$hdr" | tr -d ' (' | sort -u) \
+    BEAMALLOC_CREATE BEAMALLOC_DESTROY; do
+	f="$man/$fn.3"
+	if [ ! -f "$f" ]; then notok "$fn has a page: no man/$fn.3"; continue; fi
+	if is_alias "$f"; then
+		target=$(sed -n 's|^\.so man3/||p' "$f")
+		f="$man/$target"
+	fi
+	check "$fn has a page (${f##*/}) listing it" \
+	    sh -c '[ -f "$1" ] && awk "\$1 == \".Nm\" { print \$2 }" "$1" | grep -qx "$2"' \
+	    sh "$f" "$fn"
+done
+
+# 2. Aliases: one line, naming a real page that lists the alias's name.
+for a in $aliases; do
+	name=${a%.3}
+	target=$(sed -n 's|^\.so man3/\(.*\)$|\1|p' "$man/$a")
+	if [ "$(wc -l < "$man/$a")" -eq 1 ] && [ -n "$target" ] &&
+	   [ -f "$man/$target" ] && ! is_alias "$man/$target" &&
+	   names_of "$man/$target" | grep -qx "$name"; then
+		ok "alias $a -> $target"
+	else
+		notok "alias $a is not one .so line to a page listing $name"
+	fi
+done
+
+# 3. Sections, in mdoc's conventional order; cross-references resolve.
+want='NAME LIBRARY SYNOPSIS DESCRIPTION RETURN_VALUES EXAMPLES ERRORS SEE_ALSO'
+for p in $pages; do
+	got=$(sed -n 's/^\.Sh //p' "$man/$p" | tr ' ' _ | tr '\n' ' ')
+	# The wanted sections must appear in this order (others may follow).
+	seq=$(for s in $got; do case " $want " in *" $s "*) printf '%s ' "$s";; esac; done)
+	check "$p has sections $want in order" [ "$seq" = "$want " ]
+	bad=
+	for x in $(awk '$1 == ".Xr" && $2 ~ /^beamalloc/ && $3 ~ /^3/ { print $2 }' "$man/$p"); do
+		[ -f "$man/$x.3" ] || bad="$bad $x"
+	done
+	check "$p: every .Xr to our pages resolves${bad:+ (missing:$bad)}" [ -z "$bad" ]
+done
+
+# 4. Shipped: each file is listed in mk/dist.am (make distcheck relies on it).
+for f in $pages $aliases; do
+	check "man/$f is listed in mk/dist.am" grep -q "man/$f\b" "$top_srcdir/mk/dist.am"
+done
+
+# 5. The linters.
+need_tool() { # need_tool TOOL PACKAGE: 0 if present; else skip or fail
+	command -v "$1" >/dev/null 2>&1 && return 0
+	if [ "${BEAMALLOC_REQUIRE_TOOLS:-0}" = 1 ]; then
+		notok "$1 is missing (install $2) but BEAMALLOC_REQUIRE_TOOLS=1"
+	else
+		skip "$1 not installed (install $2)"
+	fi
+	return 1
+}
+
+cd "$scratch" || exit 1
+if need_tool mandoc mandoc; then
+	for p in $pages $aliases; do
+		# An alias is a .so request by design (dh_installman turns it into
+		# a symlink): mandoc's advice against .so is the one message kept.
+		mandoc -Tlint -W warning "man3/$p" 2>&1 |
+			grep -v 'WARNING: \.so is fragile, better use ln(1)' |
+			grep -v 'outdated mandoc.db' > "$scratch/out"
+		if [ -s "$scratch/out" ]; then
+			notok "mandoc -Tlint: $p"; sed 's/^/# /' "$scratch/out"
+		else
+			ok "mandoc -Tlint: $p"
+		fi
+	done
+fi
+if need_tool man man-db && need_tool lexgrog man-db; then
+	for p in $pages $aliases; do
+		: > "$scratch/out"
+		for w in 80 120; do
+			env -i PATH="$PATH" LC_ALL=C.UTF-8 MANROFFSEQ= MANWIDTH=$w \
+			    man --warnings -E UTF-8 -l -Tutf8 -Z "man3/$p" \
+			    2>>"$scratch/out" >/dev/null
+		done
+		if [ -s "$scratch/out" ]; then
+			notok "man --warnings: $p"; sed 's/^/# /' "$scratch/out"
+		else
+			ok "man --warnings: $p (80 and 120 columns)"
+		fi
+	done
+	for p in $pages; do
+		check "lexgrog reads the whatis entry of $p" \
+		    sh -c 'LC_ALL=C.UTF-8 lexgrog "$1" >/dev/null 2>&1' sh "man3/$p"
+	done
+fi
+
+echo "1..$n"

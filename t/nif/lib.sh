@@ -2,9 +2,10 @@
 #
 #   run_erl MODULE [EXTRA_ERL_ARGS...]
 #
-# compiles t/nif/MODULE.erl and t/nif/tap.erl into a scratch directory,
-# then runs MODULE:main() in a real erl -noshell; MODULE prints TAP.  The
-# NIF libraries are found through NIF_DIR.  Without erl the test SKIPs,
+# compiles t/nif/MODULE.erl and t/nif/tap.erl (and t/nif/M.erl for each M
+# in $extra_modules) into a scratch directory, then runs MODULE:main() in a
+# real erl -noshell; MODULE prints TAP.  The NIF libraries are found
+# through NIF_DIR.  Without erl the test SKIPs,
 # unless BEAMALLOC_REQUIRE_BEAM=1 (CI), where a skip is a failure.
 
 nif_dir="$top_builddir/t/nif/.libs"
@@ -26,7 +27,9 @@ run_erl() {
 	need_beam
 	scratch=$(mktemp -d "${TMPDIR:-/tmp}/beamalloc-nif.XXXXXX") || exit 1
 	trap 'rm -rf "$scratch"' EXIT
-	"$ERLC" -o "$scratch" "$top_srcdir/t/nif/tap.erl" "$top_srcdir/t/nif/$module.erl" || {
+	extra=
+	for m in $extra_modules; do extra="$extra $top_srcdir/t/nif/$m.erl"; done
+	"$ERLC" -o "$scratch" "$top_srcdir/t/nif/tap.erl" "$top_srcdir/t/nif/$module.erl" $extra || {
 		echo "Bail out! erlc failed for $module.erl"; exit 1; }
 	NIF_DIR=$nif_dir LD_LIBRARY_PATH="$top_builddir/lib/.libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
 		"$ERL" "$@" -noshell -pa "$scratch" -eval "$module:main()"

@@ -1,0 +1,139 @@
+%% leakcheck.erl - <beamalloc/nif.h> inside a real BEAM: the per-NIF leak
+%% check (Zigler's leak_check: true) and allocator-aware term decoding.
+-module(leakcheck).
+-export([main/0]).
+-export([clean/1, leaky/1, leaky_quiet/1, leaky_dirty/1, leaky_raise/0,
+         clean_raise/0, double_free/0, leaky_chained/1, chained_reports/0,
+         sum_ints/1, sum_ints_noclean/1, sum_ints_beam/1, sum_ints_oom/2,
+         sum_doubles/1, bin_info/1, clean_dirty/0]).
+-on_load(init/0).
+
+init() -> erlang:load_nif(filename:join(os:getenv("NIF_DIR"), "leakcheck_nif"), 0).
+
+clean(_) -> erlang:nif_error(not_loaded).
+leaky(_) -> erlang:nif_error(not_loaded).
+leaky_quiet(_) -> erlang:nif_error(not_loaded).
+leaky_dirty(_) -> erlang:nif_error(not_loaded).
+leaky_raise() -> erlang:nif_error(not_loaded).
+clean_raise() -> erlang:nif_error(not_loaded).
+double_free() -> erlang:nif_error(not_loaded).
+leaky_chained(_) -> erlang:nif_error(not_loaded).
+chained_reports() -> erlang:nif_error(not_loaded).
+sum_ints(_) -> erlang:nif_error(not_loaded).
+sum_ints_noclean(_) -> erlang:nif_error(not_loaded).
+sum_ints_beam(_) -> erlang:nif_error(not_loaded).
+sum_ints_oom(_, _) -> erlang:nif_error(not_loaded).
+sum_doubles(_) -> erlang:nif_error(not_loaded).
+bin_info(_) -> erlang:nif_error(not_loaded).
+clean_dirty() -> erlang:nif_error(not_loaded).
+
+-define(DIRTY_CPU, 2).  % ERL_NIF_THR_DIRTY_CPU_SCHEDULER
+
+run(F) ->
+    try F() of R -> {ok, R}
+    catch error:E -> {error, E}
+    end.
+
+%% The leak exception of F, checked field by field.
+leak(F, Fn, Bytes, Blocks, Name) ->
+    case run(F) of
+        {error, {memory_leak, Msg, Info}} ->
+            Want = iolist_to_binary(io_lib:format(
+                     "memory leak detected in function ~s: ~b bytes in ~b block~s",
+                     [Fn, Bytes, Blocks, case Blocks of 1 -> ""; _ -> "s" end])),
+            tap:is({Msg, Info},
+                   {Want, #{function => list_to_binary(Fn), bytes => Bytes,
+                            blocks => Blocks}}, Name);
+        Other ->
+            tap:is(Other, {error, {memory_leak, '...'}}, Name)
+    end.
+
+main() ->
+    tap:plan(29),
+    %% The leak check itself.
+    tap:is(run(fun() -> clean(100) end), {ok, ok},
+           "clean(100): a clean NIF returns, no exception"),
+    tap:diag("====== the following leak reports are expected: ===== START"),
+    leak(fun() -> leaky(24) end, "leaky/1", 124, 2,
+         "leaky(24): {memory_leak, \"memory leak detected in function leaky/1: "
+         "124 bytes in 2 blocks\", #{...}}"),
+    tap:diag("==================================================== END"),
+    leak(fun() -> leaky_dirty(1000) end, "leaky_dirty/1", 1100, 2,
+         "a leaking dirty CPU NIF raises the same"),
+    tap:is(run(fun clean_dirty/0), {ok, ?DIRTY_CPU},
+           "a clean NIF on a dirty CPU scheduler returns, no exception"),
+    leak(fun leaky_raise/0, "leaky_raise/0", 16, 1,
+         "a NIF that leaks and raises badarg: the leak exception replaces badarg"),
+    tap:is(run(fun clean_raise/0), {error, badarg},
+           "a clean NIF that raises badarg: badarg passes through"),
+    case run(fun double_free/0) of
+        {error, {memory_error, DMsg, DInfo}} ->
+            tap:ok(binary:match(DMsg, <<"double free detected in function double_free/0">>)
+                   =/= nomatch,
+                   io_lib:format("double_free(): ~s", [DMsg])),
+            tap:is(maps:with([kind, bad_calls, blocks], DInfo),
+                   #{kind => <<"double free">>, bad_calls => 1, blocks => 0},
+                   "double_free(): #{kind => <<\"double free\">>, bad_calls => 1}");
+        DOther ->
+            tap:is(DOther, {error, {memory_error, '...'}}, "double_free(): memory_error"),
+            tap:ok(false, "double_free(): info")
+    end,
+    leak(fun() -> leaky_chained(10) end, "leakcheck:leaky_chained/1", 110, 2,
+         "a leak check with its own report callback names the function given"),
+    tap:is(chained_reports(), 2, "the caller's report callback saw both leaks"),
+
+    %% Decoding with the allocator handed to the NIF.
+    tap:is(run(fun() -> sum_ints([1, 2, 3]) end), {ok, 6},
+           "sum_ints([1,2,3]) == 6, decoded into the NIF's GPA, no leak"),
+    tap:is(run(fun() -> sum_ints([]) end), {ok, 0}, "sum_ints([]) == 0"),
+    tap:is(run(fun() -> sum_ints([-(1 bsl 63), (1 bsl 63) - 1, 1]) end), {ok, 0},
+           "sum_ints: the full int64 range"),
+    tap:is(run(fun() -> sum_ints([1, 2, foo, 4]) end), {error, badarg},
+           "sum_ints([1,2,foo,4]): badarg, and no leak (the array was freed)"),
+    tap:is(run(fun() -> sum_ints([1, 1 bsl 64]) end), {error, badarg},
+           "sum_ints([1, 1 bsl 64]): badarg, no leak"),
+    tap:is(run(fun() -> sum_ints([1 | 2]) end), {error, badarg},
+           "sum_ints([1|2]): badarg (improper list)"),
+    tap:is(run(fun() -> sum_ints(<<1, 2>>) end), {error, badarg},
+           "sum_ints(<<1,2>>): badarg (not a list)"),
+    leak(fun() -> sum_ints_noclean([1, 2, 3]) end, "sum_ints_noclean/1", 24, 1,
+         "decoded and not freed: a 24-byte leak"),
+    tap:is(run(fun() -> sum_doubles([1.5, 2.5, 3]) end), {ok, 7.0},
+           "sum_doubles([1.5, 2.5, 3]) == 7.0"),
+    tap:is(run(fun() -> sum_doubles([1.5, "x"]) end), {error, badarg},
+           "sum_doubles([1.5, \"x\"]): badarg, no leak"),
+    tap:is(run(fun() -> bin_info(<<1, 2, 3>>) end), {ok, {3, 6, <<3, 2, 1>>}},
+           "bin_info(<<1,2,3>>): a copy of the binary, freed"),
+    Big = binary:copy(<<7>>, 100000),
+    tap:is(run(fun() -> bin_info(Big) end), {ok, {100000, 700000, Big}},
+           "bin_info of a 100000-byte (refc) binary"),
+    tap:is(run(fun() -> bin_info(<<>>) end), {ok, {0, 0, <<>>}},
+           "bin_info(<<>>): the zero-length pointer, no leak"),
+    tap:is({run(fun() -> bin_info("abc") end), run(fun() -> bin_info(<<1:3>>) end)},
+           {{error, badarg}, {error, badarg}},
+           "bin_info of a string or a bitstring: badarg"),
+    tap:is({run(fun() -> sum_ints_beam([4, 5, 6]) end),
+            run(fun() -> sum_ints_beam([4, x]) end)},
+           {{ok, 15}, {error, badarg}},
+           "decoding over beamalloc_beam(): 15, and badarg on [4, x]"),
+    tap:is({run(fun() -> sum_ints_oom([1, 2, 3], 0) end),
+            run(fun() -> sum_ints_oom([1, 2, 3], 1) end)},
+           {{error, enomem}, {ok, 6}},
+           "out of memory while decoding: enomem, nothing leaked"),
+
+    %% Leaked blocks go back to the VM when the per-call GPA is destroyed.
+    erlang:garbage_collect(),
+    timer:sleep(50),
+    Before = erlang:memory(system),
+    Leaks = [run(fun() -> leaky_quiet(1000000) end) || _ <- lists:seq(1, 20)],
+    Grown = erlang:memory(system) - Before,
+    tap:ok(lists:all(fun({error, {memory_leak, _, #{bytes := 1000100}}}) -> true;
+                        (_) -> false end, Leaks),
+           "20 x leaky_quiet(1000000): 20 leak exceptions"),
+    tap:ok(Grown < 1 bsl 20,
+           io_lib:format("... and memory(system) grew by ~b < 1 MiB: the leaks "
+                         "went back to the VM", [Grown])),
+    Clean = [run(fun() -> clean(N) end) || N <- lists:seq(1, 2000)],
+    tap:ok(lists:all(fun(R) -> R =:= {ok, ok} end, Clean),
+           "2000 clean calls of sizes 1..2000: no exception"),
+    tap:done().

@@ -285,7 +285,8 @@ beamalloc_nif_raise_findings(ErlNifEnv *env, const char *name, int argc,
  * A leak or bad free raises an exception naming name/argc, replacing the
  * body's result (or exception); each finding also goes to cfg's report
  * callback (NULL: printed to stderr).  A GPA that cannot be created
- * raises enomem.
+ * raises enomem.  Everything from a is gone when the call returns: do not
+ * keep it in resources or across enif_schedule_nif().
  */
 static inline ERL_NIF_TERM
 beamalloc_nif_leak_check_with(ErlNifEnv *env, int argc,

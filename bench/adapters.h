@@ -1,0 +1,57 @@
+/*
+ * adapters.h - every allocator under test behind the same
+ * beamalloc_allocator vtable: glibc, the malloc libraries Debian ships
+ * (loaded with dlopen, called through their own prefixed functions), a
+ * counting wrapper that measures what a layered allocator takes from its
+ * backing.  The reference free list is in reffl.h.
+ */
+#ifndef BEAMALLOC_BENCH_ADAPTERS_H
+#define BEAMALLOC_BENCH_ADAPTERS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "beamalloc.h"
+
+/* ---- glibc: malloc below 16, aligned_alloc above ---------------------- */
+beamalloc_allocator bench_glibc(void);
+size_t bench_glibc_held(void);		/* mallinfo2: arena + mmapped */
+size_t bench_glibc_inuse(void);		/* mallinfo2: chunks in use + mmapped */
+
+/* ---- dlopen'd malloc libraries ----------------------------------------- */
+enum ext_id { EXT_MIMALLOC, EXT_JEMALLOC, EXT_TCMALLOC, EXT_N };
+
+struct ext_info {
+	const char *name;		/* "mimalloc" */
+	const char *soname;		/* what dlopen loads */
+	const char *package;		/* the Debian package shipping it */
+	bool loaded;
+	char why[160];			/* dlerror() when not loaded */
+	char version[32];
+};
+
+/* Load all three (RTLD_LOCAL: the process's malloc stays glibc's).
+ * Returns true when one failed only for lack of static TLS (jemalloc),
+ * so the caller can re-exec with the tunable. */
+bool bench_ext_load(void);
+const struct ext_info *bench_ext_info(enum ext_id id);
+beamalloc_allocator bench_ext(enum ext_id id);
+/* Bytes the library holds from the OS (its own statistics), or 0. */
+size_t bench_ext_held(enum ext_id id);
+const char *bench_ext_held_source(enum ext_id id);
+
+/* ---- counting wrapper --------------------------------------------------- */
+struct counting {
+	beamalloc_allocator backing;
+	atomic_size_t held;		/* bytes now taken from backing */
+	atomic_size_t peak;
+};
+
+beamalloc_allocator bench_counting(struct counting *c,
+    beamalloc_allocator backing);
+
+/* ---- process memory ---------------------------------------------------- */
+size_t bench_rss(void);			/* resident bytes, /proc/self/statm */
+
+#endif

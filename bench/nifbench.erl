@@ -1,0 +1,177 @@
+%% nifbench.erl - drives nifbench_nif inside a real BEAM: every workload
+%% with every allocator, on a normal and on a dirty CPU scheduler,
+%% interleaved and repeated; then erlang:memory(system) before, at the
+%% peak and after a fresh instance holds 10,000 random blocks.
+%%
+%%   erl -noshell -pa DIR -eval 'nifbench:main(["5", "1.0", "OUTDIR"])'
+-module(nifbench).
+-export([main/1]).
+-export([names/0, in_vm/0, run/3, run_dirty/3, hold/2, drop/0, destroy/0]).
+-on_load(init/0).
+
+init() ->
+    erlang:load_nif(filename:join(os:getenv("NIF_DIR"), "nifbench_nif"), 0).
+
+names() -> erlang:nif_error(not_loaded).
+in_vm() -> erlang:nif_error(not_loaded).
+run(_, _, _) -> erlang:nif_error(not_loaded).
+run_dirty(_, _, _) -> erlang:nif_error(not_loaded).
+hold(_, _) -> erlang:nif_error(not_loaded).
+drop() -> erlang:nif_error(not_loaded).
+destroy() -> erlang:nif_error(not_loaded).
+
+-define(HOLD_BLOCKS, 10000).
+
+main([RepsS, ScaleS, OutDir]) ->
+    Reps = list_to_integer(RepsS),
+    Scale = list_to_float(ScaleS),
+    true = in_vm(),
+    {Allocs, Wls} = names(),
+    Cells = [{A, W, S} || W <- idx(Wls), A <- idx(Allocs),
+                          S <- [normal, dirty]],
+    %% One warm-up round, then Reps rounds, the allocator order rotated.
+    _ = round(Cells, Scale, 0),
+    Runs = lists:append([round(Cells, Scale, R) || R <- lists:seq(1, Reps)]),
+    Res = summarize(Runs),
+    Mem = [memory(A, Name) || {A, Name} <- idx(Allocs)],
+    write_csv(OutDir, Allocs, Wls, Reps, Res, Mem),
+    print(Allocs, Wls, Res, Mem),
+    Ratios = ratios(Allocs, Wls, Res),
+    write_ratios(OutDir, Ratios),
+    halt(0).
+
+idx(L) -> lists:zip(lists:seq(0, length(L) - 1), L).
+
+rotate(L, N) ->
+    K = N rem length(L),
+    {A, B} = lists:split(K, L),
+    B ++ A.
+
+round(Cells, Scale, R) ->
+    lists:filtermap(
+      fun({{A, _}, {W, _}, S}) ->
+              Fun = case S of normal -> run; dirty -> run_dirty end,
+              case ?MODULE:Fun(A, W, Scale) of
+                  {Ns, Ops} -> {true, {{A, W, S}, Ns / Ops}};
+                  _ -> false
+              end
+      end, rotate(Cells, R * 7)).
+
+summarize(Runs) ->
+    Groups = lists:foldl(fun({K, V}, M) ->
+                                 maps:update_with(K, fun(L) -> [V | L] end,
+                                                  [V], M)
+                         end, #{}, Runs),
+    maps:map(fun(_, L) -> {median(L), lists:min(L), length(L)} end, Groups).
+
+median(L) ->
+    S = lists:sort(L),
+    N = length(S),
+    case N rem 2 of
+        1 -> lists:nth(N div 2 + 1, S);
+        0 -> (lists:nth(N div 2, S) + lists:nth(N div 2 + 1, S)) / 2
+    end.
+
+system() ->
+    erlang:garbage_collect(),
+    erlang:memory(system).
+
+memory(A, Name) ->
+    Before = system(),
+    case hold(A, ?HOLD_BLOCKS) of
+        unavailable -> {Name, unavailable};
+        Live ->
+            Peak = system(),
+            ok = drop(),
+            AfterFree = system(),
+            ok = destroy(),
+            After = system(),
+            {Name, {Live, Before, Peak, AfterFree, After}}
+    end.
+
+fmt(F, A) -> lists:flatten(io_lib:format(F, A)).
+
+write_csv(Dir, Allocs, Wls, Reps, Res, Mem) ->
+    Rows = [fmt("~s,~s,~s,~b,~.2f,~.2f~n",
+                [An, Wn, S, Reps, Med, Min])
+            || {W, Wn} <- idx(Wls), {A, An} <- idx(Allocs),
+               S <- [normal, dirty],
+               {Med, Min, _} <- [maps:get({A, W, S}, Res, none)]],
+    ok = file:write_file(filename:join(Dir, "nif.csv"),
+                         ["allocator,workload,scheduler,reps,ns_median,"
+                          "ns_min\n" | Rows]),
+    MRows = [fmt("~s,~b,~b,~b,~b,~b,~b,~.3f~n",
+                 [N, ?HOLD_BLOCKS, Live, B, P, F, D, (P - B) / Live])
+             || {N, {Live, B, P, F, D}} <- Mem],
+    ok = file:write_file(filename:join(Dir, "nif_memory.csv"),
+                         ["allocator,blocks,live_bytes,system_before,"
+                          "system_peak,system_after_free,"
+                          "system_after_destroy,peak_delta_per_live\n"
+                          | MRows]).
+
+print(Allocs, Wls, Res, Mem) ->
+    io:format("~nInside erl (~s, ERTS ~s): ns per operation, median (min)~n",
+              [erlang:system_info(otp_release), erlang:system_info(version)]),
+    io:format("~-10s ~-9s ~22s ~22s~n",
+              ["workload", "allocator", "normal scheduler", "dirty CPU"]),
+    [io:format("~-10s ~-9s ~22s ~22s~n",
+               [Wn, An, cell(Res, {A, W, normal}), cell(Res, {A, W, dirty})])
+     || {W, Wn} <- idx(Wls), {A, An} <- idx(Allocs)],
+    io:format("~nerlang:memory(system) around ~b live blocks of 8..4096 B "
+              "(bytes)~n", [?HOLD_BLOCKS]),
+    io:format("~-9s ~10s ~12s ~12s ~12s ~12s~n",
+              ["allocator", "live", "peak-before", "per live B",
+               "after free", "after destroy"]),
+    [case M of
+         unavailable -> io:format("~-9s unavailable~n", [N]);
+         {Live, B, P, F, D} ->
+             io:format("~-9s ~10b ~12b ~12.3f ~12b ~12b~n",
+                       [N, Live, P - B, (P - B) / Live, F - B, D - B])
+     end || {N, M} <- Mem],
+    ok.
+
+cell(Res, K) ->
+    case maps:get(K, Res, none) of
+        none -> "-";
+        {Med, Min, _} -> fmt("~.1f (~.1f)", [Med, Min])
+    end.
+
+%% enif/X: how many times faster X is than raw enif_alloc.
+ratios(Allocs, Wls, Res) ->
+    Pos = fun(Name, L) ->
+                  hd([I || {I, N} <- idx(L), N =:= Name] ++ [-1])
+          end,
+    Want = [{enif, 'gpa-fast', pair64, 10.0}, {enif, 'gpa-fast', lifo1000, 0},
+            {enif, 'gpa-fast', rand1k, 0}, {enif, 'gpa-safe', pair64, 0},
+            {enif, arena, reset10k, 0}, {enif, beam, pair64, 0},
+            {malloc, 'gpa-fast', pair64, 0}],
+    io:format("~n~-34s ~8s ~8s ~8s~n", ["ratio (ns per op)", "normal",
+                                         "dirty", "target"]),
+    lists:filtermap(
+      fun({Den, Num, W, Target}) ->
+              D = Pos(Den, Allocs), N = Pos(Num, Allocs), Wi = Pos(W, Wls),
+              case [maps:get({X, Wi, S}, Res, none)
+                    || X <- [D, N], S <- [normal, dirty]] of
+                  [{Dn, _, _}, {Dd, _, _}, {Nn, _, _}, {Nd, _, _}] ->
+                      Name = fmt("~s/~s ~s", [Den, Num, W]),
+                      {Rn, Rd} = {Dn / Nn, Dd / Nd},
+                      {Tgt, Met} =
+                          case Target of
+                              0 -> {"", ""};
+                              T -> {fmt(">=~.1f", [T]),
+                                    case Rn >= T of true -> "met";
+                                        false -> "NOT MET" end}
+                          end,
+                      io:format("~-34s ~8.2f ~8.2f ~8s  ~s~n",
+                                [Name, Rn, Rd, Tgt, Met]),
+                      {true, fmt("nif,~s,~s,~.3f,~.3f,~s,~s~n",
+                                 [fmt("~s/~s", [Den, Num]), W, Rn, Rd,
+                                  Tgt, Met])};
+                  _ -> false
+              end
+      end, Want).
+
+write_ratios(Dir, Rows) ->
+    ok = file:write_file(filename:join(Dir, "nif_ratios.csv"),
+                         ["kind,ratio,workload,normal,dirty,target,verdict\n"
+                          | Rows]).

@@ -1,0 +1,946 @@
+/*
+ * model.c - operations decoded from bytes, run on one allocator and
+ * checked against a reference model.
+ *
+ * The model keeps up to SLOTS blocks, each with its length, alignment and a
+ * seed that determines every byte of its contents.  After every operation
+ * it checks what the contract promises: alignment honoured, contents kept
+ * across resize/remap/realloc, no two live blocks overlap, failures only
+ * where allowed and with the right errno, and the allocator's own byte and
+ * block counts (or its backing's) equal to the model's.  At the end every
+ * block left live must be reported as a leak, exactly.
+ *
+ * Input format: a few configuration bytes read by the target's open(),
+ * then operations of 2-6 bytes: op, slot, then sizes and alignments.
+ * Past the end of the input every byte reads as 0.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "beamalloc.h"
+#include "model.h"
+#include "tools.h"		/* BA_ASAN */
+#include "../testalloc.h"
+
+#ifdef BA_ASAN
+/* In every ASan runtime; gcc ships no header declaring it. */
+size_t __sanitizer_get_current_allocated_bytes(void);
+#endif
+
+#define SLOTS 64
+#define LIVE_CAP ((size_t)32 << 20)	/* bound on live bytes per run */
+#define MAX_LEN ((size_t)1 << 20)
+#define HUGE_LEN ((size_t)PTRDIFF_MAX + 1)
+
+unsigned long long fz_ops;
+
+/* ------------------------------------------------------------------------
+ * The model's state
+ * ---------------------------------------------------------------------- */
+
+struct block {
+	unsigned char *p;	/* NULL: empty slot */
+	size_t len;
+	size_t align;
+	size_t host;		/* bytes the backing holds for it */
+	uint8_t seed;		/* contents: pat(seed, i) */
+};
+
+/* What an operation may do. */
+enum expect {
+	MUST_OK,
+	MUST_EINVAL,
+	MUST_ENOMEM,
+	MAY_FAIL		/* either way; errno EINVAL or ENOMEM */
+};
+
+struct run;
+
+struct target {
+	const char *name;
+	void (*open)(struct run *r);
+	/* Release everything left live, checking the leak report. */
+	void (*close)(struct run *r);
+	/* Op "reset": arena/fixed reset, GPA leak count, else free all. */
+	void (*reset)(struct run *r);
+	/* Compare the allocator's (or its backing's) counts with ours. */
+	void (*account)(struct run *r);
+	/* Can a fresh len-byte block at align fail now (NULL: must not)? */
+	enum expect (*expect_alloc)(struct run *r, size_t len, size_t align);
+	/* Must a resize/remap fail now (NULL: no such rule)? */
+	bool (*resize_must_fail)(struct run *r);
+	/* Bytes the backing holds for a block placed by alloc/remap. */
+	size_t (*host_of)(size_t len, size_t align);
+	size_t max_align;	/* every alignment up to it is served */
+	bool einval_above;	/* alignments above it fail with EINVAL */
+	bool no_grow;		/* resize never grows (it would have to move) */
+	bool resize_keeps_host;	/* in-place resize leaves host bytes alone */
+};
+
+struct run {
+	const struct target *t;
+	beamalloc_allocator a;
+	const uint8_t *in, *end;
+	unsigned long op;	/* index of the operation, for messages */
+	const char *what;	/* its name */
+	struct block b[SLOTS];
+	size_t nlive;		/* blocks with len > 0 */
+	size_t live;		/* sum of their lengths */
+	size_t host;		/* sum of their host bytes */
+	uint8_t next_seed;
+	/* target state */
+	testalloc *ta;		/* strict counting backing */
+	beamalloc_allocator backing;
+	beamalloc_allocator wide;	/* wide_on(&backing) */
+	size_t asan_base;	/* ASan's allocated bytes at open */
+	beamalloc_arena *arena;
+	beamalloc_fixed fixed;
+	beamalloc_failing failing;
+};
+
+static testalloc ta_storage;
+
+/* ------------------------------------------------------------------------
+ * Helpers
+ * ---------------------------------------------------------------------- */
+
+static __attribute__((format(printf, 2, 3), noreturn)) void
+fail(struct run *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "beamalloc fuzz model: target %s, operation %lu (%s): ",
+	    r->t->name, r->op, r->what ? r->what : "-");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	abort();
+}
+
+#define CHECK(r, cond, ...) do { if (!(cond)) fail((r), __VA_ARGS__); } while (0)
+
+static unsigned
+next(struct run *r)
+{
+	return r->in < r->end ? *r->in++ : 0;
+}
+
+/* Mostly small, sometimes zero, rarely up to 1 MiB. */
+static size_t
+next_len(struct run *r)
+{
+	unsigned x = next(r), y = next(r);
+	size_t n = ((size_t)(x & 15) << 8) | y;	/* 0..4095 */
+
+	switch (x >> 4) {
+	case 0:
+		return 0;
+	case 1: case 2: case 3: case 4: case 5: case 6: case 7: case 8:
+	case 9:
+		return 1 + n % 64;
+	case 10: case 11: case 12:
+		return 1 + n;
+	case 13: case 14:
+		return 1 + n * 16 + (y & 15);
+	default:
+		return 1 + (y & 1 ? n * 256 : n * 64) + y;
+	}
+}
+
+/* Mostly 1..8, sometimes up to a page, rarely up to 1 MiB. */
+static size_t
+next_align(struct run *r)
+{
+	unsigned a = next(r);
+
+	if (a < 128)
+		return (size_t)1 << (a % 4);
+	if (a < 192)
+		return (size_t)1 << (4 + a % 3);
+	if (a < 240)
+		return (size_t)1 << (a % 13);
+	return (size_t)1 << (a % 21);
+}
+
+/* Contents: block bytes are a window of a fixed pseudo-random string,
+ * starting at an offset chosen by the block's seed, so fill and verify are
+ * one memcpy/memcmp and shifted or swapped data never matches. */
+#define PAT_STRIDE 61
+static unsigned char pattern[MAX_LEN + 256 * PAT_STRIDE];
+
+static void
+pattern_init(void)
+{
+	static bool done;
+
+	if (done)
+		return;
+	done = true;
+	for (size_t i = 0; i < sizeof(pattern); i++)
+		pattern[i] = (unsigned char)((i * 2654435761u) >> 13);
+}
+
+static inline const unsigned char *
+pat(uint8_t seed)
+{
+	return pattern + (size_t)seed * PAT_STRIDE;
+}
+
+static void
+fill(unsigned char *p, size_t from, size_t to, uint8_t seed)
+{
+	if (to > from)
+		memcpy(p + from, pat(seed) + from, to - from);
+}
+
+static void
+verify(struct run *r, const struct block *b, const unsigned char *p,
+    size_t n)
+{
+	const unsigned char *want = pat(b->seed);
+	size_t i;
+
+	if (n == 0 || memcmp(p, want, n) == 0)
+		return;
+	for (i = 0; p[i] == want[i]; i++)
+		;
+	fail(r, "block %p (len %zu, align %zu): byte %zu is %#x, want %#x",
+	    (const void *)p, b->len, b->align, i, p[i], want[i]);
+}
+
+static inline size_t
+min_len(size_t a, size_t b)
+{
+	return a < b ? a : b;
+}
+
+static int
+is_aligned_to(const void *p, size_t align)
+{
+	return ((uintptr_t)p & (align - 1)) == 0;
+}
+
+/* A block just placed at p: aligned, and overlapping no other live one. */
+static void
+placed(struct run *r, int slot, const unsigned char *p, size_t len,
+    size_t align)
+{
+	CHECK(r, p != NULL, "NULL where a pointer was due");
+	CHECK(r, is_aligned_to(p, align), "%p is not aligned to %zu",
+	    (const void *)p, align);
+	if (len == 0)
+		return;
+	for (int i = 0; i < SLOTS; i++) {
+		const struct block *o = &r->b[i];
+
+		if (i == slot || o->p == NULL || o->len == 0)
+			continue;
+		CHECK(r, p + len <= o->p || o->p + o->len <= p,
+		    "new block [%p, +%zu) overlaps live block [%p, +%zu)",
+		    (const void *)p, len, (void *)o->p, o->len);
+	}
+}
+
+static void
+expect_failure(struct run *r, enum expect e, int err)
+{
+	CHECK(r, e != MUST_OK, "failed (errno %d) where it must succeed", err);
+	CHECK(r, err == EINVAL || err == ENOMEM,
+	    "failed with errno %d, neither EINVAL nor ENOMEM", err);
+	CHECK(r, e != MUST_EINVAL || err == EINVAL,
+	    "errno %d where EINVAL was due", err);
+	CHECK(r, e != MUST_ENOMEM || err == ENOMEM,
+	    "errno %d where ENOMEM was due", err);
+}
+
+static enum expect
+expect_alloc(struct run *r, size_t len, size_t align)
+{
+	if (len == 0)
+		return MUST_OK;
+	if (align > r->t->max_align)
+		return r->t->einval_above ? MUST_EINVAL : MAY_FAIL;
+	return r->t->expect_alloc ? r->t->expect_alloc(r, len, align) :
+	    MUST_OK;
+}
+
+/* The model's side of a block appearing, changing or going away. */
+static void
+set_block(struct run *r, int slot, unsigned char *p, size_t len,
+    size_t align, size_t host)
+{
+	struct block *b = &r->b[slot];
+
+	if (b->p != NULL && b->len > 0) {
+		r->nlive--;
+		r->live -= b->len;
+		r->host -= b->host;
+	}
+	if (p == NULL) {
+		memset(b, 0, sizeof(*b));
+		return;
+	}
+	b->p = p;
+	b->len = len;
+	b->align = align;
+	b->host = len > 0 ? host : 0;
+	if (len > 0) {
+		r->nlive++;
+		r->live += len;
+		r->host += b->host;
+	}
+}
+
+static size_t
+host_of(struct run *r, size_t len, size_t align)
+{
+	return r->t->host_of ? r->t->host_of(len, align) : len;
+}
+
+/* ------------------------------------------------------------------------
+ * Operations
+ * ---------------------------------------------------------------------- */
+
+static void
+op_free(struct run *r, int slot, bool plain)
+{
+	struct block *b = &r->b[slot];
+
+	if (b->p == NULL)
+		return;
+	r->what = "free";
+	verify(r, b, b->p, b->len);
+	if (plain && b->align == BEAMALLOC_MIN_ALIGN)
+		beamalloc_free(r->a, b->p, b->len);
+	else
+		beamalloc_free_aligned(r->a, b->p, b->len, b->align);
+	set_block(r, slot, NULL, 0, 0, 0);
+}
+
+static void
+free_all(struct run *r)
+{
+	for (int i = 0; i < SLOTS; i++)
+		op_free(r, i, false);
+}
+
+static void
+op_alloc(struct run *r, int slot)
+{
+	unsigned v = next(r) % 4;
+	size_t len = next_len(r), align = next_align(r), size;
+	unsigned char *p;
+	uint8_t seed = r->next_seed++;
+	enum expect e;
+
+	op_free(r, slot, false);
+	if (r->live + len > LIVE_CAP)
+		len %= 64;
+	switch (v) {
+	case 0:
+		r->what = "alloc_aligned";
+		e = expect_alloc(r, len, align);
+		errno = 0;
+		p = beamalloc_alloc_aligned(r->a, len, align);
+		break;
+	case 1:
+		r->what = "alloc";
+		align = BEAMALLOC_MIN_ALIGN;
+		e = expect_alloc(r, len, align);
+		errno = 0;
+		p = beamalloc_alloc(r->a, len);
+		break;
+	case 2:
+		r->what = "alloc_array";
+		size = (size_t)1 << (next(r) % 5);
+		len -= len % size;
+		e = expect_alloc(r, len, align);
+		errno = 0;
+		p = beamalloc_alloc_array(r->a, len / size, size, align);
+		break;
+	default:
+		r->what = "dup";
+		align = BEAMALLOC_MIN_ALIGN;
+		e = expect_alloc(r, len, align);
+		errno = 0;
+		p = beamalloc_dup(r->a, pat(seed), len);
+		break;
+	}
+	if (p == NULL) {
+		expect_failure(r, e, errno);
+		return;
+	}
+	CHECK(r, e != MUST_EINVAL && e != MUST_ENOMEM,
+	    "len %zu align %zu succeeded where it must fail", len, align);
+	placed(r, slot, p, len, align);
+	r->b[slot].seed = seed;
+	set_block(r, slot, p, len, align, host_of(r, len, align));
+	if (v == 3)
+		verify(r, &r->b[slot], p, len);
+	else
+		fill(p, 0, len, seed);
+}
+
+static void
+op_resize(struct run *r, int slot)
+{
+	struct block *b = &r->b[slot];
+	size_t new_len = next_len(r);
+	bool ok, must_fail;
+
+	if (b->p == NULL)
+		return;
+	r->what = "resize";
+	if (new_len > b->len && r->live + new_len - b->len > LIVE_CAP)
+		new_len = b->len;
+	verify(r, b, b->p, b->len);
+	must_fail = r->t->resize_must_fail && r->t->resize_must_fail(r);
+	errno = 0;
+	ok = beamalloc_resize(r->a, b->p, b->len, b->align, new_len);
+	if (new_len == 0) {
+		CHECK(r, ok, "resize to 0 must free and succeed");
+		set_block(r, slot, NULL, 0, 0, 0);
+		return;
+	}
+	if (b->len == 0) {
+		CHECK(r, !ok && errno == ENOMEM,
+		    "resize of a zero-length block must fail with ENOMEM");
+		return;
+	}
+	if (new_len == b->len) {
+		CHECK(r, ok, "resize to the same length must succeed");
+		return;
+	}
+	CHECK(r, !ok || !must_fail, "resize succeeded where it must fail");
+	if (!ok) {
+		CHECK(r, errno == ENOMEM || errno == EINVAL,
+		    "resize failed with errno %d", errno);
+		verify(r, b, b->p, b->len);
+		return;
+	}
+	CHECK(r, new_len < b->len || !r->t->no_grow,
+	    "resize grew %zu -> %zu in place", b->len, new_len);
+	verify(r, b, b->p, min_len(b->len, new_len));
+	fill(b->p, b->len, new_len, b->seed);
+	set_block(r, slot, b->p, new_len, b->align, r->t->resize_keeps_host ?
+	    b->host : host_of(r, new_len, b->align));
+}
+
+/* May move: NULL leaves the block as it was. */
+static void
+op_remap(struct run *r, int slot)
+{
+	struct block *b = &r->b[slot];
+	size_t new_len = next_len(r);
+	unsigned char *p;
+	bool must_fail;
+
+	if (b->p == NULL)
+		return;
+	r->what = "remap";
+	if (new_len > b->len && r->live + new_len - b->len > LIVE_CAP)
+		new_len = b->len / 2;
+	verify(r, b, b->p, b->len);
+	must_fail = r->t->resize_must_fail && r->t->resize_must_fail(r);
+	errno = 0;
+	p = beamalloc_remap(r->a, b->p, b->len, b->align, new_len);
+	if (new_len == 0) {
+		/* Freed; what is left is a zero-length pointer. */
+		CHECK(r, p != NULL && is_aligned_to(p, b->align),
+		    "remap to 0 must give an aligned zero-length pointer");
+		set_block(r, slot, p, 0, b->align, 0);
+		return;
+	}
+	if (b->len == 0) {
+		CHECK(r, p == NULL && errno == ENOMEM,
+		    "remap of a zero-length block must fail with ENOMEM");
+		return;
+	}
+	if (new_len == b->len) {
+		CHECK(r, p == b->p, "remap to the same length must keep it");
+		return;
+	}
+	CHECK(r, p == NULL || !must_fail, "remap succeeded where it must fail");
+	if (p == NULL) {
+		CHECK(r, errno == ENOMEM || errno == EINVAL,
+		    "remap failed with errno %d", errno);
+		verify(r, b, b->p, b->len);
+		return;
+	}
+	placed(r, slot, p, new_len, b->align);
+	verify(r, b, p, min_len(b->len, new_len));
+	fill(p, b->len, new_len, b->seed);
+	set_block(r, slot, p, new_len, b->align, host_of(r, new_len,
+	    b->align));
+}
+
+/* Remap, else alloc + copy + free; NULL leaves the old block intact. */
+static void
+op_realloc(struct run *r, int slot)
+{
+	struct block *b = &r->b[slot];
+	size_t new_len = next_len(r);
+	unsigned char *p;
+	enum expect e;
+
+	if (b->p == NULL)
+		return;
+	r->what = "realloc";
+	if (new_len > b->len && r->live + new_len - b->len > LIVE_CAP)
+		new_len = b->len / 2;
+	verify(r, b, b->p, b->len);
+	e = expect_alloc(r, new_len, b->align);
+	if (e == MUST_ENOMEM && b->len > 0)
+		e = MAY_FAIL;	/* an in-place remap may still do */
+	errno = 0;
+	p = beamalloc_realloc(r->a, b->p, b->len, b->align, new_len);
+	if (p == NULL) {
+		expect_failure(r, e, errno);
+		verify(r, b, b->p, b->len);
+		return;
+	}
+	if (new_len == b->len && b->len > 0) {
+		CHECK(r, p == b->p, "realloc to the same length must keep it");
+		return;
+	}
+	placed(r, slot, p, new_len, b->align);
+	verify(r, b, p, min_len(b->len, new_len));
+	fill(p, b->len, new_len, b->seed);
+	set_block(r, slot, p, new_len, b->align, host_of(r, new_len,
+	    b->align));
+}
+
+/* Misuse the contract forbids in defined ways: NULL/false + errno, and
+ * nothing changes. */
+static void
+op_bad(struct run *r, int slot)
+{
+	struct block *b = &r->b[slot];
+	unsigned v = next(r) % 6;
+	size_t bad_align = (size_t)(next(r) % 15 + 1) * 2 + 1;	/* odd >= 3 */
+	size_t huge = HUGE_LEN + next(r);
+
+	bad_align <<= next(r) % 8;
+	errno = 0;
+	switch (v) {
+	case 0:
+		r->what = "alloc_aligned with a bad alignment";
+		CHECK(r, beamalloc_alloc_aligned(r->a, 16, bad_align) == NULL &&
+		    errno == EINVAL, "alignment %zu: want NULL, EINVAL",
+		    bad_align);
+		return;
+	case 1:
+		r->what = "alloc of a huge length";
+		CHECK(r, beamalloc_alloc_aligned(r->a, huge, 8) == NULL &&
+		    errno == ENOMEM, "length %zu: want NULL, ENOMEM", huge);
+		return;
+	case 2:
+		r->what = "alloc_array overflowing n*size";
+		CHECK(r, beamalloc_alloc_array(r->a, SIZE_MAX / 2 + 1 + next(r),
+		    2 + next(r) % 8, 8) == NULL && errno == ENOMEM,
+		    "n*size overflow: want NULL, ENOMEM");
+		return;
+	}
+	if (b->p == NULL)
+		return;
+	switch (v) {
+	case 3:
+		r->what = "realloc to a huge length";
+		CHECK(r, beamalloc_realloc(r->a, b->p, b->len, b->align,
+		    huge) == NULL && errno == ENOMEM,
+		    "realloc to %zu: want NULL, ENOMEM", huge);
+		break;
+	case 4:
+		r->what = "resize/remap/realloc with a bad alignment";
+		CHECK(r, !beamalloc_resize(r->a, b->p, b->len, bad_align,
+		    b->len + 1) && errno == EINVAL, "resize: want EINVAL");
+		errno = 0;
+		CHECK(r, beamalloc_remap(r->a, b->p, b->len, bad_align,
+		    b->len + 1) == NULL && errno == EINVAL,
+		    "remap: want NULL, EINVAL");
+		errno = 0;
+		CHECK(r, beamalloc_realloc(r->a, b->p, b->len, bad_align,
+		    b->len + 1) == NULL && errno == EINVAL,
+		    "realloc: want NULL, EINVAL");
+		break;
+	default:
+		r->what = "resize/remap to a huge length";
+		CHECK(r, !beamalloc_resize(r->a, b->p, b->len, b->align, huge) &&
+		    errno == ENOMEM, "resize: want false, ENOMEM");
+		errno = 0;
+		CHECK(r, beamalloc_remap(r->a, b->p, b->len, b->align, huge) ==
+		    NULL && errno == ENOMEM, "remap: want NULL, ENOMEM");
+		break;
+	}
+	verify(r, b, b->p, b->len);
+}
+
+static void
+op_check_all(struct run *r)
+{
+	r->what = "check all";
+	for (int i = 0; i < SLOTS; i++)
+		if (r->b[i].p != NULL)
+			verify(r, &r->b[i], r->b[i].p, r->b[i].len);
+}
+
+static void
+step(struct run *r)
+{
+	unsigned op = next(r) % 16;
+	int slot = (int)(next(r) % SLOTS);
+
+	switch (op) {
+	case 0: case 1: case 2: case 3:
+		op_alloc(r, slot);
+		break;
+	case 4: case 5:
+		op_free(r, slot, op == 4);
+		break;
+	case 6: case 7:
+		op_resize(r, slot);
+		break;
+	case 8: case 9:
+		op_remap(r, slot);
+		break;
+	case 10: case 11:
+		op_realloc(r, slot);
+		break;
+	case 12:
+		r->what = "reset";
+		r->t->reset(r);
+		break;
+	case 13:
+		op_bad(r, slot);
+		break;
+	default:
+		op_check_all(r);
+		break;
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * Targets
+ * ---------------------------------------------------------------------- */
+
+/* beam (the malloc fallback outside the VM) and libc: the only counts are
+ * ASan's, exact to the byte: the model knows what malloc holds. */
+static void
+base_account(struct run *r)
+{
+#ifdef BA_ASAN
+	size_t now = __sanitizer_get_current_allocated_bytes() - r->asan_base;
+
+	CHECK(r, now == r->host, "malloc holds %zu bytes, model %zu", now,
+	    r->host);
+#else
+	(void)r;
+#endif
+}
+
+static void
+base_open(struct run *r, beamalloc_allocator a)
+{
+	r->a = a;
+#ifdef BA_ASAN
+	r->asan_base = __sanitizer_get_current_allocated_bytes();
+#endif
+}
+
+static void
+beam_open(struct run *r)
+{
+	base_open(r, beamalloc_beam());
+}
+
+static void
+libc_open(struct run *r)
+{
+	base_open(r, beamalloc_libc());
+}
+
+static void
+base_close(struct run *r)
+{
+	free_all(r);
+	base_account(r);
+}
+
+/* wide over the strict test allocator: 8-only blocks, exact frees checked,
+ * remaps that move when the input says so. */
+static void
+strict_open(struct run *r)
+{
+	/* Counters only: the block table is valid up to nblocks. */
+	memset(&ta_storage.nblocks, 0, sizeof(ta_storage) -
+	    offsetof(testalloc, nblocks));
+	r->ta = &ta_storage;
+	r->ta->move_on_remap = (int)(next(r) & 1);
+	r->ta->shift = next(r) % 4;
+	r->backing = testalloc_allocator(r->ta);
+}
+
+static void
+strict_account(struct run *r)
+{
+	CHECK(r, r->ta->bad_calls == 0,
+	    "the backing saw %zu frees/resizes naming a wrong block",
+	    r->ta->bad_calls);
+	CHECK(r, r->ta->live_bytes == r->host,
+	    "backing holds %zu bytes, model %zu", r->ta->live_bytes, r->host);
+}
+
+static void
+wide_open(struct run *r)
+{
+	strict_open(r);
+	r->a = beamalloc_wide_on(&r->backing);
+}
+
+static size_t
+wide_host(size_t len, size_t align)
+{
+	return align <= BEAMALLOC_MIN_ALIGN ? len : len + align;
+}
+
+static void
+wide_account(struct run *r)
+{
+	strict_account(r);
+	CHECK(r, r->ta->nblocks == r->nlive, "backing holds %zu blocks, "
+	    "model %zu", r->ta->nblocks, r->nlive);
+}
+
+static void
+wide_close(struct run *r)
+{
+	free_all(r);
+	wide_account(r);
+}
+
+/* arena over the strict backing: every byte it holds is a chunk. */
+static void
+arena_open(struct run *r)
+{
+	strict_open(r);
+	r->arena = beamalloc_arena_create(r->backing);
+	CHECK(r, r->arena != NULL, "arena_create failed");
+	r->a = beamalloc_arena_allocator(r->arena);
+}
+
+static void
+arena_account(struct run *r)
+{
+	CHECK(r, r->ta->bad_calls == 0,
+	    "the backing saw %zu frees naming a wrong block", r->ta->bad_calls);
+	CHECK(r, beamalloc_arena_capacity(r->arena) == r->ta->live_bytes,
+	    "arena capacity %zu, backing holds %zu",
+	    beamalloc_arena_capacity(r->arena), r->ta->live_bytes);
+}
+
+static void
+arena_reset(struct run *r)
+{
+	size_t cap = beamalloc_arena_capacity(r->arena);
+
+	for (int i = 0; i < SLOTS; i++)
+		if (r->b[i].p != NULL)
+			verify(r, &r->b[i], r->b[i].p, r->b[i].len);
+	beamalloc_arena_reset(r->arena);
+	for (int i = 0; i < SLOTS; i++)
+		set_block(r, i, NULL, 0, 0, 0);
+	CHECK(r, beamalloc_arena_capacity(r->arena) == cap,
+	    "reset changed the capacity from %zu to %zu", cap,
+	    beamalloc_arena_capacity(r->arena));
+}
+
+static void
+arena_close(struct run *r)
+{
+	/* Free some blocks first: destroy must not care. */
+	for (int i = 0; i < SLOTS; i += 2)
+		op_free(r, i, false);
+	op_check_all(r);
+	r->what = "destroy";
+	beamalloc_arena_destroy(r->arena);
+	CHECK(r, r->ta->nblocks == 0 && r->ta->live_bytes == 0,
+	    "destroy left %zu blocks, %zu bytes in the backing",
+	    r->ta->nblocks, r->ta->live_bytes);
+	CHECK(r, r->ta->bad_calls == 0, "destroy freed a wrong block");
+}
+
+/* fixed buffer over a static buffer starting at any residue. */
+#define FIXED_CAP ((size_t)512 << 10)
+static unsigned char fixed_mem[FIXED_CAP + 64] __attribute__((aligned(4096)));
+
+static void
+fixed_open(struct run *r)
+{
+	unsigned off = next(r) % 64;
+
+	beamalloc_fixed_init(&r->fixed, fixed_mem + off, FIXED_CAP);
+	r->a = beamalloc_fixed_allocator(&r->fixed);
+}
+
+/* Fails exactly when the block does not fit at the bump pointer. */
+static enum expect
+fixed_expect(struct run *r, size_t len, size_t align)
+{
+	uintptr_t p = (uintptr_t)r->fixed.ptr;
+	size_t pad = (size_t)(-p & (align - 1));
+	size_t room = (size_t)(r->fixed.end - r->fixed.ptr);
+
+	return pad <= room && len <= room - pad ? MUST_OK : MUST_ENOMEM;
+}
+
+static void
+fixed_account(struct run *r)
+{
+	const beamalloc_fixed *fb = &r->fixed;
+
+	CHECK(r, fb->start <= fb->ptr && fb->ptr <= fb->end &&
+	    (size_t)(fb->end - fb->start) == FIXED_CAP,
+	    "bump pointer %p outside [%p, %p]", (void *)fb->ptr,
+	    (void *)fb->start, (void *)fb->end);
+	for (int i = 0; i < SLOTS; i++) {
+		const struct block *b = &r->b[i];
+
+		CHECK(r, b->p == NULL || b->len == 0 ||
+		    (b->p >= fb->start && b->p + b->len <= fb->ptr),
+		    "block [%p, +%zu) outside the used buffer [%p, %p)",
+		    (void *)b->p, b->len, (void *)fb->start, (void *)fb->ptr);
+	}
+}
+
+static void
+fixed_reset(struct run *r)
+{
+	op_check_all(r);
+	beamalloc_fixed_reset(&r->fixed);
+	for (int i = 0; i < SLOTS; i++)
+		set_block(r, i, NULL, 0, 0, 0);
+	CHECK(r, r->fixed.ptr == r->fixed.start, "reset left %zu bytes used",
+	    (size_t)(r->fixed.ptr - r->fixed.start));
+}
+
+static void
+fixed_close(struct run *r)
+{
+	free_all(r);
+	fixed_reset(r);
+}
+
+/* failing over wide over the strict backing: induced failures exactly at
+ * the indices, counters exact, and the backing's frees exact. */
+static void
+failing_open(struct run *r)
+{
+	unsigned x = next(r), y = next(r);
+
+	wide_open(r);
+	r->wide = r->a;
+	beamalloc_failing_init(&r->failing, r->wide,
+	    x == 255 ? BEAMALLOC_NEVER : x, y == 255 ? BEAMALLOC_NEVER : y);
+	r->a = beamalloc_failing_allocator(&r->failing);
+}
+
+static enum expect
+failing_expect(struct run *r, size_t len, size_t align)
+{
+	(void)len, (void)align;
+	return r->failing.allocations >= r->failing.fail_index ?
+	    MUST_ENOMEM : MUST_OK;
+}
+
+static bool
+failing_resize_must_fail(struct run *r)
+{
+	return r->failing.resizes >= r->failing.resize_fail_index;
+}
+
+static void
+failing_account(struct run *r)
+{
+	const beamalloc_failing *f = &r->failing;
+
+	wide_account(r);
+	CHECK(r, f->allocations - f->deallocations == r->nlive,
+	    "allocations %zu - deallocations %zu, model has %zu blocks",
+	    f->allocations, f->deallocations, r->nlive);
+	CHECK(r, f->allocated_bytes - f->freed_bytes == r->live,
+	    "allocated %zu - freed %zu bytes, model has %zu", f->allocated_bytes,
+	    f->freed_bytes, r->live);
+	CHECK(r, !f->has_induced_failure || f->allocations >= f->fail_index,
+	    "has_induced_failure set before the failing index");
+}
+
+static void
+failing_close(struct run *r)
+{
+	free_all(r);
+	failing_account(r);
+	CHECK(r, r->failing.allocations == r->failing.deallocations,
+	    "allocations %zu != deallocations %zu at the end",
+	    r->failing.allocations, r->failing.deallocations);
+}
+
+static const struct target targets[] = {
+	{ "beam", beam_open, base_close, free_all, base_account, NULL, NULL,
+	  NULL, 8, true, true, true },
+	{ "libc", libc_open, base_close, free_all, base_account, NULL, NULL,
+	  NULL, _Alignof(max_align_t), true, true, true },
+	{ "wide", wide_open, wide_close, free_all, wide_account, NULL, NULL,
+	  wide_host, MAX_LEN, true, false, false },
+	{ "arena", arena_open, arena_close, arena_reset, arena_account, NULL,
+	  NULL, NULL, MAX_LEN, true, false, false },
+	{ "fixed", fixed_open, fixed_close, fixed_reset, fixed_account,
+	  fixed_expect, NULL, NULL, MAX_LEN, true, false, false },
+	{ "failing", failing_open, failing_close, free_all, failing_account,
+	  failing_expect, failing_resize_must_fail, wide_host, MAX_LEN, true,
+	  false, false },
+};
+
+const int fz_ntargets = (int)(sizeof(targets) / sizeof(targets[0]));
+
+const char *
+fz_target_name(int target)
+{
+	return targets[target].name;
+}
+
+int
+fz_target_find(const char *name)
+{
+	for (int i = 0; i < fz_ntargets; i++)
+		if (strcmp(targets[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+void
+fz_run(int target, const uint8_t *data, size_t size)
+{
+	struct run r;
+
+	pattern_init();
+	memset(&r, 0, sizeof(r));
+	r.t = &targets[target];
+	r.in = data;
+	r.end = data + size;
+	r.what = "open";
+	r.t->open(&r);
+	while (r.in < r.end) {
+		step(&r);
+		r.t->account(&r);
+		r.op++;
+		fz_ops++;
+	}
+	r.what = "close";
+	r.t->close(&r);
+}

@@ -20,9 +20,12 @@
 extern "C" {
 #endif
 
+/* BEAMALLOC_MALLOC stays empty: __attribute__((malloc)) promises that the
+ * block aliases nothing the caller can reach, which is false for a fixed
+ * buffer over caller memory (GCC -O2 then drops stores through it). */
 #if defined(__GNUC__)
 #define BEAMALLOC_API __attribute__((visibility("default")))
-#define BEAMALLOC_MALLOC __attribute__((malloc))
+#define BEAMALLOC_MALLOC
 #define BEAMALLOC_WARN_UNUSED __attribute__((warn_unused_result))
 #else
 #define BEAMALLOC_API
@@ -198,8 +201,14 @@ BEAMALLOC_API beamalloc_allocator beamalloc_general_purpose(void);
  * Arena: bump allocation, free everything at once
  * ---------------------------------------------------------------------- */
 
+/* Chunks (and the arena's own header, inside the first one) come from
+ * backing, growing geometrically; any alignment is served by placement
+ * inside a chunk.  Only the last block can be freed or resized in place;
+ * other frees are no-ops.  reset() keeps every chunk for reuse, destroy()
+ * gives each back.  Not thread-safe. */
 typedef struct beamalloc_arena beamalloc_arena;	/* opaque */
 
+/* NULL + ENOMEM when backing cannot give the first chunk (4 KiB). */
 BEAMALLOC_API beamalloc_arena *beamalloc_arena_create(
     beamalloc_allocator backing);
 BEAMALLOC_API beamalloc_allocator beamalloc_arena_allocator(
@@ -212,13 +221,16 @@ BEAMALLOC_API size_t beamalloc_arena_capacity(const beamalloc_arena *arena);
 /* ------------------------------------------------------------------------
  * Fixed buffer: allocation out of caller memory, no backing allocator.
  * The struct is public so it can live on the stack; its fields are private.
+ * Any alignment (placed inside the buffer); NULL + ENOMEM when full.  Only
+ * the last block can be freed or resized in place.  The buffer belongs to
+ * the allocator from init on (memory checkers see its unused bytes as
+ * inaccessible).  Not thread-safe.
  * ---------------------------------------------------------------------- */
 
 typedef struct beamalloc_fixed {
-	unsigned char *buf;
-	size_t len;
-	size_t end;			/* first free byte */
-	size_t last;			/* start of the last block */
+	unsigned char *start;
+	unsigned char *ptr;		/* first free byte */
+	unsigned char *end;
 } beamalloc_fixed;
 
 BEAMALLOC_API void beamalloc_fixed_init(beamalloc_fixed *fb, void *buf,
@@ -229,7 +241,12 @@ BEAMALLOC_API void beamalloc_fixed_reset(beamalloc_fixed *fb);
 
 /* ------------------------------------------------------------------------
  * Failing allocator: fails the Nth allocation and the Mth resize/remap.
- * Counters are public and read-only for the caller.
+ * As in Zig, once allocation number fail_index (0-based) has failed every
+ * later one fails too: memory has run out.  Likewise for resizes.
+ * Induced failures return NULL (false) with errno ENOMEM.  Counters are
+ * public and read-only for the caller; a remap or resize counts its
+ * growth in allocated_bytes and its shrinkage in freed_bytes, so
+ * allocated_bytes - freed_bytes is what is still live.
  * ---------------------------------------------------------------------- */
 
 #define BEAMALLOC_NEVER SIZE_MAX
@@ -240,10 +257,12 @@ typedef struct beamalloc_failing {
 	size_t resize_fail_index;	/* 0-based resize/remap to fail */
 	size_t allocations;		/* successful allocations */
 	size_t deallocations;
-	size_t resizes;			/* resize/remap calls made */
+	size_t resizes;			/* successful resize/remap calls */
 	size_t allocated_bytes;
 	size_t freed_bytes;
-	bool has_induced_failure;
+	uintptr_t fail_ret_addr;	/* call site of the induced failure */
+	bool has_induced_failure;	/* an allocation was made to fail */
+	bool has_induced_resize_failure;/* a resize/remap was made to fail */
 } beamalloc_failing;
 
 BEAMALLOC_API void beamalloc_failing_init(beamalloc_failing *f,
@@ -263,14 +282,43 @@ typedef struct beamalloc_check_result {
 	size_t runs;		/* runs with one allocation failing */
 	size_t leaking_runs;	/* runs that leaked */
 	size_t ignored_failures;/* runs that returned 0 despite the failure */
+	size_t crashed_runs;	/* runs that died (fork mode only) */
+	size_t unexpected_runs;	/* runs that never reached their failing
+				   allocation, or failed without it */
 	size_t first_bad_index;	/* first failing index with a finding, or BEAMALLOC_NEVER */
+	size_t leaked_bytes;	/* summed over the leaking runs */
+	size_t leaked_blocks;
+	bool clean_run_ok;	/* the run without failures returned 0, no leak */
 } beamalloc_check_result;
 
-/* Run fn once, then once per allocation index with that allocation failing,
- * each over a fresh leak-checking GPA on backing.  Findings are printed to
- * stderr.  Returns 0 when every run was clean, -1 otherwise. */
+/* Options: always fill with beamalloc_check_options_init() first;
+ * struct_size lets later versions add fields at the end. */
+typedef struct beamalloc_check_options {
+	size_t struct_size;	/* sizeof(beamalloc_check_options) */
+	bool fork;		/* run each case in a child process, so a crash
+				   is reported instead of killing the caller;
+				   default off, never inside a running BEAM */
+	bool keep_going;	/* go on after an ignored failure (default:
+				   stop there, unless fork isolates the runs) */
+	FILE *out;		/* where findings go; NULL = stderr */
+} beamalloc_check_options;
+
+/* Run fn once without failures to count its allocations, then once per
+ * allocation index with that allocation (and, as memory has run out, every
+ * later one) failing.  Each run goes through a beamalloc_failing on
+ * backing, whose counters detect leaks (blocks and bytes); pass a GPA as
+ * backing to have each leaked block reported.  A run must return non-zero
+ * (error) and leak nothing; one that returns 0 despite its failure is an
+ * "ignored failure".  Findings are printed, naming the failing index and
+ * the allocation's call site.  Returns 0 when every run was clean, -1
+ * otherwise (also, with errno, when fn is NULL or fork fails). */
 BEAMALLOC_API int beamalloc_check_alloc_failures(beamalloc_allocator backing,
     beamalloc_check_fn fn, void *arg, beamalloc_check_result *result);
+BEAMALLOC_API void beamalloc_check_options_init(beamalloc_check_options *opt);
+/* The same with options (opt NULL = defaults). */
+BEAMALLOC_API int beamalloc_check_alloc_failures_opt(
+    beamalloc_allocator backing, beamalloc_check_fn fn, void *arg,
+    const beamalloc_check_options *opt, beamalloc_check_result *result);
 
 #ifdef __cplusplus
 }

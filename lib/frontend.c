@@ -195,7 +195,13 @@ beamalloc_native_align(beamalloc_allocator a)
 {
 	if (a.vtable == &ba_base_vtable)
 		return ba_base_native_align(a.ctx);
-	if (a.vtable == &ba_wide_vtable)
+	/* The arena and the fixed buffer place blocks themselves: any
+	 * alignment costs them only padding, never a header. */
+	if (a.vtable == &ba_wide_vtable || a.vtable == &ba_arena_vtable ||
+	    a.vtable == &ba_fixed_vtable)
 		return (size_t)1 << (sizeof(size_t) * 8 - 1);
+	if (a.vtable == &ba_failing_vtable)
+		return beamalloc_native_align(
+		    ((const beamalloc_failing *)a.ctx)->backing);
 	return BEAMALLOC_MIN_ALIGN;
 }

@@ -88,6 +88,9 @@ BA_HIDDEN extern const beamalloc_vtable ba_base_vtable;	/* base.c */
 BA_HIDDEN extern const beamalloc_vtable ba_wide_vtable;	/* wide.c */
 BA_HIDDEN extern const beamalloc_allocator ba_beam_allocator; /* base.c */
 BA_HIDDEN size_t ba_base_native_align(const void *ctx);	/* base.c */
+BA_HIDDEN extern const beamalloc_vtable ba_arena_vtable;	/* arena.c */
+BA_HIDDEN extern const beamalloc_vtable ba_fixed_vtable;	/* fixed.c */
+BA_HIDDEN extern const beamalloc_vtable ba_failing_vtable; /* failing.c */
 
 /* The zero-length pointer of the front-end: non-NULL, aligned, never
  * dereferenced (Zig's alignBackward(maxInt(usize), align)). */

@@ -3,7 +3,10 @@
 # warning against the public header, link against the fresh library and
 # run to exit status 0, so the pages cannot drift from the API.
 # A program is a literal block (.Bd -literal ... .Ed) of the EXAMPLES
-# section that includes a header; roff escapes are undone first.
+# section that includes a header; roff escapes are undone first.  A NIF
+# (one that includes <beamalloc/nif.h>) is built as a shared object with
+# erl_nif.h, but not run; without erl_nif.h it SKIPs, unless
+# BEAMALLOC_REQUIRE_BEAM=1.
 
 man="$top_srcdir/man"
 n=0
@@ -35,14 +38,24 @@ for f in "$man"/*.3; do
 		[ -f "$c" ] || continue
 		found=1
 		prog=${c%.c}; name="$page(3) example ${prog##*-}"
+		flags= nif=
+		if grep -q 'beamalloc/nif\.h\|erl_nif\.h' "$c"; then
+			nif=1
+			if [ -z "$ERL_NIF_CFLAGS" ] && [ "${BEAMALLOC_REQUIRE_BEAM:-0}" != 1 ]; then
+				n=$((n + 1)); echo "ok $n # SKIP $name: no erl_nif.h (install erlang-dev)"
+				continue
+			fi
+			flags="-shared -fPIC $ERL_NIF_CFLAGS"
+		fi
 		if ${CC:-cc} -std=c11 -pedantic -Wall -Wextra -Werror $SANITIZER_CFLAGS \
-		    -I"$top_srcdir/include" -o "$prog" "$c" -L"$libs" -lbeamalloc \
+		    $flags -I"$top_srcdir/include" -o "$prog" "$c" -L"$libs" -lbeamalloc \
 		    >"$prog.log" 2>&1; then
-			ok "$name compiles with -std=c11 -pedantic -Wall -Wextra -Werror"
+			ok "$name compiles with -std=c11 -pedantic -Wall -Wextra -Werror${nif:+ (a NIF library)}"
 		else
 			notok "$name does not compile"; sed 's/^/# /' "$prog.log"
 			continue
 		fi
+		[ -n "$nif" ] && continue
 		if LD_LIBRARY_PATH="$libs" "$prog" >"$prog.log" 2>&1; then
 			ok "$name runs and exits 0"
 		else

@@ -1,7 +1,7 @@
 #!/bin/sh
 # man.sh - the manual pages are complete and clean:
-#  - every function declared in the public header has a page (its own or a
-#    .so alias) whose NAME section lists it;
+#  - every function and function-like macro of the public headers has a
+#    page (its own or a .so alias) whose NAME section lists it;
 #  - every alias is one `.so man3/PAGE.3` line naming a page that lists it;
 #  - every page has mdoc's sections in order, and its cross-references to
 #    our pages resolve;
@@ -13,6 +13,7 @@
 
 man="$top_srcdir/man"
 hdr="$top_srcdir/include/beamalloc.h"
+nifhdr="$top_srcdir/include/beamalloc/nif.h"
 n=0
 ok() { n=$((n + 1)); echo "ok $n - $*"; }
 notok() { n=$((n + 1)); echo "not ok $n - $*"; }
@@ -39,9 +40,11 @@ if [ -z "$pages" ]; then
 	echo "Bail out! no pages in $man"; exit 1
 fi
 
-# 1. Every declared function and macro-like API has a page listing it.
-for fn in $(grep -oE '\bbeamalloc_[a-z0-9_]+[[:space:]]*\(' "$hdr" | tr -d ' (' | sort -u) \
-    BEAMALLOC_CREATE BEAMALLOC_DESTROY; do
+# 1. Every declared function and function-like macro of the installed
+# headers has a page listing it (names ending in _ are private helpers).
+for fn in $(cat "$hdr" "$nifhdr" 2>/dev/null |
+    grep -oE '\b(beamalloc_[a-z0-9_]+|BEAMALLOC_[A-Z_]+)[[:space:]]*\(' |
+    tr -d ' (' | grep -v '_$' | sort -u); do
 	f="$man/$fn.3"
 	if [ ! -f "$f" ]; then notok "$fn has a page: no man/$fn.3"; continue; fi
 	if is_alias "$f"; then

@@ -1,0 +1,306 @@
+/*
+ * badinput.c - the README's bad-input table, allocator by allocator: each
+ * misuse with a defined outcome gives exactly that outcome on every
+ * allocator of the library, and leaves every live block as it was.
+ * (Bad frees the GPA reports are in t/gpa.c; what memory checkers see is
+ * in t/tools.c.)
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "beamalloc.h"
+#include "tap.h"
+
+#define HUGE_LEN ((size_t)PTRDIFF_MAX + 1)
+
+static beamalloc_allocator libc_alloc;	/* backing of wide and GPAs */
+
+/* ------------------------------------------------------------------------
+ * Every allocator, made fresh for each run
+ * ---------------------------------------------------------------------- */
+
+struct subject {
+	const char *name;
+	beamalloc_allocator a;
+	beamalloc_gpa *gpa;
+	beamalloc_arena *arena;
+	beamalloc_fixed fixed;
+	beamalloc_failing failing;
+};
+
+static unsigned char fixed_buf[1 << 16];
+static size_t nreports;
+
+static void
+count_report(void *user, const beamalloc_report *r)
+{
+	(void)user, (void)r;
+	nreports++;
+}
+
+static beamalloc_gpa *
+new_gpa(bool safety, bool thread_safe, size_t limit)
+{
+	beamalloc_gpa_config cfg;
+
+	beamalloc_gpa_config_init(&cfg);
+	cfg.safety = safety;
+	cfg.thread_safe = thread_safe;
+	cfg.memory_limit = limit;
+	cfg.report = count_report;
+	return beamalloc_gpa_create(beamalloc_wide_on(&libc_alloc), &cfg);
+}
+
+#define NSUBJECTS 8
+
+static void
+subject_open(struct subject *s, int i)
+{
+	memset(s, 0, sizeof(*s));
+	switch (i) {
+	case 0:
+		s->name = "beam";
+		s->a = beamalloc_beam();
+		break;
+	case 1:
+		s->name = "libc";
+		s->a = libc_alloc;
+		break;
+	case 2:
+		s->name = "wide";
+		s->a = beamalloc_wide();
+		break;
+	case 3:
+		s->name = "gpa";
+		s->gpa = new_gpa(true, false, 0);
+		s->a = beamalloc_gpa_allocator(s->gpa);
+		break;
+	case 4:
+		s->name = "gpa (no safety, thread-safe)";
+		s->gpa = new_gpa(false, true, 0);
+		s->a = beamalloc_gpa_allocator(s->gpa);
+		break;
+	case 5:
+		s->name = "arena";
+		s->arena = beamalloc_arena_create(libc_alloc);
+		s->a = beamalloc_arena_allocator(s->arena);
+		break;
+	case 6:
+		s->name = "fixed";
+		beamalloc_fixed_init(&s->fixed, fixed_buf, sizeof(fixed_buf));
+		s->a = beamalloc_fixed_allocator(&s->fixed);
+		break;
+	default:
+		s->name = "failing";
+		beamalloc_failing_init(&s->failing, libc_alloc,
+		    BEAMALLOC_NEVER, BEAMALLOC_NEVER);
+		s->a = beamalloc_failing_allocator(&s->failing);
+		break;
+	}
+	if (s->a.vtable == NULL || s->a.ctx == NULL)
+		bail("cannot make allocator %s", s->name);
+}
+
+/* Live blocks left behind: the GPA's leak count, the failing
+ * allocator's counters; 0 where nothing counts them. */
+static size_t
+subject_close(struct subject *s)
+{
+	size_t left = 0;
+
+	if (s->gpa != NULL)
+		left = beamalloc_gpa_destroy(s->gpa);
+	if (s->arena != NULL)
+		beamalloc_arena_destroy(s->arena);
+	if (s->a.ctx == &s->failing)
+		left = s->failing.allocations - s->failing.deallocations;
+	return left;
+}
+
+/* ------------------------------------------------------------------------
+ * The misuses
+ * ---------------------------------------------------------------------- */
+
+static void
+fill(unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (unsigned char)(i * 7 + 3);
+}
+
+static int
+intact(const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != (unsigned char)(i * 7 + 3))
+			return 0;
+	return 1;
+}
+
+/* NULL (or false) with this errno, and nothing else. */
+#define FAILS(expr, err) (errno = 0, (expr) == 0 && errno == (err))
+
+static void
+misuse(int i)
+{
+	static const size_t bad_aligns[] = { 0, 3, 24, 48, 1000,
+	    ((size_t)1 << 40) + 1 };
+	struct subject s;
+	unsigned char *p, *zp;
+	size_t n, bad = 0;
+	int ok_all;
+
+	subject_open(&s, i);
+	p = beamalloc_alloc(s.a, 100);
+	if (p == NULL)
+		bail("%s: alloc(100) failed", s.name);
+	fill(p, 100);
+
+	/* Alignment not a power of two. */
+	for (n = 0; n < sizeof(bad_aligns) / sizeof(bad_aligns[0]); n++) {
+		size_t al = bad_aligns[n];
+
+		bad += !FAILS(beamalloc_alloc_aligned(s.a, 16, al), EINVAL);
+		bad += !FAILS(beamalloc_alloc_array(s.a, 2, 8, al), EINVAL);
+		bad += !FAILS(beamalloc_realloc(s.a, p, 100, al, 200), EINVAL);
+		bad += !FAILS(beamalloc_remap(s.a, p, 100, al, 200), EINVAL);
+		bad += !FAILS(beamalloc_resize(s.a, p, 100, al, 50), EINVAL);
+		beamalloc_free_aligned(s.a, p, 100, al);	/* ignored */
+	}
+	is_size(bad, 0, "%s: alignment 0, 3, 24, 48, 1000, 2^40+1: NULL/false "
+	    "+ EINVAL from alloc, alloc_array, realloc, remap, resize", s.name);
+	ok(intact(p, 100), "%s: ... free with such an alignment is ignored, "
+	    "the block is intact", s.name);
+
+	/* Lengths past PTRDIFF_MAX, and n * size overflow. */
+	ok_all = FAILS(beamalloc_alloc(s.a, HUGE_LEN), ENOMEM) &&
+	    FAILS(beamalloc_alloc(s.a, SIZE_MAX), ENOMEM) &&
+	    FAILS(beamalloc_alloc_aligned(s.a, HUGE_LEN, 4096), ENOMEM) &&
+	    FAILS(beamalloc_dup(s.a, p, SIZE_MAX), ENOMEM) &&
+	    FAILS(beamalloc_realloc(s.a, p, 100, 8, HUGE_LEN), ENOMEM) &&
+	    FAILS(beamalloc_remap(s.a, p, 100, 8, SIZE_MAX), ENOMEM) &&
+	    FAILS(beamalloc_resize(s.a, p, 100, 8, HUGE_LEN), ENOMEM);
+	ok(ok_all && intact(p, 100), "%s: length > PTRDIFF_MAX: NULL/false + "
+	    "ENOMEM everywhere, the block intact", s.name);
+	ok(FAILS(beamalloc_alloc_array(s.a, SIZE_MAX / 2 + 1, 2, 8), ENOMEM) &&
+	    FAILS(beamalloc_alloc_array(s.a, (size_t)1 << 33,
+	    (size_t)1 << 31, 1), ENOMEM) &&
+	    FAILS(beamalloc_alloc_array(s.a, 3, SIZE_MAX / 2, 8), ENOMEM),
+	    "%s: alloc_array with n * size overflowing: NULL + ENOMEM", s.name);
+
+	/* A valid length no allocator can serve. */
+	ok(FAILS(beamalloc_alloc(s.a, (size_t)PTRDIFF_MAX - 64), ENOMEM) &&
+	    FAILS(beamalloc_alloc(s.a, (size_t)1 << 62), ENOMEM) &&
+	    FAILS(beamalloc_realloc(s.a, p, 100, 8, (size_t)1 << 62),
+	    ENOMEM) && intact(p, 100),
+	    "%s: 2^63 - 64 or 2^62 bytes: NULL + ENOMEM, the block intact",
+	    s.name);
+
+	/* Zero lengths and NULL. */
+	zp = beamalloc_alloc_aligned(s.a, 0, 64);
+	ok(zp != NULL && ((uintptr_t)zp & 63) == 0,
+	    "%s: length 0: a non-NULL aligned pointer", s.name);
+	beamalloc_free_aligned(s.a, zp, 0, 64);
+	beamalloc_free(s.a, NULL, 100);
+	beamalloc_free(s.a, p, 0);
+	ok(intact(p, 100), "%s: free of NULL or of length 0: no-op", s.name);
+
+	beamalloc_free(s.a, p, 100);
+	is_size(subject_close(&s), 0, "%s: nothing leaked through all that",
+	    s.name);
+}
+
+/* A block freed twice where the allocator defines it: arena and fixed
+ * buffer ignore a free of anything but the last block. */
+static void
+bump_double_free(int i)
+{
+	struct subject s;
+	unsigned char *p, *q, *r;
+
+	subject_open(&s, i);
+	p = beamalloc_alloc(s.a, 64);
+	q = beamalloc_alloc(s.a, 64);
+	fill(q, 64);
+	beamalloc_free(s.a, p, 64);
+	beamalloc_free(s.a, p, 64);
+	r = beamalloc_alloc(s.a, 64);
+	ok(r != NULL && r != p && r != q && intact(q, 64),
+	    "%s: freeing a non-last block twice is a no-op (its bytes wait "
+	    "for reset)", s.name);
+	subject_close(&s);
+}
+
+/* The GPA rejects what it never gave out, even another GPA's block, and
+ * catches the wide allocator freed with the wrong alignment. */
+static void
+gpa_foreign(void)
+{
+	beamalloc_gpa *g1 = new_gpa(true, false, 0), *g2 = new_gpa(true,
+	    false, 0);
+	beamalloc_allocator a1 = beamalloc_gpa_allocator(g1);
+	beamalloc_allocator a2 = beamalloc_gpa_allocator(g2);
+	beamalloc_allocator w;
+	unsigned char *p = beamalloc_alloc(a1, 48), *big;
+	int local;
+
+	fill(p, 48);
+	nreports = 0;
+	beamalloc_free(a2, p, 48);
+	beamalloc_free(a2, &local, sizeof(local));
+	ok(nreports == 2 && intact(p, 48),
+	    "gpa: another GPA's block and a stack address are invalid frees, "
+	    "reported and ignored");
+	big = beamalloc_alloc(a1, 200000);
+	nreports = 0;
+	beamalloc_free(a2, big, 200000);
+	ok(nreports == 1, "gpa: another GPA's large block too");
+	beamalloc_free(a1, big, 200000);
+
+	w = beamalloc_wide_on(&a1);
+	big = beamalloc_alloc_aligned(w, 100, 256);
+	nreports = 0;
+	beamalloc_free_aligned(w, big, 100, 8);
+	ok(nreports == 1, "wide over a GPA: freeing with the wrong alignment "
+	    "is caught by the GPA");
+	beamalloc_free_aligned(w, big, 100, 256);
+	beamalloc_free(a1, p, 48);
+	is_size(beamalloc_gpa_destroy(g1) + beamalloc_gpa_destroy(g2), 0,
+	    "gpa: every block freed correctly in the end, no leak");
+}
+
+/* The memory limit: growth refused, the block kept. */
+static void
+gpa_limit(void)
+{
+	beamalloc_gpa *g = new_gpa(true, false, 10000);
+	beamalloc_allocator a = beamalloc_gpa_allocator(g);
+	unsigned char *p = beamalloc_alloc(a, 6000), *q;
+
+	fill(p, 6000);
+	ok(FAILS(beamalloc_alloc(a, 5000), ENOMEM) &&
+	    FAILS(beamalloc_realloc(a, p, 6000, 8, 12000), ENOMEM) &&
+	    FAILS(beamalloc_resize(a, p, 6000, 8, 10001), ENOMEM) &&
+	    intact(p, 6000), "gpa limit: alloc, realloc and resize past it: "
+	    "NULL/false + ENOMEM, the block intact");
+	q = beamalloc_realloc(a, p, 6000, 8, 3000);
+	ok(q != NULL && intact(q, 3000) && beamalloc_alloc(a, 5000) != NULL,
+	    "gpa limit: served again once under it");
+	ok(beamalloc_gpa_destroy(g) == 2, "gpa limit: the two live blocks "
+	    "are the leaks");
+}
+
+int
+main(void)
+{
+	libc_alloc = beamalloc_libc();
+	plan(NSUBJECTS * 8 + 2 + 4 + 3);
+	for (int i = 0; i < NSUBJECTS; i++)
+		misuse(i);
+	bump_double_free(5);
+	bump_double_free(6);
+	gpa_foreign();
+	gpa_limit();
+	return done_testing();
+}

@@ -102,8 +102,6 @@ static struct {
 	void *(*mi_realloc_aligned)(void *, size_t, size_t);
 	void *(*mi_expand)(void *, size_t);
 	void (*mi_free)(void *);
-	void (*mi_process_info)(size_t *, size_t *, size_t *, size_t *,
-	    size_t *, size_t *, size_t *, size_t *);
 	int (*mi_version)(void);
 	/* jemalloc (its unprefixed names, looked up in its own handle) */
 	void *(*je_malloc)(size_t);
@@ -119,7 +117,6 @@ static struct {
 	void (*tc_free)(void *);
 	void (*tc_free_sized)(void *, size_t);
 	const char *(*tc_version)(int *, int *, const char **);
-	int (*tc_property)(const char *, size_t *);
 } X;
 
 static struct ext_info ext[EXT_N] = {
@@ -266,7 +263,6 @@ ext_bind(enum ext_id id, void *h)
 		    SYM(h, mi_realloc_aligned, "mi_realloc_aligned") &&
 		    SYM(h, mi_expand, "mi_expand") &&
 		    SYM(h, mi_free, "mi_free") &&
-		    SYM(h, mi_process_info, "mi_process_info") &&
 		    SYM(h, mi_version, "mi_version");
 	case EXT_JEMALLOC:
 		return SYM(h, je_malloc, "malloc") &&
@@ -281,8 +277,7 @@ ext_bind(enum ext_id id, void *h)
 		    SYM(h, tc_realloc, "tc_realloc") &&
 		    SYM(h, tc_free, "tc_free") &&
 		    SYM(h, tc_free_sized, "tc_free_sized") &&
-		    SYM(h, tc_version, "tc_version") &&
-		    SYM(h, tc_property, "MallocExtension_GetNumericProperty");
+		    SYM(h, tc_version, "tc_version");
 	default:
 		return false;
 	}
@@ -364,53 +359,6 @@ bench_ext(enum ext_id id)
 	beamalloc_allocator a = { NULL, &ext_vtable[id] };
 
 	return a;
-}
-
-size_t
-bench_ext_held(enum ext_id id)
-{
-	if (!ext[id].loaded)
-		return 0;
-	switch (id) {
-	case EXT_MIMALLOC: {
-		size_t commit = 0;
-
-		X.mi_process_info(NULL, NULL, NULL, NULL, NULL, &commit, NULL,
-		    NULL);
-		return commit;
-	}
-	case EXT_JEMALLOC: {
-		uint64_t epoch = 1;
-		size_t sz = sizeof(epoch), v = 0;
-
-		X.je_mallctl("epoch", &epoch, &sz, &epoch, sz);
-		sz = sizeof(v);
-		if (X.je_mallctl("stats.resident", &v, &sz, NULL, 0) != 0)
-			return 0;
-		return v;
-	}
-	case EXT_TCMALLOC: {
-		size_t heap = 0, unmapped = 0;
-
-		X.tc_property("generic.heap_size", &heap);
-		X.tc_property("tcmalloc.pageheap_unmapped_bytes", &unmapped);
-		return heap - unmapped;
-	}
-	default:
-		return 0;
-	}
-}
-
-const char *
-bench_ext_held_source(enum ext_id id)
-{
-	static const char *src[EXT_N] = {
-		"mi_process_info commit",
-		"stats.resident",
-		"heap_size-unmapped",
-	};
-
-	return src[id];
 }
 
 /* ------------------------------------------------------------------------

@@ -37,9 +37,6 @@ struct ext_info {
 bool bench_ext_load(void);
 const struct ext_info *bench_ext_info(enum ext_id id);
 beamalloc_allocator bench_ext(enum ext_id id);
-/* Bytes the library holds from the OS (its own statistics), or 0. */
-size_t bench_ext_held(enum ext_id id);
-const char *bench_ext_held_source(enum ext_id id);
 
 /* ---- counting wrapper --------------------------------------------------- */
 struct counting {

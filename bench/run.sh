@@ -84,10 +84,12 @@ done
 
 # ---- 3. callgrind -------------------------------------------------------------
 if command -v valgrind >/dev/null 2>&1; then
-	note "callgrind: instructions per operation (1/20 of the operations)"
+	note "callgrind: instructions per operation (1/50 of the operations)"
 	cg=$(mktemp -d "${TMPDIR:-/tmp}/allocbench-cg.XXXXXX")
 	valgrind --tool=callgrind --callgrind-out-file="$cg/cg.out" \
-		"$bench" --callgrind --scale=0.05 >"$out/callgrind.log" 2>&1
+		"$bench" --callgrind --scale=0.02 \
+		--workloads=pair64,lifo1000,rand100,rand10k,a64,a4096,reset10k,grow1m \
+		>"$out/callgrind.log" 2>&1
 	{
 		echo "allocator,workload,ops,instructions,instructions_per_op"
 		for f in "$cg"/cg.out.*; do

@@ -200,6 +200,8 @@ beamalloc_native_align(beamalloc_allocator a)
 	if (a.vtable == &ba_wide_vtable || a.vtable == &ba_arena_vtable ||
 	    a.vtable == &ba_fixed_vtable)
 		return (size_t)1 << (sizeof(size_t) * 8 - 1);
+	if (ba_gpa_vtable_is(a.vtable))
+		return ba_gpa_native_align(a.ctx);
 	if (a.vtable == &ba_failing_vtable)
 		return beamalloc_native_align(
 		    ((const beamalloc_failing *)a.ctx)->backing);

@@ -91,6 +91,8 @@ BA_HIDDEN size_t ba_base_native_align(const void *ctx);	/* base.c */
 BA_HIDDEN extern const beamalloc_vtable ba_arena_vtable;	/* arena.c */
 BA_HIDDEN extern const beamalloc_vtable ba_fixed_vtable;	/* fixed.c */
 BA_HIDDEN extern const beamalloc_vtable ba_failing_vtable; /* failing.c */
+BA_HIDDEN bool ba_gpa_vtable_is(const beamalloc_vtable *v);	/* gpa.c */
+BA_HIDDEN size_t ba_gpa_native_align(const void *ctx);	/* gpa.c */
 
 /* The zero-length pointer of the front-end: non-NULL, aligned, never
  * dereferenced (Zig's alignBackward(maxInt(usize), align)). */

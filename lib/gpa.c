@@ -1,0 +1,1872 @@
+/*
+ * gpa.c - the general purpose allocator: power-of-two size classes with
+ * leak detection and bad-free reports, fast enough to leave switched on.
+ *
+ * Small blocks (up to 16 KiB, alignment included) live in 64 KiB slabs
+ * aligned to 64 KiB, carved from regions taken from the backing
+ * allocator (the backing only needs to give 8-byte alignment; a region's
+ * unaligned head and tail become metadata space).  Every slot has a
+ * record out of band, in the slab's metadata: a state byte (new, used,
+ * freed) and, with safety on, the requested length, alignment and call
+ * site.  A hash table maps a slab's address to its records, so a free
+ * finds its slot in O(1) and a pointer the GPA never gave out finds
+ * nothing.  Larger or more aligned blocks come straight from the backing
+ * allocator and are kept in a second hash table.
+ *
+ * Speed: each thread has a cache per size class (a stack of free slots
+ * and their records, never written into the free blocks themselves),
+ * found without thread-local storage from the thread pointer.  Caches
+ * trade whole magazines of slots with a per-class depot under a lock, so
+ * the lock is taken about once per 64 operations.  The state byte makes
+ * leak detection exact whatever sits in caches (cached slots are freed,
+ * not live) and catches a double free even with safety off.
+ *
+ *   alloc:  class -> thread cache -> pop {slot, record} -> record = used
+ *   free:   slab table -> record: used? (else report) -> freed -> push
+ *
+ * Slabs are kept for their size class until the GPA is destroyed.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "tools.h"
+
+#ifdef HAVE_EXECINFO_H
+#include <execinfo.h>
+#endif
+
+#define SLAB_SHIFT 16
+#define SLAB_SIZE ((size_t)1 << SLAB_SHIFT)
+#define MIN_SHIFT 3			/* smallest class: 8 bytes */
+#define MAX_SHIFT 14			/* largest class: 16 KiB */
+#define NCLASS (MAX_SHIFT - MIN_SHIFT + 1)
+#define MAG_MAX 63			/* slots per magazine: 1 KiB */
+#define MAG_BYTES (128 * 1024)		/* at most this much per magazine */
+#define REGION_MAX_SLABS 64		/* regions grow to 4 MiB */
+#define META_CHUNK (32 * 1024)		/* metadata blocks, when needed */
+#define NTHREADS_BITS 8			/* thread caches found by hashing */
+#define NTHREADS (1 << NTHREADS_BITS)
+#define CREDIT_BATCH (256 * 1024)	/* per-thread stats settle past this */
+#define HASH_MUL 0x9E3779B97F4A7C15ull
+
+/* Slot states; records start zeroed, as REC_NEW. */
+enum { REC_NEW, REC_USED, REC_FREE };
+
+/* A slot's record with safety on; with safety off only the state byte. */
+struct rec {
+	uint8_t state;
+	uint8_t lalign;			/* log2 of the alignment asked */
+	uint16_t len;			/* requested length */
+	uint32_t unused;
+	uintptr_t ra;			/* call site of the allocation */
+};
+
+_Static_assert(((size_t)1 << MAX_SHIFT) <= UINT16_MAX,
+    "struct rec's len must hold the largest class");
+
+/* One slab's metadata; records follow the header. */
+struct slab {
+	uintptr_t base;			/* SLAB_SIZE-aligned slots */
+	struct slab *next;		/* every slab, newest first */
+	uintptr_t *traces;		/* 2 * depth words per slot, or NULL */
+	uint32_t nslots;
+	uint8_t shift;			/* log2 of the slot size */
+	_Alignas(16) unsigned char recs[];
+};
+
+/* Slab table entry: key = base | shift, so one load finds both. */
+struct sent {
+	_Atomic uintptr_t key;		/* 0: empty */
+	unsigned char *recs;
+};
+
+struct stab {
+	size_t mask;
+	unsigned hshift;
+	struct sent e[];
+};
+
+/* A free slot as caches hold it. */
+struct entry {
+	unsigned char *p;
+	unsigned char *rec;
+};
+
+struct mag {
+	struct mag *next;
+	size_t n;
+	struct entry e[MAG_MAX];
+};
+
+/* A thread's cache of one class: up to two magazines' worth.  2 KiB,
+ * so the fast paths index bins with a shift. */
+struct bin {
+	uint32_t n;
+	uint32_t cap;
+	uint64_t unused;
+	struct entry e[2 * MAG_MAX + 1];
+};
+
+_Static_assert(sizeof(struct bin) == 2048, "bins index with a shift");
+
+struct tcache {
+	/* Stats not yet settled into the GPA's counters: requested bytes,
+	 * their high-water mark since the last settle, and blocks.  Written
+	 * by the owner only (plain, they are on the fast path), read by
+	 * stats with relaxed atomic loads. */
+	ptrdiff_t credit, hi, blocks;
+	/* The slab of the last free, as the table has it (slabs live until
+	 * destroy, so it never goes stale). */
+	uintptr_t memo_key;
+	unsigned char *memo_recs;
+	struct tcache *next;		/* every cache of this GPA */
+	struct bin bins[NCLASS];
+};
+
+struct tslot {
+	_Atomic uintptr_t key;		/* thread pointer of the owner, 0 */
+	struct tcache *_Atomic tc;
+};
+
+/* Per class: full and empty magazines, and the slab being carved. */
+struct depot {
+	pthread_mutex_t lock;
+	struct mag *full, *empty;
+	struct slab *cur;
+	uint32_t next_slot;
+	uint32_t mag_cap;
+	char pad[128 - sizeof(pthread_mutex_t) - 3 * sizeof(void *) - 8];
+};
+
+/* A large block's record; traces follow when depth > 0. */
+struct large {
+	uintptr_t addr;			/* 0: empty slot */
+	size_t len;
+	uintptr_t ra;
+	uint8_t lalign;
+	uint8_t state;			/* LG_* */
+	uintptr_t trace[];
+};
+
+enum { LG_EMPTY, LG_LIVE, LG_FREED };
+
+/* A block taken from the backing for regions or metadata. */
+struct bblock {
+	void *ptr;
+	size_t len;
+};
+
+struct chunk {
+	uintptr_t cur, end;
+};
+
+#define NCHUNKS 8
+
+struct beamalloc_gpa {
+	/* Read by every operation. */
+	struct tslot threads[NTHREADS];
+	_Atomic(struct stab *) stab;
+	bool thread_safe, safety, batched, abort_on_error;
+	unsigned depth;
+	unsigned rec_shift;		/* log2 of the record size */
+	size_t limit;
+	struct tcache *tc0;		/* !thread_safe: the cache */
+	const beamalloc_vtable *vtable;	/* general or one of the fast ones */
+
+	beamalloc_allocator backing;
+	beamalloc_report_fn report;
+	void *report_user;
+	bool global;
+
+	/* Counters: requested bytes and blocks live, settled. */
+	_Atomic ptrdiff_t live, blocks;
+	_Atomic size_t peak, backing_bytes;
+
+	struct depot depot[NCLASS];
+
+	/* Structure: regions, slabs, metadata, caches. */
+	pthread_mutex_t lock;
+	struct bblock *bb;		/* every such block, for destroy */
+	size_t nbb, bbcap;
+	struct chunk chunks[NCHUNKS];
+	uintptr_t rnext;		/* next unused slab of the last region */
+	size_t rleft;
+	unsigned nregions;
+	size_t nslabs;
+	_Atomic(struct slab *) slabs;
+	struct tcache *tcaches;
+	struct tcache *tc_spare;	/* made for a slot another thread took */
+	pthread_mutex_t shared_lock;	/* threads past NTHREADS share tc0 */
+
+	/* Large blocks. */
+	pthread_mutex_t large_lock;
+	struct large *ltab;
+	size_t lcap, lused, llive;	/* slots, live + freed, live */
+	size_t lstride;
+};
+
+/* ------------------------------------------------------------------------
+ * Small helpers
+ * ---------------------------------------------------------------------- */
+
+static inline size_t
+class_of(size_t len, size_t align)
+{
+	size_t n = len > align ? len : align;
+
+	/* ceil(log2(n)) - MIN_SHIFT, 0 for n <= 8 */
+	return (size_t)(61 - __builtin_clzll((unsigned long long)((n - 1) |
+	    7)));
+}
+
+static inline unsigned
+log2_of(size_t pow2)
+{
+	return (unsigned)__builtin_ctzll(pow2);
+}
+
+static inline uint8_t
+state_get(const unsigned char *rec)
+{
+	return __atomic_load_n(rec, __ATOMIC_RELAXED);
+}
+
+static inline void
+state_set(unsigned char *rec, uint8_t s)
+{
+	__atomic_store_n(rec, s, __ATOMIC_RELAXED);
+}
+
+static inline void
+lock(struct beamalloc_gpa *g, pthread_mutex_t *m)
+{
+	if (g->thread_safe)
+		pthread_mutex_lock(m);
+}
+
+static inline void
+unlock(struct beamalloc_gpa *g, pthread_mutex_t *m)
+{
+	if (g->thread_safe)
+		pthread_mutex_unlock(m);
+}
+
+/* Identifies the calling thread without thread-local storage: the
+ * thread pointer (glibc's pthread_self) is unique among live threads. */
+static inline uintptr_t
+thread_key(void)
+{
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_thread_pointer) && \
+    (defined(__x86_64__) || defined(__aarch64__))
+	return (uintptr_t)__builtin_thread_pointer();
+#endif
+#endif
+	return (uintptr_t)pthread_self();
+}
+
+/* Valgrind or AddressSanitizer watching: every slot handed out or back
+ * is announced (the general paths), so they see slab blocks as malloc
+ * blocks.  Otherwise the fast paths skip the announcements. */
+static bool
+tools_active(void)
+{
+#if defined(BA_ASAN)
+	return true;
+#elif defined(HAVE_VALGRIND_MEMCHECK_H)
+	return RUNNING_ON_VALGRIND != 0;
+#else
+	return false;
+#endif
+}
+
+/* ------------------------------------------------------------------------
+ * Reports and traces
+ * ---------------------------------------------------------------------- */
+
+static void
+emit(struct beamalloc_gpa *g, const beamalloc_report *r)
+{
+	if (g->report != NULL)
+		g->report(g->report_user, r);
+	else
+		beamalloc_report_print(stderr, r);
+	if (g->abort_on_error && r->kind != BEAMALLOC_REPORT_LEAK)
+		abort();
+}
+
+/* The stack from the caller's call site (ret_addr) outwards. */
+static void
+capture(uintptr_t *out, unsigned depth, uintptr_t ra)
+{
+#ifdef HAVE_BACKTRACE
+	void *buf[BEAMALLOC_GPA_MAX_TRACE + 8];
+	int n = backtrace(buf, (int)depth + 8), start = 1;
+
+	for (int i = 0; i < n && ra != 0; i++)
+		if ((uintptr_t)buf[i] == ra) {
+			start = i;
+			break;
+		}
+	for (unsigned i = 0; i < depth; i++)
+		out[i] = start + (int)i < n ? (uintptr_t)buf[start + i] : 0;
+#else
+	memset(out, 0, depth * sizeof(*out));
+	out[0] = ra;
+#endif
+}
+
+static size_t
+trace_len(const uintptr_t *t, unsigned depth)
+{
+	size_t n = 0;
+
+	while (n < depth && t[n] != 0)
+		n++;
+	return n;
+}
+
+/* Fill a report's traces from a 2 * depth record (allocation, free);
+ * without traces, the allocation's call site (site[0], if known) is a
+ * trace of one frame. */
+static void
+set_traces(beamalloc_report *r, const uintptr_t *t, unsigned depth,
+    const uintptr_t *site)
+{
+	if (t != NULL && depth != 0) {
+		r->alloc_trace = t;
+		r->alloc_trace_len = trace_len(t, depth);
+		r->free_trace = t + depth;
+		r->free_trace_len = trace_len(t + depth, depth);
+		if (r->free_trace_len == 0)
+			r->free_trace = NULL;
+	} else if (site != NULL && site[0] != 0) {
+		r->alloc_trace = site;
+		r->alloc_trace_len = 1;
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * Backing memory: regions of slabs, and metadata carved from their
+ * unaligned ends (or from blocks of its own)
+ * ---------------------------------------------------------------------- */
+
+static void *
+backing_get(struct beamalloc_gpa *g, size_t len)
+{
+	void *p = ba_raw_alloc(g->backing, len, BEAMALLOC_MIN_ALIGN, 0);
+
+	if (p != NULL)
+		atomic_fetch_add_explicit(&g->backing_bytes, len,
+		    memory_order_relaxed);
+	return p;
+}
+
+static void
+backing_put(struct beamalloc_gpa *g, void *p, size_t len)
+{
+	ba_raw_free(g->backing, p, len, BEAMALLOC_MIN_ALIGN, 0);
+	atomic_fetch_sub_explicit(&g->backing_bytes, len,
+	    memory_order_relaxed);
+}
+
+static void
+chunk_add(struct beamalloc_gpa *g, uintptr_t cur, uintptr_t end)
+{
+	struct chunk *least = &g->chunks[0];
+
+	cur = ba_align_forward(cur, 16);
+	if (cur + 64 > end)
+		return;
+	for (size_t i = 0; i < NCHUNKS; i++) {
+		struct chunk *c = &g->chunks[i];
+
+		if (c->end - c->cur < least->end - least->cur)
+			least = c;
+	}
+	if (least->end - least->cur < end - cur)
+		*least = (struct chunk){ cur, end };
+}
+
+/* A block for regions or metadata, recorded for destroy in an array
+ * the GPA holds (so leak checkers see every block reachable).  Under
+ * g->lock. */
+static void *
+block_get(struct beamalloc_gpa *g, size_t len)
+{
+	void *p;
+
+	if (g->nbb == g->bbcap) {
+		size_t cap = g->bbcap != 0 ? 2 * g->bbcap : 32;
+		struct bblock *n = backing_get(g, cap * sizeof(*n));
+
+		if (n == NULL)
+			return NULL;
+		if (g->bb != NULL) {
+			memcpy(n, g->bb, g->nbb * sizeof(*n));
+			backing_put(g, g->bb, g->bbcap * sizeof(*n));
+		}
+		g->bb = n;
+		g->bbcap = cap;
+	}
+	if ((p = backing_get(g, len)) != NULL)
+		g->bb[g->nbb++] = (struct bblock){ p, len };
+	return p;
+}
+
+/* A region of n slabs at SLAB_SIZE alignment out of an 8-aligned block;
+ * its unaligned head and tail (SLAB_SIZE - 8 bytes together) become
+ * metadata space.  Under g->lock. */
+static bool
+region_new(struct beamalloc_gpa *g)
+{
+	size_t n = ba_min(REGION_MAX_SLABS, (size_t)1 << (g->nregions / 2));
+	size_t len = n * SLAB_SIZE + SLAB_SIZE - BEAMALLOC_MIN_ALIGN;
+	uintptr_t mem, base, end, tail;
+
+	mem = (uintptr_t)block_get(g, len);
+	if (mem == 0)
+		return false;
+	base = ba_align_forward(mem, SLAB_SIZE);
+	end = mem + len;
+	tail = base + n * SLAB_SIZE;
+	chunk_add(g, mem, base);
+	chunk_add(g, tail, end);
+	g->rnext = base;
+	g->rleft = n;
+	g->nregions++;
+	BA_TOOL_NOACCESS((void *)base, n * SLAB_SIZE);
+	return true;
+}
+
+/* Metadata that lives until destroy: carved from regions' ends, else
+ * from blocks of META_CHUNK taken for it.  Under g->lock. */
+static void *
+meta_alloc(struct beamalloc_gpa *g, size_t len)
+{
+	size_t total;
+	unsigned char *mem;
+
+	len = ba_align_forward(len, 16);
+	for (int tries = 0; tries < 2; tries++) {
+		for (size_t i = 0; i < NCHUNKS; i++) {
+			struct chunk *c = &g->chunks[i];
+
+			if (c->end - c->cur >= len) {
+				void *p = (void *)c->cur;
+
+				c->cur += len;
+				return p;
+			}
+		}
+		/* Bigger than every chunk left: it replaces the least. */
+		total = 16 + (len > META_CHUNK / 2 ? len : META_CHUNK);
+		if (tries != 0 || (mem = block_get(g, total)) == NULL)
+			break;
+		chunk_add(g, (uintptr_t)mem, (uintptr_t)mem + total);
+	}
+	return NULL;
+}
+
+static void *
+meta_zalloc(struct beamalloc_gpa *g, size_t len)
+{
+	void *p = meta_alloc(g, len);
+
+	if (p != NULL)
+		memset(p, 0, len);
+	return p;
+}
+
+/* ------------------------------------------------------------------------
+ * Slab table: address -> records, read without locks
+ * ---------------------------------------------------------------------- */
+
+static inline size_t
+stab_hash(const struct stab *t, uintptr_t base)
+{
+	return (size_t)(((uint64_t)(base >> SLAB_SHIFT) * HASH_MUL) >>
+	    t->hshift);
+}
+
+struct where {
+	uintptr_t base;
+	unsigned shift;
+	unsigned char *recs;
+};
+
+/* The slab holding p, if any. */
+static inline bool
+slab_find(const struct beamalloc_gpa *g, uintptr_t p, struct where *w)
+{
+	const struct stab *t = atomic_load_explicit(&g->stab,
+	    memory_order_acquire);
+	uintptr_t base = p & ~(uintptr_t)(SLAB_SIZE - 1);
+	size_t i = stab_hash(t, base);
+
+	for (;;) {
+		uintptr_t k = atomic_load_explicit(&t->e[i].key,
+		    memory_order_acquire);
+
+		/* base is never 0, so an empty key never matches */
+		if (BA_LIKELY((k & ~(uintptr_t)(SLAB_SIZE - 1)) == base)) {
+			w->base = base;
+			w->shift = (unsigned)(k & (SLAB_SIZE - 1));
+			w->recs = t->e[i].recs;
+			return true;
+		}
+		if (k == 0)
+			return false;
+		i = (i + 1) & t->mask;
+	}
+}
+
+static struct stab *
+stab_new(struct beamalloc_gpa *g, size_t cap)
+{
+	struct stab *t = meta_zalloc(g, sizeof(*t) + cap * sizeof(t->e[0]));
+
+	if (t != NULL) {
+		t->mask = cap - 1;
+		t->hshift = 64 - log2_of(cap);
+	}
+	return t;
+}
+
+static void
+stab_put(struct stab *t, uintptr_t key, unsigned char *recs)
+{
+	size_t i = stab_hash(t, key & ~(uintptr_t)(SLAB_SIZE - 1));
+
+	while (atomic_load_explicit(&t->e[i].key, memory_order_relaxed) != 0)
+		i = (i + 1) & t->mask;
+	t->e[i].recs = recs;
+	atomic_store_explicit(&t->e[i].key, key, memory_order_release);
+}
+
+/* Under g->lock.  A full table is replaced by one twice the size; the
+ * old one stays (readers may still be in it) until destroy. */
+static bool
+stab_insert(struct beamalloc_gpa *g, uintptr_t key, unsigned char *recs)
+{
+	struct stab *t = atomic_load_explicit(&g->stab, memory_order_relaxed);
+
+	if ((g->nslabs + 1) * 2 > t->mask + 1) {
+		struct stab *n = stab_new(g, (t->mask + 1) * 2);
+
+		if (n == NULL)
+			return false;
+		for (size_t i = 0; i <= t->mask; i++) {
+			uintptr_t k = atomic_load_explicit(&t->e[i].key,
+			    memory_order_relaxed);
+
+			if (k != 0)
+				stab_put(n, k, t->e[i].recs);
+		}
+		atomic_store_explicit(&g->stab, n, memory_order_release);
+		t = n;
+	}
+	stab_put(t, key, recs);
+	g->nslabs++;
+	return true;
+}
+
+static inline struct slab *
+slab_of(unsigned char *recs)
+{
+	return (struct slab *)(void *)(recs - offsetof(struct slab, recs));
+}
+
+/* A new slab for class c.  Under the class's depot lock. */
+static struct slab *
+slab_new(struct beamalloc_gpa *g, size_t c)
+{
+	unsigned shift = (unsigned)c + MIN_SHIFT;
+	uint32_t nslots = (uint32_t)(SLAB_SIZE >> shift);
+	size_t recs_len = (size_t)nslots << g->rec_shift;
+	struct slab *s = NULL;
+
+	lock(g, &g->lock);
+	if (g->rleft == 0 && !region_new(g))
+		goto out;
+	/* Records right after the region: its tail is their space. */
+	s = meta_zalloc(g, sizeof(*s) + recs_len);
+	if (s == NULL)
+		goto out;
+	if (g->depth != 0) {
+		s->traces = meta_zalloc(g, (size_t)nslots * 2 * g->depth *
+		    sizeof(uintptr_t));
+		if (s->traces == NULL)
+			goto fail;	/* the header stays as waste */
+	}
+	s->base = g->rnext;
+	s->nslots = nslots;
+	s->shift = (uint8_t)shift;
+	if (!stab_insert(g, s->base | shift, s->recs))
+		goto fail;
+	g->rnext += SLAB_SIZE;
+	g->rleft--;
+	s->next = atomic_load_explicit(&g->slabs, memory_order_relaxed);
+	atomic_store_explicit(&g->slabs, s, memory_order_release);
+	goto out;
+fail:
+	s = NULL;
+out:
+	unlock(g, &g->lock);
+	return s;
+}
+
+/* ------------------------------------------------------------------------
+ * Depot: magazines between thread caches and slabs
+ * ---------------------------------------------------------------------- */
+
+/* Fill an empty bin: a full magazine, else fresh slots. */
+static bool
+refill(struct beamalloc_gpa *g, struct bin *b, size_t c)
+{
+	struct depot *d = &g->depot[c];
+	struct mag *m;
+	uint32_t n = 0;
+
+	lock(g, &d->lock);
+	if ((m = d->full) != NULL) {
+		d->full = m->next;
+		memcpy(b->e, m->e, m->n * sizeof(m->e[0]));
+		n = (uint32_t)m->n;
+		m->next = d->empty;
+		d->empty = m;
+	} else {
+		/* Fresh slots, lowest address on top of the stack. */
+		struct entry fresh[MAG_MAX];
+
+		while (n < d->mag_cap) {
+			struct slab *s = d->cur;
+
+			if (s == NULL || d->next_slot == s->nslots) {
+				if ((s = slab_new(g, c)) == NULL)
+					break;
+				d->cur = s;
+				d->next_slot = 0;
+			}
+			fresh[n].p = (unsigned char *)s->base +
+			    ((size_t)d->next_slot << s->shift);
+			fresh[n].rec = s->recs +
+			    ((size_t)d->next_slot << g->rec_shift);
+			d->next_slot++;
+			n++;
+		}
+		for (uint32_t i = 0; i < n; i++)
+			b->e[i] = fresh[n - 1 - i];
+	}
+	unlock(g, &d->lock);
+	b->n = n;
+	return n != 0;
+}
+
+/* Hand the older half of a full bin to the depot. */
+static void
+flush(struct beamalloc_gpa *g, struct bin *b, size_t c)
+{
+	struct depot *d = &g->depot[c];
+	size_t k = d->mag_cap;
+	struct mag *m;
+
+	lock(g, &d->lock);
+	if ((m = d->empty) != NULL)
+		d->empty = m->next;
+	else {
+		lock(g, &g->lock);
+		m = meta_alloc(g, sizeof(*m));
+		unlock(g, &g->lock);
+	}
+	if (m != NULL) {
+		memcpy(m->e, b->e, k * sizeof(b->e[0]));
+		m->n = k;
+		m->next = d->full;
+		d->full = m;
+	}
+	unlock(g, &d->lock);
+	/* Without a magazine (out of memory) those slots are dropped:
+	 * they stay freed and unused, never handed out twice. */
+	memmove(b->e, b->e + k, (b->n - k) * sizeof(b->e[0]));
+	b->n -= (uint32_t)k;
+}
+
+/* ------------------------------------------------------------------------
+ * Thread caches
+ * ---------------------------------------------------------------------- */
+
+static struct tcache *
+tcache_new(struct beamalloc_gpa *g)
+{
+	struct tcache *tc;
+
+	lock(g, &g->lock);
+	tc = meta_zalloc(g, sizeof(*tc));
+	if (tc != NULL) {
+		for (size_t c = 0; c < NCLASS; c++)
+			tc->bins[c].cap = 2 * g->depot[c].mag_cap;
+		tc->next = g->tcaches;
+		g->tcaches = tc;
+	}
+	unlock(g, &g->lock);
+	return tc;
+}
+
+/* The calling thread's cache when its home slot is not its own: probe,
+ * or claim a slot.  A slot's key is set once and never cleared; the cache
+ * exists before the key is claimed and is stored right after, before
+ * the only thread that can match the key leaves this function.  NULL
+ * when every slot is taken or memory ran out: the caller then shares tc0
+ * under a lock. */
+static struct tcache *
+tcache_slow(struct beamalloc_gpa *g)
+{
+	uintptr_t k = thread_key();
+	size_t h = (size_t)(((uint64_t)k * HASH_MUL) >> (64 - NTHREADS_BITS));
+
+	for (size_t n = 0; n < NTHREADS; n++) {
+		struct tslot *ts = &g->threads[(h + n) & (NTHREADS - 1)];
+		uintptr_t cur = atomic_load_explicit(&ts->key,
+		    memory_order_acquire);
+		struct tcache *tc;
+
+		/* A thread that ended leaves its slot and cache to the next
+		 * thread given the same thread pointer. */
+		if (cur == k)
+			return atomic_load_explicit(&ts->tc,
+			    memory_order_relaxed);
+		if (cur != 0)
+			continue;
+		lock(g, &g->lock);
+		tc = g->tc_spare;
+		g->tc_spare = NULL;
+		unlock(g, &g->lock);
+		if (tc == NULL && (tc = tcache_new(g)) == NULL)
+			return NULL;
+		if (atomic_compare_exchange_strong(&ts->key, &cur, k)) {
+			atomic_store_explicit(&ts->tc, tc,
+			    memory_order_relaxed);
+			return tc;
+		}
+		/* Another thread took the slot: keep the cache for later. */
+		lock(g, &g->lock);
+		g->tc_spare = tc;
+		unlock(g, &g->lock);
+		n--;			/* look at this slot again */
+	}
+	return NULL;
+}
+
+/* Fast: the cache in the home slot of the thread pointer, if it is the
+ * calling thread's (its cache is then set). */
+static inline bool
+tcache_mine(struct beamalloc_gpa *g, struct tcache **tc)
+{
+	uintptr_t k = thread_key();
+	struct tslot *ts = &g->threads[((uint64_t)k * HASH_MUL) >>
+	    (64 - NTHREADS_BITS)];
+
+	*tc = atomic_load_explicit(&ts->tc, memory_order_relaxed);
+	return atomic_load_explicit(&ts->key, memory_order_relaxed) == k;
+}
+
+static inline struct tcache *
+tcache_of(struct beamalloc_gpa *g)
+{
+	struct tcache *tc;
+
+	if (!g->thread_safe)
+		return g->tc0;
+	return tcache_mine(g, &tc) ? tc : NULL;
+}
+
+/* ------------------------------------------------------------------------
+ * Accounting: requested bytes and blocks.  With no memory limit each
+ * cache keeps a credit, with its high-water mark, and settles it into the
+ * shared counters now and then (and before any large block is counted):
+ * exact for one thread, within CREDIT_BATCH per thread otherwise.  With
+ * a limit every call counts exactly.
+ * ---------------------------------------------------------------------- */
+
+static void
+peak_note(struct beamalloc_gpa *g, ptrdiff_t now)
+{
+	size_t p = atomic_load_explicit(&g->peak, memory_order_relaxed);
+
+	while (now > 0 && (size_t)now > p &&
+	    !atomic_compare_exchange_weak_explicit(&g->peak, &p, (size_t)now,
+	    memory_order_relaxed, memory_order_relaxed))
+		;
+}
+
+static void
+settle(struct beamalloc_gpa *g, struct tcache *tc)
+{
+	ptrdiff_t before = atomic_fetch_add_explicit(&g->live, tc->credit,
+	    memory_order_relaxed);
+
+	peak_note(g, before + tc->hi);
+	atomic_fetch_add_explicit(&g->blocks, tc->blocks,
+	    memory_order_relaxed);
+	tc->credit = tc->hi = tc->blocks = 0;
+}
+
+/* Exact: a memory limit, large blocks. */
+static bool
+charge_exact(struct beamalloc_gpa *g, ptrdiff_t bytes, ptrdiff_t blocks)
+{
+	ptrdiff_t now;
+
+	if (g->thread_safe) {
+		now = atomic_fetch_add_explicit(&g->live, bytes,
+		    memory_order_relaxed) + bytes;
+		if (bytes > 0 && g->limit != 0 && (size_t)now > g->limit) {
+			atomic_fetch_sub_explicit(&g->live, bytes,
+			    memory_order_relaxed);
+			return false;
+		}
+		atomic_fetch_add_explicit(&g->blocks, blocks,
+		    memory_order_relaxed);
+	} else {
+		now = atomic_load_explicit(&g->live, memory_order_relaxed) +
+		    bytes;
+		if (bytes > 0 && g->limit != 0 && (size_t)now > g->limit)
+			return false;
+		atomic_store_explicit(&g->live, now, memory_order_relaxed);
+		atomic_store_explicit(&g->blocks, blocks +
+		    atomic_load_explicit(&g->blocks, memory_order_relaxed),
+		    memory_order_relaxed);
+	}
+	peak_note(g, now);
+	return true;
+}
+
+/* A new high-water mark of a cache's credit. */
+static __attribute__((noinline)) void
+credit_high(struct beamalloc_gpa *g, struct tcache *tc)
+{
+	tc->hi = tc->credit;
+	if (tc->credit > CREDIT_BATCH)
+		settle(g, tc);
+}
+
+static inline void
+credit_up(struct beamalloc_gpa *g, struct tcache *tc, size_t bytes)
+{
+	tc->blocks++;
+	tc->credit += (ptrdiff_t)bytes;
+	if (BA_UNLIKELY(tc->credit > tc->hi))
+		credit_high(g, tc);
+}
+
+static inline void
+credit_down(struct beamalloc_gpa *g, struct tcache *tc, size_t bytes)
+{
+	tc->blocks--;
+	tc->credit -= (ptrdiff_t)bytes;
+	if (BA_UNLIKELY(tc->credit < -CREDIT_BATCH))
+		settle(g, tc);
+}
+
+/* Any change, as resize makes. */
+static inline void
+credit(struct beamalloc_gpa *g, struct tcache *tc, ptrdiff_t bytes,
+    ptrdiff_t blocks)
+{
+	tc->blocks += blocks;
+	tc->credit += bytes;
+	if (tc->credit > tc->hi)
+		credit_high(g, tc);
+	else if (tc->credit < -CREDIT_BATCH)
+		settle(g, tc);
+}
+
+static inline bool
+charge(struct beamalloc_gpa *g, struct tcache *tc, ptrdiff_t bytes,
+    ptrdiff_t blocks)
+{
+	if (!g->batched)
+		return charge_exact(g, bytes, blocks);
+	credit(g, tc, bytes, blocks);
+	return true;
+}
+
+/* ------------------------------------------------------------------------
+ * Small blocks
+ * ---------------------------------------------------------------------- */
+
+static inline void
+rec_fill(unsigned char *rec, size_t len, size_t align, uintptr_t ra)
+{
+	struct rec *sr = (void *)rec;
+
+	sr->len = (uint16_t)len;
+	sr->lalign = (uint8_t)log2_of(align);
+	sr->ra = ra;
+}
+
+static inline bool
+rec_matches(const unsigned char *rec, size_t len, size_t align)
+{
+	const struct rec *sr = (const void *)rec;
+
+	return sr->len == len && sr->lalign == log2_of(align);
+}
+
+static void
+report_slot(struct beamalloc_gpa *g, beamalloc_report_kind kind,
+    uintptr_t p, const struct where *w, size_t len,
+    size_t align, uintptr_t ra)
+{
+	size_t i = (p - w->base) >> w->shift;
+	const unsigned char *rec = w->recs + (i << g->rec_shift);
+	uintptr_t tr[2 * BEAMALLOC_GPA_MAX_TRACE], site = 0;
+	beamalloc_report r = {
+		.kind = kind, .addr = (const void *)p, .given_size = len,
+		.given_align = align, .ret_addr = ra,
+	};
+
+	/* An invalid free names no block of ours. */
+	if (kind != BEAMALLOC_REPORT_INVALID_FREE) {
+		r.size = (size_t)1 << w->shift;
+		if (g->safety) {
+			const struct rec *sr = (const void *)rec;
+
+			r.size = sr->len;
+			r.align = (size_t)1 << sr->lalign;
+			site = sr->ra;
+		}
+		if (g->depth != 0)
+			memcpy(tr, slab_of(w->recs)->traces + i * 2 *
+			    g->depth, 2 * g->depth * sizeof(tr[0]));
+		set_traces(&r, tr, g->depth, &site);
+	}
+	emit(g, &r);
+}
+
+/* The record of a live slot at p, or NULL after reporting why not. */
+static unsigned char *
+live_slot(struct beamalloc_gpa *g, uintptr_t p,
+    const struct where *w, size_t len, size_t align, uintptr_t ra)
+{
+	size_t off = p - w->base;
+	unsigned char *rec = w->recs + ((off >> w->shift) << g->rec_shift);
+	uint8_t st;
+
+	if (BA_UNLIKELY((off & (((size_t)1 << w->shift) - 1)) != 0)) {
+		report_slot(g, BEAMALLOC_REPORT_INVALID_FREE, p, w, len,
+		    align, ra);
+		return NULL;
+	}
+	st = state_get(rec);
+	if (BA_UNLIKELY(st != REC_USED)) {
+		report_slot(g, st == REC_FREE ? BEAMALLOC_REPORT_DOUBLE_FREE :
+		    BEAMALLOC_REPORT_INVALID_FREE, p, w, len, align, ra);
+		return NULL;
+	}
+	if (g->safety && BA_UNLIKELY(!rec_matches(rec, len, align))) {
+		report_slot(g, ((const struct rec *)(const void *)rec)->len !=
+		    len ? BEAMALLOC_REPORT_SIZE_MISMATCH :
+		    BEAMALLOC_REPORT_ALIGN_MISMATCH, p, w, len, align, ra);
+		return NULL;
+	}
+	return rec;
+}
+
+static void
+trace_slot(struct beamalloc_gpa *g, unsigned char *p, int which,
+    uintptr_t ra)
+{
+	struct where w;
+	uintptr_t *t;
+
+	if (!slab_find(g, (uintptr_t)p, &w))
+		return;
+	t = slab_of(w.recs)->traces +
+	    (((uintptr_t)p - w.base) >> w.shift) * 2 * g->depth;
+	if (which == 0) {
+		capture(t, g->depth, ra);
+		memset(t + g->depth, 0, g->depth * sizeof(*t));
+	} else
+		capture(t + g->depth, g->depth, ra);
+}
+
+/* The general allocation path: exact accounting, traces, memory
+ * checkers, empty bins. */
+static void *
+small_alloc(struct beamalloc_gpa *g, struct tcache *tc, size_t c,
+    size_t len, size_t align, uintptr_t ra)
+{
+	struct bin *b = &tc->bins[c];
+	struct entry e;
+
+	if (BA_UNLIKELY(!charge(g, tc, (ptrdiff_t)len, 1)))
+		return ba_fail(ENOMEM);
+	if (BA_UNLIKELY(b->n == 0) && !refill(g, b, c)) {
+		charge(g, tc, -(ptrdiff_t)len, -1);
+		return ba_fail(ENOMEM);
+	}
+	e = b->e[--b->n];
+	if (g->safety)
+		rec_fill(e.rec, len, align, ra);
+	if (BA_UNLIKELY(g->depth != 0))
+		trace_slot(g, e.p, 0, ra);
+	state_set(e.rec, REC_USED);
+	BA_TOOL_ALLOC(e.p, len);
+	return e.p;
+}
+
+/* The general free path, for a slot live_slot() accepted. */
+static void
+small_free(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
+    unsigned char *rec, unsigned shift, size_t len, uintptr_t ra)
+{
+	struct bin *b;
+	size_t c = shift - MIN_SHIFT;
+
+	if (BA_UNLIKELY(g->depth != 0))
+		trace_slot(g, p, 1, ra);
+	state_set(rec, REC_FREE);
+	BA_TOOL_FREE(p, (size_t)1 << shift);
+	charge(g, tc, -(ptrdiff_t)len, -1);
+	b = &tc->bins[c];
+	if (BA_UNLIKELY(b->n == b->cap))
+		flush(g, b, c);
+	b->e[b->n++] = (struct entry){ p, rec };
+}
+
+/* ------------------------------------------------------------------------
+ * Large blocks: straight from the backing, recorded in an open-addressing
+ * table.  A freed block's record stays (for double-free reports) until
+ * the table is rebuilt or the address comes back.
+ * ---------------------------------------------------------------------- */
+
+static inline struct large *
+lg_at(const struct beamalloc_gpa *g, struct large *tab, size_t i)
+{
+	return (struct large *)(void *)((unsigned char *)tab + i *
+	    g->lstride);
+}
+
+static inline size_t
+lg_hash(uintptr_t addr, size_t cap)
+{
+	return (size_t)(((uint64_t)(addr >> 4) * HASH_MUL) >>
+	    (64 - log2_of(cap)));
+}
+
+/* The record for addr (live or freed), or NULL.  Under large_lock. */
+static struct large *
+lg_find(struct beamalloc_gpa *g, uintptr_t addr)
+{
+	if (g->lcap == 0)
+		return NULL;
+	for (size_t i = lg_hash(addr, g->lcap);; i = (i + 1) & (g->lcap - 1)) {
+		struct large *l = lg_at(g, g->ltab, i);
+
+		if (l->addr == addr)
+			return l;
+		if (l->state == LG_EMPTY)
+			return NULL;
+	}
+}
+
+/* Rebuild with room for the live records (freed ones are dropped). */
+static bool
+lg_grow(struct beamalloc_gpa *g)
+{
+	size_t cap = 16, len;
+	struct large *tab;
+
+	while (cap < (g->llive + 1) * 4)
+		cap *= 2;
+	len = cap * g->lstride;
+	tab = backing_get(g, len);
+	if (tab == NULL)
+		return false;
+	memset(tab, 0, len);
+	for (size_t i = 0; i < g->lcap; i++) {
+		struct large *o = lg_at(g, g->ltab, i), *n;
+		size_t j;
+
+		if (o->state != LG_LIVE)
+			continue;
+		for (j = lg_hash(o->addr, cap);; j = (j + 1) & (cap - 1))
+			if ((n = lg_at(g, tab, j))->state == LG_EMPTY)
+				break;
+		memcpy(n, o, g->lstride);
+	}
+	if (g->ltab != NULL)
+		backing_put(g, g->ltab, g->lcap * g->lstride);
+	g->ltab = tab;
+	g->lcap = cap;
+	g->lused = g->llive;
+	return true;
+}
+
+/* A record for addr, reusing a freed one for the same address. */
+static struct large *
+lg_insert(struct beamalloc_gpa *g, uintptr_t addr)
+{
+	struct large *l = lg_find(g, addr);
+
+	if (l == NULL) {
+		size_t i;
+
+		if ((g->lused + 1) * 2 > g->lcap && !lg_grow(g))
+			return NULL;
+		for (i = lg_hash(addr, g->lcap);; i = (i + 1) & (g->lcap - 1))
+			if ((l = lg_at(g, g->ltab, i))->state == LG_EMPTY)
+				break;
+		g->lused++;
+	}
+	memset(l, 0, g->lstride);
+	l->addr = addr;
+	l->state = LG_LIVE;
+	g->llive++;
+	return l;
+}
+
+/* Report a bad call on a large block (l its record, NULL if none). */
+static void
+report_large(struct beamalloc_gpa *g, beamalloc_report_kind kind,
+    uintptr_t p, const struct large *l, size_t len, size_t align,
+    uintptr_t ra)
+{
+	uintptr_t tr[2 * BEAMALLOC_GPA_MAX_TRACE];
+	beamalloc_report r = {
+		.kind = kind, .addr = (const void *)p, .given_size = len,
+		.given_align = align, .ret_addr = ra,
+	};
+
+	if (l != NULL) {
+		r.size = l->len;
+		r.align = (size_t)1 << l->lalign;
+		if (g->depth != 0)
+			memcpy(tr, l->trace, 2 * g->depth * sizeof(tr[0]));
+		set_traces(&r, tr, g->depth, &l->ra);
+	}
+	emit(g, &r);
+}
+
+/* The live record for a free/resize/remap of p, or NULL after a report
+ * (made with the lock dropped: the callback may allocate).  Under
+ * large_lock. */
+static struct large *
+lg_live(struct beamalloc_gpa *g, uintptr_t p, size_t len, size_t align,
+    uintptr_t ra)
+{
+	struct large *l = lg_find(g, p);
+	beamalloc_report_kind kind;
+	union {
+		struct large l;
+		uintptr_t w[(sizeof(struct large) + 2 *
+		    BEAMALLOC_GPA_MAX_TRACE * sizeof(uintptr_t)) /
+		    sizeof(uintptr_t)];
+	} copy;
+
+	if (l != NULL && l->state == LG_LIVE && (!g->safety ||
+	    (l->len == len && l->lalign == log2_of(align))))
+		return l;
+	if (l == NULL)
+		kind = BEAMALLOC_REPORT_INVALID_FREE;
+	else if (l->state != LG_LIVE)
+		kind = BEAMALLOC_REPORT_DOUBLE_FREE;
+	else if (l->len != len)
+		kind = BEAMALLOC_REPORT_SIZE_MISMATCH;
+	else
+		kind = BEAMALLOC_REPORT_ALIGN_MISMATCH;
+	if (l != NULL)
+		memcpy(&copy, l, g->lstride);
+	unlock(g, &g->large_lock);
+	report_large(g, kind, p, l != NULL ? &copy.l : NULL, len, align, ra);
+	lock(g, &g->large_lock);
+	return NULL;
+}
+
+/* Before a large block counts: the caller's own credit first, so that
+ * one thread's peak stays exact. */
+static void
+settle_mine(struct beamalloc_gpa *g)
+{
+	struct tcache *tc;
+
+	if (g->batched && (tc = tcache_of(g)) != NULL)
+		settle(g, tc);
+}
+
+static void *
+large_alloc(struct beamalloc_gpa *g, size_t len, size_t align, uintptr_t ra)
+{
+	uintptr_t tr[BEAMALLOC_GPA_MAX_TRACE];
+	struct large *l;
+	void *p;
+
+	settle_mine(g);
+	if (!charge_exact(g, (ptrdiff_t)len, 1))
+		return ba_fail(ENOMEM);
+	if (g->depth != 0)
+		capture(tr, g->depth, ra);
+	p = ba_raw_alloc(g->backing, len, align, ra);
+	if (p == NULL) {
+		charge_exact(g, -(ptrdiff_t)len, -1);
+		return NULL;
+	}
+	lock(g, &g->large_lock);
+	if ((l = lg_insert(g, (uintptr_t)p)) != NULL) {
+		l->len = len;
+		l->lalign = (uint8_t)log2_of(align);
+		l->ra = ra;
+		if (g->depth != 0)
+			memcpy(l->trace, tr, g->depth * sizeof(tr[0]));
+		atomic_fetch_add_explicit(&g->backing_bytes, len,
+		    memory_order_relaxed);
+	}
+	unlock(g, &g->large_lock);
+	if (l == NULL) {
+		ba_raw_free(g->backing, p, len, align, ra);
+		charge_exact(g, -(ptrdiff_t)len, -1);
+		return ba_fail(ENOMEM);
+	}
+	return p;
+}
+
+static void
+large_free(struct beamalloc_gpa *g, uintptr_t p, size_t len, size_t align,
+    uintptr_t ra)
+{
+	uintptr_t tr[BEAMALLOC_GPA_MAX_TRACE];
+	struct large *l;
+	size_t rlen = 0, ralign = 0;
+
+	if (g->depth != 0)
+		capture(tr, g->depth, ra);
+	lock(g, &g->large_lock);
+	if ((l = lg_live(g, p, len, align, ra)) != NULL) {
+		rlen = l->len;
+		ralign = (size_t)1 << l->lalign;
+		l->state = LG_FREED;
+		if (g->depth != 0)
+			memcpy(l->trace + g->depth, tr,
+			    g->depth * sizeof(tr[0]));
+		g->llive--;
+		atomic_fetch_sub_explicit(&g->backing_bytes, rlen,
+		    memory_order_relaxed);
+	}
+	unlock(g, &g->large_lock);
+	if (l != NULL) {
+		ba_raw_free(g->backing, (void *)p, rlen, ralign, ra);
+		settle_mine(g);
+		charge_exact(g, -(ptrdiff_t)rlen, -1);
+	}
+}
+
+/* resize (move false) or remap (move true) of a large block.  All under
+ * the lock: nobody may see the block half-changed. */
+static void *
+large_change(struct beamalloc_gpa *g, uintptr_t p, size_t len, size_t align,
+    size_t new_len, bool move, uintptr_t ra)
+{
+	union {
+		struct large l;
+		uintptr_t w[(sizeof(struct large) + 2 *
+		    BEAMALLOC_GPA_MAX_TRACE * sizeof(uintptr_t)) /
+		    sizeof(uintptr_t)];
+	} copy;
+	struct large *l;
+	void *q = NULL;
+	ptrdiff_t delta = (ptrdiff_t)new_len - (ptrdiff_t)len;
+
+	settle_mine(g);
+	lock(g, &g->large_lock);
+	if ((l = lg_live(g, p, len, align, ra)) == NULL)
+		goto out;
+	len = l->len;
+	align = (size_t)1 << l->lalign;
+	/* A moved block needs a new record: make room first. */
+	if (move && (g->lused + 1) * 2 > g->lcap) {
+		if (!lg_grow(g))
+			goto out;
+		l = lg_find(g, p);
+	}
+	if (delta > 0 && !charge_exact(g, delta, 0))
+		goto out;
+	q = move ? ba_raw_remap(g->backing, (void *)p, len, align, new_len,
+	    ra) : ba_raw_resize(g->backing, (void *)p, len, align, new_len,
+	    ra) ? (void *)p : NULL;
+	if (q == NULL) {
+		if (delta > 0)
+			charge_exact(g, -delta, 0);
+		goto out;
+	}
+	if (delta < 0)
+		charge_exact(g, delta, 0);
+	atomic_fetch_add_explicit(&g->backing_bytes, (size_t)delta,
+	    memory_order_relaxed);
+	if ((uintptr_t)q != p) {
+		/* The old address reads as freed (by this remap). */
+		memcpy(&copy, l, g->lstride);
+		l->state = LG_FREED;
+		g->llive--;
+		l = lg_insert(g, (uintptr_t)q);
+		memcpy(l, &copy, g->lstride);
+		l->addr = (uintptr_t)q;
+	}
+	l->len = new_len;
+out:
+	unlock(g, &g->large_lock);
+	return q;
+}
+
+/* ------------------------------------------------------------------------
+ * Vtable
+ * ---------------------------------------------------------------------- */
+
+/* The general paths: any configuration, any thread. */
+static void *
+gpa_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
+{
+	struct beamalloc_gpa *g = ctx;
+	size_t c = class_of(len, align);
+	struct tcache *tc;
+	void *p;
+
+	if (c >= NCLASS)
+		return large_alloc(g, len, align, ra);
+	if ((tc = tcache_of(g)) != NULL || (tc = tcache_slow(g)) != NULL)
+		return small_alloc(g, tc, c, len, align, ra);
+	/* More threads than cache slots: they share one, locked. */
+	pthread_mutex_lock(&g->shared_lock);
+	if (g->tc0 == NULL)
+		g->tc0 = tcache_new(g);
+	p = g->tc0 != NULL ? small_alloc(g, g->tc0, c, len, align, ra) :
+	    ba_fail(ENOMEM);
+	pthread_mutex_unlock(&g->shared_lock);
+	return p;
+}
+
+static void
+gpa_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
+{
+	struct beamalloc_gpa *g = ctx;
+	struct where w;
+	unsigned char *rec;
+	struct tcache *tc;
+
+	if (!slab_find(g, (uintptr_t)mem, &w)) {
+		large_free(g, (uintptr_t)mem, len, align, ra);
+		return;
+	}
+	if ((rec = live_slot(g, (uintptr_t)mem, &w, len, align, ra)) == NULL)
+		return;
+	if ((tc = tcache_of(g)) != NULL || (tc = tcache_slow(g)) != NULL) {
+		small_free(g, tc, mem, rec, w.shift, len, ra);
+		return;
+	}
+	pthread_mutex_lock(&g->shared_lock);
+	if (g->tc0 == NULL)
+		g->tc0 = tcache_new(g);
+	if (g->tc0 != NULL)
+		small_free(g, g->tc0, mem, rec, w.shift, len, ra);
+	else
+		state_set(rec, REC_FREE);	/* dropped, as in flush() */
+	pthread_mutex_unlock(&g->shared_lock);
+}
+
+/* The fast paths, one per (thread_safe, safety) pair, for GPAs without
+ * traces, memory limit or memory checker: a pop or push on the thread's
+ * bin, the state byte, the credit.  Anything else (an empty or full bin,
+ * a large block, a bad free, a thread without a home slot) goes to the
+ * general path, which checks everything again. */
+static inline __attribute__((always_inline)) void *
+fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
+    bool safety)
+{
+	struct beamalloc_gpa *g = ctx;
+	size_t c = class_of(len, align);
+	struct tcache *tc;
+	struct bin *b;
+	struct entry e;
+	uint32_t n;
+
+	if (BA_UNLIKELY(c >= NCLASS))
+		return gpa_alloc(ctx, len, align, ra);
+	if (!ts)
+		tc = g->tc0;
+	else if (BA_UNLIKELY(!tcache_mine(g, &tc)))
+		return gpa_alloc(ctx, len, align, ra);
+	b = &tc->bins[c];
+	n = b->n;
+	if (BA_UNLIKELY(n == 0))
+		return gpa_alloc(ctx, len, align, ra);
+	e = b->e[--n];
+	b->n = n;
+	if (safety)
+		rec_fill(e.rec, len, align, ra);
+	state_set(e.rec, REC_USED);
+	credit_up(g, tc, len);
+	return e.p;
+}
+
+static inline __attribute__((always_inline)) void
+fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
+    bool ts, bool safety)
+{
+	struct beamalloc_gpa *g = ctx;
+	uintptr_t p = (uintptr_t)mem, base = p & ~(uintptr_t)(SLAB_SIZE - 1);
+	uintptr_t k;
+	unsigned shift;
+	size_t i;
+	unsigned char *recs, *rec;
+	struct tcache *tc;
+	struct bin *b;
+	uint32_t n;
+
+	if (!ts)
+		tc = g->tc0;
+	else if (BA_UNLIKELY(!tcache_mine(g, &tc)))
+		goto general;
+	k = tc->memo_key;
+	recs = tc->memo_recs;
+	if (BA_UNLIKELY((k ^ base) >= SLAB_SIZE)) {
+		/* The slab's home entry in the table; anything else (a
+		 * probe, a large block, a foreign pointer) is general. */
+		const struct stab *t = atomic_load_explicit(&g->stab,
+		    memory_order_acquire);
+		const struct sent *e = &t->e[stab_hash(t, base)];
+
+		k = atomic_load_explicit(&e->key, memory_order_acquire);
+		if (BA_UNLIKELY((k ^ base) >= SLAB_SIZE))
+			goto general;
+		recs = e->recs;
+		tc->memo_key = k;
+		tc->memo_recs = recs;
+	}
+	shift = (unsigned)(k & (SLAB_SIZE - 1));
+	i = (p - base) >> shift;
+	/* Not the start of a live slot. */
+	if (BA_UNLIKELY((i << shift) != p - base))
+		goto general;
+	rec = recs + (safety ? i * sizeof(struct rec) : i);
+	if (BA_UNLIKELY(state_get(rec) != REC_USED ||
+	    (safety && !rec_matches(rec, len, align))))
+		goto general;
+	b = &tc->bins[shift - MIN_SHIFT];
+	n = b->n;
+	if (BA_UNLIKELY(n == b->cap))
+		goto general;
+	state_set(rec, REC_FREE);
+	b->e[n] = (struct entry){ mem, rec };
+	b->n = n + 1;
+	credit_down(g, tc, len);
+	return;
+general:
+	gpa_free(ctx, mem, len, align, ra);
+}
+
+#define FAST_PAIR(name, ts, safety)					\
+static void *								\
+name##_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)	\
+{									\
+	return fast_alloc(ctx, len, align, ra, ts, safety);		\
+}									\
+static void								\
+name##_free(void *ctx, void *mem, size_t len, size_t align,		\
+    uintptr_t ra)							\
+{									\
+	fast_free(ctx, mem, len, align, ra, ts, safety);		\
+}
+
+FAST_PAIR(fast_ts, true, false)
+FAST_PAIR(fast_ts_safe, true, true)
+FAST_PAIR(fast_st, false, false)
+FAST_PAIR(fast_st_safe, false, true)
+
+/* In place within the size class; the records follow the new length. */
+static bool
+small_resize(struct beamalloc_gpa *g, void *mem, const struct where *w,
+    size_t len, size_t align, size_t new_len, uintptr_t ra)
+{
+	unsigned char *rec = live_slot(g, (uintptr_t)mem, w, len, align, ra);
+	struct tcache *tc;
+	bool ok;
+
+	if (rec == NULL || class_of(new_len, align) + MIN_SHIFT != w->shift)
+		return false;
+	if ((tc = tcache_of(g)) == NULL)
+		tc = tcache_slow(g);
+	if (tc == NULL) {
+		pthread_mutex_lock(&g->shared_lock);
+		ok = charge_exact(g, (ptrdiff_t)new_len - (ptrdiff_t)len, 0);
+		pthread_mutex_unlock(&g->shared_lock);
+	} else
+		ok = charge(g, tc, (ptrdiff_t)new_len - (ptrdiff_t)len, 0);
+	if (!ok) {
+		errno = ENOMEM;
+		return false;
+	}
+	if (g->safety)
+		((struct rec *)(void *)rec)->len = (uint16_t)new_len;
+	BA_TOOL_RESIZE(mem, len, new_len);
+	return true;
+}
+
+static bool
+gpa_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
+    uintptr_t ra)
+{
+	struct beamalloc_gpa *g = ctx;
+	struct where w;
+
+	if (slab_find(g, (uintptr_t)mem, &w))
+		return small_resize(g, mem, &w, len, align, new_len, ra);
+	return large_change(g, (uintptr_t)mem, len, align, new_len, false,
+	    ra) != NULL;
+}
+
+/* Small blocks stay in place or the caller moves them (NULL); large
+ * ones may move with the backing's remap. */
+static void *
+gpa_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
+    uintptr_t ra)
+{
+	struct beamalloc_gpa *g = ctx;
+	struct where w;
+
+	if (slab_find(g, (uintptr_t)mem, &w))
+		return small_resize(g, mem, &w, len, align, new_len, ra) ?
+		    mem : NULL;
+	return large_change(g, (uintptr_t)mem, len, align, new_len, true, ra);
+}
+
+/* The general one first, then the fast ones by [thread_safe][safety]. */
+static const beamalloc_vtable gpa_vtables[5] = {
+	{ gpa_alloc, gpa_resize, gpa_remap, gpa_free },
+	{ fast_st_alloc, gpa_resize, gpa_remap, fast_st_free },
+	{ fast_st_safe_alloc, gpa_resize, gpa_remap, fast_st_safe_free },
+	{ fast_ts_alloc, gpa_resize, gpa_remap, fast_ts_free },
+	{ fast_ts_safe_alloc, gpa_resize, gpa_remap, fast_ts_safe_free },
+};
+
+bool
+ba_gpa_vtable_is(const beamalloc_vtable *v)
+{
+	for (size_t i = 0; i < sizeof(gpa_vtables) / sizeof(gpa_vtables[0]);
+	    i++)
+		if (v == &gpa_vtables[i])
+			return true;
+	return false;
+}
+
+size_t
+ba_gpa_native_align(const void *ctx)
+{
+	const struct beamalloc_gpa *g = ctx;
+
+	/* Large blocks take their alignment from the backing. */
+	return beamalloc_native_align(g->backing);
+}
+
+/* ------------------------------------------------------------------------
+ * Leak detection
+ * ---------------------------------------------------------------------- */
+
+static size_t
+leaks_small(struct beamalloc_gpa *g, bool release)
+{
+	size_t n = 0;
+
+	for (struct slab *s = atomic_load_explicit(&g->slabs,
+	    memory_order_acquire); s != NULL; s = s->next) {
+		for (uint32_t i = 0; i < s->nslots; i++) {
+			unsigned char *rec = s->recs +
+			    ((size_t)i << g->rec_shift);
+			uintptr_t p = s->base + ((size_t)i << s->shift);
+			uintptr_t tr[2 * BEAMALLOC_GPA_MAX_TRACE], site = 0;
+			beamalloc_report r = {
+				.kind = BEAMALLOC_REPORT_LEAK,
+				.addr = (const void *)p,
+				.size = (size_t)1 << s->shift,
+			};
+
+			if (state_get(rec) != REC_USED)
+				continue;
+			n++;
+			if (release) {
+				BA_TOOL_FREE((void *)p, r.size);
+				continue;
+			}
+			if (g->safety) {
+				const struct rec *sr = (const void *)rec;
+
+				r.size = sr->len;
+				r.align = (size_t)1 << sr->lalign;
+				site = sr->ra;
+			}
+			if (g->depth != 0)
+				memcpy(tr, s->traces + (size_t)i * 2 *
+				    g->depth, 2 * g->depth * sizeof(tr[0]));
+			set_traces(&r, tr, g->depth, &site);
+			emit(g, &r);
+		}
+	}
+	return n;
+}
+
+/* One record at a time, the lock dropped around each report. */
+static size_t
+leaks_large(struct beamalloc_gpa *g)
+{
+	union {
+		struct large l;
+		uintptr_t w[(sizeof(struct large) + 2 *
+		    BEAMALLOC_GPA_MAX_TRACE * sizeof(uintptr_t)) /
+		    sizeof(uintptr_t)];
+	} copy;
+	size_t n = 0;
+
+	for (size_t i = 0;; i++) {
+		bool found = false;
+
+		lock(g, &g->large_lock);
+		for (; i < g->lcap && !found; i++) {
+			struct large *l = lg_at(g, g->ltab, i);
+
+			if (l->state == LG_LIVE) {
+				memcpy(&copy, l, g->lstride);
+				found = true;
+			}
+		}
+		unlock(g, &g->large_lock);
+		if (!found)
+			return n;
+		i--;
+		n++;
+		report_large(g, BEAMALLOC_REPORT_LEAK, copy.l.addr, &copy.l, 0,
+		    0, 0);
+	}
+}
+
+size_t
+beamalloc_gpa_detect_leaks(beamalloc_gpa *g)
+{
+	if (g == NULL)
+		return 0;
+	return leaks_small(g, false) + leaks_large(g);
+}
+
+/* ------------------------------------------------------------------------
+ * Construction, stats, destruction
+ * ---------------------------------------------------------------------- */
+
+/* Fields an older caller's smaller struct does not have keep defaults. */
+#define CFG_HAS(cfg, f) ((cfg)->struct_size >= \
+	offsetof(beamalloc_gpa_config, f) + sizeof((cfg)->f))
+
+void
+beamalloc_gpa_config_init(beamalloc_gpa_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->struct_size = sizeof(*cfg);
+	cfg->stack_trace_depth = 0;
+	cfg->safety = true;
+	cfg->thread_safe = true;
+	cfg->abort_on_error = false;
+	cfg->memory_limit = 0;
+	cfg->report = NULL;
+	cfg->report_user = NULL;
+}
+
+static void
+config_read(beamalloc_gpa_config *out, const beamalloc_gpa_config *cfg)
+{
+	beamalloc_gpa_config_init(out);
+	if (cfg == NULL)
+		return;
+#define TAKE(f) do { if (CFG_HAS(cfg, f)) out->f = cfg->f; } while (0)
+	TAKE(stack_trace_depth);
+	TAKE(safety);
+	TAKE(thread_safe);
+	TAKE(abort_on_error);
+	TAKE(memory_limit);
+	TAKE(report);
+	TAKE(report_user);
+#undef TAKE
+	if (out->stack_trace_depth > BEAMALLOC_GPA_MAX_TRACE)
+		out->stack_trace_depth = BEAMALLOC_GPA_MAX_TRACE;
+}
+
+static void
+mutex_init(pthread_mutex_t *m)
+{
+	pthread_mutex_init(m, NULL);
+}
+
+beamalloc_gpa *
+beamalloc_gpa_create(beamalloc_allocator backing,
+    const beamalloc_gpa_config *cfg)
+{
+	beamalloc_gpa_config c;
+	struct beamalloc_gpa *g;
+	struct stab *t;
+
+	if (backing.vtable == NULL)
+		return ba_fail(EINVAL);
+	config_read(&c, cfg);
+	g = ba_raw_alloc(backing, sizeof(*g), BEAMALLOC_MIN_ALIGN,
+	    BA_RET_ADDR());
+	if (g == NULL)
+		return ba_fail(ENOMEM);
+	memset(g, 0, sizeof(*g));
+	g->backing = backing;
+	g->thread_safe = c.thread_safe;
+	g->safety = c.safety;
+	g->abort_on_error = c.abort_on_error;
+	g->depth = c.stack_trace_depth;
+	g->limit = c.memory_limit;
+	g->batched = c.memory_limit == 0;
+	g->vtable = &gpa_vtables[0];
+	if (g->batched && g->depth == 0 && !tools_active())
+		g->vtable = &gpa_vtables[1 + 2 * g->thread_safe + g->safety];
+	g->report = c.report;
+	g->report_user = c.report_user;
+	g->rec_shift = c.safety ? log2_of(sizeof(struct rec)) : 0;
+	g->lstride = sizeof(struct large) + 2 * g->depth * sizeof(uintptr_t);
+	atomic_store(&g->backing_bytes, sizeof(*g));
+	for (size_t i = 0; i < NCLASS; i++) {
+		size_t cap = MAG_BYTES >> (i + MIN_SHIFT);
+
+		mutex_init(&g->depot[i].lock);
+		g->depot[i].mag_cap = (uint32_t)(cap > MAG_MAX ? MAG_MAX :
+		    cap < 4 ? 4 : cap);
+	}
+	mutex_init(&g->lock);
+	mutex_init(&g->shared_lock);
+	mutex_init(&g->large_lock);
+	t = stab_new(g, 64);
+	if (t == NULL || (!g->thread_safe && (g->tc0 = tcache_new(g)) ==
+	    NULL)) {
+		beamalloc_gpa_destroy(g);
+		return ba_fail(ENOMEM);
+	}
+	atomic_store(&g->stab, t);
+	return g;
+}
+
+beamalloc_allocator
+beamalloc_gpa_allocator(beamalloc_gpa *gpa)
+{
+	beamalloc_allocator a = { gpa, gpa->vtable };
+
+	return a;
+}
+
+void
+beamalloc_gpa_get_stats(beamalloc_gpa *g, beamalloc_gpa_stats *st)
+{
+	ptrdiff_t live, blocks, hi = 0;
+
+	lock(g, &g->lock);
+	live = atomic_load_explicit(&g->live, memory_order_relaxed);
+	blocks = atomic_load_explicit(&g->blocks, memory_order_relaxed);
+	if (g->batched) {
+		ptrdiff_t credit = 0;
+
+		for (struct tcache *tc = g->tcaches; tc != NULL; tc = tc->next) {
+			credit += __atomic_load_n(&tc->credit, __ATOMIC_RELAXED);
+			hi += __atomic_load_n(&tc->hi, __ATOMIC_RELAXED);
+			blocks += __atomic_load_n(&tc->blocks, __ATOMIC_RELAXED);
+		}
+		hi += live;
+		live += credit;
+	}
+	st->live_bytes = live > 0 ? (size_t)live : 0;
+	st->live_blocks = blocks > 0 ? (size_t)blocks : 0;
+	st->peak_bytes = atomic_load_explicit(&g->peak, memory_order_relaxed);
+	if (hi > 0 && (size_t)hi > st->peak_bytes)
+		st->peak_bytes = (size_t)hi;
+	if (st->live_bytes > st->peak_bytes)
+		st->peak_bytes = st->live_bytes;
+	st->backing_bytes = atomic_load_explicit(&g->backing_bytes,
+	    memory_order_relaxed);
+	unlock(g, &g->lock);
+}
+
+size_t
+beamalloc_gpa_destroy(beamalloc_gpa *g)
+{
+	size_t n;
+
+	if (g == NULL)
+		return 0;
+	n = beamalloc_gpa_detect_leaks(g);
+	if (g->global)
+		return n;		/* the global instance lives on */
+	leaks_small(g, true);
+	for (size_t i = 0; i < g->lcap; i++) {
+		struct large *l = lg_at(g, g->ltab, i);
+
+		if (l->state == LG_LIVE)
+			ba_raw_free(g->backing, (void *)l->addr, l->len,
+			    (size_t)1 << l->lalign, 0);
+	}
+	if (g->ltab != NULL)
+		ba_raw_free(g->backing, g->ltab, g->lcap * g->lstride,
+		    BEAMALLOC_MIN_ALIGN, 0);
+	for (size_t i = 0; i < g->nbb; i++) {
+		BA_ASAN_UNPOISON(g->bb[i].ptr, g->bb[i].len);
+		ba_raw_free(g->backing, g->bb[i].ptr, g->bb[i].len,
+		    BEAMALLOC_MIN_ALIGN, 0);
+	}
+	if (g->bb != NULL)
+		ba_raw_free(g->backing, g->bb, g->bbcap * sizeof(g->bb[0]),
+		    BEAMALLOC_MIN_ALIGN, 0);
+	for (size_t i = 0; i < NCLASS; i++)
+		pthread_mutex_destroy(&g->depot[i].lock);
+	pthread_mutex_destroy(&g->lock);
+	pthread_mutex_destroy(&g->shared_lock);
+	pthread_mutex_destroy(&g->large_lock);
+	ba_raw_free(g->backing, g, sizeof(*g), BEAMALLOC_MIN_ALIGN, 0);
+	return n;
+}
+
+/* ------------------------------------------------------------------------
+ * The global instance: over beamalloc_wide(), thread-safe, safety on,
+ * BEAMALLOC_GPA_TRACES frames of trace.  Created on first use, never
+ * destroyed (the library may be dlclosed: nothing may point into it).
+ * ---------------------------------------------------------------------- */
+
+static beamalloc_gpa *global_gpa;
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+
+static void
+global_init(void)
+{
+	beamalloc_gpa_config cfg;
+	const char *env = getenv("BEAMALLOC_GPA_TRACES");
+
+	beamalloc_gpa_config_init(&cfg);
+	if (env != NULL)
+		cfg.stack_trace_depth = (unsigned)strtoul(env, NULL, 10);
+	global_gpa = beamalloc_gpa_create(beamalloc_wide(), &cfg);
+	if (global_gpa != NULL)
+		global_gpa->global = true;
+}
+
+beamalloc_gpa *
+beamalloc_gpa_global(void)
+{
+	pthread_once(&global_once, global_init);
+	return global_gpa;
+}
+
+beamalloc_allocator
+beamalloc_general_purpose(void)
+{
+	return beamalloc_gpa_allocator(beamalloc_gpa_global());
+}

@@ -1,0 +1,127 @@
+/*
+ * report.c - the default report: one text block per finding, traces
+ * symbolized with dladdr (function+offset and the object it lives in).
+ *
+ *   beamalloc: double free: 64 bytes at 0x55d0c0a0 (align 8)
+ *     freed again from: 0x55d0b2c1 main+0x41 (./prog)
+ *     allocated at:
+ *       #0 0x55d0b27a main+0x1a (./prog)
+ *     first freed at:
+ *       #0 0x55d0b2a3 main+0x33 (./prog)
+ *
+ * The block is written under the stream's lock, so reports from several
+ * threads do not interleave, and without allocating: it may run where the
+ * heap is in trouble.
+ */
+#define _GNU_SOURCE
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+#include "internal.h"
+
+#ifdef HAVE_DLADDR
+#include <dlfcn.h>
+#endif
+
+const char *
+beamalloc_report_kind_name(beamalloc_report_kind k)
+{
+	switch (k) {
+	case BEAMALLOC_REPORT_LEAK:
+		return "leak";
+	case BEAMALLOC_REPORT_DOUBLE_FREE:
+		return "double free";
+	case BEAMALLOC_REPORT_INVALID_FREE:
+		return "invalid free";
+	case BEAMALLOC_REPORT_SIZE_MISMATCH:
+		return "size mismatch";
+	case BEAMALLOC_REPORT_ALIGN_MISMATCH:
+		return "alignment mismatch";
+	}
+	return "unknown report";
+}
+
+/* "0x... func+0x12 (libfoo.so)", or "(libfoo.so+0x1234)" for a static
+ * function, which addr2line can resolve. */
+static void
+print_addr(FILE *f, uintptr_t a)
+{
+	fprintf(f, "%#" PRIxPTR, a);
+#ifdef HAVE_DLADDR
+	{
+		Dl_info di;
+		const char *obj;
+
+		/* A return address can be one past its function's end (a
+		 * call to a noreturn function): look up the call itself. */
+		if (a == 0 || dladdr((void *)(a - 1), &di) == 0)
+			return;
+		obj = di.dli_fname != NULL ? di.dli_fname : "?";
+		if (di.dli_sname != NULL && di.dli_saddr != NULL)
+			fprintf(f, " %s+%#" PRIxPTR " (%s)", di.dli_sname,
+			    a - (uintptr_t)di.dli_saddr, obj);
+		else
+			fprintf(f, " (%s+%#" PRIxPTR ")", obj,
+			    a - (uintptr_t)di.dli_fbase);
+	}
+#endif
+}
+
+static void
+print_trace(FILE *f, const char *title, const uintptr_t *t, size_t n)
+{
+	if (t == NULL || n == 0)
+		return;
+	fprintf(f, "  %s:\n", title);
+	for (size_t i = 0; i < n; i++) {
+		fprintf(f, "    #%zu ", i);
+		print_addr(f, t[i]);
+		fputc('\n', f);
+	}
+}
+
+static void
+print_block(FILE *f, const beamalloc_report *r)
+{
+	fprintf(f, "%zu bytes at %p", r->size, r->addr);
+	if (r->align != 0)
+		fprintf(f, " (align %zu)", r->align);
+}
+
+void
+beamalloc_report_print(FILE *f, const beamalloc_report *r)
+{
+	if (f == NULL || r == NULL)
+		return;
+	flockfile(f);
+	fprintf(f, "beamalloc: %s: ", beamalloc_report_kind_name(r->kind));
+	switch (r->kind) {
+	case BEAMALLOC_REPORT_LEAK:
+	case BEAMALLOC_REPORT_DOUBLE_FREE:
+		print_block(f, r);
+		break;
+	case BEAMALLOC_REPORT_INVALID_FREE:
+		fprintf(f, "%p was never allocated here (given %zu bytes, "
+		    "align %zu)", r->addr, r->given_size, r->given_align);
+		break;
+	case BEAMALLOC_REPORT_SIZE_MISMATCH:
+	case BEAMALLOC_REPORT_ALIGN_MISMATCH:
+		print_block(f, r);
+		fprintf(f, ", but the call gave %zu bytes, align %zu",
+		    r->given_size, r->given_align);
+		break;
+	}
+	fputc('\n', f);
+	if (r->ret_addr != 0) {
+		fprintf(f, "  %s: ", r->kind == BEAMALLOC_REPORT_DOUBLE_FREE ?
+		    "freed again from" : "called from");
+		print_addr(f, r->ret_addr);
+		fputc('\n', f);
+	}
+	print_trace(f, "allocated at", r->alloc_trace, r->alloc_trace_len);
+	print_trace(f, "first freed at", r->free_trace, r->free_trace_len);
+	funlockfile(f);
+	fflush(f);
+}

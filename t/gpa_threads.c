@@ -1,0 +1,355 @@
+/*
+ * gpa_threads.c - one thread-safe GPA hammered by several threads: blocks
+ * freed by the thread that made them and by the other one, none lost or
+ * handed out twice, leaks counted exactly while the threads are parked;
+ * and more threads at once than the GPA has thread caches.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "beamalloc.h"
+#include "tap.h"
+
+#define WINDOW 400		/* live blocks per thread */
+#define ROUNDS 200000
+#define QUEUE 256		/* blocks handed to the other thread */
+
+struct block {
+	unsigned char *p;
+	size_t len;
+	uint32_t tag;
+};
+
+static beamalloc_allocator A;
+static beamalloc_gpa *G;
+static atomic_size_t reports;
+
+static void
+count_report(void *user, const beamalloc_report *r)
+{
+	(void)user, (void)r;
+	atomic_fetch_add(&reports, 1);
+}
+
+/* The block's tag in every byte, its address in the first word. */
+static void
+stamp(struct block *b)
+{
+	memset(b->p, (int)(b->tag & 0xff), b->len);
+	if (b->len >= sizeof(uintptr_t))
+		memcpy(b->p, &b->p, sizeof(uintptr_t));
+}
+
+static int
+stamped(const struct block *b)
+{
+	size_t from = 0;
+
+	if (b->len >= sizeof(uintptr_t)) {
+		uintptr_t self;
+
+		memcpy(&self, b->p, sizeof(self));
+		if (self != (uintptr_t)b->p)
+			return 0;
+		from = sizeof(uintptr_t);
+	}
+	for (size_t i = from; i < b->len; i++)
+		if (b->p[i] != (unsigned char)(b->tag & 0xff))
+			return 0;
+	return 1;
+}
+
+/* A queue of blocks one thread allocates and the other frees. */
+static struct {
+	pthread_mutex_t lock;
+	struct block b[QUEUE];
+	size_t n;
+} queue = { PTHREAD_MUTEX_INITIALIZER, { { 0 } }, 0 };
+
+static pthread_barrier_t park, resume;
+
+struct worker {
+	int id;
+	struct block live[WINDOW];
+	size_t bad, failed;
+	size_t handed, taken;
+};
+
+static struct worker workers[2];
+
+static uint32_t
+next(uint32_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 17;
+	*x ^= *x << 5;
+	return *x;
+}
+
+static void
+release(struct worker *w, struct block *b)
+{
+	if (!stamped(b))
+		w->bad++;
+	beamalloc_free(A, b->p, b->len);
+	b->p = NULL;
+}
+
+static void *
+hammer(void *arg)
+{
+	struct worker *w = arg;
+	uint32_t x = 2463534242u + (uint32_t)w->id * 7919;
+
+	for (int r = 0; r < ROUNDS; r++) {
+		uint32_t v = next(&x);
+		struct block *b = &w->live[v % WINDOW];
+
+		if (r == ROUNDS / 2) {
+			pthread_barrier_wait(&park);	/* main counts */
+			pthread_barrier_wait(&resume);
+		}
+		if (b->p != NULL) {
+			/* Now and then the other thread frees it. */
+			if ((v >> 20) % 8 == 0) {
+				pthread_mutex_lock(&queue.lock);
+				if (queue.n < QUEUE) {
+					queue.b[queue.n++] = *b;
+					b->p = NULL;
+					w->handed++;
+				}
+				pthread_mutex_unlock(&queue.lock);
+			}
+			if (b->p != NULL)
+				release(w, b);
+		} else {
+			b->len = 1 + (v >> 8) % ((v >> 30) ? 2048 : 40000);
+			b->tag = v;
+			b->p = beamalloc_alloc(A, b->len);
+			if (b->p == NULL) {
+				w->failed++;
+				continue;
+			}
+			stamp(b);
+		}
+		/* Free what the other thread handed over. */
+		if ((v & 15) == 0) {
+			struct block got = { NULL, 0, 0 };
+
+			pthread_mutex_lock(&queue.lock);
+			if (queue.n > 0)
+				got = queue.b[--queue.n];
+			pthread_mutex_unlock(&queue.lock);
+			if (got.p != NULL) {
+				release(w, &got);
+				w->taken++;
+			}
+		}
+	}
+	for (int i = 0; i < WINDOW; i++)
+		if (w->live[i].p != NULL)
+			release(w, &w->live[i]);
+	return NULL;
+}
+
+static int
+by_addr(const void *a, const void *b)
+{
+	const struct block *x = a, *y = b;
+
+	return x->p < y->p ? -1 : x->p > y->p;
+}
+
+/* Every live block, sorted: none may overlap the next. */
+static size_t
+overlaps(size_t *nlive)
+{
+	static struct block all[2 * WINDOW + QUEUE];
+	size_t n = 0, bad = 0;
+
+	for (int t = 0; t < 2; t++)
+		for (int i = 0; i < WINDOW; i++)
+			if (workers[t].live[i].p != NULL)
+				all[n++] = workers[t].live[i];
+	for (size_t i = 0; i < queue.n; i++)
+		all[n++] = queue.b[i];
+	qsort(all, n, sizeof(all[0]), by_addr);
+	for (size_t i = 1; i < n; i++)
+		if (all[i - 1].p + all[i - 1].len > all[i].p)
+			bad++;
+	*nlive = n;
+	return bad;
+}
+
+static void
+two_threads(bool safety)
+{
+	const char *m = safety ? "safety on" : "safety off";
+	beamalloc_gpa_config cfg;
+	pthread_t th[2];
+	size_t nlive, leaks, bad, failed = 0, handed = 0, taken = 0;
+	beamalloc_gpa_stats st;
+
+	beamalloc_gpa_config_init(&cfg);
+	cfg.safety = safety;
+	cfg.report = count_report;
+	G = beamalloc_gpa_create(beamalloc_libc(), &cfg);
+	A = beamalloc_gpa_allocator(G);
+	atomic_store(&reports, 0);
+	memset(workers, 0, sizeof(workers));
+	queue.n = 0;
+	pthread_barrier_init(&park, NULL, 3);
+	pthread_barrier_init(&resume, NULL, 3);
+	for (int t = 0; t < 2; t++) {
+		workers[t].id = t;
+		pthread_create(&th[t], NULL, hammer, &workers[t]);
+	}
+	pthread_barrier_wait(&park);
+	bad = overlaps(&nlive);
+	leaks = beamalloc_gpa_detect_leaks(G);
+	beamalloc_gpa_get_stats(G, &st);
+	pthread_barrier_wait(&resume);
+	for (int t = 0; t < 2; t++) {
+		pthread_join(th[t], NULL);
+		failed += workers[t].failed;
+		handed += workers[t].handed;
+		taken += workers[t].taken;
+	}
+	is_size(bad, 0, "%s: no two live blocks overlap (%zu live)", m,
+	    nlive);
+	is_size(leaks, nlive, "%s: mid-run leak count = live blocks", m);
+	is_size(st.live_blocks, nlive, "%s: stats agree", m);
+	is_size(atomic_load(&reports), nlive,
+	    "%s: one report per live block, nothing else", m);
+	ok(workers[0].bad + workers[1].bad == 0 && failed == 0,
+	    "%s: every block intact when freed, no allocation failed", m);
+	ok(handed > 1000 && taken > 1000,
+	    "%s: blocks freed by the other thread (%zu)", m, taken);
+	/* the queue's rest */
+	for (size_t i = 0; i < queue.n; i++)
+		beamalloc_free(A, queue.b[i].p, queue.b[i].len);
+	queue.n = 0;
+	atomic_store(&reports, 0);
+	is_size(beamalloc_gpa_detect_leaks(G), 0, "%s: no leak at the end", m);
+	beamalloc_gpa_get_stats(G, &st);
+	ok(st.live_bytes == 0 && st.live_blocks == 0,
+	    "%s: stats back to 0 (%zu bytes, %zu blocks)", m, st.live_bytes,
+	    st.live_blocks);
+	is_size(atomic_load(&reports), 0, "%s: no report at all", m);
+	beamalloc_gpa_destroy(G);
+	pthread_barrier_destroy(&park);
+	pthread_barrier_destroy(&resume);
+}
+
+/* More threads alive at once than the GPA has thread caches. */
+#define CROWD 80
+#define KEEP 10
+
+static pthread_barrier_t crowd_in, crowd_out;
+static atomic_size_t crowd_bad;
+
+static void *
+crowd_member(void *arg)
+{
+	void *keep[KEEP];
+	uint32_t x = 88172645u + (uint32_t)(uintptr_t)arg;
+
+	for (int i = 0; i < 2000; i++) {
+		size_t len = 1 + next(&x) % 3000;
+		unsigned char *p = beamalloc_alloc(A, len);
+
+		if (p == NULL) {
+			atomic_fetch_add(&crowd_bad, 1);
+			continue;
+		}
+		p[0] = p[len - 1] = 1;
+		beamalloc_free(A, p, len);
+	}
+	for (int i = 0; i < KEEP; i++)
+		keep[i] = beamalloc_alloc(A, 100 + (size_t)i);
+	pthread_barrier_wait(&crowd_in);
+	pthread_barrier_wait(&crowd_out);
+	for (int i = 0; i < KEEP; i++)
+		beamalloc_free(A, keep[i], 100 + (size_t)i);
+	return NULL;
+}
+
+static void
+crowd(void)
+{
+	beamalloc_gpa_config cfg;
+	pthread_t th[CROWD];
+	size_t leaks;
+
+	beamalloc_gpa_config_init(&cfg);
+	cfg.report = count_report;
+	G = beamalloc_gpa_create(beamalloc_libc(), &cfg);
+	A = beamalloc_gpa_allocator(G);
+	atomic_store(&reports, 0);
+	pthread_barrier_init(&crowd_in, NULL, CROWD + 1);
+	pthread_barrier_init(&crowd_out, NULL, CROWD + 1);
+	for (int t = 0; t < CROWD; t++)
+		pthread_create(&th[t], NULL, crowd_member,
+		    (void *)(uintptr_t)t);
+	pthread_barrier_wait(&crowd_in);
+	leaks = beamalloc_gpa_detect_leaks(G);
+	pthread_barrier_wait(&crowd_out);
+	for (int t = 0; t < CROWD; t++)
+		pthread_join(th[t], NULL);
+	is_size(atomic_load(&crowd_bad), 0, "%d threads: no failure", CROWD);
+	is_size(leaks, CROWD * KEEP, "%d threads: exact leak count", CROWD);
+	atomic_store(&reports, 0);
+	is_size(beamalloc_gpa_destroy(G), 0, "%d threads: none at the end",
+	    CROWD);
+	is_size(atomic_load(&reports), 0, "%d threads: no report", CROWD);
+	pthread_barrier_destroy(&crowd_in);
+	pthread_barrier_destroy(&crowd_out);
+}
+
+/* Short-lived threads one after another: each finds a cache. */
+static void *
+brief_life(void *arg)
+{
+	void *p = beamalloc_alloc(A, 64);
+
+	(void)arg;
+	if (p != NULL)
+		beamalloc_free(A, p, 64);
+	return p;
+}
+
+static void
+succession(void)
+{
+	beamalloc_gpa_config cfg;
+	size_t got = 0;
+
+	beamalloc_gpa_config_init(&cfg);
+	cfg.report = count_report;
+	G = beamalloc_gpa_create(beamalloc_libc(), &cfg);
+	A = beamalloc_gpa_allocator(G);
+	atomic_store(&reports, 0);
+	for (int i = 0; i < 300; i++) {
+		pthread_t th;
+		void *r;
+
+		pthread_create(&th, NULL, brief_life, NULL);
+		pthread_join(th, &r);
+		got += r != NULL;
+	}
+	is_size(got, 300, "300 short-lived threads served");
+	is_size(beamalloc_gpa_destroy(G) + atomic_load(&reports), 0,
+	    "no leak, no report");
+}
+
+int
+main(void)
+{
+	two_threads(false);
+	two_threads(true);
+	crowd();
+	succession();
+	return done_testing();
+}

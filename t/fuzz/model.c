@@ -80,7 +80,12 @@ struct target {
 	bool einval_above;	/* alignments above it fail with EINVAL */
 	bool no_grow;		/* resize never grows (it would have to move) */
 	bool resize_keeps_host;	/* in-place resize leaves host bytes alone */
+	unsigned bad_frees;	/* BAD_* misuses the allocator reports */
 };
+
+/* Bad frees a GPA reports, then ignores. */
+#define BAD_DOUBLE	1u	/* even with safety off */
+#define BAD_CHECKED	2u	/* size/alignment mismatch, invalid pointer */
 
 struct run {
 	const struct target *t;
@@ -101,7 +106,27 @@ struct run {
 	beamalloc_arena *arena;
 	beamalloc_fixed fixed;
 	beamalloc_failing failing;
+	beamalloc_gpa *gpa;
+	size_t limit;		/* the GPA's memory limit, 0: none */
 };
+
+/* What the GPA reported during the current operation. */
+#define MAX_REPORTS (2 * SLOTS)
+static beamalloc_report reports[MAX_REPORTS];
+static size_t nreports;
+
+static void
+capture(void *user, const beamalloc_report *rp)
+{
+	(void)user;
+	if (nreports < MAX_REPORTS) {
+		reports[nreports] = *rp;
+		/* traces live only during the call */
+		reports[nreports].alloc_trace = NULL;
+		reports[nreports].free_trace = NULL;
+	}
+	nreports++;
+}
 
 static testalloc ta_storage;
 
@@ -248,15 +273,20 @@ placed(struct run *r, int slot, const unsigned char *p, size_t len,
 }
 
 static void
-expect_failure(struct run *r, enum expect e, int err)
+expect_failure(struct run *r, enum expect e, int err, size_t len,
+    size_t align)
 {
-	CHECK(r, e != MUST_OK, "failed (errno %d) where it must succeed", err);
+	CHECK(r, e != MUST_OK, "len %zu align %zu failed (errno %d) where it "
+	    "must succeed (live: %zu bytes in %zu blocks)", len, align, err,
+	    r->live, r->nlive);
 	CHECK(r, err == EINVAL || err == ENOMEM,
 	    "failed with errno %d, neither EINVAL nor ENOMEM", err);
 	CHECK(r, e != MUST_EINVAL || err == EINVAL,
-	    "errno %d where EINVAL was due", err);
+	    "len %zu align %zu: errno %d where EINVAL was due", len, align,
+	    err);
 	CHECK(r, e != MUST_ENOMEM || err == ENOMEM,
-	    "errno %d where ENOMEM was due", err);
+	    "len %zu align %zu: errno %d where ENOMEM was due", len, align,
+	    err);
 }
 
 static enum expect
@@ -373,7 +403,7 @@ op_alloc(struct run *r, int slot)
 		break;
 	}
 	if (p == NULL) {
-		expect_failure(r, e, errno);
+		expect_failure(r, e, errno, len, align);
 		return;
 	}
 	CHECK(r, e != MUST_EINVAL && e != MUST_ENOMEM,
@@ -501,7 +531,7 @@ op_realloc(struct run *r, int slot)
 	errno = 0;
 	p = beamalloc_realloc(r->a, b->p, b->len, b->align, new_len);
 	if (p == NULL) {
-		expect_failure(r, e, errno);
+		expect_failure(r, e, errno, new_len, b->align);
 		verify(r, b, b->p, b->len);
 		return;
 	}
@@ -582,6 +612,82 @@ op_bad(struct run *r, int slot)
 }
 
 static void
+expect_report(struct run *r, beamalloc_report_kind kind, const void *addr)
+{
+	const beamalloc_report *rp = &reports[0];
+
+	CHECK(r, nreports == 1, "%zu reports where one %s was due", nreports,
+	    beamalloc_report_kind_name(kind));
+	CHECK(r, rp->kind == kind && rp->addr == addr,
+	    "report %s at %p, want %s at %p",
+	    beamalloc_report_kind_name(rp->kind), rp->addr,
+	    beamalloc_report_kind_name(kind), addr);
+	nreports = 0;
+}
+
+/* A free the GPA must report and ignore: the block stays as it was. */
+static void
+op_bad_free(struct run *r, int slot)
+{
+	static unsigned char foreign[64] __attribute__((aligned(64)));
+	struct block *b = &r->b[slot];
+	unsigned v = next(r) % 5;
+
+	if (b->p == NULL || b->len == 0)
+		return;
+	if (!(r->t->bad_frees & BAD_CHECKED))
+		v = 0;
+	verify(r, b, b->p, b->len);
+	nreports = 0;
+	switch (v) {
+	case 0:
+		r->what = "double free";
+		beamalloc_free_aligned(r->a, b->p, b->len, b->align);
+		beamalloc_free_aligned(r->a, b->p, b->len, b->align);
+		expect_report(r, BEAMALLOC_REPORT_DOUBLE_FREE, b->p);
+		set_block(r, slot, NULL, 0, 0, 0);
+		return;
+	case 1:
+		r->what = "free with a wrong length";
+		beamalloc_free_aligned(r->a, b->p, b->len + 1, b->align);
+		expect_report(r, BEAMALLOC_REPORT_SIZE_MISMATCH, b->p);
+		CHECK(r, reports[0].size == b->len &&
+		    reports[0].given_size == b->len + 1,
+		    "size mismatch reported sizes %zu/%zu, want %zu/%zu",
+		    reports[0].size, reports[0].given_size, b->len,
+		    b->len + 1);
+		break;
+	case 2:
+		r->what = "free with a wrong alignment";
+		beamalloc_free_aligned(r->a, b->p, b->len, b->align * 2);
+		expect_report(r, BEAMALLOC_REPORT_ALIGN_MISMATCH, b->p);
+		CHECK(r, reports[0].align == b->align &&
+		    reports[0].given_align == b->align * 2,
+		    "alignment mismatch reported %zu/%zu, want %zu/%zu",
+		    reports[0].align, reports[0].given_align, b->align,
+		    b->align * 2);
+		break;
+	case 3:
+		r->what = "free of an interior or foreign pointer";
+		if (next(r) & 1) {
+			beamalloc_free(r->a, b->p + 1, 8);
+			expect_report(r, BEAMALLOC_REPORT_INVALID_FREE, b->p + 1);
+		} else {
+			beamalloc_free(r->a, foreign, sizeof(foreign));
+			expect_report(r, BEAMALLOC_REPORT_INVALID_FREE, foreign);
+		}
+		break;
+	default:
+		r->what = "resize with a wrong length";
+		CHECK(r, !beamalloc_resize(r->a, b->p, b->len + 1, b->align,
+		    b->len + 2), "resize with a wrong length succeeded");
+		expect_report(r, BEAMALLOC_REPORT_SIZE_MISMATCH, b->p);
+		break;
+	}
+	verify(r, b, b->p, b->len);
+}
+
+static void
 op_check_all(struct run *r)
 {
 	r->what = "check all";
@@ -619,6 +725,12 @@ step(struct run *r)
 	case 13:
 		op_bad(r, slot);
 		break;
+	case 14:
+		if (r->t->bad_frees != 0) {
+			op_bad_free(r, slot);
+			break;
+		}
+		/* fallthrough */
 	default:
 		op_check_all(r);
 		break;
@@ -890,6 +1002,150 @@ failing_close(struct run *r)
 	    r->failing.allocations, r->failing.deallocations);
 }
 
+/* The GPA.  "gpa": safety on, single-threaded, over the strict 8-only
+ * backing itself (exact backing bytes; large blocks then serve only 8),
+ * every bad free exercised.  "gpa_ts": safety off, thread-safe, over wide
+ * on the strict backing, with a memory limit most of the time. */
+#define GPA_SMALL_MAX ((size_t)16384)	/* documented in gpa.c */
+
+static void
+gpa_open_with(struct run *r, bool safety, bool thread_safe)
+{
+	beamalloc_gpa_config cfg;
+
+	strict_open(r);
+	beamalloc_gpa_config_init(&cfg);
+	cfg.safety = safety;
+	cfg.thread_safe = thread_safe;
+	cfg.report = capture;
+	if (safety && next(r) % 4 == 0)
+		cfg.stack_trace_depth = 1 + next(r) % 8;
+	if (!safety && next(r) % 4 != 0)
+		r->limit = (size_t)(1 + next(r) % 64) << 16;
+	cfg.memory_limit = r->limit;
+	if (!safety)
+		r->wide = beamalloc_wide_on(&r->backing);
+	r->gpa = beamalloc_gpa_create(safety ? r->backing : r->wide, &cfg);
+	CHECK(r, r->gpa != NULL, "gpa_create failed");
+	r->a = beamalloc_gpa_allocator(r->gpa);
+	nreports = 0;
+}
+
+static void
+gpa_open(struct run *r)
+{
+	gpa_open_with(r, true, false);
+}
+
+static void
+gpa_ts_open(struct run *r)
+{
+	gpa_open_with(r, false, true);
+}
+
+/* Over the 8-only backing, large blocks cannot be aligned beyond 8; the
+ * backing (a foreign allocator) fails them without saying why, so the
+ * errno may be ENOMEM as well as EINVAL. */
+static enum expect
+gpa_expect(struct run *r, size_t len, size_t align)
+{
+	if (len > GPA_SMALL_MAX || align > GPA_SMALL_MAX)
+		return align > BEAMALLOC_MIN_ALIGN ? MAY_FAIL : MUST_OK;
+	(void)r;
+	return MUST_OK;
+}
+
+static enum expect
+gpa_ts_expect(struct run *r, size_t len, size_t align)
+{
+	(void)align;
+	return r->limit != 0 && r->live + len > r->limit ? MUST_ENOMEM :
+	    MUST_OK;
+}
+
+static void
+gpa_account(struct run *r)
+{
+	beamalloc_gpa_stats st;
+
+	CHECK(r, nreports == 0, "unexpected report: %s at %p",
+	    beamalloc_report_kind_name(reports[0].kind), reports[0].addr);
+	CHECK(r, r->ta->bad_calls == 0,
+	    "the backing saw %zu frees naming a wrong block", r->ta->bad_calls);
+	beamalloc_gpa_get_stats(r->gpa, &st);
+	CHECK(r, st.live_bytes == r->live && st.live_blocks == r->nlive,
+	    "GPA counts %zu bytes in %zu blocks, model %zu in %zu",
+	    st.live_bytes, st.live_blocks, r->live, r->nlive);
+	CHECK(r, st.peak_bytes >= st.live_bytes, "peak %zu below live %zu",
+	    st.peak_bytes, st.live_bytes);
+	CHECK(r, r->limit == 0 || st.live_bytes <= r->limit,
+	    "live bytes %zu past the limit %zu", st.live_bytes, r->limit);
+	if (r->wide.vtable == NULL)
+		CHECK(r, st.backing_bytes == r->ta->live_bytes,
+		    "GPA says it holds %zu backing bytes, the backing %zu",
+		    st.backing_bytes, r->ta->live_bytes);
+}
+
+/* Every live block reported once as a leak, with its size. */
+static void
+gpa_check_leaks(struct run *r, size_t found, bool exact_sizes)
+{
+	size_t seen = 0;
+
+	CHECK(r, found == r->nlive && nreports == r->nlive,
+	    "leak check found %zu (%zu reports), model has %zu live", found,
+	    nreports, r->nlive);
+	for (size_t k = 0; k < nreports && k < MAX_REPORTS; k++) {
+		const beamalloc_report *rp = &reports[k];
+		int i;
+
+		CHECK(r, rp->kind == BEAMALLOC_REPORT_LEAK, "leak check "
+		    "reported a %s", beamalloc_report_kind_name(rp->kind));
+		for (i = 0; i < SLOTS; i++)
+			if (r->b[i].p == rp->addr && r->b[i].len > 0)
+				break;
+		CHECK(r, i < SLOTS, "leak reported at %p, no live block there",
+		    rp->addr);
+		CHECK(r, !exact_sizes || (rp->size == r->b[i].len &&
+		    rp->align == r->b[i].align),
+		    "leak at %p reported as %zu bytes at %zu, is %zu at %zu",
+		    rp->addr, rp->size, rp->align, r->b[i].len, r->b[i].align);
+		CHECK(r, exact_sizes || rp->size >= r->b[i].len,
+		    "leak at %p reported as %zu bytes, is %zu", rp->addr,
+		    rp->size, r->b[i].len);
+		seen++;
+	}
+	CHECK(r, seen == r->nlive, "%zu distinct leaks, want %zu", seen,
+	    r->nlive);
+	nreports = 0;
+}
+
+static void
+gpa_reset(struct run *r)
+{
+	r->what = "detect_leaks";
+	nreports = 0;
+	gpa_check_leaks(r, beamalloc_gpa_detect_leaks(r->gpa),
+	    r->t->bad_frees & BAD_CHECKED);
+}
+
+static void
+gpa_close(struct run *r)
+{
+	/* Free half, leak the rest: destroy must report exactly those. */
+	for (int i = 0; i < SLOTS; i += 2)
+		op_free(r, i, false);
+	gpa_account(r);
+	r->what = "destroy";
+	nreports = 0;
+	gpa_check_leaks(r, beamalloc_gpa_destroy(r->gpa),
+	    r->t->bad_frees & BAD_CHECKED);
+	CHECK(r, r->ta->nblocks == 0 && r->ta->live_bytes == 0,
+	    "destroy left %zu blocks, %zu bytes in the backing",
+	    r->ta->nblocks, r->ta->live_bytes);
+	CHECK(r, r->ta->bad_calls == 0, "destroy freed a wrong block");
+}
+
 static const struct target targets[] = {
 	{ "beam", beam_open, base_close, free_all, base_account, NULL, NULL,
 	  NULL, 8, true, true, true },
@@ -903,7 +1159,11 @@ static const struct target targets[] = {
 	  fixed_expect, NULL, NULL, MAX_LEN, true, false, false },
 	{ "failing", failing_open, failing_close, free_all, failing_account,
 	  failing_expect, failing_resize_must_fail, wide_host, MAX_LEN, true,
-	  false, false },
+	  false, false, 0 },
+	{ "gpa", gpa_open, gpa_close, gpa_reset, gpa_account, gpa_expect,
+	  NULL, NULL, MAX_LEN, true, false, false, BAD_DOUBLE | BAD_CHECKED },
+	{ "gpa_ts", gpa_ts_open, gpa_close, gpa_reset, gpa_account,
+	  gpa_ts_expect, NULL, NULL, MAX_LEN, true, false, false, BAD_DOUBLE },
 };
 
 const int fz_ntargets = (int)(sizeof(targets) / sizeof(targets[0]));

@@ -278,38 +278,10 @@ static struct subject subjects[] = {
 };
 #define NS (sizeof(subjects) / sizeof(subjects[0]))
 
-/*
- * The GPA and the arena are declared weak: the harness builds and runs on
- * a tree where they are not there yet, and skips them.
- */
-#pragma weak beamalloc_gpa_config_init
-#pragma weak beamalloc_gpa_create
-#pragma weak beamalloc_gpa_allocator
-#pragma weak beamalloc_gpa_destroy
-#pragma weak beamalloc_gpa_get_stats
-#pragma weak beamalloc_arena_create
-#pragma weak beamalloc_arena_allocator
-#pragma weak beamalloc_arena_reset
-#pragma weak beamalloc_arena_destroy
-#pragma weak beamalloc_arena_capacity
-
 static bool
 subject_check(struct subject *s)
 {
 	switch (s->kind) {
-	case S_GPA:
-		if (beamalloc_gpa_create == NULL) {
-			snprintf(s->why, sizeof(s->why), "no GPA in this build");
-			return false;
-		}
-		return true;
-	case S_ARENA:
-		if (beamalloc_arena_create == NULL) {
-			snprintf(s->why, sizeof(s->why),
-			    "no arena in this build");
-			return false;
-		}
-		return true;
 	case S_EXT: {
 		const struct ext_info *e = bench_ext_info(s->ext);
 

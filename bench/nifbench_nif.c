@@ -43,17 +43,6 @@
 
 /* ---- allocators and workloads ------------------------------------------ */
 
-/* Weak, so the benchmark loads on a tree without the GPA or the arena
- * and reports them unavailable. */
-#pragma weak beamalloc_gpa_config_init
-#pragma weak beamalloc_gpa_create
-#pragma weak beamalloc_gpa_allocator
-#pragma weak beamalloc_gpa_destroy
-#pragma weak beamalloc_arena_create
-#pragma weak beamalloc_arena_allocator
-#pragma weak beamalloc_arena_reset
-#pragma weak beamalloc_arena_destroy
-
 enum { A_ENIF, A_BEAM, A_GPA, A_GPA_SAFE, A_ARENA, A_MALLOC, NA };
 static const char *const anames[NA] = {
 	"enif", "beam", "gpa-fast", "gpa-safe", "arena", "malloc"
@@ -94,8 +83,6 @@ new_gpa(bool safety)
 {
 	beamalloc_gpa_config cfg;
 
-	if (beamalloc_gpa_create == NULL)
-		return NULL;
 	beamalloc_gpa_config_init(&cfg);
 	cfg.safety = safety;
 	cfg.stack_trace_depth = 0;
@@ -319,8 +306,8 @@ load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info)
 			return 1;
 	inst.gpa = new_gpa(false);
 	inst.gpa_safe = new_gpa(true);
-	if (beamalloc_arena_create != NULL)
-		inst.arena = beamalloc_arena_create(beamalloc_beam());
+	inst.arena = beamalloc_arena_create(beamalloc_beam());
+	/* A failed instance shows as unavailable, not as a failed load. */
 	return 0;
 }
 

@@ -41,6 +41,7 @@ note() { printf '=== %s\n' "$*"; }
 	echo "host: $(uname -srm)"
 	echo "cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1) x $(nproc)"
 	echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+	# shellcheck disable=SC1091
 	echo "os: $(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")"
 	echo "glibc: $(ldd --version 2>/dev/null | head -1 | sed 's/.* //')"
 	echo "compiler: $(${CC:-cc} --version 2>/dev/null | head -1)"
@@ -100,7 +101,11 @@ if command -v valgrind >/dev/null 2>&1; then
 		done | sort -t, -k2,2 -k5,5n
 	} >"$out/callgrind.csv"
 	rm -rf "$cg"
-	column -s, -t <"$out/callgrind.csv" 2>/dev/null | head -80 || cat "$out/callgrind.csv"
+	if command -v column >/dev/null 2>&1; then
+		column -s, -t <"$out/callgrind.csv"
+	else
+		cat "$out/callgrind.csv"
+	fi
 else
 	note "callgrind skipped: install valgrind"
 fi
@@ -167,5 +172,18 @@ if command -v gnuplot >/dev/null 2>&1; then
 else
 	note "chart skipped: install gnuplot-nox"
 fi
+
+# ---- summary: the ratios as a Markdown table ----------------------------------
+{
+	echo "| ratio | workload | value | target | |"
+	echo "| --- | --- | ---: | --- | --- |"
+	awk -F, 'NR > 1 && $1 == "time" { printf "| %s (ns/op) | %s | %.2f | %s | %s |\n", $2, $3, $4, $5, $6 }
+		NR > 1 && $1 == "memory" { printf "| %s | %s | %.3f | %s | %s |\n", $2, $3, $4, $5, $6 }' \
+		"$out/ratios.csv"
+	if [ -s "$out/nif_ratios.csv" ]; then
+		awk -F, 'NR > 1 { printf "| %s in erl (normal / dirty scheduler) | %s | %.2f / %.2f | %s | %s |\n", $2, $3, $4, $5, $6, $7 }' \
+			"$out/nif_ratios.csv"
+	fi
+} >"$out/summary.md"
 
 note "results in $out"

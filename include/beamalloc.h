@@ -171,14 +171,16 @@ typedef struct beamalloc_gpa beamalloc_gpa;	/* opaque */
 typedef struct beamalloc_gpa_config {
 	size_t struct_size;		/* sizeof(beamalloc_gpa_config) */
 	unsigned stack_trace_depth;	/* frames per trace, 0 = none */
-	bool safety;			/* verify sizes/alignments, keep free traces */
-	bool thread_safe;		/* lock around every operation */
+	bool safety;			/* record and verify sizes/alignments */
+	bool thread_safe;		/* usable from several threads at once */
 	bool abort_on_error;		/* abort() after reporting a bad free */
 	size_t memory_limit;		/* bytes requested, 0 = none */
 	beamalloc_report_fn report;	/* NULL: beamalloc_report_print to stderr */
 	void *report_user;		/* passed to report */
 } beamalloc_gpa_config;
 
+/* Exact for one thread at a time; while several threads allocate at
+ * once, peak_bytes may be off by up to 256 KiB per thread. */
 typedef struct beamalloc_gpa_stats {
 	size_t live_bytes;		/* requested bytes now live */
 	size_t peak_bytes;		/* highest live_bytes seen */

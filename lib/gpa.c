@@ -13,16 +13,22 @@
  * nothing.  Larger or more aligned blocks come straight from the backing
  * allocator and are kept in a second hash table.
  *
- * Speed: each thread has a cache per size class (a stack of free slots
- * and their records, never written into the free blocks themselves),
- * found without thread-local storage from the thread pointer.  Caches
- * trade whole magazines of slots with a per-class depot under a lock, so
- * the lock is taken about once per 64 operations.  The state byte makes
+ * Speed: each thread has a cache, found without thread-local storage
+ * from the thread pointer, holding two magazines per size class (stacks
+ * of free slots and their records, never written into the free blocks
+ * themselves).  Magazines are traded whole with a per-class depot under a
+ * lock (Bonwick's design), so the lock is rare.  The state byte makes
  * leak detection exact whatever sits in caches (cached slots are freed,
- * not live) and catches a double free even with safety off.
+ * not live) and catches a double free even with safety off.  GPAs with
+ * no traces, no memory limit and no memory checker watching get
+ * specialized vtables whose functions do only this:
  *
  *   alloc:  class -> thread cache -> pop {slot, record} -> record = used
- *   free:   slab table -> record: used? (else report) -> freed -> push
+ *   free:   thread cache -> slab (last one, else the table) -> record:
+ *           used? (and right length and alignment) -> freed -> push
+ *
+ * and hand anything else (an empty or full magazine, a large block, a
+ * bad free, a thread without its own cache) to the general functions.
  *
  * Slabs are kept for their size class until the GPA is destroyed.
  */
@@ -44,8 +50,8 @@
 #define MIN_SHIFT 3			/* smallest class: 8 bytes */
 #define MAX_SHIFT 14			/* largest class: 16 KiB */
 #define NCLASS (MAX_SHIFT - MIN_SHIFT + 1)
-#define MAG_MAX 63			/* slots per magazine: 1 KiB */
-#define MAG_BYTES (128 * 1024)		/* at most this much per magazine */
+#define MAG_MAX 255			/* slots per magazine */
+#define MAG_BYTES (64 * 1024)		/* and at most this many bytes' worth */
 #define REGION_MAX_SLABS 64		/* regions grow to 4 MiB */
 #define META_CHUNK (32 * 1024)		/* metadata blocks, when needed */
 #define NTHREADS_BITS 8			/* thread caches found by hashing */
@@ -96,22 +102,13 @@ struct entry {
 	unsigned char *rec;
 };
 
+/* A stack of free slots of one class (Bonwick's magazine): a thread
+ * holds two per class, the depot the rest. */
 struct mag {
+	uint32_t n, cap;
 	struct mag *next;
-	size_t n;
-	struct entry e[MAG_MAX];
+	struct entry e[];
 };
-
-/* A thread's cache of one class: up to two magazines' worth.  2 KiB,
- * so the fast paths index bins with a shift. */
-struct bin {
-	uint32_t n;
-	uint32_t cap;
-	uint64_t unused;
-	struct entry e[2 * MAG_MAX + 1];
-};
-
-_Static_assert(sizeof(struct bin) == 2048, "bins index with a shift");
 
 struct tcache {
 	/* Stats not yet settled into the GPA's counters: requested bytes,
@@ -124,7 +121,15 @@ struct tcache {
 	uintptr_t memo_key;
 	unsigned char *memo_recs;
 	struct tcache *next;		/* every cache of this GPA */
-	struct bin bins[NCLASS];
+	/* The loaded magazine of each class, its count and entries copied
+	 * here (one load less on the fast paths); its own n is stale until
+	 * the next exchange. */
+	struct {
+		uint32_t n, cap;
+		struct entry *e;
+	} ld[NCLASS];
+	struct mag *loaded[NCLASS];
+	struct mag *prev[NCLASS];	/* the other one */
 };
 
 struct tslot {
@@ -132,7 +137,8 @@ struct tslot {
 	struct tcache *_Atomic tc;
 };
 
-/* Per class: full and empty magazines, and the slab being carved. */
+/* Per class: full (or partly full) and empty magazines, and the slab
+ * being carved. */
 struct depot {
 	pthread_mutex_t lock;
 	struct mag *full, *empty;
@@ -176,6 +182,7 @@ struct beamalloc_gpa {
 	size_t limit;
 	struct tcache *tc0;		/* !thread_safe: the cache */
 	const beamalloc_vtable *vtable;	/* general or one of the fast ones */
+	bool tools;			/* a memory checker is watching */
 
 	beamalloc_allocator backing;
 	beamalloc_report_fn report;
@@ -424,7 +431,8 @@ block_get(struct beamalloc_gpa *g, size_t len)
 static bool
 region_new(struct beamalloc_gpa *g)
 {
-	size_t n = ba_min(REGION_MAX_SLABS, (size_t)1 << (g->nregions / 2));
+	size_t n = ba_min(REGION_MAX_SLABS, (size_t)1 << ba_min(g->nregions,
+	    16));
 	size_t len = n * SLAB_SIZE + SLAB_SIZE - BEAMALLOC_MIN_ALIGN;
 	uintptr_t mem, base, end, tail;
 
@@ -593,7 +601,6 @@ slab_new(struct beamalloc_gpa *g, size_t c)
 	lock(g, &g->lock);
 	if (g->rleft == 0 && !region_new(g))
 		goto out;
-	/* Records right after the region: its tail is their space. */
 	s = meta_zalloc(g, sizeof(*s) + recs_len);
 	if (s == NULL)
 		goto out;
@@ -624,27 +631,88 @@ out:
  * Depot: magazines between thread caches and slabs
  * ---------------------------------------------------------------------- */
 
-/* Fill an empty bin: a full magazine, else fresh slots. */
-static bool
-refill(struct beamalloc_gpa *g, struct bin *b, size_t c)
+/* Threads start with this in every class: empty and full at once, so
+ * both fast paths take the general path, which gives real magazines.
+ * Never written. */
+static struct mag no_mag;
+
+/* An empty magazine for class c.  Under its depot's lock. */
+static struct mag *
+mag_get(struct beamalloc_gpa *g, size_t c)
 {
 	struct depot *d = &g->depot[c];
-	struct mag *m;
-	uint32_t n = 0;
+	struct mag *m = d->empty;
 
+	if (m != NULL) {
+		d->empty = m->next;
+		return m;
+	}
+	lock(g, &g->lock);
+	m = meta_alloc(g, sizeof(*m) + d->mag_cap * sizeof(m->e[0]));
+	unlock(g, &g->lock);
+	if (m != NULL) {
+		m->n = 0;
+		m->cap = d->mag_cap;
+	}
+	return m;
+}
+
+static void
+mag_put(struct mag *m, struct mag **list)
+{
+	if (m != &no_mag) {
+		m->next = *list;
+		*list = m;
+	}
+}
+
+static void
+ld_save(struct tcache *tc, size_t c)
+{
+	if (tc->loaded[c] != &no_mag)
+		tc->loaded[c]->n = tc->ld[c].n;
+}
+
+static void
+ld_load(struct tcache *tc, size_t c)
+{
+	struct mag *m = tc->loaded[c];
+
+	tc->ld[c].n = m->n;
+	tc->ld[c].cap = m->cap;
+	tc->ld[c].e = m->e;
+}
+
+/* The loaded magazine of class c is empty: swap in the other one if it
+ * has slots, else trade it for a full one from the depot, else fill it
+ * with fresh slots.  False when memory ran out. */
+static bool
+refill(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
+{
+	struct depot *d = &g->depot[c];
+	struct mag *m = tc->prev[c], *full;
+
+	ld_save(tc, c);
+	if (m->n != 0) {
+		tc->prev[c] = tc->loaded[c];
+		tc->loaded[c] = m;
+		ld_load(tc, c);
+		return true;
+	}
 	lock(g, &d->lock);
-	if ((m = d->full) != NULL) {
-		d->full = m->next;
-		memcpy(b->e, m->e, m->n * sizeof(m->e[0]));
-		n = (uint32_t)m->n;
-		m->next = d->empty;
-		d->empty = m;
+	if ((full = d->full) != NULL) {
+		d->full = full->next;
+		mag_put(m, &d->empty);
+		tc->prev[c] = tc->loaded[c];
+		tc->loaded[c] = full;
 	} else {
+		if ((m = tc->loaded[c]) == &no_mag &&
+		    (m = mag_get(g, c)) != NULL)
+			tc->loaded[c] = m;
 		/* Fresh slots, lowest address on top of the stack. */
-		struct entry fresh[MAG_MAX];
-
-		while (n < d->mag_cap) {
+		while (m != NULL && m->n < m->cap) {
 			struct slab *s = d->cur;
+			size_t i;
 
 			if (s == NULL || d->next_slot == s->nslots) {
 				if ((s = slab_new(g, c)) == NULL)
@@ -652,48 +720,44 @@ refill(struct beamalloc_gpa *g, struct bin *b, size_t c)
 				d->cur = s;
 				d->next_slot = 0;
 			}
-			fresh[n].p = (unsigned char *)s->base +
-			    ((size_t)d->next_slot << s->shift);
-			fresh[n].rec = s->recs +
-			    ((size_t)d->next_slot << g->rec_shift);
-			d->next_slot++;
-			n++;
+			i = s->nslots - 1 - d->next_slot++;
+			m->e[m->n++] = (struct entry){
+				(unsigned char *)s->base + (i << s->shift),
+				s->recs + (i << g->rec_shift) };
 		}
-		for (uint32_t i = 0; i < n; i++)
-			b->e[i] = fresh[n - 1 - i];
 	}
 	unlock(g, &d->lock);
-	b->n = n;
-	return n != 0;
+	ld_load(tc, c);
+	return tc->ld[c].n != 0;
 }
 
-/* Hand the older half of a full bin to the depot. */
-static void
-flush(struct beamalloc_gpa *g, struct bin *b, size_t c)
+/* The loaded magazine of class c is full: swap in the other one if it
+ * has room, else hand it to the depot for an empty one.  False when
+ * memory ran out (no empty magazine). */
+static bool
+flush(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 {
 	struct depot *d = &g->depot[c];
-	size_t k = d->mag_cap;
-	struct mag *m;
+	struct mag *m = tc->prev[c];
 
-	lock(g, &d->lock);
-	if ((m = d->empty) != NULL)
-		d->empty = m->next;
-	else {
-		lock(g, &g->lock);
-		m = meta_alloc(g, sizeof(*m));
-		unlock(g, &g->lock);
+	ld_save(tc, c);
+	if (m->n < m->cap) {
+		tc->prev[c] = tc->loaded[c];
+		tc->loaded[c] = m;
+		ld_load(tc, c);
+		return true;
 	}
-	if (m != NULL) {
-		memcpy(m->e, b->e, k * sizeof(b->e[0]));
-		m->n = k;
-		m->next = d->full;
-		d->full = m;
+	lock(g, &d->lock);
+	if ((m = mag_get(g, c)) != NULL) {
+		if (tc->prev[c] == &no_mag)
+			tc->prev[c] = tc->loaded[c];
+		else
+			mag_put(tc->loaded[c], &d->full);
+		tc->loaded[c] = m;
 	}
 	unlock(g, &d->lock);
-	/* Without a magazine (out of memory) those slots are dropped:
-	 * they stay freed and unused, never handed out twice. */
-	memmove(b->e, b->e + k, (b->n - k) * sizeof(b->e[0]));
-	b->n -= (uint32_t)k;
+	ld_load(tc, c);
+	return m != NULL;
 }
 
 /* ------------------------------------------------------------------------
@@ -709,7 +773,7 @@ tcache_new(struct beamalloc_gpa *g)
 	tc = meta_zalloc(g, sizeof(*tc));
 	if (tc != NULL) {
 		for (size_t c = 0; c < NCLASS; c++)
-			tc->bins[c].cap = 2 * g->depot[c].mag_cap;
+			tc->loaded[c] = tc->prev[c] = &no_mag;
 		tc->next = g->tcaches;
 		g->tcaches = tc;
 	}
@@ -1002,22 +1066,22 @@ static void *
 small_alloc(struct beamalloc_gpa *g, struct tcache *tc, size_t c,
     size_t len, size_t align, uintptr_t ra)
 {
-	struct bin *b = &tc->bins[c];
 	struct entry e;
 
 	if (BA_UNLIKELY(!charge(g, tc, (ptrdiff_t)len, 1)))
 		return ba_fail(ENOMEM);
-	if (BA_UNLIKELY(b->n == 0) && !refill(g, b, c)) {
+	if (tc->ld[c].n == 0 && !refill(g, tc, c)) {
 		charge(g, tc, -(ptrdiff_t)len, -1);
 		return ba_fail(ENOMEM);
 	}
-	e = b->e[--b->n];
+	e = tc->ld[c].e[--tc->ld[c].n];
 	if (g->safety)
 		rec_fill(e.rec, len, align, ra);
 	if (BA_UNLIKELY(g->depth != 0))
 		trace_slot(g, e.p, 0, ra);
 	state_set(e.rec, REC_USED);
-	BA_TOOL_ALLOC(e.p, len);
+	if (g->tools)
+		BA_TOOL_ALLOC(e.p, len);
 	return e.p;
 }
 
@@ -1026,18 +1090,19 @@ static void
 small_free(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
     unsigned char *rec, unsigned shift, size_t len, uintptr_t ra)
 {
-	struct bin *b;
 	size_t c = shift - MIN_SHIFT;
 
 	if (BA_UNLIKELY(g->depth != 0))
 		trace_slot(g, p, 1, ra);
 	state_set(rec, REC_FREE);
-	BA_TOOL_FREE(p, (size_t)1 << shift);
+	if (g->tools)
+		BA_TOOL_FREE(p, (size_t)1 << shift);
 	charge(g, tc, -(ptrdiff_t)len, -1);
-	b = &tc->bins[c];
-	if (BA_UNLIKELY(b->n == b->cap))
-		flush(g, b, c);
-	b->e[b->n++] = (struct entry){ p, rec };
+	/* Without a magazine (out of memory) the slot is dropped: it
+	 * stays freed and unused, never handed out twice. */
+	if (tc->ld[c].n == tc->ld[c].cap && !flush(g, tc, c))
+		return;
+	tc->ld[c].e[tc->ld[c].n++] = (struct entry){ p, rec };
 }
 
 /* ------------------------------------------------------------------------
@@ -1374,7 +1439,7 @@ gpa_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
 	if (g->tc0 != NULL)
 		small_free(g, g->tc0, mem, rec, w.shift, len, ra);
 	else
-		state_set(rec, REC_FREE);	/* dropped, as in flush() */
+		state_set(rec, REC_FREE);	/* dropped, as in small_free() */
 	pthread_mutex_unlock(&g->shared_lock);
 }
 
@@ -1390,7 +1455,6 @@ fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
 	struct beamalloc_gpa *g = ctx;
 	size_t c = class_of(len, align);
 	struct tcache *tc;
-	struct bin *b;
 	struct entry e;
 	uint32_t n;
 
@@ -1400,12 +1464,11 @@ fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
 		tc = g->tc0;
 	else if (BA_UNLIKELY(!tcache_mine(g, &tc)))
 		return gpa_alloc(ctx, len, align, ra);
-	b = &tc->bins[c];
-	n = b->n;
+	n = tc->ld[c].n;
 	if (BA_UNLIKELY(n == 0))
 		return gpa_alloc(ctx, len, align, ra);
-	e = b->e[--n];
-	b->n = n;
+	e = tc->ld[c].e[--n];
+	tc->ld[c].n = n;
 	if (safety)
 		rec_fill(e.rec, len, align, ra);
 	state_set(e.rec, REC_USED);
@@ -1424,8 +1487,8 @@ fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 	size_t i;
 	unsigned char *recs, *rec;
 	struct tcache *tc;
-	struct bin *b;
 	uint32_t n;
+	size_t c;
 
 	if (!ts)
 		tc = g->tc0;
@@ -1434,16 +1497,14 @@ fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 	k = tc->memo_key;
 	recs = tc->memo_recs;
 	if (BA_UNLIKELY((k ^ base) >= SLAB_SIZE)) {
-		/* The slab's home entry in the table; anything else (a
-		 * probe, a large block, a foreign pointer) is general. */
-		const struct stab *t = atomic_load_explicit(&g->stab,
-		    memory_order_acquire);
-		const struct sent *e = &t->e[stab_hash(t, base)];
+		/* Not the last slab: the table (a large block or a foreign
+		 * pointer is in none). */
+		struct where w;
 
-		k = atomic_load_explicit(&e->key, memory_order_acquire);
-		if (BA_UNLIKELY((k ^ base) >= SLAB_SIZE))
+		if (BA_UNLIKELY(!slab_find(g, p, &w)))
 			goto general;
-		recs = e->recs;
+		k = base | w.shift;
+		recs = w.recs;
 		tc->memo_key = k;
 		tc->memo_recs = recs;
 	}
@@ -1456,13 +1517,13 @@ fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 	if (BA_UNLIKELY(state_get(rec) != REC_USED ||
 	    (safety && !rec_matches(rec, len, align))))
 		goto general;
-	b = &tc->bins[shift - MIN_SHIFT];
-	n = b->n;
-	if (BA_UNLIKELY(n == b->cap))
+	c = shift - MIN_SHIFT;
+	n = tc->ld[c].n;
+	if (BA_UNLIKELY(n == tc->ld[c].cap))
 		goto general;
 	state_set(rec, REC_FREE);
-	b->e[n] = (struct entry){ mem, rec };
-	b->n = n + 1;
+	tc->ld[c].e[n] = (struct entry){ mem, rec };
+	tc->ld[c].n = n + 1;
 	credit_down(g, tc, len);
 	return;
 general:
@@ -1512,7 +1573,8 @@ small_resize(struct beamalloc_gpa *g, void *mem, const struct where *w,
 	}
 	if (g->safety)
 		((struct rec *)(void *)rec)->len = (uint16_t)new_len;
-	BA_TOOL_RESIZE(mem, len, new_len);
+	if (g->tools)
+		BA_TOOL_RESIZE(mem, len, new_len);
 	return true;
 }
 
@@ -1598,7 +1660,8 @@ leaks_small(struct beamalloc_gpa *g, bool release)
 				continue;
 			n++;
 			if (release) {
-				BA_TOOL_FREE((void *)p, r.size);
+				if (g->tools)
+					BA_TOOL_FREE((void *)p, r.size);
 				continue;
 			}
 			if (g->safety) {
@@ -1730,8 +1793,9 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 	g->depth = c.stack_trace_depth;
 	g->limit = c.memory_limit;
 	g->batched = c.memory_limit == 0;
+	g->tools = tools_active();
 	g->vtable = &gpa_vtables[0];
-	if (g->batched && g->depth == 0 && !tools_active())
+	if (g->batched && g->depth == 0 && !g->tools)
 		g->vtable = &gpa_vtables[1 + 2 * g->thread_safe + g->safety];
 	g->report = c.report;
 	g->report_user = c.report_user;
@@ -1743,7 +1807,7 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 
 		mutex_init(&g->depot[i].lock);
 		g->depot[i].mag_cap = (uint32_t)(cap > MAG_MAX ? MAG_MAX :
-		    cap < 4 ? 4 : cap);
+		    cap < 8 ? 8 : cap);
 	}
 	mutex_init(&g->lock);
 	mutex_init(&g->shared_lock);

@@ -1561,12 +1561,9 @@ small_resize(struct beamalloc_gpa *g, void *mem, const struct where *w,
 		return false;
 	if ((tc = tcache_of(g)) == NULL)
 		tc = tcache_slow(g);
-	if (tc == NULL) {
-		pthread_mutex_lock(&g->shared_lock);
-		ok = charge_exact(g, (ptrdiff_t)new_len - (ptrdiff_t)len, 0);
-		pthread_mutex_unlock(&g->shared_lock);
-	} else
-		ok = charge(g, tc, (ptrdiff_t)new_len - (ptrdiff_t)len, 0);
+	/* Threads without a cache of their own count exactly. */
+	ok = tc != NULL ? charge(g, tc, (ptrdiff_t)new_len - (ptrdiff_t)len,
+	    0) : charge_exact(g, (ptrdiff_t)new_len - (ptrdiff_t)len, 0);
 	if (!ok) {
 		errno = ENOMEM;
 		return false;

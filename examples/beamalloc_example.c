@@ -109,8 +109,21 @@ leaky_body(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[],
 	return enif_make_double(env, n > 0 ? v[0] : 0);	/* v never freed */
 }
 
+/* The short form: findings are also printed to stderr. */
 BEAMALLOC_NIF_LEAK_CHECKED(tidy, tidy_body)
-BEAMALLOC_NIF_LEAK_CHECKED(leaky, leaky_body)
+
+/* The long form, here with a GPA that prints nothing: the exception
+ * says enough. */
+static ERL_NIF_TERM
+leaky(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+	beamalloc_gpa_config cfg;
+
+	beamalloc_gpa_config_init(&cfg);
+	cfg.report = beamalloc_nif_report_silent;
+	return beamalloc_nif_leak_check_with(env, argc, argv, leaky_body,
+	    "leaky", &cfg);
+}
 
 /* GPA reports written into a string for Erlang to print. */
 static void

@@ -307,7 +307,8 @@ threads_join(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	return list;
 }
 
-/* gpa_state() -> {LiveBlocks, LiveBytes, LeaksDetected}. */
+/* gpa_state() -> {LiveBlocks, LiveBytes, LeaksDetected, BackingBytes,
+ * PeakBytes}. */
 static ERL_NIF_TERM
 gpa_state(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
@@ -317,8 +318,10 @@ gpa_state(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	(void)argc, (void)argv;
 	leaks = beamalloc_gpa_detect_leaks(beamalloc_gpa_global());
 	beamalloc_gpa_get_stats(beamalloc_gpa_global(), &s);
-	return enif_make_tuple3(env, enif_make_uint64(env, s.live_blocks),
-	    enif_make_uint64(env, s.live_bytes), enif_make_uint64(env, leaks));
+	return enif_make_tuple5(env, enif_make_uint64(env, s.live_blocks),
+	    enif_make_uint64(env, s.live_bytes), enif_make_uint64(env, leaks),
+	    enif_make_uint64(env, s.backing_bytes),
+	    enif_make_uint64(env, s.peak_bytes));
 }
 
 static int

@@ -45,6 +45,13 @@ struct crew {
 
 static ErlNifResourceType *parcel_type, *crew_type;
 
+/* Who is inside churn_rounds() right now, by kind (normal scheduler,
+ * dirty scheduler, plain thread), and the most kinds seen there at once:
+ * the evidence that they really ran at the same time. */
+enum { NORMAL, DIRTY, THREAD, NKINDS };
+static unsigned inside[NKINDS];
+static unsigned most_kinds;
+
 /* ------------------------------------------------------------------------
  * Work
  * ---------------------------------------------------------------------- */
@@ -103,13 +110,29 @@ check_free(beamalloc_allocator a, struct block *b)
 	return bad;
 }
 
+static void
+enter(int kind)
+{
+	unsigned kinds = 0, seen;
+
+	__atomic_add_fetch(&inside[kind], 1, __ATOMIC_SEQ_CST);
+	for (int k = 0; k < NKINDS; k++)
+		kinds += __atomic_load_n(&inside[k], __ATOMIC_SEQ_CST) > 0;
+	seen = __atomic_load_n(&most_kinds, __ATOMIC_RELAXED);
+	while (kinds > seen && !__atomic_compare_exchange_n(&most_kinds, &seen,
+	    kinds, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+}
+
 /* rounds x (BATCH allocations, then frees in a shuffled order). */
 static uint64_t
-churn_rounds(unsigned rounds, uint64_t seed)
+churn_rounds(int kind, unsigned rounds, uint64_t seed)
 {
 	beamalloc_allocator a = beamalloc_general_purpose();
 	struct block b[BATCH];
 	uint64_t errors = 0, s = seed | 1;
+
+	enter(kind);
 
 	for (unsigned r = 0; r < rounds; r++) {
 		for (int i = 0; i < BATCH; i++)
@@ -124,6 +147,7 @@ churn_rounds(unsigned rounds, uint64_t seed)
 		for (int i = 0; i < BATCH; i++)
 			errors += check_free(a, &b[i]);
 	}
+	__atomic_sub_fetch(&inside[kind], 1, __ATOMIC_SEQ_CST);
 	return errors;
 }
 
@@ -160,7 +184,8 @@ churn(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	if (!enif_get_uint(env, argv[0], &rounds) ||
 	    !enif_get_uint64(env, argv[1], &seed))
 		return enif_make_badarg(env);
-	errors = churn_rounds(rounds, seed);
+	errors = churn_rounds(type == ERL_NIF_THR_DIRTY_CPU_SCHEDULER ? DIRTY :
+	    NORMAL, rounds, seed);
 	return enif_make_tuple3(env, enif_make_int(env, type),
 	    enif_make_int(env, thread_number(type ==
 	    ERL_NIF_THR_DIRTY_CPU_SCHEDULER ? "_dirty_cpu" : "_scheduler")),
@@ -233,7 +258,7 @@ worker_main(void *arg)
 
 	w->type = enif_thread_type();
 	for (unsigned i = 0; i < w->crew->rounds; i += 10, w->calls++)
-		w->errors += churn_rounds(10, w->seed + i);
+		w->errors += churn_rounds(THREAD, 10, w->seed + i);
 	return NULL;
 }
 
@@ -307,6 +332,15 @@ threads_join(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	return list;
 }
 
+/* most_kinds() -> how many kinds of thread were in churn at once. */
+static ERL_NIF_TERM
+most_kinds_at_once(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+	(void)argc, (void)argv;
+	return enif_make_uint(env, __atomic_load_n(&most_kinds,
+	    __ATOMIC_RELAXED));
+}
+
 /* gpa_state() -> {LiveBlocks, LiveBytes, LeaksDetected, BackingBytes,
  * PeakBytes}. */
 static ERL_NIF_TERM
@@ -343,6 +377,7 @@ static ErlNifFunc funcs[] = {
 	{ "threads_start", 3, threads_start, 0 },
 	{ "threads_join", 1, threads_join, ERL_NIF_DIRTY_JOB_CPU_BOUND },
 	{ "gpa_state", 0, gpa_state, 0 },
+	{ "most_kinds", 0, most_kinds_at_once, 0 },
 };
 
 ERL_NIF_INIT(concurrency, funcs, load, NULL, NULL, NULL)

@@ -5,7 +5,7 @@
 -module(concurrency).
 -export([main/0]).
 -export([churn/2, churn_dirty/2, keep/1, drop/1, threads_start/3,
-         threads_join/1, gpa_state/0]).
+         threads_join/1, gpa_state/0, most_kinds/0]).
 -on_load(init/0).
 
 init() -> erlang:load_nif(filename:join(os:getenv("NIF_DIR"), "conc_nif"), 0).
@@ -17,6 +17,7 @@ drop(_) -> erlang:nif_error(not_loaded).
 threads_start(_, _, _) -> erlang:nif_error(not_loaded).
 threads_join(_) -> erlang:nif_error(not_loaded).
 gpa_state() -> erlang:nif_error(not_loaded).
+most_kinds() -> erlang:nif_error(not_loaded).
 
 -define(PROCS, 1000).
 -define(MIN_ROUNDS, 5).
@@ -57,7 +58,7 @@ wait_seen(Seen, N, Tries) ->
     end.
 
 main() ->
-    tap:plan(14),
+    tap:plan(15),
     N = erlang:system_info(schedulers_online),
     D = erlang:system_info(dirty_cpu_schedulers_online),
     tap:diag(io_lib:format("~b normal schedulers, ~b dirty CPU schedulers", [N, D])),
@@ -120,6 +121,9 @@ main() ->
            "4 enif_thread_create threads ran 300 churn calls each"),
     tap:is(lists:sum([E || {_, _, E} <- Threads]), 0,
            "threads: no block misaligned or overwritten"),
+
+    tap:is(most_kinds(), 3,
+           "normal schedulers, dirty schedulers and threads were in the GPA at the same time"),
 
     %% Afterwards: nothing live, memory back.
     {LiveBlocks, LiveBytes, Leaks, Backing, Peak} = gpa_state(),

@@ -3,7 +3,7 @@
  * the per-NIF leak check (clean, leaking, freeing twice, raising, dirty),
  * and term decoding into arrays from the allocator handed to them.
  */
-#include <beamalloc/nif.h>
+#include "common.h"
 
 /* Findings passed on to the caller's own report callback. */
 static size_t chained;
@@ -115,16 +115,8 @@ static ERL_NIF_TERM
 sum_ints_body(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[],
     beamalloc_allocator a)
 {
-	int64_t *v, total = 0;
-	size_t n;
-
 	(void)argc;
-	if ((v = beamalloc_nif_get_int64_list(env, argv[0], a, &n)) == NULL)
-		return beamalloc_nif_raise_errno(env);
-	for (size_t i = 0; i < n; i++)
-		total += v[i];
-	beamalloc_free(a, v, n * sizeof(*v));
-	return enif_make_int64(env, total);
+	return sum_int64s(env, argv[0], a, false);
 }
 
 /* The same, forgetting to free (Zigler's :noclean shows as a leak). */
@@ -132,15 +124,8 @@ static ERL_NIF_TERM
 sum_ints_noclean_body(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[],
     beamalloc_allocator a)
 {
-	int64_t *v, total = 0;
-	size_t n;
-
 	(void)argc;
-	if ((v = beamalloc_nif_get_int64_list(env, argv[0], a, &n)) == NULL)
-		return beamalloc_nif_raise_errno(env);
-	for (size_t i = 0; i < n; i++)
-		total += v[i];
-	return enif_make_int64(env, total);
+	return sum_int64s(env, argv[0], a, true);
 }
 
 static ERL_NIF_TERM

@@ -5,7 +5,7 @@
  * arena array.  allocate_raw, tracking and allocate_large_aligned are in
  * basic_nif.c.
  */
-#include <beamalloc/nif.h>
+#include "common.h"
 
 /* Blocks held across calls, as the seed's hidden globals. */
 static struct {
@@ -60,18 +60,6 @@ noleak(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	beamalloc_free(a, memory, 8);
 	return mk_bool(env, beamalloc_gpa_detect_leaks(beamalloc_gpa_global())
 	    > 0);
-}
-
-/* gpa_live() -> {LiveBlocks, LiveBytes} of the global GPA. */
-static ERL_NIF_TERM
-gpa_live(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
-{
-	beamalloc_gpa_stats s;
-
-	(void)argc, (void)argv;
-	beamalloc_gpa_get_stats(beamalloc_gpa_global(), &s);
-	return enif_make_tuple2(env, enif_make_uint64(env, s.live_blocks),
-	    enif_make_uint64(env, s.live_bytes));
 }
 
 /* gpa_detect() -> number of live blocks the global GPA reports. */

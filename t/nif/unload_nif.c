@@ -4,7 +4,7 @@
  * Loaded again, it must find a fresh library; threads that used the
  * library before must be able to exit after it is gone (keeper_nif.c).
  */
-#include <beamalloc/nif.h>
+#include "common.h"
 
 /* One pass over the GPA, the wide allocator and an arena; 0 if all went
  * well.  Also what the keeper's thread runs. */
@@ -55,16 +55,8 @@ static ERL_NIF_TERM
 sum_body(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[],
     beamalloc_allocator a)
 {
-	int64_t *v, total = 0;
-	size_t n;
-
 	(void)argc;
-	if ((v = beamalloc_nif_get_int64_list(env, argv[0], a, &n)) == NULL)
-		return beamalloc_nif_raise_errno(env);
-	for (size_t i = 0; i < n; i++)
-		total += v[i];
-	beamalloc_free(a, v, n * sizeof(*v));
-	return enif_make_int64(env, total);
+	return sum_int64s(env, argv[0], a, false);
 }
 BEAMALLOC_NIF_LEAK_CHECKED(sum, sum_body)
 
@@ -103,18 +95,6 @@ work_addr(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
 	(void)argc, (void)argv;
 	return enif_make_uint64(env, (ErlNifUInt64)(uintptr_t)&work);
-}
-
-/* gpa_live() -> {LiveBlocks, LiveBytes} of the global GPA. */
-static ERL_NIF_TERM
-gpa_live(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
-{
-	beamalloc_gpa_stats s;
-
-	(void)argc, (void)argv;
-	beamalloc_gpa_get_stats(beamalloc_gpa_global(), &s);
-	return enif_make_tuple2(env, enif_make_uint64(env, s.live_blocks),
-	    enif_make_uint64(env, s.live_bytes));
 }
 
 static ErlNifFunc funcs[] = {

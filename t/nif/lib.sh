@@ -31,6 +31,7 @@ run_erl() {
 	for m in $extra_modules; do extra="$extra $top_srcdir/t/nif/$m.erl"; done
 	"$ERLC" -o "$scratch" "$top_srcdir/t/nif/tap.erl" "$top_srcdir/t/nif/$module.erl" $extra || {
 		echo "Bail out! erlc failed for $module.erl"; exit 1; }
-	NIF_DIR=$nif_dir LD_LIBRARY_PATH="$top_builddir/lib/.libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+	# A crash dump (a NIF that failed to load) stays out of the build tree.
+	ERL_CRASH_DUMP=$scratch/erl_crash.dump NIF_DIR=$nif_dir LD_LIBRARY_PATH="$top_builddir/lib/.libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
 		"$ERL" "$@" -noshell -pa "$scratch" -eval "$module:main()"
 }

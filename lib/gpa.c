@@ -116,17 +116,24 @@ struct tcache {
 	 * by the owner only (plain, they are on the fast path), read by
 	 * stats with relaxed atomic loads. */
 	ptrdiff_t credit, hi, blocks;
-	/* The slab of the last free, as the table has it (slabs live until
-	 * destroy, so it never goes stale). */
-	uintptr_t memo_key;
+	/* The slab of the last free, kept ready for the next one (slabs
+	 * live until destroy, so it never goes stale): its base, slot mask
+	 * and shift, records, and the class's loaded magazine here.  Free
+	 * then needs neither the table nor the class. */
+	uintptr_t memo_base;		/* 1 (never a slab) until a free */
+	uintptr_t memo_mask;		/* slot size - 1 */
 	unsigned char *memo_recs;
+	struct ld *memo_ld;
+	unsigned memo_shift;
 	struct tcache *next;		/* every cache of this GPA */
-	/* The loaded magazine of each class, its count and entries copied
-	 * here (one load less on the fast paths); its own n is stale until
-	 * the next exchange. */
-	struct {
-		uint32_t n, cap;
-		struct entry *e;
+	/* The loaded magazine of each class as three pointers (fewer
+	 * instructions on the fast paths than a count and an index); its
+	 * own n is stale until the next exchange. */
+	struct ld {
+		struct entry *top;	/* next free entry */
+		struct entry *bot;	/* e[0]: empty when top == bot */
+		struct entry *end;	/* e[cap]: full when top == end */
+		void *pad;		/* 32 bytes: the index is a shift */
 	} ld[NCLASS];
 	struct mag *loaded[NCLASS];
 	struct mag *prev[NCLASS];	/* the other one */
@@ -666,11 +673,17 @@ mag_put(struct mag *m, struct mag **list)
 	}
 }
 
+static inline uint32_t
+ld_n(const struct tcache *tc, size_t c)
+{
+	return (uint32_t)(tc->ld[c].top - tc->ld[c].bot);
+}
+
 static void
 ld_save(struct tcache *tc, size_t c)
 {
 	if (tc->loaded[c] != &no_mag)
-		tc->loaded[c]->n = tc->ld[c].n;
+		tc->loaded[c]->n = ld_n(tc, c);
 }
 
 static void
@@ -678,9 +691,9 @@ ld_load(struct tcache *tc, size_t c)
 {
 	struct mag *m = tc->loaded[c];
 
-	tc->ld[c].n = m->n;
-	tc->ld[c].cap = m->cap;
-	tc->ld[c].e = m->e;
+	tc->ld[c].bot = m->e;
+	tc->ld[c].top = m->e + m->n;
+	tc->ld[c].end = m->e + m->cap;
 }
 
 /* The loaded magazine of class c is empty: swap in the other one if it
@@ -728,7 +741,7 @@ refill(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 	}
 	unlock(g, &d->lock);
 	ld_load(tc, c);
-	return tc->ld[c].n != 0;
+	return ld_n(tc, c) != 0;
 }
 
 /* The loaded magazine of class c is full: swap in the other one if it
@@ -764,6 +777,21 @@ flush(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
  * Thread caches
  * ---------------------------------------------------------------------- */
 
+/* The records of no slab: a fresh cache's memo points here, with the
+ * slot size of a whole slab, so only p == 0 can match it and reads
+ * REC_NEW (not live): the general path handles that.  Never written. */
+static const _Alignas(16) unsigned char no_recs[sizeof(struct rec)];
+
+static void
+memo_clear(struct tcache *tc)
+{
+	tc->memo_base = 0;
+	tc->memo_mask = SLAB_SIZE - 1;
+	tc->memo_shift = SLAB_SHIFT;
+	tc->memo_recs = (unsigned char *)no_recs;
+	tc->memo_ld = &tc->ld[0];
+}
+
 static struct tcache *
 tcache_new(struct beamalloc_gpa *g)
 {
@@ -772,8 +800,11 @@ tcache_new(struct beamalloc_gpa *g)
 	lock(g, &g->lock);
 	tc = meta_zalloc(g, sizeof(*tc));
 	if (tc != NULL) {
-		for (size_t c = 0; c < NCLASS; c++)
+		for (size_t c = 0; c < NCLASS; c++) {
 			tc->loaded[c] = tc->prev[c] = &no_mag;
+			ld_load(tc, c);
+		}
+		memo_clear(tc);
 		tc->next = g->tcaches;
 		g->tcaches = tc;
 	}
@@ -1070,11 +1101,11 @@ small_alloc(struct beamalloc_gpa *g, struct tcache *tc, size_t c,
 
 	if (BA_UNLIKELY(!charge(g, tc, (ptrdiff_t)len, 1)))
 		return ba_fail(ENOMEM);
-	if (tc->ld[c].n == 0 && !refill(g, tc, c)) {
+	if (tc->ld[c].top == tc->ld[c].bot && !refill(g, tc, c)) {
 		charge(g, tc, -(ptrdiff_t)len, -1);
 		return ba_fail(ENOMEM);
 	}
-	e = tc->ld[c].e[--tc->ld[c].n];
+	e = *--tc->ld[c].top;
 	if (g->safety)
 		rec_fill(e.rec, len, align, ra);
 	if (BA_UNLIKELY(g->depth != 0))
@@ -1100,9 +1131,9 @@ small_free(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
 	charge(g, tc, -(ptrdiff_t)len, -1);
 	/* Without a magazine (out of memory) the slot is dropped: it
 	 * stays freed and unused, never handed out twice. */
-	if (tc->ld[c].n == tc->ld[c].cap && !flush(g, tc, c))
+	if (tc->ld[c].top == tc->ld[c].end && !flush(g, tc, c))
 		return;
-	tc->ld[c].e[tc->ld[c].n++] = (struct entry){ p, rec };
+	*tc->ld[c].top++ = (struct entry){ p, rec };
 }
 
 /* ------------------------------------------------------------------------
@@ -1455,8 +1486,8 @@ fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
 	struct beamalloc_gpa *g = ctx;
 	size_t c = class_of(len, align);
 	struct tcache *tc;
-	struct entry e;
-	uint32_t n;
+	struct entry *top;
+	struct ld *ld;
 
 	if (BA_UNLIKELY(c >= NCLASS))
 		return gpa_alloc(ctx, len, align, ra);
@@ -1464,16 +1495,33 @@ fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
 		tc = g->tc0;
 	else if (BA_UNLIKELY(!tcache_mine(g, &tc)))
 		return gpa_alloc(ctx, len, align, ra);
-	n = tc->ld[c].n;
-	if (BA_UNLIKELY(n == 0))
+	ld = &tc->ld[c];
+	top = ld->top;
+	if (BA_UNLIKELY(top == ld->bot))
 		return gpa_alloc(ctx, len, align, ra);
-	e = tc->ld[c].e[--n];
-	tc->ld[c].n = n;
+	ld->top = --top;
 	if (safety)
-		rec_fill(e.rec, len, align, ra);
-	state_set(e.rec, REC_USED);
+		rec_fill(top->rec, len, align, ra);
+	state_set(top->rec, REC_USED);
 	credit_up(g, tc, len);
-	return e.p;
+	return top->p;
+}
+
+/* The memo missed: look p's slab up in the table and remember it.
+ * False for a pointer in no slab (a large block, or not ours). */
+static __attribute__((noinline)) bool
+memo_fill(struct beamalloc_gpa *g, struct tcache *tc, uintptr_t p)
+{
+	struct where w;
+
+	if (!slab_find(g, p, &w))
+		return false;
+	tc->memo_base = w.base;
+	tc->memo_mask = ((uintptr_t)1 << w.shift) - 1;
+	tc->memo_shift = w.shift;
+	tc->memo_recs = w.recs;
+	tc->memo_ld = &tc->ld[w.shift - MIN_SHIFT];
+	return true;
 }
 
 static inline __attribute__((always_inline)) void
@@ -1481,49 +1529,39 @@ fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
     bool ts, bool safety)
 {
 	struct beamalloc_gpa *g = ctx;
-	uintptr_t p = (uintptr_t)mem, base = p & ~(uintptr_t)(SLAB_SIZE - 1);
-	uintptr_t k;
-	unsigned shift;
-	size_t i;
-	unsigned char *recs, *rec;
+	uintptr_t p = (uintptr_t)mem, off;
+	unsigned char *rec;
 	struct tcache *tc;
-	uint32_t n;
-	size_t c;
+	struct entry *top;
+	struct ld *ld;
 
 	if (!ts)
 		tc = g->tc0;
 	else if (BA_UNLIKELY(!tcache_mine(g, &tc)))
 		goto general;
-	k = tc->memo_key;
-	recs = tc->memo_recs;
-	if (BA_UNLIKELY((k ^ base) >= SLAB_SIZE)) {
+	off = p - tc->memo_base;
+	if (BA_UNLIKELY(off >= SLAB_SIZE)) {
 		/* Not the last slab: the table (a large block or a foreign
 		 * pointer is in none). */
-		struct where w;
-
-		if (BA_UNLIKELY(!slab_find(g, p, &w)))
+		if (BA_UNLIKELY(!memo_fill(g, tc, p)))
 			goto general;
-		k = base | w.shift;
-		recs = w.recs;
-		tc->memo_key = k;
-		tc->memo_recs = recs;
+		off = p - tc->memo_base;
 	}
-	shift = (unsigned)(k & (SLAB_SIZE - 1));
-	i = (p - base) >> shift;
-	/* Not the start of a live slot. */
-	if (BA_UNLIKELY((i << shift) != p - base))
+	/* Not the start of a slot: the general path reports it. */
+	if (BA_UNLIKELY((off & tc->memo_mask) != 0))
 		goto general;
-	rec = recs + (safety ? i * sizeof(struct rec) : i);
+	off >>= tc->memo_shift;
+	rec = tc->memo_recs + (safety ? off * sizeof(struct rec) : off);
 	if (BA_UNLIKELY(state_get(rec) != REC_USED ||
 	    (safety && !rec_matches(rec, len, align))))
 		goto general;
-	c = shift - MIN_SHIFT;
-	n = tc->ld[c].n;
-	if (BA_UNLIKELY(n == tc->ld[c].cap))
+	ld = tc->memo_ld;
+	top = ld->top;
+	if (BA_UNLIKELY(top == ld->end))
 		goto general;
 	state_set(rec, REC_FREE);
-	tc->ld[c].e[n] = (struct entry){ mem, rec };
-	tc->ld[c].n = n + 1;
+	*top = (struct entry){ mem, rec };
+	ld->top = top + 1;
 	credit_down(g, tc, len);
 	return;
 general:

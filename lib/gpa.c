@@ -118,13 +118,16 @@ struct tcache {
 	ptrdiff_t credit, hi, blocks;
 	/* The slab of the last free, kept ready for the next one (slabs
 	 * live until destroy, so it never goes stale): its base, slot mask
-	 * and shift, records, and the class's loaded magazine here.  Free
-	 * then needs neither the table nor the class. */
+	 * and record multiplier, records, and the class's loaded magazine
+	 * here.  Free then needs neither the table nor the class. */
 	uintptr_t memo_base;		/* 1 (never a slab) until a free */
 	uintptr_t memo_mask;		/* slot size - 1 */
 	unsigned char *memo_recs;
 	struct ld *memo_ld;
-	unsigned memo_shift;
+	/* (offset * memo_mul) >> 32 is the slot's record offset: a multiply
+	 * rather than a shift by a variable (several uops on x86, and it
+	 * would need %cl). */
+	uint64_t memo_mul;
 	struct tcache *next;		/* every cache of this GPA */
 	/* The loaded magazine of each class as three pointers (fewer
 	 * instructions on the fast paths than a count and an index); its
@@ -139,10 +142,6 @@ struct tcache {
 	struct mag *prev[NCLASS];	/* the other one */
 };
 
-struct tslot {
-	_Atomic uintptr_t key;		/* thread pointer of the owner, 0 */
-	struct tcache *_Atomic tc;
-};
 
 /* Per class: full (or partly full) and empty magazines, and the slab
  * being carved. */
@@ -181,7 +180,10 @@ struct chunk {
 
 struct beamalloc_gpa {
 	/* Read by every operation. */
-	struct tslot threads[NTHREADS];
+	/* Thread cache slots: the owner's thread pointer (0: free) and its
+	 * cache, in two arrays so that an index scaled by 8 finds both. */
+	struct tcache *_Atomic tcs[NTHREADS];
+	_Atomic uintptr_t tkey[NTHREADS];
 	_Atomic(struct stab *) stab;
 	bool thread_safe, safety, batched, abort_on_error;
 	unsigned depth;
@@ -281,6 +283,16 @@ thread_key(void)
 #endif
 #endif
 	return (uintptr_t)pthread_self();
+}
+
+/* The home slot of a thread pointer: a 32-bit Fibonacci hash (one
+ * multiply by an immediate).  Thread pointers differ in the bits above
+ * the page offset, well within the low 32; a rare collision only costs
+ * the probe of tcache_slow(). */
+static inline size_t
+thread_home(uintptr_t k)
+{
+	return (uint32_t)k * 0x9E3779B1u >> (32 - NTHREADS_BITS);
 }
 
 /* Valgrind or AddressSanitizer watching: every slot handed out or back
@@ -787,7 +799,7 @@ memo_clear(struct tcache *tc)
 {
 	tc->memo_base = 0;
 	tc->memo_mask = SLAB_SIZE - 1;
-	tc->memo_shift = SLAB_SHIFT;
+	tc->memo_mul = 0;
 	tc->memo_recs = (unsigned char *)no_recs;
 	tc->memo_ld = &tc->ld[0];
 }
@@ -822,18 +834,18 @@ static struct tcache *
 tcache_slow(struct beamalloc_gpa *g)
 {
 	uintptr_t k = thread_key();
-	size_t h = (size_t)(((uint64_t)k * HASH_MUL) >> (64 - NTHREADS_BITS));
+	size_t h = thread_home(k);
 
 	for (size_t n = 0; n < NTHREADS; n++) {
-		struct tslot *ts = &g->threads[(h + n) & (NTHREADS - 1)];
-		uintptr_t cur = atomic_load_explicit(&ts->key,
+		size_t i = (h + n) & (NTHREADS - 1);
+		uintptr_t cur = atomic_load_explicit(&g->tkey[i],
 		    memory_order_acquire);
 		struct tcache *tc;
 
 		/* A thread that ended leaves its slot and cache to the next
 		 * thread given the same thread pointer. */
 		if (cur == k)
-			return atomic_load_explicit(&ts->tc,
+			return atomic_load_explicit(&g->tcs[i],
 			    memory_order_relaxed);
 		if (cur != 0)
 			continue;
@@ -843,8 +855,8 @@ tcache_slow(struct beamalloc_gpa *g)
 		unlock(g, &g->lock);
 		if (tc == NULL && (tc = tcache_new(g)) == NULL)
 			return NULL;
-		if (atomic_compare_exchange_strong(&ts->key, &cur, k)) {
-			atomic_store_explicit(&ts->tc, tc,
+		if (atomic_compare_exchange_strong(&g->tkey[i], &cur, k)) {
+			atomic_store_explicit(&g->tcs[i], tc,
 			    memory_order_relaxed);
 			return tc;
 		}
@@ -863,11 +875,10 @@ static inline bool
 tcache_mine(struct beamalloc_gpa *g, struct tcache **tc)
 {
 	uintptr_t k = thread_key();
-	struct tslot *ts = &g->threads[((uint64_t)k * HASH_MUL) >>
-	    (64 - NTHREADS_BITS)];
+	size_t i = thread_home(k);
 
-	*tc = atomic_load_explicit(&ts->tc, memory_order_relaxed);
-	return atomic_load_explicit(&ts->key, memory_order_relaxed) == k;
+	*tc = atomic_load_explicit(&g->tcs[i], memory_order_relaxed);
+	return atomic_load_explicit(&g->tkey[i], memory_order_relaxed) == k;
 }
 
 static inline struct tcache *
@@ -1507,9 +1518,8 @@ fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
 	return top->p;
 }
 
-/* The memo missed: look p's slab up in the table and remember it.
- * False for a pointer in no slab (a large block, or not ours). */
-static __attribute__((noinline)) bool
+/* Remember p's slab in the memo.  False for a pointer in no slab. */
+static bool
 memo_fill(struct beamalloc_gpa *g, struct tcache *tc, uintptr_t p)
 {
 	struct where w;
@@ -1518,10 +1528,24 @@ memo_fill(struct beamalloc_gpa *g, struct tcache *tc, uintptr_t p)
 		return false;
 	tc->memo_base = w.base;
 	tc->memo_mask = ((uintptr_t)1 << w.shift) - 1;
-	tc->memo_shift = w.shift;
+	tc->memo_mul = (uint64_t)1 << (32 + g->rec_shift - w.shift);
 	tc->memo_recs = w.recs;
 	tc->memo_ld = &tc->ld[w.shift - MIN_SHIFT];
 	return true;
+}
+
+/* Free's memo missed: look the slab up in the table, remember it, and
+ * free again through the vtable (the same fast function, now hitting).
+ * A pointer in no slab (a large block, or not ours) goes to the general
+ * path. */
+static __attribute__((noinline)) void
+memo_miss(struct beamalloc_gpa *g, struct tcache *tc, void *mem, size_t len,
+    size_t align, uintptr_t ra)
+{
+	if (memo_fill(g, tc, (uintptr_t)mem))
+		g->vtable->free(g, mem, len, align, ra);
+	else
+		gpa_free(g, mem, len, align, ra);
 }
 
 static inline __attribute__((always_inline)) void
@@ -1541,17 +1565,15 @@ fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 		goto general;
 	off = p - tc->memo_base;
 	if (BA_UNLIKELY(off >= SLAB_SIZE)) {
-		/* Not the last slab: the table (a large block or a foreign
-		 * pointer is in none). */
-		if (BA_UNLIKELY(!memo_fill(g, tc, p)))
-			goto general;
-		off = p - tc->memo_base;
+		/* Not the last slab: a tail call, so that no call is left
+		 * on the fast path to need a stack frame. */
+		memo_miss(g, tc, mem, len, align, ra);
+		return;
 	}
 	/* Not the start of a slot: the general path reports it. */
 	if (BA_UNLIKELY((off & tc->memo_mask) != 0))
 		goto general;
-	off >>= tc->memo_shift;
-	rec = tc->memo_recs + (safety ? off * sizeof(struct rec) : off);
+	rec = tc->memo_recs + ((off * tc->memo_mul) >> 32);
 	if (BA_UNLIKELY(state_get(rec) != REC_USED ||
 	    (safety && !rec_matches(rec, len, align))))
 		goto general;

@@ -239,6 +239,17 @@ class_of(size_t len, size_t align)
 	    7)));
 }
 
+/* class_of() for the fast path, with fewer instructions: for a power of
+ * two align, ceil(log2(max(len, align))) is the bit length of
+ * (len - 1) | (align - 1).  len == 0 (never from the front-end) gives a
+ * class past the last, so the general path sees it as before. */
+static inline size_t
+class_of_fast(size_t len, size_t align)
+{
+	return (size_t)(61 - __builtin_clzll((unsigned long long)((len - 1) |
+	    (align - 1) | 7)));
+}
+
 static inline unsigned
 log2_of(size_t pow2)
 {
@@ -1495,7 +1506,7 @@ fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
     bool safety)
 {
 	struct beamalloc_gpa *g = ctx;
-	size_t c = class_of(len, align);
+	size_t c = class_of_fast(len, align);
 	struct tcache *tc;
 	struct entry *top;
 	struct ld *ld;

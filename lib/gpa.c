@@ -24,8 +24,9 @@
  * specialized vtables whose functions do only this:
  *
  *   alloc:  class -> thread cache -> pop {slot, record} -> record = used
- *   free:   thread cache -> slab (last one, else the table) -> record:
- *           used? (and right length and alignment) -> freed -> push
+ *   free:   thread cache -> slab (a memo of recent ones, else the
+ *           table) -> record: used? (and right length and alignment)
+ *           -> freed -> push
  *
  * and hand anything else (an empty or full magazine, a large block, a
  * bad free, a thread without its own cache) to the general functions.
@@ -58,6 +59,7 @@
 #define NTHREADS (1 << NTHREADS_BITS)
 #define CREDIT_BATCH (256 * 1024)	/* per-thread stats settle past this */
 #define HASH_MUL 0x9E3779B97F4A7C15ull
+#define NMEMO 16			/* slabs each thread remembers */
 
 /* Slot states; records start zeroed, as REC_NEW. */
 enum { REC_NEW, REC_USED, REC_FREE };
@@ -110,25 +112,31 @@ struct mag {
 	struct entry e[];
 };
 
+/* A slab as free needs it, kept ready in the thread cache: its base,
+ * slot mask and record multiplier, records, and the class's loaded
+ * magazine.  Free then needs neither the table nor the class. */
+struct memo {
+	uintptr_t base;
+	uintptr_t mask;			/* slot size - 1 */
+	unsigned char *recs;
+	/* (offset * mul) >> 32 is the slot's record offset: a multiply
+	 * rather than a shift by a variable (several uops on x86, and it
+	 * would need %cl). */
+	uint64_t mul;
+	struct ld *ld;
+	uintptr_t pad[3];		/* 64 bytes: the index is a shift */
+};
+
 struct tcache {
 	/* Stats not yet settled into the GPA's counters: requested bytes,
 	 * their high-water mark since the last settle, and blocks.  Written
 	 * by the owner only (plain, they are on the fast path), read by
 	 * stats with relaxed atomic loads. */
 	ptrdiff_t credit, hi, blocks;
-	/* The slab of the last free, kept ready for the next one (slabs
-	 * live until destroy, so it never goes stale): its base, slot mask
-	 * and record multiplier, records, and the class's loaded magazine
-	 * here.  Free then needs neither the table nor the class. */
-	uintptr_t memo_base;		/* 1 (never a slab) until a free */
-	uintptr_t memo_mask;		/* slot size - 1 */
-	unsigned char *memo_recs;
-	struct ld *memo_ld;
-	/* (offset * memo_mul) >> 32 is the slot's record offset: a multiply
-	 * rather than a shift by a variable (several uops on x86, and it
-	 * would need %cl). */
-	uint64_t memo_mul;
 	struct tcache *next;		/* every cache of this GPA */
+	/* Slabs this thread freed into lately, direct-mapped by address
+	 * (slabs live until destroy, so an entry never goes stale). */
+	struct memo memo[NMEMO];
 	/* The loaded magazine of each class as three pointers (fewer
 	 * instructions on the fast paths than a count and an index); its
 	 * own n is stale until the next exchange. */
@@ -808,11 +816,20 @@ static const _Alignas(16) unsigned char no_recs[sizeof(struct rec)];
 static void
 memo_clear(struct tcache *tc)
 {
-	tc->memo_base = 0;
-	tc->memo_mask = SLAB_SIZE - 1;
-	tc->memo_mul = 0;
-	tc->memo_recs = (unsigned char *)no_recs;
-	tc->memo_ld = &tc->ld[0];
+	for (size_t i = 0; i < NMEMO; i++)
+		tc->memo[i] = (struct memo){ .base = 0, .mask = SLAB_SIZE - 1,
+		    .recs = (unsigned char *)no_recs, .mul = 0,
+		    .ld = &tc->ld[0] };
+}
+
+/* The entry for p's slab: the byte offset straight from the address
+ * (shift and mask, no scaling). */
+static inline struct memo *
+memo_of(struct tcache *tc, uintptr_t p)
+{
+	_Static_assert(sizeof(struct memo) == 64, "struct memo: 64 bytes");
+	return (struct memo *)(void *)((unsigned char *)tc->memo +
+	    ((p >> (SLAB_SHIFT - 6)) & ((NMEMO - 1) << 6)));
 }
 
 static struct tcache *
@@ -1537,11 +1554,13 @@ memo_fill(struct beamalloc_gpa *g, struct tcache *tc, uintptr_t p)
 
 	if (!slab_find(g, p, &w))
 		return false;
-	tc->memo_base = w.base;
-	tc->memo_mask = ((uintptr_t)1 << w.shift) - 1;
-	tc->memo_mul = (uint64_t)1 << (32 + g->rec_shift - w.shift);
-	tc->memo_recs = w.recs;
-	tc->memo_ld = &tc->ld[w.shift - MIN_SHIFT];
+	struct memo *m = memo_of(tc, p);
+
+	m->base = w.base;
+	m->mask = ((uintptr_t)1 << w.shift) - 1;
+	m->mul = (uint64_t)1 << (32 + g->rec_shift - w.shift);
+	m->recs = w.recs;
+	m->ld = &tc->ld[w.shift - MIN_SHIFT];
 	return true;
 }
 
@@ -1568,13 +1587,15 @@ fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 	unsigned char *rec;
 	struct tcache *tc;
 	struct entry *top;
+	struct memo *m;
 	struct ld *ld;
 
 	if (!ts)
 		tc = g->tc0;
 	else if (BA_UNLIKELY(!tcache_mine(g, &tc)))
 		goto general;
-	off = p - tc->memo_base;
+	m = memo_of(tc, p);
+	off = p - m->base;
 	if (BA_UNLIKELY(off >= SLAB_SIZE)) {
 		/* Not the last slab: a tail call, so that no call is left
 		 * on the fast path to need a stack frame. */
@@ -1582,13 +1603,13 @@ fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 		return;
 	}
 	/* Not the start of a slot: the general path reports it. */
-	if (BA_UNLIKELY((off & tc->memo_mask) != 0))
+	if (BA_UNLIKELY((off & m->mask) != 0))
 		goto general;
-	rec = tc->memo_recs + ((off * tc->memo_mul) >> 32);
+	rec = m->recs + ((off * m->mul) >> 32);
 	if (BA_UNLIKELY(state_get(rec) != REC_USED ||
 	    (safety && !rec_matches(rec, len, align))))
 		goto general;
-	ld = tc->memo_ld;
+	ld = m->ld;
 	top = ld->top;
 	if (BA_UNLIKELY(top == ld->end))
 		goto general;

@@ -48,7 +48,7 @@ struct block {
 	size_t len;
 	size_t align;
 	size_t host;		/* bytes the backing holds for it */
-	uint8_t seed;		/* contents: pat(seed, i) */
+	uint8_t seed;		/* contents: pat(seed)[0, len) */
 };
 
 /* What an operation may do. */

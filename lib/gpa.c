@@ -968,8 +968,11 @@ charge_exact(struct beamalloc_gpa *g, ptrdiff_t bytes, ptrdiff_t blocks)
 		atomic_fetch_add_explicit(&g->blocks, blocks,
 		    memory_order_relaxed);
 	} else {
-		now = atomic_load_explicit(&g->live, memory_order_relaxed) +
-		    bytes;
+		/* A request near 2^63 must not overflow the count: no
+		 * backing could give it anyway. */
+		if (__builtin_add_overflow(atomic_load_explicit(&g->live,
+		    memory_order_relaxed), bytes, &now))
+			return false;
 		if (bytes > 0 && g->limit != 0 && (size_t)now > g->limit)
 			return false;
 		atomic_store_explicit(&g->live, now, memory_order_relaxed);

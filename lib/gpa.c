@@ -957,10 +957,12 @@ charge_exact(struct beamalloc_gpa *g, ptrdiff_t bytes, ptrdiff_t blocks)
 {
 	ptrdiff_t now;
 
+	/* A request near 2^63 must not overflow the count (no backing could
+	 * give it anyway): it fails as over any limit. */
 	if (g->thread_safe) {
-		now = atomic_fetch_add_explicit(&g->live, bytes,
-		    memory_order_relaxed) + bytes;
-		if (bytes > 0 && g->limit != 0 && (size_t)now > g->limit) {
+		if (__builtin_add_overflow(atomic_fetch_add_explicit(&g->live,
+		    bytes, memory_order_relaxed), bytes, &now) ||
+		    (bytes > 0 && g->limit != 0 && (size_t)now > g->limit)) {
 			atomic_fetch_sub_explicit(&g->live, bytes,
 			    memory_order_relaxed);
 			return false;
@@ -968,8 +970,6 @@ charge_exact(struct beamalloc_gpa *g, ptrdiff_t bytes, ptrdiff_t blocks)
 		atomic_fetch_add_explicit(&g->blocks, blocks,
 		    memory_order_relaxed);
 	} else {
-		/* A request near 2^63 must not overflow the count: no
-		 * backing could give it anyway. */
 		if (__builtin_add_overflow(atomic_load_explicit(&g->live,
 		    memory_order_relaxed), bytes, &now))
 			return false;

@@ -152,9 +152,10 @@ ratios(Allocs, Wls, Res) ->
               D = Pos(Den, Allocs), N = Pos(Num, Allocs), Wi = Pos(W, Wls),
               case [maps:get({X, Wi, S}, Res, none)
                     || X <- [D, N], S <- [normal, dirty]] of
-                  [{Dn, _, _}, {Dd, _, _}, {Nn, _, _}, {Nd, _, _}] ->
+                  [{Dn, Dnm, _}, {Dd, Ddm, _}, {Nn, Nnm, _}, {Nd, Ndm, _}] ->
                       Name = fmt("~s/~s ~s", [Den, Num, W]),
                       {Rn, Rd} = {Dn / Nn, Dd / Nd},
+                      {Mn, Md} = {Dnm / Nnm, Ddm / Ndm},
                       {Tgt, Met} =
                           case Target of
                               0 -> {"", ""};
@@ -162,16 +163,18 @@ ratios(Allocs, Wls, Res) ->
                                     case Rn >= T of true -> "met";
                                         false -> "NOT MET" end}
                           end,
-                      io:format("~-34s ~8.2f ~8.2f ~8s  ~s~n",
-                                [Name, Rn, Rd, Tgt, Met]),
-                      {true, fmt("nif,~s,~s,~.3f,~.3f,~s,~s~n",
+                      io:format("~-34s ~8.2f ~8.2f ~8s  ~s"
+                                "   (minima: ~.2f ~.2f)~n",
+                                [Name, Rn, Rd, Tgt, Met, Mn, Md]),
+                      {true, fmt("nif,~s,~s,~.3f,~.3f,~.3f,~.3f,~s,~s~n",
                                  [fmt("~s/~s", [Den, Num]), W, Rn, Rd,
-                                  Tgt, Met])};
+                                  Mn, Md, Tgt, Met])};
                   _ -> false
               end
       end, Want).
 
 write_ratios(Dir, Rows) ->
     ok = file:write_file(filename:join(Dir, "nif_ratios.csv"),
-                         ["kind,ratio,workload,normal,dirty,target,verdict\n"
+                         ["kind,ratio,workload,normal,dirty,normal_min,"
+                          "dirty_min,target,verdict\n"
                           | Rows]).

@@ -175,13 +175,13 @@ fi
 
 # ---- summary: the ratios as a Markdown table ----------------------------------
 {
-	echo "| ratio | workload | value | target | |"
-	echo "| --- | --- | ---: | --- | --- |"
-	awk -F, 'NR > 1 && $1 == "time" { printf "| %s (ns/op) | %s | %.2f | %s | %s |\n", $2, $3, $4, $5, $6 }
-		NR > 1 && $1 == "memory" { printf "| %s | %s | %.3f | %s | %s |\n", $2, $3, $4, $5, $6 }' \
+	echo "| ratio | workload | medians | minima | target | |"
+	echo "| --- | --- | ---: | ---: | --- | --- |"
+	awk -F, 'NR > 1 && $1 == "time" { printf "| %s (ns/op) | %s | %.2f | %.2f | %s | %s |\n", $2, $3, $4, $5, $6, $7 }
+		NR > 1 && $1 == "memory" { printf "| %s | %s | %.3f | | %s | %s |\n", $2, $3, $4, $6, $7 }' \
 		"$out/ratios.csv"
 	if [ -s "$out/nif_ratios.csv" ]; then
-		awk -F, 'NR > 1 { printf "| %s in erl (normal / dirty scheduler) | %s | %.2f / %.2f | %s | %s |\n", $2, $3, $4, $5, $6, $7 }' \
+		awk -F, 'NR > 1 { printf "| %s in erl, normal / dirty scheduler (ns/op) | %s | %.2f / %.2f | %.2f / %.2f | %s | %s |\n", $2, $3, $4, $5, $6, $7, $8, $9 }' \
 			"$out/nif_ratios.csv"
 	fi
 } >"$out/summary.md"

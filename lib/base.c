@@ -80,6 +80,10 @@ base_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 	(void)ra;
 	if (BA_UNLIKELY(align > h->max_align))
 		return ba_fail(EINVAL);
+	/* Callers such as the wide allocator add to a length the front-end
+	 * accepted: never hand the host a length no block can have. */
+	if (BA_UNLIKELY(len > PTRDIFF_MAX))
+		return ba_fail(ENOMEM);
 	p = h->alloc(len);
 	return p != NULL ? p : ba_fail(ENOMEM);
 }
@@ -102,7 +106,7 @@ base_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 
 	(void)len, (void)ra;
 	/* realloc keeps only the host's own alignment. */
-	if (align > h->max_align)
+	if (align > h->max_align || new_len > PTRDIFF_MAX)
 		return NULL;
 	return h->realloc(mem, new_len);
 }

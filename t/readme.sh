@@ -12,7 +12,8 @@ trap 'rm -rf "$scratch"' EXIT
 	echo 'return 0; }'
 	echo 'int main(void) { return tour(); }'
 } > "$scratch/tour.c"
-if ${CC:-cc} -std=gnu11 -Wall -Wextra -Werror -I"$top_srcdir/include" -o "$scratch/tour" \
+# SANITIZER_CFLAGS: a sanitizer build's library needs its runtime.
+if ${CC:-cc} ${SANITIZER_CFLAGS:-} -std=gnu11 -Wall -Wextra -Werror -I"$top_srcdir/include" -o "$scratch/tour" \
 	"$scratch/tour.c" -L"$top_builddir/lib/.libs" -lbeamalloc 2>"$scratch/err"; then
 	echo "ok 1 - the README tour compiles with -Wall -Wextra -Werror"
 else

@@ -53,7 +53,7 @@ ta_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 
 	(void)ra;
 	if (align > BEAMALLOC_MIN_ALIGN || t->nblocks == TA_MAX_BLOCKS ||
-	    len > SIZE_MAX - 64) {
+	    len > PTRDIFF_MAX - 64) {
 		return NULL;
 	}
 	b = &t->blocks[t->nblocks];

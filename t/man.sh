@@ -1,13 +1,15 @@
 #!/bin/sh
 # man.sh - the manual pages are complete and clean:
-#  - every function and function-like macro of the public headers has a
-#    page (its own or a .so alias) whose NAME section lists it;
+#  - every function and function-like macro of the public headers, and
+#    every symbol the library exports, has a page (its own or a .so alias)
+#    whose NAME section lists it;
 #  - every alias is one `.so man3/PAGE.3` line naming a page that lists it;
 #  - every page has mdoc's sections in order, and its cross-references to
 #    our pages resolve;
 #  - every page and alias is shipped (listed in mk/dist.am);
-#  - mandoc -Tlint and groff (man --warnings, as lintian runs it, at 80 and
-#    120 columns) say nothing, and lexgrog reads a whatis entry.
+#  - mandoc -Tlint -W warning, and groff with every warning on (man
+#    --warnings=w, a superset of lintian's man --warnings, at 80 and 120
+#    columns) say nothing, and lexgrog reads a whatis entry.
 # Without mandoc or man the lint checks SKIP, unless
 # BEAMALLOC_REQUIRE_TOOLS=1 (CI), where a missing tool is a failure.
 
@@ -41,10 +43,14 @@ if [ -z "$pages" ]; then
 fi
 
 # 1. Every declared function and function-like macro of the installed
-# headers has a page listing it (names ending in _ are private helpers).
-for fn in $(cat "$hdr" "$nifhdr" 2>/dev/null |
+# headers (names ending in _ are private helpers), and every symbol the
+# built library exports, has a page listing it.
+lib="$top_builddir/lib/.libs/libbeamalloc.so"
+for fn in $({ cat "$hdr" "$nifhdr" 2>/dev/null |
     grep -oE '\b(beamalloc_[a-z0-9_]+|BEAMALLOC_[A-Z_]+)[[:space:]]*\(' |
-    tr -d ' (' | grep -v '_$' | sort -u); do
+    tr -d ' (' | grep -v '_$'
+    [ -f "$lib" ] && nm -D --defined-only "$lib" 2>/dev/null |
+    awk '$2 ~ /^[TDBRVWiu]$/ { sub(/@.*/, "", $3); print $3 }'; } | sort -u); do
 	f="$man/$fn.3"
 	if [ ! -f "$f" ]; then notok "$fn has a page: no man/$fn.3"; continue; fi
 	if is_alias "$f"; then
@@ -119,13 +125,13 @@ if need_tool man man-db && need_tool lexgrog man-db; then
 		: > "$scratch/out"
 		for w in 80 120; do
 			env -i PATH="$PATH" LC_ALL=C.UTF-8 MANROFFSEQ= MANWIDTH=$w \
-			    man --warnings -E UTF-8 -l -Tutf8 -Z "man3/$p" \
+			    man --warnings=w -E UTF-8 -l -Tutf8 -Z "man3/$p" \
 			    2>>"$scratch/out" >/dev/null
 		done
 		if [ -s "$scratch/out" ]; then
-			notok "man --warnings: $p"; sed 's/^/# /' "$scratch/out"
+			notok "man --warnings=w: $p"; sed 's/^/# /' "$scratch/out"
 		else
-			ok "man --warnings: $p (80 and 120 columns)"
+			ok "man --warnings=w: $p (all groff warnings, 80 and 120 columns)"
 		fi
 	done
 	for p in $pages; do

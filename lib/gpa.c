@@ -31,7 +31,16 @@
  * and hand anything else (an empty or full magazine, a large block, a
  * bad free, a thread without its own cache) to the general functions.
  *
- * Slabs are kept for their size class until the GPA is destroyed.
+ * Memory goes back to the backing when it is no longer needed.  A thread
+ * cache holds at most TC_BYTES of free slots (the slow paths hand the
+ * excess to the depot), and a depot holding more than twice what it held
+ * after its last trim is trimmed: it counts its free slots per slab, and
+ * a slab whose slots are all there is taken out of its magazines, out of
+ * the table and given back, its records with it; a region whose slabs
+ * are all given back goes back too.  A thread that freed into a slab
+ * remembers it (the memo) with the GPA's epoch, which every release
+ * advances, so a slab's address may come back for another class.
+ * beamalloc_gpa_trim() does all this at once, and detect_leaks() too.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -52,8 +61,11 @@
 #define MAX_SHIFT 14			/* largest class: 16 KiB */
 #define NCLASS (MAX_SHIFT - MIN_SHIFT + 1)
 #define MAG_MAX 255			/* slots per magazine */
-#define MAG_BYTES (64 * 1024)		/* and at most this many bytes' worth */
-#define REGION_MAX_SLABS 64		/* regions grow to 4 MiB */
+#define MAG_BYTES (32 * 1024)		/* and at most this many bytes' worth */
+#define TC_BYTES (128 * 1024)		/* free slots a thread cache keeps */
+#define TRIM_MIN (64 * 1024)		/* depot bytes below which no trim */
+#define REGION_MAX_SLABS 32		/* regions grow to 2 MiB */
+#define STAB_TOMB ((uintptr_t)1)	/* a released slab's table key */
 #define META_CHUNK (32 * 1024)		/* metadata blocks, when needed */
 #define NTHREADS_BITS 8			/* thread caches found by hashing */
 #define NTHREADS (1 << NTHREADS_BITS)
@@ -80,11 +92,27 @@ _Static_assert(((size_t)1 << MAX_SHIFT) <= UINT16_MAX,
 /* One slab's metadata; records follow the header. */
 struct slab {
 	uintptr_t base;			/* SLAB_SIZE-aligned slots */
-	struct slab *next;		/* every slab, newest first */
+	struct slab *next, *prev;	/* every slab, newest first */
 	uintptr_t *traces;		/* 2 * depth words per slot, or NULL */
+	struct region *region;
+	void *meta;			/* the block holding this header, */
+	size_t meta_len;		/* records and traces */
 	uint32_t nslots;
+	struct slab *dead;		/* trim: the next to release */
+	uint32_t stamp, cnt;		/* trim: slots in the depot */
 	uint8_t shift;			/* log2 of the slot size */
 	_Alignas(16) unsigned char recs[];
+};
+
+/* A block of up to REGION_MAX_SLABS slabs from the backing; this header
+ * sits in its unaligned head or tail. */
+struct region {
+	void *mem;
+	size_t len;
+	uintptr_t base;			/* first slab */
+	uint64_t used;			/* bit i: slab i in use */
+	uint32_t nslabs;
+	struct region *next, *prev;
 };
 
 /* Slab table entry: key = base | shift, so one load finds both. */
@@ -125,7 +153,8 @@ struct memo {
 	 * would need %cl). */
 	uint64_t mul;
 	struct ld *ld;
-	uintptr_t pad[3];		/* 64 bytes: the index is a shift */
+	uintptr_t epoch;		/* the GPA's epoch when filled */
+	uintptr_t pad[2];		/* 64 bytes: the index is a shift */
 };
 
 struct tcache {
@@ -136,7 +165,7 @@ struct tcache {
 	ptrdiff_t credit, hi, blocks;
 	struct tcache *next;		/* every cache of this GPA */
 	/* Slabs this thread freed into lately, direct-mapped by address
-	 * (slabs live until destroy, so an entry never goes stale). */
+	 * (stale once the GPA's epoch moves on). */
 	struct memo memo[NMEMO];
 	/* The loaded magazine of each class as three pointers (fewer
 	 * instructions on the fast paths than a count and an index); its
@@ -160,7 +189,9 @@ struct depot {
 	struct slab *cur;
 	uint32_t next_slot;
 	uint32_t mag_cap;
-	char pad[128 - sizeof(pthread_mutex_t) - 3 * sizeof(void *) - 8];
+	size_t nfull;			/* slots in the full magazines */
+	size_t trim_at;			/* trim when their bytes pass this */
+	char pad[128 - sizeof(pthread_mutex_t) - 5 * sizeof(void *) - 8];
 };
 
 /* A large block's record; traces follow when depth > 0. */
@@ -194,6 +225,7 @@ struct beamalloc_gpa {
 	struct tcache *_Atomic tcs[NTHREADS];
 	_Atomic uintptr_t tkey[NTHREADS];
 	_Atomic(struct stab *) stab;
+	_Atomic uintptr_t epoch;	/* advanced by every slab release */
 	bool thread_safe, safety, batched, abort_on_error;
 	unsigned depth;
 	unsigned rec_shift;		/* log2 of the record size */
@@ -218,11 +250,12 @@ struct beamalloc_gpa {
 	struct bblock *bb;		/* every such block, for destroy */
 	size_t nbb, bbcap;
 	struct chunk chunks[NCHUNKS];
-	uintptr_t rnext;		/* next unused slab of the last region */
-	size_t rleft;
+	struct region *regions;
 	unsigned nregions;
-	size_t nslabs;
+	size_t nslabs, nstab;		/* live slabs; table keys with tombs */
 	_Atomic(struct slab *) slabs;
+	unsigned scanning;		/* leak scans walking the slab list */
+	uint32_t stamp;			/* of the last trim */
 	struct tcache *tcaches;
 	struct tcache *tc_spare;	/* made for a slot another thread took */
 	pthread_mutex_t shared_lock;	/* threads past NTHREADS share tc0 */
@@ -465,32 +498,49 @@ block_get(struct beamalloc_gpa *g, size_t len)
 }
 
 /* A region of n slabs at SLAB_SIZE alignment out of an 8-aligned block;
- * its unaligned head and tail (SLAB_SIZE - 8 bytes together) become
- * metadata space.  Under g->lock. */
-static bool
+ * its header goes in the unaligned head or tail (SLAB_SIZE - 8 bytes
+ * together).  Regions grow with the number held.  Under g->lock. */
+static struct region *
 region_new(struct beamalloc_gpa *g)
 {
 	size_t n = ba_min(REGION_MAX_SLABS, (size_t)1 << ba_min(g->nregions,
 	    16));
 	size_t len = n * SLAB_SIZE + SLAB_SIZE - BEAMALLOC_MIN_ALIGN;
-	uintptr_t mem, base, end, tail;
+	uintptr_t mem, base, hdr;
+	struct region *r;
 
-	mem = (uintptr_t)block_get(g, len);
+	mem = (uintptr_t)backing_get(g, len);
 	if (mem == 0)
-		return false;
+		return NULL;
 	base = ba_align_forward(mem, SLAB_SIZE);
-	end = mem + len;
-	tail = base + n * SLAB_SIZE;
-	chunk_add(g, mem, base);
-	chunk_add(g, tail, end);
-	g->rnext = base;
-	g->rleft = n;
+	hdr = base - mem >= sizeof(*r) + 16 ? mem :
+	    base + n * SLAB_SIZE;
+	r = (struct region *)ba_align_forward(hdr, 16);
+	*r = (struct region){ .mem = (void *)mem, .len = len, .base = base,
+	    .nslabs = (uint32_t)n, .next = g->regions };
+	if (g->regions != NULL)
+		g->regions->prev = r;
+	g->regions = r;
 	g->nregions++;
 	BA_TOOL_NOACCESS((void *)base, n * SLAB_SIZE);
-	return true;
+	return r;
 }
 
-/* Metadata that lives until destroy: carved from regions' ends, else
+static void
+region_free(struct beamalloc_gpa *g, struct region *r)
+{
+	if (r->prev != NULL)
+		r->prev->next = r->next;
+	else
+		g->regions = r->next;
+	if (r->next != NULL)
+		r->next->prev = r->prev;
+	g->nregions--;
+	BA_ASAN_UNPOISON(r->mem, r->len);
+	backing_put(g, r->mem, r->len);
+}
+
+/* Metadata that lives until destroy (thread caches, tables): carved
  * from blocks of META_CHUNK taken for it.  Under g->lock. */
 static void *
 meta_alloc(struct beamalloc_gpa *g, size_t len)
@@ -584,42 +634,71 @@ stab_new(struct beamalloc_gpa *g, size_t cap)
 	return t;
 }
 
-static void
+/* A tombstone's slot is taken again: a reader that still matches the
+ * old key can only be looking for a released slab's pointer. */
+static bool
 stab_put(struct stab *t, uintptr_t key, unsigned char *recs)
 {
 	size_t i = stab_hash(t, key & ~(uintptr_t)(SLAB_SIZE - 1));
+	uintptr_t k;
 
-	while (atomic_load_explicit(&t->e[i].key, memory_order_relaxed) != 0)
+	while ((k = atomic_load_explicit(&t->e[i].key,
+	    memory_order_relaxed)) != 0 && k != STAB_TOMB)
 		i = (i + 1) & t->mask;
 	t->e[i].recs = recs;
 	atomic_store_explicit(&t->e[i].key, key, memory_order_release);
+	return k == 0;
 }
 
-/* Under g->lock.  A full table is replaced by one twice the size; the
- * old one stays (readers may still be in it) until destroy. */
+/* Under g->lock.  A table half full (tombstones included) is replaced by
+ * one with room for twice the live slabs; the old one stays (readers may
+ * still be in it) until destroy. */
 static bool
 stab_insert(struct beamalloc_gpa *g, uintptr_t key, unsigned char *recs)
 {
 	struct stab *t = atomic_load_explicit(&g->stab, memory_order_relaxed);
 
-	if ((g->nslabs + 1) * 2 > t->mask + 1) {
-		struct stab *n = stab_new(g, (t->mask + 1) * 2);
+	if ((g->nstab + 1) * 2 > t->mask + 1) {
+		size_t cap = 64;
+		struct stab *n;
 
-		if (n == NULL)
+		while (cap < (g->nslabs + 1) * 4)
+			cap *= 2;
+		if ((n = stab_new(g, cap)) == NULL)
 			return false;
 		for (size_t i = 0; i <= t->mask; i++) {
 			uintptr_t k = atomic_load_explicit(&t->e[i].key,
 			    memory_order_relaxed);
 
-			if (k != 0)
+			if (k != 0 && k != STAB_TOMB)
 				stab_put(n, k, t->e[i].recs);
 		}
 		atomic_store_explicit(&g->stab, n, memory_order_release);
 		t = n;
+		g->nstab = g->nslabs;
 	}
-	stab_put(t, key, recs);
+	g->nstab += stab_put(t, key, recs);
 	g->nslabs++;
 	return true;
+}
+
+/* Under g->lock. */
+static void
+stab_remove(struct beamalloc_gpa *g, uintptr_t base)
+{
+	struct stab *t = atomic_load_explicit(&g->stab, memory_order_relaxed);
+
+	for (size_t i = stab_hash(t, base);; i = (i + 1) & t->mask) {
+		uintptr_t k = atomic_load_explicit(&t->e[i].key,
+		    memory_order_relaxed);
+
+		if ((k & ~(uintptr_t)(SLAB_SIZE - 1)) == base) {
+			atomic_store_explicit(&t->e[i].key, STAB_TOMB,
+			    memory_order_release);
+			break;
+		}
+	}
+	g->nslabs--;
 }
 
 static inline struct slab *
@@ -628,42 +707,88 @@ slab_of(unsigned char *recs)
 	return (struct slab *)(void *)(recs - offsetof(struct slab, recs));
 }
 
-/* A new slab for class c.  Under the class's depot lock. */
+/* A new slab for class c in the first region with room, its records in
+ * a block of their own.  Under the class's depot lock. */
 static struct slab *
 slab_new(struct beamalloc_gpa *g, size_t c)
 {
 	unsigned shift = (unsigned)c + MIN_SHIFT;
 	uint32_t nslots = (uint32_t)(SLAB_SIZE >> shift);
-	size_t recs_len = (size_t)nslots << g->rec_shift;
+	size_t recs_len = ba_align_forward((size_t)nslots << g->rec_shift,
+	    16);
+	/* The backing gives 8-byte alignment, the records want 16. */
+	size_t meta_len = sizeof(struct slab) + recs_len + (size_t)nslots * 2 *
+	    g->depth * sizeof(uintptr_t) + 8;
+	void *meta;
+	struct region *r;
 	struct slab *s = NULL;
+	unsigned i;
 
 	lock(g, &g->lock);
-	if (g->rleft == 0 && !region_new(g))
+	for (r = g->regions; r != NULL; r = r->next)
+		if (r->used != (r->nslabs == 64 ? ~(uint64_t)0 :
+		    ((uint64_t)1 << r->nslabs) - 1))
+			break;
+	if (r == NULL && (r = region_new(g)) == NULL)
 		goto out;
-	s = meta_zalloc(g, sizeof(*s) + recs_len);
-	if (s == NULL)
-		goto out;
-	if (g->depth != 0) {
-		s->traces = meta_zalloc(g, (size_t)nslots * 2 * g->depth *
-		    sizeof(uintptr_t));
-		if (s->traces == NULL)
-			goto fail;	/* the header stays as waste */
-	}
-	s->base = g->rnext;
+	if ((meta = backing_get(g, meta_len)) == NULL)
+		goto unused;
+	s = (struct slab *)ba_align_forward((uintptr_t)meta, 16);
+	memset(s, 0, meta_len - 8);
+	s->meta = meta;
+	i = (unsigned)__builtin_ctzll(~r->used);
+	s->base = r->base + (uintptr_t)i * SLAB_SIZE;
+	s->traces = g->depth != 0 ? (uintptr_t *)(void *)(s->recs +
+	    recs_len) : NULL;
+	s->region = r;
+	s->meta_len = meta_len;
 	s->nslots = nslots;
 	s->shift = (uint8_t)shift;
-	if (!stab_insert(g, s->base | shift, s->recs))
-		goto fail;
-	g->rnext += SLAB_SIZE;
-	g->rleft--;
+	if (!stab_insert(g, s->base | shift, s->recs)) {
+		backing_put(g, meta, meta_len);
+		s = NULL;
+		goto unused;
+	}
+	r->used |= (uint64_t)1 << i;
 	s->next = atomic_load_explicit(&g->slabs, memory_order_relaxed);
+	if (s->next != NULL)
+		s->next->prev = s;
 	atomic_store_explicit(&g->slabs, s, memory_order_release);
 	goto out;
-fail:
-	s = NULL;
+unused:
+	if (r->used == 0)
+		region_free(g, r);
 out:
 	unlock(g, &g->lock);
 	return s;
+}
+
+/* Give a slab back: none of its slots is live or cached (the depot's
+ * trim saw to that).  Its records go too, so threads' memos of it are
+ * made stale first, by the epoch.  Under g->lock, no leak scan on. */
+static size_t
+slab_release(struct beamalloc_gpa *g, struct slab *s)
+{
+	struct region *r = s->region;
+	size_t bytes = s->meta_len;
+
+	stab_remove(g, s->base);
+	atomic_fetch_add_explicit(&g->epoch, 1, memory_order_release);
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		atomic_store_explicit(&g->slabs, s->next,
+		    memory_order_release);
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	BA_TOOL_NOACCESS((void *)s->base, SLAB_SIZE);
+	r->used &= ~((uint64_t)1 << ((s->base - r->base) >> SLAB_SHIFT));
+	backing_put(g, s->meta, s->meta_len);
+	if (r->used == 0) {
+		bytes += r->len;
+		region_free(g, r);
+	}
+	return bytes;
 }
 
 /* ------------------------------------------------------------------------
@@ -674,6 +799,12 @@ out:
  * both fast paths take the general path, which gives real magazines.
  * Never written. */
 static struct mag no_mag;
+
+static inline size_t
+mag_len(uint32_t cap)
+{
+	return sizeof(struct mag) + cap * sizeof(struct entry);
+}
 
 /* An empty magazine for class c.  Under its depot's lock. */
 static struct mag *
@@ -686,9 +817,7 @@ mag_get(struct beamalloc_gpa *g, size_t c)
 		d->empty = m->next;
 		return m;
 	}
-	lock(g, &g->lock);
-	m = meta_alloc(g, sizeof(*m) + d->mag_cap * sizeof(m->e[0]));
-	unlock(g, &g->lock);
+	m = backing_get(g, mag_len(d->mag_cap));
 	if (m != NULL) {
 		m->n = 0;
 		m->cap = d->mag_cap;
@@ -702,6 +831,144 @@ mag_put(struct mag *m, struct mag **list)
 	if (m != &no_mag) {
 		m->next = *list;
 		*list = m;
+	}
+}
+
+/* The slab of a cached slot (last: the previous answer, often it). */
+static struct slab *
+slab_at(const struct beamalloc_gpa *g, const struct entry *e,
+    struct slab **last)
+{
+	struct slab *s = *last;
+	struct where w;
+
+	if (s != NULL && e->rec >= s->recs && e->rec < s->recs +
+	    ((size_t)s->nslots << g->rec_shift))
+		return s;
+	if (!slab_find(g, (uintptr_t)e->p, &w))
+		abort();		/* a cached slot is in a slab */
+	return *last = slab_of(w.recs);
+}
+
+static inline bool
+slab_dead(const struct slab *s, uint32_t stamp)
+{
+	return s->stamp == stamp && s->cnt == s->nslots;
+}
+
+/* Count the depot's free slots per slab (uncarved ones included): a slab
+ * with all of them here has none live or in a thread cache, so its slots
+ * are taken out of the magazines (packed in place) and it is given back.
+ * The depot then keeps two empty magazines at most.  Under the depot's
+ * lock; returns the bytes released. */
+static size_t
+depot_trim(struct beamalloc_gpa *g, size_t c)
+{
+	struct depot *d = &g->depot[c];
+	struct slab *dead = NULL, *last = NULL, *s;
+	struct mag *rm, *wm, *m;
+	uint32_t stamp, wi = 0;
+	size_t bytes = 0, nempty = 0;
+
+	/* g->lock throughout: no leak scan may start walking the slabs. */
+	lock(g, &g->lock);
+	if (g->scanning != 0)
+		goto out;
+	stamp = ++g->stamp;
+	if ((s = d->cur) != NULL) {
+		s->stamp = stamp;
+		s->cnt = s->nslots - d->next_slot;
+	}
+	for (rm = d->full; rm != NULL; rm = rm->next)
+		for (uint32_t i = 0; i < rm->n; i++) {
+			s = slab_at(g, &rm->e[i], &last);
+			if (s->stamp != stamp) {
+				s->stamp = stamp;
+				s->cnt = 0;
+			}
+			if (++s->cnt == s->nslots) {
+				s->dead = dead;
+				dead = s;
+			}
+		}
+	if (dead == NULL)
+		goto empties;
+	/* The write position never passes the read position. */
+	d->nfull = 0;
+	wm = d->full;
+	for (rm = d->full; rm != NULL; rm = rm->next) {
+		uint32_t n = rm->n;
+
+		for (uint32_t i = 0; i < n; i++) {
+			struct entry e = rm->e[i];
+
+			if (slab_dead(slab_at(g, &e, &last), stamp))
+				continue;
+			if (wi == wm->cap) {
+				wm->n = wi;
+				wm = wm->next;
+				wi = 0;
+			}
+			wm->e[wi++] = e;
+			d->nfull++;
+		}
+	}
+	if (wm != NULL) {
+		/* wm and what follows it: the last packed one, then empty. */
+		struct mag **tail = &wm->next;
+
+		wm->n = wi;
+		if (wi == 0) {
+			for (tail = &d->full; *tail != wm; tail = &(*tail)->next)
+				;
+		}
+		while ((m = *tail) != NULL) {
+			*tail = m->next;
+			m->n = 0;
+			mag_put(m, &d->empty);
+		}
+	}
+	for (s = dead; s != NULL; s = dead) {
+		dead = s->dead;
+		if (s == d->cur)
+			d->cur = NULL;
+		bytes += slab_release(g, s);
+	}
+empties:
+	for (m = d->empty; m != NULL; m = m->next)
+		if (++nempty == 2) {
+			while ((rm = m->next) != NULL) {
+				m->next = rm->next;
+				bytes += mag_len(rm->cap);
+				backing_put(g, rm, mag_len(rm->cap));
+			}
+			break;
+		}
+out:
+	unlock(g, &g->lock);
+	return bytes;
+}
+
+/* A magazine from a thread cache into the depot: full (or partly) or
+ * empty.  A depot past twice what it held after its last trim is trimmed
+ * again.  Under the depot's lock. */
+static void
+depot_give(struct beamalloc_gpa *g, size_t c, struct mag *m)
+{
+	struct depot *d = &g->depot[c];
+
+	if (m == &no_mag)
+		return;
+	if (m->n == 0) {
+		mag_put(m, &d->empty);
+		return;
+	}
+	mag_put(m, &d->full);
+	d->nfull += m->n;
+	if ((d->nfull << (c + MIN_SHIFT)) > d->trim_at) {
+		depot_trim(g, c);
+		d->trim_at = ba_max(TRIM_MIN, 2 * (d->nfull << (c +
+		    MIN_SHIFT)));
 	}
 }
 
@@ -728,6 +995,8 @@ ld_load(struct tcache *tc, size_t c)
 	tc->ld[c].end = m->e + m->cap;
 }
 
+static void tc_bound(struct beamalloc_gpa *g, struct tcache *tc, size_t c);
+
 /* The loaded magazine of class c is empty: swap in the other one if it
  * has slots, else trade it for a full one from the depot, else fill it
  * with fresh slots.  False when memory ran out. */
@@ -747,6 +1016,7 @@ refill(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 	lock(g, &d->lock);
 	if ((full = d->full) != NULL) {
 		d->full = full->next;
+		d->nfull -= full->n;
 		mag_put(m, &d->empty);
 		tc->prev[c] = tc->loaded[c];
 		tc->loaded[c] = full;
@@ -773,6 +1043,7 @@ refill(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 	}
 	unlock(g, &d->lock);
 	ld_load(tc, c);
+	tc_bound(g, tc, c);
 	return ld_n(tc, c) != 0;
 }
 
@@ -797,12 +1068,50 @@ flush(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 		if (tc->prev[c] == &no_mag)
 			tc->prev[c] = tc->loaded[c];
 		else
-			mag_put(tc->loaded[c], &d->full);
+			depot_give(g, c, tc->loaded[c]);
 		tc->loaded[c] = m;
 	}
 	unlock(g, &d->lock);
 	ld_load(tc, c);
+	tc_bound(g, tc, c);
 	return m != NULL;
+}
+
+/* Class c's magazines into the depot (the thread's cache then has none
+ * of that class). */
+static void
+tc_drain(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
+{
+	struct depot *d = &g->depot[c];
+
+	if (tc->loaded[c] == &no_mag && tc->prev[c] == &no_mag)
+		return;
+	ld_save(tc, c);
+	lock(g, &d->lock);
+	depot_give(g, c, tc->loaded[c]);
+	depot_give(g, c, tc->prev[c]);
+	unlock(g, &d->lock);
+	tc->loaded[c] = tc->prev[c] = &no_mag;
+	ld_load(tc, c);
+}
+
+/* After a slow path in class c: a cache holding more than TC_BYTES of
+ * free slots gives the magazines of other classes to their depots,
+ * largest classes first. */
+static void
+tc_bound(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
+{
+	size_t bytes = 0;
+
+	for (size_t k = 0; k < NCLASS; k++)
+		bytes += ((size_t)ld_n(tc, k) + (tc->prev[k]->n)) <<
+		    (k + MIN_SHIFT);
+	for (size_t k = NCLASS; k-- > 0 && bytes > TC_BYTES;)
+		if (k != c) {
+			bytes -= ((size_t)ld_n(tc, k) + tc->prev[k]->n) <<
+			    (k + MIN_SHIFT);
+			tc_drain(g, tc, k);
+		}
 }
 
 /* ------------------------------------------------------------------------
@@ -1554,12 +1863,15 @@ fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
 static bool
 memo_fill(struct beamalloc_gpa *g, struct tcache *tc, uintptr_t p)
 {
+	uintptr_t epoch = atomic_load_explicit(&g->epoch,
+	    memory_order_acquire);
 	struct where w;
 
 	if (!slab_find(g, p, &w))
 		return false;
 	struct memo *m = memo_of(tc, p);
 
+	m->epoch = epoch;
 	m->base = w.base;
 	m->mask = ((uintptr_t)1 << w.shift) - 1;
 	m->mul = (uint64_t)1 << (32 + g->rec_shift - w.shift);
@@ -1576,7 +1888,9 @@ static __attribute__((noinline)) void
 memo_miss(struct beamalloc_gpa *g, struct tcache *tc, void *mem, size_t len,
     size_t align, uintptr_t ra)
 {
-	if (memo_fill(g, tc, (uintptr_t)mem))
+	if (memo_fill(g, tc, (uintptr_t)mem) && memo_of(tc,
+	    (uintptr_t)mem)->epoch == atomic_load_explicit(&g->epoch,
+	    memory_order_relaxed))
 		g->vtable->free(g, mem, len, align, ra);
 	else
 		gpa_free(g, mem, len, align, ra);
@@ -1600,9 +1914,11 @@ fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 		goto general;
 	m = memo_of(tc, p);
 	off = p - m->base;
-	if (BA_UNLIKELY(off >= SLAB_SIZE)) {
-		/* Not the last slab: a tail call, so that no call is left
-		 * on the fast path to need a stack frame. */
+	if (BA_UNLIKELY(off >= SLAB_SIZE || m->epoch !=
+	    atomic_load_explicit(&g->epoch, memory_order_relaxed))) {
+		/* Not a remembered slab, or slabs were released since: a
+		 * tail call, so that no call is left on the fast path to
+		 * need a stack frame. */
 		memo_miss(g, tc, mem, len, align, ra);
 		return;
 	}
@@ -1736,6 +2052,10 @@ leaks_small(struct beamalloc_gpa *g, bool release)
 {
 	size_t n = 0;
 
+	/* No slab is released while the list is walked (trims skip). */
+	lock(g, &g->lock);
+	g->scanning++;
+	unlock(g, &g->lock);
 	for (struct slab *s = atomic_load_explicit(&g->slabs,
 	    memory_order_acquire); s != NULL; s = s->next) {
 		for (uint32_t i = 0; i < s->nslots; i++) {
@@ -1771,6 +2091,9 @@ leaks_small(struct beamalloc_gpa *g, bool release)
 			emit(g, &r);
 		}
 	}
+	lock(g, &g->lock);
+	g->scanning--;
+	unlock(g, &g->lock);
 	return n;
 }
 
@@ -1808,11 +2131,44 @@ leaks_large(struct beamalloc_gpa *g)
 	}
 }
 
+/* Give back what is not needed: the calling thread's cached slots go to
+ * the depots, and every depot is trimmed.  Other threads' caches are
+ * theirs alone; they stay within TC_BYTES.  Bytes released. */
+static size_t
+gpa_trim(struct beamalloc_gpa *g)
+{
+	struct tcache *tc = tcache_of(g);
+	size_t bytes = 0;
+
+	if (tc != NULL)
+		for (size_t c = 0; c < NCLASS; c++)
+			tc_drain(g, tc, c);
+	if (g->thread_safe) {
+		pthread_mutex_lock(&g->shared_lock);
+		if (g->tc0 != NULL)
+			for (size_t c = 0; c < NCLASS; c++)
+				tc_drain(g, g->tc0, c);
+		pthread_mutex_unlock(&g->shared_lock);
+	}
+	for (size_t c = 0; c < NCLASS; c++) {
+		struct depot *d = &g->depot[c];
+
+		lock(g, &d->lock);
+		bytes += depot_trim(g, c);
+		d->trim_at = ba_max(TRIM_MIN, 2 * (d->nfull << (c +
+		    MIN_SHIFT)));
+		unlock(g, &d->lock);
+	}
+	return bytes;
+}
+
+/* A leak check is a moment to give back what is not needed, first. */
 size_t
 beamalloc_gpa_detect_leaks(beamalloc_gpa *g)
 {
 	if (g == NULL)
 		return 0;
+	gpa_trim(g);
 	return leaks_small(g, false) + leaks_large(g);
 }
 
@@ -1965,6 +2321,28 @@ beamalloc_gpa_destroy(beamalloc_gpa *g)
 	if (g->global)
 		return n;		/* the global instance lives on */
 	leaks_small(g, true);
+	for (struct slab *s = atomic_load(&g->slabs), *next; s != NULL;
+	    s = next) {
+		next = s->next;
+		backing_put(g, s->meta, s->meta_len);
+	}
+	while (g->regions != NULL)
+		region_free(g, g->regions);
+	for (size_t c = 0; c < NCLASS; c++) {
+		struct mag *lists[2] = { g->depot[c].full, g->depot[c].empty };
+
+		for (struct tcache *tc = g->tcaches; tc != NULL; tc = tc->next)
+			for (struct mag **m = (struct mag *[]){ tc->loaded[c],
+			    tc->prev[c] }, **e = m + 2; m < e; m++)
+				if (*m != &no_mag)
+					backing_put(g, *m, mag_len((*m)->cap));
+		for (size_t i = 0; i < 2; i++)
+			for (struct mag *m = lists[i], *next; m != NULL;
+			    m = next) {
+				next = m->next;
+				backing_put(g, m, mag_len(m->cap));
+			}
+	}
 	for (size_t i = 0; i < g->lcap; i++) {
 		struct large *l = lg_at(g, g->ltab, i);
 

@@ -134,6 +134,14 @@ if need_tool man man-db && need_tool lexgrog man-db; then
 			ok "man --warnings=w: $p (all groff warnings, 80 and 120 columns)"
 		fi
 	done
+	# Literal blocks are not filled: keep every line in 80 columns.
+	for p in $pages; do
+		wide=$(env -i PATH="$PATH" LC_ALL=C.UTF-8 MANWIDTH=80 \
+		    man -E UTF-8 -l "man3/$p" 2>/dev/null |
+		    LC_ALL=C.UTF-8 grep -c '^.\{81,\}')
+		[ "$wide" = 0 ] && wide= || wide=" ($wide lines wider)"
+		check "$p fits in 80 columns$wide" [ -z "$wide" ]
+	done
 	for p in $pages; do
 		check "lexgrog reads the whatis entry of $p" \
 		    sh -c 'LC_ALL=C.UTF-8 lexgrog "$1" >/dev/null 2>&1' sh "man3/$p"

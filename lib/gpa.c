@@ -44,12 +44,19 @@
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 #include "tools.h"
+
+#if defined(__linux__)
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #ifdef HAVE_EXECINFO_H
 #include <execinfo.h>
@@ -163,6 +170,11 @@ struct tcache {
 	 * by the owner only (plain, they are on the fast path), read by
 	 * stats with relaxed atomic loads. */
 	ptrdiff_t credit, hi, blocks;
+	/* A thread's cache is its own: while busy (owner, nonzero inside
+	 * an operation on its magazines) is clear and steal (another
+	 * thread) set, the other thread may take its magazines (see
+	 * steal_idle()). */
+	unsigned busy, steal;
 	struct tcache *next;		/* every cache of this GPA */
 	/* Slabs this thread freed into lately, direct-mapped by address
 	 * (stale once the GPA's epoch moves on). */
@@ -233,6 +245,7 @@ struct beamalloc_gpa {
 	struct tcache *tc0;		/* !thread_safe: the cache */
 	const beamalloc_vtable *vtable;	/* general or one of the fast ones */
 	bool tools;			/* a memory checker is watching */
+	int mb_cmd;			/* membarrier(2) command, 0: none */
 
 	beamalloc_allocator backing;
 	beamalloc_report_fn report;
@@ -259,6 +272,7 @@ struct beamalloc_gpa {
 	struct tcache *tcaches;
 	struct tcache *tc_spare;	/* made for a slot another thread took */
 	pthread_mutex_t shared_lock;	/* threads past NTHREADS share tc0 */
+	pthread_mutex_t steal_lock;	/* one steal_idle() at a time */
 
 	/* Large blocks. */
 	pthread_mutex_t large_lock;
@@ -1219,6 +1233,46 @@ tcache_mine(struct beamalloc_gpa *g, struct tcache **tc)
 	return atomic_load_explicit(&g->tkey[i], memory_order_relaxed) == k;
 }
 
+/* The owner starts an operation on its magazines: false if another
+ * thread is taking them.  With the store-load order that membarrier()
+ * forces on this thread (steal_idle()), either that thread sees busy or
+ * this one sees steal: a compiler barrier is all it costs here. */
+static inline bool
+tc_enter(struct tcache *tc)
+{
+	tc->busy++;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	if (BA_UNLIKELY(__atomic_load_n(&tc->steal, __ATOMIC_ACQUIRE) != 0)) {
+		__atomic_store_n(&tc->busy, tc->busy - 1, __ATOMIC_RELEASE);
+		return false;
+	}
+	return true;
+}
+
+static inline void
+tc_leave(struct tcache *tc)
+{
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	__atomic_store_n(&tc->busy, tc->busy - 1, __ATOMIC_RELEASE);
+}
+
+/* The general paths wait while their cache is being emptied. */
+static void
+tc_enter_wait(struct beamalloc_gpa *g, struct tcache *tc)
+{
+	if (!g->thread_safe || tc == g->tc0)
+		return;			/* tc0: its own lock */
+	while (!tc_enter(tc))
+		sched_yield();
+}
+
+static void
+tc_leave_wait(struct beamalloc_gpa *g, struct tcache *tc)
+{
+	if (g->thread_safe && tc != g->tc0)
+		tc_leave(tc);
+}
+
 static inline struct tcache *
 tcache_of(struct beamalloc_gpa *g)
 {
@@ -1453,11 +1507,14 @@ small_alloc(struct beamalloc_gpa *g, struct tcache *tc, size_t c,
 
 	if (BA_UNLIKELY(!charge(g, tc, (ptrdiff_t)len, 1)))
 		return ba_fail(ENOMEM);
+	tc_enter_wait(g, tc);
 	if (tc->ld[c].top == tc->ld[c].bot && !refill(g, tc, c)) {
+		tc_leave_wait(g, tc);
 		charge(g, tc, -(ptrdiff_t)len, -1);
 		return ba_fail(ENOMEM);
 	}
 	e = *--tc->ld[c].top;
+	tc_leave_wait(g, tc);
 	if (g->safety)
 		rec_fill(e.rec, len, align, ra);
 	if (BA_UNLIKELY(g->depth != 0))
@@ -1483,9 +1540,10 @@ small_free(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
 	charge(g, tc, -(ptrdiff_t)len, -1);
 	/* Without a magazine (out of memory) the slot is dropped: it
 	 * stays freed and unused, never handed out twice. */
-	if (tc->ld[c].top == tc->ld[c].end && !flush(g, tc, c))
-		return;
-	*tc->ld[c].top++ = (struct entry){ p, rec };
+	tc_enter_wait(g, tc);
+	if (tc->ld[c].top != tc->ld[c].end || flush(g, tc, c))
+		*tc->ld[c].top++ = (struct entry){ p, rec };
+	tc_leave_wait(g, tc);
 }
 
 /* ------------------------------------------------------------------------
@@ -1845,17 +1903,22 @@ fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
 		return gpa_alloc(ctx, len, align, ra);
 	if (!ts)
 		tc = g->tc0;
-	else if (BA_UNLIKELY(!tcache_mine(g, &tc)))
+	else if (BA_UNLIKELY(!tcache_mine(g, &tc) || !tc_enter(tc)))
 		return gpa_alloc(ctx, len, align, ra);
 	ld = &tc->ld[c];
 	top = ld->top;
-	if (BA_UNLIKELY(top == ld->bot))
+	if (BA_UNLIKELY(top == ld->bot)) {
+		if (ts)
+			tc_leave(tc);
 		return gpa_alloc(ctx, len, align, ra);
+	}
 	ld->top = --top;
 	if (safety)
 		rec_fill(top->rec, len, align, ra);
 	state_set(top->rec, REC_USED);
 	credit_up(g, tc, len);
+	if (ts)
+		tc_leave(tc);
 	return top->p;
 }
 
@@ -1910,7 +1973,7 @@ fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 
 	if (!ts)
 		tc = g->tc0;
-	else if (BA_UNLIKELY(!tcache_mine(g, &tc)))
+	else if (BA_UNLIKELY(!tcache_mine(g, &tc) || !tc_enter(tc)))
 		goto general;
 	m = memo_of(tc, p);
 	off = p - m->base;
@@ -1919,25 +1982,32 @@ fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 		/* Not a remembered slab, or slabs were released since: a
 		 * tail call, so that no call is left on the fast path to
 		 * need a stack frame. */
+		if (ts)
+			tc_leave(tc);
 		memo_miss(g, tc, mem, len, align, ra);
 		return;
 	}
 	/* Not the start of a slot: the general path reports it. */
 	if (BA_UNLIKELY((off & m->mask) != 0))
-		goto general;
+		goto leave;
 	rec = m->recs + ((off * m->mul) >> 32);
 	if (BA_UNLIKELY(state_get(rec) != REC_USED ||
 	    (safety && !rec_matches(rec, len, align))))
-		goto general;
+		goto leave;
 	ld = m->ld;
 	top = ld->top;
 	if (BA_UNLIKELY(top == ld->end))
-		goto general;
+		goto leave;
 	state_set(rec, REC_FREE);
 	*top = (struct entry){ mem, rec };
 	ld->top = top + 1;
 	credit_down(g, tc, len);
+	if (ts)
+		tc_leave(tc);
 	return;
+leave:
+	if (ts)
+		tc_leave(tc);
 general:
 	gpa_free(ctx, mem, len, align, ra);
 }
@@ -2131,18 +2201,75 @@ leaks_large(struct beamalloc_gpa *g)
 	}
 }
 
-/* Give back what is not needed: the calling thread's cached slots go to
- * the depots, and every depot is trimmed.  Other threads' caches are
- * theirs alone; they stay within TC_BYTES.  Bytes released. */
+/* Which membarrier(2) command makes every thread of the process execute
+ * a full barrier (0: none; then other threads' caches stay theirs). */
+static int
+membarrier_cmd(void)
+{
+#if defined(__linux__) && defined(SYS_membarrier)
+	long q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+
+	if (q > 0 && (q & MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0 &&
+	    syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
+	    0, 0) == 0)
+		return MEMBARRIER_CMD_PRIVATE_EXPEDITED;
+	if (q > 0 && (q & MEMBARRIER_CMD_GLOBAL) != 0)
+		return MEMBARRIER_CMD_GLOBAL;
+#endif
+	return 0;
+}
+
+/* Empty the caches of threads not inside the GPA right now (idle ones,
+ * ended ones): steal is set on each, membarrier() makes every thread
+ * pass a full barrier, and a cache whose busy then reads clear is
+ * drained; its owner, if it comes back meanwhile, sees steal and waits
+ * on its general path (tc_enter()). */
+static void
+steal_idle(struct beamalloc_gpa *g, struct tcache *mine)
+{
+	struct tcache *first, *tc;
+
+	if (!g->thread_safe || g->mb_cmd == 0)
+		return;
+	pthread_mutex_lock(&g->steal_lock);
+	pthread_mutex_lock(&g->lock);
+	first = g->tcaches;
+	pthread_mutex_unlock(&g->lock);
+	for (tc = first; tc != NULL; tc = tc->next)
+		if (tc != mine && tc != g->tc0)
+			__atomic_store_n(&tc->steal, 1, __ATOMIC_RELAXED);
+#if defined(__linux__) && defined(SYS_membarrier)
+	if (syscall(SYS_membarrier, g->mb_cmd, 0, 0) != 0)
+		first = NULL;		/* no barrier: touch nothing */
+#endif
+	for (tc = first; tc != NULL; tc = tc->next)
+		if (tc != mine && tc != g->tc0 &&
+		    __atomic_load_n(&tc->busy, __ATOMIC_ACQUIRE) == 0)
+			for (size_t c = 0; c < NCLASS; c++)
+				tc_drain(g, tc, c);
+	pthread_mutex_lock(&g->lock);
+	for (tc = g->tcaches; tc != NULL; tc = tc->next)
+		__atomic_store_n(&tc->steal, 0, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&g->lock);
+	pthread_mutex_unlock(&g->steal_lock);
+}
+
+/* Give back what is not needed: every thread cache not in use right now
+ * (the caller's included) goes to the depots, and every depot is
+ * trimmed.  Bytes released. */
 static size_t
 gpa_trim(struct beamalloc_gpa *g)
 {
 	struct tcache *tc = tcache_of(g);
 	size_t bytes = 0;
 
-	if (tc != NULL)
+	if (tc != NULL) {
+		tc_enter_wait(g, tc);
 		for (size_t c = 0; c < NCLASS; c++)
 			tc_drain(g, tc, c);
+		tc_leave_wait(g, tc);
+	}
+	steal_idle(g, tc);
 	if (g->thread_safe) {
 		pthread_mutex_lock(&g->shared_lock);
 		if (g->tc0 != NULL)
@@ -2260,7 +2387,10 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 	}
 	mutex_init(&g->lock);
 	mutex_init(&g->shared_lock);
+	mutex_init(&g->steal_lock);
 	mutex_init(&g->large_lock);
+	if (g->thread_safe)
+		g->mb_cmd = membarrier_cmd();
 	t = stab_new(g, 64);
 	if (t == NULL || (!g->thread_safe && (g->tc0 = tcache_new(g)) ==
 	    NULL)) {
@@ -2365,6 +2495,7 @@ beamalloc_gpa_destroy(beamalloc_gpa *g)
 		pthread_mutex_destroy(&g->depot[i].lock);
 	pthread_mutex_destroy(&g->lock);
 	pthread_mutex_destroy(&g->shared_lock);
+	pthread_mutex_destroy(&g->steal_lock);
 	pthread_mutex_destroy(&g->large_lock);
 	ba_raw_free(g->backing, g, sizeof(*g), BEAMALLOC_MIN_ALIGN, 0);
 	return n;

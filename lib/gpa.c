@@ -68,8 +68,8 @@
 #define MAX_SHIFT 14			/* largest class: 16 KiB */
 #define NCLASS (MAX_SHIFT - MIN_SHIFT + 1)
 #define MAG_MAX 255			/* slots per magazine */
-#define MAG_BYTES (32 * 1024)		/* and at most this many bytes' worth */
-#define TC_BYTES (128 * 1024)		/* free slots a thread cache keeps */
+#define MAG_BYTES (64 * 1024)		/* and at most this many bytes' worth */
+#define TC_BYTES (256 * 1024)		/* free slots a thread cache keeps */
 #define TRIM_MIN (64 * 1024)		/* depot bytes below which no trim */
 #define REGION_MAX_SLABS 32		/* regions grow to 2 MiB */
 #define STAB_TOMB ((uintptr_t)1)	/* a released slab's table key */
@@ -170,10 +170,9 @@ struct tcache {
 	 * by the owner only (plain, they are on the fast path), read by
 	 * stats with relaxed atomic loads. */
 	ptrdiff_t credit, hi, blocks;
-	/* A thread's cache is its own: while busy (owner, nonzero inside
-	 * an operation on its magazines) is clear and steal (another
-	 * thread) set, the other thread may take its magazines (see
-	 * steal_idle()). */
+	/* A thread's cache is its own: while busy (owner, set inside an
+	 * operation on its magazines) is clear and steal (another thread)
+	 * set, the other thread may take its magazines (steal_idle()). */
 	unsigned busy, steal;
 	struct tcache *next;		/* every cache of this GPA */
 	/* Slabs this thread freed into lately, direct-mapped by address
@@ -1240,20 +1239,21 @@ tcache_mine(struct beamalloc_gpa *g, struct tcache **tc)
 static inline bool
 tc_enter(struct tcache *tc)
 {
-	tc->busy++;
+	__atomic_store_n(&tc->busy, 1, __ATOMIC_RELAXED);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	if (BA_UNLIKELY(__atomic_load_n(&tc->steal, __ATOMIC_ACQUIRE) != 0)) {
-		__atomic_store_n(&tc->busy, tc->busy - 1, __ATOMIC_RELEASE);
+		__atomic_store_n(&tc->busy, 0, __ATOMIC_RELEASE);
 		return false;
 	}
 	return true;
 }
 
+/* (Operations on the magazines never nest: every path leaves before it
+ * calls anything that could come back into the GPA.) */
 static inline void
 tc_leave(struct tcache *tc)
 {
-	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	__atomic_store_n(&tc->busy, tc->busy - 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&tc->busy, 0, __ATOMIC_RELEASE);
 }
 
 /* The general paths wait while their cache is being emptied. */
@@ -1916,9 +1916,10 @@ fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
 	if (safety)
 		rec_fill(top->rec, len, align, ra);
 	state_set(top->rec, REC_USED);
-	credit_up(g, tc, len);
+	/* The credit is not the magazines': a steal leaves it alone. */
 	if (ts)
 		tc_leave(tc);
+	credit_up(g, tc, len);
 	return top->p;
 }
 
@@ -2001,9 +2002,9 @@ fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 	state_set(rec, REC_FREE);
 	*top = (struct entry){ mem, rec };
 	ld->top = top + 1;
-	credit_down(g, tc, len);
 	if (ts)
 		tc_leave(tc);
+	credit_down(g, tc, len);
 	return;
 leave:
 	if (ts)

@@ -32,15 +32,17 @@
  * bad free, a thread without its own cache) to the general functions.
  *
  * Memory goes back to the backing when it is no longer needed.  A thread
- * cache holds at most TC_BYTES of free slots (the slow paths hand the
- * excess to the depot), and a depot holding more than twice what it held
- * after its last trim is trimmed: it counts its free slots per slab, and
- * a slab whose slots are all there is taken out of its magazines, out of
- * the table and given back, its records with it; a region whose slabs
- * are all given back goes back too.  A thread that freed into a slab
- * remembers it (the memo) with the GPA's epoch, which every release
- * advances, so a slab's address may come back for another class.
- * beamalloc_gpa_trim() does all this at once, and detect_leaks() too.
+ * cache holds at most TC_BYTES of free slots (its slow paths hand the
+ * excess to the depot).  A depot grown by a quarter since its last trim,
+ * or that must hold many whole slabs, is trimmed: it counts its free
+ * slots per slab, and a slab whose slots are all there is taken out of
+ * its magazines, out of the table and given back with its records; a
+ * region whose slabs are all given back goes back too (one slab still
+ * in use keeps its region).  A thread remembers the slabs it freed into
+ * (the memo) with the GPA's epoch, which every release advances, so a
+ * slab's address may come back for another class.  A leak check trims
+ * everything: it also empties the caches of threads not inside the GPA
+ * at the time (steal_idle()).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -202,7 +204,8 @@ struct depot {
 	uint32_t mag_cap;
 	size_t nfull;			/* slots in the full magazines */
 	size_t trim_at;			/* trim when their bytes pass this */
-	char pad[128 - sizeof(pthread_mutex_t) - 5 * sizeof(void *) - 8];
+	size_t nslabs;			/* slabs of this class */
+	char pad[128 - sizeof(pthread_mutex_t) - 6 * sizeof(void *) - 8];
 };
 
 /* A large block's record; traces follow when depth > 0. */
@@ -946,6 +949,7 @@ depot_trim(struct beamalloc_gpa *g, size_t c)
 		if (s == d->cur)
 			d->cur = NULL;
 		bytes += slab_release(g, s);
+		d->nslabs--;
 	}
 empties:
 	for (m = d->empty; m != NULL; m = m->next)
@@ -962,8 +966,35 @@ out:
 	return bytes;
 }
 
+/* After a trim: the next one when a quarter more (or TRIM_MIN) has come
+ * in, so a trim looks at no more than five slots per slot that came in
+ * since the last one, and dead slabs hold at most that much. */
+static size_t
+trim_next(const struct depot *d, size_t c)
+{
+	size_t held = d->nfull << (c + MIN_SHIFT);
+
+	return held + ba_max(TRIM_MIN, held / 4);
+}
+
+/* So few slots of the class are outside the depot (live, cached,
+ * uncarved) that a quarter of its slabs at least must be all in it: a
+ * trim then gives back that many slabs at least, for the slots it looks
+ * at.  This catches the end of a mass of frees, which trim_next() lets
+ * pass. */
+static bool
+dead_many(const struct depot *d, size_t c)
+{
+	size_t per = SLAB_SIZE >> (c + MIN_SHIFT);
+	size_t out = d->nslabs * per - d->nfull - (d->cur != NULL ?
+	    d->cur->nslots - d->next_slot : 0);
+
+	return d->nslabs > out && d->nslabs - out >= ba_max(1,
+	    d->nslabs / 4);
+}
+
 /* A magazine from a thread cache into the depot: full (or partly) or
- * empty.  A depot past twice what it held after its last trim is trimmed
+ * empty.  A depot past trim_next(), or with many slabs dead, is trimmed
  * again.  Under the depot's lock. */
 static void
 depot_give(struct beamalloc_gpa *g, size_t c, struct mag *m)
@@ -978,10 +1009,9 @@ depot_give(struct beamalloc_gpa *g, size_t c, struct mag *m)
 	}
 	mag_put(m, &d->full);
 	d->nfull += m->n;
-	if ((d->nfull << (c + MIN_SHIFT)) > d->trim_at) {
+	if ((d->nfull << (c + MIN_SHIFT)) > d->trim_at || dead_many(d, c)) {
 		depot_trim(g, c);
-		d->trim_at = ba_max(TRIM_MIN, 2 * (d->nfull << (c +
-		    MIN_SHIFT)));
+		d->trim_at = trim_next(d, c);
 	}
 }
 
@@ -1045,6 +1075,7 @@ refill(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 			if (s == NULL || d->next_slot == s->nslots) {
 				if ((s = slab_new(g, c)) == NULL)
 					break;
+				d->nslabs++;
 				d->cur = s;
 				d->next_slot = 0;
 			}
@@ -2283,8 +2314,7 @@ gpa_trim(struct beamalloc_gpa *g)
 
 		lock(g, &d->lock);
 		bytes += depot_trim(g, c);
-		d->trim_at = ba_max(TRIM_MIN, 2 * (d->nfull << (c +
-		    MIN_SHIFT)));
+		d->trim_at = trim_next(d, c);
 		unlock(g, &d->lock);
 	}
 	return bytes;

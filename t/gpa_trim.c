@@ -1,0 +1,271 @@
+/*
+ * gpa_trim.c - the GPA gives memory back to its backing allocator: after
+ * 50 MB of small blocks are freed, on one thread or on four, it gives
+ * back slabs without any call, and all but 256 KiB after a leak check
+ * (which trims); the caches of threads that ended or sit
+ * idle are emptied too; a pointer into a slab given back is reported as
+ * an invalid free, with safety on or off, and nothing crashes.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "beamalloc.h"
+#include "tap.h"
+
+#define TOTAL (50u << 20)	/* bytes allocated per run */
+#define MiB ((size_t)1 << 20)
+
+/* A backing allocator over malloc that counts what is outstanding (any
+ * number of blocks, unlike t/testalloc.h). */
+static atomic_size_t outstanding, nblocks;
+
+static void *
+c_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
+{
+	void *p;
+
+	(void)ctx, (void)ra;
+	if (align > 16 || (p = malloc(len)) == NULL)
+		return NULL;
+	atomic_fetch_add(&outstanding, len);
+	atomic_fetch_add(&nblocks, 1);
+	return p;
+}
+
+static bool
+c_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
+    uintptr_t ra)
+{
+	(void)ctx, (void)mem, (void)align, (void)ra;
+	return new_len == len;
+}
+
+static void *
+c_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
+    uintptr_t ra)
+{
+	(void)ctx, (void)mem, (void)len, (void)align, (void)new_len, (void)ra;
+	return NULL;
+}
+
+static void
+c_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
+{
+	(void)ctx, (void)align, (void)ra;
+	atomic_fetch_sub(&outstanding, len);
+	atomic_fetch_sub(&nblocks, 1);
+	free(mem);
+}
+
+static const beamalloc_vtable counting_vt = {
+	c_alloc, c_resize, c_remap, c_free
+};
+static const beamalloc_allocator counting = { NULL, &counting_vt };
+
+static atomic_size_t reports[8];
+
+static void
+count_report(void *user, const beamalloc_report *r)
+{
+	(void)user;
+	atomic_fetch_add(&reports[r->kind & 7], 1);
+}
+
+static beamalloc_gpa *
+make(bool safety)
+{
+	beamalloc_gpa_config cfg;
+
+	beamalloc_gpa_config_init(&cfg);
+	cfg.safety = safety;
+	cfg.report = count_report;
+	return beamalloc_gpa_create(counting, &cfg);
+}
+
+static uint64_t
+next(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+struct block {
+	unsigned char *p;
+	size_t len;
+};
+
+/* Allocate `total` bytes of small blocks (16 B to 4 KiB), check the
+ * contents, free them in a shuffled order.  False on any error. */
+static bool
+churn(beamalloc_allocator a, size_t total, uint64_t seed, size_t *most)
+{
+	size_t n = 0, cap = total / 16, bytes = 0;
+	struct block *b = malloc(cap * sizeof(*b));
+	bool good = b != NULL;
+
+	while (good && bytes < total && n < cap) {
+		size_t len = 16 + next(&seed) % 4081;
+
+		b[n].len = len;
+		if ((b[n].p = beamalloc_alloc(a, len)) == NULL) {
+			good = false;
+			break;
+		}
+		memset(b[n].p, (int)(n & 0xff), len);
+		bytes += len;
+		n++;
+	}
+	if (most != NULL)
+		*most = atomic_load(&outstanding);
+	for (size_t i = n; i > 1; i--) {
+		size_t j = next(&seed) % i;
+		struct block t = b[i - 1];
+
+		b[i - 1] = b[j];
+		b[j] = t;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (b[i].p[0] != b[i].p[b[i].len - 1])
+			good = false;
+		beamalloc_free(a, b[i].p, b[i].len);
+	}
+	free(b);
+	return good;
+}
+
+static void
+one_thread(void)
+{
+	size_t base = atomic_load(&outstanding), held, most;
+	beamalloc_gpa *g = make(true);
+	beamalloc_allocator a = beamalloc_gpa_allocator(g);
+	beamalloc_gpa_stats st;
+
+	ok(churn(a, TOTAL, 42, &most), "one thread: 50 MB of blocks "
+	    "allocated, checked and freed");
+	beamalloc_gpa_get_stats(g, &st);
+	held = atomic_load(&outstanding) - base;
+	ok(st.peak_bytes >= TOTAL, "peak %zu bytes live", st.peak_bytes);
+	is_size(st.live_bytes, 0, "stats: 0 bytes live");
+	is_size(st.backing_bytes, held, "stats: backing_bytes is what the "
+	    "backing counted (%zu)", held);
+	/* Slabs still holding a cached slot keep their regions: the rest
+	 * went back without any call. */
+	most -= base;
+	ok(held < most - most / 10, "without any call the GPA went from "
+	    "%zu to %zu bytes held from its backing", most, held);
+	is_size(beamalloc_gpa_detect_leaks(g), 0, "no leaks");
+	held = atomic_load(&outstanding) - base;
+	ok(held < 256 * 1024, "after the leak check (a trim) it holds %zu "
+	    "bytes (< 256 KiB)", held);
+	ok(churn(a, TOTAL / 5, 7, NULL), "and it serves 10 MB more afterwards");
+	is_size(beamalloc_gpa_destroy(g), 0, "destroy: no leaks");
+	is_size(atomic_load(&outstanding), base, "destroy gives everything "
+	    "back");
+}
+
+/* Four threads: each churns, then waits at the barrier (idle, its cache
+ * full of freed slots) while the main thread checks for leaks, then
+ * churns again and exits. */
+static beamalloc_gpa *shared;
+static pthread_barrier_t bar;
+static atomic_int errors;
+
+static void *
+worker(void *arg)
+{
+	beamalloc_allocator a = beamalloc_gpa_allocator(shared);
+	uint64_t seed = (uint64_t)(uintptr_t)arg * 7919 + 1;
+
+	if (!churn(a, TOTAL / 4, seed, NULL))
+		atomic_fetch_add(&errors, 1);
+	pthread_barrier_wait(&bar);	/* idle while the main thread trims */
+	pthread_barrier_wait(&bar);
+	if (!churn(a, TOTAL / 8, seed + 1, NULL))
+		atomic_fetch_add(&errors, 1);
+	return NULL;
+}
+
+static void
+four_threads(void)
+{
+	pthread_t t[4];
+	size_t base = atomic_load(&outstanding), held;
+	beamalloc_gpa_stats st;
+	int started = 0;
+
+	shared = make(true);
+	pthread_barrier_init(&bar, NULL, 5);
+	for (int i = 0; i < 4; i++)
+		started += pthread_create(&t[i], NULL, worker,
+		    (void *)(uintptr_t)i) == 0;
+	if (started != 4)
+		bail("pthread_create failed");
+	pthread_barrier_wait(&bar);
+	held = atomic_load(&outstanding) - base;
+	diag("4 idle threads: %zu bytes held before the leak check", held);
+	is_size(beamalloc_gpa_detect_leaks(shared), 0,
+	    "4 idle threads: no leaks");
+	held = atomic_load(&outstanding) - base;
+	ok(held < MiB, "their caches were emptied: %zu bytes held (< 1 MiB)",
+	    held);
+	pthread_barrier_wait(&bar);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	is_int(atomic_load(&errors), 0, "the threads' blocks were intact, "
+	    "before and after their caches were emptied");
+	is_size(beamalloc_gpa_detect_leaks(shared), 0,
+	    "4 threads that ended: no leaks");
+	held = atomic_load(&outstanding) - base;
+	ok(held < MiB, "4 threads that ended: %zu bytes held (< 1 MiB)", held);
+	beamalloc_gpa_get_stats(shared, &st);
+	is_size(st.live_blocks, 0, "stats: 0 blocks live");
+	is_size(beamalloc_gpa_destroy(shared), 0, "destroy: no leaks");
+	is_size(atomic_load(&outstanding), base, "destroy gives everything "
+	    "back");
+	pthread_barrier_destroy(&bar);
+}
+
+/* A slab given back: its pointers are invalid frees, not crashes. */
+static void
+freed_slab(bool safety)
+{
+	const char *on = safety ? "on" : "off";
+	beamalloc_gpa *g = make(safety);
+	beamalloc_allocator a = beamalloc_gpa_allocator(g);
+	size_t dbl = atomic_load(&reports[BEAMALLOC_REPORT_DOUBLE_FREE]);
+	size_t inv;
+	void *p = beamalloc_alloc(a, 100);
+	void *q;
+
+	ok(p != NULL, "safety %s: a block", on);
+	beamalloc_free(a, p, 100);
+	beamalloc_free(a, p, 100);
+	is_size(atomic_load(&reports[BEAMALLOC_REPORT_DOUBLE_FREE]), dbl + 1,
+	    "safety %s: freed twice: a double free", on);
+	beamalloc_gpa_detect_leaks(g);	/* its slab goes back */
+	inv = atomic_load(&reports[BEAMALLOC_REPORT_INVALID_FREE]);
+	beamalloc_free(a, p, 100);
+	is_size(atomic_load(&reports[BEAMALLOC_REPORT_INVALID_FREE]), inv + 1,
+	    "safety %s: freed again after its slab was given back: an "
+	    "invalid free", on);
+	q = beamalloc_alloc(a, 100);
+	ok(q != NULL, "safety %s: the GPA still serves", on);
+	beamalloc_free(a, q, 100);
+	is_size(beamalloc_gpa_destroy(g), 0, "safety %s: no leaks", on);
+}
+
+int
+main(void)
+{
+	plan(28);
+	one_thread();
+	four_threads();
+	freed_slab(true);
+	freed_slab(false);
+	return done_testing();
+}

@@ -874,11 +874,12 @@ slab_dead(const struct slab *s, uint32_t stamp)
 
 /* Count the depot's free slots per slab (uncarved ones included): a slab
  * with all of them here has none live or in a thread cache, so its slots
- * are taken out of the magazines (packed in place) and it is given back.
+ * are taken out of the magazines (packed in place) and it is given back,
+ * but for `keep` of them.
  * The depot then keeps two empty magazines at most.  Under the depot's
  * lock; returns the bytes released. */
 static size_t
-depot_trim(struct beamalloc_gpa *g, size_t c)
+depot_trim(struct beamalloc_gpa *g, size_t c, size_t keep)
 {
 	struct depot *d = &g->depot[c];
 	struct slab *dead = NULL, *last = NULL, *s;
@@ -907,6 +908,15 @@ depot_trim(struct beamalloc_gpa *g, size_t c)
 				dead = s;
 			}
 		}
+	/* Some stay, the one being carved first: a class that needs them
+	 * again soon does not make them again. */
+	for (struct slab **p = &dead; *p != NULL && keep != 0;)
+		if (*p == d->cur || keep > 1) {
+			(*p)->cnt = 0;
+			*p = (*p)->dead;
+			keep--;
+		} else
+			p = &(*p)->dead;
 	if (dead == NULL)
 		goto empties;
 	/* The write position never passes the read position. */
@@ -974,10 +984,10 @@ trim_next(const struct depot *d, size_t c)
 {
 	size_t held = d->nfull << (c + MIN_SHIFT);
 
-	return held + ba_max(TRIM_MIN, held / 4);
+	return held + ba_max(TRIM_MIN, held);
 }
 
-/* So few slots of the class are outside the depot (live, cached,
+/* So few slots of the class are outside the depot (live, cached; not
  * uncarved) that a quarter of its slabs at least must be all in it: a
  * trim then gives back that many slabs at least, for the slots it looks
  * at.  This catches the end of a mass of frees, which trim_next() lets
@@ -989,8 +999,10 @@ dead_many(const struct depot *d, size_t c)
 	size_t out = d->nslabs * per - d->nfull - (d->cur != NULL ?
 	    d->cur->nslots - d->next_slot : 0);
 
-	return d->nslabs > out && d->nslabs - out >= ba_max(1,
-	    d->nslabs / 4);
+	/* A class in steady use (three quarters of its slots used or
+	 * cached) keeps its slabs: they would only be made again. */
+	return out * 4 <= d->nslabs * per && d->nslabs > out &&
+	    d->nslabs - out >= ba_max(2, d->nslabs / 4);
 }
 
 /* A magazine from a thread cache into the depot: full (or partly) or
@@ -1010,7 +1022,7 @@ depot_give(struct beamalloc_gpa *g, size_t c, struct mag *m)
 	mag_put(m, &d->full);
 	d->nfull += m->n;
 	if ((d->nfull << (c + MIN_SHIFT)) > d->trim_at || dead_many(d, c)) {
-		depot_trim(g, c);
+		depot_trim(g, c, d->nslabs / 8);
 		d->trim_at = trim_next(d, c);
 	}
 }
@@ -2313,7 +2325,7 @@ gpa_trim(struct beamalloc_gpa *g)
 		struct depot *d = &g->depot[c];
 
 		lock(g, &d->lock);
-		bytes += depot_trim(g, c);
+		bytes += depot_trim(g, c, 0);
 		d->trim_at = trim_next(d, c);
 		unlock(g, &d->lock);
 	}

@@ -10,6 +10,11 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "beamalloc.h"
 #include "tap.h"
@@ -190,6 +195,21 @@ worker(void *arg)
 	return NULL;
 }
 
+/* The GPA empties other threads' caches only where membarrier(2) can
+ * order them (see steal_idle() in lib/gpa.c). */
+static bool
+can_steal(void)
+{
+#if defined(__linux__) && defined(SYS_membarrier)
+	long q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+
+	return q > 0 && (q & (MEMBARRIER_CMD_PRIVATE_EXPEDITED |
+	    MEMBARRIER_CMD_GLOBAL)) != 0;
+#else
+	return false;
+#endif
+}
+
 static void
 four_threads(void)
 {
@@ -211,8 +231,11 @@ four_threads(void)
 	is_size(beamalloc_gpa_detect_leaks(shared), 0,
 	    "4 idle threads: no leaks");
 	held = atomic_load(&outstanding) - base;
-	ok(held < MiB, "their caches were emptied: %zu bytes held (< 1 MiB)",
-	    held);
+	if (can_steal())
+		ok(held < MiB, "their caches were emptied: %zu bytes held "
+		    "(< 1 MiB)", held);
+	else
+		skip(1, "no membarrier(2): idle threads keep their caches");
 	pthread_barrier_wait(&bar);
 	for (int i = 0; i < 4; i++)
 		pthread_join(t[i], NULL);
@@ -221,7 +244,11 @@ four_threads(void)
 	is_size(beamalloc_gpa_detect_leaks(shared), 0,
 	    "4 threads that ended: no leaks");
 	held = atomic_load(&outstanding) - base;
-	ok(held < MiB, "4 threads that ended: %zu bytes held (< 1 MiB)", held);
+	if (can_steal())
+		ok(held < MiB, "4 threads that ended: %zu bytes held "
+		    "(< 1 MiB)", held);
+	else
+		skip(1, "no membarrier(2): ended threads keep their caches");
 	beamalloc_gpa_get_stats(shared, &st);
 	is_size(st.live_blocks, 0, "stats: 0 blocks live");
 	is_size(beamalloc_gpa_destroy(shared), 0, "destroy: no leaks");

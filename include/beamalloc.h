@@ -193,6 +193,9 @@ BEAMALLOC_API beamalloc_gpa *beamalloc_gpa_create(beamalloc_allocator backing,
     const beamalloc_gpa_config *cfg);
 BEAMALLOC_API beamalloc_allocator beamalloc_gpa_allocator(beamalloc_gpa *gpa);
 BEAMALLOC_API size_t beamalloc_gpa_detect_leaks(beamalloc_gpa *gpa);
+/* Give back to the backing what the GPA does not need: the caches of
+ * threads not inside it right now, and every empty slab.  Bytes released. */
+BEAMALLOC_API size_t beamalloc_gpa_trim(beamalloc_gpa *gpa);
 BEAMALLOC_API size_t beamalloc_gpa_destroy(beamalloc_gpa *gpa);
 BEAMALLOC_API void beamalloc_gpa_get_stats(beamalloc_gpa *gpa,
     beamalloc_gpa_stats *stats);

@@ -2332,6 +2332,20 @@ gpa_trim(struct beamalloc_gpa *g)
 	return bytes;
 }
 
+/* Bytes released, as the backing saw them (records and regions too). */
+size_t
+beamalloc_gpa_trim(beamalloc_gpa *g)
+{
+	size_t before, after;
+
+	if (g == NULL)
+		return 0;
+	before = atomic_load(&g->backing_bytes);
+	gpa_trim(g);
+	after = atomic_load(&g->backing_bytes);
+	return before > after ? before - after : 0;
+}
+
 /* A leak check is a moment to give back what is not needed, first. */
 size_t
 beamalloc_gpa_detect_leaks(beamalloc_gpa *g)

@@ -145,7 +145,7 @@ churn(beamalloc_allocator a, size_t total, uint64_t seed, size_t *most)
 static void
 one_thread(void)
 {
-	size_t base = atomic_load(&outstanding), held, most;
+	size_t base = atomic_load(&outstanding), held, most, released;
 	beamalloc_gpa *g = make(true);
 	beamalloc_allocator a = beamalloc_gpa_allocator(g);
 	beamalloc_gpa_stats st;
@@ -168,6 +168,14 @@ one_thread(void)
 	ok(held < 256 * 1024, "after the leak check (a trim) it holds %zu "
 	    "bytes (< 256 KiB)", held);
 	ok(churn(a, TOTAL / 5, 7, NULL), "and it serves 10 MB more afterwards");
+	/* The explicit trim gives back the same way, and says how much. */
+	most = atomic_load(&outstanding) - base;
+	released = beamalloc_gpa_trim(g);
+	held = atomic_load(&outstanding) - base;
+	ok(held < 256 * 1024 && released > 0 && released == most - held,
+	    "beamalloc_gpa_trim released %zu bytes, %zu -> %zu held",
+	    released, most, held);
+	is_size(beamalloc_gpa_trim(NULL), 0, "beamalloc_gpa_trim(NULL) is 0");
 	is_size(beamalloc_gpa_destroy(g), 0, "destroy: no leaks");
 	is_size(atomic_load(&outstanding), base, "destroy gives everything "
 	    "back");
@@ -289,7 +297,7 @@ freed_slab(bool safety)
 int
 main(void)
 {
-	plan(28);
+	plan(30);
 	one_thread();
 	four_threads();
 	freed_slab(true);

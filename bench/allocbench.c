@@ -991,6 +991,12 @@ reexec_with_static_tls(char **argv)
 	/* If that failed, go on without jemalloc. */
 }
 
+static void *
+noop_thread(void *arg)
+{
+	return arg;
+}
+
 static void
 usage(FILE *f)
 {
@@ -1062,6 +1068,27 @@ main(int argc, char **argv)
 #endif
 		reps = 1;
 		mem = false;
+	}
+
+	/* glibc raises its mmap and trim thresholds the first time it frees
+	 * a large mmapped block, and then keeps whole rounds of reset10k in
+	 * its heap instead of trimming and refaulting them.  Settle that now,
+	 * as any long-running process has, or cells that run before the
+	 * first grow1m would measure another glibc than those after it. */
+	{
+		void *volatile big = malloc(GROW_TO);
+
+		free(big);
+	}
+	/* glibc's malloc skips its locks and atomics until the process
+	 * starts a thread, and never again after.  A NIF always runs in a
+	 * threaded process: make this one threaded too, from the start, or
+	 * everything before the first t2_* cell would run on that shortcut. */
+	{
+		pthread_t t;
+
+		if (pthread_create(&t, NULL, noop_thread, NULL) == 0)
+			pthread_join(t, NULL);
 	}
 
 	/* Which allocators. */

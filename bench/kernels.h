@@ -132,20 +132,13 @@ static K_ATTR __attribute__((unused)) size_t
 K_NAME(batch)(K_H h, const struct wl *w, void (*reset)(void *), void *rctx)
 {
 	for (size_t r = 0; r < w->ops; r++) {
-		for (size_t i = 0; i < w->live; i++) {
-			size_t n = w->sizes[i];
-			void *p = K_ALLOC(h, n, w->align);
-
-			if (p == NULL)
-				return 0;
-			K_NAME(touch)(w, p, n, i);
-			w->ptrs[i] = p;
-		}
+		if (!K_NAME(rand_fill)(h, w))
+			return 0;
 		if (reset != NULL)
 			reset(rctx);
 		else
 			for (size_t i = 0; i < w->live; i++)
-				K_FREE(h, w->ptrs[i], w->sizes[i], w->align);
+				K_FREE(h, w->ptrs[i], w->lens[i], w->align);
 	}
 	return w->ops * w->live;
 }

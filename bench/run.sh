@@ -35,6 +35,35 @@ fi
 
 note() { printf '=== %s\n' "$*"; }
 
+# chart_table NAME CSV FIELD ALLOC...: $out/chart-NAME.dat, one row per
+# workload (CSV field 2, with the scheduler of field 3 when there is
+# one), one column per ALLOC: the median in FIELD, "?" when missing.
+chart_table() {
+	name=$1 csv=$2 field=$3
+	shift 3
+	awk -F, -v f="$field" -v cols="$*" '
+		NR == 1 { sched = ($3 == "scheduler"); next }
+		$f != "" {
+			k = sched ? $2 "/" $3 : $2
+			v[k "," $1] = $f
+			if (!(k in seen)) { seen[k] = 1; order[++n] = k }
+		}
+		END {
+			nc = split(cols, c, " ")
+			printf "workload"
+			for (j = 1; j <= nc; j++) printf " %s", c[j]
+			printf "\n"
+			for (i = 1; i <= n; i++) {
+				printf "%s", order[i]
+				for (j = 1; j <= nc; j++) {
+					k = order[i] "," c[j]
+					printf " %s", (k in v) ? v[k] : "?"
+				}
+				printf "\n"
+			}
+		}' "$csv" >"$out/chart-$name.dat"
+}
+
 # ---- the machine -----------------------------------------------------------
 {
 	echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -132,39 +161,12 @@ echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$out/machine.txt"
 # ---- 5. chart -------------------------------------------------------------------
 if command -v gnuplot >/dev/null 2>&1; then
 	note "chart"
-	# Rows: workloads; columns: allocators (median ns per operation).
-	awk -F, -v cols="gpa-fast gpa-safe gpa-trace8 arena beam wide-beam glibc mimalloc jemalloc tcmalloc" '
-		NR == 1 { next }
-		$6 != "" { v[$2 "," $1] = $6; if (!($2 in seen)) { seen[$2] = 1; order[++n] = $2 } }
-		END {
-			nc = split(cols, c, " ")
-			printf "workload"; for (j = 1; j <= nc; j++) printf " %s", c[j]; printf "\n"
-			for (i = 1; i <= n; i++) {
-				printf "%s", order[i]
-				for (j = 1; j <= nc; j++) {
-					k = order[i] "," c[j]
-					printf " %s", (k in v) ? v[k] : "?"
-				}
-				printf "\n"
-			}
-		}' "$out/allocbench.csv" >"$out/chart-native.dat"
+	chart_table native "$out/allocbench.csv" 6 \
+		gpa-fast gpa-safe gpa-trace8 arena beam wide-beam glibc mimalloc \
+		jemalloc tcmalloc
 	if [ -s "$out/nif.csv" ]; then
-		awk -F, -v cols="enif beam gpa-fast gpa-safe arena malloc" '
-			NR == 1 { next }
-			{ k = $2 "/" $3; v[k "," $1] = $5
-			  if (!(k in seen)) { seen[k] = 1; order[++n] = k } }
-			END {
-				nc = split(cols, c, " ")
-				printf "workload"; for (j = 1; j <= nc; j++) printf " %s", c[j]; printf "\n"
-				for (i = 1; i <= n; i++) {
-					printf "%s", order[i]
-					for (j = 1; j <= nc; j++) {
-						kk = order[i] "," c[j]
-						printf " %s", (kk in v) ? v[kk] : "?"
-					}
-					printf "\n"
-				}
-			}' "$out/nif.csv" >"$out/chart-nif.dat"
+		chart_table nif "$out/nif.csv" 5 \
+			enif beam gpa-fast gpa-safe arena malloc
 	fi
 	gnuplot -e "dir='$out'; machine='$(sed -n 's/^cpu: //p' "$out/machine.txt") $(sed -n 's/^date: //p' "$out/machine.txt")'" \
 		"$top_srcdir/bench/chart.gp"

@@ -132,7 +132,7 @@ bool ba_under_valgrind;
 static void __attribute__((constructor))
 detect_valgrind(void)
 {
-	ba_under_valgrind = RUNNING_ON_VALGRIND != 0;
+	ba_under_valgrind = ba_memcheck_running();
 }
 #endif
 

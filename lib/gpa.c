@@ -364,7 +364,7 @@ thread_home(uintptr_t k)
 	return (uint32_t)k * 0x9E3779B1u >> (32 - NTHREADS_BITS);
 }
 
-/* Valgrind or AddressSanitizer watching: every slot handed out or back
+/* Memcheck or AddressSanitizer watching: every slot handed out or back
  * is announced (the general paths), so they see slab blocks as malloc
  * blocks.  Otherwise the fast paths skip the announcements. */
 static bool
@@ -372,10 +372,8 @@ tools_active(void)
 {
 #if defined(BA_ASAN)
 	return true;
-#elif defined(HAVE_VALGRIND_MEMCHECK_H)
-	return RUNNING_ON_VALGRIND != 0;
 #else
-	return false;
+	return ba_memcheck_running();
 #endif
 }
 

@@ -15,6 +15,8 @@
 
 #include "config.h"
 
+#include <stdbool.h>
+
 #if defined(__SANITIZE_ADDRESS__)
 #define BA_ASAN 1
 #elif defined(__has_feature)
@@ -45,6 +47,21 @@
 #define BA_VG_RESIZE(p, o, n) ((void)(p), (void)(o), (void)(n))
 #define BA_VG_NOACCESS(p, n) ((void)(p), (void)(n))
 #endif
+
+/* True under valgrind's memcheck only, where the client requests mean
+ * something: another tool (callgrind) answers 0 to GET_VBITS, and must
+ * measure the paths a normal run takes. */
+static inline bool
+ba_memcheck_running(void)
+{
+#if defined(HAVE_VALGRIND_MEMCHECK_H) && !defined(BA_ASAN)
+	unsigned char x = 0, v;
+
+	return RUNNING_ON_VALGRIND && VALGRIND_GET_VBITS(&x, &v, 1) == 1;
+#else
+	return false;
+#endif
+}
 
 #define BA_TOOL_ALLOC(p, n) do { BA_ASAN_UNPOISON((p), (n)); \
 	BA_VG_ALLOC((p), (n)); } while (0)

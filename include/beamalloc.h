@@ -229,13 +229,15 @@ BEAMALLOC_API size_t beamalloc_arena_capacity(const beamalloc_arena *arena);
  * Any alignment (placed inside the buffer); NULL + ENOMEM when full.  Only
  * the last block can be freed or resized in place.  The buffer belongs to
  * the allocator from init on (memory checkers see its unused bytes as
- * inaccessible).  Not thread-safe.
+ * inaccessible; under ASan only for a buffer off the calling thread's
+ * stack, whose poison would outlive the frame).  Not thread-safe.
  * ---------------------------------------------------------------------- */
 
 typedef struct beamalloc_fixed {
 	unsigned char *start;
 	unsigned char *ptr;		/* first free byte */
 	unsigned char *end;
+	bool poison;			/* ASan builds: buffer off the stack */
 } beamalloc_fixed;
 
 BEAMALLOC_API void beamalloc_fixed_init(beamalloc_fixed *fb, void *buf,

@@ -3,11 +3,39 @@
  * FixedBufferAllocator).  No backing allocator: when the buffer is full,
  * allocation fails with ENOMEM and leaves the buffer as it was.
  */
+#define _GNU_SOURCE	/* pthread_getattr_np */
 #include "bump.h"
 
-/* The buffer is the caller's, often on the stack: ASan would keep its
- * poison after the frame is gone.  Valgrind alone is told. */
-#define ASAN_POISON false
+#ifdef BA_ASAN
+#include <pthread.h>
+#endif
+
+/* ------------------------------------------------------------------------
+ * The buffer is the caller's.  Valgrind is always told which bytes are
+ * handed out; ASan only for a buffer off the calling thread's stack: a
+ * stack buffer's poison would outlive its frame and trip later ones.
+ * ---------------------------------------------------------------------- */
+
+static bool
+may_poison(const void *buf)
+{
+#ifdef BA_ASAN
+	pthread_attr_t at;
+	void *lo;
+	size_t n;
+	bool on_stack = true;	/* when in doubt, never poison */
+
+	if (pthread_getattr_np(pthread_self(), &at) == 0) {
+		if (pthread_attr_getstack(&at, &lo, &n) == 0)
+			on_stack = (uintptr_t)buf - (uintptr_t)lo < n;
+		pthread_attr_destroy(&at);
+	}
+	return !on_stack;
+#else
+	(void)buf;
+	return false;
+#endif
+}
 
 /* ------------------------------------------------------------------------
  * Vtable
@@ -17,7 +45,7 @@ static void *
 fixed_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 {
 	beamalloc_fixed *fb = ctx;
-	void *p = ba_bump_alloc(&fb->ptr, fb->end, len, align, ASAN_POISON);
+	void *p = ba_bump_alloc(&fb->ptr, fb->end, len, align, fb->poison);
 
 	(void)ra;
 	return p != NULL ? p : ba_fail(ENOMEM);
@@ -31,7 +59,7 @@ fixed_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 
 	(void)align, (void)ra;
 	return ba_bump_resize(&fb->ptr, fb->end, mem, len, new_len,
-	    ASAN_POISON);
+	    fb->poison);
 }
 
 static void *
@@ -47,7 +75,7 @@ fixed_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
 	beamalloc_fixed *fb = ctx;
 
 	(void)align, (void)ra;
-	ba_bump_free(&fb->ptr, mem, len, ASAN_POISON);
+	ba_bump_free(&fb->ptr, mem, len, fb->poison);
 }
 
 const beamalloc_vtable ba_fixed_vtable = {
@@ -65,8 +93,9 @@ beamalloc_fixed_init(beamalloc_fixed *fb, void *buf, size_t len)
 	fb->ptr = buf;
 	/* No arithmetic on NULL: a NULL buffer is an empty one. */
 	fb->end = buf != NULL ? fb->start + len : NULL;
+	fb->poison = buf != NULL && may_poison(buf);
 	if (buf != NULL)
-		ba_region_close(buf, len, ASAN_POISON);
+		ba_region_close(buf, len, fb->poison);
 }
 
 beamalloc_allocator
@@ -82,6 +111,6 @@ beamalloc_fixed_reset(beamalloc_fixed *fb)
 {
 	if (fb->start == NULL)
 		return;
-	ba_region_close(fb->start, (size_t)(fb->ptr - fb->start), ASAN_POISON);
+	ba_region_close(fb->start, (size_t)(fb->ptr - fb->start), fb->poison);
 	fb->ptr = fb->start;
 }

@@ -1460,13 +1460,35 @@ rec_matches(const unsigned char *rec, size_t len, size_t align)
 	return sr->len == len && sr->lalign == log2_of(align);
 }
 
+/* What slot i of a slab (records recs, traces traces, slots of 1 << shift
+ * bytes) knows of its block, into r: size, alignment, traces.  tr and
+ * site hold the traces until r is emitted. */
+static void
+describe_slot(const struct beamalloc_gpa *g, beamalloc_report *r,
+    const unsigned char *recs, const uintptr_t *traces, unsigned shift,
+    size_t i, uintptr_t *tr, uintptr_t *site)
+{
+	r->size = (size_t)1 << shift;
+	if (g->safety) {
+		const struct rec *sr = (const void *)(recs +
+		    (i << g->rec_shift));
+
+		r->size = sr->len;
+		r->align = (size_t)1 << sr->lalign;
+		*site = sr->ra;
+	}
+	if (g->depth != 0)
+		memcpy(tr, traces + i * 2 * g->depth,
+		    2 * g->depth * sizeof(tr[0]));
+	set_traces(r, tr, g->depth, site);
+}
+
 static void
 report_slot(struct beamalloc_gpa *g, beamalloc_report_kind kind,
     uintptr_t p, const struct where *w, size_t len,
     size_t align, uintptr_t ra)
 {
 	size_t i = (p - w->base) >> w->shift;
-	const unsigned char *rec = w->recs + (i << g->rec_shift);
 	uintptr_t tr[2 * BEAMALLOC_GPA_MAX_TRACE], site = 0;
 	beamalloc_report r = {
 		.kind = kind, .addr = (const void *)p, .given_size = len,
@@ -1474,20 +1496,9 @@ report_slot(struct beamalloc_gpa *g, beamalloc_report_kind kind,
 	};
 
 	/* An invalid free names no block of ours. */
-	if (kind != BEAMALLOC_REPORT_INVALID_FREE) {
-		r.size = (size_t)1 << w->shift;
-		if (g->safety) {
-			const struct rec *sr = (const void *)rec;
-
-			r.size = sr->len;
-			r.align = (size_t)1 << sr->lalign;
-			site = sr->ra;
-		}
-		if (g->depth != 0)
-			memcpy(tr, slab_of(w->recs)->traces + i * 2 *
-			    g->depth, 2 * g->depth * sizeof(tr[0]));
-		set_traces(&r, tr, g->depth, &site);
-	}
+	if (kind != BEAMALLOC_REPORT_INVALID_FREE)
+		describe_slot(g, &r, w->recs, slab_of(w->recs)->traces,
+		    w->shift, i, tr, &site);
 	emit(g, &r);
 }
 
@@ -2189,17 +2200,8 @@ leaks_small(struct beamalloc_gpa *g, bool release)
 					BA_TOOL_FREE((void *)p, r.size);
 				continue;
 			}
-			if (g->safety) {
-				const struct rec *sr = (const void *)rec;
-
-				r.size = sr->len;
-				r.align = (size_t)1 << sr->lalign;
-				site = sr->ra;
-			}
-			if (g->depth != 0)
-				memcpy(tr, s->traces + (size_t)i * 2 *
-				    g->depth, 2 * g->depth * sizeof(tr[0]));
-			set_traces(&r, tr, g->depth, &site);
+			describe_slot(g, &r, s->recs, s->traces, s->shift, i,
+			    tr, &site);
 			emit(g, &r);
 		}
 	}

@@ -22,22 +22,6 @@
 static unsigned char *blocks[NBLOCKS];
 static size_t lens[NBLOCKS];
 
-static void
-fill(unsigned char *p, size_t n, unsigned seed)
-{
-	for (size_t i = 0; i < n; i++)
-		p[i] = (unsigned char)(i * 7 + seed);
-}
-
-static int
-intact(const unsigned char *p, size_t n, unsigned seed)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i] != (unsigned char)(i * 7 + seed))
-			return 0;
-	return 1;
-}
-
 /* ------------------------------------------------------------------------
  * The seed, in C
  * ---------------------------------------------------------------------- */
@@ -160,12 +144,12 @@ alignment(void)
 		}
 		if (!is_aligned(blocks[i], align))
 			misaligned++;
-		fill(blocks[i], lens[i], (unsigned)i);
+		ta_fill(blocks[i], lens[i], (unsigned)i);
 	}
 	big[0] = beamalloc_alloc_aligned(a, 100, 65536);
 	big[1] = beamalloc_alloc_aligned(a, 100, 1 << 20);
 	for (size_t i = 0; i < NBLOCKS; i++)
-		if (blocks[i] != NULL && !intact(blocks[i], lens[i],
+		if (blocks[i] != NULL && !ta_intact(blocks[i], lens[i],
 		    (unsigned)i))
 			damaged++;
 	is_size(failed, 0, "%d blocks at alignments 1..4096", NBLOCKS);
@@ -214,7 +198,7 @@ last_block(void)
 	/* Lengths stay multiples of 8: a block freed after padding gives
 	 * back its own bytes, not the padding before it. */
 	ok(beamalloc_resize(a, s, 8, 8, 304), "the last block grows in place");
-	fill(s, 304, 1);
+	ta_fill(s, 304, 1);
 	ok(beamalloc_alloc(a, 8) == s + 304, "and the bump pointer follows");
 	beamalloc_free(a, s + 304, 8);
 	ok(beamalloc_resize(a, s, 304, 8, 40) &&
@@ -229,13 +213,13 @@ last_block(void)
 	    "the last block cannot grow past its chunk");
 	is_ptr(beamalloc_remap(a, s, 40, 8, 1000), s,
 	    "remap of the last block grows it in place");
-	fill(s, 1000, 2);
+	ta_fill(s, 1000, 2);
 	q = beamalloc_realloc(a, s, 1000, 8, 100000);
-	ok(q != NULL && q != s && intact(q, 1000, 2),
+	ok(q != NULL && q != s && ta_intact(q, 1000, 2),
 	    "realloc past the chunk moves to a new one, contents kept");
-	fill(r, 50, 3);
+	ta_fill(r, 50, 3);
 	p = beamalloc_realloc(a, r, 50, 8, 60);
-	ok(p != NULL && p != r && intact(p, 50, 3),
+	ok(p != NULL && p != r && ta_intact(p, 50, 3),
 	    "realloc of another block moves it, contents kept");
 
 	errno = 0;

@@ -62,22 +62,6 @@ new_gpa(beamalloc_allocator backing, bool safety, unsigned depth)
 	return beamalloc_gpa_create(backing, &cfg);
 }
 
-static void
-fill(unsigned char *p, size_t n, unsigned seed)
-{
-	for (size_t i = 0; i < n; i++)
-		p[i] = (unsigned char)(i * 7 + seed);
-}
-
-static int
-intact(const unsigned char *p, size_t n, unsigned seed)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i] != (unsigned char)(i * 7 + seed))
-			return 0;
-	return 1;
-}
-
 /* Call sites the GPA must name: the return address lies inside these. */
 static __attribute__((noinline)) void *
 alloc_site(beamalloc_allocator a, size_t len)
@@ -138,7 +122,7 @@ classes_and_alignments(void)
 			if (ps[s][k] == NULL || !is_aligned(ps[s][k], align))
 				bad_align++;
 			else
-				fill(ps[s][k], len, (unsigned)(s * 8 + k));
+				ta_fill(ps[s][k], len, (unsigned)(s * 8 + k));
 		}
 	is_size(bad_align, 0,
 	    "alignments 1..16 KiB served over an 8-only backing");
@@ -149,7 +133,7 @@ classes_and_alignments(void)
 
 			if (ps[s][k] == NULL)
 				continue;
-			if (!intact(ps[s][k], len, (unsigned)(s * 8 + k)))
+			if (!ta_intact(ps[s][k], len, (unsigned)(s * 8 + k)))
 				bad_data++;
 			beamalloc_free_aligned(a, ps[s][k], len, align);
 		}
@@ -427,7 +411,7 @@ resize_remap(void)
 	t->move_on_remap = 1;
 	ncaught = 0;
 	p = beamalloc_alloc(a, 20);
-	fill(p, 20, 1);
+	ta_fill(p, 20, 1);
 	ok(beamalloc_resize(a, p, 20, 8, 32), "resize within the class");
 	ok(beamalloc_resize(a, p, 32, 8, 17), "shrink within the class");
 	ok(!beamalloc_resize(a, p, 17, 8, 33), "no resize past the class");
@@ -436,13 +420,13 @@ resize_remap(void)
 	beamalloc_gpa_get_stats(g, &st);
 	is_size(st.live_bytes, 17, "stats follow the resize");
 	q = beamalloc_realloc(a, p, 17, 8, 5000);
-	ok(q != NULL && intact(q, 17, 1), "realloc moves across classes");
-	fill(q, 5000, 2);
+	ok(q != NULL && ta_intact(q, 17, 1), "realloc moves across classes");
+	ta_fill(q, 5000, 2);
 	p = beamalloc_realloc(a, q, 5000, 8, 300000);
-	ok(p != NULL && intact(p, 5000, 2), "realloc into a large block");
-	fill(p, 300000, 3);
+	ok(p != NULL && ta_intact(p, 5000, 2), "realloc into a large block");
+	ta_fill(p, 300000, 3);
 	q = beamalloc_remap(a, p, 300000, 8, 400000);
-	ok(q != NULL && q != p && intact(q, 300000, 3),
+	ok(q != NULL && q != p && ta_intact(q, 300000, 3),
 	    "large remap moves with the backing");
 	ncaught = 0;
 	beamalloc_free(a, p, 300000);
@@ -658,7 +642,7 @@ churn(bool safety)
 		x ^= x << 5;
 		k = x % LIVE;
 		if (p[k] != NULL) {
-			if (!intact(p[k], len[k], (unsigned)k))
+			if (!ta_intact(p[k], len[k], (unsigned)k))
 				bad++;
 			beamalloc_free(a, p[k], len[k]);
 			p[k] = NULL;
@@ -672,7 +656,7 @@ churn(bool safety)
 				bad++;
 				continue;
 			}
-			fill(p[k], len[k], (unsigned)k);
+			ta_fill(p[k], len[k], (unsigned)k);
 			live++;
 		}
 	}

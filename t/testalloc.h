@@ -151,4 +151,21 @@ testalloc_new(void)
 	return calloc(1, sizeof(testalloc));
 }
 
+/* A seeded byte pattern, to prove contents survive a move or resize. */
+static inline void
+ta_fill(unsigned char *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (unsigned char)(i * 7 + seed);
+}
+
+static inline int
+ta_intact(const unsigned char *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != (unsigned char)(i * 7 + seed))
+			return 0;
+	return 1;
+}
+
 #endif /* BEAMALLOC_TESTALLOC_H */

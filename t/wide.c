@@ -12,22 +12,6 @@
 
 #define MAX_SHIFT 20	/* alignments 1 .. 1 MiB */
 
-static void
-fill(unsigned char *p, size_t n, unsigned seed)
-{
-	for (size_t i = 0; i < n; i++)
-		p[i] = (unsigned char)(i * 31 + seed);
-}
-
-static int
-check(const unsigned char *p, size_t n, unsigned seed)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i] != (unsigned char)(i * 31 + seed))
-			return 0;
-	return 1;
-}
-
 /* Every alignment from 1 to 1 MiB: alloc, fill, resize, remap, free. */
 static void
 every_alignment(beamalloc_allocator w, const char *name)
@@ -42,14 +26,14 @@ every_alignment(beamalloc_allocator w, const char *name)
 			bad_align++;
 			continue;
 		}
-		fill(p, len, (unsigned)s);
+		ta_fill(p, len, (unsigned)s);
 		if (beamalloc_resize(w, p, len, align, len / 2))
 			len /= 2;
-		if (!check(p, len, (unsigned)s))
+		if (!ta_intact(p, len, (unsigned)s))
 			bad_data++;
 		p = beamalloc_realloc(w, p, len, align, len * 40);
 		if (p == NULL || !is_aligned(p, align) ||
-		    !check(p, len, (unsigned)s))
+		    !ta_intact(p, len, (unsigned)s))
 			bad_remap++;
 		if (p != NULL)
 			beamalloc_free_aligned(w, p, len * 40, align);
@@ -98,9 +82,9 @@ on_strict(void)
 
 		for (int k = 0; k < 4; k++) {
 			p = beamalloc_alloc_aligned(w, 300, align);
-			fill(p, 300, 9);
+			ta_fill(p, 300, 9);
 			p = beamalloc_remap(w, p, 300, align, 700);
-			if (p && is_aligned(p, align) && check(p, 300, 9))
+			if (p && is_aligned(p, align) && ta_intact(p, 300, 9))
 				moved_ok++;
 			if (p)
 				beamalloc_free_aligned(w, p, 700, align);

@@ -167,15 +167,19 @@ struct memo {
 };
 
 struct tcache {
-	/* Stats not yet settled into the GPA's counters: requested bytes,
-	 * their high-water mark since the last settle, and blocks.  Written
-	 * by the owner only (plain, they are on the fast path), read by
-	 * stats with relaxed atomic loads. */
-	ptrdiff_t credit, hi, blocks;
+	/* Stats not yet settled into the GPA's counters: the high-water
+	 * mark of requested bytes since the last settle, how far below it
+	 * the count is now (room: the credit is hi - room, so an alloc
+	 * is one subtraction whose sign says "new high"), and blocks.
+	 * Written by the owner only (plain, they are on the fast path),
+	 * read by stats with relaxed atomic loads. */
+	ptrdiff_t room;
 	/* A thread's cache is its own: while busy (owner, set inside an
 	 * operation on its magazines) is clear and steal (another thread)
 	 * set, the other thread may take its magazines (steal_idle()). */
 	unsigned busy, steal;
+	/* (Not next to room: GCC would pair the two updates in SSE.) */
+	ptrdiff_t blocks, hi;
 	struct tcache *next;		/* every cache of this GPA */
 	/* Slabs this thread freed into lately, direct-mapped by address
 	 * (stale once the GPA's epoch moves on). */
@@ -1346,13 +1350,13 @@ peak_note(struct beamalloc_gpa *g, ptrdiff_t now)
 static void
 settle(struct beamalloc_gpa *g, struct tcache *tc)
 {
-	ptrdiff_t before = atomic_fetch_add_explicit(&g->live, tc->credit,
-	    memory_order_relaxed);
+	ptrdiff_t before = atomic_fetch_add_explicit(&g->live,
+	    tc->hi - tc->room, memory_order_relaxed);
 
 	peak_note(g, before + tc->hi);
 	atomic_fetch_add_explicit(&g->blocks, tc->blocks,
 	    memory_order_relaxed);
-	tc->credit = tc->hi = tc->blocks = 0;
+	tc->hi = tc->room = tc->blocks = 0;
 }
 
 /* Exact: a memory limit, large blocks. */
@@ -1388,43 +1392,48 @@ charge_exact(struct beamalloc_gpa *g, ptrdiff_t bytes, ptrdiff_t blocks)
 	return true;
 }
 
-/* A new high-water mark of a cache's credit. */
+/* A new high-water mark of a cache's credit (room went negative). */
 static __attribute__((noinline)) void
 credit_high(struct beamalloc_gpa *g, struct tcache *tc)
 {
-	tc->hi = tc->credit;
-	if (tc->credit > CREDIT_BATCH)
+	tc->hi -= tc->room;
+	tc->room = 0;
+	if (tc->hi > CREDIT_BATCH)
 		settle(g, tc);
 }
 
+/* The fast paths: one subtraction and a sign test for an alloc, one
+ * addition for a free.  A free does not test for a large negative
+ * credit (a thread freeing what others allocated): its slow paths do,
+ * in credit(), and it reaches them at least once per magazine it fills,
+ * so such a credit stays within CREDIT_BATCH plus what the thread's
+ * magazines hold; exact all the same for one thread. */
 static inline void
 credit_up(struct beamalloc_gpa *g, struct tcache *tc, size_t bytes)
 {
 	tc->blocks++;
-	tc->credit += (ptrdiff_t)bytes;
-	if (BA_UNLIKELY(tc->credit > tc->hi))
+	tc->room -= (ptrdiff_t)bytes;
+	if (BA_UNLIKELY(tc->room < 0))
 		credit_high(g, tc);
 }
 
 static inline void
-credit_down(struct beamalloc_gpa *g, struct tcache *tc, size_t bytes)
+credit_down(struct tcache *tc, size_t bytes)
 {
 	tc->blocks--;
-	tc->credit -= (ptrdiff_t)bytes;
-	if (BA_UNLIKELY(tc->credit < -CREDIT_BATCH))
-		settle(g, tc);
+	tc->room += (ptrdiff_t)bytes;
 }
 
-/* Any change, as resize makes. */
+/* Any change, as the general paths make. */
 static inline void
 credit(struct beamalloc_gpa *g, struct tcache *tc, ptrdiff_t bytes,
     ptrdiff_t blocks)
 {
 	tc->blocks += blocks;
-	tc->credit += bytes;
-	if (tc->credit > tc->hi)
+	tc->room -= bytes;
+	if (tc->room < 0)
 		credit_high(g, tc);
-	else if (tc->credit < -CREDIT_BATCH)
+	else if (tc->hi - tc->room < -CREDIT_BATCH)
 		settle(g, tc);
 }
 
@@ -2056,7 +2065,7 @@ fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 	ld->top = top + 1;
 	if (ts)
 		tc_leave(tc);
-	credit_down(g, tc, len);
+	credit_down(tc, len);
 	return;
 leave:
 	if (ts)
@@ -2478,8 +2487,12 @@ beamalloc_gpa_get_stats(beamalloc_gpa *g, beamalloc_gpa_stats *st)
 		ptrdiff_t credit = 0;
 
 		for (struct tcache *tc = g->tcaches; tc != NULL; tc = tc->next) {
-			credit += __atomic_load_n(&tc->credit, __ATOMIC_RELAXED);
-			hi += __atomic_load_n(&tc->hi, __ATOMIC_RELAXED);
+			ptrdiff_t h = __atomic_load_n(&tc->hi,
+			    __ATOMIC_RELAXED);
+
+			credit += h - __atomic_load_n(&tc->room,
+			    __ATOMIC_RELAXED);
+			hi += h;
 			blocks += __atomic_load_n(&tc->blocks, __ATOMIC_RELAXED);
 		}
 		hi += live;

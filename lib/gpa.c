@@ -161,12 +161,16 @@ struct memo {
 	 * rather than a shift by a variable (several uops on x86, and it
 	 * would need %cl). */
 	uint64_t mul;
-	struct ld *ld;
+	struct entry **top;		/* &tc->top[class] */
 	uintptr_t epoch;		/* the GPA's epoch when filled */
 	uintptr_t pad[2];		/* 64 bytes: the index is a shift */
 };
 
+/* From &tc->top[c] to &tc->end[c]. */
+#define LD_END (2 * NCLASS)
+
 struct tcache {
+	uintptr_t owner;		/* thread pointer, set once */
 	/* Stats not yet settled into the GPA's counters: the high-water
 	 * mark of requested bytes since the last settle, how far below it
 	 * the count is now (room: the credit is hi - room, so an alloc
@@ -186,13 +190,13 @@ struct tcache {
 	struct memo memo[NMEMO];
 	/* The loaded magazine of each class as three pointers (fewer
 	 * instructions on the fast paths than a count and an index); its
-	 * own n is stale until the next exchange. */
-	struct ld {
-		struct entry *top;	/* next free entry */
-		struct entry *bot;	/* e[0]: empty when top == bot */
-		struct entry *end;	/* e[cap]: full when top == end */
-		void *pad;		/* 32 bytes: the index is a shift */
-	} ld[NCLASS];
+	 * own n is stale until the next exchange.  Three arrays, so that
+	 * the class scaled by 8 in the address finds them (a struct of
+	 * 32 bytes needed a shift and an add); free's pointer to top[c]
+	 * finds end[c] at a fixed distance (LD_END). */
+	struct entry *top[NCLASS];	/* next free entry */
+	struct entry *bot[NCLASS];	/* e[0]: empty when top == bot */
+	struct entry *end[NCLASS];	/* e[cap]: full when top == end */
 	struct mag *loaded[NCLASS];
 	struct mag *prev[NCLASS];	/* the other one */
 };
@@ -238,8 +242,9 @@ struct chunk {
 
 struct beamalloc_gpa {
 	/* Read by every operation. */
-	/* Thread cache slots: the owner's thread pointer (0: free) and its
-	 * cache, in two arrays so that an index scaled by 8 finds both. */
+	/* Thread cache slots: the cache (&no_tc while free), which holds
+	 * its owner's thread pointer, so that one load from here finds
+	 * both; and the key claimed, which only tcache_slow() reads. */
 	struct tcache *_Atomic tcs[NTHREADS];
 	_Atomic uintptr_t tkey[NTHREADS];
 	_Atomic(struct stab *) stab;
@@ -301,15 +306,27 @@ class_of(size_t len, size_t align)
 	    7)));
 }
 
-/* class_of() for the fast path, with fewer instructions: for a power of
- * two align, ceil(log2(max(len, align))) is the bit length of
- * (len - 1) | (align - 1).  len == 0 (never from the front-end) gives a
- * class past the last, so the general path sees it as before. */
+/* class_of() + MIN_SHIFT - 1 for the fast path, with fewer
+ * instructions: for a power of two align, ceil(log2(max(len, align)))
+ * is the bit length of (len - 1) | (align - 1), and this is its highest
+ * bit (one bsr, unsigned: no sign extension, and the MIN_SHIFT - 1 goes
+ * into the address of the class's data).  len == 0 (never from the
+ * front-end) gives a class past the last, so the general path sees it
+ * as before. */
 static inline size_t
-class_of_fast(size_t len, size_t align)
+class_bit_fast(size_t len, size_t align)
 {
-	return (size_t)(61 - __builtin_clzll((unsigned long long)((len - 1) |
-	    (align - 1) | 7)));
+	unsigned long long x = (len - 1) | (align - 1) | 7;
+#if defined(__x86_64__)
+	size_t b;
+
+	/* GCC keeps __builtin_clzll()'s int: a sign extension, and a
+	 * subtraction it does not fold into the address. */
+	__asm__("bsrq %1, %0" : "=r" (b) : "r" (x) : "cc");
+	return b;
+#else
+	return (size_t)(63 - __builtin_clzll(x));
+#endif
 }
 
 static inline unsigned
@@ -1032,7 +1049,7 @@ depot_give(struct beamalloc_gpa *g, size_t c, struct mag *m)
 static inline uint32_t
 ld_n(const struct tcache *tc, size_t c)
 {
-	return (uint32_t)(tc->ld[c].top - tc->ld[c].bot);
+	return (uint32_t)(tc->top[c] - tc->bot[c]);
 }
 
 static void
@@ -1047,9 +1064,9 @@ ld_load(struct tcache *tc, size_t c)
 {
 	struct mag *m = tc->loaded[c];
 
-	tc->ld[c].bot = m->e;
-	tc->ld[c].top = m->e + m->n;
-	tc->ld[c].end = m->e + m->cap;
+	tc->bot[c] = m->e;
+	tc->top[c] = m->e + m->n;
+	tc->end[c] = m->e + m->cap;
 }
 
 static void tc_bound(struct beamalloc_gpa *g, struct tcache *tc, size_t c);
@@ -1181,13 +1198,16 @@ tc_bound(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
  * REC_NEW (not live): the general path handles that.  Never written. */
 static const _Alignas(16) unsigned char no_recs[sizeof(struct rec)];
 
+/* A free thread cache slot's: the owner of no thread.  Never written. */
+static struct tcache no_tc;
+
 static void
 memo_clear(struct tcache *tc)
 {
 	for (size_t i = 0; i < NMEMO; i++)
 		tc->memo[i] = (struct memo){ .base = 0, .mask = SLAB_SIZE - 1,
 		    .recs = (unsigned char *)no_recs, .mul = 0,
-		    .ld = &tc->ld[0] };
+		    .top = &tc->top[0] };
 }
 
 /* The entry for p's slab: the byte offset straight from the address
@@ -1240,9 +1260,11 @@ tcache_slow(struct beamalloc_gpa *g)
 
 		/* A thread that ended leaves its slot and cache to the next
 		 * thread given the same thread pointer. */
-		if (cur == k)
-			return atomic_load_explicit(&g->tcs[i],
+		if (cur == k) {
+			tc = atomic_load_explicit(&g->tcs[i],
 			    memory_order_relaxed);
+			return tc != &no_tc ? tc : NULL;
+		}
 		if (cur != 0)
 			continue;
 		lock(g, &g->lock);
@@ -1252,8 +1274,9 @@ tcache_slow(struct beamalloc_gpa *g)
 		if (tc == NULL && (tc = tcache_new(g)) == NULL)
 			return NULL;
 		if (atomic_compare_exchange_strong(&g->tkey[i], &cur, k)) {
+			tc->owner = k;
 			atomic_store_explicit(&g->tcs[i], tc,
-			    memory_order_relaxed);
+			    memory_order_release);
 			return tc;
 		}
 		/* Another thread took the slot: keep the cache for later. */
@@ -1266,15 +1289,17 @@ tcache_slow(struct beamalloc_gpa *g)
 }
 
 /* Fast: the cache in the home slot of the thread pointer, if it is the
- * calling thread's (its cache is then set). */
+ * calling thread's (its cache is then set).  The owner's own store made
+ * the slot point to its cache, so the plain loads see it; another
+ * thread's cache (or no_tc) never holds this thread pointer. */
 static inline bool
 tcache_mine(struct beamalloc_gpa *g, struct tcache **tc)
 {
 	uintptr_t k = thread_key();
-	size_t i = thread_home(k);
 
-	*tc = atomic_load_explicit(&g->tcs[i], memory_order_relaxed);
-	return atomic_load_explicit(&g->tkey[i], memory_order_relaxed) == k;
+	*tc = atomic_load_explicit(&g->tcs[thread_home(k)],
+	    memory_order_relaxed);
+	return (*tc)->owner == k;
 }
 
 /* The owner starts an operation on its magazines: false if another
@@ -1569,12 +1594,12 @@ small_alloc(struct beamalloc_gpa *g, struct tcache *tc, size_t c,
 	if (BA_UNLIKELY(!charge(g, tc, (ptrdiff_t)len, 1)))
 		return ba_fail(ENOMEM);
 	tc_enter_wait(g, tc);
-	if (tc->ld[c].top == tc->ld[c].bot && !refill(g, tc, c)) {
+	if (tc->top[c] == tc->bot[c] && !refill(g, tc, c)) {
 		tc_leave_wait(g, tc);
 		charge(g, tc, -(ptrdiff_t)len, -1);
 		return ba_fail(ENOMEM);
 	}
-	e = *--tc->ld[c].top;
+	e = *--tc->top[c];
 	tc_leave_wait(g, tc);
 	if (g->safety)
 		rec_fill(e.rec, len, align, ra);
@@ -1602,8 +1627,8 @@ small_free(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
 	/* Without a magazine (out of memory) the slot is dropped: it
 	 * stays freed and unused, never handed out twice. */
 	tc_enter_wait(g, tc);
-	if (tc->ld[c].top != tc->ld[c].end || flush(g, tc, c))
-		*tc->ld[c].top++ = (struct entry){ p, rec };
+	if (tc->top[c] != tc->end[c] || flush(g, tc, c))
+		*tc->top[c]++ = (struct entry){ p, rec };
 	tc_leave_wait(g, tc);
 }
 
@@ -1955,25 +1980,25 @@ fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
     bool safety)
 {
 	struct beamalloc_gpa *g = ctx;
-	size_t c = class_of_fast(len, align);
+	size_t b = class_bit_fast(len, align);
 	struct tcache *tc;
 	struct entry *top;
-	struct ld *ld;
+	size_t c;
 
-	if (BA_UNLIKELY(c >= NCLASS))
+	if (BA_UNLIKELY(b >= MAX_SHIFT))
 		return gpa_alloc(ctx, len, align, ra);
 	if (!ts)
 		tc = g->tc0;
 	else if (BA_UNLIKELY(!tcache_mine(g, &tc) || !tc_enter(tc)))
 		return gpa_alloc(ctx, len, align, ra);
-	ld = &tc->ld[c];
-	top = ld->top;
-	if (BA_UNLIKELY(top == ld->bot)) {
+	c = b - (MIN_SHIFT - 1);
+	top = tc->top[c];
+	if (BA_UNLIKELY(top == tc->bot[c])) {
 		if (ts)
 			tc_leave(tc);
 		return gpa_alloc(ctx, len, align, ra);
 	}
-	ld->top = --top;
+	tc->top[c] = --top;
 	if (safety)
 		rec_fill(top->rec, len, align, ra);
 	state_set(top->rec, REC_USED);
@@ -2001,7 +2026,7 @@ memo_fill(struct beamalloc_gpa *g, struct tcache *tc, uintptr_t p)
 	m->mask = ((uintptr_t)1 << w.shift) - 1;
 	m->mul = (uint64_t)1 << (32 + g->rec_shift - w.shift);
 	m->recs = w.recs;
-	m->ld = &tc->ld[w.shift - MIN_SHIFT];
+	m->top = &tc->top[w.shift - MIN_SHIFT];
 	return true;
 }
 
@@ -2029,9 +2054,8 @@ fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 	uintptr_t p = (uintptr_t)mem, off;
 	unsigned char *rec;
 	struct tcache *tc;
-	struct entry *top;
+	struct entry *top, **tp;
 	struct memo *m;
-	struct ld *ld;
 
 	if (!ts)
 		tc = g->tc0;
@@ -2056,13 +2080,13 @@ fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 	if (BA_UNLIKELY(state_get(rec) != REC_USED ||
 	    (safety && !rec_matches(rec, len, align))))
 		goto leave;
-	ld = m->ld;
-	top = ld->top;
-	if (BA_UNLIKELY(top == ld->end))
+	tp = m->top;
+	top = *tp;
+	if (BA_UNLIKELY(top == tp[LD_END]))
 		goto leave;
 	state_set(rec, REC_FREE);
 	*top = (struct entry){ mem, rec };
-	ld->top = top + 1;
+	*tp = top + 1;
 	if (ts)
 		tc_leave(tc);
 	credit_down(tc, len);
@@ -2428,6 +2452,8 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 	if (g == NULL)
 		return ba_fail(ENOMEM);
 	memset(g, 0, sizeof(*g));
+	for (size_t i = 0; i < NTHREADS; i++)
+		atomic_init(&g->tcs[i], &no_tc);
 	g->backing = backing;
 	g->thread_safe = c.thread_safe;
 	g->safety = c.safety;

@@ -228,6 +228,14 @@ struct large {
 
 enum { LG_EMPTY, LG_LIVE, LG_FREED };
 
+/* Room for one record and its traces, copied out to report it after the
+ * table's lock is dropped. */
+union large_copy {
+	struct large l;
+	uintptr_t w[(sizeof(struct large) + 2 * BEAMALLOC_GPA_MAX_TRACE *
+	    sizeof(uintptr_t)) / sizeof(uintptr_t)];
+};
+
 /* A block taken from the backing for regions or metadata. */
 struct bblock {
 	void *ptr;
@@ -1755,12 +1763,7 @@ lg_live(struct beamalloc_gpa *g, uintptr_t p, size_t len, size_t align,
 {
 	struct large *l = lg_find(g, p);
 	beamalloc_report_kind kind;
-	union {
-		struct large l;
-		uintptr_t w[(sizeof(struct large) + 2 *
-		    BEAMALLOC_GPA_MAX_TRACE * sizeof(uintptr_t)) /
-		    sizeof(uintptr_t)];
-	} copy;
+	union large_copy copy;
 
 	if (l != NULL && l->state == LG_LIVE && (!g->safety ||
 	    (l->len == len && l->lalign == log2_of(align))))
@@ -1864,12 +1867,7 @@ static void *
 large_change(struct beamalloc_gpa *g, uintptr_t p, size_t len, size_t align,
     size_t new_len, bool move, uintptr_t ra)
 {
-	union {
-		struct large l;
-		uintptr_t w[(sizeof(struct large) + 2 *
-		    BEAMALLOC_GPA_MAX_TRACE * sizeof(uintptr_t)) /
-		    sizeof(uintptr_t)];
-	} copy;
+	union large_copy copy;
 	struct large *l;
 	void *q = NULL;
 	ptrdiff_t delta = (ptrdiff_t)new_len - (ptrdiff_t)len;
@@ -2248,12 +2246,7 @@ leaks_small(struct beamalloc_gpa *g, bool release)
 static size_t
 leaks_large(struct beamalloc_gpa *g)
 {
-	union {
-		struct large l;
-		uintptr_t w[(sizeof(struct large) + 2 *
-		    BEAMALLOC_GPA_MAX_TRACE * sizeof(uintptr_t)) /
-		    sizeof(uintptr_t)];
-	} copy;
+	union large_copy copy;
 	size_t n = 0;
 
 	for (size_t i = 0;; i++) {

@@ -176,14 +176,14 @@ struct tcache {
 	 * the count is now (room: the credit is hi - room, so an alloc
 	 * is one subtraction whose sign says "new high"), and blocks.
 	 * Written by the owner only (plain, they are on the fast path),
-	 * read by stats with relaxed atomic loads. */
+	 * read by stats with relaxed atomic loads.  (Blocks are counted
+	 * by the magazines: mark, below.) */
 	ptrdiff_t room;
 	/* A thread's cache is its own: while busy (owner, set inside an
 	 * operation on its magazines) is clear and steal (another thread)
 	 * set, the other thread may take its magazines (steal_idle()). */
 	unsigned busy, steal;
-	/* (Not next to room: GCC would pair the two updates in SSE.) */
-	ptrdiff_t blocks, hi;
+	ptrdiff_t hi;
 	struct tcache *next;		/* every cache of this GPA */
 	/* Slabs this thread freed into lately, direct-mapped by address
 	 * (stale once the GPA's epoch moves on). */
@@ -199,6 +199,14 @@ struct tcache {
 	struct entry *end[NCLASS];	/* e[cap]: full when top == end */
 	struct mag *loaded[NCLASS];
 	struct mag *prev[NCLASS];	/* the other one */
+	/* Live blocks, with no counter on the fast paths: mark[c] - top[c]
+	 * (in entries) is what class c's loaded magazine has given out,
+	 * pops less pushes, since it was loaded; nblk holds what earlier
+	 * magazines gave.  Rewritten only when a magazine is loaded, while
+	 * seq is odd, so that stats read a consistent sum. */
+	uintptr_t mark[NCLASS];
+	ptrdiff_t nblk;
+	unsigned seq;
 };
 
 
@@ -271,7 +279,8 @@ struct beamalloc_gpa {
 	void *report_user;
 	bool global;
 
-	/* Counters: requested bytes and blocks live, settled. */
+	/* Counters: requested bytes live, settled; large blocks live
+	 * (small ones are counted by the thread caches). */
 	_Atomic ptrdiff_t live, blocks;
 	_Atomic size_t peak, backing_bytes;
 
@@ -1067,14 +1076,51 @@ ld_save(struct tcache *tc, size_t c)
 		tc->loaded[c]->n = ld_n(tc, c);
 }
 
+/* What class c's loaded magazine gave out since it was loaded. */
+static inline ptrdiff_t
+ld_given(const struct tcache *tc, size_t c)
+{
+	return (ptrdiff_t)(__atomic_load_n(&tc->mark[c], __ATOMIC_RELAXED) -
+	    (uintptr_t)__atomic_load_n(&tc->top[c], __ATOMIC_RELAXED)) /
+	    (ptrdiff_t)sizeof(struct entry);
+}
+
+/* Load tc->loaded[c] into the three pointers, after folding what the
+ * magazine they described gave out into nblk. */
 static void
 ld_load(struct tcache *tc, size_t c)
 {
 	struct mag *m = tc->loaded[c];
+	unsigned s = tc->seq;
 
+	__atomic_store_n(&tc->seq, s + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	__atomic_store_n(&tc->nblk, tc->nblk + ld_given(tc, c),
+	    __ATOMIC_RELAXED);
 	tc->bot[c] = m->e;
-	tc->top[c] = m->e + m->n;
+	__atomic_store_n(&tc->top[c], m->e + m->n, __ATOMIC_RELAXED);
 	tc->end[c] = m->e + m->cap;
+	__atomic_store_n(&tc->mark[c], (uintptr_t)tc->top[c],
+	    __ATOMIC_RELAXED);
+	__atomic_store_n(&tc->seq, s + 2, __ATOMIC_RELEASE);
+}
+
+/* The cache's live blocks, read from any thread (a seqlock reader). */
+static ptrdiff_t
+tc_blocks(const struct tcache *tc)
+{
+	unsigned s;
+	ptrdiff_t n;
+
+	do {
+		s = __atomic_load_n(&tc->seq, __ATOMIC_ACQUIRE);
+		n = __atomic_load_n(&tc->nblk, __ATOMIC_RELAXED);
+		for (size_t c = 0; c < NCLASS; c++)
+			n += ld_given(tc, c);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	} while ((s & 1) != 0 ||
+	    s != __atomic_load_n(&tc->seq, __ATOMIC_RELAXED));
+	return n;
 }
 
 static void tc_bound(struct beamalloc_gpa *g, struct tcache *tc, size_t c);
@@ -1362,11 +1408,12 @@ tcache_of(struct beamalloc_gpa *g)
 }
 
 /* ------------------------------------------------------------------------
- * Accounting: requested bytes and blocks.  With no memory limit each
- * cache keeps a credit, with its high-water mark, and settles it into the
- * shared counters now and then (and before any large block is counted):
- * exact for one thread, within CREDIT_BATCH per thread otherwise.  With
- * a limit every call counts exactly.
+ * Accounting: requested bytes.  With no memory limit each cache keeps a
+ * credit, with its high-water mark, and settles it into the shared
+ * counters now and then (and before any large block is counted): exact
+ * for one thread, within CREDIT_BATCH per thread otherwise.  With a limit
+ * every call counts exactly.  Small blocks are counted by the magazines
+ * (ld_load()), large ones here.
  * ---------------------------------------------------------------------- */
 
 static void
@@ -1387,9 +1434,7 @@ settle(struct beamalloc_gpa *g, struct tcache *tc)
 	    tc->hi - tc->room, memory_order_relaxed);
 
 	peak_note(g, before + tc->hi);
-	atomic_fetch_add_explicit(&g->blocks, tc->blocks,
-	    memory_order_relaxed);
-	tc->hi = tc->room = tc->blocks = 0;
+	tc->hi = tc->room = 0;
 }
 
 /* Exact: a memory limit, large blocks. */
@@ -1444,7 +1489,6 @@ credit_high(struct beamalloc_gpa *g, struct tcache *tc)
 static inline void
 credit_up(struct beamalloc_gpa *g, struct tcache *tc, size_t bytes)
 {
-	tc->blocks++;
 	tc->room -= (ptrdiff_t)bytes;
 	if (BA_UNLIKELY(tc->room < 0))
 		credit_high(g, tc);
@@ -1453,16 +1497,13 @@ credit_up(struct beamalloc_gpa *g, struct tcache *tc, size_t bytes)
 static inline void
 credit_down(struct tcache *tc, size_t bytes)
 {
-	tc->blocks--;
 	tc->room += (ptrdiff_t)bytes;
 }
 
 /* Any change, as the general paths make. */
 static inline void
-credit(struct beamalloc_gpa *g, struct tcache *tc, ptrdiff_t bytes,
-    ptrdiff_t blocks)
+credit(struct beamalloc_gpa *g, struct tcache *tc, ptrdiff_t bytes)
 {
-	tc->blocks += blocks;
 	tc->room -= bytes;
 	if (tc->room < 0)
 		credit_high(g, tc);
@@ -1470,13 +1511,13 @@ credit(struct beamalloc_gpa *g, struct tcache *tc, ptrdiff_t bytes,
 		settle(g, tc);
 }
 
+/* Bytes of a small block (its count is the magazines'). */
 static inline bool
-charge(struct beamalloc_gpa *g, struct tcache *tc, ptrdiff_t bytes,
-    ptrdiff_t blocks)
+charge(struct beamalloc_gpa *g, struct tcache *tc, ptrdiff_t bytes)
 {
 	if (!g->batched)
-		return charge_exact(g, bytes, blocks);
-	credit(g, tc, bytes, blocks);
+		return charge_exact(g, bytes, 0);
+	credit(g, tc, bytes);
 	return true;
 }
 
@@ -1599,12 +1640,12 @@ small_alloc(struct beamalloc_gpa *g, struct tcache *tc, size_t c,
 {
 	struct entry e;
 
-	if (BA_UNLIKELY(!charge(g, tc, (ptrdiff_t)len, 1)))
+	if (BA_UNLIKELY(!charge(g, tc, (ptrdiff_t)len)))
 		return ba_fail(ENOMEM);
 	tc_enter_wait(g, tc);
 	if (tc->top[c] == tc->bot[c] && !refill(g, tc, c)) {
 		tc_leave_wait(g, tc);
-		charge(g, tc, -(ptrdiff_t)len, -1);
+		charge(g, tc, -(ptrdiff_t)len);
 		return ba_fail(ENOMEM);
 	}
 	e = *--tc->top[c];
@@ -1631,12 +1672,14 @@ small_free(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
 	state_set(rec, REC_FREE);
 	if (g->tools)
 		BA_TOOL_FREE(p, (size_t)1 << shift);
-	charge(g, tc, -(ptrdiff_t)len, -1);
+	charge(g, tc, -(ptrdiff_t)len);
 	/* Without a magazine (out of memory) the slot is dropped: it
 	 * stays freed and unused, never handed out twice. */
 	tc_enter_wait(g, tc);
 	if (tc->top[c] != tc->end[c] || flush(g, tc, c))
 		*tc->top[c]++ = (struct entry){ p, rec };
+	else
+		__atomic_store_n(&tc->nblk, tc->nblk - 1, __ATOMIC_RELAXED);
 	tc_leave_wait(g, tc);
 }
 
@@ -2128,8 +2171,8 @@ small_resize(struct beamalloc_gpa *g, void *mem, const struct where *w,
 	if ((tc = tcache_of(g)) == NULL)
 		tc = tcache_slow(g);
 	/* Threads without a cache of their own count exactly. */
-	ok = tc != NULL ? charge(g, tc, (ptrdiff_t)new_len - (ptrdiff_t)len,
-	    0) : charge_exact(g, (ptrdiff_t)new_len - (ptrdiff_t)len, 0);
+	ok = tc != NULL ? charge(g, tc, (ptrdiff_t)new_len - (ptrdiff_t)len) :
+	    charge_exact(g, (ptrdiff_t)new_len - (ptrdiff_t)len, 0);
 	if (!ok) {
 		errno = ENOMEM;
 		return false;
@@ -2502,6 +2545,8 @@ beamalloc_gpa_get_stats(beamalloc_gpa *g, beamalloc_gpa_stats *st)
 	lock(g, &g->lock);
 	live = atomic_load_explicit(&g->live, memory_order_relaxed);
 	blocks = atomic_load_explicit(&g->blocks, memory_order_relaxed);
+	for (struct tcache *tc = g->tcaches; tc != NULL; tc = tc->next)
+		blocks += tc_blocks(tc);
 	if (g->batched) {
 		ptrdiff_t credit = 0;
 
@@ -2512,7 +2557,6 @@ beamalloc_gpa_get_stats(beamalloc_gpa *g, beamalloc_gpa_stats *st)
 			credit += h - __atomic_load_n(&tc->room,
 			    __ATOMIC_RELAXED);
 			hi += h;
-			blocks += __atomic_load_n(&tc->blocks, __ATOMIC_RELAXED);
 		}
 		hi += live;
 		live += credit;

@@ -5,6 +5,7 @@
  * and more threads at once than the GPA has thread caches.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -344,6 +345,89 @@ succession(void)
 	    "no leak, no report");
 }
 
+/* Stats read while another thread allocates and frees: small blocks are
+ * counted by the magazines, so every read must fall in the window the
+ * churning thread keeps (0..CHURN_MAX live), even while it exchanges
+ * magazines, and be exact once it stops. */
+#define CHURN_MAX 3000
+#define CHURN_KEEP 100
+static atomic_int churn_stop, churn_started;
+
+static void *
+churn(void *arg)
+{
+	static void *held[CHURN_MAX];
+	size_t n = 0, bad = 0;
+	uint32_t x = 7;
+
+	(void)arg;
+	for (; n < CHURN_KEEP; n++)
+		if ((held[n] = beamalloc_alloc(A, 64)) == NULL)
+			bad++;
+		else
+			((size_t *)held[n])[0] = 64;
+	atomic_store(&churn_started, 1);
+	while (!atomic_load(&churn_stop)) {
+		x = x * 1103515245u + 12345u;
+		size_t len = 8u << (x >> 28 & 7);	/* 8 B .. 1 KiB */
+
+		/* Up three times in five: the count sweeps the window. */
+		if (n < CHURN_MAX && (n == CHURN_KEEP || (x >> 16) % 5 < 3)) {
+			if ((held[n] = beamalloc_alloc(A, len)) == NULL)
+				bad++;
+			else
+				((size_t *)held[n++])[0] = len;
+		} else if (n > CHURN_KEEP) {
+			n--;
+			beamalloc_free(A, held[n], ((size_t *)held[n])[0]);
+		}
+	}
+	while (n > CHURN_KEEP) {
+		n--;
+		beamalloc_free(A, held[n], ((size_t *)held[n])[0]);
+	}
+	return (void *)(uintptr_t)(bad == 0 ? n : 0);
+}
+
+static void
+stats_while_busy(void)
+{
+	beamalloc_gpa_config cfg;
+	beamalloc_gpa_stats st;
+	size_t outside = 0, reads = 0, max = 0;
+	pthread_t th;
+	void *left;
+
+	beamalloc_gpa_config_init(&cfg);
+	cfg.safety = false;
+	cfg.report = count_report;
+	G = beamalloc_gpa_create(beamalloc_libc(), &cfg);
+	A = beamalloc_gpa_allocator(G);
+	atomic_store(&churn_stop, 0);
+	atomic_store(&churn_started, 0);
+	pthread_create(&th, NULL, churn, NULL);
+	while (!atomic_load(&churn_started))
+		sched_yield();
+	for (; reads < 20000 || max < CHURN_MAX / 2; reads++) {
+		beamalloc_gpa_get_stats(G, &st);
+		if (st.live_blocks < CHURN_KEEP || st.live_blocks > CHURN_MAX)
+			outside++;
+		if (st.live_blocks > max)
+			max = st.live_blocks;
+	}
+	atomic_store(&churn_stop, 1);
+	pthread_join(th, &left);
+	is_size(outside, 0, "stats during churn: %zu reads, every count in "
+	    "%d..%d (max seen %zu)", reads, CHURN_KEEP, CHURN_MAX, max);
+	beamalloc_gpa_get_stats(G, &st);
+	ok((size_t)(uintptr_t)left == CHURN_KEEP &&
+	    st.live_blocks == CHURN_KEEP && st.live_bytes == CHURN_KEEP * 64,
+	    "stats after churn: exact (%zu blocks, %zu bytes live)",
+	    st.live_blocks, st.live_bytes);
+	is_size(beamalloc_gpa_destroy(G), CHURN_KEEP,
+	    "the blocks kept are the leaks");
+}
+
 int
 main(void)
 {
@@ -351,5 +435,6 @@ main(void)
 	two_threads(true);
 	crowd();
 	succession();
+	stats_while_busy();
 	return done_testing();
 }

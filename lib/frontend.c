@@ -6,21 +6,11 @@
  */
 #include <string.h>
 
-#include "internal.h"
+#include "gpa.h"
 
 /* Lengths above PTRDIFF_MAX can never be served (pointer differences
  * inside the block would overflow); refuse them before any vtable. */
 #define BA_MAX_LEN ((size_t)PTRDIFF_MAX)
-
-/* A NULL from a vtable means out of memory unless the allocator said
- * otherwise: foreign allocators need not set errno. */
-static void *
-fail_from_vtable(void)
-{
-	if (errno != EINVAL && errno != ENOMEM)
-		errno = ENOMEM;
-	return NULL;
-}
 
 /* Inlined into each entry point: one jump less per call. */
 static inline __attribute__((always_inline)) void *
@@ -34,8 +24,16 @@ alloc_at(beamalloc_allocator a, size_t len, size_t align, uintptr_t ra)
 		return ba_zero_ptr(align);
 	if (BA_UNLIKELY(len > BA_MAX_LEN))
 		return ba_fail(ENOMEM);
+	/* The library's own thread-safe GPAs (the global one among them)
+	 * are called straight, with no indirect call; they set errno
+	 * themselves.  Off the straight line, so that other allocators pay
+	 * two compares. */
+	if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_TS]))
+		return ba_gpa_fast_alloc(a.ctx, len, align, ra, true, false);
+	if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_TS_SAFE]))
+		return ba_gpa_fast_alloc(a.ctx, len, align, ra, true, true);
 	p = ba_raw_alloc(a, len, align, ra);
-	return BA_LIKELY(p != NULL) ? p : fail_from_vtable();
+	return BA_LIKELY(p != NULL) ? p : ba_fail_from_vtable();
 }
 
 static inline __attribute__((always_inline)) void
@@ -46,7 +44,12 @@ free_at(beamalloc_allocator a, void *mem, size_t len, size_t align,
 	 * Unlikely, so that the common case falls through to the call. */
 	if (BA_UNLIKELY(len == 0 || mem == NULL || !ba_is_pow2(align)))
 		return;
-	ba_raw_free(a, mem, len, align, ra);
+	if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_TS]))
+		ba_gpa_fast_free(a.ctx, mem, len, align, ra, true, false);
+	else if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_TS_SAFE]))
+		ba_gpa_fast_free(a.ctx, mem, len, align, ra, true, true);
+	else
+		ba_raw_free(a, mem, len, align, ra);
 }
 
 void *
@@ -108,7 +111,7 @@ beamalloc_resize(beamalloc_allocator a, void *mem, size_t len, size_t align,
 		return true;
 	if (ba_raw_resize(a, mem, len, align, new_len, ra))
 		return true;
-	fail_from_vtable();
+	ba_fail_from_vtable();
 	return false;
 }
 
@@ -130,7 +133,7 @@ beamalloc_remap(beamalloc_allocator a, void *mem, size_t len, size_t align,
 	if (new_len == len)
 		return mem;
 	p = ba_raw_remap(a, mem, len, align, new_len, ra);
-	return p != NULL ? p : fail_from_vtable();
+	return p != NULL ? p : ba_fail_from_vtable();
 }
 
 void *
@@ -159,7 +162,7 @@ beamalloc_realloc(beamalloc_allocator a, void *mem, size_t len, size_t align,
 	 * block once the new one exists, so failure loses nothing. */
 	p = ba_raw_alloc(a, new_len, align, ra);
 	if (p == NULL)
-		return fail_from_vtable();
+		return ba_fail_from_vtable();
 	memcpy(p, mem, ba_min(len, new_len));
 	ba_raw_free(a, mem, len, align, ra);
 	return p;

@@ -51,7 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "gpa.h"
 #include "tools.h"
 
 #if defined(__linux__)
@@ -63,251 +63,6 @@
 #ifdef HAVE_EXECINFO_H
 #include <execinfo.h>
 #endif
-
-#define SLAB_SHIFT 16
-#define SLAB_SIZE ((size_t)1 << SLAB_SHIFT)
-#define MIN_SHIFT 3			/* smallest class: 8 bytes */
-#define MAX_SHIFT 14			/* largest class: 16 KiB */
-#define NCLASS (MAX_SHIFT - MIN_SHIFT + 1)
-#define MAG_MAX 255			/* slots per magazine */
-#define MAG_BYTES (64 * 1024)		/* and at most this many bytes' worth */
-#define TC_BYTES (256 * 1024)		/* free slots a thread cache keeps */
-#define TRIM_MIN (64 * 1024)		/* depot bytes below which no trim */
-#define REGION_MAX_SLABS 32		/* regions grow to 2 MiB */
-#define STAB_TOMB ((uintptr_t)1)	/* a released slab's table key */
-#define META_CHUNK (32 * 1024)		/* metadata blocks, when needed */
-#define NTHREADS_BITS 8			/* thread caches found by hashing */
-#define NTHREADS (1 << NTHREADS_BITS)
-#define CREDIT_BATCH (256 * 1024)	/* per-thread stats settle past this */
-#define HASH_MUL 0x9E3779B97F4A7C15ull
-#define NMEMO 2			/* slabs each thread remembers: more cost
-				 * rand10k an L1 miss per free */
-
-/* Slot states; records start zeroed, as REC_NEW. */
-enum { REC_NEW, REC_USED, REC_FREE };
-
-/* A slot's record with safety on; with safety off only the state byte. */
-struct rec {
-	uint8_t state;
-	uint8_t lalign;			/* log2 of the alignment asked */
-	uint16_t len;			/* requested length */
-	uint32_t unused;
-	uintptr_t ra;			/* call site of the allocation */
-};
-
-_Static_assert(((size_t)1 << MAX_SHIFT) <= UINT16_MAX,
-    "struct rec's len must hold the largest class");
-
-/* One slab's metadata; records follow the header. */
-struct slab {
-	uintptr_t base;			/* SLAB_SIZE-aligned slots */
-	struct slab *next, *prev;	/* every slab, newest first */
-	uintptr_t *traces;		/* 2 * depth words per slot, or NULL */
-	struct region *region;
-	void *meta;			/* the block holding this header, */
-	size_t meta_len;		/* records and traces */
-	uint32_t nslots;
-	struct slab *dead;		/* trim: the next to release */
-	uint32_t stamp, cnt;		/* trim: slots in the depot */
-	uint8_t shift;			/* log2 of the slot size */
-	_Alignas(16) unsigned char recs[];
-};
-
-/* A block of up to REGION_MAX_SLABS slabs from the backing; this header
- * sits in its unaligned head or tail. */
-struct region {
-	void *mem;
-	size_t len;
-	uintptr_t base;			/* first slab */
-	uint64_t used;			/* bit i: slab i in use */
-	uint32_t nslabs;
-	struct region *next, *prev;
-};
-
-/* Slab table entry: key = base | shift, so one load finds both. */
-struct sent {
-	_Atomic uintptr_t key;		/* 0: empty */
-	unsigned char *recs;
-};
-
-struct stab {
-	size_t mask;
-	unsigned hshift;
-	struct sent e[];
-};
-
-/* A free slot as caches hold it. */
-struct entry {
-	unsigned char *p;
-	unsigned char *rec;
-};
-
-/* A stack of free slots of one class (Bonwick's magazine): a thread
- * holds two per class, the depot the rest. */
-struct mag {
-	uint32_t n, cap;
-	struct mag *next;
-	struct entry e[];
-};
-
-/* A slab as free needs it, kept ready in the thread cache: its base,
- * slot mask and record multiplier, records, and the class's loaded
- * magazine.  Free then needs neither the table nor the class. */
-struct memo {
-	uintptr_t base;
-	uintptr_t mask;			/* slot size - 1 */
-	unsigned char *recs;
-	/* (offset * mul) >> 32 is the slot's record offset: a multiply
-	 * rather than a shift by a variable (several uops on x86, and it
-	 * would need %cl). */
-	uint64_t mul;
-	struct entry **top;		/* &tc->top[class] */
-	uintptr_t epoch;		/* the GPA's epoch when filled */
-	uintptr_t pad[2];		/* 64 bytes: the index is a shift */
-};
-
-/* From &tc->top[c] to &tc->end[c]. */
-#define LD_END (2 * NCLASS)
-
-struct tcache {
-	uintptr_t owner;		/* thread pointer, set once */
-	/* Stats not yet settled into the GPA's counters: the high-water
-	 * mark of requested bytes since the last settle, how far below it
-	 * the count is now (room: the credit is hi - room, so an alloc
-	 * is one subtraction whose sign says "new high"), and blocks.
-	 * Written by the owner only (plain, they are on the fast path),
-	 * read by stats with relaxed atomic loads.  (Blocks are counted
-	 * by the magazines: mark, below.) */
-	ptrdiff_t room;
-	/* A thread's cache is its own: while busy (owner, set inside an
-	 * operation on its magazines) is clear and steal (another thread)
-	 * set, the other thread may take its magazines (steal_idle()). */
-	unsigned busy, steal;
-	ptrdiff_t hi;
-	struct tcache *next;		/* every cache of this GPA */
-	/* Slabs this thread freed into lately, direct-mapped by address
-	 * (stale once the GPA's epoch moves on). */
-	struct memo memo[NMEMO];
-	/* The loaded magazine of each class as three pointers (fewer
-	 * instructions on the fast paths than a count and an index); its
-	 * own n is stale until the next exchange.  Three arrays, so that
-	 * the class scaled by 8 in the address finds them (a struct of
-	 * 32 bytes needed a shift and an add); free's pointer to top[c]
-	 * finds end[c] at a fixed distance (LD_END). */
-	struct entry *top[NCLASS];	/* next free entry */
-	struct entry *bot[NCLASS];	/* e[0]: empty when top == bot */
-	struct entry *end[NCLASS];	/* e[cap]: full when top == end */
-	struct mag *loaded[NCLASS];
-	struct mag *prev[NCLASS];	/* the other one */
-	/* Live blocks, with no counter on the fast paths: mark[c] - top[c]
-	 * (in entries) is what class c's loaded magazine has given out,
-	 * pops less pushes, since it was loaded; nblk holds what earlier
-	 * magazines gave.  Rewritten only when a magazine is loaded, while
-	 * seq is odd, so that stats read a consistent sum. */
-	uintptr_t mark[NCLASS];
-	ptrdiff_t nblk;
-	unsigned seq;
-};
-
-
-/* Per class: full (or partly full) and empty magazines, and the slab
- * being carved. */
-struct depot {
-	pthread_mutex_t lock;
-	struct mag *full, *empty;
-	struct slab *cur;
-	uint32_t next_slot;
-	uint32_t mag_cap;
-	size_t nfull;			/* slots in the full magazines */
-	size_t trim_at;			/* trim when their bytes pass this */
-	size_t nslabs;			/* slabs of this class */
-	char pad[128 - sizeof(pthread_mutex_t) - 6 * sizeof(void *) - 8];
-};
-
-/* A large block's record; traces follow when depth > 0. */
-struct large {
-	uintptr_t addr;			/* 0: empty slot */
-	size_t len;
-	uintptr_t ra;
-	uint8_t lalign;
-	uint8_t state;			/* LG_* */
-	uintptr_t trace[];
-};
-
-enum { LG_EMPTY, LG_LIVE, LG_FREED };
-
-/* Room for one record and its traces, copied out to report it after the
- * table's lock is dropped. */
-union large_copy {
-	struct large l;
-	uintptr_t w[(sizeof(struct large) + 2 * BEAMALLOC_GPA_MAX_TRACE *
-	    sizeof(uintptr_t)) / sizeof(uintptr_t)];
-};
-
-/* A block taken from the backing for regions or metadata. */
-struct bblock {
-	void *ptr;
-	size_t len;
-};
-
-struct chunk {
-	uintptr_t cur, end;
-};
-
-#define NCHUNKS 8
-
-struct beamalloc_gpa {
-	/* Read by every operation. */
-	/* Thread cache slots: the cache (&no_tc while free), which holds
-	 * its owner's thread pointer, so that one load from here finds
-	 * both; and the key claimed, which only tcache_slow() reads. */
-	struct tcache *_Atomic tcs[NTHREADS];
-	_Atomic uintptr_t tkey[NTHREADS];
-	_Atomic(struct stab *) stab;
-	_Atomic uintptr_t epoch;	/* advanced by every slab release */
-	bool thread_safe, safety, batched, abort_on_error;
-	unsigned depth;
-	unsigned rec_shift;		/* log2 of the record size */
-	size_t limit;
-	struct tcache *tc0;		/* !thread_safe: the cache */
-	const beamalloc_vtable *vtable;	/* general or one of the fast ones */
-	bool tools;			/* a memory checker is watching */
-	int mb_cmd;			/* membarrier(2) command, 0: none */
-
-	beamalloc_allocator backing;
-	beamalloc_report_fn report;
-	void *report_user;
-	bool global;
-
-	/* Counters: requested bytes live, settled; large blocks live
-	 * (small ones are counted by the thread caches). */
-	_Atomic ptrdiff_t live, blocks;
-	_Atomic size_t peak, backing_bytes;
-
-	struct depot depot[NCLASS];
-
-	/* Structure: regions, slabs, metadata, caches. */
-	pthread_mutex_t lock;
-	struct bblock *bb;		/* every such block, for destroy */
-	size_t nbb, bbcap;
-	struct chunk chunks[NCHUNKS];
-	struct region *regions;
-	unsigned nregions;
-	size_t nslabs, nstab;		/* live slabs; table keys with tombs */
-	_Atomic(struct slab *) slabs;
-	unsigned scanning;		/* leak scans walking the slab list */
-	uint32_t stamp;			/* of the last trim */
-	struct tcache *tcaches;
-	struct tcache *tc_spare;	/* made for a slot another thread took */
-	pthread_mutex_t shared_lock;	/* threads past NTHREADS share tc0 */
-	pthread_mutex_t steal_lock;	/* one steal_idle() at a time */
-
-	/* Large blocks. */
-	pthread_mutex_t large_lock;
-	struct large *ltab;
-	size_t lcap, lused, llive;	/* slots, live + freed, live */
-	size_t lstride;
-};
 
 /* ------------------------------------------------------------------------
  * Small helpers
@@ -323,47 +78,6 @@ class_of(size_t len, size_t align)
 	    7)));
 }
 
-/* class_of() + MIN_SHIFT - 1 for the fast path, with fewer
- * instructions: for a power of two align, ceil(log2(max(len, align)))
- * is the bit length of (len - 1) | (align - 1), and this is its highest
- * bit (one bsr, unsigned: no sign extension, and the MIN_SHIFT - 1 goes
- * into the address of the class's data).  len == 0 (never from the
- * front-end) gives a class past the last, so the general path sees it
- * as before. */
-static inline size_t
-class_bit_fast(size_t len, size_t align)
-{
-	unsigned long long x = (len - 1) | (align - 1) | 7;
-#if defined(__x86_64__)
-	size_t b;
-
-	/* GCC keeps __builtin_clzll()'s int: a sign extension, and a
-	 * subtraction it does not fold into the address. */
-	__asm__("bsrq %1, %0" : "=r" (b) : "r" (x) : "cc");
-	return b;
-#else
-	return (size_t)(63 - __builtin_clzll(x));
-#endif
-}
-
-static inline unsigned
-log2_of(size_t pow2)
-{
-	return (unsigned)__builtin_ctzll(pow2);
-}
-
-static inline uint8_t
-state_get(const unsigned char *rec)
-{
-	return __atomic_load_n(rec, __ATOMIC_RELAXED);
-}
-
-static inline void
-state_set(unsigned char *rec, uint8_t s)
-{
-	__atomic_store_n(rec, s, __ATOMIC_RELAXED);
-}
-
 static inline void
 lock(struct beamalloc_gpa *g, pthread_mutex_t *m)
 {
@@ -376,30 +90,6 @@ unlock(struct beamalloc_gpa *g, pthread_mutex_t *m)
 {
 	if (g->thread_safe)
 		pthread_mutex_unlock(m);
-}
-
-/* Identifies the calling thread without thread-local storage: the
- * thread pointer (glibc's pthread_self) is unique among live threads. */
-static inline uintptr_t
-thread_key(void)
-{
-#if defined(__has_builtin)
-#if __has_builtin(__builtin_thread_pointer) && \
-    (defined(__x86_64__) || defined(__aarch64__))
-	return (uintptr_t)__builtin_thread_pointer();
-#endif
-#endif
-	return (uintptr_t)pthread_self();
-}
-
-/* The home slot of a thread pointer: a 32-bit Fibonacci hash (one
- * multiply by an immediate).  Thread pointers differ in the bits above
- * the page offset, well within the low 32; a rare collision only costs
- * the probe of tcache_slow(). */
-static inline size_t
-thread_home(uintptr_t k)
-{
-	return (uint32_t)k * 0x9E3779B1u >> (32 - NTHREADS_BITS);
 }
 
 /* Memcheck or AddressSanitizer watching: every slot handed out or back
@@ -1264,16 +954,6 @@ memo_clear(struct tcache *tc)
 		    .top = &tc->top[0] };
 }
 
-/* The entry for p's slab: the byte offset straight from the address
- * (shift and mask, no scaling). */
-static inline struct memo *
-memo_of(struct tcache *tc, uintptr_t p)
-{
-	_Static_assert(sizeof(struct memo) == 64, "struct memo: 64 bytes");
-	return (struct memo *)(void *)((unsigned char *)tc->memo +
-	    ((p >> (SLAB_SHIFT - 6)) & ((NMEMO - 1) << 6)));
-}
-
 static struct tcache *
 tcache_new(struct beamalloc_gpa *g)
 {
@@ -1340,44 +1020,6 @@ tcache_slow(struct beamalloc_gpa *g)
 		n--;			/* look at this slot again */
 	}
 	return NULL;
-}
-
-/* Fast: the cache in the home slot of the thread pointer, if it is the
- * calling thread's (its cache is then set).  The owner's own store made
- * the slot point to its cache, so the plain loads see it; another
- * thread's cache (or no_tc) never holds this thread pointer. */
-static inline bool
-tcache_mine(struct beamalloc_gpa *g, struct tcache **tc)
-{
-	uintptr_t k = thread_key();
-
-	*tc = atomic_load_explicit(&g->tcs[thread_home(k)],
-	    memory_order_relaxed);
-	return (*tc)->owner == k;
-}
-
-/* The owner starts an operation on its magazines: false if another
- * thread is taking them.  With the store-load order that membarrier()
- * forces on this thread (steal_idle()), either that thread sees busy or
- * this one sees steal: a compiler barrier is all it costs here. */
-static inline bool
-tc_enter(struct tcache *tc)
-{
-	__atomic_store_n(&tc->busy, 1, __ATOMIC_RELAXED);
-	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	if (BA_UNLIKELY(__atomic_load_n(&tc->steal, __ATOMIC_ACQUIRE) != 0)) {
-		__atomic_store_n(&tc->busy, 0, __ATOMIC_RELEASE);
-		return false;
-	}
-	return true;
-}
-
-/* (Operations on the magazines never nest: every path leaves before it
- * calls anything that could come back into the GPA.) */
-static inline void
-tc_leave(struct tcache *tc)
-{
-	__atomic_store_n(&tc->busy, 0, __ATOMIC_RELEASE);
 }
 
 /* The general paths wait while their cache is being emptied. */
@@ -1470,34 +1112,16 @@ charge_exact(struct beamalloc_gpa *g, ptrdiff_t bytes, ptrdiff_t blocks)
 	return true;
 }
 
-/* A new high-water mark of a cache's credit (room went negative). */
-static __attribute__((noinline)) void
-credit_high(struct beamalloc_gpa *g, struct tcache *tc)
+/* A new high-water mark of a cache's credit (room went negative).
+ * Returns ret, so that the fast path's call is a tail call. */
+__attribute__((noinline)) void *
+ba_gpa_credit_high(struct beamalloc_gpa *g, struct tcache *tc, void *ret)
 {
 	tc->hi -= tc->room;
 	tc->room = 0;
 	if (tc->hi > CREDIT_BATCH)
 		settle(g, tc);
-}
-
-/* The fast paths: one subtraction and a sign test for an alloc, one
- * addition for a free.  A free does not test for a large negative
- * credit (a thread freeing what others allocated): its slow paths do,
- * in credit(), and it reaches them at least once per magazine it fills,
- * so such a credit stays within CREDIT_BATCH plus what the thread's
- * magazines hold; exact all the same for one thread. */
-static inline void
-credit_up(struct beamalloc_gpa *g, struct tcache *tc, size_t bytes)
-{
-	tc->room -= (ptrdiff_t)bytes;
-	if (BA_UNLIKELY(tc->room < 0))
-		credit_high(g, tc);
-}
-
-static inline void
-credit_down(struct tcache *tc, size_t bytes)
-{
-	tc->room += (ptrdiff_t)bytes;
+	return ret;
 }
 
 /* Any change, as the general paths make. */
@@ -1506,7 +1130,7 @@ credit(struct beamalloc_gpa *g, struct tcache *tc, ptrdiff_t bytes)
 {
 	tc->room -= bytes;
 	if (tc->room < 0)
-		credit_high(g, tc);
+		ba_gpa_credit_high(g, tc, NULL);
 	else if (tc->hi - tc->room < -CREDIT_BATCH)
 		settle(g, tc);
 }
@@ -1524,24 +1148,6 @@ charge(struct beamalloc_gpa *g, struct tcache *tc, ptrdiff_t bytes)
 /* ------------------------------------------------------------------------
  * Small blocks
  * ---------------------------------------------------------------------- */
-
-static inline void
-rec_fill(unsigned char *rec, size_t len, size_t align, uintptr_t ra)
-{
-	struct rec *sr = (void *)rec;
-
-	sr->len = (uint16_t)len;
-	sr->lalign = (uint8_t)log2_of(align);
-	sr->ra = ra;
-}
-
-static inline bool
-rec_matches(const unsigned char *rec, size_t len, size_t align)
-{
-	const struct rec *sr = (const void *)rec;
-
-	return sr->len == len && sr->lalign == log2_of(align);
-}
 
 /* What slot i of a slab (records recs, traces traces, slots of 1 << shift
  * bytes) knows of its block, into r: size, alignment, traces.  tr and
@@ -1853,7 +1459,8 @@ large_alloc(struct beamalloc_gpa *g, size_t len, size_t align, uintptr_t ra)
 	p = ba_raw_alloc(g->backing, len, align, ra);
 	if (p == NULL) {
 		charge_exact(g, -(ptrdiff_t)len, -1);
-		return NULL;
+		/* The front-end calls this GPA straight: errno is ours. */
+		return ba_fail_from_vtable();
 	}
 	lock(g, &g->large_lock);
 	if ((l = lg_insert(g, (uintptr_t)p)) != NULL) {
@@ -1961,8 +1568,8 @@ out:
  * ---------------------------------------------------------------------- */
 
 /* The general paths: any configuration, any thread. */
-static void *
-gpa_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
+void *
+ba_gpa_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 {
 	struct beamalloc_gpa *g = ctx;
 	size_t c = class_of(len, align);
@@ -1983,8 +1590,8 @@ gpa_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 	return p;
 }
 
-static void
-gpa_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
+void
+ba_gpa_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
 {
 	struct beamalloc_gpa *g = ctx;
 	struct where w;
@@ -2009,45 +1616,6 @@ gpa_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
 	else
 		state_set(rec, REC_FREE);	/* dropped, as in small_free() */
 	pthread_mutex_unlock(&g->shared_lock);
-}
-
-/* The fast paths, one per (thread_safe, safety) pair, for GPAs without
- * traces, memory limit or memory checker: a pop or push on the thread's
- * bin, the state byte, the credit.  Anything else (an empty or full bin,
- * a large block, a bad free, a thread without a home slot) goes to the
- * general path, which checks everything again. */
-static inline __attribute__((always_inline)) void *
-fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
-    bool safety)
-{
-	struct beamalloc_gpa *g = ctx;
-	size_t b = class_bit_fast(len, align);
-	struct tcache *tc;
-	struct entry *top;
-	size_t c;
-
-	if (BA_UNLIKELY(b >= MAX_SHIFT))
-		return gpa_alloc(ctx, len, align, ra);
-	if (!ts)
-		tc = g->tc0;
-	else if (BA_UNLIKELY(!tcache_mine(g, &tc) || !tc_enter(tc)))
-		return gpa_alloc(ctx, len, align, ra);
-	c = b - (MIN_SHIFT - 1);
-	top = tc->top[c];
-	if (BA_UNLIKELY(top == tc->bot[c])) {
-		if (ts)
-			tc_leave(tc);
-		return gpa_alloc(ctx, len, align, ra);
-	}
-	tc->top[c] = --top;
-	if (safety)
-		rec_fill(top->rec, len, align, ra);
-	state_set(top->rec, REC_USED);
-	/* The credit is not the magazines': a steal leaves it alone. */
-	if (ts)
-		tc_leave(tc);
-	credit_up(g, tc, len);
-	return top->p;
 }
 
 /* Remember p's slab in the memo.  False for a pointer in no slab. */
@@ -2075,8 +1643,8 @@ memo_fill(struct beamalloc_gpa *g, struct tcache *tc, uintptr_t p)
  * free again through the vtable (the same fast function, now hitting).
  * A pointer in no slab (a large block, or not ours) goes to the general
  * path. */
-static __attribute__((noinline)) void
-memo_miss(struct beamalloc_gpa *g, struct tcache *tc, void *mem, size_t len,
+__attribute__((noinline)) void
+ba_gpa_memo_miss(struct beamalloc_gpa *g, struct tcache *tc, void *mem, size_t len,
     size_t align, uintptr_t ra)
 {
 	if (memo_fill(g, tc, (uintptr_t)mem) && memo_of(tc,
@@ -2084,72 +1652,20 @@ memo_miss(struct beamalloc_gpa *g, struct tcache *tc, void *mem, size_t len,
 	    memory_order_relaxed))
 		g->vtable->free(g, mem, len, align, ra);
 	else
-		gpa_free(g, mem, len, align, ra);
-}
-
-static inline __attribute__((always_inline)) void
-fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
-    bool ts, bool safety)
-{
-	struct beamalloc_gpa *g = ctx;
-	uintptr_t p = (uintptr_t)mem, off;
-	unsigned char *rec;
-	struct tcache *tc;
-	struct entry *top, **tp;
-	struct memo *m;
-
-	if (!ts)
-		tc = g->tc0;
-	else if (BA_UNLIKELY(!tcache_mine(g, &tc) || !tc_enter(tc)))
-		goto general;
-	m = memo_of(tc, p);
-	off = p - m->base;
-	if (BA_UNLIKELY(off >= SLAB_SIZE || m->epoch !=
-	    atomic_load_explicit(&g->epoch, memory_order_relaxed))) {
-		/* Not a remembered slab, or slabs were released since: a
-		 * tail call, so that no call is left on the fast path to
-		 * need a stack frame. */
-		if (ts)
-			tc_leave(tc);
-		memo_miss(g, tc, mem, len, align, ra);
-		return;
-	}
-	/* Not the start of a slot: the general path reports it. */
-	if (BA_UNLIKELY((off & m->mask) != 0))
-		goto leave;
-	rec = m->recs + ((off * m->mul) >> 32);
-	if (BA_UNLIKELY(state_get(rec) != REC_USED ||
-	    (safety && !rec_matches(rec, len, align))))
-		goto leave;
-	tp = m->top;
-	top = *tp;
-	if (BA_UNLIKELY(top == tp[LD_END]))
-		goto leave;
-	state_set(rec, REC_FREE);
-	*top = (struct entry){ mem, rec };
-	*tp = top + 1;
-	if (ts)
-		tc_leave(tc);
-	credit_down(tc, len);
-	return;
-leave:
-	if (ts)
-		tc_leave(tc);
-general:
-	gpa_free(ctx, mem, len, align, ra);
+		ba_gpa_free(g, mem, len, align, ra);
 }
 
 #define FAST_PAIR(name, ts, safety)					\
 static void *								\
 name##_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)	\
 {									\
-	return fast_alloc(ctx, len, align, ra, ts, safety);		\
+	return ba_gpa_fast_alloc(ctx, len, align, ra, ts, safety);		\
 }									\
 static void								\
 name##_free(void *ctx, void *mem, size_t len, size_t align,		\
     uintptr_t ra)							\
 {									\
-	fast_free(ctx, mem, len, align, ra, ts, safety);		\
+	ba_gpa_fast_free(ctx, mem, len, align, ra, ts, safety);		\
 }
 
 FAST_PAIR(fast_ts, true, false)
@@ -2212,21 +1728,22 @@ gpa_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 	return large_change(g, (uintptr_t)mem, len, align, new_len, true, ra);
 }
 
-/* The general one first, then the fast ones by [thread_safe][safety]. */
-static const beamalloc_vtable gpa_vtables[5] = {
-	{ gpa_alloc, gpa_resize, gpa_remap, gpa_free },
-	{ fast_st_alloc, gpa_resize, gpa_remap, fast_st_free },
-	{ fast_st_safe_alloc, gpa_resize, gpa_remap, fast_st_safe_free },
-	{ fast_ts_alloc, gpa_resize, gpa_remap, fast_ts_free },
-	{ fast_ts_safe_alloc, gpa_resize, gpa_remap, fast_ts_safe_free },
+const beamalloc_vtable ba_gpa_vtables[GPA_NVT] = {
+	[GPA_VT_GENERAL] = { ba_gpa_alloc, gpa_resize, gpa_remap, ba_gpa_free },
+	[GPA_VT_ST] = { fast_st_alloc, gpa_resize, gpa_remap, fast_st_free },
+	[GPA_VT_ST_SAFE] = { fast_st_safe_alloc, gpa_resize, gpa_remap,
+	    fast_st_safe_free },
+	[GPA_VT_TS] = { fast_ts_alloc, gpa_resize, gpa_remap, fast_ts_free },
+	[GPA_VT_TS_SAFE] = { fast_ts_safe_alloc, gpa_resize, gpa_remap,
+	    fast_ts_safe_free },
 };
 
 bool
 ba_gpa_vtable_is(const beamalloc_vtable *v)
 {
-	for (size_t i = 0; i < sizeof(gpa_vtables) / sizeof(gpa_vtables[0]);
+	for (size_t i = 0; i < sizeof(ba_gpa_vtables) / sizeof(ba_gpa_vtables[0]);
 	    i++)
-		if (v == &gpa_vtables[i])
+		if (v == &ba_gpa_vtables[i])
 			return true;
 	return false;
 }
@@ -2498,9 +2015,10 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 	g->limit = c.memory_limit;
 	g->batched = c.memory_limit == 0;
 	g->tools = tools_active();
-	g->vtable = &gpa_vtables[0];
+	g->vtable = &ba_gpa_vtables[GPA_VT_GENERAL];
 	if (g->batched && g->depth == 0 && !g->tools)
-		g->vtable = &gpa_vtables[1 + 2 * g->thread_safe + g->safety];
+		g->vtable = &ba_gpa_vtables[GPA_VT_ST + 2 * g->thread_safe +
+		    g->safety];
 	g->report = c.report;
 	g->report_user = c.report_user;
 	g->rec_shift = c.safety ? log2_of(sizeof(struct rec)) : 0;

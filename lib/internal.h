@@ -16,6 +16,16 @@
 /* The address our caller returns to: names the user's call site. */
 #define BA_RET_ADDR() ((uintptr_t)__builtin_return_address(0))
 
+/* A NULL from a vtable means out of memory unless the allocator said
+ * otherwise: foreign allocators need not set errno. */
+static inline void *
+ba_fail_from_vtable(void)
+{
+	if (errno != EINVAL && errno != ENOMEM)
+		errno = ENOMEM;
+	return NULL;
+}
+
 static inline bool
 ba_is_pow2(size_t x)
 {

@@ -444,7 +444,7 @@ ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
 	struct beamalloc_gpa *g = ctx;
 	size_t b = class_bit_fast(len, align);
 	struct tcache *tc;
-	struct entry *top;
+	struct entry *top, e;
 	size_t c;
 
 	if (BA_UNLIKELY(b >= MAX_SHIFT))
@@ -461,15 +461,18 @@ ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
 		return ba_gpa_alloc(ctx, len, align, ra);
 	}
 	tc->top[c] = --top;
-	if (safety)
-		rec_fill(top->rec, len, align, ra);
-	state_set(top->rec, REC_USED);
-	/* The credit is not the magazines': a steal leaves it alone. */
+	/* Copied while the magazine is still this thread's: once it leaves,
+	 * a trim may hand the magazine to another thread, which pushes
+	 * over the entry. */
+	e = *top;
 	if (ts)
 		tc_leave(tc);
+	if (safety)
+		rec_fill(e.rec, len, align, ra);
+	state_set(e.rec, REC_USED);
 	if (credit_up(tc, len))
-		return ba_gpa_credit_high(g, tc, top->p);
-	return top->p;
+		return ba_gpa_credit_high(g, tc, e.p);
+	return e.p;
 }
 
 static inline __attribute__((always_inline)) void

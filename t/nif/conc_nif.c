@@ -110,18 +110,26 @@ check_free(beamalloc_allocator a, struct block *b)
 	return bad;
 }
 
+/* Count the kinds inside now; looked at on entry and after every round,
+ * so that calls that overlap only briefly are still seen together. */
 static void
-enter(int kind)
+note_kinds(void)
 {
 	unsigned kinds = 0, seen;
 
-	__atomic_add_fetch(&inside[kind], 1, __ATOMIC_SEQ_CST);
 	for (int k = 0; k < NKINDS; k++)
 		kinds += __atomic_load_n(&inside[k], __ATOMIC_SEQ_CST) > 0;
 	seen = __atomic_load_n(&most_kinds, __ATOMIC_RELAXED);
 	while (kinds > seen && !__atomic_compare_exchange_n(&most_kinds, &seen,
 	    kinds, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		;
+}
+
+static void
+enter(int kind)
+{
+	__atomic_add_fetch(&inside[kind], 1, __ATOMIC_SEQ_CST);
+	note_kinds();
 }
 
 /* rounds x (BATCH allocations, then frees in a shuffled order). */
@@ -137,6 +145,7 @@ churn_rounds(int kind, unsigned rounds, uint64_t seed)
 	for (unsigned r = 0; r < rounds; r++) {
 		for (int i = 0; i < BATCH; i++)
 			errors += fill(a, &s, &b[i]);
+		note_kinds();
 		for (int i = BATCH - 1; i > 0; i--) {
 			int j = (int)(next(&s) % (uint64_t)(i + 1));
 			struct block t = b[i];

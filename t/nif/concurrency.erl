@@ -81,10 +81,12 @@ main() ->
              || I <- lists:seq(1, ?PROCS)],
     [P ! {go, Next} || {P, Next} <- lists:zip(Procs, tl(Procs) ++ [hd(Procs)])],
     Counts = wait_seen(Seen, N, 4000),
-    atomics:put(Stop, 1, 1),
-    Done = [receive {done, P, R, Dr} -> {R, Dr} end || P <- Procs],
+    %% The workers go on until the dirty NIFs and the threads are done,
+    %% so that all three kinds of caller share the GPA for a while.
     DirtyRes = lists:append([receive {dirty, R} -> R end || _ <- Dirty]),
     Threads = threads_join(Crew),
+    atomics:put(Stop, 1, 1),
+    Done = [receive {done, P, R, Dr} -> {R, Dr} end || P <- Procs],
 
     %% Normal schedulers.
     Churns = lists:append([R || {R, _} <- Done]),

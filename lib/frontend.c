@@ -44,10 +44,11 @@ free_at(beamalloc_allocator a, void *mem, size_t len, size_t align,
 	 * Unlikely, so that the common case falls through to the call. */
 	if (BA_UNLIKELY(len == 0 || mem == NULL || !ba_is_pow2(align)))
 		return;
+	/* Only the GPA without safety checks is inlined here: the checks'
+	 * registers would make every other allocator's free save and
+	 * restore one.  The others' free is a tail jump already. */
 	if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_TS]))
 		ba_gpa_fast_free(a.ctx, mem, len, align, ra, true, false);
-	else if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_TS_SAFE]))
-		ba_gpa_fast_free(a.ctx, mem, len, align, ra, true, true);
 	else
 		ba_raw_free(a, mem, len, align, ra);
 }

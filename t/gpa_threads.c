@@ -34,6 +34,20 @@ count_report(void *user, const beamalloc_report *r)
 	atomic_fetch_add(&reports, 1);
 }
 
+/* A fresh thread-safe GPA over libc as G and A, its reports counted. */
+static void
+start_gpa(bool safety)
+{
+	beamalloc_gpa_config cfg;
+
+	beamalloc_gpa_config_init(&cfg);
+	cfg.safety = safety;
+	cfg.report = count_report;
+	G = beamalloc_gpa_create(beamalloc_libc(), &cfg);
+	A = beamalloc_gpa_allocator(G);
+	atomic_store(&reports, 0);
+}
+
 /* The block's tag in every byte, its address in the first word. */
 static void
 stamp(struct block *b)
@@ -188,17 +202,11 @@ static void
 two_threads(bool safety)
 {
 	const char *m = safety ? "safety on" : "safety off";
-	beamalloc_gpa_config cfg;
 	pthread_t th[2];
 	size_t nlive, leaks, bad, failed = 0, handed = 0, taken = 0;
 	beamalloc_gpa_stats st;
 
-	beamalloc_gpa_config_init(&cfg);
-	cfg.safety = safety;
-	cfg.report = count_report;
-	G = beamalloc_gpa_create(beamalloc_libc(), &cfg);
-	A = beamalloc_gpa_allocator(G);
-	atomic_store(&reports, 0);
+	start_gpa(safety);
 	memset(workers, 0, sizeof(workers));
 	queue.n = 0;
 	pthread_barrier_init(&park, NULL, 3);
@@ -280,15 +288,10 @@ crowd_member(void *arg)
 static void
 crowd(void)
 {
-	beamalloc_gpa_config cfg;
 	pthread_t th[CROWD];
 	size_t leaks;
 
-	beamalloc_gpa_config_init(&cfg);
-	cfg.report = count_report;
-	G = beamalloc_gpa_create(beamalloc_libc(), &cfg);
-	A = beamalloc_gpa_allocator(G);
-	atomic_store(&reports, 0);
+	start_gpa(true);
 	pthread_barrier_init(&crowd_in, NULL, CROWD + 1);
 	pthread_barrier_init(&crowd_out, NULL, CROWD + 1);
 	for (int t = 0; t < CROWD; t++)
@@ -324,14 +327,9 @@ brief_life(void *arg)
 static void
 succession(void)
 {
-	beamalloc_gpa_config cfg;
 	size_t got = 0;
 
-	beamalloc_gpa_config_init(&cfg);
-	cfg.report = count_report;
-	G = beamalloc_gpa_create(beamalloc_libc(), &cfg);
-	A = beamalloc_gpa_allocator(G);
-	atomic_store(&reports, 0);
+	start_gpa(true);
 	for (int i = 0; i < 300; i++) {
 		pthread_t th;
 		void *r;
@@ -395,17 +393,12 @@ churn(void *arg)
 static void
 stats_while_busy(void)
 {
-	beamalloc_gpa_config cfg;
 	beamalloc_gpa_stats st;
 	size_t outside = 0, reads = 0, max = 0;
 	pthread_t th;
 	void *left;
 
-	beamalloc_gpa_config_init(&cfg);
-	cfg.safety = false;
-	cfg.report = count_report;
-	G = beamalloc_gpa_create(beamalloc_libc(), &cfg);
-	A = beamalloc_gpa_allocator(G);
+	start_gpa(false);
 	atomic_store(&churn_stop, 0);
 	atomic_store(&churn_started, 0);
 	pthread_create(&th, NULL, churn, NULL);

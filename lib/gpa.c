@@ -1,6 +1,8 @@
 /*
  * gpa.c - the general purpose allocator: power-of-two size classes with
  * leak detection and bad-free reports, fast enough to leave switched on.
+ * Its data structures and fast paths are in gpa.h, which the front-end
+ * shares; everything else is here.
  *
  * Small blocks (up to 16 KiB, alignment included) live in 64 KiB slabs
  * aligned to 64 KiB, carved from regions taken from the backing

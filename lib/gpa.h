@@ -120,13 +120,13 @@ struct memo {
 
 struct tcache {
 	uintptr_t owner;		/* thread pointer, set once */
-	/* Stats not yet settled into the GPA's counters: the high-water
-	 * mark of requested bytes since the last settle, how far below it
-	 * the count is now (room: the credit is hi - room, so an alloc
-	 * is one subtraction whose sign says "new high"), and blocks.
-	 * Written by the owner only (plain, they are on the fast path),
-	 * read by stats with relaxed atomic loads.  (Blocks are counted
-	 * by the magazines: mark, below.) */
+	/* Requested bytes not yet settled into the GPA's counters: the
+	 * high-water mark since the last settle, and how far below it the
+	 * count is now (room: the credit is hi - room, so an alloc is one
+	 * subtraction whose sign says "new high").  Written by the owner
+	 * only (plain, they are on the fast path), read by stats with
+	 * relaxed atomic loads.  Blocks are counted by the magazines (mark,
+	 * below). */
 	ptrdiff_t room;
 	/* A thread's cache is its own: while busy (owner, set inside an
 	 * operation on its magazines) is clear and steal (another thread)

@@ -758,7 +758,9 @@ depot_give(struct beamalloc_gpa *g, size_t c, struct mag *m)
 static inline uint32_t
 ld_n(const struct tcache *tc, size_t c)
 {
-	return (uint32_t)(tc->top[c] - tc->bot[c]);
+	/* From the magazine's base, not bot: a trim may have left a
+	 * sentinel there. */
+	return (uint32_t)(tc->top[c] - tc->loaded[c]->e);
 }
 
 static void
@@ -777,10 +779,10 @@ ld_given(const struct tcache *tc, size_t c)
 	    (ptrdiff_t)sizeof(struct entry);
 }
 
-/* Load tc->loaded[c] into the three pointers, after folding what the
- * magazine they described gave out into nblk. */
+/* Point top[c] into tc->loaded[c], after folding what the magazine it
+ * pointed into gave out into nblk. */
 static void
-ld_load(struct tcache *tc, size_t c)
+ld_top(struct tcache *tc, size_t c)
 {
 	struct mag *m = tc->loaded[c];
 	unsigned s = tc->seq;
@@ -789,12 +791,27 @@ ld_load(struct tcache *tc, size_t c)
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	__atomic_store_n(&tc->nblk, tc->nblk + ld_given(tc, c),
 	    __ATOMIC_RELAXED);
-	tc->bot[c] = m->e;
 	__atomic_store_n(&tc->top[c], m->e + m->n, __ATOMIC_RELAXED);
-	tc->end[c] = m->e + m->cap;
 	__atomic_store_n(&tc->mark[c], (uintptr_t)tc->top[c],
 	    __ATOMIC_RELAXED);
 	__atomic_store_n(&tc->seq, s + 2, __ATOMIC_RELEASE);
+}
+
+static void
+ld_bounds(struct tcache *tc, size_t c)
+{
+	struct mag *m = tc->loaded[c];
+
+	__atomic_store_n(&tc->bot[c], m->e, __ATOMIC_RELAXED);
+	__atomic_store_n(&tc->end[c], m->e + m->cap, __ATOMIC_RELAXED);
+}
+
+/* Load tc->loaded[c] into the three pointers. */
+static void
+ld_load(struct tcache *tc, size_t c)
+{
+	ld_top(tc, c);
+	ld_bounds(tc, c);
 }
 
 /* The cache's live blocks, read from any thread (a seqlock reader). */
@@ -899,9 +916,10 @@ flush(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 }
 
 /* Class c's magazines into the depot (the thread's cache then has none
- * of that class). */
+ * of that class).  The bounds are left alone: steal_idle() keeps its
+ * sentinels there. */
 static void
-tc_drain(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
+tc_give(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 {
 	struct depot *d = &g->depot[c];
 
@@ -913,7 +931,14 @@ tc_drain(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 	depot_give(g, c, tc->prev[c]);
 	unlock(g, &d->lock);
 	tc->loaded[c] = tc->prev[c] = &no_mag;
-	ld_load(tc, c);
+	ld_top(tc, c);
+}
+
+static void
+tc_drain(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
+{
+	tc_give(g, tc, c);
+	ld_bounds(tc, c);
 }
 
 /* After a slow path in class c: a cache holding more than TC_BYTES of
@@ -1024,7 +1049,8 @@ tcache_slow(struct beamalloc_gpa *g)
 	return NULL;
 }
 
-/* The general paths wait while their cache is being emptied. */
+/* The general paths wait while their cache is being emptied, then set
+ * the bounds again if a trim left sentinels there. */
 static void
 tc_enter_wait(struct beamalloc_gpa *g, struct tcache *tc)
 {
@@ -1032,6 +1058,11 @@ tc_enter_wait(struct beamalloc_gpa *g, struct tcache *tc)
 		return;			/* tc0: its own lock */
 	while (!tc_enter(tc))
 		sched_yield();
+	if (BA_UNLIKELY(__atomic_load_n(&tc->stolen, __ATOMIC_ACQUIRE))) {
+		for (size_t c = 0; c < NCLASS; c++)
+			ld_bounds(tc, c);
+		__atomic_store_n(&tc->stolen, 0, __ATOMIC_RELAXED);
+	}
 }
 
 static void
@@ -1851,15 +1882,37 @@ membarrier_cmd(void)
 	return 0;
 }
 
+/* One membarrier(2): every running thread of the process passes a full
+ * barrier, and any other passes one before it runs again.  False if it
+ * failed: then nothing may be taken. */
+static bool
+barrier_all(struct beamalloc_gpa *g)
+{
+#if defined(__linux__) && defined(SYS_membarrier)
+	return syscall(SYS_membarrier, g->mb_cmd, 0, 0) == 0;
+#else
+	(void)g;
+	return false;
+#endif
+}
+
 /* Empty the caches of threads not inside the GPA right now (idle ones,
- * ended ones): steal is set on each, membarrier() makes every thread
- * pass a full barrier, and a cache whose busy then reads clear is
- * drained; its owner, if it comes back meanwhile, sees steal and waits
- * on its general path (tc_enter()). */
+ * ended ones), in two rounds of store, barrier, load:
+ *   1. steal is set on each; after a barrier, a cache whose busy reads
+ *      clear is in no general path, and none starts until steal is
+ *      clear again (tc_enter()).  Its bounds become sentinels, which
+ *      fail every fast path into the general one.
+ *   2. After a second barrier, a fast path that read the old bounds
+ *      still shows busy; a cache given sentinels in round 1 (steal 2)
+ *      whose busy reads clear again has none in flight, and is drained,
+ *      sentinels kept.
+ * stolen then makes the owner's next general path set the bounds again;
+ * it is set on every cache given sentinels, drained or not. */
 static void
 steal_idle(struct beamalloc_gpa *g, struct tcache *mine)
 {
 	struct tcache *first, *tc;
+	bool any = false;
 
 	if (!g->thread_safe || g->mb_cmd == 0)
 		return;
@@ -1870,15 +1923,28 @@ steal_idle(struct beamalloc_gpa *g, struct tcache *mine)
 	for (tc = first; tc != NULL; tc = tc->next)
 		if (tc != mine && tc != g->tc0)
 			__atomic_store_n(&tc->steal, 1, __ATOMIC_RELAXED);
-#if defined(__linux__) && defined(SYS_membarrier)
-	if (syscall(SYS_membarrier, g->mb_cmd, 0, 0) != 0)
+	if (!barrier_all(g))
 		first = NULL;		/* no barrier: touch nothing */
-#endif
-	for (tc = first; tc != NULL; tc = tc->next)
-		if (tc != mine && tc != g->tc0 &&
-		    __atomic_load_n(&tc->busy, __ATOMIC_ACQUIRE) == 0)
-			for (size_t c = 0; c < NCLASS; c++)
-				tc_drain(g, tc, c);
+	for (tc = first; tc != NULL; tc = tc->next) {
+		if (tc == mine || tc == g->tc0 ||
+		    __atomic_load_n(&tc->busy, __ATOMIC_ACQUIRE) != 0)
+			continue;
+		for (size_t c = 0; c < NCLASS; c++) {
+			__atomic_store_n(&tc->bot[c],
+			    (struct entry *)UINTPTR_MAX, __ATOMIC_RELAXED);
+			__atomic_store_n(&tc->end[c], NULL, __ATOMIC_RELAXED);
+		}
+		__atomic_store_n(&tc->stolen, 1, __ATOMIC_RELAXED);
+		__atomic_store_n(&tc->steal, 2, __ATOMIC_RELAXED); /* round 2 */
+		any = true;
+	}
+	if (any && barrier_all(g))
+		for (tc = first; tc != NULL; tc = tc->next)
+			if (tc != mine && tc != g->tc0 &&
+			    __atomic_load_n(&tc->steal, __ATOMIC_RELAXED) == 2 &&
+			    __atomic_load_n(&tc->busy, __ATOMIC_ACQUIRE) == 0)
+				for (size_t c = 0; c < NCLASS; c++)
+					tc_give(g, tc, c);
 	pthread_mutex_lock(&g->lock);
 	for (tc = g->tcaches; tc != NULL; tc = tc->next)
 		__atomic_store_n(&tc->steal, 0, __ATOMIC_RELEASE);

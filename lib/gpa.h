@@ -128,10 +128,13 @@ struct tcache {
 	 * relaxed atomic loads.  Blocks are counted by the magazines (mark,
 	 * below). */
 	ptrdiff_t room;
-	/* A thread's cache is its own: while busy (owner, set inside an
-	 * operation on its magazines) is clear and steal (another thread)
-	 * set, the other thread may take its magazines (steal_idle()). */
-	unsigned busy, steal;
+	/* A thread's cache is its own: busy (owner) is set inside every
+	 * operation on its magazines, steal (another thread) while that
+	 * thread may take them (steal_idle()).  The general paths wait
+	 * while steal is set; the fast paths do not look at it, they meet
+	 * the sentinels steal_idle() leaves in the bounds, and stolen
+	 * tells the next general path to set the bounds again. */
+	unsigned busy, steal, stolen;
 	ptrdiff_t hi;
 	struct tcache *next;		/* every cache of this GPA */
 	/* Slabs this thread freed into lately, direct-mapped by address
@@ -144,8 +147,8 @@ struct tcache {
 	 * 32 bytes needed a shift and an add); free's pointer to top[c]
 	 * finds end[c] at a fixed distance (LD_END). */
 	struct entry *top[NCLASS];	/* next free entry */
-	struct entry *bot[NCLASS];	/* e[0]: empty when top == bot */
-	struct entry *end[NCLASS];	/* e[cap]: full when top == end */
+	struct entry *bot[NCLASS];	/* e[0]: empty when top <= bot */
+	struct entry *end[NCLASS];	/* e[cap]: full when top >= end */
 	struct mag *loaded[NCLASS];
 	struct mag *prev[NCLASS];	/* the other one */
 	/* Live blocks, with no counter on the fast paths: mark[c] - top[c]
@@ -367,15 +370,23 @@ tcache_mine(struct beamalloc_gpa *g, struct tcache **tc)
 	return (*tc)->owner == k;
 }
 
-/* The owner starts an operation on its magazines: false if another
- * thread is taking them.  With the store-load order that membarrier()
- * forces on this thread (steal_idle()), either that thread sees busy or
- * this one sees steal: a compiler barrier is all it costs here. */
-static inline bool
-tc_enter(struct tcache *tc)
+/* The owner starts an operation on its magazines.  With the store-load
+ * order that membarrier() forces on this thread (steal_idle()), either
+ * the thread taking them sees busy, or this one then loads the
+ * sentinels it wrote first: a compiler barrier is all it costs here. */
+static inline void
+tc_mark(struct tcache *tc)
 {
 	__atomic_store_n(&tc->busy, 1, __ATOMIC_RELAXED);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+}
+
+/* The same for a general path, which may change the bounds: false if
+ * another thread is taking the magazines. */
+static inline bool
+tc_enter(struct tcache *tc)
+{
+	tc_mark(tc);
 	if (BA_UNLIKELY(__atomic_load_n(&tc->steal, __ATOMIC_ACQUIRE) != 0)) {
 		__atomic_store_n(&tc->busy, 0, __ATOMIC_RELEASE);
 		return false;
@@ -451,11 +462,14 @@ ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
 		return ba_gpa_alloc(ctx, len, align, ra);
 	if (!ts)
 		tc = g->tc0;
-	else if (BA_UNLIKELY(!tcache_mine(g, &tc) || !tc_enter(tc)))
+	else if (BA_UNLIKELY(!tcache_mine(g, &tc)))
 		return ba_gpa_alloc(ctx, len, align, ra);
+	else
+		tc_mark(tc);
 	c = b - (MIN_SHIFT - 1);
 	top = tc->top[c];
-	if (BA_UNLIKELY(top == tc->bot[c])) {
+	/* Ordered, not equal: a trim's sentinel bot is above any top. */
+	if (BA_UNLIKELY((uintptr_t)top <= (uintptr_t)tc->bot[c])) {
 		if (ts)
 			tc_leave(tc);
 		return ba_gpa_alloc(ctx, len, align, ra);
@@ -488,8 +502,10 @@ ba_gpa_fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 
 	if (!ts)
 		tc = g->tc0;
-	else if (BA_UNLIKELY(!tcache_mine(g, &tc) || !tc_enter(tc)))
+	else if (BA_UNLIKELY(!tcache_mine(g, &tc)))
 		goto general;
+	else
+		tc_mark(tc);
 	m = memo_of(tc, p);
 	off = p - m->base;
 	if (BA_UNLIKELY(off >= SLAB_SIZE || m->epoch !=
@@ -511,7 +527,8 @@ ba_gpa_fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 		goto leave;
 	tp = m->top;
 	top = *tp;
-	if (BA_UNLIKELY(top == tp[LD_END]))
+	/* Ordered: a trim's sentinel end is below any top. */
+	if (BA_UNLIKELY((uintptr_t)top >= (uintptr_t)tp[LD_END]))
 		goto leave;
 	state_set(rec, REC_FREE);
 	*top = (struct entry){ mem, rec };

@@ -208,6 +208,7 @@ struct subject {
 	enum call call;
 	int ext;			/* S_EXT: enum ext_id */
 	bool safety, thread_safe;	/* S_GPA */
+	bool shared;			/* S_GPA: a second thread used it */
 	unsigned depth;
 	unsigned slow;			/* runs 1/slow of the operations */
 	/* Set up by subject_check / subject_open. */
@@ -226,11 +227,20 @@ struct subject {
 #define GPA_CAPS (C_BASIC | C_RAND | C_ALIGNED | C_BATCH | C_GROW)
 
 static struct subject subjects[] = {
-	{ SUBJ("gpa-fast", S_GPA, GPA_CAPS | C_THREADS,
-	    "GPA: safety off, no traces, thread-safe; over wide over BEAM base"),
+	{ SUBJ("gpa-fast", S_GPA, GPA_CAPS,
+	    "GPA: safety off, no traces, thread-safe; over wide over BEAM base; one thread"),
 	    .thread_safe = true },
+	/* Once a second thread has used a GPA, every free claims its slot
+	 * with an atomic compare-exchange: this prices it, and runs the
+	 * threaded workloads (which would make gpa-fast shared too). */
+	{ SUBJ("gpa-shared", S_GPA, GPA_CAPS | C_THREADS,
+	    "gpa-fast after a second thread used it (atomic frees)"),
+	    .thread_safe = true, .shared = true },
 	{ SUBJ("gpa-nolock", S_GPA, GPA_CAPS,
 	    "GPA fast config with thread_safe off (prices the lock)") },
+	{ SUBJ("gpa-nolock-safe", S_GPA, GPA_CAPS,
+	    "GPA with thread_safe off, safety on (checks for use by two threads)"),
+	    .safety = true },
 	{ SUBJ("gpa-safe", S_GPA, GPA_CAPS | C_THREADS,
 	    "GPA: safety on, no traces, thread-safe"),
 	    .safety = true, .thread_safe = true },
@@ -297,6 +307,26 @@ subject_check(struct subject *s)
 	}
 }
 
+static void *
+share_thread(void *arg)
+{
+	beamalloc_allocator *a = arg;
+
+	beamalloc_free(*a, beamalloc_alloc(*a, 8), 8);
+	return NULL;
+}
+
+/* One allocation and free on another thread: the GPA is shared. */
+static int
+share_gpa(beamalloc_allocator a)
+{
+	pthread_t t;
+
+	if (pthread_create(&t, NULL, share_thread, &a) != 0)
+		return -1;
+	return pthread_join(t, NULL) == 0 ? 0 : -1;
+}
+
 static int
 subject_open(struct subject *s)
 {
@@ -332,6 +362,8 @@ subject_open(struct subject *s)
 		if (s->gpa == NULL)
 			return -1;
 		s->a = beamalloc_gpa_allocator(s->gpa);
+		if (s->shared)
+			return share_gpa(s->a);
 		return 0;
 	}
 	case S_ARENA:
@@ -820,8 +852,13 @@ static const struct ratio ratios[] = {
 	{ "gpa-fast", "glibc", "rand100", NONE, 0, "" },
 	{ "gpa-fast", "glibc", "rand100k", NONE, 0, "" },
 	{ "gpa-fast", "glibc", "grow1m", NONE, 0, "" },
-	{ "gpa-fast", "glibc", "t2_pair64", NONE, 0, "" },
-	{ "gpa-fast", "glibc", "t2_rand1k", NONE, 0, "" },
+	{ "gpa-shared", "glibc", "pair64", NONE, 0, "issue 13" },
+	{ "gpa-shared", "glibc", "rand10k", NONE, 0, "issue 13" },
+	{ "gpa-shared", "gpa-fast", "pair64", NONE, 0, "atomic free" },
+	{ "gpa-shared", "glibc", "t2_pair64", NONE, 0, "" },
+	{ "gpa-shared", "glibc", "t2_rand1k", NONE, 0, "" },
+	{ "gpa-nolock-safe", "gpa-nolock", "pair64", NONE, 0,
+	    "issue 13: 2-thread check" },
 	{ "gpa-fast-raw", "glibc-raw", "pair64", NONE, 0, "no front-end" },
 	{ "gpa-fast-raw", "glibc-raw", "lifo1000", NONE, 0, "no front-end" },
 	{ "gpa-fast-raw", "glibc-raw", "rand10k", NONE, 0, "no front-end" },

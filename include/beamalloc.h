@@ -134,7 +134,9 @@ typedef enum beamalloc_report_kind {
 	BEAMALLOC_REPORT_DOUBLE_FREE,	/* block already freed */
 	BEAMALLOC_REPORT_INVALID_FREE,	/* pointer never given out */
 	BEAMALLOC_REPORT_SIZE_MISMATCH,	/* free/resize length differs */
-	BEAMALLOC_REPORT_ALIGN_MISMATCH	/* free/resize alignment differs */
+	BEAMALLOC_REPORT_ALIGN_MISMATCH,/* free/resize alignment differs */
+	BEAMALLOC_REPORT_CONCURRENT_USE	/* a GPA with thread_safe off,
+					   entered by two threads at once */
 } beamalloc_report_kind;
 
 typedef struct beamalloc_report {

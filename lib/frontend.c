@@ -89,11 +89,23 @@ beamalloc_free_aligned(beamalloc_allocator a, void *mem, size_t len,
 	free_at(a, mem, len, align, BA_RET_ADDR());
 }
 
+/* resize and remap tell "the allocator refused this block" (it reported
+ * it: NULL or false with errno EINVAL) from "it cannot do that in place"
+ * (NULL or false, errno anything else).  errno is cleared before the
+ * call so that a stale EINVAL is not taken for a refusal, and put back
+ * when the call succeeds. */
+static inline bool
+refused(void)
+{
+	return errno == EINVAL;
+}
+
 bool
 beamalloc_resize(beamalloc_allocator a, void *mem, size_t len, size_t align,
     size_t new_len)
 {
 	uintptr_t ra = BA_RET_ADDR();
+	int saved;
 
 	if (!ba_is_pow2(align)) {
 		errno = EINVAL;
@@ -110,8 +122,12 @@ beamalloc_resize(beamalloc_allocator a, void *mem, size_t len, size_t align,
 	}
 	if (new_len == len)
 		return true;
-	if (ba_raw_resize(a, mem, len, align, new_len, ra))
+	saved = errno;
+	errno = 0;
+	if (ba_raw_resize(a, mem, len, align, new_len, ra)) {
+		errno = saved;
 		return true;
+	}
 	ba_fail_from_vtable();
 	return false;
 }
@@ -122,6 +138,7 @@ beamalloc_remap(beamalloc_allocator a, void *mem, size_t len, size_t align,
 {
 	uintptr_t ra = BA_RET_ADDR();
 	void *p;
+	int saved;
 
 	if (!ba_is_pow2(align))
 		return ba_fail(EINVAL);
@@ -133,8 +150,13 @@ beamalloc_remap(beamalloc_allocator a, void *mem, size_t len, size_t align,
 		return ba_fail(ENOMEM);
 	if (new_len == len)
 		return mem;
+	saved = errno;
+	errno = 0;
 	p = ba_raw_remap(a, mem, len, align, new_len, ra);
-	return p != NULL ? p : ba_fail_from_vtable();
+	if (p == NULL)
+		return ba_fail_from_vtable();
+	errno = saved;
+	return p;
 }
 
 void *
@@ -143,6 +165,7 @@ beamalloc_realloc(beamalloc_allocator a, void *mem, size_t len, size_t align,
 {
 	uintptr_t ra = BA_RET_ADDR();
 	void *p;
+	int saved;
 
 	if (!ba_is_pow2(align))
 		return ba_fail(EINVAL);
@@ -156,9 +179,17 @@ beamalloc_realloc(beamalloc_allocator a, void *mem, size_t len, size_t align,
 		return ba_fail(ENOMEM);
 	if (new_len == len)
 		return mem;
+	saved = errno;
+	errno = 0;
 	p = ba_raw_remap(a, mem, len, align, new_len, ra);
-	if (p != NULL)
+	if (p != NULL) {
+		errno = saved;
 		return p;
+	}
+	/* A block the allocator reported as bad (freed, foreign, another
+	 * length): nothing is copied or freed, nor reported again. */
+	if (refused())
+		return NULL;
 	/* The allocator cannot move it itself: copy, and only free the old
 	 * block once the new one exists, so failure loses nothing. */
 	p = ba_raw_alloc(a, new_len, align, ra);
@@ -166,6 +197,7 @@ beamalloc_realloc(beamalloc_allocator a, void *mem, size_t len, size_t align,
 		return ba_fail_from_vtable();
 	memcpy(p, mem, ba_min(len, new_len));
 	ba_raw_free(a, mem, len, align, ra);
+	errno = saved;
 	return p;
 }
 

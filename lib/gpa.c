@@ -1001,6 +1001,8 @@ tcache_new(struct beamalloc_gpa *g)
 	return tc;
 }
 
+static void go_shared(struct beamalloc_gpa *g);
+
 /* The calling thread's cache when its home slot is not its own: probe,
  * or claim a slot.  A slot's key is set once and never cleared; the cache
  * exists before the key is claimed and is stored right after, before
@@ -1038,6 +1040,9 @@ tcache_slow(struct beamalloc_gpa *g)
 			tc->owner = k;
 			atomic_store_explicit(&g->tcs[i], tc,
 			    memory_order_release);
+			/* A second thread: frees may race from now on. */
+			if (atomic_fetch_add(&g->nclaimed, 1) != 0)
+				go_shared(g);
 			return tc;
 		}
 		/* Another thread took the slot: keep the cache for later. */
@@ -1046,6 +1051,7 @@ tcache_slow(struct beamalloc_gpa *g)
 		unlock(g, &g->lock);
 		n--;			/* look at this slot again */
 	}
+	go_shared(g);			/* every slot taken: many threads */
 	return NULL;
 }
 
@@ -1299,7 +1305,8 @@ small_alloc(struct beamalloc_gpa *g, struct tcache *tc, size_t c,
 	return e.p;
 }
 
-/* The general free path, for a slot live_slot() accepted. */
+/* The general free path, for a slot live_slot() accepted and the caller
+ * then claimed (state_release()). */
 static void
 small_free(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
     unsigned char *rec, unsigned shift, size_t len, uintptr_t ra)
@@ -1308,7 +1315,6 @@ small_free(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
 
 	if (BA_UNLIKELY(g->depth != 0))
 		trace_slot(g, p, 1, ra);
-	state_set(rec, REC_FREE);
 	if (g->tools)
 		BA_TOOL_FREE(p, (size_t)1 << shift);
 	charge(g, tc, -(ptrdiff_t)len);
@@ -1557,8 +1563,10 @@ large_change(struct beamalloc_gpa *g, uintptr_t p, size_t len, size_t align,
 
 	settle_mine(g);
 	lock(g, &g->large_lock);
-	if ((l = lg_live(g, p, len, align, ra)) == NULL)
+	if ((l = lg_live(g, p, len, align, ra)) == NULL) {
+		errno = EINVAL;		/* reported: refused, not "cannot" */
 		goto out;
+	}
 	len = l->len;
 	align = (size_t)1 << l->lalign;
 	/* A moved block needs a new record: make room first. */
@@ -1601,10 +1609,9 @@ out:
  * ---------------------------------------------------------------------- */
 
 /* The general paths: any configuration, any thread. */
-void *
-ba_gpa_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
+static void *
+gpa_alloc(struct beamalloc_gpa *g, size_t len, size_t align, uintptr_t ra)
 {
-	struct beamalloc_gpa *g = ctx;
 	size_t c = class_of(len, align);
 	struct tcache *tc;
 	void *p;
@@ -1623,10 +1630,10 @@ ba_gpa_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 	return p;
 }
 
-void
-ba_gpa_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
+static void
+gpa_free(struct beamalloc_gpa *g, void *mem, size_t len, size_t align,
+    uintptr_t ra)
 {
-	struct beamalloc_gpa *g = ctx;
 	struct where w;
 	unsigned char *rec;
 	struct tcache *tc;
@@ -1635,19 +1642,28 @@ ba_gpa_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
 		large_free(g, (uintptr_t)mem, len, align, ra);
 		return;
 	}
+	/* The cache first: a new thread's registers it, and makes the
+	 * first thread's fast frees atomic, before this one races them. */
+	if ((tc = tcache_of(g)) == NULL)
+		tc = tcache_slow(g);
 	if ((rec = live_slot(g, (uintptr_t)mem, &w, len, align, ra)) == NULL)
 		return;
-	if ((tc = tcache_of(g)) != NULL || (tc = tcache_slow(g)) != NULL) {
+	/* Another thread's free of the same block got in between. */
+	if (BA_UNLIKELY(!state_release(rec))) {
+		report_slot(g, BEAMALLOC_REPORT_DOUBLE_FREE, (uintptr_t)mem,
+		    &w, len, align, ra);
+		return;
+	}
+	if (tc != NULL) {
 		small_free(g, tc, mem, rec, w.shift, len, ra);
 		return;
 	}
 	pthread_mutex_lock(&g->shared_lock);
 	if (g->tc0 == NULL)
 		g->tc0 = tcache_new(g);
+	/* Without a cache the slot is dropped, as in small_free(). */
 	if (g->tc0 != NULL)
 		small_free(g, g->tc0, mem, rec, w.shift, len, ra);
-	else
-		state_set(rec, REC_FREE);	/* dropped, as in small_free() */
 	pthread_mutex_unlock(&g->shared_lock);
 }
 
@@ -1704,7 +1720,6 @@ name##_free(void *ctx, void *mem, size_t len, size_t align,		\
 FAST_PAIR(fast_ts, true, false)
 FAST_PAIR(fast_ts_safe, true, true)
 FAST_PAIR(fast_st, false, false)
-FAST_PAIR(fast_st_safe, false, true)
 
 /* In place within the size class; the records follow the new length. */
 static bool
@@ -1715,7 +1730,11 @@ small_resize(struct beamalloc_gpa *g, void *mem, const struct where *w,
 	struct tcache *tc;
 	bool ok;
 
-	if (rec == NULL || class_of(new_len, align) + MIN_SHIFT != w->shift)
+	if (rec == NULL) {
+		errno = EINVAL;		/* reported: refused, not "cannot" */
+		return false;
+	}
+	if (class_of(new_len, align) + MIN_SHIFT != w->shift)
 		return false;
 	if ((tc = tcache_of(g)) == NULL)
 		tc = tcache_slow(g);
@@ -1733,32 +1752,162 @@ small_resize(struct beamalloc_gpa *g, void *mem, const struct where *w,
 	return true;
 }
 
-static bool
-gpa_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
-    uintptr_t ra)
-{
-	struct beamalloc_gpa *g = ctx;
-	struct where w;
-
-	if (slab_find(g, (uintptr_t)mem, &w))
-		return small_resize(g, mem, &w, len, align, new_len, ra);
-	return large_change(g, (uintptr_t)mem, len, align, new_len, false,
-	    ra) != NULL;
-}
-
-/* Small blocks stay in place or the caller moves them (NULL); large
- * ones may move with the backing's remap. */
+/* resize (move false) or remap (move true).  Small blocks stay in place
+ * or the caller moves them (NULL, errno untouched); large ones may move
+ * with the backing's remap.  A block reported bad: NULL with EINVAL. */
 static void *
-gpa_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
-    uintptr_t ra)
+gpa_change(struct beamalloc_gpa *g, void *mem, size_t len, size_t align,
+    size_t new_len, bool move, uintptr_t ra)
 {
-	struct beamalloc_gpa *g = ctx;
 	struct where w;
 
 	if (slab_find(g, (uintptr_t)mem, &w))
 		return small_resize(g, mem, &w, len, align, new_len, ra) ?
 		    mem : NULL;
-	return large_change(g, (uintptr_t)mem, len, align, new_len, true, ra);
+	return large_change(g, (uintptr_t)mem, len, align, new_len, move,
+	    ra);
+}
+
+/* ------------------------------------------------------------------------
+ * A GPA made with thread_safe off is one thread's at a time.  With
+ * safety on, each call notes its thread as the one inside (a plain
+ * store: Zig's DebugAllocator checks its dummy mutex the same way), so a
+ * second thread coming in meets the first: reported, then it waits for
+ * the first to leave, before anything is touched.  Calls nest (a report
+ * callback may allocate): each leaves what it found.
+ * ---------------------------------------------------------------------- */
+
+static __attribute__((noinline, cold)) void
+st_clash(struct beamalloc_gpa *g, const void *mem, size_t len, size_t align,
+    uintptr_t ra, bool wait)
+{
+	beamalloc_report r = {
+		.kind = BEAMALLOC_REPORT_CONCURRENT_USE, .addr = mem,
+		.given_size = len, .given_align = align, .ret_addr = ra,
+	};
+
+	emit(g, &r);
+	while (wait && atomic_load_explicit(&g->st_owner,
+	    memory_order_acquire) != 0)
+		sched_yield();
+}
+
+static inline uintptr_t
+st_enter(struct beamalloc_gpa *g, const void *mem, size_t len, size_t align,
+    uintptr_t ra)
+{
+	uintptr_t me = thread_key(), cur = atomic_load_explicit(&g->st_owner,
+	    memory_order_relaxed);
+
+	if (BA_UNLIKELY(cur != 0 && cur != me)) {
+		st_clash(g, mem, len, align, ra, true);
+		cur = 0;
+	}
+	atomic_store_explicit(&g->st_owner, me, memory_order_relaxed);
+	return cur;
+}
+
+/* Another thread's mark where ours should be: it came in unseen. */
+static inline void
+st_leave(struct beamalloc_gpa *g, uintptr_t prev, const void *mem,
+    size_t len, size_t align, uintptr_t ra)
+{
+	if (BA_UNLIKELY(atomic_load_explicit(&g->st_owner,
+	    memory_order_relaxed) != thread_key()))
+		st_clash(g, mem, len, align, ra, false);
+	else
+		atomic_store_explicit(&g->st_owner, prev,
+		    memory_order_release);
+}
+
+/* ------------------------------------------------------------------------
+ * Vtable: the general paths, guarded where a single-thread GPA checks.
+ * ---------------------------------------------------------------------- */
+
+void *
+ba_gpa_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
+{
+	struct beamalloc_gpa *g = ctx;
+	uintptr_t prev;
+	void *p;
+
+	if (BA_LIKELY(!g->st_check))
+		return gpa_alloc(g, len, align, ra);
+	prev = st_enter(g, NULL, len, align, ra);
+	p = gpa_alloc(g, len, align, ra);
+	st_leave(g, prev, NULL, len, align, ra);
+	return p;
+}
+
+void
+ba_gpa_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
+{
+	struct beamalloc_gpa *g = ctx;
+	uintptr_t prev;
+
+	if (BA_LIKELY(!g->st_check)) {
+		gpa_free(g, mem, len, align, ra);
+		return;
+	}
+	prev = st_enter(g, mem, len, align, ra);
+	gpa_free(g, mem, len, align, ra);
+	st_leave(g, prev, mem, len, align, ra);
+}
+
+static void *
+gpa_change_at(void *ctx, void *mem, size_t len, size_t align,
+    size_t new_len, bool move, uintptr_t ra)
+{
+	struct beamalloc_gpa *g = ctx;
+	uintptr_t prev;
+	void *p;
+	int err;
+
+	if (BA_LIKELY(!g->st_check))
+		return gpa_change(g, mem, len, align, new_len, move, ra);
+	prev = st_enter(g, mem, len, align, ra);
+	p = gpa_change(g, mem, len, align, new_len, move, ra);
+	err = errno;
+	st_leave(g, prev, mem, len, align, ra);
+	errno = err;
+	return p;
+}
+
+static bool
+gpa_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
+    uintptr_t ra)
+{
+	return gpa_change_at(ctx, mem, len, align, new_len, false, ra) != NULL;
+}
+
+static void *
+gpa_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
+    uintptr_t ra)
+{
+	return gpa_change_at(ctx, mem, len, align, new_len, true, ra);
+}
+
+/* The single-thread fast paths with safety: the same guard. */
+static void *
+fast_st_safe_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
+{
+	struct beamalloc_gpa *g = ctx;
+	uintptr_t prev = st_enter(g, NULL, len, align, ra);
+	void *p = ba_gpa_fast_alloc(ctx, len, align, ra, false, true);
+
+	st_leave(g, prev, NULL, len, align, ra);
+	return p;
+}
+
+static void
+fast_st_safe_free(void *ctx, void *mem, size_t len, size_t align,
+    uintptr_t ra)
+{
+	struct beamalloc_gpa *g = ctx;
+	uintptr_t prev = st_enter(g, mem, len, align, ra);
+
+	ba_gpa_fast_free(ctx, mem, len, align, ra, false, true);
+	st_leave(g, prev, mem, len, align, ra);
 }
 
 const beamalloc_vtable ba_gpa_vtables[GPA_NVT] = {
@@ -1894,6 +2043,33 @@ barrier_all(struct beamalloc_gpa *g)
 	(void)g;
 	return false;
 #endif
+}
+
+/* A second thread uses the GPA: from now on every free claims its slot
+ * atomically.  Store, barrier, load, as in steal_idle(): after the
+ * barrier, a fast free that read shared clear still shows busy, and is
+ * waited for; any later one reads it set.  Without membarrier(2) a GPA
+ * is shared from the start (beamalloc_gpa_create()).  No lock is held
+ * while waiting: a busy general path may need any of them. */
+static void
+go_shared(struct beamalloc_gpa *g)
+{
+	struct tcache *tc;
+
+	if (atomic_load_explicit(&g->shared, memory_order_acquire))
+		return;
+	atomic_store_explicit(&g->shared, 1, memory_order_relaxed);
+	/* It worked at create; should it fail now, the wait below still
+	 * covers all but a free caught between its two loads. */
+	(void)barrier_all(g);
+	lock(g, &g->lock);
+	tc = g->tcaches;
+	unlock(g, &g->lock);
+	/* Caches are never freed before the GPA is; the calling thread's
+	 * own, if any, is not busy. */
+	for (; tc != NULL; tc = tc->next)
+		while (__atomic_load_n(&tc->busy, __ATOMIC_ACQUIRE) != 0)
+			sched_yield();
 }
 
 /* Empty the caches of threads not inside the GPA right now (idle ones,
@@ -2078,6 +2254,7 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 	g->backing = backing;
 	g->thread_safe = c.thread_safe;
 	g->safety = c.safety;
+	g->st_check = c.safety && !c.thread_safe;
 	g->abort_on_error = c.abort_on_error;
 	g->depth = c.stack_trace_depth;
 	g->limit = c.memory_limit;
@@ -2105,6 +2282,9 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 	mutex_init(&g->large_lock);
 	if (g->thread_safe)
 		g->mb_cmd = membarrier_cmd();
+	/* Nothing to make other threads' fast frees wait with. */
+	if (g->thread_safe && g->mb_cmd == 0)
+		atomic_store(&g->shared, 1);
 	t = stab_new(g, 64);
 	if (t == NULL || (!g->thread_safe && (g->tc0 = tcache_new(g)) ==
 	    NULL)) {

@@ -217,11 +217,20 @@ struct beamalloc_gpa {
 	_Atomic uintptr_t tkey[NTHREADS];
 	_Atomic(struct stab *) stab;
 	_Atomic uintptr_t epoch;	/* advanced by every slab release */
+	/* Set once a second thread uses the GPA (go_shared()): from then on
+	 * every free claims its slot with an atomic compare-exchange.
+	 * Before, the one thread's fast frees use plain loads and stores:
+	 * no other free can race them. */
+	_Atomic unsigned shared;
+	_Atomic unsigned nclaimed;	/* thread cache slots claimed */
 	bool thread_safe, safety, batched, abort_on_error;
 	unsigned depth;
 	unsigned rec_shift;		/* log2 of the record size */
 	size_t limit;
 	struct tcache *tc0;		/* !thread_safe: the cache */
+	/* !thread_safe with safety: the thread inside, 0 when none. */
+	_Atomic uintptr_t st_owner;
+	bool st_check;
 	const beamalloc_vtable *vtable;	/* general or one of the fast ones */
 	bool tools;			/* a memory checker is watching */
 	int mb_cmd;			/* membarrier(2) command, 0: none */
@@ -320,6 +329,19 @@ static inline void
 state_set(unsigned char *rec, uint8_t s)
 {
 	__atomic_store_n(rec, s, __ATOMIC_RELAXED);
+}
+
+/* USED -> FREE as one atomic step: of two frees of one block racing on
+ * two threads, exactly one wins; the other sees FREE and is reported.
+ * Relaxed: the slot's contents are handed on by the magazine push that
+ * follows, under the cache's own ordering. */
+static inline bool
+state_release(unsigned char *rec)
+{
+	unsigned char used = REC_USED;
+
+	return __atomic_compare_exchange_n(rec, &used, REC_FREE, false,
+	    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 }
 
 /* Identifies the calling thread without thread-local storage: the
@@ -522,15 +544,24 @@ ba_gpa_fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 	if (BA_UNLIKELY((off & m->mask) != 0))
 		goto leave;
 	rec = m->recs + ((off * m->mul) >> 32);
-	if (BA_UNLIKELY(state_get(rec) != REC_USED ||
-	    (safety && !rec_matches(rec, len, align))))
+	if (BA_UNLIKELY(safety && !rec_matches(rec, len, align)))
 		goto leave;
 	tp = m->top;
 	top = *tp;
-	/* Ordered: a trim's sentinel end is below any top. */
+	/* Ordered: a trim's sentinel end is below any top.  Then the slot
+	 * is claimed: not USED (a double free, or a free racing another)
+	 * goes to the general path, which reports it.  Atomically once
+	 * other threads may free too (loaded after tc_mark(): go_shared()
+	 * waits for a fast path that read it clear). */
 	if (BA_UNLIKELY((uintptr_t)top >= (uintptr_t)tp[LD_END]))
 		goto leave;
-	state_set(rec, REC_FREE);
+	if (ts && atomic_load_explicit(&g->shared, memory_order_relaxed)) {
+		if (BA_UNLIKELY(!state_release(rec)))
+			goto leave;
+	} else if (BA_LIKELY(state_get(rec) == REC_USED))
+		state_set(rec, REC_FREE);
+	else
+		goto leave;
 	*top = (struct entry){ mem, rec };
 	*tp = top + 1;
 	if (ts)

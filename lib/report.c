@@ -39,6 +39,8 @@ beamalloc_report_kind_name(beamalloc_report_kind k)
 		return "size mismatch";
 	case BEAMALLOC_REPORT_ALIGN_MISMATCH:
 		return "alignment mismatch";
+	case BEAMALLOC_REPORT_CONCURRENT_USE:
+		return "used by two threads at once";
 	}
 	return "unknown report";
 }
@@ -111,6 +113,12 @@ beamalloc_report_print(FILE *f, const beamalloc_report *r)
 		print_block(f, r);
 		fprintf(f, ", but the call gave %zu bytes, align %zu",
 		    r->given_size, r->given_align);
+		break;
+	case BEAMALLOC_REPORT_CONCURRENT_USE:
+		fprintf(f, "a GPA made with thread_safe off was entered by "
+		    "this call (%p, %zu bytes, align %zu) while another "
+		    "thread was inside it", r->addr, r->given_size,
+		    r->given_align);
 		break;
 	}
 	fputc('\n', f);

@@ -349,11 +349,17 @@ slab_find(const struct beamalloc_gpa *g, uintptr_t p, struct where *w)
 	uintptr_t base = p & ~(uintptr_t)(SLAB_SIZE - 1);
 	size_t i = stab_hash(t, base);
 
+	/* No slab is at 0, but both the empty key (0) and a tombstone
+	 * (STAB_TOMB) read as base 0: a pointer below SLAB_SIZE (NULL's
+	 * field, say) would match them and their stale or missing records. */
+	if (BA_UNLIKELY(base == 0))
+		return false;
 	for (;;) {
 		uintptr_t k = atomic_load_explicit(&t->e[i].key,
 		    memory_order_acquire);
 
-		/* base is never 0, so an empty key never matches */
+		/* base is not 0, so neither an empty key nor a tombstone
+		 * matches */
 		if (BA_LIKELY((k & ~(uintptr_t)(SLAB_SIZE - 1)) == base)) {
 			w->base = base;
 			w->shift = (unsigned)(k & (SLAB_SIZE - 1));

@@ -156,8 +156,11 @@ beamalloc_realloc(beamalloc_allocator a, void *mem, size_t len, size_t align,
 		return ba_fail(ENOMEM);
 	if (new_len == len)
 		return mem;
+	errno = 0;
 	p = ba_raw_remap(a, mem, len, align, new_len, ra);
-	if (p != NULL)
+	/* EINVAL: the allocator refused the block (a GPA reported it):
+	 * nothing there to copy or free. */
+	if (p != NULL || errno == EINVAL)
 		return p;
 	/* The allocator cannot move it itself: copy, and only free the old
 	 * block once the new one exists, so failure loses nothing. */

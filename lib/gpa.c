@@ -1563,8 +1563,10 @@ large_change(struct beamalloc_gpa *g, uintptr_t p, size_t len, size_t align,
 
 	settle_mine(g);
 	lock(g, &g->large_lock);
-	if ((l = lg_live(g, p, len, align, ra)) == NULL)
+	if ((l = lg_live(g, p, len, align, ra)) == NULL) {
+		errno = EINVAL;		/* reported */
 		goto out;
+	}
 	len = l->len;
 	align = (size_t)1 << l->lalign;
 	/* A moved block needs a new record: make room first. */
@@ -1721,7 +1723,9 @@ small_resize(struct beamalloc_gpa *g, void *mem, const struct where *w,
 	struct tcache *tc;
 	bool ok;
 
-	if (rec == NULL || class_of(new_len, align) + MIN_SHIFT != w->shift)
+	if (rec == NULL)
+		return ba_fail(EINVAL) != NULL;	/* reported */
+	if (class_of(new_len, align) + MIN_SHIFT != w->shift)
 		return false;
 	if ((tc = tcache_of(g)) == NULL)
 		tc = tcache_slow(g);

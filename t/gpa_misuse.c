@@ -3,10 +3,11 @@
  * not read to tell so: addresses below 64 KiB (NULL's fields: 0x8,
  * 0x1000, 0xfff8; NULL itself for resize and remap, where the front-end
  * passes it on), and pointers into a slab that a trim gave back.  Each
- * free, resize or remap of one is exactly one invalid-free report and
- * changes nothing: with safety on and off, thread_safe on and off, on a
- * fresh GPA, on one with slabs in use, after a trim left tombstones in
- * its slab table, and on the global GPA (whose reports go to stderr).
+ * free, resize, remap or realloc of one is exactly one invalid-free
+ * report and changes nothing (realloc: NULL + EINVAL, no copy): with
+ * safety on and off, thread_safe on and off, on a fresh GPA, on one with
+ * slabs in use, after a trim left tombstones in its slab table, and on
+ * the global GPA (whose reports go to stderr).
  * Afterwards the GPA still serves and destroy finds no leak.
  */
 #include <errno.h>
@@ -66,6 +67,12 @@ bad_calls(beamalloc_allocator a, void *p, size_t len, const char *what)
 	ok(q == NULL && reports[BEAMALLOC_REPORT_INVALID_FREE] == inv + 3 &&
 	    nreports == all + 3, "%s: remap %p: NULL, one invalid free",
 	    what, p);
+	errno = 0;
+	q = beamalloc_realloc(a, p, len, 8, len * 4);
+	ok(q == NULL && errno == EINVAL &&
+	    reports[BEAMALLOC_REPORT_INVALID_FREE] == inv + 4 &&
+	    nreports == all + 4, "%s: realloc %p: NULL + EINVAL, one "
+	    "invalid free, nothing copied or freed", what, p);
 }
 
 /* The GPA still serves a small and a large block, intact. */
@@ -170,9 +177,10 @@ global(void)
 	for (size_t i = 0; i < NLOW; i++) {
 		beamalloc_free(a, low[i], 8);
 		if (beamalloc_resize(a, low[i], 8, 8, 16) ||
-		    beamalloc_remap(a, low[i], 8, 8, 32) != NULL)
+		    beamalloc_remap(a, low[i], 8, 8, 32) != NULL ||
+		    beamalloc_realloc(a, low[i], 8, 8, 32) != NULL)
 			bail("a bad pointer resized");
-		calls += 3;
+		calls += 4;
 	}
 	if (beamalloc_resize(a, NULL, 8, 8, 16) ||
 	    beamalloc_remap(a, NULL, 8, 8, 32) != NULL)

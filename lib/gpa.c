@@ -349,11 +349,17 @@ slab_find(const struct beamalloc_gpa *g, uintptr_t p, struct where *w)
 	uintptr_t base = p & ~(uintptr_t)(SLAB_SIZE - 1);
 	size_t i = stab_hash(t, base);
 
+	/* No slab is at 0, but both the empty key (0) and a tombstone
+	 * (STAB_TOMB) read as base 0: a pointer below SLAB_SIZE (NULL's
+	 * field, say) would match them and their stale or missing records. */
+	if (BA_UNLIKELY(base == 0))
+		return false;
 	for (;;) {
 		uintptr_t k = atomic_load_explicit(&t->e[i].key,
 		    memory_order_acquire);
 
-		/* base is never 0, so an empty key never matches */
+		/* base is not 0, so neither an empty key nor a tombstone
+		 * matches */
 		if (BA_LIKELY((k & ~(uintptr_t)(SLAB_SIZE - 1)) == base)) {
 			w->base = base;
 			w->shift = (unsigned)(k & (SLAB_SIZE - 1));
@@ -2008,54 +2014,127 @@ ba_gpa_native_align(const void *ctx)
  * Leak detection
  * ---------------------------------------------------------------------- */
 
+/* A leak check copies out every live block before it reports any: a
+ * report callback may allocate from this GPA (and free), and neither
+ * its blocks nor a large-block table it makes grow may change what one
+ * check reports.  The copies come from the backing, never from this
+ * GPA; without memory for them the walks report as they go. */
+struct leak_snap {
+	uintptr_t *small;		/* addresses of live slots */
+	size_t ns, scap;
+	unsigned char *large;		/* live records, lstride each */
+	size_t nl, lcap;
+};
+
+/* Report slot i of slab s as leaked. */
+static void
+leak_slot(struct beamalloc_gpa *g, const struct slab *s, size_t i)
+{
+	uintptr_t tr[2 * BEAMALLOC_GPA_MAX_TRACE], site = 0;
+	beamalloc_report r = {
+		.kind = BEAMALLOC_REPORT_LEAK,
+		.addr = (const void *)(s->base + (i << s->shift)),
+		.size = (size_t)1 << s->shift,
+	};
+
+	describe_slot(g, &r, s->recs, s->traces, s->shift, i, tr, &site);
+	emit(g, &r);
+}
+
+/* Room for one more address in sn->small. */
+static bool
+snap_room(struct beamalloc_gpa *g, struct leak_snap *sn)
+{
+	size_t cap = sn->scap != 0 ? sn->scap * 2 : 64;
+	uintptr_t *m;
+
+	if (sn->ns < sn->scap)
+		return true;
+	m = ba_raw_alloc(g->backing, cap * sizeof(*m), BEAMALLOC_MIN_ALIGN,
+	    0);
+	if (m == NULL)
+		return false;
+	if (sn->small != NULL) {
+		memcpy(m, sn->small, sn->ns * sizeof(*m));
+		ba_raw_free(g->backing, sn->small, sn->scap * sizeof(*m),
+		    BEAMALLOC_MIN_ALIGN, 0);
+	}
+	sn->small = m;
+	sn->scap = cap;
+	return true;
+}
+
+/* Live small blocks: copied into sn, or with sn NULL (destroy) only
+ * counted and shown to memory checkers as freed.  The caller holds
+ * g->scanning up (no slab is released while the list is walked: trims
+ * skip) until the copies are reported. */
 static size_t
-leaks_small(struct beamalloc_gpa *g, bool release)
+leaks_small(struct beamalloc_gpa *g, struct leak_snap *sn)
 {
 	size_t n = 0;
+	bool copy = sn != NULL;
 
-	/* No slab is released while the list is walked (trims skip). */
-	lock(g, &g->lock);
-	g->scanning++;
-	unlock(g, &g->lock);
 	for (struct slab *s = atomic_load_explicit(&g->slabs,
 	    memory_order_acquire); s != NULL; s = s->next) {
 		for (uint32_t i = 0; i < s->nslots; i++) {
 			unsigned char *rec = s->recs +
 			    ((size_t)i << g->rec_shift);
 			uintptr_t p = s->base + ((size_t)i << s->shift);
-			uintptr_t tr[2 * BEAMALLOC_GPA_MAX_TRACE], site = 0;
-			beamalloc_report r = {
-				.kind = BEAMALLOC_REPORT_LEAK,
-				.addr = (const void *)p,
-				.size = (size_t)1 << s->shift,
-			};
 
 			if (state_get(rec) != REC_USED)
 				continue;
 			n++;
-			if (release) {
+			if (sn == NULL) {
 				if (g->tools)
-					BA_TOOL_FREE((void *)p, r.size);
+					BA_TOOL_FREE((void *)p,
+					    (size_t)1 << s->shift);
 				continue;
 			}
-			describe_slot(g, &r, s->recs, s->traces, s->shift, i,
-			    tr, &site);
-			emit(g, &r);
+			if (copy && (copy = snap_room(g, sn)))
+				sn->small[sn->ns++] = p;
+			else
+				leak_slot(g, s, i);
 		}
 	}
-	lock(g, &g->lock);
-	g->scanning--;
-	unlock(g, &g->lock);
 	return n;
 }
 
-/* One record at a time, the lock dropped around each report. */
+/* Live large blocks: their records copied into sn under the lock (or,
+ * without memory for that, reported one at a time, the lock dropped
+ * around each report). */
 static size_t
-leaks_large(struct beamalloc_gpa *g)
+leaks_large(struct beamalloc_gpa *g, struct leak_snap *sn)
 {
 	union large_copy copy;
 	size_t n = 0;
 
+	lock(g, &g->large_lock);
+	while (g->llive > sn->lcap) {
+		size_t want = g->llive + 16;
+
+		unlock(g, &g->large_lock);
+		if (sn->large != NULL)
+			ba_raw_free(g->backing, sn->large, sn->lcap *
+			    g->lstride, BEAMALLOC_MIN_ALIGN, 0);
+		sn->large = ba_raw_alloc(g->backing, want * g->lstride,
+		    BEAMALLOC_MIN_ALIGN, 0);
+		sn->lcap = sn->large != NULL ? want : 0;
+		lock(g, &g->large_lock);
+		if (sn->large == NULL)
+			break;
+	}
+	if (sn->large != NULL || g->llive == 0) {
+		for (size_t i = 0; i < g->lcap; i++) {
+			struct large *l = lg_at(g, g->ltab, i);
+
+			if (l->state == LG_LIVE)
+				memcpy(sn->large + sn->nl++ * g->lstride, l,
+				    g->lstride);
+		}
+		unlock(g, &g->large_lock);
+		return sn->nl;
+	}
+	unlock(g, &g->large_lock);
 	for (size_t i = 0;; i++) {
 		bool found = false;
 
@@ -2076,6 +2155,33 @@ leaks_large(struct beamalloc_gpa *g)
 		report_large(g, BEAMALLOC_REPORT_LEAK, copy.l.addr, &copy.l, 0,
 		    0, 0);
 	}
+}
+
+/* Report the copies, and give their memory back.  The slabs are all
+ * still there (g->scanning), with their records. */
+static void
+leaks_report(struct beamalloc_gpa *g, struct leak_snap *sn)
+{
+	union large_copy copy;
+
+	for (size_t k = 0; k < sn->ns; k++) {
+		struct where w;
+
+		if (slab_find(g, sn->small[k], &w))
+			leak_slot(g, slab_of(w.recs),
+			    (sn->small[k] - w.base) >> w.shift);
+	}
+	for (size_t k = 0; k < sn->nl; k++) {
+		memcpy(&copy, sn->large + k * g->lstride, g->lstride);
+		report_large(g, BEAMALLOC_REPORT_LEAK, copy.l.addr, &copy.l, 0,
+		    0, 0);
+	}
+	if (sn->small != NULL)
+		ba_raw_free(g->backing, sn->small, sn->scap *
+		    sizeof(sn->small[0]), BEAMALLOC_MIN_ALIGN, 0);
+	if (sn->large != NULL)
+		ba_raw_free(g->backing, sn->large, sn->lcap * g->lstride,
+		    BEAMALLOC_MIN_ALIGN, 0);
 }
 
 /* Which membarrier(2) command makes every thread of the process execute
@@ -2218,10 +2324,22 @@ beamalloc_gpa_trim(beamalloc_gpa *g)
 size_t
 beamalloc_gpa_detect_leaks(beamalloc_gpa *g)
 {
+	struct leak_snap sn = { 0 };
+	size_t n;
+
 	if (g == NULL)
 		return 0;
 	gpa_trim(g);
-	return leaks_small(g, false) + leaks_large(g);
+	lock(g, &g->lock);
+	g->scanning++;
+	unlock(g, &g->lock);
+	n = leaks_small(g, &sn);
+	n += leaks_large(g, &sn);
+	leaks_report(g, &sn);
+	lock(g, &g->lock);
+	g->scanning--;
+	unlock(g, &g->lock);
+	return n;
 }
 
 /* ------------------------------------------------------------------------
@@ -2384,7 +2502,7 @@ beamalloc_gpa_destroy(beamalloc_gpa *g)
 	n = beamalloc_gpa_detect_leaks(g);
 	if (g->global)
 		return n;		/* the global instance lives on */
-	leaks_small(g, true);
+	leaks_small(g, NULL);
 	for (struct slab *s = atomic_load(&g->slabs), *next; s != NULL;
 	    s = next) {
 		next = s->next;

@@ -986,8 +986,7 @@ tc_bound(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 
 /* The records of no slab: a fresh cache's memo points here, with the
  * slot size of a whole slab, so only p == 0 can match it and reads
- * REC_NEW (not live): the general path handles that.  Never written: it
- * reads as the thread's own (priv), so the fast free only loads it. */
+ * REC_NEW (not live): the general path handles that.  Never written. */
 static const _Alignas(16) unsigned char no_recs[sizeof(struct rec)];
 
 /* A free thread cache slot's: the owner of no thread.  Never written. */
@@ -999,7 +998,7 @@ memo_clear(struct tcache *tc)
 	for (size_t i = 0; i < NMEMO; i++)
 		tc->memo[i] = (struct memo){ .base = 0, .mask = SLAB_SIZE - 1,
 		    .recs = (unsigned char *)no_recs, .mul = 0,
-		    .top = &tc->top[0], .priv = 1 };
+		    .top = &tc->top[0] };
 }
 
 static struct tcache *

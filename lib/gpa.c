@@ -626,12 +626,10 @@ depot_trim(struct beamalloc_gpa *g, size_t c, size_t keep)
 	if (g->scanning != 0)
 		goto out;
 	stamp = ++g->stamp;
-	/* The slabs being carved count their uncarved slots as free. */
-	for (struct tcache *tc = g->tcaches; tc != NULL; tc = tc->next)
-		if ((s = tc->cur[c]) != NULL) {
-			s->stamp = stamp;
-			s->cnt = s->nslots - s->carved;
-		}
+	if ((s = d->cur) != NULL) {
+		s->stamp = stamp;
+		s->cnt = s->nslots - d->next_slot;
+	}
 	for (rm = d->full; rm != NULL; rm = rm->next)
 		for (uint32_t i = 0; i < rm->n; i++) {
 			s = slab_at(g, &rm->e[i], &last);
@@ -644,10 +642,10 @@ depot_trim(struct beamalloc_gpa *g, size_t c, size_t keep)
 				dead = s;
 			}
 		}
-	/* Some stay, those being carved first: a class that needs them
+	/* Some stay, the one being carved first: a class that needs them
 	 * again soon does not make them again. */
 	for (struct slab **p = &dead; *p != NULL && keep != 0;)
-		if ((*p)->carver != NULL || keep > 1) {
+		if (*p == d->cur || keep > 1) {
 			(*p)->cnt = 0;
 			*p = (*p)->dead;
 			keep--;
@@ -692,10 +690,8 @@ depot_trim(struct beamalloc_gpa *g, size_t c, size_t keep)
 	}
 	for (s = dead; s != NULL; s = dead) {
 		dead = s->dead;
-		if (s->carver != NULL) {
-			s->carver->cur[c] = NULL;
-			d->uncarved -= s->nslots - s->carved;
-		}
+		if (s == d->cur)
+			d->cur = NULL;
 		bytes += slab_release(g, s);
 		d->nslabs--;
 	}
@@ -734,7 +730,8 @@ static bool
 dead_many(const struct depot *d, size_t c)
 {
 	size_t per = SLAB_SIZE >> (c + MIN_SHIFT);
-	size_t out = d->nslabs * per - d->nfull - d->uncarved;
+	size_t out = d->nslabs * per - d->nfull - (d->cur != NULL ?
+	    d->cur->nslots - d->next_slot : 0);
 
 	/* A class in steady use (three quarters of its slots used or
 	 * cached) keeps its slabs: they would only be made again. */
@@ -870,30 +867,19 @@ refill(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 		if ((m = tc->loaded[c]) == &no_mag &&
 		    (m = mag_get(g, c)) != NULL)
 			tc->loaded[c] = m;
-		/* Fresh slots from this cache's own slab, lowest address
-		 * on top of the stack. */
+		/* Fresh slots, lowest address on top of the stack. */
 		while (m != NULL && m->n < m->cap) {
-			struct slab *s = tc->cur[c];
+			struct slab *s = d->cur;
 			size_t i;
 
-			if (s == NULL || s->carved == s->nslots) {
+			if (s == NULL || d->next_slot == s->nslots) {
 				if ((s = slab_new(g, c)) == NULL)
 					break;
-				if (tc->cur[c] != NULL)
-					tc->cur[c]->carver = NULL;
-				s->carver = tc;
-				/* Owned by one thread only where another can
-				 * be made to wait (slab_revoke()); tc0 may be
-				 * shared by threads past NTHREADS. */
-				atomic_init(&s->owner, g->thread_safe &&
-				    g->mb_cmd != 0 && tc != g->tc0 ? tc :
-				    OWN_SHARED);
 				d->nslabs++;
-				d->uncarved += s->nslots;
-				tc->cur[c] = s;
+				d->cur = s;
+				d->next_slot = 0;
 			}
-			i = s->nslots - 1 - s->carved++;
-			d->uncarved--;
+			i = s->nslots - 1 - d->next_slot++;
 			m->e[m->n++] = (struct entry){
 				(unsigned char *)s->base + (i << s->shift),
 				s->recs + (i << g->rec_shift) };
@@ -1021,6 +1007,8 @@ tcache_new(struct beamalloc_gpa *g)
 	return tc;
 }
 
+static void go_shared(struct beamalloc_gpa *g);
+
 /* The calling thread's cache when its home slot is not its own: probe,
  * or claim a slot.  A slot's key is set once and never cleared; the cache
  * exists before the key is claimed and is stored right after, before
@@ -1058,6 +1046,9 @@ tcache_slow(struct beamalloc_gpa *g)
 			tc->owner = k;
 			atomic_store_explicit(&g->tcs[i], tc,
 			    memory_order_release);
+			/* A second thread: frees may race from now on. */
+			if (atomic_fetch_add(&g->nclaimed, 1) != 0)
+				go_shared(g);
 			return tc;
 		}
 		/* Another thread took the slot: keep the cache for later. */
@@ -1066,6 +1057,7 @@ tcache_slow(struct beamalloc_gpa *g)
 		unlock(g, &g->lock);
 		n--;			/* look at this slot again */
 	}
+	go_shared(g);			/* every slot taken: many threads */
 	return NULL;
 }
 
@@ -1622,58 +1614,6 @@ out:
  * Vtable
  * ---------------------------------------------------------------------- */
 
-/* ------------------------------------------------------------------------
- * Slab ownership: the thread that carves a slab frees into it with plain
- * loads and stores (no locked instruction on its fast free) for as long
- * as no other thread frees there.  The first free from another thread
- * revokes that: store, barrier, load, as in steal_idle(): the owner's
- * memos go stale (epoch), and after the barrier a fast free of the owner
- * that still read its memo as own shows busy, and is waited for.  From
- * then on every free in the slab claims its slot atomically, so of two
- * frees of one block exactly one succeeds.
- * ---------------------------------------------------------------------- */
-
-static bool barrier_all(struct beamalloc_gpa *g);
-
-static __attribute__((noinline)) void
-slab_revoke(struct beamalloc_gpa *g, struct slab *s,
-    struct tcache *owner)
-{
-	if (owner == OWN_REVOKING || !atomic_compare_exchange_strong(
-	    &s->owner, &owner, OWN_REVOKING)) {
-		/* Another thread is revoking it: wait until it is done. */
-		while (atomic_load_explicit(&s->owner, memory_order_acquire) !=
-		    OWN_SHARED)
-			sched_yield();
-		return;
-	}
-	atomic_fetch_add_explicit(&g->epoch, 1, memory_order_release);
-	/* It worked at create; should it fail now, the wait below still
-	 * covers all but a free caught between its two loads. */
-	(void)barrier_all(g);
-	while (__atomic_load_n(&owner->busy, __ATOMIC_ACQUIRE) != 0)
-		sched_yield();
-	atomic_store_explicit(&s->owner, OWN_SHARED, memory_order_release);
-}
-
-/* Whether s is tc's own; if another thread's, make it shared first.  The
- * caller is in no operation on its magazines (not busy), so two threads
- * revoking each other's slabs do not wait for each other. */
-static bool
-slab_mine(struct beamalloc_gpa *g, struct slab *s, struct tcache *tc)
-{
-	struct tcache *o;
-
-	if (!g->thread_safe)
-		return true;
-	o = atomic_load_explicit(&s->owner, memory_order_acquire);
-	if (o == tc && tc != NULL)
-		return true;
-	if (o != OWN_SHARED)
-		slab_revoke(g, s, o);
-	return false;
-}
-
 /* The general paths: any configuration, any thread. */
 static void *
 gpa_alloc(struct beamalloc_gpa *g, size_t len, size_t align, uintptr_t ra)
@@ -1708,11 +1648,10 @@ gpa_free(struct beamalloc_gpa *g, void *mem, size_t len, size_t align,
 		large_free(g, (uintptr_t)mem, len, align, ra);
 		return;
 	}
+	/* The cache first: a new thread's registers it, and makes the
+	 * first thread's fast frees atomic, before this one races them. */
 	if ((tc = tcache_of(g)) == NULL)
 		tc = tcache_slow(g);
-	/* Another thread's slab: it frees there with plain stores no more
-	 * before this free claims the slot. */
-	(void)slab_mine(g, slab_of(w.recs), tc);
 	if ((rec = live_slot(g, (uintptr_t)mem, &w, len, align, ra)) == NULL)
 		return;
 	/* Another thread's free of the same block got in between. */
@@ -1734,9 +1673,7 @@ gpa_free(struct beamalloc_gpa *g, void *mem, size_t len, size_t align,
 	pthread_mutex_unlock(&g->shared_lock);
 }
 
-/* Remember p's slab in the memo, and whether it is this thread's own.
- * False for a pointer in no slab.  The epoch is read before the owner:
- * a slab_revoke() in between moves it on, and the memo is stale at once. */
+/* Remember p's slab in the memo.  False for a pointer in no slab. */
 static bool
 memo_fill(struct beamalloc_gpa *g, struct tcache *tc, uintptr_t p)
 {
@@ -1748,7 +1685,6 @@ memo_fill(struct beamalloc_gpa *g, struct tcache *tc, uintptr_t p)
 		return false;
 	struct memo *m = memo_of(tc, p);
 
-	m->priv = slab_mine(g, slab_of(w.recs), tc);
 	m->epoch = epoch;
 	m->base = w.base;
 	m->mask = ((uintptr_t)1 << w.shift) - 1;
@@ -2215,6 +2151,33 @@ barrier_all(struct beamalloc_gpa *g)
 #endif
 }
 
+/* A second thread uses the GPA: from now on every free claims its slot
+ * atomically.  Store, barrier, load, as in steal_idle(): after the
+ * barrier, a fast free that read shared clear still shows busy, and is
+ * waited for; any later one reads it set.  Without membarrier(2) a GPA
+ * is shared from the start (beamalloc_gpa_create()).  No lock is held
+ * while waiting: a busy general path may need any of them. */
+static void
+go_shared(struct beamalloc_gpa *g)
+{
+	struct tcache *tc;
+
+	if (atomic_load_explicit(&g->shared, memory_order_acquire))
+		return;
+	atomic_store_explicit(&g->shared, 1, memory_order_relaxed);
+	/* It worked at create; should it fail now, the wait below still
+	 * covers all but a free caught between its two loads. */
+	(void)barrier_all(g);
+	lock(g, &g->lock);
+	tc = g->tcaches;
+	unlock(g, &g->lock);
+	/* Caches are never freed before the GPA is; the calling thread's
+	 * own, if any, is not busy. */
+	for (; tc != NULL; tc = tc->next)
+		while (__atomic_load_n(&tc->busy, __ATOMIC_ACQUIRE) != 0)
+			sched_yield();
+}
+
 /* Empty the caches of threads not inside the GPA right now (idle ones,
  * ended ones), in two rounds of store, barrier, load:
  *   1. steal is set on each; after a barrier, a cache whose busy reads
@@ -2437,6 +2400,9 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 	mutex_init(&g->large_lock);
 	if (g->thread_safe)
 		g->mb_cmd = membarrier_cmd();
+	/* Nothing to make other threads' fast frees wait with. */
+	if (g->thread_safe && g->mb_cmd == 0)
+		atomic_store(&g->shared, 1);
 	t = stab_new(g, 64);
 	if (t == NULL || (!g->thread_safe && (g->tc0 = tcache_new(g)) ==
 	    NULL)) {

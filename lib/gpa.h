@@ -59,22 +59,8 @@ struct slab {
 	struct slab *dead;		/* trim: the next to release */
 	uint32_t stamp, cnt;		/* trim: slots in the depot */
 	uint8_t shift;			/* log2 of the slot size */
-	/* Carving: each thread cache carves fresh slots from a slab of its
-	 * own (its cur[c]), so that what one thread allocates and frees
-	 * stays in slabs no other thread frees into.  Under the class's
-	 * depot lock. */
-	uint32_t carved;		/* slots handed out so far */
-	struct tcache *carver;		/* whose cur[] it is, or NULL */
-	/* The one thread that may free here with plain stores (its
-	 * carver), until another thread frees here: slab_revoke() makes it
-	 * OWN_SHARED, and from then on every free here claims its slot
-	 * atomically.  OWN_REVOKING while that is under way. */
-	struct tcache *_Atomic owner;
 	_Alignas(16) unsigned char recs[];
 };
-
-#define OWN_SHARED ((struct tcache *)NULL)
-#define OWN_REVOKING ((struct tcache *)1)
 
 /* A block of up to REGION_MAX_SLABS slabs from the backing; this header
  * sits in its unaligned head or tail. */
@@ -126,8 +112,7 @@ struct memo {
 	uint64_t mul;
 	struct entry **top;		/* &tc->top[class] */
 	uintptr_t epoch;		/* the GPA's epoch when filled */
-	uintptr_t priv;			/* the slab is this thread's own */
-	uintptr_t pad;			/* 64 bytes: the index is a shift */
+	uintptr_t pad[2];		/* 64 bytes: the index is a shift */
 };
 
 /* From &tc->top[c] to &tc->end[c]. */
@@ -174,7 +159,6 @@ struct tcache {
 	uintptr_t mark[NCLASS];
 	ptrdiff_t nblk;
 	unsigned seq;
-	struct slab *cur[NCLASS];	/* carving (depot lock of the class) */
 };
 
 
@@ -183,7 +167,8 @@ struct tcache {
 struct depot {
 	pthread_mutex_t lock;
 	struct mag *full, *empty;
-	size_t uncarved;		/* slots not yet carved, all caches */
+	struct slab *cur;
+	uint32_t next_slot;
 	uint32_t mag_cap;
 	size_t nfull;			/* slots in the full magazines */
 	size_t trim_at;			/* trim when their bytes pass this */
@@ -232,6 +217,12 @@ struct beamalloc_gpa {
 	_Atomic uintptr_t tkey[NTHREADS];
 	_Atomic(struct stab *) stab;
 	_Atomic uintptr_t epoch;	/* advanced by every slab release */
+	/* Set once a second thread uses the GPA (go_shared()): from then on
+	 * every free claims its slot with an atomic compare-exchange.
+	 * Before, the one thread's fast frees use plain loads and stores:
+	 * no other free can race them. */
+	_Atomic unsigned shared;
+	_Atomic unsigned nclaimed;	/* thread cache slots claimed */
 	bool thread_safe, safety, batched, abort_on_error;
 	unsigned depth;
 	unsigned rec_shift;		/* log2 of the record size */
@@ -559,17 +550,17 @@ ba_gpa_fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 	top = *tp;
 	/* Ordered: a trim's sentinel end is below any top.  Then the slot
 	 * is claimed: not USED (a double free, or a free racing another)
-	 * goes to the general path, which reports it.  In a slab only this
-	 * thread frees into (its own, as the memo says), with plain loads
-	 * and stores; in any other, atomically.  The memo was checked after
-	 * tc_mark(): slab_revoke() waits for a fast path that read it as own. */
+	 * goes to the general path, which reports it.  Atomically once
+	 * other threads may free too (loaded after tc_mark(): go_shared()
+	 * waits for a fast path that read it clear). */
 	if (BA_UNLIKELY((uintptr_t)top >= (uintptr_t)tp[LD_END]))
 		goto leave;
-	if (!ts || BA_LIKELY(m->priv)) {
-		if (BA_UNLIKELY(state_get(rec) != REC_USED))
+	if (ts && atomic_load_explicit(&g->shared, memory_order_relaxed)) {
+		if (BA_UNLIKELY(!state_release(rec)))
 			goto leave;
+	} else if (BA_LIKELY(state_get(rec) == REC_USED))
 		state_set(rec, REC_FREE);
-	} else if (BA_UNLIKELY(!state_release(rec)))
+	else
 		goto leave;
 	*top = (struct entry){ mem, rec };
 	*tp = top + 1;

@@ -544,24 +544,24 @@ ba_gpa_fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 	if (BA_UNLIKELY((off & m->mask) != 0))
 		goto leave;
 	rec = m->recs + ((off * m->mul) >> 32);
-	if (BA_UNLIKELY(safety && !rec_matches(rec, len, align)))
+	/* Not USED (a double free; or the read-only records of no slab,
+	 * never to be written) goes to the general path, which reports. */
+	if (BA_UNLIKELY(state_get(rec) != REC_USED ||
+	    (safety && !rec_matches(rec, len, align))))
 		goto leave;
 	tp = m->top;
 	top = *tp;
 	/* Ordered: a trim's sentinel end is below any top.  Then the slot
-	 * is claimed: not USED (a double free, or a free racing another)
-	 * goes to the general path, which reports it.  Atomically once
-	 * other threads may free too (loaded after tc_mark(): go_shared()
-	 * waits for a fast path that read it clear). */
+	 * is claimed; once other threads may free too, atomically, so that
+	 * of two frees racing exactly one wins (loaded after tc_mark():
+	 * go_shared() waits for a fast path that read it clear). */
 	if (BA_UNLIKELY((uintptr_t)top >= (uintptr_t)tp[LD_END]))
 		goto leave;
 	if (ts && atomic_load_explicit(&g->shared, memory_order_relaxed)) {
 		if (BA_UNLIKELY(!state_release(rec)))
 			goto leave;
-	} else if (BA_LIKELY(state_get(rec) == REC_USED))
+	} else
 		state_set(rec, REC_FREE);
-	else
-		goto leave;
 	*top = (struct entry){ mem, rec };
 	*tp = top + 1;
 	if (ts)

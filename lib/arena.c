@@ -93,11 +93,11 @@ new_chunk(beamalloc_arena *a, size_t len, size_t align, uintptr_t ra)
 	struct chunk *c;
 	size_t need, size;
 
-	/* header + worst-case padding + len */
-	if (__builtin_add_overflow(len, align, &need) ||
-	    __builtin_add_overflow(need, sizeof(struct chunk), &need))
+	/* header + worst-case padding + len, never past PTRDIFF_MAX */
+	if (!ba_add_len(len, align, &need) ||
+	    !ba_add_len(need, sizeof(struct chunk), &need))
 		return ba_fail(ENOMEM);
-	size = ba_max(need, a->capacity);
+	size = ba_max(need, ba_min(a->capacity, (size_t)PTRDIFF_MAX));
 	c = ba_raw_alloc(a->backing, size, a->chunk_align, ra);
 	if (c == NULL && size > need) {
 		/* Geometric growth is a wish; the request is the need. */

@@ -50,6 +50,16 @@ ba_min(size_t a, size_t b)
 	return a < b ? a : b;
 }
 
+/* a + b as a length to ask a backing allocator for: false when the sum
+ * overflows or passes PTRDIFF_MAX, the front end's own limit, so that no
+ * backing ever sees a length a caller could not have asked for. */
+static inline bool
+ba_add_len(size_t a, size_t b, size_t *sum)
+{
+	return !__builtin_add_overflow(a, b, sum) &&
+	    *sum <= (size_t)PTRDIFF_MAX;
+}
+
 /* Fail an allocation: NULL with errno set. */
 static inline void *
 ba_fail(int err)

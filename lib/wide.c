@@ -88,7 +88,7 @@ wide_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 
 	if (passes_through(b, align))
 		return ba_raw_alloc(*b, len, align, ra);
-	if (__builtin_add_overflow(len, align, &total))
+	if (!ba_add_len(len, align, &total))
 		return ba_fail(ENOMEM);
 	base = ba_raw_alloc(*b, total, native_of(b), ra);
 	if (base == NULL)
@@ -107,8 +107,10 @@ wide_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 
 	if (passes_through(b, align))
 		return ba_raw_resize(*b, mem, len, align, new_len, ra);
-	if (__builtin_add_overflow(new_len, align, &new_total))
+	if (!ba_add_len(new_len, align, &new_total)) {
+		errno = ENOMEM;
 		return false;
+	}
 	bb = block_of(b, mem, len, align);
 	return ba_raw_resize(*b, bb.base, bb.len, bb.align, new_total, ra);
 }
@@ -126,8 +128,8 @@ wide_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 
 	if (passes_through(b, align))
 		return ba_raw_remap(*b, mem, len, align, new_len, ra);
-	if (__builtin_add_overflow(new_len, align, &new_total))
-		return NULL;
+	if (!ba_add_len(new_len, align, &new_total))
+		return ba_fail(ENOMEM);
 	bb = block_of(b, mem, len, align);
 	old_off = (size_t)((unsigned char *)mem - bb.base);
 	base = ba_raw_remap(*b, bb.base, bb.len, bb.align, new_total, ra);

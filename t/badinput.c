@@ -270,6 +270,115 @@ gpa_foreign(void)
 	    "gpa: every block freed correctly in the end, no leak");
 }
 
+/* ------------------------------------------------------------------------
+ * A backing allocator that records the largest length it was asked for:
+ * lengths past PTRDIFF_MAX must stop at the wide allocator and the arena.
+ * ---------------------------------------------------------------------- */
+
+struct recorder {
+	size_t too_long;	/* calls with a length past PTRDIFF_MAX */
+	size_t max_len;
+};
+
+static bool
+rec_sees(struct recorder *r, size_t len)
+{
+	if (len > r->max_len)
+		r->max_len = len;
+	if (len <= (size_t)PTRDIFF_MAX)
+		return true;
+	r->too_long++;
+	return false;
+}
+
+/* Serves 8 (native for an allocator the library does not know); the
+ * largest real requests fail as malloc's would. */
+static void *
+rec_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
+{
+	(void)align, (void)ra;
+	if (!rec_sees(ctx, len) || len > ((size_t)1 << 40))
+		return NULL;
+	return malloc(len);
+}
+
+static bool
+rec_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
+    uintptr_t ra)
+{
+	(void)mem, (void)align, (void)ra;
+	return rec_sees(ctx, len) && rec_sees(ctx, new_len) && new_len <= len;
+}
+
+static void *
+rec_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
+    uintptr_t ra)
+{
+	(void)mem, (void)align, (void)ra;
+	rec_sees(ctx, len);
+	rec_sees(ctx, new_len);
+	return NULL;
+}
+
+static void
+rec_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
+{
+	(void)align, (void)ra;
+	rec_sees(ctx, len);
+	free(mem);
+}
+
+static const beamalloc_vtable rec_vtable = {
+	rec_alloc, rec_resize, rec_remap, rec_free
+};
+
+/* Wide and arena over the recorder, at lengths just under PTRDIFF_MAX:
+ * each call fails with ENOMEM, the live block intact, and the backing
+ * never sees a length past PTRDIFF_MAX. */
+static void
+huge_to_backing(void)
+{
+	static const size_t under[] = { 0, 1, 7, 8, 63, 64, 0x47, 4095,
+	    4096, 65536 };
+	struct recorder rec = { 0, 0 };
+	beamalloc_allocator b = { &rec, &rec_vtable };
+	beamalloc_allocator w = beamalloc_wide_on(&b);
+	beamalloc_arena *arena = beamalloc_arena_create(b);
+	beamalloc_allocator ar = beamalloc_arena_allocator(arena);
+	unsigned char *p = beamalloc_alloc_aligned(w, 100, 64);
+	unsigned char *q = beamalloc_alloc(ar, 100);
+	size_t bad = 0;
+
+	if (p == NULL || q == NULL)
+		bail("recorder: no first blocks");
+	fill(p, 100);
+	fill(q, 100);
+	for (size_t i = 0; i < sizeof(under) / sizeof(under[0]); i++) {
+		size_t len = (size_t)PTRDIFF_MAX - under[i];
+
+		for (size_t al = 8; al <= 4096; al *= 8) {
+			bad += !FAILS(beamalloc_alloc_aligned(w, len, al * 8),
+			    ENOMEM);
+			bad += !FAILS(beamalloc_alloc_aligned(ar, len, al),
+			    ENOMEM);
+		}
+		bad += !FAILS(beamalloc_resize(w, p, 100, 64, len), ENOMEM);
+		bad += !FAILS(beamalloc_remap(w, p, 100, 64, len), ENOMEM);
+		bad += !FAILS(beamalloc_realloc(w, p, 100, 64, len), ENOMEM);
+		bad += !FAILS(beamalloc_realloc(ar, q, 100, 8, len), ENOMEM);
+	}
+	is_size(bad, 0, "recorder: wide and arena requests of PTRDIFF_MAX - "
+	    "(0 .. 65536) bytes: NULL/false + ENOMEM");
+	ok(intact(p, 100) && intact(q, 100), "recorder: the live blocks are "
+	    "intact");
+	if (!ok(rec.too_long == 0, "recorder: the backing never saw a "
+	    "length past PTRDIFF_MAX"))
+		diag("  %zu such calls, the largest %#zx", rec.too_long,
+		    rec.max_len);
+	beamalloc_free_aligned(w, p, 100, 64);
+	beamalloc_arena_destroy(arena);
+}
+
 /* The memory limit: growth refused, the block kept. */
 static void
 gpa_limit(void)
@@ -295,12 +404,13 @@ int
 main(void)
 {
 	libc_alloc = beamalloc_libc();
-	plan(NSUBJECTS * 8 + 2 + 4 + 3);
+	plan(NSUBJECTS * 8 + 2 + 4 + 3 + 3);
 	for (int i = 0; i < NSUBJECTS; i++)
 		misuse(i);
 	bump_double_free(5);
 	bump_double_free(6);
 	gpa_foreign();
 	gpa_limit();
+	huge_to_backing();
 	return done_testing();
 }

@@ -208,9 +208,11 @@ BEAMALLOC_API beamalloc_allocator beamalloc_general_purpose(void);
 
 /* Chunks (and the arena's own header, inside the first one) come from
  * backing, growing geometrically; any alignment is served by placement
- * inside a chunk.  Only the last block can be freed or resized in place;
- * other frees are no-ops.  reset() keeps every chunk for reuse, destroy()
- * gives each back.  Not thread-safe. */
+ * inside a chunk.  Only the most recent allocation can be freed or grown
+ * in place; a free of it gives its bytes back once, and the block before
+ * it does not become freeable.  Every other free or resize is a no-op (a
+ * shrink succeeds, keeping the bytes).  reset() keeps every chunk for
+ * reuse, destroy() gives each back.  Not thread-safe. */
 typedef struct beamalloc_arena beamalloc_arena;	/* opaque */
 
 /* NULL + ENOMEM when backing cannot give the first chunk (4 KiB). */
@@ -226,8 +228,9 @@ BEAMALLOC_API size_t beamalloc_arena_capacity(const beamalloc_arena *arena);
 /* ------------------------------------------------------------------------
  * Fixed buffer: allocation out of caller memory, no backing allocator.
  * The struct is public so it can live on the stack; its fields are private.
- * Any alignment (placed inside the buffer); NULL + ENOMEM when full.  Only
- * the last block can be freed or resized in place.  The buffer belongs to
+ * Any alignment (placed inside the buffer); NULL + ENOMEM when full.  As
+ * in an arena, only the most recent allocation can be freed or grown in
+ * place, and a free of it gives its bytes back once.  The buffer belongs to
  * the allocator from init on (memory checkers see its unused bytes as
  * inaccessible; under ASan only for a buffer off the calling thread's
  * stack, whose poison would outlive the frame).  Not thread-safe.
@@ -238,6 +241,7 @@ typedef struct beamalloc_fixed {
 	unsigned char *ptr;		/* first free byte */
 	unsigned char *end;
 	bool poison;			/* ASan builds: buffer off the stack */
+	unsigned char *last;		/* start of the last block, or NULL */
 } beamalloc_fixed;
 
 BEAMALLOC_API void beamalloc_fixed_init(beamalloc_fixed *fb, void *buf,

@@ -232,6 +232,43 @@ bump_double_free(int i)
 	subject_close(&s);
 }
 
+/* Issue 13: a stale block that ends where the live ones end.  A(64) is
+ * freed, B(32) and C(32) take its place, A is freed again: that free,
+ * and a resize of A, must not rewind over B and C. */
+static void
+bump_stale_last(int i)
+{
+	struct subject s;
+	unsigned char *a, *b, *c, *d;
+	bool grew;
+
+	subject_open(&s, i);
+	a = beamalloc_alloc(s.a, 64);
+	beamalloc_free(s.a, a, 64);
+	b = beamalloc_alloc(s.a, 32);
+	c = beamalloc_alloc(s.a, 32);
+	if (b != a || c != a + 32)
+		bail("%s: blocks not bumped in place", s.name);
+	fill(b, 32);
+	fill(c, 32);
+	beamalloc_free(s.a, a, 64);	/* double free of A */
+	d = beamalloc_alloc(s.a, 64);
+	ok(d != NULL && d >= c + 32 && intact(b, 32) && intact(c, 32),
+	    "%s: a double free of A after B and C took its place is a "
+	    "no-op: the next block goes after C", s.name);
+	grew = beamalloc_resize(s.a, a, 64, 8, 128);
+	ok(!grew && beamalloc_remap(s.a, a, 64, 8, 96) == NULL &&
+	    intact(b, 32) && intact(c, 32),
+	    "%s: the stale A cannot grow over them either", s.name);
+	beamalloc_free(s.a, d, 64);
+	beamalloc_free(s.a, d, 64);	/* gives its bytes back once */
+	beamalloc_free(s.a, c, 32);	/* the block before: not last now */
+	ok(beamalloc_alloc(s.a, 64) == d && intact(c, 32),
+	    "%s: the last block's bytes come back once; the block before "
+	    "does not become last", s.name);
+	subject_close(&s);
+}
+
 /* The GPA rejects what it never gave out, even another GPA's block, and
  * catches the wide allocator freed with the wrong alignment. */
 static void
@@ -404,11 +441,13 @@ int
 main(void)
 {
 	libc_alloc = beamalloc_libc();
-	plan(NSUBJECTS * 8 + 2 + 4 + 3 + 3);
+	plan(NSUBJECTS * 8 + 2 + 6 + 4 + 3 + 3);
 	for (int i = 0; i < NSUBJECTS; i++)
 		misuse(i);
 	bump_double_free(5);
 	bump_double_free(6);
+	bump_stale_last(5);
+	bump_stale_last(6);
 	gpa_foreign();
 	gpa_limit();
 	huge_to_backing();

@@ -119,6 +119,10 @@ BEAMALLOC_API size_t beamalloc_native_align(beamalloc_allocator a);
  * Wide alignment: any power-of-two alignment by over-allocation
  * ---------------------------------------------------------------------- */
 
+/* Over-aligned blocks are registered: a free, resize or remap naming one
+ * with another length, alignment or allocator, or naming a pointer never
+ * given out, is reported (beamalloc_report_set_default) and ignored;
+ * resize/remap then fail with EINVAL. */
 /* Over beamalloc_beam(). */
 BEAMALLOC_API beamalloc_allocator beamalloc_wide(void);
 /* Over *backing, which the caller keeps alive. */
@@ -157,6 +161,12 @@ typedef void (*beamalloc_report_fn)(void *user, const beamalloc_report *r);
 BEAMALLOC_API void beamalloc_report_print(FILE *f, const beamalloc_report *r);
 /* Name of a report kind: "leak", "double free", ... */
 BEAMALLOC_API const char *beamalloc_report_kind_name(beamalloc_report_kind k);
+/* Process-wide handler for allocators without a report config of their
+ * own (the wide allocator's bad frees): fn NULL prints to stderr (the
+ * default); abort_on_error makes them abort() after reporting.  Set it
+ * before other threads allocate. */
+BEAMALLOC_API void beamalloc_report_set_default(beamalloc_report_fn fn,
+    void *user, bool abort_on_error);
 
 /* ------------------------------------------------------------------------
  * General purpose allocator

@@ -103,6 +103,11 @@ BA_HIDDEN bool ba_no_resize(void *ctx, void *mem, size_t len, size_t align,
 BA_HIDDEN void *ba_no_remap(void *ctx, void *mem, size_t len, size_t align,
     size_t new_len, uintptr_t ra);
 
+/* Report through the process-wide default handler of
+ * beamalloc_report_set_default() (report.c), then abort() if it says so;
+ * for allocators that have no report config of their own. */
+BA_HIDDEN void ba_report_default(const beamalloc_report *r);
+
 /* Allocators whose native alignment beamalloc_native_align() knows. */
 BA_HIDDEN extern const beamalloc_vtable ba_base_vtable;	/* base.c */
 BA_HIDDEN extern const beamalloc_vtable ba_wide_vtable;	/* wide.c */

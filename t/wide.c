@@ -233,7 +233,8 @@ static void
 default_handler_aborts(void)
 {
 	int fds[2], status;
-	char out[512];
+	char out[1024];
+	size_t got = 0;
 	ssize_t n;
 	pid_t pid;
 
@@ -251,12 +252,16 @@ default_handler_aborts(void)
 		_exit(0);
 	}
 	close(fds[1]);
-	n = read(fds[0], out, sizeof(out) - 1);
-	out[n > 0 ? n : 0] = '\0';
+	/* The report comes in several writes (stderr is unbuffered). */
+	while (got < sizeof(out) - 1 &&
+	    (n = read(fds[0], out + got, sizeof(out) - 1 - got)) > 0)
+		got += (size_t)n;
+	out[got] = '\0';
 	close(fds[0]);
 	waitpid(pid, &status, 0);
-	ok(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
-	    "abort_on_error: the bad free aborts after its report");
+	if (!ok(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+	    "abort_on_error: the bad free aborts after its report"))
+		diag("  wait status %#x", (unsigned)status);
 	if (!ok(strstr(out, "beamalloc: alignment mismatch: 100 bytes at") !=
 	    NULL && strstr(out, "(align 64), but the call gave 100 bytes, "
 	    "align 8") != NULL, "handler NULL: the GPA's text on stderr"))

@@ -119,6 +119,10 @@ BEAMALLOC_API size_t beamalloc_native_align(beamalloc_allocator a);
  * Wide alignment: any power-of-two alignment by over-allocation
  * ---------------------------------------------------------------------- */
 
+/* Over-aligned blocks are registered: a free, resize or remap naming one
+ * with another length, alignment or allocator, or naming a pointer never
+ * given out, is reported (beamalloc_report_set_default) and ignored;
+ * resize/remap then fail with EINVAL. */
 /* Over beamalloc_beam(). */
 BEAMALLOC_API beamalloc_allocator beamalloc_wide(void);
 /* Over *backing, which the caller keeps alive. */
@@ -159,6 +163,12 @@ typedef void (*beamalloc_report_fn)(void *user, const beamalloc_report *r);
 BEAMALLOC_API void beamalloc_report_print(FILE *f, const beamalloc_report *r);
 /* Name of a report kind: "leak", "double free", ... */
 BEAMALLOC_API const char *beamalloc_report_kind_name(beamalloc_report_kind k);
+/* Process-wide handler for allocators without a report config of their
+ * own (the wide allocator's bad frees): fn NULL prints to stderr (the
+ * default); abort_on_error makes them abort() after reporting.  Set it
+ * before other threads allocate. */
+BEAMALLOC_API void beamalloc_report_set_default(beamalloc_report_fn fn,
+    void *user, bool abort_on_error);
 
 /* ------------------------------------------------------------------------
  * General purpose allocator
@@ -210,9 +220,11 @@ BEAMALLOC_API beamalloc_allocator beamalloc_general_purpose(void);
 
 /* Chunks (and the arena's own header, inside the first one) come from
  * backing, growing geometrically; any alignment is served by placement
- * inside a chunk.  Only the last block can be freed or resized in place;
- * other frees are no-ops.  reset() keeps every chunk for reuse, destroy()
- * gives each back.  Not thread-safe. */
+ * inside a chunk.  Only the most recent allocation can be freed or grown
+ * in place; a free of it gives its bytes back once, and the block before
+ * it does not become freeable.  Every other free or resize is a no-op (a
+ * shrink succeeds, keeping the bytes).  reset() keeps every chunk for
+ * reuse, destroy() gives each back.  Not thread-safe. */
 typedef struct beamalloc_arena beamalloc_arena;	/* opaque */
 
 /* NULL + ENOMEM when backing cannot give the first chunk (4 KiB). */
@@ -228,8 +240,9 @@ BEAMALLOC_API size_t beamalloc_arena_capacity(const beamalloc_arena *arena);
 /* ------------------------------------------------------------------------
  * Fixed buffer: allocation out of caller memory, no backing allocator.
  * The struct is public so it can live on the stack; its fields are private.
- * Any alignment (placed inside the buffer); NULL + ENOMEM when full.  Only
- * the last block can be freed or resized in place.  The buffer belongs to
+ * Any alignment (placed inside the buffer); NULL + ENOMEM when full.  As
+ * in an arena, only the most recent allocation can be freed or grown in
+ * place, and a free of it gives its bytes back once.  The buffer belongs to
  * the allocator from init on (memory checkers see its unused bytes as
  * inaccessible; under ASan only for a buffer off the calling thread's
  * stack, whose poison would outlive the frame).  Not thread-safe.
@@ -240,6 +253,7 @@ typedef struct beamalloc_fixed {
 	unsigned char *ptr;		/* first free byte */
 	unsigned char *end;
 	bool poison;			/* ASan builds: buffer off the stack */
+	unsigned char *last;		/* start of the last block, or NULL */
 } beamalloc_fixed;
 
 BEAMALLOC_API void beamalloc_fixed_init(beamalloc_fixed *fb, void *buf,

@@ -34,6 +34,7 @@ struct chunk {
 struct beamalloc_arena {
 	unsigned char *ptr;	/* bump pointer in cur */
 	unsigned char *end;	/* end of cur */
+	unsigned char *last;	/* start of cur's last block, or NULL */
 	struct chunk *cur;
 	beamalloc_allocator backing;
 	size_t chunk_align;	/* asked of the backing for every chunk */
@@ -66,6 +67,7 @@ use_chunk(beamalloc_arena *a, struct chunk *c)
 	a->cur = c;
 	a->ptr = chunk_data(a, c);
 	a->end = chunk_end(c);
+	a->last = NULL;
 }
 
 /* Move the first spare that fits right after cur. */
@@ -93,11 +95,11 @@ new_chunk(beamalloc_arena *a, size_t len, size_t align, uintptr_t ra)
 	struct chunk *c;
 	size_t need, size;
 
-	/* header + worst-case padding + len */
-	if (__builtin_add_overflow(len, align, &need) ||
-	    __builtin_add_overflow(need, sizeof(struct chunk), &need))
+	/* header + worst-case padding + len, never past PTRDIFF_MAX */
+	if (!ba_add_len(len, align, &need) ||
+	    !ba_add_len(need, sizeof(struct chunk), &need))
 		return ba_fail(ENOMEM);
-	size = ba_max(need, a->capacity);
+	size = ba_max(need, ba_min(a->capacity, (size_t)PTRDIFF_MAX));
 	c = ba_raw_alloc(a->backing, size, a->chunk_align, ra);
 	if (c == NULL && size > need) {
 		/* Geometric growth is a wish; the request is the need. */
@@ -148,14 +150,16 @@ arena_alloc_slow(beamalloc_arena *a, size_t len, size_t align, uintptr_t ra)
 	if (c == NULL && (c = new_chunk(a, len, align, ra)) == NULL)
 		return NULL;
 	use_chunk(a, c);
-	return ba_bump_alloc(&a->ptr, a->end, len, align, ASAN_POISON);
+	return ba_bump_alloc(&a->ptr, &a->last, a->end, len, align,
+	    ASAN_POISON);
 }
 
 static void *
 arena_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 {
 	beamalloc_arena *a = ctx;
-	void *p = ba_bump_alloc(&a->ptr, a->end, len, align, ASAN_POISON);
+	void *p = ba_bump_alloc(&a->ptr, &a->last, a->end, len, align,
+	    ASAN_POISON);
 
 	return BA_LIKELY(p != NULL) ? p : arena_alloc_slow(a, len, align, ra);
 }
@@ -167,7 +171,8 @@ arena_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 	beamalloc_arena *a = ctx;
 
 	(void)align, (void)ra;
-	return ba_bump_resize(&a->ptr, a->end, mem, len, new_len, ASAN_POISON);
+	return ba_bump_resize(&a->ptr, a->last, a->end, mem, len, new_len,
+	    ASAN_POISON);
 }
 
 /* Moving would be alloc + copy, which the caller does best. */
@@ -184,7 +189,7 @@ arena_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
 	beamalloc_arena *a = ctx;
 
 	(void)align, (void)ra;
-	ba_bump_free(&a->ptr, mem, len, ASAN_POISON);
+	ba_bump_free(&a->ptr, &a->last, mem, len, ASAN_POISON);
 }
 
 const beamalloc_vtable ba_arena_vtable = {

@@ -2,10 +2,14 @@
  * bump.h - the bump-pointer core shared by the arena (one chunk at a
  * time) and the fixed buffer.  Private.
  *
- * A region [*ptr, end) is carved from the bottom.  The last block is the
- * one ending at *ptr (after a free, the one before it becomes last): only
- * it can grow, and freeing it gives its bytes back.  Other frees keep
- * their bytes until the owner resets.
+ * A region [*ptr, end) is carved from the bottom.  Only the most recent
+ * allocation, the last block, can be freed or grown in place: *last is
+ * where it starts, and a call must name both its start and its end
+ * (*ptr), or a stale block ending at *ptr (a double free after newer
+ * blocks took its place) would rewind over live ones.  A free of it
+ * gives its bytes back once: *last becomes NULL, since the start of the
+ * block before is not known.  Every other free or resize is a no-op
+ * (a shrink reports success and keeps the bytes) until the owner resets.
  *
  * Memory checkers see bump blocks as regions of their chunk, never as
  * malloc-like blocks: a reset drops every block at once, which valgrind's
@@ -72,10 +76,11 @@ ba_bump_fits(const unsigned char *p, const unsigned char *end, size_t len,
 	return pad <= room && len <= room - pad;
 }
 
-/* len bytes at align from [*ptr, end), or NULL when they do not fit. */
+/* len bytes at align from [*ptr, end), or NULL when they do not fit;
+ * the block becomes the last one. */
 static inline void *
-ba_bump_alloc(unsigned char **ptr, unsigned char *end, size_t len,
-    size_t align, bool asan)
+ba_bump_alloc(unsigned char **ptr, unsigned char **last, unsigned char *end,
+    size_t len, size_t align, bool asan)
 {
 	unsigned char *p = *ptr;
 
@@ -83,30 +88,29 @@ ba_bump_alloc(unsigned char **ptr, unsigned char *end, size_t len,
 		return NULL;
 	p += ba_bump_pad(p, align);
 	*ptr = p + len;
+	*last = p;
 	ba_region_open(p, len, asan);
 	return p;
 }
 
 static inline bool
-ba_bump_is_last(const unsigned char *ptr, const void *mem, size_t len)
+ba_bump_is_last(const unsigned char *ptr, const unsigned char *last,
+    const void *mem, size_t len)
 {
-	return (const unsigned char *)mem + len == ptr;
+	return mem == last && (const unsigned char *)mem + len == ptr;
 }
 
-/* In place: the last block grows up to end or shrinks, giving bytes back;
- * any other block can only shrink, keeping its bytes. */
+/* In place: the last block grows up to end or shrinks, giving bytes back.
+ * Any other block "shrinks" untouched: it may be stale, its bytes another
+ * block's, so nothing is poisoned. */
 static inline bool
-ba_bump_resize(unsigned char **ptr, unsigned char *end, void *mem,
-    size_t len, size_t new_len, bool asan)
+ba_bump_resize(unsigned char **ptr, const unsigned char *last,
+    unsigned char *end, void *mem, size_t len, size_t new_len, bool asan)
 {
 	unsigned char *p = mem;
 
-	if (!ba_bump_is_last(*ptr, p, len)) {
-		if (new_len > len)
-			return false;
-		ba_region_close(p + new_len, len - new_len, asan);
-		return true;
-	}
+	if (!ba_bump_is_last(*ptr, last, p, len))
+		return new_len <= len;
 	if (new_len > len) {
 		if (new_len - len > (size_t)(end - *ptr))
 			return false;
@@ -117,11 +121,16 @@ ba_bump_resize(unsigned char **ptr, unsigned char *end, void *mem,
 	return true;
 }
 
+/* Only the last block is given back (and closed to memory checkers):
+ * any other may be stale, overlapping live blocks. */
 static inline void
-ba_bump_free(unsigned char **ptr, void *mem, size_t len, bool asan)
+ba_bump_free(unsigned char **ptr, unsigned char **last, void *mem,
+    size_t len, bool asan)
 {
-	if (ba_bump_is_last(*ptr, mem, len))
-		*ptr = mem;
+	if (!ba_bump_is_last(*ptr, *last, mem, len))
+		return;
+	*ptr = mem;
+	*last = NULL;
 	ba_region_close(mem, len, asan);
 }
 

@@ -45,7 +45,8 @@ static void *
 fixed_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 {
 	beamalloc_fixed *fb = ctx;
-	void *p = ba_bump_alloc(&fb->ptr, fb->end, len, align, fb->poison);
+	void *p = ba_bump_alloc(&fb->ptr, &fb->last, fb->end, len, align,
+	    fb->poison);
 
 	(void)ra;
 	return p != NULL ? p : ba_fail(ENOMEM);
@@ -58,7 +59,7 @@ fixed_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 	beamalloc_fixed *fb = ctx;
 
 	(void)align, (void)ra;
-	return ba_bump_resize(&fb->ptr, fb->end, mem, len, new_len,
+	return ba_bump_resize(&fb->ptr, fb->last, fb->end, mem, len, new_len,
 	    fb->poison);
 }
 
@@ -75,7 +76,7 @@ fixed_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
 	beamalloc_fixed *fb = ctx;
 
 	(void)align, (void)ra;
-	ba_bump_free(&fb->ptr, mem, len, fb->poison);
+	ba_bump_free(&fb->ptr, &fb->last, mem, len, fb->poison);
 }
 
 const beamalloc_vtable ba_fixed_vtable = {
@@ -91,6 +92,7 @@ beamalloc_fixed_init(beamalloc_fixed *fb, void *buf, size_t len)
 {
 	fb->start = buf;
 	fb->ptr = buf;
+	fb->last = NULL;
 	/* No arithmetic on NULL: a NULL buffer is an empty one. */
 	fb->end = buf != NULL ? fb->start + len : NULL;
 	fb->poison = buf != NULL && may_poison(buf);
@@ -113,4 +115,5 @@ beamalloc_fixed_reset(beamalloc_fixed *fb)
 		return;
 	ba_region_close(fb->start, (size_t)(fb->ptr - fb->start), fb->poison);
 	fb->ptr = fb->start;
+	fb->last = NULL;
 }

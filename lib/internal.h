@@ -50,6 +50,16 @@ ba_min(size_t a, size_t b)
 	return a < b ? a : b;
 }
 
+/* a + b as a length to ask a backing allocator for: false when the sum
+ * overflows or passes PTRDIFF_MAX, the front end's own limit, so that no
+ * backing ever sees a length a caller could not have asked for. */
+static inline bool
+ba_add_len(size_t a, size_t b, size_t *sum)
+{
+	return !__builtin_add_overflow(a, b, sum) &&
+	    *sum <= (size_t)PTRDIFF_MAX;
+}
+
 /* Fail an allocation: NULL with errno set. */
 static inline void *
 ba_fail(int err)
@@ -92,6 +102,11 @@ BA_HIDDEN bool ba_no_resize(void *ctx, void *mem, size_t len, size_t align,
     size_t new_len, uintptr_t ra);
 BA_HIDDEN void *ba_no_remap(void *ctx, void *mem, size_t len, size_t align,
     size_t new_len, uintptr_t ra);
+
+/* Report through the process-wide default handler of
+ * beamalloc_report_set_default() (report.c), then abort() if it says so;
+ * for allocators that have no report config of their own. */
+BA_HIDDEN void ba_report_default(const beamalloc_report *r);
 
 /* Allocators whose native alignment beamalloc_native_align() knows. */
 BA_HIDDEN extern const beamalloc_vtable ba_base_vtable;	/* base.c */

@@ -12,10 +12,15 @@
  * The block is written under the stream's lock, so reports from several
  * threads do not interleave, and without allocating: it may run where the
  * heap is in trouble.
+ *
+ * Allocators without a config of their own (the wide allocator) report
+ * through the process-wide default handler set here.
  */
 #define _GNU_SOURCE
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
@@ -132,4 +137,39 @@ beamalloc_report_print(FILE *f, const beamalloc_report *r)
 	print_trace(f, "first freed at", r->free_trace, r->free_trace_len);
 	funlockfile(f);
 	fflush(f);
+}
+
+/* ------------------------------------------------------------------------
+ * The process-wide default handler
+ * ---------------------------------------------------------------------- */
+
+static _Atomic(beamalloc_report_fn) default_fn;	/* NULL: print to stderr */
+static void *_Atomic default_user;
+static _Atomic bool default_abort;
+
+/* fn is stored last, so a report that sees it sees its user (a setter
+ * racing another setter may still pair them wrongly: set it early). */
+void
+beamalloc_report_set_default(beamalloc_report_fn fn, void *user,
+    bool abort_on_error)
+{
+	atomic_store_explicit(&default_user, user, memory_order_relaxed);
+	atomic_store_explicit(&default_abort, abort_on_error,
+	    memory_order_relaxed);
+	atomic_store_explicit(&default_fn, fn, memory_order_release);
+}
+
+void
+ba_report_default(const beamalloc_report *r)
+{
+	beamalloc_report_fn fn = atomic_load_explicit(&default_fn,
+	    memory_order_acquire);
+
+	if (fn != NULL)
+		fn(atomic_load_explicit(&default_user, memory_order_relaxed), r);
+	else
+		beamalloc_report_print(stderr, r);
+	if (atomic_load_explicit(&default_abort, memory_order_relaxed) &&
+	    r->kind != BEAMALLOC_REPORT_LEAK)
+		abort();
 }

@@ -13,7 +13,33 @@
  * offset <= 8 + align - n <= align, so len + align always suffices: at most
  * one word beyond the len + align - 1 that any aligned over-allocation
  * needs.  free() gives the backing exactly (base, len + align, n).
+ *
+ * Every over-aligned block is also entered in a process-wide registry:
+ *
+ *   registry: aligned -> { backing, len, align }     (hash table, one lock)
+ *   filter:   per hash bucket, how many entries      (atomic, no lock)
+ *
+ * A free, resize or remap is checked against it before any memory is
+ * read or any backing called: a pointer it does not hold (never given
+ * out, freed already, another allocator's), or one named with another
+ * length, alignment or backing, is reported (beamalloc_report, through
+ * the default handler of report.c) and the call ignored: free does
+ * nothing, resize and remap fail with EINVAL.  A check word in the
+ * header would need the word below a pointer that may not be ours (a
+ * page start, a redzone), and could not help the case that matters most:
+ * a block allocated at 64 and freed at 8 takes the pass-through path, so
+ * the backing would get an inner pointer.  So pass-through calls on a
+ * pointer aligned beyond n (only those can be wide blocks) ask the
+ * filter, and the registry when the filter says maybe.  What cannot be
+ * checked: a pass-through block named with a wrong length or alignment
+ * that still passes through (the backing's business), and a registered
+ * block whose backing memory was released behind the wide allocator's
+ * back (a leak freed wholesale, e.g. by beamalloc_gpa_destroy of its
+ * backing): its address stays registered until allocated again here.
  */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -26,6 +52,146 @@ struct backing_block {
 	size_t len;
 	size_t align;
 };
+
+/* A live over-aligned block, as the registry knows it. */
+struct entry {
+	uintptr_t addr;			/* the aligned block; 0: empty slot */
+	beamalloc_allocator backing;	/* by value: equal backings agree */
+	size_t len;
+	size_t align;
+};
+
+/* Open addressing with linear probing; never more than 3/4 full, so a
+ * remove followed by an insert never needs to grow. */
+static struct {
+	pthread_mutex_t lock;
+	struct entry *tab;
+	size_t cap;			/* a power of two, or 0 */
+	size_t used;
+} reg = { PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0 };
+
+#define FILTER_SIZE ((size_t)4096)
+static _Atomic unsigned filter[FILTER_SIZE];
+
+static inline uint64_t
+mix(uintptr_t a)
+{
+	uint64_t h = (uint64_t)a * 0x9e3779b97f4a7c15u;
+
+	return h ^ (h >> 29);
+}
+
+static inline _Atomic unsigned *
+filter_of(uintptr_t a)
+{
+	return &filter[(mix(a) >> 40) & (FILTER_SIZE - 1)];
+}
+
+/* ------------------------------------------------------------------------
+ * The registry (callers hold reg.lock)
+ * ---------------------------------------------------------------------- */
+
+static struct entry *
+reg_find(uintptr_t addr)
+{
+	size_t mask = reg.cap - 1, i;
+
+	if (reg.cap == 0)
+		return NULL;
+	for (i = mix(addr) & mask; reg.tab[i].addr != 0; i = (i + 1) & mask)
+		if (reg.tab[i].addr == addr)
+			return &reg.tab[i];
+	return NULL;
+}
+
+/* Into a table with room: no allocation, cannot fail. */
+static void
+reg_put(const struct entry *e)
+{
+	size_t mask = reg.cap - 1, i = mix(e->addr) & mask;
+
+	while (reg.tab[i].addr != 0 && reg.tab[i].addr != e->addr)
+		i = (i + 1) & mask;
+	if (reg.tab[i].addr == 0) {
+		reg.used++;
+		atomic_fetch_add_explicit(filter_of(e->addr), 1,
+		    memory_order_relaxed);
+	}
+	reg.tab[i] = *e;
+}
+
+static bool
+reg_add(const struct entry *e)
+{
+	if ((reg.used + 1) * 4 > reg.cap * 3) {
+		size_t old_cap = reg.cap, cap = old_cap ? old_cap * 2 : 64;
+		struct entry *old = reg.tab, *tab = calloc(cap, sizeof(*tab));
+
+		if (tab == NULL)
+			return false;
+		reg.tab = tab;
+		reg.cap = cap;
+		reg.used = 0;
+		for (size_t i = 0; i < old_cap; i++)
+			if (old[i].addr != 0) {
+				atomic_fetch_sub_explicit(filter_of(
+				    old[i].addr), 1, memory_order_relaxed);
+				reg_put(&old[i]);
+			}
+		free(old);
+	}
+	reg_put(e);
+	return true;
+}
+
+/* Backward-shift deletion: no tombstones, lookups stay short. */
+static void
+reg_remove(struct entry *e)
+{
+	size_t mask = reg.cap - 1, hole = (size_t)(e - reg.tab), i = hole;
+
+	atomic_fetch_sub_explicit(filter_of(e->addr), 1, memory_order_relaxed);
+	reg.used--;
+	for (;;) {
+		size_t home;
+
+		i = (i + 1) & mask;
+		if (reg.tab[i].addr == 0)
+			break;
+		home = mix(reg.tab[i].addr) & mask;
+		/* Move it into the hole unless its home lies in (hole, i]. */
+		if (((i - home) & mask) >= ((i - hole) & mask)) {
+			reg.tab[hole] = reg.tab[i];
+			hole = i;
+		}
+	}
+	reg.tab[hole].addr = 0;
+}
+
+static inline bool
+same_allocator(beamalloc_allocator x, beamalloc_allocator y)
+{
+	return x.ctx == y.ctx && x.vtable == y.vtable;
+}
+
+/* What is wrong with a call naming (mem, len, align) through backing b,
+ * given the registry's entry e (or NULL); 0 when nothing is. */
+static int
+verdict(const struct entry *e, const beamalloc_allocator *b, size_t len,
+    size_t align)
+{
+	if (e == NULL || !same_allocator(e->backing, *b))
+		return BEAMALLOC_REPORT_INVALID_FREE;
+	if (e->align != align)
+		return BEAMALLOC_REPORT_ALIGN_MISMATCH;
+	if (e->len != len)
+		return BEAMALLOC_REPORT_SIZE_MISMATCH;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Blocks
+ * ---------------------------------------------------------------------- */
 
 static inline size_t
 native_of(const beamalloc_allocator *b)
@@ -75,6 +241,103 @@ block_of(const beamalloc_allocator *b, void *mem, size_t len, size_t align)
 	return bb;
 }
 
+static void
+report_bad(int kind, const struct entry *e, const void *mem, size_t len,
+    size_t align, uintptr_t ra)
+{
+	beamalloc_report r;
+
+	memset(&r, 0, sizeof(r));
+	r.kind = (beamalloc_report_kind)kind;
+	r.addr = mem;
+	if (e != NULL && kind != BEAMALLOC_REPORT_INVALID_FREE) {
+		r.size = e->len;
+		r.align = e->align;
+	}
+	r.given_size = len;
+	r.given_align = align;
+	r.ret_addr = ra;
+	ba_report_default(&r);
+}
+
+/* The backing block behind an over-aligned mem named exactly as the
+ * registry holds it (a free also takes it out); otherwise the call is
+ * reported and false returned.  Nothing is read before the registry
+ * vouches for mem. */
+static bool
+checked_block(const beamalloc_allocator *b, void *mem, size_t len,
+    size_t align, uintptr_t ra, bool take, struct backing_block *bb)
+{
+	struct entry *e, copy;
+	int bad;
+
+	pthread_mutex_lock(&reg.lock);
+	e = reg_find((uintptr_t)mem);
+	bad = verdict(e, b, len, align);
+	if (e != NULL)
+		copy = *e;
+	if (!bad && take)
+		reg_remove(e);
+	pthread_mutex_unlock(&reg.lock);
+	if (bad) {
+		report_bad(bad, e != NULL ? &copy : NULL, mem, len, align, ra);
+		return false;
+	}
+	*bb = block_of(b, mem, len, align);
+	return true;
+}
+
+/* A pass-through call naming a registered block: it was allocated over-
+ * aligned, so the backing would get an inner pointer.  Only a pointer
+ * aligned beyond n can be one; the filter answers most without the lock.
+ * True when reported. */
+static bool
+misnamed_wide(const beamalloc_allocator *b, const void *mem, size_t len,
+    size_t align, uintptr_t ra)
+{
+	uintptr_t a = (uintptr_t)mem;
+	struct entry *e, copy;
+
+	if ((a & (2 * native_of(b) - 1)) != 0 ||
+	    atomic_load_explicit(filter_of(a), memory_order_relaxed) == 0)
+		return false;
+	pthread_mutex_lock(&reg.lock);
+	e = reg_find(a);
+	if (e != NULL)
+		copy = *e;
+	pthread_mutex_unlock(&reg.lock);
+	if (e == NULL)
+		return false;
+	report_bad(same_allocator(copy.backing, *b) ?
+	    BEAMALLOC_REPORT_ALIGN_MISMATCH : BEAMALLOC_REPORT_INVALID_FREE,
+	    &copy, mem, len, align, ra);
+	return true;
+}
+
+/* A refused block: EINVAL, and only then (the front end then does
+ * nothing more with it). */
+static inline bool
+refuse(void)
+{
+	errno = EINVAL;
+	return false;
+}
+
+/* The backing's own answer: its errno when it set one (EINVAL if it
+ * refused the block itself), else ENOMEM, never a stale EINVAL. */
+static inline void
+backing_errno_clear(void)
+{
+	errno = 0;
+}
+
+static inline void
+backing_errno_fail(void)
+{
+	if (errno == 0)
+		errno = ENOMEM;
+}
+
 /* ------------------------------------------------------------------------
  * Vtable
  * ---------------------------------------------------------------------- */
@@ -83,17 +346,30 @@ static void *
 wide_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 {
 	const beamalloc_allocator *b = ctx;
+	struct entry e;
 	unsigned char *base;
 	size_t total;
+	bool in;
 
 	if (passes_through(b, align))
 		return ba_raw_alloc(*b, len, align, ra);
-	if (__builtin_add_overflow(len, align, &total))
+	if (!ba_add_len(len, align, &total))
 		return ba_fail(ENOMEM);
 	base = ba_raw_alloc(*b, total, native_of(b), ra);
 	if (base == NULL)
 		return NULL;
-	return place(base, offset_for(base, align));
+	e.addr = (uintptr_t)place(base, offset_for(base, align));
+	e.backing = *b;
+	e.len = len;
+	e.align = align;
+	pthread_mutex_lock(&reg.lock);
+	in = reg_add(&e);
+	pthread_mutex_unlock(&reg.lock);
+	if (!in) {
+		ba_raw_free(*b, base, total, native_of(b), ra);
+		return ba_fail(ENOMEM);
+	}
+	return (void *)e.addr;
 }
 
 /* The block keeps its place, so only the backing block's length changes. */
@@ -103,14 +379,35 @@ wide_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 {
 	const beamalloc_allocator *b = ctx;
 	struct backing_block bb;
+	struct entry *e;
 	size_t new_total;
+	bool done;
 
-	if (passes_through(b, align))
-		return ba_raw_resize(*b, mem, len, align, new_len, ra);
-	if (__builtin_add_overflow(new_len, align, &new_total))
+	if (passes_through(b, align)) {
+		if (misnamed_wide(b, mem, len, align, ra))
+			return refuse();
+		backing_errno_clear();
+		done = ba_raw_resize(*b, mem, len, align, new_len, ra);
+		if (!done)
+			backing_errno_fail();
+		return done;
+	}
+	if (!checked_block(b, mem, len, align, ra, false, &bb))
+		return refuse();
+	if (!ba_add_len(new_len, align, &new_total)) {
+		errno = ENOMEM;
 		return false;
-	bb = block_of(b, mem, len, align);
-	return ba_raw_resize(*b, bb.base, bb.len, bb.align, new_total, ra);
+	}
+	backing_errno_clear();
+	if (!ba_raw_resize(*b, bb.base, bb.len, bb.align, new_total, ra)) {
+		backing_errno_fail();
+		return false;
+	}
+	pthread_mutex_lock(&reg.lock);
+	if ((e = reg_find((uintptr_t)mem)) != NULL)
+		e->len = new_len;
+	pthread_mutex_unlock(&reg.lock);
+	return true;
 }
 
 /* The backing may move the block to an address with another residue mod
@@ -121,22 +418,44 @@ wide_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 {
 	const beamalloc_allocator *b = ctx;
 	struct backing_block bb;
+	struct entry *e, moved;
 	unsigned char *base;
 	size_t new_total, old_off, new_off;
 
-	if (passes_through(b, align))
-		return ba_raw_remap(*b, mem, len, align, new_len, ra);
-	if (__builtin_add_overflow(new_len, align, &new_total))
-		return NULL;
-	bb = block_of(b, mem, len, align);
+	if (passes_through(b, align)) {
+		if (misnamed_wide(b, mem, len, align, ra))
+			return ba_fail(EINVAL);
+		backing_errno_clear();
+		base = ba_raw_remap(*b, mem, len, align, new_len, ra);
+		if (base == NULL)
+			backing_errno_fail();
+		return base;
+	}
+	if (!checked_block(b, mem, len, align, ra, false, &bb))
+		return ba_fail(EINVAL);
+	if (!ba_add_len(new_len, align, &new_total))
+		return ba_fail(ENOMEM);
 	old_off = (size_t)((unsigned char *)mem - bb.base);
+	backing_errno_clear();
 	base = ba_raw_remap(*b, bb.base, bb.len, bb.align, new_total, ra);
-	if (base == NULL)
+	if (base == NULL) {
+		backing_errno_fail();
 		return NULL;
+	}
 	new_off = offset_for(base, align);
 	if (new_off != old_off)
 		memmove(base + new_off, base + old_off, ba_min(len, new_len));
-	return place(base, new_off);
+	moved.addr = (uintptr_t)place(base, new_off);
+	moved.backing = *b;
+	moved.len = new_len;
+	moved.align = align;
+	/* One entry out, one in: the table never needs to grow here. */
+	pthread_mutex_lock(&reg.lock);
+	if ((e = reg_find((uintptr_t)mem)) != NULL)
+		reg_remove(e);
+	(void)reg_add(&moved);
+	pthread_mutex_unlock(&reg.lock);
+	return (void *)moved.addr;
 }
 
 static void
@@ -146,11 +465,12 @@ wide_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
 	struct backing_block bb;
 
 	if (passes_through(b, align)) {
-		ba_raw_free(*b, mem, len, align, ra);
+		if (!misnamed_wide(b, mem, len, align, ra))
+			ba_raw_free(*b, mem, len, align, ra);
 		return;
 	}
-	bb = block_of(b, mem, len, align);
-	ba_raw_free(*b, bb.base, bb.len, bb.align, ra);
+	if (checked_block(b, mem, len, align, ra, true, &bb))
+		ba_raw_free(*b, bb.base, bb.len, bb.align, ra);
 }
 
 const beamalloc_vtable ba_wide_vtable = {

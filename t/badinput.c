@@ -232,6 +232,43 @@ bump_double_free(int i)
 	subject_close(&s);
 }
 
+/* Issue 13: a stale block that ends where the live ones end.  A(64) is
+ * freed, B(32) and C(32) take its place, A is freed again: that free,
+ * and a resize of A, must not rewind over B and C. */
+static void
+bump_stale_last(int i)
+{
+	struct subject s;
+	unsigned char *a, *b, *c, *d;
+	bool grew;
+
+	subject_open(&s, i);
+	a = beamalloc_alloc(s.a, 64);
+	beamalloc_free(s.a, a, 64);
+	b = beamalloc_alloc(s.a, 32);
+	c = beamalloc_alloc(s.a, 32);
+	if (b != a || c != a + 32)
+		bail("%s: blocks not bumped in place", s.name);
+	fill(b, 32);
+	fill(c, 32);
+	beamalloc_free(s.a, a, 64);	/* double free of A */
+	d = beamalloc_alloc(s.a, 64);
+	ok(d != NULL && d >= c + 32 && intact(b, 32) && intact(c, 32),
+	    "%s: a double free of A after B and C took its place is a "
+	    "no-op: the next block goes after C", s.name);
+	grew = beamalloc_resize(s.a, a, 64, 8, 128);
+	ok(!grew && beamalloc_remap(s.a, a, 64, 8, 96) == NULL &&
+	    intact(b, 32) && intact(c, 32),
+	    "%s: the stale A cannot grow over them either", s.name);
+	beamalloc_free(s.a, d, 64);
+	beamalloc_free(s.a, d, 64);	/* gives its bytes back once */
+	beamalloc_free(s.a, c, 32);	/* the block before: not last now */
+	ok(beamalloc_alloc(s.a, 64) == d && intact(c, 32),
+	    "%s: the last block's bytes come back once; the block before "
+	    "does not become last", s.name);
+	subject_close(&s);
+}
+
 /* The GPA rejects what it never gave out, even another GPA's block, and
  * catches the wide allocator freed with the wrong alignment. */
 static void
@@ -270,6 +307,115 @@ gpa_foreign(void)
 	    "gpa: every block freed correctly in the end, no leak");
 }
 
+/* ------------------------------------------------------------------------
+ * A backing allocator that records the largest length it was asked for:
+ * lengths past PTRDIFF_MAX must stop at the wide allocator and the arena.
+ * ---------------------------------------------------------------------- */
+
+struct recorder {
+	size_t too_long;	/* calls with a length past PTRDIFF_MAX */
+	size_t max_len;
+};
+
+static bool
+rec_sees(struct recorder *r, size_t len)
+{
+	if (len > r->max_len)
+		r->max_len = len;
+	if (len <= (size_t)PTRDIFF_MAX)
+		return true;
+	r->too_long++;
+	return false;
+}
+
+/* Serves 8 (native for an allocator the library does not know); the
+ * largest real requests fail as malloc's would. */
+static void *
+rec_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
+{
+	(void)align, (void)ra;
+	if (!rec_sees(ctx, len) || len > ((size_t)1 << 40))
+		return NULL;
+	return malloc(len);
+}
+
+static bool
+rec_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
+    uintptr_t ra)
+{
+	(void)mem, (void)align, (void)ra;
+	return rec_sees(ctx, len) && rec_sees(ctx, new_len) && new_len <= len;
+}
+
+static void *
+rec_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
+    uintptr_t ra)
+{
+	(void)mem, (void)align, (void)ra;
+	rec_sees(ctx, len);
+	rec_sees(ctx, new_len);
+	return NULL;
+}
+
+static void
+rec_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
+{
+	(void)align, (void)ra;
+	rec_sees(ctx, len);
+	free(mem);
+}
+
+static const beamalloc_vtable rec_vtable = {
+	rec_alloc, rec_resize, rec_remap, rec_free
+};
+
+/* Wide and arena over the recorder, at lengths just under PTRDIFF_MAX:
+ * each call fails with ENOMEM, the live block intact, and the backing
+ * never sees a length past PTRDIFF_MAX. */
+static void
+huge_to_backing(void)
+{
+	static const size_t under[] = { 0, 1, 7, 8, 63, 64, 0x47, 4095,
+	    4096, 65536 };
+	struct recorder rec = { 0, 0 };
+	beamalloc_allocator b = { &rec, &rec_vtable };
+	beamalloc_allocator w = beamalloc_wide_on(&b);
+	beamalloc_arena *arena = beamalloc_arena_create(b);
+	beamalloc_allocator ar = beamalloc_arena_allocator(arena);
+	unsigned char *p = beamalloc_alloc_aligned(w, 100, 64);
+	unsigned char *q = beamalloc_alloc(ar, 100);
+	size_t bad = 0;
+
+	if (p == NULL || q == NULL)
+		bail("recorder: no first blocks");
+	fill(p, 100);
+	fill(q, 100);
+	for (size_t i = 0; i < sizeof(under) / sizeof(under[0]); i++) {
+		size_t len = (size_t)PTRDIFF_MAX - under[i];
+
+		for (size_t al = 8; al <= 4096; al *= 8) {
+			bad += !FAILS(beamalloc_alloc_aligned(w, len, al * 8),
+			    ENOMEM);
+			bad += !FAILS(beamalloc_alloc_aligned(ar, len, al),
+			    ENOMEM);
+		}
+		bad += !FAILS(beamalloc_resize(w, p, 100, 64, len), ENOMEM);
+		bad += !FAILS(beamalloc_remap(w, p, 100, 64, len), ENOMEM);
+		bad += !FAILS(beamalloc_realloc(w, p, 100, 64, len), ENOMEM);
+		bad += !FAILS(beamalloc_realloc(ar, q, 100, 8, len), ENOMEM);
+	}
+	is_size(bad, 0, "recorder: wide and arena requests of PTRDIFF_MAX - "
+	    "(0 .. 65536) bytes: NULL/false + ENOMEM");
+	ok(intact(p, 100) && intact(q, 100), "recorder: the live blocks are "
+	    "intact");
+	if (!ok(rec.too_long == 0, "recorder: the backing never saw a "
+	    "length past PTRDIFF_MAX"))
+		diag("  %zu such calls, the largest %#zx", rec.too_long,
+		    rec.max_len);
+	beamalloc_free_aligned(w, p, 100, 64);
+	beamalloc_arena_destroy(arena);
+}
+
 /* The memory limit: growth refused, the block kept. */
 static void
 gpa_limit(void)
@@ -295,12 +441,15 @@ int
 main(void)
 {
 	libc_alloc = beamalloc_libc();
-	plan(NSUBJECTS * 8 + 2 + 4 + 3);
+	plan(NSUBJECTS * 8 + 2 + 6 + 4 + 3 + 3);
 	for (int i = 0; i < NSUBJECTS; i++)
 		misuse(i);
 	bump_double_free(5);
 	bump_double_free(6);
+	bump_stale_last(5);
+	bump_stale_last(6);
 	gpa_foreign();
 	gpa_limit();
+	huge_to_backing();
 	return done_testing();
 }

@@ -4,7 +4,11 @@
  * frees, moving remaps).
  */
 #include <errno.h>
+#include <signal.h>
+#include <stdalign.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "beamalloc.h"
 #include "tap.h"
@@ -110,6 +114,179 @@ on_strict(void)
 	free(t);
 }
 
+/* ------------------------------------------------------------------------
+ * Bad frees, resizes and remaps: reported through the default handler
+ * and ignored (issue 13)
+ * ---------------------------------------------------------------------- */
+
+static size_t nseen;
+static beamalloc_report seen;
+
+static void
+record(void *user, const beamalloc_report *r)
+{
+	(void)user;
+	nseen++;
+	seen = *r;
+}
+
+/* Exactly one report since the last call, of this kind, about mem. */
+static int
+reported(beamalloc_report_kind kind, const void *mem)
+{
+	int got = nseen == 1 && seen.kind == kind && seen.addr == mem;
+
+	nseen = 0;
+	return got;
+}
+
+#define FAILS_WITH(expr, err) (errno = 0, !(expr) && errno == (err))
+
+static void
+bad_calls(beamalloc_allocator w, const char *name)
+{
+	static alignas(4096) unsigned char foreign[8192];
+	unsigned char *p = beamalloc_alloc_aligned(w, 100, 64), *q;
+	int got;
+
+	if (p == NULL)
+		bail("%s: alloc 100 at 64 failed", name);
+	ta_fill(p, 100, 5);
+	nseen = 0;
+
+	/* The issue's scenario: align 8 passes through with the inner
+	 * pointer, and the backing's free() died on it. */
+	beamalloc_free(w, p, 100);
+	got = reported(BEAMALLOC_REPORT_ALIGN_MISMATCH, p) &&
+	    seen.size == 100 && seen.align == 64 && seen.given_size == 100 &&
+	    seen.given_align == 8 && seen.ret_addr != 0;
+	ok(got && ta_intact(p, 100, 5), "%s: allocated at 64, freed at 8: "
+	    "\"alignment mismatch\" (100 bytes, align 64, given 100, 8), "
+	    "ignored", name);
+	beamalloc_free_aligned(w, p, 100, 128);
+	got = reported(BEAMALLOC_REPORT_ALIGN_MISMATCH, p);
+	beamalloc_free_aligned(w, p, 200, 64);
+	got = got && reported(BEAMALLOC_REPORT_SIZE_MISMATCH, p) &&
+	    seen.size == 100 && seen.given_size == 200;
+	ok(got && ta_intact(p, 100, 5), "%s: freed at 128, or with 200 "
+	    "bytes: alignment and size mismatch, ignored", name);
+
+	beamalloc_free_aligned(w, foreign + 64, 100, 64);
+	got = reported(BEAMALLOC_REPORT_INVALID_FREE, foreign + 64);
+	beamalloc_free_aligned(w, foreign + 4096, 100, 4096);
+	got = got && reported(BEAMALLOC_REPORT_INVALID_FREE, foreign + 4096);
+	ok(got, "%s: pointers never given out, at 64 and at a page start: "
+	    "\"invalid free\", nothing read or freed", name);
+
+	ok(FAILS_WITH(beamalloc_resize(w, p, 100, 8, 50), EINVAL) &&
+	    reported(BEAMALLOC_REPORT_ALIGN_MISMATCH, p) &&
+	    FAILS_WITH(beamalloc_resize(w, p, 90, 64, 50), EINVAL) &&
+	    reported(BEAMALLOC_REPORT_SIZE_MISMATCH, p) &&
+	    FAILS_WITH(beamalloc_remap(w, p, 100, 8, 300), EINVAL) &&
+	    reported(BEAMALLOC_REPORT_ALIGN_MISMATCH, p) &&
+	    FAILS_WITH(beamalloc_remap(w, foreign + 64, 100, 64, 300),
+	    EINVAL) && reported(BEAMALLOC_REPORT_INVALID_FREE, foreign + 64)
+	    && ta_intact(p, 100, 5), "%s: resize and remap of a misnamed "
+	    "block: one report each, false/NULL + EINVAL, block intact",
+	    name);
+
+	/* A plain "cannot": no report, and never EINVAL (the front end
+	 * reads EINVAL as "refused, do nothing more"). */
+	errno = EINVAL;
+	got = !beamalloc_resize(w, p, 100, 64, (size_t)1 << 40) &&
+	    errno != EINVAL && nseen == 0;
+	errno = EINVAL;
+	q = beamalloc_remap(w, p, 100, 64, (size_t)1 << 40);
+	ok(got && q == NULL && errno != EINVAL && nseen == 0,
+	    "%s: a resize or remap that cannot be done: no report, errno "
+	    "not EINVAL", name);
+
+	q = beamalloc_realloc(w, p, 100, 64, 5000);
+	ok(q != NULL && is_aligned(q, 64) && ta_intact(q, 100, 5) &&
+	    nseen == 0, "%s: the block is still good: realloc to 5000 "
+	    "keeps it, no report", name);
+	beamalloc_free_aligned(w, q, 5000, 64);
+	ok(nseen == 0, "%s: and it frees cleanly", name);
+	beamalloc_free_aligned(w, q, 5000, 64);
+	ok(reported(BEAMALLOC_REPORT_INVALID_FREE, q),
+	    "%s: a second free of it: \"invalid free\", ignored", name);
+}
+
+/* Blocks of one wide allocator named to another, over another backing. */
+static void
+cross_allocators(beamalloc_allocator w1, beamalloc_allocator w2)
+{
+	unsigned char *p = beamalloc_alloc_aligned(w1, 100, 256);
+
+	nseen = 0;
+	beamalloc_free_aligned(w2, p, 100, 256);
+	ok(reported(BEAMALLOC_REPORT_INVALID_FREE, p),
+	    "a block freed through a wide allocator over another backing: "
+	    "\"invalid free\", ignored");
+	beamalloc_free_aligned(w1, p, 100, 256);
+	ok(nseen == 0, "freed through its own, cleanly");
+}
+
+/* With no handler: the report is printed to stderr; abort_on_error makes
+ * the call abort after it.  In a child, whose stderr is a pipe. */
+static void
+default_handler_aborts(void)
+{
+	int fds[2], status;
+	char out[1024];
+	size_t got = 0;
+	ssize_t n;
+	pid_t pid;
+
+	if (pipe(fds) != 0 || (pid = fork()) < 0)
+		bail("pipe/fork: %s", strerror(errno));
+	if (pid == 0) {
+		beamalloc_allocator w = beamalloc_wide();
+		void *p;
+
+		dup2(fds[1], 2);
+		close(fds[0]);
+		beamalloc_report_set_default(NULL, NULL, true);
+		p = beamalloc_alloc_aligned(w, 100, 64);
+		beamalloc_free(w, p, 100);
+		_exit(0);
+	}
+	close(fds[1]);
+	/* The report comes in several writes (stderr is unbuffered). */
+	while (got < sizeof(out) - 1 &&
+	    (n = read(fds[0], out + got, sizeof(out) - 1 - got)) > 0)
+		got += (size_t)n;
+	out[got] = '\0';
+	close(fds[0]);
+	waitpid(pid, &status, 0);
+	if (!ok(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+	    "abort_on_error: the bad free aborts after its report"))
+		diag("  wait status %#x", (unsigned)status);
+	if (!ok(strstr(out, "beamalloc: alignment mismatch: 100 bytes at") !=
+	    NULL && strstr(out, "(align 64), but the call gave 100 bytes, "
+	    "align 8") != NULL, "handler NULL: the GPA's text on stderr"))
+		diag("  got: %s", out);
+}
+
+static void
+misuse(void)
+{
+	testalloc *t = testalloc_new();
+	beamalloc_allocator strict = testalloc_allocator(t);
+	beamalloc_allocator libc = beamalloc_libc();
+
+	beamalloc_report_set_default(record, NULL, false);
+	bad_calls(beamalloc_wide(), "wide(beam)");
+	bad_calls(beamalloc_wide_on(&libc), "wide_on(libc)");
+	bad_calls(beamalloc_wide_on(&strict), "wide_on(strict)");
+	ok(t->nblocks == 0 && t->bad_calls == 0, "strict: no bad call ever "
+	    "reached the backing, nothing left in it");
+	cross_allocators(beamalloc_wide_on(&libc), beamalloc_wide_on(&strict));
+	beamalloc_report_set_default(NULL, NULL, false);
+	default_handler_aborts();
+	free(t);
+}
+
 int
 main(void)
 {
@@ -126,5 +303,6 @@ main(void)
 	beamalloc_free_aligned(beamalloc_wide(), p, 3, 4096);
 	ok(beamalloc_native_align(beamalloc_wide()) >= ((size_t)1 << 20),
 	    "wide reports any alignment as native");
+	misuse();
 	return done_testing();
 }

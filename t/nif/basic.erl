@@ -2,7 +2,7 @@
 -module(basic).
 -export([main/0]).
 -export([in_vm/0, hold/3, release/1, allocate_raw/1,
-         allocate_large_aligned/1, beam_alignment/0]).
+         allocate_large_aligned/1, beam_alignment/0, wide_bad_free/0]).
 -on_load(init/0).
 
 -define(BASE_BEAM, 0).
@@ -17,6 +17,7 @@ release(_) -> erlang:nif_error(not_loaded).
 allocate_raw(_) -> erlang:nif_error(not_loaded).
 allocate_large_aligned(_) -> erlang:nif_error(not_loaded).
 beam_alignment() -> erlang:nif_error(not_loaded).
+wide_bad_free() -> erlang:nif_error(not_loaded).
 
 %% Growth of erlang:memory(total) while Which holds Len bytes at Align.
 growth(Which, Len, Align) ->
@@ -29,7 +30,7 @@ growth(Which, Len, Align) ->
     {Addr, Grown}.
 
 main() ->
-    tap:plan(8),
+    tap:plan(9),
     tap:ok(in_vm(), "beamalloc_in_vm() is true inside erl"),
     tap:is(allocate_raw(3), [0, 1, 2], "allocate_raw(3) == [0,1,2]"),
     {_, Beam} = growth(?BASE_BEAM, 1000000, 8),
@@ -46,4 +47,6 @@ main() ->
            "rem(allocate_large_aligned(3), 4096) == 0"),
     tap:is(beam_alignment(), 8,
            "enif_alloc guarantees exactly 8 (the lowest set bit over 1536 blocks)"),
+    tap:is(wide_bad_free(), 1,
+           "wide: allocated at 64, freed at 8: reported once, ignored, the VM lives"),
     tap:done().

@@ -114,6 +114,35 @@ allocate_large_aligned(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	return enif_make_uint64(env, (ErlNifUInt64)(uintptr_t)page);
 }
 
+static void
+count_report(void *user, const beamalloc_report *r)
+{
+	(void)r;
+	++*(unsigned *)user;
+}
+
+/* Issue 13: a block allocated at 64 and freed at 8 on beamalloc_wide()
+ * handed enif_free an inner pointer and killed the VM.  Now it is
+ * reported (counted here) and ignored; then freed right.  Returns the
+ * number of reports: 1. */
+static ERL_NIF_TERM
+wide_bad_free(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+	beamalloc_allocator w = beamalloc_wide();
+	unsigned reports = 0;
+	void *p;
+
+	(void)argc, (void)argv;
+	beamalloc_report_set_default(count_report, &reports, false);
+	p = beamalloc_alloc_aligned(w, 100, 64);
+	if (p != NULL) {
+		beamalloc_free(w, p, 100);
+		beamalloc_free_aligned(w, p, 100, 64);
+	}
+	beamalloc_report_set_default(NULL, NULL, false);
+	return enif_make_uint(env, reports);
+}
+
 /* Lowest set bit over n live enif-backed blocks of each size: the
  * alignment the BEAM really guarantees (8 expected). */
 static ERL_NIF_TERM
@@ -143,6 +172,7 @@ static ErlNifFunc funcs[] = {
 	{ "allocate_raw", 1, allocate_raw, 0 },
 	{ "allocate_large_aligned", 1, allocate_large_aligned, 0 },
 	{ "beam_alignment", 0, beam_alignment, 0 },
+	{ "wide_bad_free", 0, wide_bad_free, 0 },
 };
 
 ERL_NIF_INIT(basic, funcs, NULL, NULL, NULL, NULL)

@@ -1726,6 +1726,7 @@ name##_free(void *ctx, void *mem, size_t len, size_t align,		\
 FAST_PAIR(fast_ts, true, false)
 FAST_PAIR(fast_ts_safe, true, true)
 FAST_PAIR(fast_st, false, false)
+FAST_PAIR(fast_st_safe, false, true)
 
 /* In place within the size class; the records follow the new length. */
 static bool
@@ -1776,11 +1777,9 @@ gpa_change(struct beamalloc_gpa *g, void *mem, size_t len, size_t align,
 
 /* ------------------------------------------------------------------------
  * A GPA made with thread_safe off is one thread's at a time.  With
- * safety on, each call notes its thread as the one inside (a plain
- * store: Zig's DebugAllocator checks its dummy mutex the same way), so a
- * second thread coming in meets the first: reported, then it waits for
- * the first to leave, before anything is touched.  Calls nest (a report
- * callback may allocate): each leaves what it found.
+ * safety on, a second thread coming in meets the first's mark (st_in()
+ * in gpa.h): it is reported, then waits for the first to leave, before
+ * anything is touched.
  * ---------------------------------------------------------------------- */
 
 static __attribute__((noinline, cold)) void
@@ -1798,32 +1797,33 @@ st_clash(struct beamalloc_gpa *g, const void *mem, size_t len, size_t align,
 		sched_yield();
 }
 
-static inline uintptr_t
-st_enter(struct beamalloc_gpa *g, const void *mem, size_t len, size_t align,
-    uintptr_t ra)
-{
-	uintptr_t me = thread_key(), cur = atomic_load_explicit(&g->st_owner,
-	    memory_order_relaxed);
-
-	if (BA_UNLIKELY(cur != 0 && cur != me)) {
-		st_clash(g, mem, len, align, ra, true);
-		cur = 0;
-	}
-	atomic_store_explicit(&g->st_owner, me, memory_order_relaxed);
-	return cur;
-}
-
-/* Another thread's mark where ours should be: it came in unseen. */
-static inline void
-st_leave(struct beamalloc_gpa *g, uintptr_t prev, const void *mem,
+/* The general paths' entry: st_in(), or the report and the wait. */
+static uintptr_t
+st_enter(struct beamalloc_gpa *g, uintptr_t *me, const void *mem,
     size_t len, size_t align, uintptr_t ra)
 {
-	if (BA_UNLIKELY(atomic_load_explicit(&g->st_owner,
-	    memory_order_relaxed) != thread_key()))
+	uintptr_t prev;
+
+	while (!st_in(g, me, &prev))
+		st_clash(g, mem, len, align, ra, true);
+	return prev;
+}
+
+static void
+st_leave(struct beamalloc_gpa *g, uintptr_t me, uintptr_t prev,
+    const void *mem, size_t len, size_t align, uintptr_t ra)
+{
+	if (!st_left(g, me, prev))
 		st_clash(g, mem, len, align, ra, false);
-	else
-		atomic_store_explicit(&g->st_owner, prev,
-		    memory_order_release);
+}
+
+/* A fast path left and found another thread's mark. */
+void *
+ba_gpa_st_late(struct beamalloc_gpa *g, struct tcache *tc, void *ret,
+    const void *mem, size_t len, size_t align, uintptr_t ra, bool over)
+{
+	st_clash(g, mem, len, align, ra, false);
+	return over ? ba_gpa_credit_high(g, tc, ret) : ret;
 }
 
 /* ------------------------------------------------------------------------
@@ -1834,14 +1834,14 @@ void *
 ba_gpa_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 {
 	struct beamalloc_gpa *g = ctx;
-	uintptr_t prev;
+	uintptr_t me, prev;
 	void *p;
 
 	if (BA_LIKELY(!g->st_check))
 		return gpa_alloc(g, len, align, ra);
-	prev = st_enter(g, NULL, len, align, ra);
+	prev = st_enter(g, &me, NULL, len, align, ra);
 	p = gpa_alloc(g, len, align, ra);
-	st_leave(g, prev, NULL, len, align, ra);
+	st_leave(g, me, prev, NULL, len, align, ra);
 	return p;
 }
 
@@ -1849,15 +1849,15 @@ void
 ba_gpa_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
 {
 	struct beamalloc_gpa *g = ctx;
-	uintptr_t prev;
+	uintptr_t me, prev;
 
 	if (BA_LIKELY(!g->st_check)) {
 		gpa_free(g, mem, len, align, ra);
 		return;
 	}
-	prev = st_enter(g, mem, len, align, ra);
+	prev = st_enter(g, &me, mem, len, align, ra);
 	gpa_free(g, mem, len, align, ra);
-	st_leave(g, prev, mem, len, align, ra);
+	st_leave(g, me, prev, mem, len, align, ra);
 }
 
 static void *
@@ -1865,16 +1865,16 @@ gpa_change_at(void *ctx, void *mem, size_t len, size_t align,
     size_t new_len, bool move, uintptr_t ra)
 {
 	struct beamalloc_gpa *g = ctx;
-	uintptr_t prev;
+	uintptr_t me, prev;
 	void *p;
 	int err;
 
 	if (BA_LIKELY(!g->st_check))
 		return gpa_change(g, mem, len, align, new_len, move, ra);
-	prev = st_enter(g, mem, len, align, ra);
+	prev = st_enter(g, &me, mem, len, align, ra);
 	p = gpa_change(g, mem, len, align, new_len, move, ra);
 	err = errno;
-	st_leave(g, prev, mem, len, align, ra);
+	st_leave(g, me, prev, mem, len, align, ra);
 	errno = err;
 	return p;
 }
@@ -1891,29 +1891,6 @@ gpa_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
     uintptr_t ra)
 {
 	return gpa_change_at(ctx, mem, len, align, new_len, true, ra);
-}
-
-/* The single-thread fast paths with safety: the same guard. */
-static void *
-fast_st_safe_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
-{
-	struct beamalloc_gpa *g = ctx;
-	uintptr_t prev = st_enter(g, NULL, len, align, ra);
-	void *p = ba_gpa_fast_alloc(ctx, len, align, ra, false, true);
-
-	st_leave(g, prev, NULL, len, align, ra);
-	return p;
-}
-
-static void
-fast_st_safe_free(void *ctx, void *mem, size_t len, size_t align,
-    uintptr_t ra)
-{
-	struct beamalloc_gpa *g = ctx;
-	uintptr_t prev = st_enter(g, mem, len, align, ra);
-
-	ba_gpa_fast_free(ctx, mem, len, align, ra, false, true);
-	st_leave(g, prev, mem, len, align, ra);
 }
 
 const beamalloc_vtable ba_gpa_vtables[GPA_NVT] = {

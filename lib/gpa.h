@@ -285,6 +285,9 @@ BA_HIDDEN void ba_gpa_memo_miss(struct beamalloc_gpa *g, struct tcache *tc,
     void *mem, size_t len, size_t align, uintptr_t ra);
 BA_HIDDEN void *ba_gpa_credit_high(struct beamalloc_gpa *g, struct tcache *tc,
     void *ret);
+BA_HIDDEN void *ba_gpa_st_late(struct beamalloc_gpa *g, struct tcache *tc,
+    void *ret, const void *mem, size_t len, size_t align, uintptr_t ra,
+    bool over);
 
 /* ------------------------------------------------------------------------
  * Helpers of the fast paths
@@ -424,6 +427,35 @@ tc_leave(struct tcache *tc)
 	__atomic_store_n(&tc->busy, 0, __ATOMIC_RELEASE);
 }
 
+/* A GPA made with thread_safe off and safety on notes the thread inside
+ * it (a plain store: Zig's DebugAllocator checks its dummy mutex the same
+ * way), so that a second thread coming in meets the first.  st_in():
+ * false when another thread is inside (the general path reports it);
+ * else the mark is set, and *prev is what to put back (0, or this
+ * thread's own mark when calls nest: a report callback may allocate). */
+static inline bool
+st_in(struct beamalloc_gpa *g, uintptr_t *me, uintptr_t *prev)
+{
+	*me = thread_key();
+	*prev = atomic_load_explicit(&g->st_owner, memory_order_relaxed);
+	if (BA_UNLIKELY(*prev != 0 && *prev != *me))
+		return false;
+	atomic_store_explicit(&g->st_owner, *me, memory_order_relaxed);
+	return true;
+}
+
+/* Leaving: false, and the mark left alone, when another thread's mark
+ * is where ours should be (it came in unseen, at the same instant). */
+static inline bool
+st_left(struct beamalloc_gpa *g, uintptr_t me, uintptr_t prev)
+{
+	if (BA_UNLIKELY(atomic_load_explicit(&g->st_owner,
+	    memory_order_relaxed) != me))
+		return false;
+	atomic_store_explicit(&g->st_owner, prev, memory_order_release);
+	return true;
+}
+
 /* The fast paths: one subtraction and a sign test for an alloc, one
  * addition for a free.  A free does not test for a large negative
  * credit (a thread freeing what others allocated): its slow paths do,
@@ -478,13 +510,18 @@ ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
 	size_t b = class_bit_fast(len, align);
 	struct tcache *tc;
 	struct entry *top, e;
+	uintptr_t me = 0, prev = 0;
+	bool st = !ts && safety, over;
 	size_t c;
 
+	/* The general path checks the single-thread mark itself. */
 	if (BA_UNLIKELY(b >= MAX_SHIFT))
 		return ba_gpa_alloc(ctx, len, align, ra);
-	if (!ts)
+	if (!ts) {
 		tc = g->tc0;
-	else if (BA_UNLIKELY(!tcache_mine(g, &tc)))
+		if (st && BA_UNLIKELY(!st_in(g, &me, &prev)))
+			return ba_gpa_alloc(ctx, len, align, ra);
+	} else if (BA_UNLIKELY(!tcache_mine(g, &tc)))
 		return ba_gpa_alloc(ctx, len, align, ra);
 	else
 		tc_mark(tc);
@@ -494,6 +531,8 @@ ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
 	if (BA_UNLIKELY((uintptr_t)top <= (uintptr_t)tc->bot[c])) {
 		if (ts)
 			tc_leave(tc);
+		else if (st)
+			(void)st_left(g, me, prev);
 		return ba_gpa_alloc(ctx, len, align, ra);
 	}
 	tc->top[c] = --top;
@@ -506,7 +545,10 @@ ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
 	if (safety)
 		rec_fill(e.rec, len, align, ra);
 	state_set(e.rec, REC_USED);
-	if (credit_up(tc, len))
+	over = credit_up(tc, len);
+	if (st && BA_UNLIKELY(!st_left(g, me, prev)))
+		return ba_gpa_st_late(g, tc, e.p, NULL, len, align, ra, over);
+	if (over)
 		return ba_gpa_credit_high(g, tc, e.p);
 	return e.p;
 }
@@ -521,10 +563,14 @@ ba_gpa_fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 	struct tcache *tc;
 	struct entry *top, **tp;
 	struct memo *m;
+	uintptr_t me = 0, prev = 0;
+	bool st = !ts && safety;
 
-	if (!ts)
+	if (!ts) {
 		tc = g->tc0;
-	else if (BA_UNLIKELY(!tcache_mine(g, &tc)))
+		if (st && BA_UNLIKELY(!st_in(g, &me, &prev)))
+			goto general;
+	} else if (BA_UNLIKELY(!tcache_mine(g, &tc)))
 		goto general;
 	else
 		tc_mark(tc);
@@ -537,6 +583,8 @@ ba_gpa_fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 		 * need a stack frame. */
 		if (ts)
 			tc_leave(tc);
+		else if (st)
+			(void)st_left(g, me, prev);
 		ba_gpa_memo_miss(g, tc, mem, len, align, ra);
 		return;
 	}
@@ -567,10 +615,14 @@ ba_gpa_fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 	if (ts)
 		tc_leave(tc);
 	credit_down(tc, len);
+	if (st && BA_UNLIKELY(!st_left(g, me, prev)))
+		(void)ba_gpa_st_late(g, tc, NULL, mem, len, align, ra, false);
 	return;
 leave:
 	if (ts)
 		tc_leave(tc);
+	else if (st)
+		(void)st_left(g, me, prev);
 general:
 	ba_gpa_free(ctx, mem, len, align, ra);
 }

@@ -58,8 +58,8 @@ nall(void)
 }
 
 static beamalloc_gpa *
-make_gpa(beamalloc_allocator backing, bool thread_safe, bool safety,
-    unsigned depth)
+make_gpa_with(beamalloc_allocator backing, bool thread_safe, bool safety,
+    unsigned depth, beamalloc_report_fn report)
 {
 	beamalloc_gpa_config cfg;
 
@@ -67,9 +67,17 @@ make_gpa(beamalloc_allocator backing, bool thread_safe, bool safety,
 	cfg.thread_safe = thread_safe;
 	cfg.safety = safety;
 	cfg.stack_trace_depth = depth;
-	cfg.report = count_report;
+	cfg.report = report;
 	memset(kinds, 0, sizeof(kinds));
 	return beamalloc_gpa_create(backing, &cfg);
+}
+
+static beamalloc_gpa *
+make_gpa(beamalloc_allocator backing, bool thread_safe, bool safety,
+    unsigned depth)
+{
+	return make_gpa_with(backing, thread_safe, safety, depth,
+	    count_report);
 }
 
 /* ------------------------------------------------------------------------
@@ -282,7 +290,6 @@ single_thread_misuse(const char *what, unsigned depth)
 {
 	beamalloc_allocator libc = beamalloc_libc();
 	beamalloc_allocator gated = { &libc, &gate_vtable };
-	beamalloc_gpa_config cfg;
 	beamalloc_gpa *g;
 	beamalloc_allocator a;
 	struct st_job j = { .len = 100000 };
@@ -290,15 +297,9 @@ single_thread_misuse(const char *what, unsigned depth)
 	void *mine;
 	bool met;
 
-	beamalloc_gpa_config_init(&cfg);
-	cfg.thread_safe = false;
-	cfg.safety = true;
-	cfg.stack_trace_depth = depth;
-	cfg.report = gate_report;
-	memset(kinds, 0, sizeof(kinds));
 	memset(&gate, 0, sizeof(gate));
 	gate.deadline = time(NULL) + 60;
-	g = beamalloc_gpa_create(gated, &cfg);
+	g = make_gpa_with(gated, false, true, depth, gate_report);
 	if (g == NULL)
 		bail("no GPA");
 	a = j.a = beamalloc_gpa_allocator(g);

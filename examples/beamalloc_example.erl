@@ -84,7 +84,7 @@ report() ->
 stats_map() ->
     S = #{classes := Cs, large := Large} = stats(),
     [C64] = [C || C = #{size := 64} <- Cs],
-    io:format("GPA stats map: ~p~n    class 64: ~p, large: ~p~n",
+    io:format("GPA stats map: ~w~n    class 64: ~w, large: ~w~n",
               [maps:without([classes, large], S), C64, Large]),
     maps:get(live_blocks, S) =:= 1000 andalso
         maps:with([live_blocks, live_bytes], C64) =:=

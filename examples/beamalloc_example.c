@@ -174,7 +174,28 @@ leak_report(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	return enif_make_tuple2(env, enif_make_uint64(env, leaks), bin);
 }
 
+/* stats() -> the stats map of a GPA holding 1,000 blocks of 64 B. */
+static ERL_NIF_TERM
+stats(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+	beamalloc_gpa *g = beamalloc_gpa_create(beamalloc_wide(), NULL);
+	static void *p[1000];
+	ERL_NIF_TERM map;
+
+	(void)argc, (void)argv;
+	if (g == NULL)
+		return beamalloc_nif_raise_errno(env);
+	for (int i = 0; i < 1000; i++)
+		p[i] = beamalloc_alloc(beamalloc_gpa_allocator(g), 64);
+	map = beamalloc_nif_make_stats(env, g);
+	for (int i = 0; i < 1000; i++)
+		beamalloc_free(beamalloc_gpa_allocator(g), p[i], 64);
+	(void)beamalloc_gpa_destroy(g);
+	return map;
+}
+
 static ErlNifFunc funcs[] = {
+	{ "stats", 0, stats, 0 },
 	{ "hold", 1, hold, 0 },
 	{ "release", 0, release, 0 },
 	{ "page_address", 0, page_address, 0 },

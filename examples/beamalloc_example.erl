@@ -7,7 +7,7 @@
 -module(beamalloc_example).
 -export([main/0]).
 -export([hold/1, release/0, page_address/0, arena_sum/1, tidy/1, leaky/1,
-         leak_report/0]).
+         leak_report/0, stats/0]).
 -on_load(init/0).
 
 init() ->
@@ -21,9 +21,10 @@ arena_sum(_List) -> erlang:nif_error(not_loaded).
 tidy(_Numbers) -> erlang:nif_error(not_loaded).
 leaky(_Numbers) -> erlang:nif_error(not_loaded).
 leak_report() -> erlang:nif_error(not_loaded).
+stats() -> erlang:nif_error(not_loaded).
 
 main() ->
-    Checks = [tracked(), aligned(), arena(), leak_check(), report()],
+    Checks = [tracked(), aligned(), arena(), leak_check(), report(), stats_map()],
     case lists:all(fun(C) -> C end, Checks) of
         true -> ok;
         false -> io:format("UNEXPECTED: see above~n"), erlang:halt(1)
@@ -78,3 +79,13 @@ report() ->
     {Leaks, Text} = leak_report(),
     io:format("GPA leak report (~b live block of 3; 2 were freed):~n~s", [Leaks, Text]),
     Leaks =:= 1 andalso byte_size(Text) > 0.
+
+%% 6. A GPA's figures as a map (beamalloc_nif_make_stats), 1,000 x 64 B live.
+stats_map() ->
+    S = #{classes := Cs, large := Large} = stats(),
+    [C64] = [C || C = #{size := 64} <- Cs],
+    io:format("GPA stats map: ~w~n    class 64: ~w, large: ~w~n",
+              [maps:without([classes, large], S), C64, Large]),
+    maps:get(live_blocks, S) =:= 1000 andalso
+        maps:with([live_blocks, live_bytes], C64) =:=
+            #{live_blocks => 1000, live_bytes => 64000}.

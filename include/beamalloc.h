@@ -211,6 +211,29 @@ BEAMALLOC_API size_t beamalloc_gpa_trim(beamalloc_gpa *gpa);
 BEAMALLOC_API size_t beamalloc_gpa_destroy(beamalloc_gpa *gpa);
 BEAMALLOC_API void beamalloc_gpa_get_stats(beamalloc_gpa *gpa,
     beamalloc_gpa_stats *stats);
+/* Per size class: the small classes are the powers of two from 8 B to
+ * 16 KiB (BEAMALLOC_GPA_NCLASS of them, smallest first); a request goes
+ * to the smallest class of at least max(len, align).  Larger blocks are
+ * "large", each taken from the backing allocator on its own.  Exact
+ * while no other thread uses the GPA; see beamalloc_gpa_get_stats(3). */
+#define BEAMALLOC_GPA_NCLASS 12
+
+typedef struct beamalloc_gpa_class_stats {
+	size_t size;			/* slot size; 0 for the large blocks */
+	size_t live_blocks;		/* blocks now live */
+	size_t live_bytes;		/* their requested bytes (safety off:
+					   live_blocks * size, see the man page) */
+	size_t slabs;			/* 64 KiB slabs held; 0 for large */
+} beamalloc_gpa_class_stats;
+
+/* Fill cls[0 .. min(n, BEAMALLOC_GPA_NCLASS)) and, unless NULL, *large;
+ * returns BEAMALLOC_GPA_NCLASS.  A pass over the records of the GPA's
+ * slabs (none over its blocks). */
+BEAMALLOC_API size_t beamalloc_gpa_get_class_stats(beamalloc_gpa *gpa,
+    beamalloc_gpa_class_stats *cls, size_t n,
+    beamalloc_gpa_class_stats *large);
+/* Restart peak_bytes from the live bytes now; returns the peak before. */
+BEAMALLOC_API size_t beamalloc_gpa_reset_peak(beamalloc_gpa *gpa);
 BEAMALLOC_API beamalloc_gpa *beamalloc_gpa_global(void);
 BEAMALLOC_API beamalloc_allocator beamalloc_general_purpose(void);
 

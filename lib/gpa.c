@@ -2434,6 +2434,100 @@ beamalloc_gpa_get_stats(beamalloc_gpa *g, beamalloc_gpa_stats *st)
 	unlock(g, &g->lock);
 }
 
+_Static_assert(NCLASS == BEAMALLOC_GPA_NCLASS,
+    "BEAMALLOC_GPA_NCLASS is the number of small classes");
+
+/* Slab s's live slots and (safety on) their requested bytes, from its
+ * records; with safety off a slot counts whole. */
+static void
+class_count(const struct beamalloc_gpa *g, const struct slab *s,
+    beamalloc_gpa_class_stats *k)
+{
+	size_t blocks = 0, bytes = 0;
+
+	if (g->safety) {
+		for (uint32_t i = 0; i < s->nslots; i++) {
+			const struct rec *sr = (const void *)(s->recs +
+			    ((size_t)i << g->rec_shift));
+
+			if (state_get(&sr->state) == REC_USED) {
+				blocks++;
+				bytes += __atomic_load_n(&sr->len,
+				    __ATOMIC_RELAXED);
+			}
+		}
+	} else {
+		for (uint32_t i = 0; i < s->nslots; i++)
+			blocks += state_get(s->recs + i) == REC_USED;
+		bytes = blocks << s->shift;
+	}
+	k->live_blocks += blocks;
+	k->live_bytes += bytes;
+	k->slabs++;
+}
+
+/* Per class from the slabs' records, as a leak check sees them (the
+ * slab list is walked the same way, g->scanning up so that no trim
+ * releases a slab meanwhile); large blocks from their table. */
+size_t
+beamalloc_gpa_get_class_stats(beamalloc_gpa *g, beamalloc_gpa_class_stats *cls,
+    size_t n, beamalloc_gpa_class_stats *large)
+{
+	beamalloc_gpa_class_stats k[NCLASS], lg = { 0 };
+
+	memset(k, 0, sizeof(k));
+	for (size_t c = 0; c < NCLASS; c++)
+		k[c].size = (size_t)1 << (c + MIN_SHIFT);
+	if (g != NULL) {
+		lock(g, &g->lock);
+		g->scanning++;
+		unlock(g, &g->lock);
+		for (struct slab *s = atomic_load_explicit(&g->slabs,
+		    memory_order_acquire); s != NULL; s = s->next)
+			class_count(g, s, &k[s->shift - MIN_SHIFT]);
+		lock(g, &g->lock);
+		g->scanning--;
+		unlock(g, &g->lock);
+		lock(g, &g->large_lock);
+		for (size_t i = 0; i < g->lcap && lg.live_blocks < g->llive;
+		    i++) {
+			const struct large *l = lg_at(g, g->ltab, i);
+
+			if (l->state == LG_LIVE) {
+				lg.live_blocks++;
+				lg.live_bytes += l->len;
+			}
+		}
+		unlock(g, &g->large_lock);
+	}
+	memcpy(cls, k, (n < NCLASS ? n : NCLASS) * sizeof(k[0]));
+	if (large != NULL)
+		*large = lg;
+	return NCLASS;
+}
+
+/* The peak restarts from what is live.  The high-water marks that the
+ * thread caches keep between settlements go too: the caller's own, or
+ * with thread safety off the one cache's (its one user is calling). */
+size_t
+beamalloc_gpa_reset_peak(beamalloc_gpa *g)
+{
+	beamalloc_gpa_stats before, now;
+	struct tcache *tc;
+
+	if (g == NULL)
+		return 0;
+	beamalloc_gpa_get_stats(g, &before);
+	if (g->batched) {
+		tc = g->thread_safe ? tcache_of(g) : g->tc0;
+		if (tc != NULL)
+			settle(g, tc);
+	}
+	beamalloc_gpa_get_stats(g, &now);
+	atomic_store_explicit(&g->peak, now.live_bytes, memory_order_relaxed);
+	return before.peak_bytes;
+}
+
 size_t
 beamalloc_gpa_destroy(beamalloc_gpa *g)
 {

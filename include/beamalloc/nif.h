@@ -8,6 +8,9 @@
  *                                24 bytes in 2 blocks">>,
  *               #{function => <<"f/1">>, bytes => 24, blocks => 2}}
  *    and a double, invalid or mismatched free raises {memory_error, ...}.
+ *  - The same check across enif_schedule_nif() steps, on a thread of its
+ *    own, and for resources that own an allocator; a GPA per NIF library;
+ *    a GPA's stats as an Erlang map.
  *  - Term decoding into memory from any allocator, as Zigler's
  *    beam.get(..., .{.allocator = a}): a list of integers or floats, or a
  *    binary, into an array the caller frees.  A bad term is a badarg and
@@ -233,9 +236,10 @@ beamalloc_nif_text_(ErlNifEnv *env, const char *s)
 	return t;
 }
 
-/* Raise {memory_leak | memory_error, Message, #{...}} for what f holds. */
+/* The term {memory_leak | memory_error, Message, #{...}} for what f
+ * holds, naming name/argc (name alone for argc < 0). */
 static inline ERL_NIF_TERM
-beamalloc_nif_raise_findings(ErlNifEnv *env, const char *name, int argc,
+beamalloc_nif_findings_term(ErlNifEnv *env, const char *name, int argc,
     const beamalloc_nif_findings *f)
 {
 	char fn[128], msg[320];
@@ -243,7 +247,10 @@ beamalloc_nif_raise_findings(ErlNifEnv *env, const char *name, int argc,
 	size_t n = 0;
 	const char *tag;
 
-	snprintf(fn, sizeof(fn), "%s/%d", name, argc);
+	if (argc < 0)
+		snprintf(fn, sizeof(fn), "%s", name);
+	else
+		snprintf(fn, sizeof(fn), "%s/%d", name, argc);
 	if (f->misuses > 0) {
 		tag = "memory_error";
 		n = (size_t)snprintf(msg, sizeof(msg), "%s detected in "
@@ -274,8 +281,33 @@ beamalloc_nif_raise_findings(ErlNifEnv *env, const char *name, int argc,
 	vals[n++] = enif_make_uint64(env, f->leak_blocks);
 	if (!enif_make_map_from_arrays(env, keys, vals, n, &info))
 		info = enif_make_list(env, 0);
-	return enif_raise_exception(env, enif_make_tuple3(env,
-	    enif_make_atom(env, tag), beamalloc_nif_text_(env, msg), info));
+	return enif_make_tuple3(env, enif_make_atom(env, tag),
+	    beamalloc_nif_text_(env, msg), info);
+}
+
+/* Raise {memory_leak | memory_error, Message, #{...}} for what f holds. */
+static inline ERL_NIF_TERM
+beamalloc_nif_raise_findings(ErlNifEnv *env, const char *name, int argc,
+    const beamalloc_nif_findings *f)
+{
+	return enif_raise_exception(env, beamalloc_nif_findings_term(env,
+	    name, argc, f));
+}
+
+/* Point cfg's report at f (which keeps cfg's own report, to chain). */
+static inline void
+beamalloc_nif_collect_into_(beamalloc_gpa_config *c, const
+    beamalloc_gpa_config *cfg, beamalloc_nif_findings *f)
+{
+	memset(f, 0, sizeof(*f));
+	if (cfg != NULL)
+		memcpy(c, cfg, sizeof(*c));
+	else
+		beamalloc_gpa_config_init(c);
+	f->chain = c->report;
+	f->chain_user = c->report_user;
+	c->report = beamalloc_nif_collect_;
+	c->report_user = f;
 }
 
 /*
@@ -286,7 +318,8 @@ beamalloc_nif_raise_findings(ErlNifEnv *env, const char *name, int argc,
  * body's result (or exception); each finding also goes to cfg's report
  * callback (NULL: printed to stderr).  A GPA that cannot be created
  * raises enomem.  Everything from a is gone when the call returns: do not
- * keep it in resources or across enif_schedule_nif().
+ * keep it in resources or across enif_schedule_nif() (for those, see
+ * beamalloc_nif_owned_new() and beamalloc_nif_chain_start() below).
  */
 static inline ERL_NIF_TERM
 beamalloc_nif_leak_check_with(ErlNifEnv *env, int argc,
@@ -298,15 +331,7 @@ beamalloc_nif_leak_check_with(ErlNifEnv *env, int argc,
 	beamalloc_gpa *gpa;
 	ERL_NIF_TERM result;
 
-	memset(&f, 0, sizeof(f));
-	if (cfg != NULL)
-		memcpy(&c, cfg, sizeof(c));
-	else
-		beamalloc_gpa_config_init(&c);
-	f.chain = c.report;
-	f.chain_user = c.report_user;
-	c.report = beamalloc_nif_collect_;
-	c.report_user = &f;
+	beamalloc_nif_collect_into_(&c, cfg, &f);
 	gpa = beamalloc_gpa_create(beamalloc_wide(), &c);
 	if (gpa == NULL)
 		return enif_raise_exception(env, enif_make_atom(env, "enomem"));
@@ -341,6 +366,511 @@ beamalloc_nif_leak_check(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[],
 		return beamalloc_nif_leak_check(env, argc, argv, (body),\
 		    #name);						\
 	}
+
+/* ------------------------------------------------------------------------
+ * Stats from Erlang
+ * ---------------------------------------------------------------------- */
+
+static inline ERL_NIF_TERM
+beamalloc_nif_map_(ErlNifEnv *env, ERL_NIF_TERM *keys,
+    ERL_NIF_TERM *vals, size_t n)
+{
+	ERL_NIF_TERM m;
+
+	if (!enif_make_map_from_arrays(env, keys, vals, n, &m))
+		m = enif_make_list(env, 0);	/* never: the keys differ */
+	return m;
+}
+
+/*
+ * gpa's figures as a map (gpa NULL: the global GPA):
+ *     #{live_bytes, peak_bytes, live_blocks, backing_bytes,
+ *       classes => [#{size, live_blocks, live_bytes, slabs}, ...],
+ *       large => #{live_blocks, live_bytes}}
+ * one entry per small size class, smallest first.  Exact while no other
+ * thread uses the GPA; then the classes plus large add up to live_blocks,
+ * and (safety on) to live_bytes.  See beamalloc_gpa_get_stats(3).
+ */
+static inline ERL_NIF_TERM
+beamalloc_nif_make_stats(ErlNifEnv *env, beamalloc_gpa *gpa)
+{
+	beamalloc_gpa_stats st;
+	beamalloc_gpa_class_stats cls[BEAMALLOC_GPA_NCLASS], lg;
+	ERL_NIF_TERM ck[4], cv[4], list, keys[6], vals[6];
+	size_t i;
+
+	if (gpa == NULL)
+		gpa = beamalloc_gpa_global();
+	beamalloc_gpa_get_stats(gpa, &st);
+	(void)beamalloc_gpa_get_class_stats(gpa, cls, BEAMALLOC_GPA_NCLASS,
+	    &lg);
+	ck[0] = enif_make_atom(env, "size");
+	ck[1] = enif_make_atom(env, "live_blocks");
+	ck[2] = enif_make_atom(env, "live_bytes");
+	ck[3] = enif_make_atom(env, "slabs");
+	list = enif_make_list(env, 0);
+	for (i = BEAMALLOC_GPA_NCLASS; i-- > 0;) {
+		cv[0] = enif_make_uint64(env, cls[i].size);
+		cv[1] = enif_make_uint64(env, cls[i].live_blocks);
+		cv[2] = enif_make_uint64(env, cls[i].live_bytes);
+		cv[3] = enif_make_uint64(env, cls[i].slabs);
+		list = enif_make_list_cell(env, beamalloc_nif_map_(env, ck, cv,
+		    4), list);
+	}
+	cv[0] = enif_make_uint64(env, lg.live_blocks);
+	cv[1] = enif_make_uint64(env, lg.live_bytes);
+	keys[0] = ck[2];
+	vals[0] = enif_make_uint64(env, st.live_bytes);
+	keys[1] = enif_make_atom(env, "peak_bytes");
+	vals[1] = enif_make_uint64(env, st.peak_bytes);
+	keys[2] = ck[1];
+	vals[2] = enif_make_uint64(env, st.live_blocks);
+	keys[3] = enif_make_atom(env, "backing_bytes");
+	vals[3] = enif_make_uint64(env, st.backing_bytes);
+	keys[4] = enif_make_atom(env, "classes");
+	vals[4] = list;
+	keys[5] = enif_make_atom(env, "large");
+	vals[5] = beamalloc_nif_map_(env, ck + 1, cv, 2);
+	return beamalloc_nif_map_(env, keys, vals, 6);
+}
+
+/* ------------------------------------------------------------------------
+ * Per-library state of the helpers below (static: one per translation
+ * unit, so call beamalloc_nif_init() in the unit that uses them)
+ * ---------------------------------------------------------------------- */
+
+struct beamalloc_nif_thread_;
+
+static struct beamalloc_nif_state_ {
+	ErlNifResourceType *chain_rt;
+	ErlNifMutex *lock;
+	struct beamalloc_nif_thread_ *threads;	/* running or unjoined */
+} beamalloc_nif_state_
+#if defined(__GNUC__)
+    __attribute__((unused))
+#endif
+    ;
+
+/* ------------------------------------------------------------------------
+ * Leak checks across enif_schedule_nif() steps
+ * ---------------------------------------------------------------------- */
+
+typedef struct beamalloc_nif_chain beamalloc_nif_chain;
+
+/* A step of a chain: a NIF that is also given the chain. */
+typedef ERL_NIF_TERM (*beamalloc_nif_step)(ErlNifEnv *env, int argc,
+    const ERL_NIF_TERM argv[], beamalloc_nif_chain *chain);
+
+struct beamalloc_nif_chain {
+	beamalloc_allocator allocator;	/* the chain's, for every step */
+	void *state;			/* the steps' own, carried along */
+	/* Private. */
+	beamalloc_gpa *gpa_;
+	beamalloc_nif_findings f_;
+	beamalloc_nif_step next_;
+	ERL_NIF_TERM self_;
+	int scheduled_, argc_;
+	char name_[96];
+};
+
+/* The chain's GPA goes, with its leak check: at the end of the chain, or
+ * when the chain is dropped between steps (the process died). */
+static inline void
+beamalloc_nif_chain_release_(beamalloc_nif_chain *ch)
+{
+	if (ch->gpa_ != NULL) {
+		(void)beamalloc_gpa_destroy(ch->gpa_);
+		ch->gpa_ = NULL;
+		ch->allocator.vtable = NULL;
+	}
+}
+
+static inline void
+beamalloc_nif_chain_dtor_(ErlNifEnv *env, void *obj)
+{
+	(void)env;
+	beamalloc_nif_chain_release_((beamalloc_nif_chain *)obj);
+}
+
+static inline ERL_NIF_TERM
+beamalloc_nif_chain_run_(ErlNifEnv *env, beamalloc_nif_chain *ch,
+    beamalloc_nif_step step, int argc, const ERL_NIF_TERM argv[])
+{
+	ERL_NIF_TERM result;
+
+	ch->scheduled_ = 0;
+	result = step(env, argc, argv, ch);
+	if (ch->scheduled_)
+		return result;		/* the next step's, scheduled */
+	/* The last step returned, or a step raised: the GPA goes now. */
+	beamalloc_nif_chain_release_(ch);
+	if (ch->f_.leak_blocks == 0 && ch->f_.misuses == 0)
+		return result;
+	return beamalloc_nif_raise_findings(env, ch->name_, ch->argc_,
+	    &ch->f_);
+}
+
+static inline ERL_NIF_TERM
+beamalloc_nif_chain_tramp_(ErlNifEnv *env, int argc,
+    const ERL_NIF_TERM argv[])
+{
+	beamalloc_nif_chain *ch;
+
+	if (argc < 1 || !enif_get_resource(env, argv[argc - 1],
+	    beamalloc_nif_state_.chain_rt, (void **)&ch) || ch->gpa_ == NULL)
+		return enif_make_badarg(env);
+	ch->self_ = argv[argc - 1];
+	return beamalloc_nif_chain_run_(env, ch, ch->next_, argc - 1, argv);
+}
+
+/*
+ * Run first(env, argc, argv, chain) with a fresh GPA, as
+ * beamalloc_nif_leak_check_with() does, but the GPA lives on while the
+ * steps schedule further steps with beamalloc_nif_chain_next(): it is
+ * checked and destroyed when a step returns without scheduling another,
+ * or raises.  A leak or bad free then raises {memory_leak | memory_error,
+ * ...} naming name/argc in place of that step's result or exception.
+ * Needs beamalloc_nif_init() (badarg without it); enomem without memory.
+ */
+static inline ERL_NIF_TERM
+beamalloc_nif_chain_start(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[],
+    beamalloc_nif_step first, const char *name,
+    const beamalloc_gpa_config *cfg)
+{
+	beamalloc_gpa_config c;
+	beamalloc_nif_chain *ch;
+	ERL_NIF_TERM self;
+
+	if (beamalloc_nif_state_.chain_rt == NULL)
+		return enif_make_badarg(env);
+	ch = (beamalloc_nif_chain *)enif_alloc_resource(
+	    beamalloc_nif_state_.chain_rt, sizeof(*ch));
+	if (ch == NULL)
+		return enif_raise_exception(env, enif_make_atom(env, "enomem"));
+	memset(ch, 0, sizeof(*ch));
+	beamalloc_nif_collect_into_(&c, cfg, &ch->f_);
+	snprintf(ch->name_, sizeof(ch->name_), "%s", name);
+	ch->argc_ = argc;
+	ch->gpa_ = beamalloc_gpa_create(beamalloc_wide(), &c);
+	self = enif_make_resource(env, ch);
+	enif_release_resource(ch);	/* the term holds it now */
+	if (ch->gpa_ == NULL)
+		return enif_raise_exception(env, enif_make_atom(env, "enomem"));
+	ch->allocator = beamalloc_gpa_allocator(ch->gpa_);
+	ch->self_ = self;
+	return beamalloc_nif_chain_run_(env, ch, first, argc, argv);
+}
+
+#define BEAMALLOC_NIF_CHAIN_MAX_ARGS 15
+
+/*
+ * From a step: schedule step as the chain's next (enif_schedule_nif(),
+ * fun_name and flags as there, argc at most BEAMALLOC_NIF_CHAIN_MAX_ARGS)
+ * and return what the calling step must return.
+ */
+static inline ERL_NIF_TERM
+beamalloc_nif_chain_next(ErlNifEnv *env, beamalloc_nif_chain *ch,
+    const char *fun_name, int flags, beamalloc_nif_step step, int argc,
+    const ERL_NIF_TERM argv[])
+{
+	ERL_NIF_TERM args[BEAMALLOC_NIF_CHAIN_MAX_ARGS + 1], r;
+	int i;
+
+	if (argc < 0 || argc > BEAMALLOC_NIF_CHAIN_MAX_ARGS)
+		return enif_make_badarg(env);
+	for (i = 0; i < argc; i++)
+		args[i] = argv[i];
+	args[argc] = ch->self_;
+	ch->next_ = step;
+	r = enif_schedule_nif(env, fun_name, flags, beamalloc_nif_chain_tramp_,
+	    argc + 1, args);
+	/* Refused (a badarg): the chain ends with this step. */
+	ch->scheduled_ = !enif_has_pending_exception(env, NULL);
+	return r;
+}
+
+/* ------------------------------------------------------------------------
+ * Threaded NIFs: a function on its own thread, with its own GPA
+ * ---------------------------------------------------------------------- */
+
+/* Runs on the thread; env is the message's, arg was copied into it. */
+typedef ERL_NIF_TERM (*beamalloc_nif_thread_fn)(ErlNifEnv *env,
+    ERL_NIF_TERM arg, beamalloc_allocator a);
+
+struct beamalloc_nif_thread_ {
+	struct beamalloc_nif_thread_ *next;
+	ErlNifTid tid;
+	int done;			/* atomic: the thread has sent */
+	ErlNifEnv *env;
+	ErlNifPid to;
+	ERL_NIF_TERM ref, arg;
+	beamalloc_nif_thread_fn fn;
+	beamalloc_gpa *gpa;
+	beamalloc_nif_findings f;
+	char name[96];
+};
+
+static inline void *
+beamalloc_nif_thread_main_(void *p)
+{
+	struct beamalloc_nif_thread_ *t = (struct beamalloc_nif_thread_ *)p;
+	ERL_NIF_TERM r;
+
+	r = t->fn(t->env, t->arg, beamalloc_gpa_allocator(t->gpa));
+	(void)beamalloc_gpa_destroy(t->gpa);
+	t->gpa = NULL;
+	if (t->f.leak_blocks != 0 || t->f.misuses != 0)
+		r = enif_make_tuple2(t->env, enif_make_atom(t->env, "error"),
+		    beamalloc_nif_findings_term(t->env, t->name, -1, &t->f));
+	else
+		r = enif_make_tuple2(t->env, enif_make_atom(t->env, "ok"), r);
+	(void)enif_send(NULL, &t->to, t->env, enif_make_tuple3(t->env,
+	    enif_make_atom(t->env, "beamalloc_thread"), t->ref, r));
+	enif_free_env(t->env);
+	t->env = NULL;
+	__atomic_store_n(&t->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Join the threads that are done (all of them, waiting, if all). */
+static inline void
+beamalloc_nif_thread_reap_(int all)
+{
+	struct beamalloc_nif_thread_ **pp, *t;
+
+	if (beamalloc_nif_state_.lock == NULL)
+		return;
+	enif_mutex_lock(beamalloc_nif_state_.lock);
+	for (pp = &beamalloc_nif_state_.threads; (t = *pp) != NULL;) {
+		if (!all && !__atomic_load_n(&t->done, __ATOMIC_ACQUIRE)) {
+			pp = &t->next;
+			continue;
+		}
+		*pp = t->next;
+		(void)enif_thread_join(t->tid, NULL);
+		enif_free(t);
+	}
+	enif_mutex_unlock(beamalloc_nif_state_.lock);
+}
+
+/*
+ * Start fn(env, arg, a) on an enif_thread_create() thread, with a a
+ * fresh GPA (cfg, NULL: defaults) over beamalloc_wide(), checked and
+ * destroyed when fn returns.  Returns a reference Ref at once; the
+ * calling process then receives
+ *     {beamalloc_thread, Ref, {ok, Result}}
+ * or, after a leak or bad free, {beamalloc_thread, Ref, {error, E}} with
+ * E the term the leak check raises ({memory_leak, Message, #{function =>
+ * Name, ...}}).  Needs beamalloc_nif_init(); beamalloc_nif_fini() waits
+ * for every thread.  Raises enomem (or badarg without init).
+ */
+static inline ERL_NIF_TERM
+beamalloc_nif_thread_spawn(ErlNifEnv *env, const char *name,
+    beamalloc_nif_thread_fn fn, ERL_NIF_TERM arg,
+    const beamalloc_gpa_config *cfg)
+{
+	struct beamalloc_nif_thread_ *t;
+	beamalloc_gpa_config c;
+	ERL_NIF_TERM ref;
+
+	if (beamalloc_nif_state_.lock == NULL)
+		return enif_make_badarg(env);
+	beamalloc_nif_thread_reap_(0);
+	if ((t = (struct beamalloc_nif_thread_ *)enif_alloc(sizeof(*t))) ==
+	    NULL)
+		return enif_raise_exception(env, enif_make_atom(env, "enomem"));
+	memset(t, 0, sizeof(*t));
+	beamalloc_nif_collect_into_(&c, cfg, &t->f);
+	snprintf(t->name, sizeof(t->name), "%s", name);
+	t->fn = fn;
+	if (enif_self(env, &t->to) == NULL ||
+	    (t->env = enif_alloc_env()) == NULL) {
+		enif_free(t);
+		return enif_make_badarg(env);
+	}
+	ref = enif_make_ref(env);
+	t->ref = enif_make_copy(t->env, ref);
+	t->arg = enif_make_copy(t->env, arg);
+	if ((t->gpa = beamalloc_gpa_create(beamalloc_wide(), &c)) == NULL)
+		goto nomem;
+	enif_mutex_lock(beamalloc_nif_state_.lock);
+	if (enif_thread_create(t->name, &t->tid, beamalloc_nif_thread_main_,
+	    t, NULL) != 0) {
+		enif_mutex_unlock(beamalloc_nif_state_.lock);
+		(void)beamalloc_gpa_destroy(t->gpa);
+		goto nomem;
+	}
+	t->next = beamalloc_nif_state_.threads;
+	beamalloc_nif_state_.threads = t;
+	enif_mutex_unlock(beamalloc_nif_state_.lock);
+	return ref;
+nomem:
+	enif_free_env(t->env);
+	enif_free(t);
+	return enif_raise_exception(env, enif_make_atom(env, "enomem"));
+}
+
+/* ------------------------------------------------------------------------
+ * Resources that own an allocator
+ * ---------------------------------------------------------------------- */
+
+typedef enum beamalloc_nif_own {
+	BEAMALLOC_NIF_OWN_ARENA,	/* beamalloc_arena over beamalloc_beam() */
+	BEAMALLOC_NIF_OWN_GPA		/* GPA over beamalloc_wide(), leak-checked */
+} beamalloc_nif_own;
+
+/* Called by the destructor before the allocator goes: free what must be
+ * freed (a GPA reports whatever is left as leaked). */
+typedef void (*beamalloc_nif_cleanup)(void *obj, beamalloc_allocator a);
+
+/* The first member of an object of an owned resource type. */
+typedef struct beamalloc_nif_owner {
+	beamalloc_allocator allocator;	/* the object's own */
+	/* Private. */
+	beamalloc_gpa *gpa_;
+	beamalloc_arena *arena_;
+	beamalloc_nif_cleanup cleanup_;
+} beamalloc_nif_owner;
+
+static inline void
+beamalloc_nif_owned_dtor_(ErlNifEnv *env, void *obj)
+{
+	beamalloc_nif_owner *o = (beamalloc_nif_owner *)obj;
+
+	(void)env;
+	if (o->cleanup_ != NULL && o->allocator.vtable != NULL)
+		o->cleanup_(obj, o->allocator);
+	if (o->gpa_ != NULL)
+		(void)beamalloc_gpa_destroy(o->gpa_);
+	if (o->arena_ != NULL)
+		beamalloc_arena_destroy(o->arena_);
+	o->gpa_ = NULL;
+	o->arena_ = NULL;
+}
+
+/* Open (or take over, on upgrade) a resource type whose objects start
+ * with a beamalloc_nif_owner; call it from load and upgrade. */
+static inline ErlNifResourceType *
+beamalloc_nif_owned_type(ErlNifEnv *env, const char *name)
+{
+	return enif_open_resource_type(env, NULL, name,
+	    beamalloc_nif_owned_dtor_,
+	    (ErlNifResourceFlags)(ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER),
+	    NULL);
+}
+
+/*
+ * A new object of rt, size bytes (at least sizeof(beamalloc_nif_owner)),
+ * zeroed but for its owner, which holds a fresh allocator of kind (cfg
+ * configures a GPA: NULL, the defaults; its report function receives
+ * what the destructor finds leaked).  Use it as enif_alloc_resource()'s.
+ * NULL with errno ENOMEM or EINVAL.
+ */
+static inline void *
+beamalloc_nif_owned_new(ErlNifResourceType *rt, size_t size,
+    beamalloc_nif_own kind, const beamalloc_gpa_config *cfg,
+    beamalloc_nif_cleanup cleanup)
+{
+	beamalloc_nif_owner *o;
+
+	if (size < sizeof(*o)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if ((o = (beamalloc_nif_owner *)enif_alloc_resource(rt, size)) ==
+	    NULL) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	memset(o, 0, size);
+	if (kind == BEAMALLOC_NIF_OWN_GPA) {
+		if ((o->gpa_ = beamalloc_gpa_create(beamalloc_wide(), cfg)) !=
+		    NULL)
+			o->allocator = beamalloc_gpa_allocator(o->gpa_);
+	} else if ((o->arena_ = beamalloc_arena_create(beamalloc_beam())) !=
+	    NULL)
+		o->allocator = beamalloc_arena_allocator(o->arena_);
+	if (o->allocator.vtable == NULL) {
+		enif_release_resource(o);
+		errno = ENOMEM;
+		return NULL;
+	}
+	o->cleanup_ = cleanup;
+	return o;
+}
+
+/* ------------------------------------------------------------------------
+ * A GPA per NIF library
+ * ---------------------------------------------------------------------- */
+
+/* A module-wide GPA, kept in (or as) the library's priv_data. */
+typedef struct beamalloc_nif_module {
+	beamalloc_allocator allocator;
+	beamalloc_gpa *gpa;
+	beamalloc_nif_findings findings;	/* filled at close */
+} beamalloc_nif_module;
+
+/* In load, and in upgrade for the new instance: a fresh GPA (cfg NULL:
+ * the defaults).  0 on success, as load wants; -1 without memory. */
+static inline int
+beamalloc_nif_module_open(beamalloc_nif_module *m,
+    const beamalloc_gpa_config *cfg)
+{
+	beamalloc_gpa_config c;
+
+	beamalloc_nif_collect_into_(&c, cfg, &m->findings);
+	m->gpa = beamalloc_gpa_create(beamalloc_wide(), &c);
+	if (m->gpa == NULL) {
+		m->allocator.vtable = NULL;
+		return -1;
+	}
+	m->allocator = beamalloc_gpa_allocator(m->gpa);
+	return 0;
+}
+
+/* In unload: the leak check (each leak to cfg's report function), then
+ * everything goes back.  Returns the number of leaked blocks;
+ * m->findings holds the totals. */
+static inline size_t
+beamalloc_nif_module_close(beamalloc_nif_module *m)
+{
+	if (m->gpa != NULL) {
+		(void)beamalloc_gpa_destroy(m->gpa);
+		m->gpa = NULL;
+		m->allocator.vtable = NULL;
+	}
+	return m->findings.leak_blocks;
+}
+
+/* ------------------------------------------------------------------------
+ * Setting up and tearing down the helpers' per-library state
+ * ---------------------------------------------------------------------- */
+
+/* From load and from upgrade: opens the chains' resource type and the
+ * threads' lock.  0 on success, -1 on failure, as load wants. */
+static inline int
+beamalloc_nif_init(ErlNifEnv *env)
+{
+	beamalloc_nif_state_.chain_rt = enif_open_resource_type(env, NULL,
+	    "beamalloc_nif_chain", beamalloc_nif_chain_dtor_,
+	    (ErlNifResourceFlags)(ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER),
+	    NULL);
+	if (beamalloc_nif_state_.lock == NULL)
+		beamalloc_nif_state_.lock = enif_mutex_create(
+		    (char *)"beamalloc_nif");
+	return beamalloc_nif_state_.chain_rt != NULL &&
+	    beamalloc_nif_state_.lock != NULL ? 0 : -1;
+}
+
+/* From unload: waits for every thread of beamalloc_nif_thread_spawn(). */
+static inline void
+beamalloc_nif_fini(void)
+{
+	beamalloc_nif_thread_reap_(1);
+	if (beamalloc_nif_state_.lock != NULL)
+		enif_mutex_destroy(beamalloc_nif_state_.lock);
+	beamalloc_nif_state_.lock = NULL;
+}
 
 #ifdef __cplusplus
 }

@@ -31,8 +31,9 @@ if grep -q '^VM-tracked memory: ' "$scratch/log" &&
    grep -q '^4096-aligned block: .*rem 4096 = 0$' "$scratch/log" &&
    grep -q '^arena sum: arena_sum(lists:seq(1, 1000)) = 500500;' "$scratch/log" &&
    grep -q 'memory leak detected in function leaky/1: 24 bytes in 1 block' "$scratch/log" &&
-   grep -q '^GPA leak report (1 live block' "$scratch/log"; then
-	echo "ok 2 - it printed tracked memory, an aligned address, the arena sum, the leak reports"
+   grep -q '^GPA leak report (1 live block' "$scratch/log" &&
+   grep -q 'class 64: #{live_blocks => 1000,live_bytes => 64000,size => 64' "$scratch/log"; then
+	echo "ok 2 - it printed tracked memory, an aligned address, the arena sum, the leak reports, the stats map"
 else
 	echo "not ok 2 - some of its output is missing"
 fi

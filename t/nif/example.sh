@@ -15,18 +15,6 @@ echo 1..6
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/beamalloc-example.XXXXXX") || exit 1
 trap 'rm -rf "$scratch"' EXIT
 
-# make_prefix DIR FILES...: a fake installation of this build.
-make_prefix() {
-	prefix=$1; shift
-	mkdir -p "$prefix/lib/pkgconfig"
-	ln -s "$top_srcdir/include" "$prefix/include"
-	for f in "$@"; do ln -s "$f" "$prefix/lib/"; done
-	for pc in beamalloc beamalloc-nif; do
-		sed -e "s|^prefix=.*|prefix=$prefix|" -e 's|^exec_prefix=.*|exec_prefix=${prefix}|' \
-		    -e 's|^libdir=.*|libdir=${exec_prefix}/lib|' -e 's|^includedir=.*|includedir=${prefix}/include|' \
-		    "$top_builddir/$pc.pc" >"$prefix/lib/pkgconfig/$pc.pc"
-	done
-}
 # build LINK PREFIX: examples/run.sh with -Werror, and the sanitizer flags
 # of this build (its library needs them); the log in $scratch/LINK.log.
 build() {
@@ -46,7 +34,7 @@ shows_all() {
 
 # The static prefix has the archive only: a NIF that still needed
 # libbeamalloc.so could not load.
-make_prefix "$scratch/static" "$top_builddir/lib/.libs/libbeamalloc.a"
+fake_prefix "$scratch/static" "$top_builddir/lib/.libs/libbeamalloc.a"
 if build static "$scratch/static"; then
 	echo "ok 1 - examples/run.sh builds the NIF with pkg-config beamalloc-nif (the archive) and runs it in erl"
 else
@@ -72,7 +60,7 @@ else
 	echo "not ok 4 - static: some of its output is missing"
 fi
 
-make_prefix "$scratch/shared" "$top_builddir"/lib/.libs/libbeamalloc.so*
+fake_prefix "$scratch/shared" "$top_builddir"/lib/.libs/libbeamalloc.so*
 if build shared "$scratch/shared" &&
    readelf -d "$scratch/out-shared/beamalloc_example.so" | grep -q 'NEEDED.*libbeamalloc\.so\.0'; then
 	echo "ok 5 - LINK=shared: built with pkg-config beamalloc, NEEDED libbeamalloc.so.0, runs in erl"

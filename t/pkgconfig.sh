@@ -167,7 +167,17 @@ if need_tool man man-db; then
 	man3=$(find "$root" -type d -name man3 | head -n 1)
 	mandir=${man3%/man3}
 	[ -n "$man3" ] || man3=/nonexistent
-	for name in beamalloc beamalloc_gpa_create beamalloc_alloc_aligned; do
+	want=$(sed -e '/^#/d' -e '/^$/d' "$top_srcdir/man/aliases" | wc -l)
+	links=$(find "$man3" -type l -name '*.3' | while read -r l; do
+		[ -f "$l" ] && echo "$l"; done | wc -l)
+	if [ "$want" -gt 0 ] && [ "$links" = "$want" ] &&
+	   ! grep -l '^\.so ' "$man3"/*.3 >/dev/null 2>&1; then
+		ok "the $want aliases are installed as symbolic links that resolve, no .so request"
+	else
+		notok "$links resolving links in $man3, man/aliases has $want"
+	fi
+	for name in beamalloc beamalloc_gpa_create beamalloc_alloc_aligned \
+	    beamalloc_allocator beamalloc_gpa_config beamalloc_report; do
 		got=$(env -i PATH="$PATH" MANPATH="$mandir" man -w "$name" 2>/dev/null)
 		case $got in
 		"$man3"/*) ok "man -w $name finds $got";;

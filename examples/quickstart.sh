@@ -13,7 +13,8 @@ SUDO=
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	build-essential autoconf automake libtool pkg-config \
-	erlang-base erlang-dev erlang-tools valgrind mandoc man-db >/dev/null
+	erlang-base erlang-dev erlang-tools erlang-eunit rebar3 elixir \
+	valgrind mandoc man-db >/dev/null
 
 [ -x configure ] || autoreconf -fi
 [ -f Makefile ] || ./configure --enable-werror

@@ -1,9 +1,11 @@
 #!/bin/sh
 # man.sh - the manual pages are complete and clean:
-#  - every function and function-like macro of the public headers, and
-#    every symbol the library exports, has a page (its own or a .so alias)
-#    whose NAME section lists it;
-#  - every alias is one `.so man3/PAGE.3` line naming a page that lists it;
+#  - every function, function-like macro and type of the public headers,
+#    and every symbol the library exports, has a page (its own, or an
+#    alias of man/aliases) whose NAME section lists it;
+#  - every alias of man/aliases, made a symbolic link as `make install`
+#    makes it, resolves to a page that lists it, and no page is a `.so`
+#    request;
 #  - every page has mdoc's sections in order, and its cross-references to
 #    our pages resolve;
 #  - every page and alias is shipped (listed in mk/dist.am);
@@ -27,20 +29,25 @@ check() { # check DESCRIPTION COMMAND...: ok when COMMAND succeeds
 
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/beamalloc-man.XXXXXX") || exit 1
 trap 'rm -rf "$scratch"' EXIT
-# .so requests name man3/PAGE.3: resolve them as an installed tree would.
-ln -s "$man" "$scratch/man3"
-
-is_alias() { head -n 1 "$1" | grep -q '^\.so '; }
+# A man3 directory as `make install` lays it out: the pages, and each
+# alias of man/aliases a symbolic link to its page.
+mkdir "$scratch/man3"
 names_of() { awk '$1 == ".Nm" && $2 != "" { print $2 } /^\.Sh SYNOPSIS/ { exit }' "$1"; }
 
 pages= aliases=
 for f in "$man"/*.3; do
 	[ -f "$f" ] || continue
-	if is_alias "$f"; then aliases="$aliases ${f##*/}"; else pages="$pages ${f##*/}"; fi
+	pages="$pages ${f##*/}"
+	cp "$f" "$scratch/man3/"
 done
 if [ -z "$pages" ]; then
 	echo "Bail out! no pages in $man"; exit 1
 fi
+while read -r alias page; do
+	case $alias in ''|'#'*) continue;; esac
+	aliases="$aliases $alias.3"
+	ln -s "$page.3" "$scratch/man3/$alias.3"
+done < "$man/aliases"
 
 # 1. Every declared function and function-like macro of the installed
 # headers (names ending in _ are private helpers), and every symbol the
@@ -49,30 +56,33 @@ lib="$top_builddir/lib/.libs/libbeamalloc.so"
 for fn in $({ cat "$hdr" "$nifhdr" 2>/dev/null |
     grep -oE '\b(beamalloc_[a-z0-9_]+|BEAMALLOC_[A-Z_]+)[[:space:]]*\(' |
     tr -d ' (' | grep -v '_$'
+    cat "$hdr" "$nifhdr" 2>/dev/null | grep -E '^typedef' |
+    grep -oE '\(\*beamalloc_[a-z0-9_]+\)|^typedef (struct|enum) beamalloc_[a-z0-9_]+' |
+    grep -oE 'beamalloc_[a-z0-9_]+'
     [ -f "$lib" ] && nm -D --defined-only "$lib" 2>/dev/null |
     awk '$2 ~ /^[TDBRVWiu]$/ { sub(/@.*/, "", $3); print $3 }'; } | sort -u); do
-	f="$man/$fn.3"
-	if [ ! -f "$f" ]; then notok "$fn has a page: no man/$fn.3"; continue; fi
-	if is_alias "$f"; then
-		target=$(sed -n 's|^\.so man3/||p' "$f")
-		f="$man/$target"
-	fi
+	f="$scratch/man3/$fn.3"
+	if [ ! -e "$f" ]; then notok "$fn has a page: no man/$fn.3 nor alias"; continue; fi
+	[ -L "$f" ] && f="$scratch/man3/$(readlink "$f")"
 	check "$fn has a page (${f##*/}) listing it" \
 	    sh -c '[ -f "$1" ] && awk "\$1 == \".Nm\" { print \$2 }" "$1" | grep -qx "$2"' \
 	    sh "$f" "$fn"
 done
 
-# 2. Aliases: one line, naming a real page that lists the alias's name.
+# 2. Aliases: a link that resolves to a page listing the alias's name, and
+# no alias shadowed by a page; no page is a .so request.
 for a in $aliases; do
 	name=${a%.3}
-	target=$(sed -n 's|^\.so man3/\(.*\)$|\1|p' "$man/$a")
-	if [ "$(wc -l < "$man/$a")" -eq 1 ] && [ -n "$target" ] &&
-	   [ -f "$man/$target" ] && ! is_alias "$man/$target" &&
+	target=$(readlink "$scratch/man3/$a")
+	if [ ! -f "$man/$a" ] && [ -f "$scratch/man3/$a" ] && [ -f "$man/$target" ] &&
 	   names_of "$man/$target" | grep -qx "$name"; then
 		ok "alias $a -> $target"
 	else
-		notok "alias $a is not one .so line to a page listing $name"
+		notok "alias $a -> $target: no such page, or it does not list $name"
 	fi
+done
+for p in $pages; do
+	check "$p is a page, not a .so request" sh -c '! grep -q "^\.so " "$1"' sh "$man/$p"
 done
 
 # 3. Sections, in mdoc's conventional order; cross-references resolve.
@@ -84,13 +94,13 @@ for p in $pages; do
 	check "$p has sections $want in order" [ "$seq" = "$want " ]
 	bad=
 	for x in $(awk '$1 == ".Xr" && $2 ~ /^beamalloc/ && $3 ~ /^3/ { print $2 }' "$man/$p"); do
-		[ -f "$man/$x.3" ] || bad="$bad $x"
+		[ -f "$scratch/man3/$x.3" ] || bad="$bad $x"
 	done
 	check "$p: every .Xr to our pages resolves${bad:+ (missing:$bad)}" [ -z "$bad" ]
 done
 
-# 4. Shipped: each file is listed in mk/dist.am (make distcheck relies on it).
-for f in $pages $aliases; do
+# 4. Shipped: each page is listed in mk/dist.am (make distcheck relies on it).
+for f in $pages; do
 	check "man/$f is listed in mk/dist.am" grep -q "man/$f\b" "$top_srcdir/mk/dist.am"
 done
 
@@ -107,11 +117,8 @@ need_tool() { # need_tool TOOL PACKAGE: 0 if present; else skip or fail
 
 cd "$scratch" || exit 1
 if need_tool mandoc mandoc; then
-	for p in $pages $aliases; do
-		# An alias is a .so request by design (dh_installman turns it into
-		# a symlink): mandoc's advice against .so is the one message kept.
+	for p in $pages; do
 		mandoc -Tlint -W warning "man3/$p" 2>&1 |
-			grep -v 'WARNING: \.so is fragile, better use ln(1)' |
 			grep -v 'outdated mandoc.db' > "$scratch/out"
 		if [ -s "$scratch/out" ]; then
 			notok "mandoc -Tlint: $p"; sed 's/^/# /' "$scratch/out"
@@ -121,7 +128,7 @@ if need_tool mandoc mandoc; then
 	done
 fi
 if need_tool man man-db && need_tool lexgrog man-db; then
-	for p in $pages $aliases; do
+	for p in $pages; do
 		: > "$scratch/out"
 		for w in 80 120; do
 			env -i PATH="$PATH" LC_ALL=C.UTF-8 MANROFFSEQ= MANWIDTH=$w \
@@ -145,6 +152,12 @@ if need_tool man man-db && need_tool lexgrog man-db; then
 	for p in $pages; do
 		check "lexgrog reads the whatis entry of $p" \
 		    sh -c 'LC_ALL=C.UTF-8 lexgrog "$1" >/dev/null 2>&1' sh "man3/$p"
+	done
+	# man finds every alias through its link, in the laid-out tree.
+	for a in $aliases; do
+		got=$(env -i PATH="$PATH" LC_ALL=C.UTF-8 MANPATH="$scratch" MANWIDTH=80 \
+		    man 3 "${a%.3}" 2>/dev/null | grep -c "${a%.3}")
+		check "man 3 ${a%.3} shows its page through the link" [ "${got:-0}" -gt 0 ]
 	done
 fi
 

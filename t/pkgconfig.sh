@@ -104,12 +104,80 @@ else
 	fi
 fi
 
+# beamalloc-nif.pc: erl_nif.h's directory, and the archive linked into a
+# shared object (a NIF) that then needs no libbeamalloc.so and exports no
+# beamalloc_* symbol; --static adds no second, shared -lbeamalloc.
+npc=$root$libdir/pkgconfig/beamalloc-nif.pc
+if [ -f "$npc" ]; then ok "beamalloc-nif.pc installed in \$(libdir)/pkgconfig"
+else notok "no $npc"; fi
+ncflags=$("$pkgconfig" --cflags beamalloc-nif)
+# erl_nif.h is outside the DESTDIR: read its directory without the sysroot.
+erts=$(env -u PKG_CONFIG_SYSROOT_DIR "$pkgconfig" --variable=erts_includedir beamalloc-nif)
+case " $(echo $ncflags) " in
+*" $(echo $cflags) -I$root$erts "*)
+	ok "pkg-config --cflags beamalloc-nif: beamalloc's, then -I$erts";;
+*)	notok "pkg-config --cflags beamalloc-nif: '$ncflags' (beamalloc: '$cflags', erts: '$erts')";;
+esac
+if [ -n "$ERL_NIF_CFLAGS" ]; then
+	if [ "-I$erts" = "$ERL_NIF_CFLAGS" ] && [ -f "$erts/erl_nif.h" ]; then
+		ok "beamalloc-nif.pc names configure's erl_nif.h directory ($erts)"
+	else
+		notok "beamalloc-nif.pc names '$erts', configure found '$ERL_NIF_CFLAGS'"
+	fi
+fi
+nlibs=$("$pkgconfig" --libs beamalloc-nif)
+nslibs=$("$pkgconfig" --static --libs beamalloc-nif)
+if [ "$(echo "$nlibs" | grep -o -- '-lbeamalloc' | wc -l)" = 1 ] &&
+   [ "$(echo "$nslibs" | grep -o -- '-lbeamalloc' | wc -l)" = 1 ]; then
+	ok "pkg-config [--static] --libs beamalloc-nif names -lbeamalloc once: $nlibs"
+else
+	notok "beamalloc-nif libs: '$nlibs', --static: '$nslibs'"
+fi
+rm -f "$root$libdir"/libbeamalloc.so*	# from here on, only the archive
+printf '%s\n' '#include <beamalloc.h>' \
+    'int plugin_count(void);' \
+    '__attribute__((visibility("default"))) int plugin_count(void) {' \
+    '	beamalloc_allocator a = beamalloc_general_purpose();' \
+    '	void *p = beamalloc_alloc(a, 64);' \
+    '	beamalloc_free(a, p, 64);' \
+    '	return p != 0 && beamalloc_in_vm() == 0;' \
+    '}' >plugin.c
+if $cc -std=c11 -Wall -Wextra -Werror -fPIC -shared $SANITIZER_CFLAGS $ncflags \
+    -o plugin.so plugin.c $nlibs >cc.log 2>&1; then
+	ok "a shared object links libbeamalloc.a through pkg-config beamalloc-nif (position-independent)"
+else
+	notok "cc -shared ... \$(pkg-config --libs beamalloc-nif) failed"; sed 's/^/# /' cc.log
+fi
+if [ -f plugin.so ]; then
+	needed=$(readelf -d plugin.so | sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p' | tr '\n' ' ')
+	case " $needed" in
+	*" libbeamalloc"*|" ") notok "readelf -d plugin.so: NEEDED $needed";;
+	*) ok "readelf -d plugin.so: no libbeamalloc.so (NEEDED $needed)";;
+	esac
+	exports=$(nm -D --defined-only plugin.so | awk '{ print $3 }' | tr '\n' ' ')
+	case " $exports" in
+	*" beamalloc_"*) notok "nm -D plugin.so exports beamalloc_*: $exports";;
+	*" plugin_count "*) ok "nm -D plugin.so: only its own symbols ($exports)";;
+	*) notok "nm -D plugin.so: '$exports'";;
+	esac
+fi
+
 # The man pages: every alias reaches its page through the installed tree.
 if need_tool man man-db; then
 	man3=$(find "$root" -type d -name man3 | head -n 1)
 	mandir=${man3%/man3}
 	[ -n "$man3" ] || man3=/nonexistent
-	for name in beamalloc beamalloc_gpa_create beamalloc_alloc_aligned; do
+	want=$(sed -e '/^#/d' -e '/^$/d' "$top_srcdir/man/aliases" | wc -l)
+	links=$(find "$man3" -type l -name '*.3' | while read -r l; do
+		[ -f "$l" ] && echo "$l"; done | wc -l)
+	if [ "$want" -gt 0 ] && [ "$links" = "$want" ] &&
+	   ! grep -l '^\.so ' "$man3"/*.3 >/dev/null 2>&1; then
+		ok "the $want aliases are installed as symbolic links that resolve, no .so request"
+	else
+		notok "$links resolving links in $man3, man/aliases has $want"
+	fi
+	for name in beamalloc beamalloc_gpa_create beamalloc_alloc_aligned \
+	    beamalloc_allocator beamalloc_gpa_config beamalloc_report; do
 		got=$(env -i PATH="$PATH" MANPATH="$mandir" man -w "$name" 2>/dev/null)
 		case $got in
 		"$man3"/*) ok "man -w $name finds $got";;

@@ -35,3 +35,41 @@ run_erl() {
 	ERL_CRASH_DUMP=$scratch/erl_crash.dump NIF_DIR=$nif_dir LD_LIBRARY_PATH="$top_builddir/lib/.libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
 		"$ERL" "$@" -noshell -pa "$scratch" -eval "$module:main()"
 }
+
+# fake_prefix DIR FILES...: this build laid out like an installation under
+# DIR: include/, lib/ with FILES (libbeamalloc.a, libbeamalloc.so*) and
+# lib/pkgconfig/ with the build's beamalloc.pc and beamalloc-nif.pc, their
+# prefix moved to DIR.
+fake_prefix() {
+	fp_dir=$1; shift
+	mkdir -p "$fp_dir/lib/pkgconfig"
+	ln -s "$top_srcdir/include" "$fp_dir/include"
+	for fp_f in "$@"; do ln -s "$fp_f" "$fp_dir/lib/"; done
+	for fp_pc in beamalloc beamalloc-nif; do
+		sed -e "s|^prefix=.*|prefix=$fp_dir|" -e 's|^exec_prefix=.*|exec_prefix=${prefix}|' \
+		    -e 's|^libdir=.*|libdir=${exec_prefix}/lib|' -e 's|^includedir=.*|includedir=${prefix}/include|' \
+		    "$top_builddir/$fp_pc.pc" >"$fp_dir/lib/pkgconfig/$fp_pc.pc"
+	done
+}
+
+# need_project_tool TOOL PACKAGE: a project tool (rebar3, mix); without it the test
+# SKIPs, unless BEAMALLOC_REQUIRE_TOOLS=1 (CI), where that is a failure.
+need_project_tool() {
+	command -v "$1" >/dev/null 2>&1 && return 0
+	if [ "${BEAMALLOC_REQUIRE_TOOLS:-0}" = 1 ]; then
+		echo "Bail out! $1 is missing (install $2) but BEAMALLOC_REQUIRE_TOOLS=1"
+		exit 1
+	fi
+	echo "1..0 # SKIP no $1 (install $2)"
+	exit 0
+}
+
+# self_contained SO: "ok"-style check that a NIF needs no libbeamalloc.so
+# and exports nothing but nif_init; prints what it found.
+self_contained() {
+	sc_needed=$(readelf -d "$1" 2>/dev/null | sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p' | tr '\n' ' ')
+	sc_exports=$(nm -D --defined-only "$1" 2>/dev/null | awk '{ print $3 }' | tr '\n' ' ')
+	echo "NEEDED ${sc_needed% }; exports ${sc_exports% }"
+	case " $sc_needed" in *" libbeamalloc"*|" ") return 1;; esac
+	[ "$sc_exports" = "nif_init " ]
+}

@@ -1047,7 +1047,8 @@ tcache_slow(struct beamalloc_gpa *g)
 			atomic_store_explicit(&g->tcs[i], tc,
 			    memory_order_release);
 			/* A second thread: frees may race from now on. */
-			if (atomic_fetch_add(&g->nclaimed, 1) != 0)
+			if (atomic_fetch_add(&g->nclaimed, 1) != 0 &&
+			    g->safety)
 				go_shared(g);
 			return tc;
 		}
@@ -1057,7 +1058,8 @@ tcache_slow(struct beamalloc_gpa *g)
 		unlock(g, &g->lock);
 		n--;			/* look at this slot again */
 	}
-	go_shared(g);			/* every slot taken: many threads */
+	if (g->safety)
+		go_shared(g);		/* every slot taken: many threads */
 	return NULL;
 }
 
@@ -2128,8 +2130,8 @@ barrier_all(struct beamalloc_gpa *g)
 #endif
 }
 
-/* A second thread uses the GPA: from now on every free claims its slot
- * atomically.  Store, barrier, load, as in steal_idle(): after the
+/* A second thread uses a GPA with safety: from now on every free claims
+ * its slot atomically.  Store, barrier, load, as in steal_idle(): after the
  * barrier, a fast free that read shared clear still shows busy, and is
  * waited for; any later one reads it set.  Without membarrier(2) a GPA
  * is shared from the start (beamalloc_gpa_create()).  No lock is held

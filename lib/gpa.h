@@ -217,10 +217,11 @@ struct beamalloc_gpa {
 	_Atomic uintptr_t tkey[NTHREADS];
 	_Atomic(struct stab *) stab;
 	_Atomic uintptr_t epoch;	/* advanced by every slab release */
-	/* Set once a second thread uses the GPA (go_shared()): from then on
-	 * every free claims its slot with an atomic compare-exchange.
-	 * Before, the one thread's fast frees use plain loads and stores:
-	 * no other free can race them. */
+	/* Set once a second thread uses a GPA with safety (go_shared()):
+	 * from then on every free claims its slot with an atomic
+	 * compare-exchange.  Before, the one thread's fast frees use plain
+	 * loads and stores: no other free can race them.  (The general
+	 * paths always claim atomically.) */
 	_Atomic unsigned shared;
 	_Atomic unsigned nclaimed;	/* thread cache slots claimed */
 	bool thread_safe, safety, batched, abort_on_error;
@@ -600,12 +601,15 @@ ba_gpa_fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 	tp = m->top;
 	top = *tp;
 	/* Ordered: a trim's sentinel end is below any top.  Then the slot
-	 * is claimed; once other threads may free too, atomically, so that
-	 * of two frees racing exactly one wins (loaded after tc_mark():
-	 * go_shared() waits for a fast path that read it clear). */
+	 * is claimed.  With safety, once other threads may free too,
+	 * atomically, so that of two frees racing exactly one wins (loaded
+	 * after tc_mark(): go_shared() waits for a fast path that read it
+	 * clear).  Without, two plain stores: the speed configuration, whose
+	 * double frees are caught unless they race. */
 	if (BA_UNLIKELY((uintptr_t)top >= (uintptr_t)tp[LD_END]))
 		goto leave;
-	if (ts && atomic_load_explicit(&g->shared, memory_order_relaxed)) {
+	if (ts && safety && atomic_load_explicit(&g->shared,
+	    memory_order_relaxed)) {
 		if (BA_UNLIKELY(!state_release(rec)))
 			goto leave;
 	} else

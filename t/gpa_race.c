@@ -2,8 +2,10 @@
  * gpa_race.c - misuse from several threads at the same instant:
  *   1. two threads free one block together, round after round: exactly
  *      one free wins and the other is reported as a double free, every
- *      round, and no slot is then handed out twice (fast paths, with and
- *      without safety, and the general path);
+ *      round, and no slot is then handed out twice (the fast path with
+ *      safety, the general path with and without it; the fast path
+ *      without safety, the speed configuration, frees with plain stores
+ *      and promises this only for frees that do not race);
  *   2. a GPA made with thread_safe off, entered by a second thread while
  *      the first is inside it: reported as "used by two threads at once"
  *      before anything else, and nothing is lost.
@@ -59,7 +61,7 @@ nall(void)
 
 static beamalloc_gpa *
 make_gpa_with(beamalloc_allocator backing, bool thread_safe, bool safety,
-    unsigned depth, beamalloc_report_fn report)
+    unsigned depth, size_t limit, beamalloc_report_fn report)
 {
 	beamalloc_gpa_config cfg;
 
@@ -67,6 +69,7 @@ make_gpa_with(beamalloc_allocator backing, bool thread_safe, bool safety,
 	cfg.thread_safe = thread_safe;
 	cfg.safety = safety;
 	cfg.stack_trace_depth = depth;
+	cfg.memory_limit = limit;
 	cfg.report = report;
 	memset(kinds, 0, sizeof(kinds));
 	return beamalloc_gpa_create(backing, &cfg);
@@ -76,7 +79,7 @@ static beamalloc_gpa *
 make_gpa(beamalloc_allocator backing, bool thread_safe, bool safety,
     unsigned depth)
 {
-	return make_gpa_with(backing, thread_safe, safety, depth,
+	return make_gpa_with(backing, thread_safe, safety, depth, 0,
 	    count_report);
 }
 
@@ -136,10 +139,11 @@ cmp_ptr(const void *a, const void *b)
 }
 
 static void
-double_free_race(const char *what, bool safety, unsigned depth,
+double_free_race(const char *what, bool safety, unsigned depth, size_t limit,
     unsigned rounds)
 {
-	beamalloc_gpa *g = make_gpa(beamalloc_libc(), true, safety, depth);
+	beamalloc_gpa *g = make_gpa_with(beamalloc_libc(), true, safety, depth,
+	    limit, count_report);
 	struct race r = { .rounds = rounds };
 	pthread_t t[2];
 	unsigned local = 0, missed = 0, extra = 0, first_bad = 0;
@@ -299,7 +303,7 @@ single_thread_misuse(const char *what, unsigned depth)
 
 	memset(&gate, 0, sizeof(gate));
 	gate.deadline = time(NULL) + 60;
-	g = make_gpa_with(gated, false, true, depth, gate_report);
+	g = make_gpa_with(gated, false, true, depth, 0, gate_report);
 	if (g == NULL)
 		bail("no GPA");
 	a = j.a = beamalloc_gpa_allocator(g);
@@ -367,9 +371,11 @@ main(void)
 	unsigned rounds = UNDER_VALGRIND() ? 300 : 100000;
 
 	plan(4 * 3 + 5 * 2 + 2);
-	double_free_race("fast, safety off", false, 0, rounds);
-	double_free_race("fast, safety on", true, 0, rounds / 4);
-	double_free_race("general path (traces)", true, 4, rounds / 20);
+	double_free_race("fast path, safety on", true, 0, 0, rounds);
+	double_free_race("general path, safety on (traces)", true, 4, 0,
+	    rounds / 20);
+	double_free_race("general path, safety off (memory limit)", false, 0,
+	    1 << 30, rounds / 4);
 	single_thread_misuse("thread_safe off, safety on", 0);
 	single_thread_misuse("thread_safe off, traces", 4);
 	single_thread_handover();

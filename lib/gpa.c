@@ -1285,6 +1285,28 @@ trace_slot(struct beamalloc_gpa *g, unsigned char *p, int which,
 		capture(t + g->depth, g->depth, ra);
 }
 
+/* A slot came out of a cache still USED: two frees of it raced with
+ * plain stores (safety off) and both cached it.  The first copy was
+ * handed out; this one is reported as the double free it was, and
+ * dropped. */
+static __attribute__((noinline, cold)) void
+popped_twice(struct beamalloc_gpa *g, unsigned char *p)
+{
+	struct where w;
+
+	if (slab_find(g, (uintptr_t)p, &w))
+		report_slot(g, BEAMALLOC_REPORT_DOUBLE_FREE, (uintptr_t)p, &w,
+		    0, 0, 0);
+}
+
+void *
+ba_gpa_popped_twice(struct beamalloc_gpa *g, void *p, size_t len,
+    size_t align, uintptr_t ra)
+{
+	popped_twice(g, p);
+	return ba_gpa_alloc(g, len, align, ra);
+}
+
 /* The general allocation path: exact accounting, traces, memory
  * checkers, empty bins. */
 static void *
@@ -1295,6 +1317,7 @@ small_alloc(struct beamalloc_gpa *g, struct tcache *tc, size_t c,
 
 	if (BA_UNLIKELY(!charge(g, tc, (ptrdiff_t)len)))
 		return ba_fail(ENOMEM);
+again:
 	tc_enter_wait(g, tc);
 	if (tc->top[c] == tc->bot[c] && !refill(g, tc, c)) {
 		tc_leave_wait(g, tc);
@@ -1303,6 +1326,10 @@ small_alloc(struct beamalloc_gpa *g, struct tcache *tc, size_t c,
 	}
 	e = *--tc->top[c];
 	tc_leave_wait(g, tc);
+	if (BA_UNLIKELY(state_get(e.rec) == REC_USED)) {
+		popped_twice(g, e.p);
+		goto again;
+	}
 	if (g->safety)
 		rec_fill(e.rec, len, align, ra);
 	if (BA_UNLIKELY(g->depth != 0))

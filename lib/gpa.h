@@ -394,7 +394,7 @@ tcache_mine(struct beamalloc_gpa *g, struct tcache **tc)
 	uintptr_t k = thread_key();
 
 	*tc = atomic_load_explicit(&g->tcs[thread_home(k)],
-	    memory_order_relaxed);
+	    memory_order_acquire);	/* a plain mov on x86 */
 	return (*tc)->owner == k;
 }
 

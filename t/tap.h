@@ -21,7 +21,7 @@ static int tap_failed;
 
 #define TAP_PRINTF(a, b) __attribute__((format(printf, a, b)))
 
-static void
+TAP_PRINTF(2, 0) static void
 tap_vline(const char *prefix, const char *fmt, va_list ap)
 {
 	fputs(prefix, stdout);

@@ -282,7 +282,7 @@ static void
 run_child(const char *name, struct outcome *o)
 {
 	int fd[2], st;
-	pid_t pid;
+	pid_t pid = -1;
 	size_t n = 0;
 	ssize_t k;
 	char drain[512];

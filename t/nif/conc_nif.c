@@ -7,7 +7,9 @@
  */
 #define _GNU_SOURCE		/* pthread_getname_np */
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include <beamalloc/nif.h>
 
@@ -45,12 +47,36 @@ struct crew {
 
 static ErlNifResourceType *parcel_type, *crew_type;
 
-/* Who is inside churn_rounds() right now, by kind (normal scheduler,
- * dirty scheduler, plain thread), and the most kinds seen there at once:
- * the evidence that they really ran at the same time. */
+/*
+ * The rendezvous: proof that the three kinds of caller (normal scheduler,
+ * dirty scheduler, enif_thread_create thread) held blocks of the global
+ * GPA at the same time.  Waiting for luck is not enough on a busy 2-core
+ * machine, so the overlap is made to happen: in its first round each
+ * call, holding BATCH live blocks, checks in at the rendezvous.  Dirty
+ * NIFs and threads are OS threads of their own: they wait there (up to
+ * RENDEZVOUS_SECONDS) until all three kinds are in.  A normal scheduler
+ * must not block, so it waits at most NORMAL_WAIT_US; the 1000 processes
+ * call again and again (the Erlang side keeps them going until the
+ * rendezvous is settled, or the dirty NIFs and the threads are done), so
+ * one of them finds the others waiting.
+ * No one waits for a normal scheduler to do anything but be called, so
+ * this cannot deadlock however few schedulers there are.
+ *
+ * present holds a count per kind, KIND_BITS bits each, in one word, so
+ * that one load sees who is in at one instant.  Whoever first sees all
+ * three kinds in sets met; a waiter that times out records, in missing,
+ * the kinds that were not there, and then nobody waits any more.
+ */
 enum { NORMAL, DIRTY, THREAD, NKINDS };
-static unsigned inside[NKINDS];
-static unsigned most_kinds;
+#define KIND_BITS 16
+#define RENDEZVOUS_SECONDS 60
+#define NORMAL_WAIT_US 200
+static uint64_t present;
+static unsigned met;		/* 1: all three kinds were in at once */
+static unsigned timed_out;	/* 1: a waiter gave up */
+static unsigned missing;	/* bit k: kind k absent when it gave up */
+static unsigned arrived;	/* bit k: kind k ever checked in */
+static uint64_t at_meeting;	/* present when met was set */
 
 /* ------------------------------------------------------------------------
  * Work
@@ -110,26 +136,73 @@ check_free(beamalloc_allocator a, struct block *b)
 	return bad;
 }
 
-/* Count the kinds inside now; looked at on entry and after every round,
- * so that calls that overlap only briefly are still seen together. */
-static void
-note_kinds(void)
+static uint64_t
+now_us(void)
 {
-	unsigned kinds = 0, seen;
+	struct timespec t;
 
-	for (int k = 0; k < NKINDS; k++)
-		kinds += __atomic_load_n(&inside[k], __ATOMIC_SEQ_CST) > 0;
-	seen = __atomic_load_n(&most_kinds, __ATOMIC_RELAXED);
-	while (kinds > seen && !__atomic_compare_exchange_n(&most_kinds, &seen,
-	    kinds, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-		;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000 + (uint64_t)t.tv_nsec / 1000;
 }
 
-static void
-enter(int kind)
+static bool
+all_in(uint64_t p)
 {
-	__atomic_add_fetch(&inside[kind], 1, __ATOMIC_SEQ_CST);
-	note_kinds();
+	for (int k = 0; k < NKINDS; k++)
+		if (((p >> (k * KIND_BITS)) & ((1u << KIND_BITS) - 1)) == 0)
+			return false;
+	return true;
+}
+
+/* Called while the caller holds live blocks of the global GPA. */
+static void
+rendezvous(int kind)
+{
+	uint64_t one = (uint64_t)1 << (kind * KIND_BITS), p, until;
+	struct timespec ms = { 0, 1000000 };
+
+	if (__atomic_load_n(&met, __ATOMIC_SEQ_CST) ||
+	    __atomic_load_n(&timed_out, __ATOMIC_SEQ_CST))
+		return;
+	__atomic_or_fetch(&arrived, 1u << kind, __ATOMIC_SEQ_CST);
+	p = __atomic_add_fetch(&present, one, __ATOMIC_SEQ_CST);
+	until = now_us() + (kind == NORMAL ? NORMAL_WAIT_US :
+	    (uint64_t)RENDEZVOUS_SECONDS * 1000000);
+	for (;;) {
+		if (all_in(p)) {
+			unsigned no = 0;
+
+			if (__atomic_compare_exchange_n(&met, &no, 1, false,
+			    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+				__atomic_store_n(&at_meeting, p,
+				    __ATOMIC_SEQ_CST);
+			break;
+		}
+		if (__atomic_load_n(&met, __ATOMIC_SEQ_CST) ||
+		    __atomic_load_n(&timed_out, __ATOMIC_SEQ_CST))
+			break;
+		if (now_us() >= until) {
+			if (kind != NORMAL) {
+				unsigned m = 0;
+
+				for (int k = 0; k < NKINDS; k++)
+					if (((p >> (k * KIND_BITS)) &
+					    ((1u << KIND_BITS) - 1)) == 0)
+						m |= 1u << k;
+				__atomic_or_fetch(&missing, m,
+				    __ATOMIC_SEQ_CST);
+				__atomic_store_n(&timed_out, 1,
+				    __ATOMIC_SEQ_CST);
+			}
+			break;
+		}
+		if (kind == NORMAL)
+			sched_yield();
+		else
+			nanosleep(&ms, NULL);
+		p = __atomic_load_n(&present, __ATOMIC_SEQ_CST);
+	}
+	__atomic_sub_fetch(&present, one, __ATOMIC_SEQ_CST);
 }
 
 /* rounds x (BATCH allocations, then frees in a shuffled order). */
@@ -140,12 +213,11 @@ churn_rounds(int kind, unsigned rounds, uint64_t seed)
 	struct block b[BATCH];
 	uint64_t errors = 0, s = seed | 1;
 
-	enter(kind);
-
 	for (unsigned r = 0; r < rounds; r++) {
 		for (int i = 0; i < BATCH; i++)
 			errors += fill(a, &s, &b[i]);
-		note_kinds();
+		if (r == 0)
+			rendezvous(kind);
 		for (int i = BATCH - 1; i > 0; i--) {
 			int j = (int)(next(&s) % (uint64_t)(i + 1));
 			struct block t = b[i];
@@ -156,7 +228,6 @@ churn_rounds(int kind, unsigned rounds, uint64_t seed)
 		for (int i = 0; i < BATCH; i++)
 			errors += check_free(a, &b[i]);
 	}
-	__atomic_sub_fetch(&inside[kind], 1, __ATOMIC_SEQ_CST);
 	return errors;
 }
 
@@ -341,13 +412,55 @@ threads_join(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	return list;
 }
 
-/* most_kinds() -> how many kinds of thread were in churn at once. */
+/* settled() -> true once the rendezvous met or a waiter gave up. */
 static ERL_NIF_TERM
-most_kinds_at_once(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+settled(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
 	(void)argc, (void)argv;
-	return enif_make_uint(env, __atomic_load_n(&most_kinds,
-	    __ATOMIC_RELAXED));
+	return enif_make_atom(env, __atomic_load_n(&met, __ATOMIC_SEQ_CST) ||
+	    __atomic_load_n(&timed_out, __ATOMIC_SEQ_CST) ? "true" : "false");
+}
+
+/* kind_list(Bits) -> the kinds named by the bits, e.g. [normal, thread]. */
+static ERL_NIF_TERM
+kind_list(ErlNifEnv *env, unsigned bits)
+{
+	static const char *names[NKINDS] = { "normal", "dirty", "thread" };
+	ERL_NIF_TERM list = enif_make_list(env, 0);
+
+	for (int k = NKINDS; k-- > 0;)
+		if (bits & (1u << k))
+			list = enif_make_list_cell(env,
+			    enif_make_atom(env, names[k]), list);
+	return list;
+}
+
+/* rendezvous() -> {met, {Normal, Dirty, Thread}} (how many of each held
+ * blocks at that instant) | {timeout, Missing, Arrived} (a waiter gave up
+ * after RENDEZVOUS_SECONDS; Missing: the kinds not in when it did) |
+ * {not_met, NeverArrived, Arrived} (nobody waited). */
+static ERL_NIF_TERM
+rendezvous_result(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+	uint64_t p;
+	unsigned mask = (1u << KIND_BITS) - 1, in;
+
+	(void)argc, (void)argv;
+	if (__atomic_load_n(&met, __ATOMIC_SEQ_CST)) {
+		p = __atomic_load_n(&at_meeting, __ATOMIC_SEQ_CST);
+		return enif_make_tuple2(env, enif_make_atom(env, "met"),
+		    enif_make_tuple3(env,
+		    enif_make_uint(env, (unsigned)(p >> (NORMAL * KIND_BITS)) & mask),
+		    enif_make_uint(env, (unsigned)(p >> (DIRTY * KIND_BITS)) & mask),
+		    enif_make_uint(env, (unsigned)(p >> (THREAD * KIND_BITS)) & mask)));
+	}
+	in = __atomic_load_n(&arrived, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&timed_out, __ATOMIC_SEQ_CST))
+		return enif_make_tuple3(env, enif_make_atom(env, "timeout"),
+		    kind_list(env, __atomic_load_n(&missing, __ATOMIC_SEQ_CST)),
+		    kind_list(env, in));
+	return enif_make_tuple3(env, enif_make_atom(env, "not_met"),
+	    kind_list(env, ~in & ((1u << NKINDS) - 1)), kind_list(env, in));
 }
 
 /* gpa_state() -> {LiveBlocks, LiveBytes, LeaksDetected, BackingBytes,
@@ -386,7 +499,8 @@ static ErlNifFunc funcs[] = {
 	{ "threads_start", 3, threads_start, 0 },
 	{ "threads_join", 1, threads_join, ERL_NIF_DIRTY_JOB_CPU_BOUND },
 	{ "gpa_state", 0, gpa_state, 0 },
-	{ "most_kinds", 0, most_kinds_at_once, 0 },
+	{ "rendezvous", 0, rendezvous_result, 0 },
+	{ "settled", 0, settled, 0 },
 };
 
 ERL_NIF_INIT(concurrency, funcs, load, NULL, NULL, NULL)

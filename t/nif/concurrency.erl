@@ -5,7 +5,8 @@
 -module(concurrency).
 -export([main/0]).
 -export([churn/2, churn_dirty/2, keep/1, drop/1, threads_start/3,
-         threads_join/1, gpa_state/0, most_kinds/0]).
+         threads_join/1, gpa_state/0, rendezvous/0,
+         settled/0]).
 -on_load(init/0).
 
 init() -> erlang:load_nif(filename:join(os:getenv("NIF_DIR"), "conc_nif"), 0).
@@ -17,36 +18,45 @@ drop(_) -> erlang:nif_error(not_loaded).
 threads_start(_, _, _) -> erlang:nif_error(not_loaded).
 threads_join(_) -> erlang:nif_error(not_loaded).
 gpa_state() -> erlang:nif_error(not_loaded).
-most_kinds() -> erlang:nif_error(not_loaded).
+rendezvous() -> erlang:nif_error(not_loaded).
+settled() -> erlang:nif_error(not_loaded).
 
 -define(PROCS, 1000).
 -define(MIN_ROUNDS, 5).
--define(MAX_ROUNDS, 100).
 -define(NORMAL, 1).     % ERL_NIF_THR_NORMAL_SCHEDULER
 -define(DIRTY_CPU, 2).  % ERL_NIF_THR_DIRTY_CPU_SCHEDULER
 -define(UNDEFINED, 0).  % ERL_NIF_THR_UNDEFINED: not a scheduler thread
 
 %% One of the 1000: hand a parcel of blocks to the next process, churn
-%% until every scheduler has been seen (at least MIN_ROUNDS), free the
-%% parcel received from the previous one.
+%% (at least MIN_ROUNDS) until the rendezvous (conc_nif.c) is settled or
+%% the dirty NIFs and the threads are done: so those waiting there always
+%% find normal scheduler NIFs coming.  Free the parcel received from the
+%% previous one.
 worker(I, Parent, Seen, Stop) ->
     receive {go, Next} -> ok end,
     Next ! {parcel, keep(I)},
-    Rounds = churn_loop(I, Seen, Stop, 0, []),
+    Churned = churn_loop(I, Seen, Stop, 0, {0, [], [], 0}),
     Dropped = receive {parcel, P} -> drop(P) end,
-    Parent ! {done, self(), Rounds, Dropped}.
+    Parent ! {done, self(), Churned, Dropped}.
 
-churn_loop(I, Seen, Stop, K, Acc) ->
-    case K >= ?MAX_ROUNDS orelse
-         (K >= ?MIN_ROUNDS andalso atomics:get(Stop, 1) =:= 1) of
+%% Churned: {Calls, ThreadTypes, Schedulers, Errors}.
+churn_loop(I, Seen, Stop, K, {Calls, Types, Scheds, Errors} = Acc) ->
+    case K >= ?MIN_ROUNDS andalso (atomics:get(Stop, 1) =:= 1 orelse settled()) of
         true -> Acc;
         false ->
-            {_Type, Sched, _Errors} = R = churn(4, I * 1000003 + K),
+            {Type, Sched, E} = churn(4, I * 1000003 + K),
             case Sched >= 1 andalso Sched =< maps:get(size, counters:info(Seen)) of
                 true -> counters:add(Seen, Sched, 1);
                 false -> ok
             end,
-            churn_loop(I, Seen, Stop, K + 1, [R | Acc])
+            churn_loop(I, Seen, Stop, K + 1,
+                       {Calls + 1, add(Type, Types), add(Sched, Scheds), Errors + E})
+    end.
+
+add(X, Set) ->
+    case lists:member(X, Set) of
+        true -> Set;
+        false -> [X | Set]
     end.
 
 %% Until every normal scheduler has run a churn (or 20 s passed).
@@ -81,24 +91,25 @@ main() ->
              || I <- lists:seq(1, ?PROCS)],
     [P ! {go, Next} || {P, Next} <- lists:zip(Procs, tl(Procs) ++ [hd(Procs)])],
     Counts = wait_seen(Seen, N, 4000),
-    %% The workers go on until the dirty NIFs and the threads are done,
-    %% so that all three kinds of caller share the GPA for a while.
+    %% The workers go on until all three kinds of caller have met at the
+    %% rendezvous (or a waiter there gave up, or the others are done).
     DirtyRes = lists:append([receive {dirty, R} -> R end || _ <- Dirty]),
     Threads = threads_join(Crew),
     atomics:put(Stop, 1, 1),
     Done = [receive {done, P, R, Dr} -> {R, Dr} end || P <- Procs],
 
     %% Normal schedulers.
-    Churns = lists:append([R || {R, _} <- Done]),
+    Churns = [R || {R, _} <- Done],
+    Calls = lists:sum([C || {C, _, _, _} <- Churns]),
     tap:is(length(Done), ?PROCS, "1000 processes finished"),
-    tap:ok(length(Churns) >= ?PROCS * ?MIN_ROUNDS,
+    tap:ok(Calls >= ?PROCS * ?MIN_ROUNDS,
            io_lib:format("~b churn NIF calls (4 rounds x 16 blocks each)",
-                         [length(Churns)])),
-    tap:is(lists:usort([T || {T, _, _} <- Churns]), [?NORMAL],
+                         [Calls])),
+    tap:is(lists:usort(lists:append([T || {_, T, _, _} <- Churns])), [?NORMAL],
            "every churn ran on a normal scheduler (enif_thread_type)"),
-    tap:is(lists:sum([E || {_, _, E} <- Churns]), 0,
+    tap:is(lists:sum([E || {_, _, _, E} <- Churns]), 0,
            "no block was misaligned or overwritten"),
-    tap:is(lists:usort([S || {_, S, _} <- Churns]), lists:seq(1, N),
+    tap:is(lists:usort(lists:append([S || {_, _, S, _} <- Churns])), lists:seq(1, N),
            io_lib:format("the NIFs ran on all ~b normal schedulers (thread names "
                          "\"K_scheduler\"; calls per scheduler ~w)", [N, Counts])),
 
@@ -124,8 +135,24 @@ main() ->
     tap:is(lists:sum([E || {_, _, E} <- Threads]), 0,
            "threads: no block misaligned or overwritten"),
 
-    tap:is(most_kinds(), 3,
+    %% The rendezvous (conc_nif.c): each kind waited there holding blocks
+    %% until all three were in, up to 60 s.
+    Meeting = rendezvous(),
+    tap:ok(element(1, Meeting) =:= met,
            "normal schedulers, dirty schedulers and threads were in the GPA at the same time"),
+    case Meeting of
+        {met, {Nn, Nd, Nt}} ->
+            tap:diag(io_lib:format("at the rendezvous, holding blocks at once: ~b normal "
+                                   "scheduler NIF(s), ~b dirty NIF(s), ~b thread(s)",
+                                   [Nn, Nd, Nt]));
+        {timeout, Missing, Arrived} ->
+            tap:diag(io_lib:format("the rendezvous timed out after 60 s; never arrived "
+                                   "while the others waited: ~w (ever arrived: ~w)",
+                                   [Missing, Arrived]));
+        {not_met, Never, Arrived} ->
+            tap:diag(io_lib:format("nobody waited at the rendezvous; never arrived: ~w "
+                                   "(arrived: ~w)", [Never, Arrived]))
+    end,
 
     %% Afterwards: nothing live, memory back.
     {LiveBlocks, LiveBytes, Leaks, Backing, Peak} = gpa_state(),

@@ -112,7 +112,7 @@ meet(struct meet *m, unsigned n, unsigned *local)
 struct race {
 	beamalloc_allocator a;
 	struct meet m;
-	void *_Atomic block;
+	void *block;			/* __atomic loads and stores */
 	unsigned rounds;
 };
 

@@ -236,7 +236,7 @@ default_handler_aborts(void)
 	char out[1024];
 	size_t got = 0;
 	ssize_t n;
-	pid_t pid;
+	pid_t pid = -1;
 
 	if (pipe(fds) != 0 || (pid = fork()) < 0)
 		bail("pipe/fork: %s", strerror(errno));

@@ -5,8 +5,8 @@
  *      round, and no slot is then handed out twice (the fast path with
  *      safety, the general path with and without it).  The fast path
  *      without safety, the speed configuration, frees with plain stores:
- *      a raced slot may be cached twice, but is never handed out twice
- *      while live (the second copy is reported and dropped);
+ *      there a racing double free is undefined, as in malloc, and is not
+ *      tested;
  *   2. a GPA made with thread_safe off, entered by a second thread while
  *      the first is inside it: reported as "used by two threads at once"
  *      before anything else, and nothing is lost.
@@ -140,8 +140,8 @@ cmp_ptr(const void *a, const void *b)
 }
 
 static void
-double_free_race(const char *what, bool exact, bool safety, unsigned depth,
-    size_t limit, unsigned rounds)
+double_free_race(const char *what, bool safety, unsigned depth, size_t limit,
+    unsigned rounds)
 {
 	beamalloc_gpa *g = make_gpa_with(beamalloc_libc(), true, safety, depth,
 	    limit, count_report);
@@ -174,19 +174,12 @@ double_free_race(const char *what, bool exact, bool safety, unsigned depth,
 	}
 	for (int i = 0; i < 2; i++)
 		pthread_join(t[i], NULL);
-	if (exact) {
-		if (!ok(missed == 0 && extra == 0, "%s: %u rounds of two "
-		    "threads freeing one block at once: one double free "
-		    "reported every round", what, rounds))
-			diag("  %u rounds unreported (first: %u), %u reported "
-			    "twice", missed, first_bad, extra);
-	} else
-		ok(extra == 0, "%s: %u rounds of two threads freeing one "
-		    "block at once: never reported twice (%u of them at the "
-		    "free)", what, rounds, rounds - missed);
-	ok(exact ? nall() == rounds : nall() ==
-	    nkind(BEAMALLOC_REPORT_DOUBLE_FREE), "%s: and no other report "
-	    "(%lu in all)", what, nall());
+	if (!ok(missed == 0 && extra == 0, "%s: %u rounds of two threads "
+	    "freeing one block at once: one double free reported every "
+	    "round", what, rounds))
+		diag("  %u rounds unreported (first: %u), %u reported twice",
+		    missed, first_bad, extra);
+	is_int(nall(), rounds, "%s: and no other report", what);
 
 	/* A slot pushed twice would come out twice. */
 	for (size_t i = 0; i < N; i++)
@@ -378,14 +371,12 @@ main(void)
 {
 	unsigned rounds = UNDER_VALGRIND() ? 300 : 100000;
 
-	plan(4 * 4 + 5 * 2 + 2);
-	double_free_race("fast path, safety on", true, true, 0, 0, rounds);
-	double_free_race("general path, safety on (traces)", true, true, 4,
-	    0, rounds / 20);
-	double_free_race("general path, safety off (memory limit)", true,
-	    false, 0, 1 << 30, rounds / 4);
-	double_free_race("fast path, safety off", false, false, 0, 0,
-	    rounds);
+	plan(4 * 3 + 5 * 2 + 2);
+	double_free_race("fast path, safety on", true, 0, 0, rounds);
+	double_free_race("general path, safety on (traces)", true, 4, 0,
+	    rounds / 20);
+	double_free_race("general path, safety off (memory limit)", false, 0,
+	    1 << 30, rounds / 4);
 	single_thread_misuse("thread_safe off, safety on", 0);
 	single_thread_misuse("thread_safe off, traces", 4);
 	single_thread_handover();

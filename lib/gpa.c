@@ -1299,14 +1299,6 @@ popped_twice(struct beamalloc_gpa *g, unsigned char *p)
 		    0, 0, 0);
 }
 
-void *
-ba_gpa_popped_twice(struct beamalloc_gpa *g, void *p, size_t len,
-    size_t align, uintptr_t ra)
-{
-	popped_twice(g, p);
-	return ba_gpa_alloc(g, len, align, ra);
-}
-
 /* The general allocation path: exact accounting, traces, memory
  * checkers, empty bins. */
 static void *

@@ -286,8 +286,6 @@ BA_HIDDEN void ba_gpa_memo_miss(struct beamalloc_gpa *g, struct tcache *tc,
     void *mem, size_t len, size_t align, uintptr_t ra);
 BA_HIDDEN void *ba_gpa_credit_high(struct beamalloc_gpa *g, struct tcache *tc,
     void *ret);
-BA_HIDDEN void *ba_gpa_popped_twice(struct beamalloc_gpa *g, void *p,
-    size_t len, size_t align, uintptr_t ra);
 BA_HIDDEN void *ba_gpa_st_late(struct beamalloc_gpa *g, struct tcache *tc,
     void *ret, const void *mem, size_t len, size_t align, uintptr_t ra,
     bool over);
@@ -545,13 +543,6 @@ ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
 	e = *top;
 	if (ts)
 		tc_leave(tc);
-	/* A slot in two caches (two frees raced, safety off) comes out the
-	 * second time still USED: reported, dropped, never handed out. */
-	if (BA_UNLIKELY(state_get(e.rec) == REC_USED)) {
-		if (st)
-			(void)st_left(g, me, prev);
-		return ba_gpa_popped_twice(g, e.p, len, align, ra);
-	}
 	if (safety)
 		rec_fill(e.rec, len, align, ra);
 	state_set(e.rec, REC_USED);

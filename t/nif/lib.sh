@@ -73,3 +73,48 @@ self_contained() {
 	case " $sc_needed" in *" libbeamalloc"*|" ") return 1;; esac
 	[ "$sc_exports" = "nif_init " ]
 }
+
+# project_setup NAME TOOL: for examples/NAME, built by TOOL (which starts
+# its own erl: no sanitizer build can run it), plan 3 tests and copy the
+# project into $scratch/project, beside a prefix that holds the archive
+# only and a scratch HOME.
+project_setup() {
+	if [ -n "${SANITIZER_CFLAGS:-}" ]; then
+		echo "1..0 # SKIP $2 runs its own erl, which cannot load a NIF built with ASan"
+		exit 0
+	fi
+	echo 1..3
+	scratch=$(mktemp -d "${TMPDIR:-/tmp}/beamalloc-$1.XXXXXX") || exit 1
+	trap 'rm -rf "$scratch"' EXIT
+	fake_prefix "$scratch/prefix" "$top_builddir/lib/.libs/libbeamalloc.a"
+	cp -R "$top_srcdir/examples/$1" "$scratch/project"
+	chmod -R u+w "$scratch/project"
+	mkdir -p "$scratch/home"
+}
+
+# project_run VAR=VALUE... COMMAND...: in the copy, offline, with every
+# flag from the scratch prefix's pkg-config; output in $scratch/log.
+project_run() {
+	(cd "$scratch/project" &&
+	    env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL HOME="$scratch/home" \
+		PKG_CONFIG_PATH="$scratch/prefix/lib/pkgconfig" \
+		CFLAGS="-O2 -g -Wall -Wextra -Werror" \
+		ERL_CRASH_DUMP="$scratch/erl_crash.dump" \
+		"$@") >"$scratch/log" 2>&1
+}
+
+# project_results SUMMARY SO: the log as comments; tests 2 (the runner's
+# SUMMARY line) and 3 (priv/SO needs no libbeamalloc.so, exports none).
+project_results() {
+	{ cat "$scratch/log"; echo; } | sed 's/^/# /'
+	if grep -a -q "$1" "$scratch/log"; then
+		echo "ok 2 - all 3 tests ran and passed ($1)"
+	else
+		echo "not ok 2 - not '$1'"
+	fi
+	if found=$(self_contained "$scratch/project/priv/$2"); then
+		echo "ok 3 - priv/$2 is self-contained: $found"
+	else
+		echo "not ok 3 - priv/$2: $found"
+	fi
+}

@@ -36,7 +36,7 @@ names_of() { awk '$1 == ".Nm" && $2 != "" { print $2 } /^\.Sh SYNOPSIS/ { exit }
 
 pages= aliases=
 for f in "$man"/*.3; do
-	[ -f "$f" ] || continue
+	[ -f "$f" ] && [ ! -L "$f" ] || continue
 	pages="$pages ${f##*/}"
 	cp "$f" "$scratch/man3/"
 done
@@ -69,12 +69,15 @@ for fn in $({ cat "$hdr" "$nifhdr" 2>/dev/null |
 	    sh "$f" "$fn"
 done
 
-# 2. Aliases: a link that resolves to a page listing the alias's name, and
-# no alias shadowed by a page; no page is a .so request.
+# 2. Aliases: a link that resolves to a page listing the alias's name;
+# in a git checkout also the same link (so man -l works there; a dist
+# tarball has none), never a page of its own; no page is a .so request.
 for a in $aliases; do
 	name=${a%.3}
 	target=$(readlink "$scratch/man3/$a")
-	if [ ! -f "$man/$a" ] && [ -f "$scratch/man3/$a" ] && [ -f "$man/$target" ] &&
+	if { [ ! -e "$man/$a" ] || { [ -L "$man/$a" ] &&
+	    [ "$(readlink "$man/$a")" = "$target" ]; }; } &&
+	   [ -f "$scratch/man3/$a" ] && [ -f "$man/$target" ] &&
 	   names_of "$man/$target" | grep -qx "$name"; then
 		ok "alias $a -> $target"
 	else

@@ -139,8 +139,10 @@ typedef enum beamalloc_report_kind {
 	BEAMALLOC_REPORT_INVALID_FREE,	/* pointer never given out */
 	BEAMALLOC_REPORT_SIZE_MISMATCH,	/* free/resize length differs */
 	BEAMALLOC_REPORT_ALIGN_MISMATCH,/* free/resize alignment differs */
-	BEAMALLOC_REPORT_CONCURRENT_USE	/* a GPA with thread_safe off,
+	BEAMALLOC_REPORT_CONCURRENT_USE,/* a GPA with thread_safe off,
 					   entered by two threads at once */
+	BEAMALLOC_REPORT_OVERFLOW,	/* bytes past a block's end written */
+	BEAMALLOC_REPORT_WRITE_AFTER_FREE /* a freed block written to */
 } beamalloc_report_kind;
 
 typedef struct beamalloc_report {
@@ -189,6 +191,13 @@ typedef struct beamalloc_gpa_config {
 	size_t memory_limit;		/* bytes requested, 0 = none */
 	beamalloc_report_fn report;	/* NULL: beamalloc_report_print to stderr */
 	void *report_user;		/* passed to report */
+	/* 0.2: sampling and corruption detection, all off by default;
+	 * BEAMALLOC_GPA_OPTIONS sets them too (beamalloc_gpa(3)). */
+	unsigned trace_sample;		/* trace 1 allocation in N; 0, 1: all */
+	bool canary;			/* check the bytes past each block */
+	bool junk;			/* fill freed and new blocks, check */
+	size_t quarantine;		/* bytes of freed blocks held back */
+	unsigned guard_sample;		/* 1 block in N by a guard page; 0 off */
 } beamalloc_gpa_config;
 
 /* Exact for one thread at a time; while several threads allocate at

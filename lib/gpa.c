@@ -2338,6 +2338,11 @@ config_read(beamalloc_gpa_config *out, const beamalloc_gpa_config *cfg)
 	TAKE(memory_limit);
 	TAKE(report);
 	TAKE(report_user);
+	TAKE(trace_sample);
+	TAKE(canary);
+	TAKE(junk);
+	TAKE(quarantine);
+	TAKE(guard_sample);
 #undef TAKE
 	if (out->stack_trace_depth > BEAMALLOC_GPA_MAX_TRACE)
 		out->stack_trace_depth = BEAMALLOC_GPA_MAX_TRACE;

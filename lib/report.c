@@ -46,6 +46,10 @@ beamalloc_report_kind_name(beamalloc_report_kind k)
 		return "alignment mismatch";
 	case BEAMALLOC_REPORT_CONCURRENT_USE:
 		return "used by two threads at once";
+	case BEAMALLOC_REPORT_OVERFLOW:
+		return "overflow";
+	case BEAMALLOC_REPORT_WRITE_AFTER_FREE:
+		return "write after free";
 	}
 	return "unknown report";
 }

@@ -111,6 +111,8 @@ beamalloc_report_print(FILE *f, const beamalloc_report *r)
 	switch (r->kind) {
 	case BEAMALLOC_REPORT_LEAK:
 	case BEAMALLOC_REPORT_DOUBLE_FREE:
+	case BEAMALLOC_REPORT_OVERFLOW:
+	case BEAMALLOC_REPORT_WRITE_AFTER_FREE:
 		print_block(f, r);
 		break;
 	case BEAMALLOC_REPORT_INVALID_FREE:

@@ -2322,6 +2322,7 @@ beamalloc_gpa_config_init(beamalloc_gpa_config *cfg)
 	cfg->memory_limit = 0;
 	cfg->report = NULL;
 	cfg->report_user = NULL;
+	ba_options_apply(cfg);
 }
 
 static void
@@ -2617,7 +2618,8 @@ beamalloc_gpa_destroy(beamalloc_gpa *g)
 
 /* ------------------------------------------------------------------------
  * The global instance: over beamalloc_wide(), thread-safe, safety on,
- * BEAMALLOC_GPA_TRACES frames of trace.  Created on first use, never
+ * as BEAMALLOC_GPA_OPTIONS says, and BEAMALLOC_GPA_TRACES (0.1's switch)
+ * frames of trace when that is set.  Created on first use, never
  * destroyed (the library may be dlclosed: nothing may point into it).
  * ---------------------------------------------------------------------- */
 

@@ -127,4 +127,7 @@ ba_zero_ptr(size_t align)
 	return (void *)(UINTPTR_MAX & ~(uintptr_t)(align - 1));
 }
 
+/* options.c: BEAMALLOC_GPA_OPTIONS over cfg's defaults (parsed once). */
+BA_HIDDEN void ba_options_apply(beamalloc_gpa_config *cfg);
+
 #endif /* BEAMALLOC_INTERNAL_H */

@@ -11,7 +11,7 @@
 # The installed case is .ci/run's quick start.
 . "$top_srcdir/t/nif/lib.sh"
 need_beam
-echo 1..6
+echo 1..7
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/beamalloc-example.XXXXXX") || exit 1
 trap 'rm -rf "$scratch"' EXIT
 
@@ -74,3 +74,21 @@ if shows_all "$scratch/shared.log"; then
 else
 	echo "not ok 6 - shared: some of its output is missing"
 fi
+
+# The static NIF, unchanged, run again with BEAMALLOC_GPA_OPTIONS=traces=8:
+# its GPA (made with beamalloc_gpa_config_init) now traces, so the leak
+# report gains frames past the call site (#1 ...).
+report() {	# the GPA leak report's lines of an example run's output
+	sed -n '/^GPA leak report/,/^GPA stats map/p' "$1"
+}
+(cd "$scratch" && BEAMALLOC_GPA_OPTIONS=traces=8 "${ERL:-erl}" -noshell \
+    -pa "$scratch/out-static" -eval 'beamalloc_example:main(), halt().') \
+    >"$scratch/traced.log" 2>&1
+if ! report "$scratch/static.log" | grep -q '#1 ' &&
+   report "$scratch/traced.log" | grep -q '#0 .*beamalloc_example.so' &&
+   report "$scratch/traced.log" | grep -q '#1 '; then
+	echo "ok 7 - the same binary under BEAMALLOC_GPA_OPTIONS=traces=8: the leak report gains the trace"
+else
+	echo "not ok 7 - BEAMALLOC_GPA_OPTIONS=traces=8 did not add a trace to the leak report"
+fi
+report "$scratch/traced.log" | sed 's/^/# /'

@@ -1,0 +1,62 @@
+/*
+ * optprint.c - for t/options.sh: prints the config that
+ * beamalloc_gpa_config_init() gives under this process's
+ * BEAMALLOC_GPA_OPTIONS, and with an argument makes a GPA leak one block:
+ *   leak    a GPA made with a NULL config (so the options alone decide);
+ *   leak0   one whose program sets stack_trace_depth = 0 after init;
+ *   reread  change the variable, then init again: it was read once.
+ */
+#include <beamalloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void
+print_config(void)
+{
+	beamalloc_gpa_config c;
+
+	beamalloc_gpa_config_init(&c);
+	printf("traces=%u sample=%u safety=%d abort=%d canary=%d junk=%d "
+	    "quarantine=%zu guard_sample=%u thread_safe=%d\n",
+	    c.stack_trace_depth, c.trace_sample, c.safety, c.abort_on_error,
+	    c.canary, c.junk, c.quarantine, c.guard_sample, c.thread_safe);
+}
+
+static int
+leak(const beamalloc_gpa_config *cfg)
+{
+	beamalloc_gpa *g = beamalloc_gpa_create(beamalloc_libc(), cfg);
+	void *p;
+
+	if (g == NULL || (p = beamalloc_alloc(beamalloc_gpa_allocator(g),
+	    40)) == NULL)
+		return 1;
+	printf("leaks=%zu\n", beamalloc_gpa_detect_leaks(g));
+	beamalloc_free(beamalloc_gpa_allocator(g), p, 40);
+	return beamalloc_gpa_destroy(g) == 0 ? 0 : 1;
+}
+
+int
+main(int argc, char **argv)
+{
+	beamalloc_gpa_config c;
+
+	print_config();
+	fflush(stdout);
+	if (argc < 2)
+		return 0;
+	if (strcmp(argv[1], "leak") == 0)
+		return leak(NULL);
+	if (strcmp(argv[1], "leak0") == 0) {
+		beamalloc_gpa_config_init(&c);
+		c.stack_trace_depth = 0;
+		return leak(&c);
+	}
+	if (strcmp(argv[1], "reread") == 0) {
+		setenv("BEAMALLOC_GPA_OPTIONS", "traces=3", 1);
+		print_config();
+		return 0;
+	}
+	return 2;
+}

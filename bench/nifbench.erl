@@ -6,7 +6,8 @@
 %%   erl -noshell -pa DIR -eval 'nifbench:main(["5", "1.0", "OUTDIR"])'
 -module(nifbench).
 -export([main/1]).
--export([names/0, in_vm/0, run/3, run_dirty/3, hold/2, drop/0, destroy/0]).
+-export([names/0, in_vm/0, run/3, run_dirty/3, hold/2, drop/0, destroy/0,
+         lc_checked/1, lc_plain/1, leakcheck_cost/1]).
 -on_load(init/0).
 
 init() ->
@@ -19,6 +20,8 @@ run_dirty(_, _, _) -> erlang:nif_error(not_loaded).
 hold(_, _) -> erlang:nif_error(not_loaded).
 drop() -> erlang:nif_error(not_loaded).
 destroy() -> erlang:nif_error(not_loaded).
+lc_checked(_) -> erlang:nif_error(not_loaded).
+lc_plain(_) -> erlang:nif_error(not_loaded).
 
 -define(HOLD_BLOCKS, 10000).
 
@@ -37,7 +40,8 @@ main([RepsS, ScaleS, OutDir]) ->
     write_csv(OutDir, Allocs, Wls, Reps, Res, Mem),
     print(Allocs, Wls, Res, Mem),
     Ratios = ratios(Allocs, Wls, Res),
-    write_ratios(OutDir, Ratios),
+    Lc = leakcheck_cost(Reps),
+    write_ratios(OutDir, Ratios ++ Lc),
     halt(0).
 
 idx(L) -> lists:zip(lists:seq(0, length(L) - 1), L).
@@ -178,3 +182,28 @@ write_ratios(Dir, Rows) ->
                          ["kind,ratio,workload,normal,dirty,normal_min,"
                           "dirty_min,target,verdict\n"
                           | Rows]).
+
+%% What BEAMALLOC_NIF_LEAK_CHECKED adds to a NIF call: 20,000 calls whose
+%% body takes and frees 4 blocks of 64 B, leak-checked (a fresh GPA each
+%% call) and not (the global GPA), interleaved; us per call, medians.
+-define(LC_CALLS, 20000).
+
+leakcheck_cost(Reps) ->
+    Time = fun(F) ->
+                   {Us, ok} = timer:tc(fun() -> lc_loop(F, ?LC_CALLS) end),
+                   Us / ?LC_CALLS
+           end,
+    _ = [Time(F) || F <- [fun lc_checked/1, fun lc_plain/1]],
+    Pairs = [{Time(fun lc_checked/1), Time(fun lc_plain/1)}
+             || _ <- lists:seq(1, Reps)],
+    C = median([X || {X, _} <- Pairs]),
+    P = median([Y || {_, Y} <- Pairs]),
+    Met = case C - P =< 1.0 of true -> "met"; false -> "NOT MET" end,
+    io:format("~nleak-checked NIF call (4 x 64 B): ~.2f us; unchecked: "
+              "~.2f us; the check adds ~.2f us (target <=1.0) ~s~n",
+              [C, P, C - P, Met]),
+    [fmt("nif,checked-plain us,leakcheck4,~.3f,,,,<=1.0,~s~n",
+         [C - P, Met])].
+
+lc_loop(_, 0) -> ok;
+lc_loop(F, N) -> ok = F(4), lc_loop(F, N - 1).

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "beamalloc.h"
+#include "beamalloc/nif.h"
 #include "bench.h"
 
 /* ---- kernels ----------------------------------------------------------- */
@@ -295,6 +296,37 @@ destroy(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	return mk_atom(env, "ok");
 }
 
+/* ---- the cost of a leak check ------------------------------------------ */
+
+/* The body of a NIF call: argv[0] blocks of 64 B, taken, then freed. */
+static ERL_NIF_TERM
+lc_body(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[],
+    beamalloc_allocator a)
+{
+	void *p[64];
+	unsigned n;
+
+	(void)argc;
+	if (!enif_get_uint(env, argv[0], &n) || n > 64)
+		return enif_make_badarg(env);
+	for (unsigned i = 0; i < n; i++)
+		if ((p[i] = beamalloc_alloc(a, 64)) == NULL)
+			return beamalloc_nif_raise_errno(env);
+	for (unsigned i = 0; i < n; i++)
+		beamalloc_free(a, p[i], 64);
+	return mk_atom(env, "ok");
+}
+
+/* lc_checked(N): the body on a fresh GPA, leak-checked; lc_plain(N): the
+ * same body on the global GPA. */
+BEAMALLOC_NIF_LEAK_CHECKED(lc_checked, lc_body)
+
+static ERL_NIF_TERM
+lc_plain(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+	return lc_body(env, argc, argv, beamalloc_general_purpose());
+}
+
 /* ---- load/unload ------------------------------------------------------- */
 
 static int
@@ -333,6 +365,8 @@ static ErlNifFunc funcs[] = {
 	{ "hold", 2, hold, 0 },
 	{ "drop", 0, drop, 0 },
 	{ "destroy", 0, destroy, 0 },
+	{ "lc_checked", 1, lc_checked, 0 },
+	{ "lc_plain", 1, lc_plain, 0 },
 };
 
 ERL_NIF_INIT(nifbench, funcs, load, NULL, NULL, unload)

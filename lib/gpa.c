@@ -2118,9 +2118,14 @@ leaks_report(struct beamalloc_gpa *g, struct leak_snap *sn)
 }
 
 /* Which membarrier(2) command makes every thread of the process execute
- * a full barrier (0: none; then other threads' caches stay theirs). */
-static int
-membarrier_cmd(void)
+ * a full barrier (0: none; then other threads' caches stay theirs).
+ * Registration is per process: asked once, not per GPA, so a GPA made
+ * for one NIF call costs no system call. */
+static int mb_cmd_once;
+static pthread_once_t mb_once = PTHREAD_ONCE_INIT;
+
+static void
+membarrier_query(void)
 {
 #if defined(__linux__) && defined(SYS_membarrier)
 	long q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
@@ -2128,11 +2133,17 @@ membarrier_cmd(void)
 	if (q > 0 && (q & MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0 &&
 	    syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
 	    0, 0) == 0)
-		return MEMBARRIER_CMD_PRIVATE_EXPEDITED;
-	if (q > 0 && (q & MEMBARRIER_CMD_GLOBAL) != 0)
-		return MEMBARRIER_CMD_GLOBAL;
+		mb_cmd_once = MEMBARRIER_CMD_PRIVATE_EXPEDITED;
+	else if (q > 0 && (q & MEMBARRIER_CMD_GLOBAL) != 0)
+		mb_cmd_once = MEMBARRIER_CMD_GLOBAL;
 #endif
-	return 0;
+}
+
+static int
+membarrier_cmd(void)
+{
+	pthread_once(&mb_once, membarrier_query);
+	return mb_cmd_once;
 }
 
 /* One membarrier(2): every running thread of the process passes a full
@@ -2201,10 +2212,15 @@ steal_idle(struct beamalloc_gpa *g, struct tcache *mine)
 	first = g->tcaches;
 	pthread_mutex_unlock(&g->lock);
 	for (tc = first; tc != NULL; tc = tc->next)
-		if (tc != mine && tc != g->tc0)
+		if (tc != mine && tc != g->tc0) {
 			__atomic_store_n(&tc->steal, 1, __ATOMIC_RELAXED);
-	if (!barrier_all(g))
+			any = true;
+		}
+	/* Only the caller's cache: nothing to steal, no barrier to pay (a
+	 * GPA used by one thread, as a leak-checked NIF call's is). */
+	if (!any || !barrier_all(g))
 		first = NULL;		/* no barrier: touch nothing */
+	any = false;
 	for (tc = first; tc != NULL; tc = tc->next) {
 		if (tc == mine || tc == g->tc0 ||
 		    __atomic_load_n(&tc->busy, __ATOMIC_ACQUIRE) != 0)

@@ -20,6 +20,7 @@
 #define NCLASS (MAX_SHIFT - MIN_SHIFT + 1)
 #define MAG_MAX 255			/* slots per magazine */
 #define MAG_BYTES (64 * 1024)		/* and at most this many bytes' worth */
+#define CARVE_MIN 8			/* fresh slots in a first refill */
 #define TC_BYTES (256 * 1024)		/* free slots a thread cache keeps */
 #define TRIM_MIN (64 * 1024)		/* depot bytes below which no trim */
 #define REGION_MAX_SLABS 32		/* regions grow to 2 MiB */
@@ -170,11 +171,13 @@ struct depot {
 	struct slab *cur;
 	uint32_t next_slot;
 	uint32_t mag_cap;
+	uint32_t carve;			/* fresh slots per refill: slow start */
 	size_t nfull;			/* slots in the full magazines */
 	size_t trim_at;			/* trim when their bytes pass this */
 	size_t nslabs;			/* slabs of this class */
-	char pad[128 - sizeof(pthread_mutex_t) - 6 * sizeof(void *) - 8];
+	char pad[128 - sizeof(pthread_mutex_t) - 6 * sizeof(void *) - 16];
 };
+_Static_assert(sizeof(struct depot) == 128, "struct depot: 2 lines");
 
 /* A large block's record; traces follow when depth > 0. */
 struct large {

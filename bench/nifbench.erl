@@ -7,7 +7,8 @@
 -module(nifbench).
 -export([main/1]).
 -export([names/0, in_vm/0, run/3, run_dirty/3, hold/2, drop/0, destroy/0,
-         lc_checked/1, lc_plain/1, leakcheck_cost/1]).
+         lc_checked/1, lc_plain/1, leakcheck_cost/1, ho_make/2, ho_free/2,
+         handoff/2, handoff_main/1]).
 -on_load(init/0).
 
 init() ->
@@ -22,6 +23,8 @@ drop() -> erlang:nif_error(not_loaded).
 destroy() -> erlang:nif_error(not_loaded).
 lc_checked(_) -> erlang:nif_error(not_loaded).
 lc_plain(_) -> erlang:nif_error(not_loaded).
+ho_make(_, _) -> erlang:nif_error(not_loaded).
+ho_free(_, _) -> erlang:nif_error(not_loaded).
 
 -define(HOLD_BLOCKS, 10000).
 
@@ -207,3 +210,97 @@ leakcheck_cost(Reps) ->
 
 lc_loop(_, 0) -> ok;
 lc_loop(F, N) -> ok = F(4), lc_loop(F, N - 1).
+
+%% Blocks handed between schedulers: with S schedulers online, S producer
+%% processes each make batches of 256 blocks of 64 B (ho_make) and send
+%% them to a consumer process of their own, which frees them (ho_free)
+%% wherever it runs; 2S busy processes keep every scheduler busy, and the
+%% VM's balancing puts producers and consumers on different ones.  At
+%% most 4 batches in flight per pair.  Millions of blocks per second
+%% (allocated and freed), medians of Reps interleaved runs, at 1
+%% scheduler and at all of them.
+-define(HO_BATCH, 256).
+
+%% erl +S N:N ... -eval 'nifbench:handoff_main(["5", "1.0", "OUTDIR"])'
+handoff_main([RepsS, ScaleS, OutDir]) ->
+    true = in_vm(),
+    Rows = handoff(list_to_integer(RepsS), list_to_float(ScaleS)),
+    ok = file:write_file(filename:join(OutDir, "nif_handoff.csv"),
+                         ["kind,ratio,workload,normal,dirty,normal_min,"
+                          "dirty_min,target,verdict\n" | Rows]),
+    halt(0).
+-define(HO_WINDOW, 4).
+
+handoff(Reps, Scale) ->
+    {Allocs, _} = names(),
+    Use = [{I, N} || {I, N} <- idx(Allocs),
+                     lists:member(N, [enif, 'gpa-fast', 'gpa-safe'])],
+    Batches = max(1, round(2000 * Scale)),
+    Online = erlang:system_info(schedulers_online),
+    Counts = lists:usort([1, Online]),
+    Runs = [{S, N, ho_run(I, S, Batches)}
+            || _ <- lists:seq(1, Reps), S <- Counts, {I, N} <- Use],
+    _ = erlang:system_flag(schedulers_online, Online),
+    Med = fun(S, N) -> median([R || {S1, N1, R} <- Runs, S1 =:= S,
+                                    N1 =:= N]) end,
+    io:format("~nBlocks handed between schedulers (64 B, batches of ~b): "
+              "M blocks/s, median of ~b~n", [?HO_BATCH, Reps]),
+    io:format("~-10s~s~n", ["allocator",
+              lists:flatten([fmt(" ~14s", [fmt("~b scheduler(s)", [S])])
+                             || S <- Counts])]),
+    [io:format("~-10s~s~n", [N, lists:flatten(
+                                   [fmt(" ~14.2f", [Med(S, N)])
+                                    || S <- Counts])])
+     || {_, N} <- Use],
+    Top = lists:last(Counts),
+    Rows = [{"enif/gpa-fast handoff", Med(Top, 'gpa-fast') / Med(Top, enif),
+             5.0},
+            {"enif/gpa-safe handoff", Med(Top, 'gpa-safe') / Med(Top, enif),
+             5.0},
+            {"gpa-fast 1->N scaling", Med(Top, 'gpa-fast') / Med(1, 'gpa-fast'),
+             0},
+            {"enif 1->N scaling", Med(Top, enif) / Med(1, enif), 0}],
+    [begin
+         {Tgt, Met} = case T of
+                          0 -> {"", ""};
+                          _ -> {fmt(">=~.1f", [T]),
+                                case R >= T of true -> "met";
+                                    false -> "NOT MET" end}
+                      end,
+         io:format("~-34s ~8.2f ~8s  ~s~n", [Name, R, Tgt, Met]),
+         fmt("nif,~s,handoff,~.3f,,,,~s,~s~n", [Name, R, Tgt, Met])
+     end || {Name, R, T} <- Rows].
+
+%% One run: M blocks per second through S producer/consumer pairs.
+ho_run(A, S, Batches) ->
+    _ = erlang:system_flag(schedulers_online, S),
+    Self = self(),
+    T0 = erlang:monotonic_time(nanosecond),
+    Pids = [spawn_link(fun() -> ho_producer(A, Batches, Self) end)
+            || _ <- lists:seq(1, S)],
+    [receive {done, P} -> ok end || P <- Pids],
+    Ns = erlang:monotonic_time(nanosecond) - T0,
+    S * Batches * ?HO_BATCH * 1000 / Ns.
+
+ho_producer(A, Batches, Parent) ->
+    Me = self(),
+    C = spawn_link(fun() -> ho_consumer(A, Me) end),
+    ho_send(A, C, Batches, 0),
+    C ! stop,
+    receive stopped -> ok end,
+    Parent ! {done, Me}.
+
+ho_send(_, _, 0, 0) -> ok;
+ho_send(A, C, 0, InFlight) ->
+    receive freed -> ho_send(A, C, 0, InFlight - 1) end;
+ho_send(A, C, Left, InFlight) when InFlight >= ?HO_WINDOW ->
+    receive freed -> ho_send(A, C, Left, InFlight - 1) end;
+ho_send(A, C, Left, InFlight) ->
+    C ! {blocks, ho_make(A, ?HO_BATCH)},
+    ho_send(A, C, Left - 1, InFlight + 1).
+
+ho_consumer(A, P) ->
+    receive
+        {blocks, Bin} -> ok = ho_free(A, Bin), P ! freed, ho_consumer(A, P);
+        stop -> P ! stopped
+    end.

@@ -296,6 +296,78 @@ destroy(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	return mk_atom(env, "ok");
 }
 
+/* ---- blocks handed between schedulers ---------------------------------- */
+
+/* One block of the hand-off workload: what a NIF keeps for another. */
+#define HO_SIZE 64
+#define HO_MAX 1024
+
+static bool
+ho_alloc_ok(int which)
+{
+	return which == A_ENIF || which == A_MALLOC || ((which == A_GPA ||
+	    which == A_GPA_SAFE) && available(which));
+}
+
+/* ho_make(Alloc, N) -> binary of N block addresses: N blocks of 64 B,
+ * each written to, as a producer that fills messages would. */
+static ERL_NIF_TERM
+ho_make(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+	int which;
+	unsigned n;
+	ERL_NIF_TERM bin;
+	void **p;
+
+	(void)argc;
+	if (!enif_get_int(env, argv[0], &which) || !ho_alloc_ok(which) ||
+	    !enif_get_uint(env, argv[1], &n) || n == 0 || n > HO_MAX)
+		return enif_make_badarg(env);
+	p = (void **)enif_make_new_binary(env, n * sizeof(void *), &bin);
+	for (unsigned i = 0; i < n; i++) {
+		switch (which) {
+		case A_ENIF: p[i] = enif_alloc(HO_SIZE); break;
+		case A_MALLOC: p[i] = malloc(HO_SIZE); break;
+		default:
+			p[i] = beamalloc_alloc(vtable_of(which, which ==
+			    A_GPA ? inst.gpa : inst.gpa_safe, NULL), HO_SIZE);
+			break;
+		}
+		if (p[i] == NULL)
+			abort();	/* a benchmark: no partial batches */
+		memset(p[i], (int)i, HO_SIZE);
+	}
+	return bin;
+}
+
+/* ho_free(Alloc, Bin) -> ok: free the blocks ho_make gave, wherever this
+ * process runs now. */
+static ERL_NIF_TERM
+ho_free(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+	ErlNifBinary b;
+	int which;
+	void **p;
+
+	(void)argc;
+	if (!enif_get_int(env, argv[0], &which) || !ho_alloc_ok(which) ||
+	    !enif_inspect_binary(env, argv[1], &b) ||
+	    b.size % sizeof(void *) != 0)
+		return enif_make_badarg(env);
+	p = (void **)(void *)b.data;
+	for (size_t i = 0; i < b.size / sizeof(void *); i++) {
+		switch (which) {
+		case A_ENIF: enif_free(p[i]); break;
+		case A_MALLOC: free(p[i]); break;
+		default:
+			beamalloc_free(vtable_of(which, which == A_GPA ?
+			    inst.gpa : inst.gpa_safe, NULL), p[i], HO_SIZE);
+			break;
+		}
+	}
+	return mk_atom(env, "ok");
+}
+
 /* ---- the cost of a leak check ------------------------------------------ */
 
 /* The body of a NIF call: argv[0] blocks of 64 B, taken, then freed. */
@@ -367,6 +439,8 @@ static ErlNifFunc funcs[] = {
 	{ "destroy", 0, destroy, 0 },
 	{ "lc_checked", 1, lc_checked, 0 },
 	{ "lc_plain", 1, lc_plain, 0 },
+	{ "ho_make", 2, ho_make, 0 },
+	{ "ho_free", 2, ho_free, 0 },
 };
 
 ERL_NIF_INIT(nifbench, funcs, load, NULL, NULL, unload)

@@ -151,6 +151,13 @@ if [ -n "${ERL:-}" ] && [ "${ERL:-no}" != no ] && [ -n "${ERLC:-}" ] && [ -e "$n
 		$pin "$ERL" +S 1:1 +SDcpu 1:1 -noshell -pa "$ebin" -eval \
 		"nifbench:main([\"${BENCH_NIF_REPS:-5}\", \"${BENCH_NIF_SCALE:-1.0}\", \"$out\"])" \
 		| tee "$out/nifbench.txt"
+	# Blocks handed between schedulers: one scheduler per CPU, unpinned.
+	note "nifbench hand-off across $(nproc) schedulers"
+	NIF_DIR=$top_builddir/bench/.libs \
+	LD_LIBRARY_PATH=$top_builddir/lib/.libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
+		"$ERL" +S "$(nproc):$(nproc)" -noshell -pa "$ebin" -eval \
+		"nifbench:handoff_main([\"${BENCH_NIF_REPS:-5}\", \"${BENCH_NIF_SCALE:-1.0}\", \"$out\"])" \
+		| tee "$out/nifbench_handoff.txt"
 	rm -rf "$ebin"
 else
 	note "nifbench skipped: needs erl, erlc and erl_nif.h (erlang-base, erlang-dev)"

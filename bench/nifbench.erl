@@ -91,9 +91,11 @@ memory(A, Name) ->
             Peak = system(),
             ok = drop(),
             AfterFree = system(),
+            timer:sleep(1000),
+            Idle = system(),
             ok = destroy(),
             After = system(),
-            {Name, {Live, Before, Peak, AfterFree, After}}
+            {Name, {Live, Before, Peak, AfterFree, Idle, After}}
     end.
 
 fmt(F, A) -> lists:flatten(io_lib:format(F, A)).
@@ -107,12 +109,13 @@ write_csv(Dir, Allocs, Wls, Reps, Res, Mem) ->
     ok = file:write_file(filename:join(Dir, "nif.csv"),
                          ["allocator,workload,scheduler,reps,ns_median,"
                           "ns_min\n" | Rows]),
-    MRows = [fmt("~s,~b,~b,~b,~b,~b,~b,~.3f~n",
-                 [N, ?HOLD_BLOCKS, Live, B, P, F, D, (P - B) / Live])
-             || {N, {Live, B, P, F, D}} <- Mem],
+    MRows = [fmt("~s,~b,~b,~b,~b,~b,~b,~b,~.3f~n",
+                 [N, ?HOLD_BLOCKS, Live, B, P, F, I, D, (P - B) / Live])
+             || {N, {Live, B, P, F, I, D}} <- Mem],
     ok = file:write_file(filename:join(Dir, "nif_memory.csv"),
                          ["allocator,blocks,live_bytes,system_before,"
                           "system_peak,system_after_free,"
+                          "system_after_1s_idle,"
                           "system_after_destroy,peak_delta_per_live\n"
                           | MRows]).
 
@@ -126,14 +129,15 @@ print(Allocs, Wls, Res, Mem) ->
      || {W, Wn} <- idx(Wls), {A, An} <- idx(Allocs)],
     io:format("~nerlang:memory(system) around ~b live blocks of 8..4096 B "
               "(bytes)~n", [?HOLD_BLOCKS]),
-    io:format("~-9s ~10s ~12s ~12s ~12s ~12s~n",
+    io:format("~-9s ~10s ~12s ~12s ~12s ~12s ~13s~n",
               ["allocator", "live", "peak-before", "per live B",
-               "after free", "after destroy"]),
+               "after free", "1 s idle", "after destroy"]),
     [case M of
          unavailable -> io:format("~-9s unavailable~n", [N]);
-         {Live, B, P, F, D} ->
-             io:format("~-9s ~10b ~12b ~12.3f ~12b ~12b~n",
-                       [N, Live, P - B, (P - B) / Live, F - B, D - B])
+         {Live, B, P, F, I, D} ->
+             io:format("~-9s ~10b ~12b ~12.3f ~12b ~12b ~13b~n",
+                       [N, Live, P - B, (P - B) / Live, F - B, I - B,
+                        D - B])
      end || {N, M} <- Mem],
     ok.
 

@@ -199,6 +199,10 @@ typedef struct beamalloc_gpa_config {
 	bool junk;			/* fill freed and new blocks, check */
 	size_t quarantine;		/* bytes of freed blocks held back */
 	unsigned guard_sample;		/* 1 block in N by a guard page; 0 off */
+	/* Give free memory back every decay_ms, with no trim call (a
+	 * thread of the library's does it); 0: never.  Default: 500 in
+	 * the VM, 0 outside it.  Thread-safe GPAs only. */
+	unsigned decay_ms;
 } beamalloc_gpa_config;
 
 /* Exact for one thread at a time; while several threads allocate at

@@ -2288,6 +2288,13 @@ gpa_trim(struct beamalloc_gpa *g)
 	return bytes;
 }
 
+/* From the decay thread, which has no cache here and none is made. */
+void
+ba_gpa_decay_trim(struct beamalloc_gpa *g)
+{
+	gpa_trim(g);
+}
+
 /* Bytes released, as the backing saw them (records and regions too). */
 size_t
 beamalloc_gpa_trim(beamalloc_gpa *g)
@@ -2344,6 +2351,9 @@ beamalloc_gpa_config_init(beamalloc_gpa_config *cfg)
 	cfg->memory_limit = 0;
 	cfg->report = NULL;
 	cfg->report_user = NULL;
+	/* A node runs for months and counts what NIFs hold; outside the VM
+	 * a program trims when it chooses, and no thread is started. */
+	cfg->decay_ms = beamalloc_in_vm() ? DECAY_MS_VM : 0;
 	ba_options_apply(cfg);
 }
 
@@ -2366,6 +2376,7 @@ config_read(beamalloc_gpa_config *out, const beamalloc_gpa_config *cfg)
 	TAKE(junk);
 	TAKE(quarantine);
 	TAKE(guard_sample);
+	TAKE(decay_ms);
 #undef TAKE
 	if (out->stack_trace_depth > BEAMALLOC_GPA_MAX_TRACE)
 		out->stack_trace_depth = BEAMALLOC_GPA_MAX_TRACE;
@@ -2436,6 +2447,9 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 		return ba_fail(ENOMEM);
 	}
 	atomic_store(&g->stab, t);
+	/* Last: the decay thread may trim g from now on. */
+	if (g->thread_safe && c.decay_ms != 0 && ba_gpa_decay_register(g))
+		g->decay_ms = c.decay_ms;
 	return g;
 }
 
@@ -2584,6 +2598,8 @@ beamalloc_gpa_destroy(beamalloc_gpa *g)
 
 	if (g == NULL)
 		return 0;
+	if (g->decay_ms != 0 && !g->global)
+		ba_gpa_decay_unregister(g);
 	n = beamalloc_gpa_detect_leaks(g);
 	if (g->global)
 		return n;		/* the global instance lives on */

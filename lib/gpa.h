@@ -23,6 +23,7 @@
 #define CARVE_MIN 8			/* fresh slots in a first refill */
 #define TC_BYTES (256 * 1024)		/* free slots a thread cache keeps */
 #define TRIM_MIN (64 * 1024)		/* depot bytes below which no trim */
+#define DECAY_MS_VM 500			/* default decay_ms in the VM */
 #define REGION_MAX_SLABS 32		/* regions grow to 2 MiB */
 #define STAB_TOMB ((uintptr_t)1)	/* a released slab's table key */
 #define META_CHUNK (32 * 1024)		/* metadata blocks, when needed */
@@ -272,6 +273,11 @@ struct beamalloc_gpa {
 	struct large *ltab;
 	size_t lcap, lused, llive;	/* slots, live + freed, live */
 	size_t lstride;
+
+	/* Decay (gpa_decay.c): trimmed every decay_ms by its thread. */
+	unsigned decay_ms;		/* 0: never; set only if registered */
+	uint64_t decay_last;		/* ms of the last trim, monotonic */
+	struct beamalloc_gpa *decay_next;
 };
 
 /* The vtables: the general one first, then the fast ones by
@@ -292,6 +298,12 @@ BA_HIDDEN void *ba_gpa_credit_high(struct beamalloc_gpa *g, struct tcache *tc,
 BA_HIDDEN void *ba_gpa_st_late(struct beamalloc_gpa *g, struct tcache *tc,
     void *ret, const void *mem, size_t len, size_t align, uintptr_t ra,
     bool over);
+
+/* Decay: gpa_decay.c keeps the registry and its thread, which calls
+ * ba_gpa_decay_trim() (gpa.c) from outside the GPA. */
+BA_HIDDEN bool ba_gpa_decay_register(struct beamalloc_gpa *g);
+BA_HIDDEN void ba_gpa_decay_unregister(struct beamalloc_gpa *g);
+BA_HIDDEN void ba_gpa_decay_trim(struct beamalloc_gpa *g);
 
 /* ------------------------------------------------------------------------
  * Helpers of the fast paths

@@ -43,6 +43,7 @@ static const struct opt opts[] = {
 	{ "junk", OPT_BOOL, 1, CFG_AT(junk) },
 	{ "quarantine", OPT_BYTES, PTRDIFF_MAX, CFG_AT(quarantine) },
 	{ "guard_sample", OPT_UINT, UINT_MAX, CFG_AT(guard_sample) },
+	{ "decay", OPT_UINT, UINT_MAX, CFG_AT(decay_ms) },
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 

@@ -6,7 +6,7 @@
 prog=${top_builddir:-.}/t/optprint
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/beamalloc-options.XXXXXX") || exit 1
 trap 'rm -rf "$scratch"' EXIT
-defaults='traces=0 sample=0 safety=1 abort=0 canary=0 junk=0 quarantine=0 guard_sample=0 thread_safe=1'
+defaults='traces=0 sample=0 safety=1 abort=0 canary=0 junk=0 quarantine=0 guard_sample=0 decay=0 thread_safe=1'
 n=0
 
 ok() {	# ok COND-STATUS DESCRIPTION
@@ -29,11 +29,11 @@ run -
 [ "$(first)" = "$defaults" ] && quiet; ok $? "unset: the defaults, nothing on stderr"
 run ''
 [ "$(first)" = "$defaults" ] && quiet; ok $? "empty: the defaults, nothing on stderr"
-run 'traces=8,sample=1024,safety=0,abort=1,canary=1,junk=1,quarantine=64k,guard_sample=1000'
-[ "$(first)" = 'traces=8 sample=1024 safety=0 abort=1 canary=1 junk=1 quarantine=65536 guard_sample=1000 thread_safe=1' ] && quiet
+run 'traces=8,sample=1024,safety=0,abort=1,canary=1,junk=1,quarantine=64k,guard_sample=1000,decay=250'
+[ "$(first)" = 'traces=8 sample=1024 safety=0 abort=1 canary=1 junk=1 quarantine=65536 guard_sample=1000 decay=250 thread_safe=1' ] && quiet
 ok $? "every name sets its field (quarantine=64k is 65536 bytes): $(first)"
 run ',traces=32,,quarantine=3M,'
-[ "$(first)" = 'traces=32 sample=0 safety=1 abort=0 canary=0 junk=0 quarantine=3145728 guard_sample=0 thread_safe=1' ] && quiet
+[ "$(first)" = 'traces=32 sample=0 safety=1 abort=0 canary=0 junk=0 quarantine=3145728 guard_sample=0 decay=0 thread_safe=1' ] && quiet
 ok $? "empty items are skipped; traces=32 is the maximum: $(first)"
 
 # Bad items: the defaults kept, and exactly one line on stderr naming it.
@@ -48,7 +48,7 @@ for bad in 'traces=8,colour=1' 'traces=33' 'safety=2' 'traces=-1' \
 done
 
 run 'traces=5' reread
-[ "$(sed -n 2p "$scratch/out")" = 'traces=5 sample=0 safety=1 abort=0 canary=0 junk=0 quarantine=0 guard_sample=0 thread_safe=1' ]
+[ "$(sed -n 2p "$scratch/out")" = 'traces=5 sample=0 safety=1 abort=0 canary=0 junk=0 quarantine=0 guard_sample=0 decay=0 thread_safe=1' ]
 ok $? "read once per process: changing the variable later changes nothing"
 
 # A program that was not changed: without traces its leak report names the

@@ -18,9 +18,10 @@ print_config(void)
 
 	beamalloc_gpa_config_init(&c);
 	printf("traces=%u sample=%u safety=%d abort=%d canary=%d junk=%d "
-	    "quarantine=%zu guard_sample=%u thread_safe=%d\n",
+	    "quarantine=%zu guard_sample=%u decay=%u thread_safe=%d\n",
 	    c.stack_trace_depth, c.trace_sample, c.safety, c.abort_on_error,
-	    c.canary, c.junk, c.quarantine, c.guard_sample, c.thread_safe);
+	    c.canary, c.junk, c.quarantine, c.guard_sample, c.decay_ms,
+	    c.thread_safe);
 }
 
 static int

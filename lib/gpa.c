@@ -2448,8 +2448,8 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 	}
 	atomic_store(&g->stab, t);
 	/* Last: the decay thread may trim g from now on. */
-	if (g->thread_safe && c.decay_ms != 0 && ba_gpa_decay_register(g))
-		g->decay_ms = c.decay_ms;
+	if (g->thread_safe && c.decay_ms != 0)
+		(void)ba_gpa_decay_register(g, c.decay_ms);
 	return g;
 }
 

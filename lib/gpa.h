@@ -301,7 +301,7 @@ BA_HIDDEN void *ba_gpa_st_late(struct beamalloc_gpa *g, struct tcache *tc,
 
 /* Decay: gpa_decay.c keeps the registry and its thread, which calls
  * ba_gpa_decay_trim() (gpa.c) from outside the GPA. */
-BA_HIDDEN bool ba_gpa_decay_register(struct beamalloc_gpa *g);
+BA_HIDDEN bool ba_gpa_decay_register(struct beamalloc_gpa *g, unsigned ms);
 BA_HIDDEN void ba_gpa_decay_unregister(struct beamalloc_gpa *g);
 BA_HIDDEN void ba_gpa_decay_trim(struct beamalloc_gpa *g);
 

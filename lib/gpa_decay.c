@@ -159,10 +159,11 @@ decay_stop(void)
  * Entry points for gpa.c
  * ---------------------------------------------------------------------- */
 
-/* False if the thread could not be started: the GPA then just keeps its
- * memory until trimmed, as without decay. */
+/* g trimmed every ms from now on.  False if the thread could not be
+ * started: the GPA then keeps its memory until trimmed, as without decay
+ * (and decay_ms stays 0). */
 bool
-ba_gpa_decay_register(struct beamalloc_gpa *g)
+ba_gpa_decay_register(struct beamalloc_gpa *g, unsigned ms)
 {
 	bool ok = true;
 
@@ -170,6 +171,7 @@ ba_gpa_decay_register(struct beamalloc_gpa *g)
 	if (!dk.running && !dk.stop)
 		ok = dk.running = decay_start();
 	if (ok) {
+		g->decay_ms = ms;
 		g->decay_last = now_ms();
 		g->decay_next = dk.list;
 		dk.list = g;

@@ -211,7 +211,9 @@ main(void)
 		h = make(1, true);
 		(void)churn(h);
 		sleep_ms(20);
-		_exit(beamalloc_gpa_destroy(h) == 0 &&
+		/* exit(), not _exit(): the library's destructor joins the
+		 * child's decay thread, as at any normal exit. */
+		exit(beamalloc_gpa_destroy(h) == 0 &&
 		    beamalloc_gpa_destroy(g) == 0 ? 0 : 1);
 	}
 	status = -1;

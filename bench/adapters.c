@@ -468,3 +468,36 @@ bench_rss(void)
 	fclose(f);
 	return resident * (size_t)sysconf(_SC_PAGESIZE);
 }
+
+void
+bench_reexec_static_tls(char **argv)
+{
+	const char *tun = "glibc.rtld.optional_static_tls=65536";
+	const char *old = getenv("GLIBC_TUNABLES");
+	char buf[1024];
+
+	if (getenv("BEAMALLOC_BENCH_REEXEC") != NULL)
+		return;
+	snprintf(buf, sizeof(buf), "%s%s%s", old ? old : "", old ? ":" : "",
+	    tun);
+	setenv("GLIBC_TUNABLES", buf, 1);
+	setenv("BEAMALLOC_BENCH_REEXEC", "1", 1);
+	execv("/proc/self/exe", argv);
+	/* If that failed, go on without jemalloc. */
+}
+
+bool
+bench_in_list(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = list; p && *p;) {
+		const char *e = strchr(p, ',');
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+
+		if (len == n && strncmp(p, name, n) == 0)
+			return true;
+		p = e ? e + 1 : NULL;
+	}
+	return false;
+}

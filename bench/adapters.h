@@ -48,6 +48,14 @@ struct counting {
 beamalloc_allocator bench_counting(struct counting *c,
     beamalloc_allocator backing);
 
+/* jemalloc uses initial-exec TLS: dlopen needs room in the static TLS
+ * block, which glibc gives only through a tunable read at start-up.
+ * Re-executes the program with it, once; returns if that failed. */
+void bench_reexec_static_tls(char **argv);
+
+/* ---- command lines ----------------------------------------------------- */
+bool bench_in_list(const char *list, const char *name);	/* "a,b,c" */
+
 /* ---- process memory ---------------------------------------------------- */
 size_t bench_rss(void);			/* resident bytes, /proc/self/statm */
 

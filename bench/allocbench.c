@@ -996,41 +996,6 @@ report_ratios(FILE *csv)
  * Main
  * ---------------------------------------------------------------------- */
 
-static bool
-in_list(const char *list, const char *name)
-{
-	size_t n = strlen(name);
-
-	for (const char *p = list; p && *p;) {
-		const char *e = strchr(p, ',');
-		size_t len = e ? (size_t)(e - p) : strlen(p);
-
-		if (len == n && strncmp(p, name, n) == 0)
-			return true;
-		p = e ? e + 1 : NULL;
-	}
-	return false;
-}
-
-/* jemalloc uses initial-exec TLS: dlopen needs room in the static TLS
- * block, which glibc gives only through a tunable read at start-up. */
-static void
-reexec_with_static_tls(char **argv)
-{
-	const char *tun = "glibc.rtld.optional_static_tls=65536";
-	const char *old = getenv("GLIBC_TUNABLES");
-	char buf[1024];
-
-	if (getenv("BEAMALLOC_BENCH_REEXEC") != NULL)
-		return;
-	snprintf(buf, sizeof(buf), "%s%s%s", old ? old : "", old ? ":" : "",
-	    tun);
-	setenv("GLIBC_TUNABLES", buf, 1);
-	setenv("BEAMALLOC_BENCH_REEXEC", "1", 1);
-	execv("/proc/self/exe", argv);
-	/* If that failed, go on without jemalloc. */
-}
-
 static void *
 noop_thread(void *arg)
 {
@@ -1142,15 +1107,16 @@ main(int argc, char **argv)
 		subjects[find_subject("glibc")].name = preload_as;
 	} else {
 		if (bench_ext_load())
-			reexec_with_static_tls(argv);
+			bench_reexec_static_tls(argv);
 		for (size_t i = 0; i < NS; i++)
 			subjects[i].selected = only == NULL ||
-			    in_list(only, subjects[i].name);
+			    bench_in_list(only, subjects[i].name);
 	}
 	for (size_t i = 0; i < NS; i++)
 		subjects[i].available = subject_check(&subjects[i]);
 	for (size_t i = 0; i < NW; i++)
-		wdefs[i].selected = wls == NULL || in_list(wls, wdefs[i].w.name);
+		wdefs[i].selected = wls == NULL ||
+		    bench_in_list(wls, wdefs[i].w.name);
 	/* Threads under callgrind are serialized: nothing to learn. */
 	if (callgrind)
 		for (size_t i = 0; i < NW; i++)

@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -569,10 +570,14 @@ xmalloc_test(const struct subject *s, int nthreads, struct result *r)
  * 991-1000 over that of threads 1-10 (1.0: the 1,000th thread is as fast
  * as the first; an allocator whose per-thread state runs out slows down).
  * nthreads: how many run at once (each wave joined before the next).
+ * Each thread gets a stack of its own: glibc would give a joined
+ * thread's stack, and with it the same thread pointer, to the next one,
+ * where a NIF's threads (unjoined, or alive at once) have distinct ones.
  * ---------------------------------------------------------------------- */
 
 #define TC_THREADS 1000
 #define TC_PAIRS 1000
+#define TC_STACK (256 * 1024)
 
 struct churn {
 	const struct subject *s;
@@ -618,14 +623,32 @@ tchurn(const struct subject *s, int nthreads, struct result *r)
 {
 	uint64_t first[10], last[10];
 	int waves = TC_THREADS / nthreads;
+	size_t len = (size_t)TC_THREADS * TC_STACK;
+	/* Address space only: a thread touches a few pages of its stack. */
+	char *stacks = mmap(NULL, len, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 
+	if (stacks == MAP_FAILED) {
+		perror("mtbench: mmap");
+		exit(1);
+	}
 	for (int w = 0; w < waves; w++) {
 		struct churn c[MAX_THREADS];
 		pthread_t t[MAX_THREADS];
 
 		for (int i = 0; i < nthreads; i++) {
+			pthread_attr_t at;
+
 			c[i] = (struct churn){ s, i, nthreads, 0 };
-			spawn(&t[i], churn_thread, &c[i]);
+			pthread_attr_init(&at);
+			pthread_attr_setstack(&at, stacks + (size_t)(w *
+			    nthreads + i) * TC_STACK, TC_STACK);
+			if (pthread_create(&t[i], &at, churn_thread,
+			    &c[i]) != 0) {
+				perror("mtbench: pthread_create");
+				exit(1);
+			}
+			pthread_attr_destroy(&at);
 		}
 		for (int i = 0; i < nthreads; i++) {
 			pthread_join(t[i], NULL);
@@ -636,6 +659,7 @@ tchurn(const struct subject *s, int nthreads, struct result *r)
 				    10)] = c[i].ns;
 		}
 	}
+	munmap(stacks, len);
 	r->value = (double)median10(last) / (double)median10(first);
 }
 

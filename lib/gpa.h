@@ -24,6 +24,7 @@
 #define TRIM_MIN (64 * 1024)		/* depot bytes below which no trim */
 #define REGION_MAX_SLABS 32		/* regions grow to 2 MiB */
 #define STAB_TOMB ((uintptr_t)1)	/* a released slab's table key */
+#define TKEY_TOMB ((uintptr_t)1)	/* a thread cache slot given back */
 #define META_CHUNK (32 * 1024)		/* metadata blocks, when needed */
 #define NTHREADS_BITS 8			/* thread caches found by hashing */
 #define NTHREADS (1 << NTHREADS_BITS)
@@ -119,7 +120,7 @@ struct memo {
 #define LD_END (2 * NCLASS)
 
 struct tcache {
-	uintptr_t owner;		/* thread pointer, set once */
+	uintptr_t owner;		/* thread pointer, set at each claim */
 	/* Requested bytes not yet settled into the GPA's counters: the
 	 * high-water mark since the last settle, and how far below it the
 	 * count is now (room: the credit is hi - room, so an alloc is one
@@ -159,6 +160,7 @@ struct tcache {
 	uintptr_t mark[NCLASS];
 	ptrdiff_t nblk;
 	unsigned seq;
+	struct tcache *free_next;	/* g->tc_free: its thread ended */
 };
 
 
@@ -260,7 +262,9 @@ struct beamalloc_gpa {
 	unsigned scanning;		/* leak scans walking the slab list */
 	uint32_t stamp;			/* of the last trim */
 	struct tcache *tcaches;
-	struct tcache *tc_spare;	/* made for a slot another thread took */
+	struct tcache *tc_free;		/* caches no thread owns */
+	uint64_t gid;			/* thread_safe: unique in the process */
+	struct beamalloc_gpa *reg_next;	/* live thread-safe GPAs */
 	pthread_mutex_t shared_lock;	/* threads past NTHREADS share tc0 */
 	pthread_mutex_t steal_lock;	/* one steal_idle() at a time */
 

@@ -1,8 +1,8 @@
 /*
- * mtbench.c - allocators across threads: C ports of three of
- * mimalloc-bench's workloads (larson, cache-scratch, xmalloc-test), which
- * took them from their original authors, plus mstress's thread churn cut
- * down to what the GPA's thread slots need (tchurn).  Every allocator is
+ * mtbench.c - allocators across threads: C ports of four of
+ * mimalloc-bench's workloads (larson, cache-scratch, xmalloc-test, which
+ * it took from their original authors, and its own mstress), plus a
+ * thread churn that times the 1,000th short-lived thread (tchurn).  Every allocator is
  * called through the same beamalloc_allocator vtable; the GPA also
  * through the front-end, as NIF code calls it.  Each workload runs at 1
  * thread and at --threads (default: the CPUs online), threads pinned to
@@ -20,6 +20,8 @@
  *                 bench/cache-scratch/cache-scratch.cpp
  *   xmalloc-test  C. Lever and D. Boreham, Christian Eder (GNU GPL v3);
  *                 mimalloc-bench bench/xmalloc-test/xmalloc-test.c
+ *   mstress       Daan Leijen, Microsoft Research (MIT licence);
+ *                 mimalloc-bench bench/mstress/mstress.c
  * The ports keep each program's algorithm and default arguments as
  * mimalloc-bench runs them; they count operations instead of running for
  * a fixed time, so every allocator does the same work.  See
@@ -564,6 +566,188 @@ xmalloc_test(const struct subject *s, int nthreads, struct result *r)
 }
 
 /* ------------------------------------------------------------------------
+ * mstress: "a stress test for the allocator, using multiple threads and
+ * transferring objects between threads", Copyright (c) 2018,2019
+ * Microsoft Research, Daan Leijen, MIT licence; as mimalloc-bench runs
+ * it: mstress N 50 25.  Each of 25 rounds starts N threads (the main
+ * thread is thread 0) that allocate blocks of 1-16 words (1% large, 0.1%
+ * huge, 0.01% giant), keep some, free two thirds at random, and swap a
+ * quarter with a shared transfer array; half the transfer array outlives
+ * each round.  Every block is filled and checked.  Reports milliseconds
+ * for the whole run.  The block's first word gives its length back, so
+ * the port frees with sizes, as the vtable wants.
+ * ---------------------------------------------------------------------- */
+
+#define MS_TRANSFERS 1000
+#define MS_SCALE 50
+#define MS_ITER 25
+
+static const uintptr_t ms_cookie = 0xbf58476d1ce4e5b9UL;
+static void *_Atomic ms_transfer[MS_TRANSFERS];
+
+/* splitmix64's finalizer, by Sebastiano Vigna, as in mstress.c. */
+static uintptr_t
+ms_pick(uintptr_t *r)
+{
+	uintptr_t x = *r;
+
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9UL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebUL;
+	x ^= x >> 31;
+	*r = x;
+	return x;
+}
+
+static bool
+ms_chance(unsigned perc, uintptr_t *r)
+{
+	return ms_pick(r) % 100 <= perc;
+}
+
+static void *
+ms_alloc_items(const struct subject *s, size_t items, uintptr_t *r)
+{
+	uintptr_t *p;
+
+	if (ms_chance(1, r)) {
+		if (ms_chance(1, r))
+			items *= 10000;		/* 0.01% giant */
+		else if (ms_chance(10, r))
+			items *= 1000;		/* 0.1% huge */
+		else
+			items *= 100;		/* 1% large */
+	}
+	if (items == 40)
+		items++;	/* pthreads uses that size for stack increases */
+	p = s_alloc(s, items * sizeof(uintptr_t));
+	if (p == NULL)
+		abort();
+	for (uintptr_t i = 0; i < items; i++)
+		p[i] = (items - i) ^ ms_cookie;
+	return p;
+}
+
+static void
+ms_free_items(const struct subject *s, void *p)
+{
+	uintptr_t *q = p, items;
+
+	if (p == NULL)
+		return;
+	items = q[0] ^ ms_cookie;
+	for (uintptr_t i = 0; i < items; i++)
+		if ((q[i] ^ ms_cookie) != items - i) {
+			fprintf(stderr, "mtbench: mstress: memory corruption "
+			    "at block %p at %zu\n", p, (size_t)i);
+			abort();
+		}
+	s_free(s, p, items * sizeof(uintptr_t));
+}
+
+/* CUSTOM_REALLOC of the pointer array, as alloc + copy + free. */
+static void **
+ms_grow(const struct subject *s, void **old, size_t n, size_t m)
+{
+	void **p = s_alloc(s, m * sizeof(*p));
+
+	if (p == NULL)
+		abort();
+	if (old != NULL) {
+		memcpy(p, old, n * sizeof(*p));
+		s_free(s, old, n * sizeof(*p));
+	}
+	return p;
+}
+
+struct ms_arg {
+	const struct subject *s;
+	intptr_t tid;
+	int nthreads;
+};
+
+static void *
+ms_stress(void *arg)
+{
+	struct ms_arg *a = arg;
+	const struct subject *s = a->s;
+	uintptr_t r = (uintptr_t)(a->tid + 1) * 43;
+	const size_t max_item_shift = 5, max_item_retained_shift = 7;
+	size_t allocs = (size_t)(100 * MS_SCALE * scale) *
+	    (size_t)(a->tid % 8 + 1);
+	size_t retain = allocs / 2, nretained = retain;
+	void **data = NULL, **retained;
+	size_t data_size = 0, data_top = 0, retain_top = 0;
+
+	if (a->tid != 0)
+		pin((int)a->tid, a->nthreads);
+	retained = s_alloc(s, (nretained ? nretained : 1) * sizeof(void *));
+	while (allocs > 0 || retain > 0) {
+		if (retain == 0 || (ms_chance(50, &r) && allocs > 0)) {
+			allocs--;
+			if (data_top >= data_size) {
+				data = ms_grow(s, data, data_size,
+				    data_size + 100000);
+				data_size += 100000;
+			}
+			data[data_top++] = ms_alloc_items(s, (size_t)1 <<
+			    (ms_pick(&r) % max_item_shift), &r);
+		} else {
+			retained[retain_top++] = ms_alloc_items(s, (size_t)1 <<
+			    (ms_pick(&r) % max_item_retained_shift), &r);
+			retain--;
+		}
+		if (ms_chance(66, &r) && data_top > 0) {
+			size_t idx = ms_pick(&r) % data_top;
+
+			ms_free_items(s, data[idx]);
+			data[idx] = NULL;
+		}
+		if (ms_chance(25, &r) && data_top > 0) {
+			size_t di = ms_pick(&r) % data_top;
+			size_t ti = ms_pick(&r) % MS_TRANSFERS;
+
+			data[di] = atomic_exchange_explicit(&ms_transfer[ti],
+			    data[di], memory_order_acquire);
+		}
+	}
+	for (size_t i = 0; i < retain_top; i++)
+		ms_free_items(s, retained[i]);
+	for (size_t i = 0; i < data_top; i++)
+		ms_free_items(s, data[i]);
+	s_free(s, retained, (nretained ? nretained : 1) * sizeof(void *));
+	if (data != NULL)
+		s_free(s, data, data_size * sizeof(void *));
+	return NULL;
+}
+
+static void
+mstress(const struct subject *s, int nthreads, struct result *r)
+{
+	uintptr_t rr = 43 * 43;
+	uint64_t t0 = now_ns();
+
+	for (int n = 0; n < MS_ITER; n++) {
+		struct ms_arg a[MAX_THREADS];
+		pthread_t t[MAX_THREADS];
+
+		for (int i = 0; i < nthreads; i++)
+			a[i] = (struct ms_arg){ s, i, nthreads };
+		for (int i = 1; i < nthreads; i++)
+			spawn(&t[i], ms_stress, &a[i]);
+		ms_stress(&a[0]);	/* main runs as well */
+		for (int i = 1; i < nthreads; i++)
+			pthread_join(t[i], NULL);
+		for (int i = 0; i < MS_TRANSFERS; i++)
+			if (ms_chance(50, &rr) || n + 1 == MS_ITER)
+				ms_free_items(s, atomic_exchange(
+				    &ms_transfer[i], NULL));
+	}
+	r->value = (double)(now_ns() - t0) / 1e6;
+}
+
+/* ------------------------------------------------------------------------
  * tchurn: short-lived threads, one after another (each joined before
  * the next starts), as mstress re-creates its threads.  Each does 1,000
  * pairs of 64 B and times them.  Reports the median time of threads
@@ -678,6 +862,7 @@ static struct workload wls[] = {
 	{ "larson", "allocs/s", true, larson, true },
 	{ "cache-scratch", "CPU s", false, cache_scratch, true },
 	{ "xmalloc-test", "ns/free", false, xmalloc_test, true },
+	{ "mstress", "ms", false, mstress, true },
 	{ "tchurn", "1000th/1st", false, tchurn, true },
 };
 #define NWL (sizeof(wls) / sizeof(wls[0]))

@@ -501,3 +501,36 @@ bench_in_list(const char *list, const char *name)
 	}
 	return false;
 }
+
+beamalloc_gpa *
+bench_gpa_new(beamalloc_allocator backing, bool safety, bool thread_safe,
+    unsigned depth)
+{
+	beamalloc_gpa_config cfg;
+
+	beamalloc_gpa_config_init(&cfg);
+	cfg.safety = safety;
+	cfg.thread_safe = thread_safe;
+	cfg.stack_trace_depth = depth;
+	return beamalloc_gpa_create(backing, &cfg);
+}
+
+void
+bench_gpa_done(const char *prog, const char *name, beamalloc_gpa *g)
+{
+	size_t leaks = beamalloc_gpa_destroy(g);
+
+	if (leaks != 0)
+		fprintf(stderr, "%s: %s: %zu leaked blocks\n", prog, name,
+		    leaks);
+}
+
+bool
+bench_ext_ready(enum ext_id id, char *why, size_t len)
+{
+	const struct ext_info *e = bench_ext_info(id);
+
+	if (!e->loaded)
+		snprintf(why, len, "%s (install %s)", e->why, e->package);
+	return e->loaded;
+}

@@ -292,16 +292,8 @@ static bool
 subject_check(struct subject *s)
 {
 	switch (s->kind) {
-	case S_EXT: {
-		const struct ext_info *e = bench_ext_info(s->ext);
-
-		if (!e->loaded) {
-			snprintf(s->why, sizeof(s->why), "%s (install %s)",
-			    e->why, e->package);
-			return false;
-		}
-		return true;
-	}
+	case S_EXT:
+		return bench_ext_ready(s->ext, s->why, sizeof(s->why));
 	default:
 		return true;
 	}
@@ -348,24 +340,18 @@ subject_open(struct subject *s)
 	case S_WIDE_BEAM:
 		s->a = beamalloc_wide();
 		return 0;
-	case S_GPA: {
-		beamalloc_gpa_config cfg;
-
-		beamalloc_gpa_config_init(&cfg);
-		cfg.safety = s->safety;
-		cfg.thread_safe = s->thread_safe;
-		cfg.stack_trace_depth = s->depth;
+	case S_GPA:
 		/* The GPA over wide over the BEAM base, as in a NIF; the
 		 * counting wrapper sees what it takes from the BEAM base. */
 		s->wide = beamalloc_wide_on(&s->cnt_a);
-		s->gpa = beamalloc_gpa_create(s->wide, &cfg);
+		s->gpa = bench_gpa_new(s->wide, s->safety, s->thread_safe,
+		    s->depth);
 		if (s->gpa == NULL)
 			return -1;
 		s->a = beamalloc_gpa_allocator(s->gpa);
 		if (s->shared)
 			return share_gpa(s->a);
 		return 0;
-	}
 	case S_ARENA:
 		s->arena = beamalloc_arena_create(s->cnt_a);
 		if (s->arena == NULL)
@@ -384,11 +370,7 @@ static void
 subject_close(struct subject *s)
 {
 	if (s->gpa != NULL) {
-		size_t leaks = beamalloc_gpa_destroy(s->gpa);
-
-		if (leaks != 0)
-			fprintf(stderr, "allocbench: %s: %zu leaked blocks\n",
-			    s->name, leaks);
+		bench_gpa_done("allocbench", s->name, s->gpa);
 		s->gpa = NULL;
 	}
 	if (s->arena != NULL) {

@@ -101,8 +101,6 @@ s_free(const struct subject *s, void *p, size_t n)
 static int
 subject_open(struct subject *s)
 {
-	beamalloc_gpa_config cfg;
-
 	switch (s->kind) {
 	case S_GLIBC:
 		s->a = bench_glibc();
@@ -111,11 +109,7 @@ subject_open(struct subject *s)
 		s->a = bench_ext(s->ext);
 		return 0;
 	case S_GPA:
-		beamalloc_gpa_config_init(&cfg);
-		cfg.safety = s->safety;
-		cfg.thread_safe = true;
-		cfg.stack_trace_depth = 0;
-		s->gpa = beamalloc_gpa_create(beamalloc_wide(), &cfg);
+		s->gpa = bench_gpa_new(beamalloc_wide(), s->safety, true, 0);
 		if (s->gpa == NULL)
 			return -1;
 		s->a = beamalloc_gpa_allocator(s->gpa);
@@ -128,11 +122,7 @@ static void
 subject_close(struct subject *s)
 {
 	if (s->gpa != NULL) {
-		size_t leaks = beamalloc_gpa_destroy(s->gpa);
-
-		if (leaks != 0)
-			fprintf(stderr, "mtbench: %s: %zu leaked blocks\n",
-			    s->name, leaks);
+		bench_gpa_done("mtbench", s->name, s->gpa);
 		s->gpa = NULL;
 	}
 }
@@ -936,13 +926,8 @@ main(int argc, char **argv)
 		struct subject *s = &subjects[i];
 
 		s->sel = only == NULL || bench_in_list(only, s->name);
-		s->avail = true;
-		if (s->kind == S_EXT && !bench_ext_info(s->ext)->loaded) {
-			snprintf(s->why, sizeof(s->why), "%s (install %s)",
-			    bench_ext_info(s->ext)->why,
-			    bench_ext_info(s->ext)->package);
-			s->avail = false;
-		}
+		s->avail = s->kind != S_EXT ||
+		    bench_ext_ready(s->ext, s->why, sizeof(s->why));
 	}
 	for (size_t i = 0; i < NWL; i++)
 		wls[i].sel = wsel == NULL || bench_in_list(wsel, wls[i].name);

@@ -468,3 +468,69 @@ bench_rss(void)
 	fclose(f);
 	return resident * (size_t)sysconf(_SC_PAGESIZE);
 }
+
+void
+bench_reexec_static_tls(char **argv)
+{
+	const char *tun = "glibc.rtld.optional_static_tls=65536";
+	const char *old = getenv("GLIBC_TUNABLES");
+	char buf[1024];
+
+	if (getenv("BEAMALLOC_BENCH_REEXEC") != NULL)
+		return;
+	snprintf(buf, sizeof(buf), "%s%s%s", old ? old : "", old ? ":" : "",
+	    tun);
+	setenv("GLIBC_TUNABLES", buf, 1);
+	setenv("BEAMALLOC_BENCH_REEXEC", "1", 1);
+	execv("/proc/self/exe", argv);
+	/* If that failed, go on without jemalloc. */
+}
+
+bool
+bench_in_list(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = list; p && *p;) {
+		const char *e = strchr(p, ',');
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+
+		if (len == n && strncmp(p, name, n) == 0)
+			return true;
+		p = e ? e + 1 : NULL;
+	}
+	return false;
+}
+
+beamalloc_gpa *
+bench_gpa_new(beamalloc_allocator backing, bool safety, bool thread_safe,
+    unsigned depth)
+{
+	beamalloc_gpa_config cfg;
+
+	beamalloc_gpa_config_init(&cfg);
+	cfg.safety = safety;
+	cfg.thread_safe = thread_safe;
+	cfg.stack_trace_depth = depth;
+	return beamalloc_gpa_create(backing, &cfg);
+}
+
+void
+bench_gpa_done(const char *prog, const char *name, beamalloc_gpa *g)
+{
+	size_t leaks = beamalloc_gpa_destroy(g);
+
+	if (leaks != 0)
+		fprintf(stderr, "%s: %s: %zu leaked blocks\n", prog, name,
+		    leaks);
+}
+
+bool
+bench_ext_ready(enum ext_id id, char *why, size_t len)
+{
+	const struct ext_info *e = bench_ext_info(id);
+
+	if (!e->loaded)
+		snprintf(why, len, "%s (install %s)", e->why, e->package);
+	return e->loaded;
+}

@@ -48,6 +48,25 @@ struct counting {
 beamalloc_allocator bench_counting(struct counting *c,
     beamalloc_allocator backing);
 
+/* ---- the GPA under test ------------------------------------------------ */
+/* A GPA with no traces beyond depth, over backing. */
+beamalloc_gpa *bench_gpa_new(beamalloc_allocator backing, bool safety,
+    bool thread_safe, unsigned depth);
+/* Destroy, telling stderr about leaks (prog: the program's name). */
+void bench_gpa_done(const char *prog, const char *name, beamalloc_gpa *g);
+
+/* Whether the dlopen'ed library is there; why not (and what to install)
+ * into why. */
+bool bench_ext_ready(enum ext_id id, char *why, size_t len);
+
+/* jemalloc uses initial-exec TLS: dlopen needs room in the static TLS
+ * block, which glibc gives only through a tunable read at start-up.
+ * Re-executes the program with it, once; returns if that failed. */
+void bench_reexec_static_tls(char **argv);
+
+/* ---- command lines ----------------------------------------------------- */
+bool bench_in_list(const char *list, const char *name);	/* "a,b,c" */
+
 /* ---- process memory ---------------------------------------------------- */
 size_t bench_rss(void);			/* resident bytes, /proc/self/statm */
 

@@ -292,16 +292,8 @@ static bool
 subject_check(struct subject *s)
 {
 	switch (s->kind) {
-	case S_EXT: {
-		const struct ext_info *e = bench_ext_info(s->ext);
-
-		if (!e->loaded) {
-			snprintf(s->why, sizeof(s->why), "%s (install %s)",
-			    e->why, e->package);
-			return false;
-		}
-		return true;
-	}
+	case S_EXT:
+		return bench_ext_ready(s->ext, s->why, sizeof(s->why));
 	default:
 		return true;
 	}
@@ -348,24 +340,18 @@ subject_open(struct subject *s)
 	case S_WIDE_BEAM:
 		s->a = beamalloc_wide();
 		return 0;
-	case S_GPA: {
-		beamalloc_gpa_config cfg;
-
-		beamalloc_gpa_config_init(&cfg);
-		cfg.safety = s->safety;
-		cfg.thread_safe = s->thread_safe;
-		cfg.stack_trace_depth = s->depth;
+	case S_GPA:
 		/* The GPA over wide over the BEAM base, as in a NIF; the
 		 * counting wrapper sees what it takes from the BEAM base. */
 		s->wide = beamalloc_wide_on(&s->cnt_a);
-		s->gpa = beamalloc_gpa_create(s->wide, &cfg);
+		s->gpa = bench_gpa_new(s->wide, s->safety, s->thread_safe,
+		    s->depth);
 		if (s->gpa == NULL)
 			return -1;
 		s->a = beamalloc_gpa_allocator(s->gpa);
 		if (s->shared)
 			return share_gpa(s->a);
 		return 0;
-	}
 	case S_ARENA:
 		s->arena = beamalloc_arena_create(s->cnt_a);
 		if (s->arena == NULL)
@@ -384,11 +370,7 @@ static void
 subject_close(struct subject *s)
 {
 	if (s->gpa != NULL) {
-		size_t leaks = beamalloc_gpa_destroy(s->gpa);
-
-		if (leaks != 0)
-			fprintf(stderr, "allocbench: %s: %zu leaked blocks\n",
-			    s->name, leaks);
+		bench_gpa_done("allocbench", s->name, s->gpa);
 		s->gpa = NULL;
 	}
 	if (s->arena != NULL) {
@@ -996,41 +978,6 @@ report_ratios(FILE *csv)
  * Main
  * ---------------------------------------------------------------------- */
 
-static bool
-in_list(const char *list, const char *name)
-{
-	size_t n = strlen(name);
-
-	for (const char *p = list; p && *p;) {
-		const char *e = strchr(p, ',');
-		size_t len = e ? (size_t)(e - p) : strlen(p);
-
-		if (len == n && strncmp(p, name, n) == 0)
-			return true;
-		p = e ? e + 1 : NULL;
-	}
-	return false;
-}
-
-/* jemalloc uses initial-exec TLS: dlopen needs room in the static TLS
- * block, which glibc gives only through a tunable read at start-up. */
-static void
-reexec_with_static_tls(char **argv)
-{
-	const char *tun = "glibc.rtld.optional_static_tls=65536";
-	const char *old = getenv("GLIBC_TUNABLES");
-	char buf[1024];
-
-	if (getenv("BEAMALLOC_BENCH_REEXEC") != NULL)
-		return;
-	snprintf(buf, sizeof(buf), "%s%s%s", old ? old : "", old ? ":" : "",
-	    tun);
-	setenv("GLIBC_TUNABLES", buf, 1);
-	setenv("BEAMALLOC_BENCH_REEXEC", "1", 1);
-	execv("/proc/self/exe", argv);
-	/* If that failed, go on without jemalloc. */
-}
-
 static void *
 noop_thread(void *arg)
 {
@@ -1142,15 +1089,16 @@ main(int argc, char **argv)
 		subjects[find_subject("glibc")].name = preload_as;
 	} else {
 		if (bench_ext_load())
-			reexec_with_static_tls(argv);
+			bench_reexec_static_tls(argv);
 		for (size_t i = 0; i < NS; i++)
 			subjects[i].selected = only == NULL ||
-			    in_list(only, subjects[i].name);
+			    bench_in_list(only, subjects[i].name);
 	}
 	for (size_t i = 0; i < NS; i++)
 		subjects[i].available = subject_check(&subjects[i]);
 	for (size_t i = 0; i < NW; i++)
-		wdefs[i].selected = wls == NULL || in_list(wls, wdefs[i].w.name);
+		wdefs[i].selected = wls == NULL ||
+		    bench_in_list(wls, wdefs[i].w.name);
 	/* Threads under callgrind are serialized: nothing to learn. */
 	if (callgrind)
 		for (size_t i = 0; i < NW; i++)

@@ -71,9 +71,11 @@
  * ---------------------------------------------------------------------- */
 
 static inline size_t
-class_of(size_t len, size_t align)
+class_of(const struct beamalloc_gpa *g, size_t len, size_t align)
 {
-	size_t n = len > align ? len : align;
+	/* A thread-safe GPA's slots are a line at least (the records
+	 * keep the alignment asked). */
+	size_t n = ba_max(len, ba_max(align, g->thread_safe ? LINE_MIN : 1));
 
 	/* ceil(log2(n)) - MIN_SHIFT, 0 for n <= 8 */
 	return (size_t)(61 - __builtin_clzll((unsigned long long)((n - 1) |
@@ -1014,9 +1016,29 @@ tcache_new(struct beamalloc_gpa *g)
 }
 
 static void go_shared(struct beamalloc_gpa *g);
+static void settle(struct beamalloc_gpa *g, struct tcache *tc);
+static void exit_note(struct beamalloc_gpa *g, size_t slot);
+
+/* A cache for a slot about to be claimed: one a thread gave back when
+ * it ended (or made for a slot another thread took first), or a new
+ * one. */
+static struct tcache *
+tcache_take(struct beamalloc_gpa *g)
+{
+	struct tcache *tc;
+
+	lock(g, &g->lock);
+	if ((tc = g->tc_free) != NULL)
+		g->tc_free = tc->free_next;
+	unlock(g, &g->lock);
+	return tc != NULL ? tc : tcache_new(g);
+}
 
 /* The calling thread's cache when its home slot is not its own: probe,
- * or claim a slot.  A slot's key is set once and never cleared; the cache
+ * or claim a slot.  Slots are probed linearly; a slot given back when
+ * its thread ended keeps a tombstone key (TKEY_TOMB), so that the probe
+ * of a thread placed past it goes on, and is claimed again by the next
+ * thread that finds no slot of its own before an empty one.  The cache
  * exists before the key is claimed and is stored right after, before
  * the only thread that can match the key leaves this function.  NULL
  * when every slot is taken or memory ran out: the caller then shares tc0
@@ -1024,49 +1046,55 @@ static void go_shared(struct beamalloc_gpa *g);
 static struct tcache *
 tcache_slow(struct beamalloc_gpa *g)
 {
-	uintptr_t k = thread_key();
-	size_t h = thread_home(k);
+	uintptr_t k = thread_key(), cur;
+	size_t h = thread_home(k), i, tomb;
+	struct tcache *tc;
 
+again:
+	tomb = NTHREADS;
 	for (size_t n = 0; n < NTHREADS; n++) {
-		size_t i = (h + n) & (NTHREADS - 1);
-		uintptr_t cur = atomic_load_explicit(&g->tkey[i],
-		    memory_order_acquire);
-		struct tcache *tc;
-
-		/* A thread that ended leaves its slot and cache to the next
-		 * thread given the same thread pointer. */
+		i = (h + n) & (NTHREADS - 1);
+		cur = atomic_load_explicit(&g->tkey[i], memory_order_acquire);
+		/* A thread that ended without giving its slot back (its
+		 * exit hook could not be set) leaves its slot and cache to
+		 * the next thread given the same thread pointer. */
 		if (cur == k) {
 			tc = atomic_load_explicit(&g->tcs[i],
 			    memory_order_relaxed);
 			return tc != &no_tc ? tc : NULL;
 		}
-		if (cur != 0)
-			continue;
-		lock(g, &g->lock);
-		tc = g->tc_spare;
-		g->tc_spare = NULL;
-		unlock(g, &g->lock);
-		if (tc == NULL && (tc = tcache_new(g)) == NULL)
-			return NULL;
-		if (atomic_compare_exchange_strong(&g->tkey[i], &cur, k)) {
-			tc->owner = k;
-			atomic_store_explicit(&g->tcs[i], tc,
-			    memory_order_release);
-			/* A second thread: frees may race from now on. */
-			if (atomic_fetch_add(&g->nclaimed, 1) != 0 &&
-			    g->safety)
-				go_shared(g);
-			return tc;
-		}
+		if (cur == TKEY_TOMB && tomb == NTHREADS)
+			tomb = i;
+		if (cur == 0)
+			goto claim;
+	}
+	if (tomb == NTHREADS) {
+		if (g->safety)
+			go_shared(g);	/* every slot taken: many threads */
+		return NULL;
+	}
+claim:
+	if (tomb != NTHREADS) {
+		i = tomb;
+		cur = TKEY_TOMB;
+	}
+	if ((tc = tcache_take(g)) == NULL)
+		return NULL;
+	if (!atomic_compare_exchange_strong(&g->tkey[i], &cur, k)) {
 		/* Another thread took the slot: keep the cache for later. */
 		lock(g, &g->lock);
-		g->tc_spare = tc;
+		tc->free_next = g->tc_free;
+		g->tc_free = tc;
 		unlock(g, &g->lock);
-		n--;			/* look at this slot again */
+		goto again;
 	}
-	if (g->safety)
-		go_shared(g);		/* every slot taken: many threads */
-	return NULL;
+	__atomic_store_n(&tc->owner, k, __ATOMIC_RELAXED);
+	atomic_store_explicit(&g->tcs[i], tc, memory_order_release);
+	exit_note(g, i);
+	/* A second thread: frees may race from now on. */
+	if (atomic_fetch_add(&g->nclaimed, 1) != 0 && g->safety)
+		go_shared(g);
+	return tc;
 }
 
 /* The general paths wait while their cache is being emptied, then set
@@ -1100,6 +1128,164 @@ tcache_of(struct beamalloc_gpa *g)
 	if (!g->thread_safe)
 		return g->tc0;
 	return tcache_mine(g, &tc) ? tc : NULL;
+}
+
+/* ------------------------------------------------------------------------
+ * Thread exit: a thread that ends gives its cache slots back.  One
+ * pthread key per process; its value is the list of the slots the thread
+ * claimed, in any GPA.  At exit its destructor hands each cache's
+ * magazines to the depots, settles its credit, and frees the slot (a
+ * tombstone) and the cache (g->tc_free) for the next thread.  A GPA may
+ * be destroyed before a thread that used it ends: thread-safe GPAs are
+ * registered here while they live, and the destructor touches only
+ * registered ones, under the registry's lock, which destroy takes first.
+ * (The global GPA is never destroyed.)
+ * ---------------------------------------------------------------------- */
+
+struct tclaim {
+	struct tclaim *next;
+	struct beamalloc_gpa *g;
+	uint64_t gid;			/* g->gid: g's address may be reused */
+	size_t slot;
+};
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct beamalloc_gpa *reg_live;	/* through reg_next */
+static uint64_t reg_gid;
+static pthread_key_t exit_key;
+static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
+static bool exit_ok;
+
+/* Under reg_lock. */
+static bool
+reg_has(const struct beamalloc_gpa *g, uint64_t gid)
+{
+	for (const struct beamalloc_gpa *r = reg_live; r != NULL;
+	    r = r->reg_next)
+		if (r == g)
+			return r->gid == gid;
+	return false;
+}
+
+static void
+reg_add(struct beamalloc_gpa *g)
+{
+	pthread_mutex_lock(&reg_lock);
+	g->gid = ++reg_gid;
+	g->reg_next = reg_live;
+	reg_live = g;
+	pthread_mutex_unlock(&reg_lock);
+}
+
+/* Waits for any thread giving back a slot of g. */
+static void
+reg_remove(struct beamalloc_gpa *g)
+{
+	pthread_mutex_lock(&reg_lock);
+	for (struct beamalloc_gpa **p = &reg_live; *p != NULL;
+	    p = &(*p)->reg_next)
+		if (*p == g) {
+			*p = g->reg_next;
+			break;
+		}
+	pthread_mutex_unlock(&reg_lock);
+}
+
+/* The ending thread's cache in slot i goes back: its magazines to the
+ * depots (waiting out a steal_idle() at work on them), its credit into
+ * the counters; its block count stays with the cache, which stays on
+ * g->tcaches for stats and trims.  Then the slot is a tombstone and the
+ * cache is free. */
+static void
+slot_release(struct beamalloc_gpa *g, size_t i)
+{
+	uintptr_t k = thread_key();
+	struct tcache *tc = atomic_load_explicit(&g->tcs[i],
+	    memory_order_acquire);
+
+	if (atomic_load_explicit(&g->tkey[i], memory_order_relaxed) != k ||
+	    tc == &no_tc || tc->owner != k)
+		return;
+	tc_enter_wait(g, tc);
+	for (size_t c = 0; c < NCLASS; c++)
+		tc_drain(g, tc, c);
+	tc_leave_wait(g, tc);
+	if (g->batched)
+		settle(g, tc);
+	atomic_store_explicit(&g->tcs[i], &no_tc, memory_order_release);
+	atomic_store_explicit(&g->tkey[i], TKEY_TOMB, memory_order_release);
+	lock(g, &g->lock);
+	tc->free_next = g->tc_free;
+	g->tc_free = tc;
+	unlock(g, &g->lock);
+}
+
+/* The key's destructor (once per thread, and again if a later
+ * destructor claims a slot anew). */
+static void
+thread_gone(void *arg)
+{
+	struct tclaim *cl = arg, *next;
+
+	pthread_mutex_lock(&reg_lock);
+	for (; cl != NULL; cl = next) {
+		next = cl->next;
+		if (reg_has(cl->g, cl->gid))
+			slot_release(cl->g, cl->slot);
+		free(cl);
+	}
+	pthread_mutex_unlock(&reg_lock);
+}
+
+static void
+exit_init(void)
+{
+	exit_ok = pthread_key_create(&exit_key, thread_gone) == 0;
+}
+
+/* The library may be unloaded (a NIF's dlclose): its destructor must not
+ * be called after that.  Threads still alive then keep their slots, as
+ * before there was a hook, and their lists (a few words each). */
+__attribute__((destructor)) static void
+exit_fini(void)
+{
+	if (exit_ok) {
+		exit_ok = false;
+		pthread_key_delete(exit_key);
+	}
+}
+
+/* The calling thread claimed slot i of g: note it for its exit.  Notes
+ * of destroyed GPAs are dropped now and then, when the registry is free
+ * (never waited for here: this may run inside a slot_release() of a GPA
+ * over this one).  Without memory or a key the slot stays claimed, as a
+ * thread that ended without the hook leaves it. */
+static void
+exit_note(struct beamalloc_gpa *g, size_t i)
+{
+	struct tclaim *head, *cl;
+	size_t n = 0;
+
+	pthread_once(&exit_once, exit_init);
+	if (!exit_ok)
+		return;
+	head = pthread_getspecific(exit_key);
+	for (cl = head; cl != NULL; cl = cl->next)
+		n++;
+	if (n >= 8 && pthread_mutex_trylock(&reg_lock) == 0) {
+		for (struct tclaim **p = &head; (cl = *p) != NULL;)
+			if (!reg_has(cl->g, cl->gid)) {
+				*p = cl->next;
+				free(cl);
+			} else
+				p = &cl->next;
+		pthread_mutex_unlock(&reg_lock);
+	}
+	if ((cl = malloc(sizeof(*cl))) != NULL) {
+		*cl = (struct tclaim){ head, g, g->gid, i };
+		head = cl;
+	}
+	(void)pthread_setspecific(exit_key, head);
 }
 
 /* ------------------------------------------------------------------------
@@ -1645,7 +1831,7 @@ out:
 static void *
 gpa_alloc(struct beamalloc_gpa *g, size_t len, size_t align, uintptr_t ra)
 {
-	size_t c = class_of(len, align);
+	size_t c = class_of(g, len, align);
 	struct tcache *tc;
 	void *p;
 
@@ -1768,7 +1954,7 @@ small_resize(struct beamalloc_gpa *g, void *mem, const struct where *w,
 		errno = EINVAL;		/* reported: refused, not "cannot" */
 		return false;
 	}
-	if (class_of(new_len, align) + MIN_SHIFT != w->shift)
+	if (class_of(g, new_len, align) + MIN_SHIFT != w->shift)
 		return false;
 	if ((tc = tcache_of(g)) == NULL)
 		tc = tcache_slow(g);
@@ -2447,6 +2633,8 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 		return ba_fail(ENOMEM);
 	}
 	atomic_store(&g->stab, t);
+	if (g->thread_safe)
+		reg_add(g);
 	/* Last: the decay thread may trim g from now on. */
 	if (g->thread_safe && c.decay_ms != 0)
 		(void)ba_gpa_decay_register(g, c.decay_ms);
@@ -2603,6 +2791,8 @@ beamalloc_gpa_destroy(beamalloc_gpa *g)
 	n = beamalloc_gpa_detect_leaks(g);
 	if (g->global)
 		return n;		/* the global instance lives on */
+	if (g->thread_safe)
+		reg_remove(g);
 	leaks_small(g, NULL);
 	for (struct slab *s = atomic_load(&g->slabs), *next; s != NULL;
 	    s = next) {

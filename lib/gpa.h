@@ -18,6 +18,10 @@
 #define MIN_SHIFT 3			/* smallest class: 8 bytes */
 #define MAX_SHIFT 14			/* largest class: 16 KiB */
 #define NCLASS (MAX_SHIFT - MIN_SHIFT + 1)
+/* A thread-safe GPA's smallest slot: a cache line, so that no two
+ * threads are ever handed blocks in one line (false sharing); the
+ * classes below it serve GPAs of one thread. */
+#define LINE_MIN 64
 #define MAG_MAX 255			/* slots per magazine */
 #define MAG_BYTES (64 * 1024)		/* and at most this many bytes' worth */
 #define CARVE_MIN 8			/* fresh slots in a first refill */
@@ -26,6 +30,7 @@
 #define DECAY_MS_VM 500			/* default decay_ms in the VM */
 #define REGION_MAX_SLABS 32		/* regions grow to 2 MiB */
 #define STAB_TOMB ((uintptr_t)1)	/* a released slab's table key */
+#define TKEY_TOMB ((uintptr_t)1)	/* a thread cache slot given back */
 #define META_CHUNK (32 * 1024)		/* metadata blocks, when needed */
 #define NTHREADS_BITS 8			/* thread caches found by hashing */
 #define NTHREADS (1 << NTHREADS_BITS)
@@ -121,7 +126,7 @@ struct memo {
 #define LD_END (2 * NCLASS)
 
 struct tcache {
-	uintptr_t owner;		/* thread pointer, set once */
+	uintptr_t owner;		/* thread pointer, set at each claim */
 	/* Requested bytes not yet settled into the GPA's counters: the
 	 * high-water mark since the last settle, and how far below it the
 	 * count is now (room: the credit is hi - room, so an alloc is one
@@ -161,6 +166,7 @@ struct tcache {
 	uintptr_t mark[NCLASS];
 	ptrdiff_t nblk;
 	unsigned seq;
+	struct tcache *free_next;	/* g->tc_free: its thread ended */
 };
 
 
@@ -264,7 +270,9 @@ struct beamalloc_gpa {
 	unsigned scanning;		/* leak scans walking the slab list */
 	uint32_t stamp;			/* of the last trim */
 	struct tcache *tcaches;
-	struct tcache *tc_spare;	/* made for a slot another thread took */
+	struct tcache *tc_free;		/* caches no thread owns */
+	uint64_t gid;			/* thread_safe: unique in the process */
+	struct beamalloc_gpa *reg_next;	/* live thread-safe GPAs */
 	pthread_mutex_t shared_lock;	/* threads past NTHREADS share tc0 */
 	pthread_mutex_t steal_lock;	/* one steal_idle() at a time */
 
@@ -315,11 +323,12 @@ BA_HIDDEN void ba_gpa_decay_trim(struct beamalloc_gpa *g);
  * bit (one bsr, unsigned: no sign extension, and the MIN_SHIFT - 1 goes
  * into the address of the class's data).  len == 0 (never from the
  * front-end) gives a class past the last, so the general path sees it
- * as before. */
+ * as before.  ts: a thread-safe GPA's, LINE_MIN at least. */
 static inline size_t
-class_bit_fast(size_t len, size_t align)
+class_bit_fast(size_t len, size_t align, bool ts)
 {
-	unsigned long long x = (len - 1) | (align - 1) | 7;
+	unsigned long long x = (len - 1) | (align - 1) |
+	    (ts ? LINE_MIN - 1 : 7);
 #if defined(__x86_64__)
 	size_t b;
 
@@ -523,7 +532,7 @@ ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
     bool safety)
 {
 	struct beamalloc_gpa *g = ctx;
-	size_t b = class_bit_fast(len, align);
+	size_t b = class_bit_fast(len, align, ts);
 	struct tcache *tc;
 	struct entry *top, e;
 	uintptr_t me = 0, prev = 0;

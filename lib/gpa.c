@@ -71,11 +71,9 @@
  * ---------------------------------------------------------------------- */
 
 static inline size_t
-class_of(const struct beamalloc_gpa *g, size_t len, size_t align)
+class_of(size_t len, size_t align)
 {
-	/* A thread-safe GPA's slots are a line at least (the records
-	 * keep the alignment asked). */
-	size_t n = ba_max(len, ba_max(align, g->thread_safe ? LINE_MIN : 1));
+	size_t n = len > align ? len : align;
 
 	/* ceil(log2(n)) - MIN_SHIFT, 0 for n <= 8 */
 	return (size_t)(61 - __builtin_clzll((unsigned long long)((n - 1) |
@@ -1831,7 +1829,7 @@ out:
 static void *
 gpa_alloc(struct beamalloc_gpa *g, size_t len, size_t align, uintptr_t ra)
 {
-	size_t c = class_of(g, len, align);
+	size_t c = class_of(len, align);
 	struct tcache *tc;
 	void *p;
 
@@ -1954,7 +1952,7 @@ small_resize(struct beamalloc_gpa *g, void *mem, const struct where *w,
 		errno = EINVAL;		/* reported: refused, not "cannot" */
 		return false;
 	}
-	if (class_of(g, new_len, align) + MIN_SHIFT != w->shift)
+	if (class_of(new_len, align) + MIN_SHIFT != w->shift)
 		return false;
 	if ((tc = tcache_of(g)) == NULL)
 		tc = tcache_slow(g);

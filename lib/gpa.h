@@ -18,10 +18,6 @@
 #define MIN_SHIFT 3			/* smallest class: 8 bytes */
 #define MAX_SHIFT 14			/* largest class: 16 KiB */
 #define NCLASS (MAX_SHIFT - MIN_SHIFT + 1)
-/* A thread-safe GPA's smallest slot: a cache line, so that no two
- * threads are ever handed blocks in one line (false sharing); the
- * classes below it serve GPAs of one thread. */
-#define LINE_MIN 64
 #define MAG_MAX 255			/* slots per magazine */
 #define MAG_BYTES (64 * 1024)		/* and at most this many bytes' worth */
 #define CARVE_MIN 8			/* fresh slots in a first refill */
@@ -323,12 +319,11 @@ BA_HIDDEN void ba_gpa_decay_trim(struct beamalloc_gpa *g);
  * bit (one bsr, unsigned: no sign extension, and the MIN_SHIFT - 1 goes
  * into the address of the class's data).  len == 0 (never from the
  * front-end) gives a class past the last, so the general path sees it
- * as before.  ts: a thread-safe GPA's, LINE_MIN at least. */
+ * as before. */
 static inline size_t
-class_bit_fast(size_t len, size_t align, bool ts)
+class_bit_fast(size_t len, size_t align)
 {
-	unsigned long long x = (len - 1) | (align - 1) |
-	    (ts ? LINE_MIN - 1 : 7);
+	unsigned long long x = (len - 1) | (align - 1) | 7;
 #if defined(__x86_64__)
 	size_t b;
 
@@ -532,7 +527,7 @@ ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
     bool safety)
 {
 	struct beamalloc_gpa *g = ctx;
-	size_t b = class_bit_fast(len, align, ts);
+	size_t b = class_bit_fast(len, align);
 	struct tcache *tc;
 	struct entry *top, e;
 	uintptr_t me = 0, prev = 0;

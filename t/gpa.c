@@ -236,8 +236,7 @@ bad_frees(bool safety)
 		ok(rp->size == 24 && rp->align == 8,
 		    "%s: with the block's size and alignment", m);
 	else
-		/* A thread-safe GPA's smallest slot is a cache line. */
-		ok(rp->size == 64, "%s: with the block's size class", m);
+		ok(rp->size == 32, "%s: with the block's size class", m);
 	q = beamalloc_alloc(a, 24);
 	r = beamalloc_alloc(a, 24);
 	ok(q != r, "%s: the double free did not hand a slot out twice", m);
@@ -411,17 +410,17 @@ resize_remap(void)
 
 	t->move_on_remap = 1;
 	ncaught = 0;
-	p = beamalloc_alloc(a, 100);
-	ta_fill(p, 100, 1);
-	ok(beamalloc_resize(a, p, 100, 8, 128), "resize within the class");
-	ok(beamalloc_resize(a, p, 128, 8, 65), "shrink within the class");
-	ok(!beamalloc_resize(a, p, 65, 8, 129), "no resize past the class");
-	ok(!beamalloc_resize(a, p, 65, 8, 64),
+	p = beamalloc_alloc(a, 20);
+	ta_fill(p, 20, 1);
+	ok(beamalloc_resize(a, p, 20, 8, 32), "resize within the class");
+	ok(beamalloc_resize(a, p, 32, 8, 17), "shrink within the class");
+	ok(!beamalloc_resize(a, p, 17, 8, 33), "no resize past the class");
+	ok(!beamalloc_resize(a, p, 17, 8, 16),
 	    "no resize into a smaller class");
 	beamalloc_gpa_get_stats(g, &st);
-	is_size(st.live_bytes, 65, "stats follow the resize");
-	q = beamalloc_realloc(a, p, 65, 8, 5000);
-	ok(q != NULL && ta_intact(q, 65, 1), "realloc moves across classes");
+	is_size(st.live_bytes, 17, "stats follow the resize");
+	q = beamalloc_realloc(a, p, 17, 8, 5000);
+	ok(q != NULL && ta_intact(q, 17, 1), "realloc moves across classes");
 	ta_fill(q, 5000, 2);
 	p = beamalloc_realloc(a, q, 5000, 8, 300000);
 	ok(p != NULL && ta_intact(p, 5000, 2), "realloc into a large block");

@@ -1301,7 +1301,7 @@ popped_twice(struct beamalloc_gpa *g, unsigned char *p)
 
 /* Corruption checks on small blocks (the helpers are in gpa_check.c;
  * the quarantine's side is after the large blocks). */
-static void slot_push(struct beamalloc_gpa *g, struct tcache *tc,
+static inline void slot_push(struct beamalloc_gpa *g, struct tcache *tc,
     unsigned char *p, unsigned char *rec, unsigned shift, bool held);
 static bool quar_hold(struct beamalloc_gpa *g, struct tcache *tc,
     const struct ba_qent *e);
@@ -1374,7 +1374,8 @@ small_free(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
 {
 	if (BA_UNLIKELY(g->depth != 0))
 		trace_slot(g, p, 1, ra);
-	ba_chk_fill_freed(g, p, (size_t)1 << shift);
+	if (BA_UNLIKELY(g->junk))
+		ba_chk_fill_freed(g, p, (size_t)1 << shift);
 	if (g->tools)
 		BA_TOOL_FREE(p, (size_t)1 << shift);
 	charge(g, tc, -(ptrdiff_t)len);
@@ -1397,7 +1398,7 @@ small_free(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
 /* Put a freed slot into tc's magazine.  Without a magazine (out of
  * memory) the slot is dropped: it stays freed and unused, never handed
  * out twice. */
-static void
+static inline __attribute__((always_inline)) void
 slot_push(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
     unsigned char *rec, unsigned shift, bool held)
 {

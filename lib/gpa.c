@@ -1577,6 +1577,15 @@ lg_extra(const struct beamalloc_gpa *g)
 	return g->canary ? BA_CANARY_LARGE : 0;
 }
 
+/* The bytes a large block may check past its length: its canary's; a
+ * guarded block's up to the guard page, where its alignment put it. */
+static inline size_t
+lg_room(const struct beamalloc_gpa *g, size_t len, size_t align, bool guard)
+{
+	return guard ? (size_t)ba_align_forward(len, align) : len +
+	    lg_extra(g);
+}
+
 /* One allocation in guard_sample goes against a guard page. */
 static inline bool
 guard_due(struct beamalloc_gpa *g)
@@ -1640,7 +1649,7 @@ large_alloc(struct beamalloc_gpa *g, size_t len, size_t align, uintptr_t ra,
 		return ba_fail(ENOMEM);
 	}
 	if (BA_UNLIKELY(g->canary || g->junk))
-		ba_chk_fill_new(g, p, len, len + extra);
+		ba_chk_fill_new(g, p, len, lg_room(g, len, align, guard));
 	return p;
 }
 
@@ -1650,8 +1659,8 @@ static bool
 lg_canary(struct beamalloc_gpa *g, const struct large *l,
     union large_copy *copy)
 {
-	if (l->guard || ba_chk_canary_ok(g, (unsigned char *)l->addr, l->len,
-	    l->len + lg_extra(g)))
+	if (ba_chk_canary_ok(g, (unsigned char *)l->addr, l->len,
+	    lg_room(g, l->len, (size_t)1 << l->lalign, l->guard)))
 		return true;
 	memcpy(copy, l, g->lstride);
 	return false;

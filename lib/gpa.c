@@ -1874,7 +1874,8 @@ gpa_alloc(struct beamalloc_gpa *g, size_t len, size_t align, uintptr_t ra)
 	struct tcache *tc;
 	void *p;
 
-	if (BA_UNLIKELY(g->guard_sample != 0) && guard_due(g) &&
+	if (BA_UNLIKELY(g->guard_sample != 0) && !g->guard_fast &&
+	    guard_due(g) &&
 	    (p = large_alloc(g, len, align, ra, true)) != NULL)
 		return p;
 	if (c >= NCLASS)
@@ -1984,6 +1985,43 @@ FAST_PAIR(fast_ts, true, false)
 FAST_PAIR(fast_ts_safe, true, true)
 FAST_PAIR(fast_st, false, false)
 FAST_PAIR(fast_st_safe, false, true)
+
+/* guard_sample alone: the fast paths, and a countdown that sends one
+ * allocation in N against a guard page.  The countdown is one relaxed
+ * load and store, not an atomic decrement: threads racing on it only
+ * make the sampling less regular.  A guarded block is in no slab: its
+ * free misses the memo and goes to the general path. */
+static __attribute__((noinline)) void *
+guard_now(struct beamalloc_gpa *g, size_t len, size_t align, uintptr_t ra)
+{
+	void *p;
+
+	atomic_store_explicit(&g->guard_left, g->guard_sample,
+	    memory_order_relaxed);
+	if ((p = large_alloc(g, len, align, ra, true)) != NULL)
+		return p;
+	return ba_gpa_alloc(g, len, align, ra);
+}
+
+#define GUARD_ALLOC(name, ts, safety)					\
+static void *								\
+name##_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)	\
+{									\
+	struct beamalloc_gpa *g = ctx;					\
+	unsigned n = atomic_load_explicit(&g->guard_left,		\
+	    memory_order_relaxed);					\
+									\
+	if (BA_UNLIKELY(n <= 1))					\
+		return guard_now(g, len, align, ra);			\
+	atomic_store_explicit(&g->guard_left, n - 1,			\
+	    memory_order_relaxed);					\
+	return ba_gpa_fast_alloc(ctx, len, align, ra, ts, safety);	\
+}
+
+GUARD_ALLOC(guard_ts, true, false)
+GUARD_ALLOC(guard_ts_safe, true, true)
+GUARD_ALLOC(guard_st, false, false)
+GUARD_ALLOC(guard_st_safe, false, true)
 
 /* In place within the size class; the records follow the new length. */
 static bool
@@ -2163,12 +2201,23 @@ const beamalloc_vtable ba_gpa_vtables[GPA_NVT] = {
 	    fast_ts_safe_free },
 };
 
+/* The fast ones with guarded sampling, in the same order. */
+static const beamalloc_vtable guard_vtables[GPA_NVT] = {
+	[GPA_VT_ST] = { guard_st_alloc, gpa_resize, gpa_remap, fast_st_free },
+	[GPA_VT_ST_SAFE] = { guard_st_safe_alloc, gpa_resize, gpa_remap,
+	    fast_st_safe_free },
+	[GPA_VT_TS] = { guard_ts_alloc, gpa_resize, gpa_remap, fast_ts_free },
+	[GPA_VT_TS_SAFE] = { guard_ts_safe_alloc, gpa_resize, gpa_remap,
+	    fast_ts_safe_free },
+};
+
 bool
 ba_gpa_vtable_is(const beamalloc_vtable *v)
 {
 	for (size_t i = 0; i < sizeof(ba_gpa_vtables) / sizeof(ba_gpa_vtables[0]);
 	    i++)
-		if (v == &ba_gpa_vtables[i])
+		if (v == &ba_gpa_vtables[i] || (i != GPA_VT_GENERAL &&
+		    v == &guard_vtables[i]))
 			return true;
 	return false;
 }
@@ -2646,9 +2695,14 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 	g->guard_sample = c.guard_sample;
 	g->vtable = &ba_gpa_vtables[GPA_VT_GENERAL];
 	if (g->batched && g->depth == 0 && !g->tools && !g->canary &&
-	    !g->junk && g->guard_sample == 0)
-		g->vtable = &ba_gpa_vtables[GPA_VT_ST + 2 * g->thread_safe +
+	    !g->junk) {
+		/* Guarded sampling alone keeps the fast paths. */
+		g->guard_fast = g->guard_sample != 0;
+		atomic_init(&g->guard_left, 1);
+		g->vtable = &(g->guard_fast ? guard_vtables :
+		    ba_gpa_vtables)[GPA_VT_ST + 2 * g->thread_safe +
 		    g->safety];
+	}
 	g->report = c.report;
 	g->report_user = c.report_user;
 	g->rec_shift = g->safety ? log2_of(sizeof(struct rec)) : 0;

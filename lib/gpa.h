@@ -277,7 +277,12 @@ struct beamalloc_gpa {
 	bool canary, junk;
 	struct ba_quar *quar;		/* NULL: no quarantine */
 	unsigned guard_sample;		/* 0: no guard pages */
-	_Atomic unsigned guard_count;
+	bool guard_fast;		/* sampled by the fast paths' countdown */
+	_Atomic unsigned guard_count;	/* the general path's count */
+	/* The fast paths' countdown, written by every allocation: a cache
+	 * line apart (the struct is only 8-aligned: no _Alignas). */
+	char guard_pad[64];
+	_Atomic unsigned guard_left;
 };
 
 /* The vtables: the general one first, then the fast ones by

@@ -31,6 +31,7 @@
 
 #define GUARD_SLOTS 512
 #define GUARD_TRACE 8
+#define GUARD_KEEP (16 * 1024)		/* freed blocks keep up to this */
 
 enum { GS_EMPTY, GS_BUSY, GS_LIVE, GS_FREED };
 
@@ -165,26 +166,32 @@ install(void)
  * Guarded blocks
  * ---------------------------------------------------------------------- */
 
-/* A slot to fill: an empty one, else the one of a freed block, whose
- * pages go. */
+/* A slot to fill: an empty one (freed blocks stay guarded as long as
+ * there are), else that of a freed block whose pages have the size
+ * wanted (*reuse: they are mapped again, one mprotect()), else that of
+ * any freed block, whose pages go. */
 static struct gslot *
-slot_claim(void)
+slot_claim(size_t map_len, bool *reuse)
 {
-	for (int want = GS_EMPTY;; want = GS_FREED) {
+	for (int pass = 0; pass < 3; pass++) {
+		int want = pass == 0 ? GS_EMPTY : GS_FREED;
+
 		for (size_t i = 0; i < GUARD_SLOTS; i++) {
 			int cur = want;
 
-			if (atomic_compare_exchange_strong(&slots[i].state,
-			    &cur, GS_BUSY)) {
-				if (want == GS_FREED)
-					munmap((void *)slots[i].map,
-					    slots[i].map_len);
-				return &slots[i];
-			}
+			if (pass == 1 && slots[i].map_len != map_len)
+				continue;
+			if (!atomic_compare_exchange_strong(&slots[i].state,
+			    &cur, GS_BUSY))
+				continue;
+			*reuse = pass == 1 && slots[i].map_len == map_len;
+			if (pass == 2 || (pass == 1 && !*reuse))
+				munmap((void *)slots[i].map,
+				    slots[i].map_len);
+			return &slots[i];
 		}
-		if (want == GS_FREED)
-			return NULL;
 	}
+	return NULL;
 }
 
 void *
@@ -193,20 +200,28 @@ ba_guard_alloc(const void *owner, size_t len, size_t align, uintptr_t ra,
 {
 	struct gslot *s;
 	size_t data;
+	bool reuse;
 	void *m;
 
 	pthread_once(&handler_once, install);
 	if (align > page_size || len > SIZE_MAX - 2 * page_size)
 		return NULL;
 	data = (len + page_size - 1) & ~(page_size - 1);
-	if ((s = slot_claim()) == NULL)
+	if ((s = slot_claim(data + page_size, &reuse)) == NULL)
 		return NULL;
-	m = mmap(NULL, data + page_size, PROT_READ | PROT_WRITE,
-	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (m == MAP_FAILED || mprotect((char *)m + data, page_size,
-	    PROT_NONE) != 0) {
+	if (reuse) {
+		m = (void *)s->map;
+		if (mprotect(m, data, PROT_READ | PROT_WRITE) != 0) {
+			munmap(m, data + page_size);
+			reuse = false;
+		}
+	}
+	if (!reuse && ((m = mmap(NULL, data + page_size, PROT_READ |
+	    PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)) == MAP_FAILED ||
+	    mprotect((char *)m + data, page_size, PROT_NONE) != 0)) {
 		if (m != MAP_FAILED)
 			munmap(m, data + page_size);
+		s->map_len = 0;
 		atomic_store(&s->state, GS_EMPTY);
 		return NULL;
 	}
@@ -242,8 +257,10 @@ ba_guard_free(void *p)
 
 	if (s == NULL)
 		return;
-	/* The memory goes back; the addresses stay, inaccessible. */
-	madvise((void *)s->map, s->data_len, MADV_DONTNEED);
+	/* The addresses stay, inaccessible; the memory of larger blocks
+	 * goes back (smaller ones keep theirs for the slot's next block). */
+	if (s->data_len > GUARD_KEEP)
+		madvise((void *)s->map, s->data_len, MADV_DONTNEED);
 	mprotect((void *)s->map, s->data_len, PROT_NONE);
 	atomic_store_explicit(&s->state, GS_FREED, memory_order_release);
 }

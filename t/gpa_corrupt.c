@@ -159,10 +159,12 @@ junk_read(void)
 	for (int i = 0; i < RUNS; i++) {
 		unsigned char *p = beamalloc_alloc(a, 40), *e = p + 40;
 
-		BA_VG_QUIET_BEGIN();	/* memcheck: uninitialized, rightly */
+#if defined(HAVE_VALGRIND_MEMCHECK_H) && !defined(BA_ASAN)
+		/* Memcheck holds them uninitialized, rightly: look anyway. */
+		VALGRIND_MAKE_MEM_DEFINED(p, 40);
+#endif
 		while (p < e && *p == 0xdb)
 			p++;
-		BA_VG_QUIET_END();
 		n += p == e;
 		memset(e - 40, 0, 40);
 		beamalloc_free(a, e - 40, 40);

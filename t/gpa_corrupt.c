@@ -22,6 +22,7 @@
 #include "beamalloc.h"
 #include "tap.h"
 #include "tools.h"
+#include "plant.h"
 
 #define RUNS 1000
 
@@ -48,16 +49,6 @@ expect(const void *p, size_t size)
 {
 	seen.want = p;
 	seen.want_size = size;
-}
-
-/* A write no tool sees. */
-static void
-plant(unsigned char *p, size_t n, unsigned char v)
-{
-	BA_ASAN_UNPOISON(p, n);
-	BA_VG_QUIET_BEGIN();
-	memset(p, v, n);
-	BA_VG_QUIET_END();
 }
 
 static beamalloc_gpa *

@@ -12,7 +12,7 @@
 
 #include <beamalloc/nif.h>
 
-#include "tools.h"
+#include "../plant.h"
 
 static _Atomic size_t got[16];
 
@@ -23,15 +23,6 @@ count(void *user, const beamalloc_report *r)
 	/* The first of each kind printed, to show what a user sees. */
 	if (atomic_fetch_add(&got[r->kind & 15], 1) == 0)
 		beamalloc_report_print(stderr, r);
-}
-
-static void
-plant(unsigned char *p, size_t n, unsigned char v)
-{
-	BA_ASAN_UNPOISON(p, n);
-	BA_VG_QUIET_BEGIN();
-	memset(p, v, n);
-	BA_VG_QUIET_END();
 }
 
 static beamalloc_gpa *

@@ -1372,6 +1372,8 @@ static void
 small_free(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
     unsigned char *rec, unsigned shift, size_t len, uintptr_t ra)
 {
+	bool held = false;
+
 	if (BA_UNLIKELY(g->depth != 0))
 		trace_slot(g, p, 1, ra);
 	if (BA_UNLIKELY(g->junk))
@@ -1389,10 +1391,9 @@ small_free(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
 		if (quar_hold(g, tc, &(struct ba_qent){ .p = (uintptr_t)p,
 		    .room = (size_t)1 << shift }))
 			return;
-		slot_push(g, tc, p, rec, shift, true);
-		return;
+		held = true;
 	}
-	slot_push(g, tc, p, rec, shift, false);
+	slot_push(g, tc, p, rec, shift, held);
 }
 
 /* Put a freed slot into tc's magazine.  Without a magazine (out of
@@ -1783,6 +1784,14 @@ out:
  * checked for writes as it leaves.
  * ---------------------------------------------------------------------- */
 
+/* Out of line: small_free()'s push stays the one inlined. */
+static __attribute__((noinline)) void
+slot_push_held(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
+    unsigned char *rec, unsigned shift)
+{
+	slot_push(g, tc, p, rec, shift, true);
+}
+
 /* A block leaves quarantine: checked, then given back to tc's magazine
  * (a small slot; tc NULL: the calling thread's) or to the backing. */
 static void
@@ -1821,19 +1830,18 @@ quar_release(struct beamalloc_gpa *g, struct tcache *tc,
 			BA_TOOL_NOACCESS(p, e->room);
 	}
 	rec = w.recs + (((e->p - w.base) >> w.shift) << g->rec_shift);
-	if (tc == NULL && (tc = tcache_of(g)) == NULL)
-		tc = tcache_slow(g);
-	if (tc != NULL) {
-		slot_push(g, tc, p, rec, w.shift, true);
+	if (tc == NULL && (tc = tcache_of(g)) == NULL &&
+	    (tc = tcache_slow(g)) == NULL) {
+		/* As in gpa_free(): no cache of its own, the shared one. */
+		pthread_mutex_lock(&g->shared_lock);
+		if (g->tc0 == NULL)
+			g->tc0 = tcache_new(g);
+		if (g->tc0 != NULL)
+			slot_push_held(g, g->tc0, p, rec, w.shift);
+		pthread_mutex_unlock(&g->shared_lock);
 		return;
 	}
-	/* As in gpa_free(): no cache of its own, the shared one. */
-	pthread_mutex_lock(&g->shared_lock);
-	if (g->tc0 == NULL)
-		g->tc0 = tcache_new(g);
-	if (g->tc0 != NULL)
-		slot_push(g, g->tc0, p, rec, w.shift, true);
-	pthread_mutex_unlock(&g->shared_lock);
+	slot_push_held(g, tc, p, rec, w.shift);
 }
 
 /* Hold a freed block, letting the oldest go past the limit; false when
@@ -2216,10 +2224,11 @@ ba_gpa_vtable_is(const beamalloc_vtable *v)
 {
 	for (size_t i = 0; i < sizeof(ba_gpa_vtables) / sizeof(ba_gpa_vtables[0]);
 	    i++)
-		if (v == &ba_gpa_vtables[i] || (i != GPA_VT_GENERAL &&
-		    v == &guard_vtables[i]))
+		if (v == &ba_gpa_vtables[i])
 			return true;
-	return false;
+	/* One compare, not a loop: every other allocator passes here. */
+	return (uintptr_t)v - (uintptr_t)&guard_vtables[GPA_VT_GENERAL + 1] <
+	    sizeof(guard_vtables) - sizeof(guard_vtables[0]);
 }
 
 size_t

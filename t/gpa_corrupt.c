@@ -319,6 +319,26 @@ guard_leak(void)
 	return beamalloc_gpa_destroy(g) + seen.kind[BEAMALLOC_REPORT_LEAK];
 }
 
+/* guard_sample = 10 alone (the fast paths' countdown): 10 of 100 blocks
+ * of 24 B end at a page boundary, which no 32 B slab slot does. */
+static size_t
+guard_sampled(void)
+{
+	beamalloc_gpa *g = make(false, false, 0, 10);
+	beamalloc_allocator a = beamalloc_gpa_allocator(g);
+	void *p[100];
+	size_t n = 0;
+
+	for (int i = 0; i < 100; i++) {
+		p[i] = beamalloc_alloc(a, 24);
+		n += ((uintptr_t)p[i] + 24) % (uintptr_t)sysconf(_SC_PAGESIZE) ==
+		    0;
+	}
+	for (int i = 0; i < 100; i++)
+		beamalloc_free(a, p[i], 24);
+	return beamalloc_gpa_destroy(g) == 0 ? n : 0;
+}
+
 /* ------------------------------------------------------------------------
  * The parent
  * ---------------------------------------------------------------------- */
@@ -408,7 +428,7 @@ guarded(size_t (*fn)(void), const char *words, const char *what)
 int
 main(void)
 {
-	plan(15);
+	plan(16);
 	counted(overflow_1, RUNS, "canary: 1-byte overflow of a 24 B block, "
 	    "reported at free with its site, of 1000");
 	counted(overflow_16, RUNS, "canary: 16-byte overflow of a 48 B block");
@@ -429,6 +449,8 @@ main(void)
 	counted(clean, 0, "every option on, correct use: no report, no leak");
 	counted(guard_leak, 2, "guard: a sampled block is a GPA block: its "
 	    "leak is reported");
+	counted(guard_sampled, 10, "guard: 1 in 10 sampled by the fast "
+	    "paths: 10 of 100 blocks of 24 B end at a page boundary");
 	guarded(guard_overflow, "overflow past block", "guard: a 1-byte "
 	    "overflow of a 24 B block faults");
 	guarded(guard_use_after_free, "use after free of block", "guard: a "

@@ -210,6 +210,9 @@ struct subject {
 	bool safety, thread_safe;	/* S_GPA */
 	bool shared;			/* S_GPA: a second thread used it */
 	unsigned depth;
+	bool canary, junk;		/* S_GPA: issue 16's checks */
+	size_t quarantine;
+	unsigned guard_sample;
 	unsigned slow;			/* runs 1/slow of the operations */
 	/* Set up by subject_check / subject_open. */
 	bool available;
@@ -247,6 +250,18 @@ static struct subject subjects[] = {
 	{ SUBJ("gpa-trace8", S_GPA, GPA_CAPS,
 	    "GPA: safety on, 8-frame traces, thread-safe (1/16 of the ops)"),
 	    .safety = true, .thread_safe = true, .depth = 8, .slow = 16 },
+	/* Issue 16: corruption checks without a memory checker. */
+	{ SUBJ("gpa-canary-junk", S_GPA, GPA_CAPS,
+	    "gpa-safe with canary and junk (checked at free and reuse)"),
+	    .safety = true, .thread_safe = true, .canary = true,
+	    .junk = true },
+	{ SUBJ("gpa-quarantine", S_GPA, GPA_CAPS,
+	    "gpa-canary-junk with a 1 MiB quarantine of freed blocks"),
+	    .safety = true, .thread_safe = true, .canary = true,
+	    .junk = true, .quarantine = 1 << 20 },
+	{ SUBJ("gpa-guard1000", S_GPA, GPA_CAPS,
+	    "gpa-fast with 1 block in 1000 against a guard page"),
+	    .thread_safe = true, .guard_sample = 1000 },
 	{ SUBJ("arena", S_ARENA, C_BASIC | C_BATCH | C_GROW,
 	    "arena over BEAM base (reset frees everything)") },
 	{ SUBJ("wide-libc", S_WIDE_LIBC, C_ALIGNED,
@@ -340,18 +355,28 @@ subject_open(struct subject *s)
 	case S_WIDE_BEAM:
 		s->a = beamalloc_wide();
 		return 0;
-	case S_GPA:
+	case S_GPA: {
+		beamalloc_gpa_config cfg;
+
+		beamalloc_gpa_config_init(&cfg);
+		cfg.safety = s->safety;
+		cfg.thread_safe = s->thread_safe;
+		cfg.stack_trace_depth = s->depth;
+		cfg.canary = s->canary;
+		cfg.junk = s->junk;
+		cfg.quarantine = s->quarantine;
+		cfg.guard_sample = s->guard_sample;
 		/* The GPA over wide over the BEAM base, as in a NIF; the
 		 * counting wrapper sees what it takes from the BEAM base. */
 		s->wide = beamalloc_wide_on(&s->cnt_a);
-		s->gpa = bench_gpa_new(s->wide, s->safety, s->thread_safe,
-		    s->depth);
+		s->gpa = beamalloc_gpa_create(s->wide, &cfg);
 		if (s->gpa == NULL)
 			return -1;
 		s->a = beamalloc_gpa_allocator(s->gpa);
 		if (s->shared)
 			return share_gpa(s->a);
 		return 0;
+	}
 	case S_ARENA:
 		s->arena = beamalloc_arena_create(s->cnt_a);
 		if (s->arena == NULL)
@@ -826,6 +851,14 @@ static const struct ratio ratios[] = {
 	{ "gpa-safe", "gpa-fast", "lifo1000", LE, 2.0, "issue 4" },
 	{ "gpa-safe", "gpa-fast", "rand10k", LE, 2.0, "issue 4" },
 	{ "glibc", "arena", "reset10k", GE, 3.0, "issue 5 (speed-up)" },
+	{ "gpa-canary-junk", "gpa-safe", "pair64", LE, 2.0, "issue 16" },
+	{ "gpa-canary-junk", "gpa-safe", "lifo1000", LE, 2.0, "issue 16" },
+	{ "gpa-canary-junk", "gpa-safe", "rand10k", LE, 2.0, "issue 16" },
+	{ "gpa-guard1000", "gpa-fast", "pair64", LE, 1.05, "issue 16" },
+	{ "gpa-guard1000", "gpa-fast", "lifo1000", LE, 1.05, "issue 16" },
+	{ "gpa-guard1000", "gpa-fast", "rand10k", LE, 1.05, "issue 16" },
+	{ "gpa-quarantine", "gpa-safe", "pair64", NONE, 0, "issue 16" },
+	{ "gpa-quarantine", "gpa-safe", "rand10k", NONE, 0, "issue 16" },
 	{ "gpa-fast", "mimalloc", "pair64", NONE, 0, "" },
 	{ "gpa-fast", "mimalloc", "lifo1000", NONE, 0, "" },
 	{ "gpa-fast", "mimalloc", "rand10k", NONE, 0, "" },

@@ -1489,6 +1489,36 @@ popped_twice(struct beamalloc_gpa *g, unsigned char *p)
 		    0, 0, 0);
 }
 
+/* Corruption checks on small blocks (the helpers are in gpa_check.c;
+ * the quarantine's side is after the large blocks). */
+static inline void slot_push(struct beamalloc_gpa *g, struct tcache *tc,
+    unsigned char *p, unsigned char *rec, unsigned shift, bool held);
+static bool quar_hold(struct beamalloc_gpa *g, struct tcache *tc,
+    const struct ba_qent *e);
+
+/* A freed slot handed out again (or leaving quarantine) must still hold
+ * only junk: anything else was written after its free.  Reported with
+ * what its record still says of the freed block. */
+static void
+slot_reused(struct beamalloc_gpa *g, unsigned char *p, size_t room)
+{
+	struct where w;
+
+	if (!ba_chk_freed_ok(g, p, room) && slab_find(g, (uintptr_t)p, &w))
+		report_slot(g, BEAMALLOC_REPORT_WRITE_AFTER_FREE,
+		    (uintptr_t)p, &w, 0, 0, 0);
+}
+
+/* A live slot's canary, at its free or resize. */
+static void
+slot_canary(struct beamalloc_gpa *g, unsigned char *p, const struct where *w,
+    size_t len, size_t align, uintptr_t ra)
+{
+	if (!ba_chk_canary_ok(g, p, len, (size_t)1 << w->shift))
+		report_slot(g, BEAMALLOC_REPORT_OVERFLOW, (uintptr_t)p, w, len,
+		    align, ra);
+}
+
 /* The general allocation path: exact accounting, traces, memory
  * checkers, empty bins. */
 static void *
@@ -1512,6 +1542,8 @@ again:
 		popped_twice(g, e.p);
 		goto again;
 	}
+	if (BA_UNLIKELY(g->junk) && state_get(e.rec) == REC_FREE)
+		slot_reused(g, e.p, (size_t)1 << (c + MIN_SHIFT));
 	if (g->safety)
 		rec_fill(e.rec, len, align, ra);
 	if (BA_UNLIKELY(g->depth != 0))
@@ -1519,6 +1551,8 @@ again:
 	state_set(e.rec, REC_USED);
 	if (g->tools)
 		BA_TOOL_ALLOC(e.p, len);
+	if (BA_UNLIKELY(g->canary || g->junk))
+		ba_chk_fill_new(g, e.p, len, (size_t)1 << (c + MIN_SHIFT));
 	return e.p;
 }
 
@@ -1528,16 +1562,42 @@ static void
 small_free(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
     unsigned char *rec, unsigned shift, size_t len, uintptr_t ra)
 {
-	size_t c = shift - MIN_SHIFT;
+	bool held = false;
 
 	if (BA_UNLIKELY(g->depth != 0))
 		trace_slot(g, p, 1, ra);
+	if (BA_UNLIKELY(g->junk))
+		ba_chk_fill_freed(g, p, (size_t)1 << shift);
 	if (g->tools)
 		BA_TOOL_FREE(p, (size_t)1 << shift);
 	charge(g, tc, -(ptrdiff_t)len);
-	/* Without a magazine (out of memory) the slot is dropped: it
-	 * stays freed and unused, never handed out twice. */
+	if (BA_UNLIKELY(g->quar != NULL)) {
+		/* Counted freed now: tc's count of blocks it gave out drops
+		 * here, not at the push (slot_push() after the quarantine
+		 * adds it back). */
+		tc_enter_wait(g, tc);
+		__atomic_store_n(&tc->nblk, tc->nblk - 1, __ATOMIC_RELAXED);
+		tc_leave_wait(g, tc);
+		if (quar_hold(g, tc, &(struct ba_qent){ .p = (uintptr_t)p,
+		    .room = (size_t)1 << shift }))
+			return;
+		held = true;
+	}
+	slot_push(g, tc, p, rec, shift, held);
+}
+
+/* Put a freed slot into tc's magazine.  Without a magazine (out of
+ * memory) the slot is dropped: it stays freed and unused, never handed
+ * out twice. */
+static inline __attribute__((always_inline)) void
+slot_push(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
+    unsigned char *rec, unsigned shift, bool held)
+{
+	size_t c = shift - MIN_SHIFT;
+
 	tc_enter_wait(g, tc);
+	if (held)			/* counted freed when it was held */
+		__atomic_store_n(&tc->nblk, tc->nblk + 1, __ATOMIC_RELAXED);
 	if (tc->top[c] != tc->end[c] || flush(g, tc, c))
 		*tc->top[c]++ = (struct entry){ p, rec };
 	else
@@ -1700,10 +1760,39 @@ settle_mine(struct beamalloc_gpa *g)
 		settle(g, tc);
 }
 
+/* Bytes a large block takes from the backing past its length: room for
+ * its canary.  A guarded block has its guard page instead. */
+static inline size_t
+lg_extra(const struct beamalloc_gpa *g)
+{
+	return g->canary ? BA_CANARY_LARGE : 0;
+}
+
+/* The bytes a large block may check past its length: its canary's; a
+ * guarded block's up to the guard page, where its alignment put it. */
+static inline size_t
+lg_room(const struct beamalloc_gpa *g, size_t len, size_t align, bool guard)
+{
+	return guard ? (size_t)ba_align_forward(len, align) : len +
+	    lg_extra(g);
+}
+
+/* One allocation in guard_sample goes against a guard page. */
+static inline bool
+guard_due(struct beamalloc_gpa *g)
+{
+	return atomic_fetch_add_explicit(&g->guard_count, 1,
+	    memory_order_relaxed) % g->guard_sample == 0;
+}
+
+/* guard: mapped against a guard page (NULL, no report, when that cannot
+ * be done: the caller places the block as usual). */
 static void *
-large_alloc(struct beamalloc_gpa *g, size_t len, size_t align, uintptr_t ra)
+large_alloc(struct beamalloc_gpa *g, size_t len, size_t align, uintptr_t ra,
+    bool guard)
 {
 	uintptr_t tr[BEAMALLOC_GPA_MAX_TRACE];
+	size_t extra = guard ? 0 : lg_extra(g);
 	struct large *l;
 	void *p;
 
@@ -1712,7 +1801,18 @@ large_alloc(struct beamalloc_gpa *g, size_t len, size_t align, uintptr_t ra)
 		return ba_fail(ENOMEM);
 	if (g->depth != 0)
 		capture(tr, g->depth, ra);
-	p = ba_raw_alloc(g->backing, len, align, ra);
+	if (guard) {
+		p = ba_guard_alloc(g, len, align, ra, g->depth != 0 ? tr :
+		    NULL, g->depth);
+		if (p == NULL) {
+			charge_exact(g, -(ptrdiff_t)len, -1);
+			return NULL;
+		}
+	} else if (len + extra < len) {
+		p = NULL;
+		errno = ENOMEM;
+	} else
+		p = ba_raw_alloc(g->backing, len + extra, align, ra);
 	if (p == NULL) {
 		charge_exact(g, -(ptrdiff_t)len, -1);
 		/* The front-end calls this GPA straight: errno is ours. */
@@ -1723,18 +1823,38 @@ large_alloc(struct beamalloc_gpa *g, size_t len, size_t align, uintptr_t ra)
 		l->len = len;
 		l->lalign = (uint8_t)log2_of(align);
 		l->ra = ra;
+		l->guard = guard;
 		if (g->depth != 0)
 			memcpy(l->trace, tr, g->depth * sizeof(tr[0]));
-		atomic_fetch_add_explicit(&g->backing_bytes, len,
-		    memory_order_relaxed);
+		if (!guard)
+			atomic_fetch_add_explicit(&g->backing_bytes,
+			    len + extra, memory_order_relaxed);
 	}
 	unlock(g, &g->large_lock);
 	if (l == NULL) {
-		ba_raw_free(g->backing, p, len, align, ra);
+		if (guard)
+			ba_guard_free(p);
+		else
+			ba_raw_free(g->backing, p, len + extra, align, ra);
 		charge_exact(g, -(ptrdiff_t)len, -1);
 		return ba_fail(ENOMEM);
 	}
+	if (BA_UNLIKELY(g->canary || g->junk))
+		ba_chk_fill_new(g, p, len, lg_room(g, len, align, guard));
 	return p;
+}
+
+/* The canary of a live large block (its lock held): false, with the
+ * record copied out to report, when it was overwritten. */
+static bool
+lg_canary(struct beamalloc_gpa *g, const struct large *l,
+    union large_copy *copy)
+{
+	if (ba_chk_canary_ok(g, (unsigned char *)l->addr, l->len,
+	    lg_room(g, l->len, (size_t)1 << l->lalign, l->guard)))
+		return true;
+	memcpy(copy, l, g->lstride);
+	return false;
 }
 
 static void
@@ -1742,8 +1862,10 @@ large_free(struct beamalloc_gpa *g, uintptr_t p, size_t len, size_t align,
     uintptr_t ra)
 {
 	uintptr_t tr[BEAMALLOC_GPA_MAX_TRACE];
+	union large_copy copy;
 	struct large *l;
 	size_t rlen = 0, ralign = 0;
+	bool guard = false, over = false;
 
 	if (g->depth != 0)
 		capture(tr, g->depth, ra);
@@ -1751,20 +1873,35 @@ large_free(struct beamalloc_gpa *g, uintptr_t p, size_t len, size_t align,
 	if ((l = lg_live(g, p, len, align, ra)) != NULL) {
 		rlen = l->len;
 		ralign = (size_t)1 << l->lalign;
+		guard = l->guard;
+		over = g->canary && !lg_canary(g, l, &copy);
 		l->state = LG_FREED;
 		if (g->depth != 0)
 			memcpy(l->trace + g->depth, tr,
 			    g->depth * sizeof(tr[0]));
 		g->llive--;
-		atomic_fetch_sub_explicit(&g->backing_bytes, rlen,
-		    memory_order_relaxed);
+		if (!guard)
+			atomic_fetch_sub_explicit(&g->backing_bytes,
+			    rlen + lg_extra(g), memory_order_relaxed);
 	}
 	unlock(g, &g->large_lock);
-	if (l != NULL) {
-		ba_raw_free(g->backing, (void *)p, rlen, ralign, ra);
-		settle_mine(g);
-		charge_exact(g, -(ptrdiff_t)rlen, -1);
+	if (l == NULL)
+		return;
+	if (BA_UNLIKELY(over))
+		report_large(g, BEAMALLOC_REPORT_OVERFLOW, p, &copy.l, len,
+		    align, ra);
+	if (guard)
+		ba_guard_free((void *)p);
+	else {
+		ba_chk_fill_freed(g, (unsigned char *)p, rlen);
+		if (g->quar == NULL || !quar_hold(g, NULL, &(struct ba_qent){
+		    .p = p, .room = rlen + lg_extra(g), .len = rlen,
+		    .lalign = (uint8_t)log2_of(ralign), .large = true }))
+			ba_raw_free(g->backing, (void *)p, rlen + lg_extra(g),
+			    ralign, ra);
 	}
+	settle_mine(g);
+	charge_exact(g, -(ptrdiff_t)rlen, -1);
 }
 
 /* resize (move false) or remap (move true) of a large block.  All under
@@ -1773,10 +1910,12 @@ static void *
 large_change(struct beamalloc_gpa *g, uintptr_t p, size_t len, size_t align,
     size_t new_len, bool move, uintptr_t ra)
 {
-	union large_copy copy;
+	union large_copy copy, bad;
 	struct large *l;
 	void *q = NULL;
 	ptrdiff_t delta = (ptrdiff_t)new_len - (ptrdiff_t)len;
+	size_t extra = lg_extra(g);
+	bool over = false;
 
 	settle_mine(g);
 	lock(g, &g->large_lock);
@@ -1784,6 +1923,10 @@ large_change(struct beamalloc_gpa *g, uintptr_t p, size_t len, size_t align,
 		errno = EINVAL;		/* reported: refused, not "cannot" */
 		goto out;
 	}
+	over = g->canary && !lg_canary(g, l, &bad);
+	/* A guarded block stays as it was mapped: the caller moves it. */
+	if (l->guard || new_len + extra < new_len)
+		goto out;
 	len = l->len;
 	align = (size_t)1 << l->lalign;
 	/* A moved block needs a new record: make room first. */
@@ -1794,9 +1937,9 @@ large_change(struct beamalloc_gpa *g, uintptr_t p, size_t len, size_t align,
 	}
 	if (delta > 0 && !charge_exact(g, delta, 0))
 		goto out;
-	q = move ? ba_raw_remap(g->backing, (void *)p, len, align, new_len,
-	    ra) : ba_raw_resize(g->backing, (void *)p, len, align, new_len,
-	    ra) ? (void *)p : NULL;
+	q = move ? ba_raw_remap(g->backing, (void *)p, len + extra, align,
+	    new_len + extra, ra) : ba_raw_resize(g->backing, (void *)p,
+	    len + extra, align, new_len + extra, ra) ? (void *)p : NULL;
 	if (q == NULL) {
 		if (delta > 0)
 			charge_exact(g, -delta, 0);
@@ -1816,9 +1959,104 @@ large_change(struct beamalloc_gpa *g, uintptr_t p, size_t len, size_t align,
 		l->addr = (uintptr_t)q;
 	}
 	l->len = new_len;
+	ba_chk_canary_set(g, q, new_len, new_len + extra);
 out:
 	unlock(g, &g->large_lock);
+	if (BA_UNLIKELY(over))
+		report_large(g, BEAMALLOC_REPORT_OVERFLOW, p, &bad.l, len,
+		    align, ra);
 	return q;
+}
+
+/* ------------------------------------------------------------------------
+ * Quarantine: freed blocks (junk-filled, already counted freed) wait
+ * here, oldest first, until more than its limit of bytes wait; each is
+ * checked for writes as it leaves.
+ * ---------------------------------------------------------------------- */
+
+/* Out of line: small_free()'s push stays the one inlined. */
+static __attribute__((noinline)) void
+slot_push_held(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
+    unsigned char *rec, unsigned shift)
+{
+	slot_push(g, tc, p, rec, shift, true);
+}
+
+/* A block leaves quarantine: checked, then given back to tc's magazine
+ * (a small slot; tc NULL: the calling thread's) or to the backing. */
+static void
+quar_release(struct beamalloc_gpa *g, struct tcache *tc,
+    const struct ba_qent *e)
+{
+	unsigned char *p = (unsigned char *)e->p, *rec;
+	struct where w;
+
+	if (e->large) {
+		union large_copy copy;
+		struct large *l;
+		bool found;
+
+		if (!ba_chk_freed_ok(g, p, e->len)) {
+			lock(g, &g->large_lock);
+			l = lg_find(g, e->p);
+			found = l != NULL;
+			if (found)
+				memcpy(&copy, l, g->lstride);
+			unlock(g, &g->large_lock);
+			report_large(g, BEAMALLOC_REPORT_WRITE_AFTER_FREE, e->p,
+			    found ? &copy.l : NULL, 0, 0, 0);
+		}
+		ba_raw_free(g->backing, p, e->room, (size_t)1 << e->lalign, 0);
+		return;
+	}
+	if (!slab_find(g, e->p, &w))
+		return;			/* never: the slab holds it */
+	if (!ba_chk_freed_ok(g, p, e->room)) {
+		report_slot(g, BEAMALLOC_REPORT_WRITE_AFTER_FREE, e->p, &w, 0,
+		    0, 0);
+		/* Reported once: not again when the slot is handed out. */
+		ba_chk_fill_freed(g, p, e->room);
+		if (g->tools)
+			BA_TOOL_NOACCESS(p, e->room);
+	}
+	rec = w.recs + (((e->p - w.base) >> w.shift) << g->rec_shift);
+	if (tc == NULL && (tc = tcache_of(g)) == NULL &&
+	    (tc = tcache_slow(g)) == NULL) {
+		/* As in gpa_free(): no cache of its own, the shared one. */
+		pthread_mutex_lock(&g->shared_lock);
+		if (g->tc0 == NULL)
+			g->tc0 = tcache_new(g);
+		if (g->tc0 != NULL)
+			slot_push_held(g, g->tc0, p, rec, w.shift);
+		pthread_mutex_unlock(&g->shared_lock);
+		return;
+	}
+	slot_push_held(g, tc, p, rec, w.shift);
+}
+
+/* Hold a freed block, letting the oldest go past the limit; false when
+ * there is no room to hold it (the caller releases it now).  The
+ * entries let go go to tc (NULL: the caller's cache). */
+static bool
+quar_hold(struct beamalloc_gpa *g, struct tcache *tc, const struct ba_qent *e)
+{
+	struct ba_qent out;
+
+	if (!ba_quar_push(g->quar, e))
+		return false;
+	while (ba_quar_pop(g->quar, ba_quar_limit(g->quar), &out))
+		quar_release(g, tc, &out);
+	return true;
+}
+
+/* Let every held block go (trim, leak check, destroy), checking each. */
+static void
+quar_drain(struct beamalloc_gpa *g)
+{
+	struct ba_qent out;
+
+	while (ba_quar_pop(g->quar, 0, &out))
+		quar_release(g, NULL, &out);
 }
 
 /* ------------------------------------------------------------------------
@@ -1829,12 +2067,17 @@ out:
 static void *
 gpa_alloc(struct beamalloc_gpa *g, size_t len, size_t align, uintptr_t ra)
 {
-	size_t c = class_of(len, align);
+	/* A canary needs one byte of slack at least. */
+	size_t c = class_of(len + g->canary, align);
 	struct tcache *tc;
 	void *p;
 
+	if (BA_UNLIKELY(g->guard_sample != 0) && !g->guard_fast &&
+	    guard_due(g) &&
+	    (p = large_alloc(g, len, align, ra, true)) != NULL)
+		return p;
 	if (c >= NCLASS)
-		return large_alloc(g, len, align, ra);
+		return large_alloc(g, len, align, ra, false);
 	if ((tc = tcache_of(g)) != NULL || (tc = tcache_slow(g)) != NULL)
 		return small_alloc(g, tc, c, len, align, ra);
 	/* More threads than cache slots: they share one, locked. */
@@ -1865,6 +2108,8 @@ gpa_free(struct beamalloc_gpa *g, void *mem, size_t len, size_t align,
 		tc = tcache_slow(g);
 	if ((rec = live_slot(g, (uintptr_t)mem, &w, len, align, ra)) == NULL)
 		return;
+	if (BA_UNLIKELY(g->canary))
+		slot_canary(g, mem, &w, len, align, ra);
 	/* Another thread's free of the same block got in between. */
 	if (BA_UNLIKELY(!state_release(rec))) {
 		report_slot(g, BEAMALLOC_REPORT_DOUBLE_FREE, (uintptr_t)mem,
@@ -1939,6 +2184,43 @@ FAST_PAIR(fast_ts_safe, true, true)
 FAST_PAIR(fast_st, false, false)
 FAST_PAIR(fast_st_safe, false, true)
 
+/* guard_sample alone: the fast paths, and a countdown that sends one
+ * allocation in N against a guard page.  The countdown is one relaxed
+ * load and store, not an atomic decrement: threads racing on it only
+ * make the sampling less regular.  A guarded block is in no slab: its
+ * free misses the memo and goes to the general path. */
+static __attribute__((noinline)) void *
+guard_now(struct beamalloc_gpa *g, size_t len, size_t align, uintptr_t ra)
+{
+	void *p;
+
+	atomic_store_explicit(&g->guard_left, g->guard_sample,
+	    memory_order_relaxed);
+	if ((p = large_alloc(g, len, align, ra, true)) != NULL)
+		return p;
+	return ba_gpa_alloc(g, len, align, ra);
+}
+
+#define GUARD_ALLOC(name, ts, safety)					\
+static void *								\
+name##_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)	\
+{									\
+	struct beamalloc_gpa *g = ctx;					\
+	unsigned n = atomic_load_explicit(&g->guard_left,		\
+	    memory_order_relaxed);					\
+									\
+	if (BA_UNLIKELY(n <= 1))					\
+		return guard_now(g, len, align, ra);			\
+	atomic_store_explicit(&g->guard_left, n - 1,			\
+	    memory_order_relaxed);					\
+	return ba_gpa_fast_alloc(ctx, len, align, ra, ts, safety);	\
+}
+
+GUARD_ALLOC(guard_ts, true, false)
+GUARD_ALLOC(guard_ts_safe, true, true)
+GUARD_ALLOC(guard_st, false, false)
+GUARD_ALLOC(guard_st_safe, false, true)
+
 /* In place within the size class; the records follow the new length. */
 static bool
 small_resize(struct beamalloc_gpa *g, void *mem, const struct where *w,
@@ -1952,7 +2234,9 @@ small_resize(struct beamalloc_gpa *g, void *mem, const struct where *w,
 		errno = EINVAL;		/* reported: refused, not "cannot" */
 		return false;
 	}
-	if (class_of(new_len, align) + MIN_SHIFT != w->shift)
+	if (BA_UNLIKELY(g->canary))
+		slot_canary(g, mem, w, len, align, ra);
+	if (class_of(new_len + g->canary, align) + MIN_SHIFT != w->shift)
 		return false;
 	if ((tc = tcache_of(g)) == NULL)
 		tc = tcache_slow(g);
@@ -1967,6 +2251,7 @@ small_resize(struct beamalloc_gpa *g, void *mem, const struct where *w,
 		((struct rec *)(void *)rec)->len = (uint16_t)new_len;
 	if (g->tools)
 		BA_TOOL_RESIZE(mem, len, new_len);
+	ba_chk_canary_set(g, mem, new_len, (size_t)1 << w->shift);
 	return true;
 }
 
@@ -2114,6 +2399,16 @@ const beamalloc_vtable ba_gpa_vtables[GPA_NVT] = {
 	    fast_ts_safe_free },
 };
 
+/* The fast ones with guarded sampling, in the same order. */
+static const beamalloc_vtable guard_vtables[GPA_NVT] = {
+	[GPA_VT_ST] = { guard_st_alloc, gpa_resize, gpa_remap, fast_st_free },
+	[GPA_VT_ST_SAFE] = { guard_st_safe_alloc, gpa_resize, gpa_remap,
+	    fast_st_safe_free },
+	[GPA_VT_TS] = { guard_ts_alloc, gpa_resize, gpa_remap, fast_ts_free },
+	[GPA_VT_TS_SAFE] = { guard_ts_safe_alloc, gpa_resize, gpa_remap,
+	    fast_ts_safe_free },
+};
+
 bool
 ba_gpa_vtable_is(const beamalloc_vtable *v)
 {
@@ -2121,7 +2416,9 @@ ba_gpa_vtable_is(const beamalloc_vtable *v)
 	    i++)
 		if (v == &ba_gpa_vtables[i])
 			return true;
-	return false;
+	/* One compare, not a loop: every other allocator passes here. */
+	return (uintptr_t)v - (uintptr_t)&guard_vtables[GPA_VT_GENERAL + 1] <
+	    sizeof(guard_vtables) - sizeof(guard_vtables[0]);
 }
 
 size_t
@@ -2213,8 +2510,12 @@ leaks_small(struct beamalloc_gpa *g, struct leak_snap *sn)
 					    (size_t)1 << s->shift);
 				continue;
 			}
+			/* Bit 0: its canary was overwritten. */
 			if (copy && (copy = snap_room(g, sn)))
-				sn->small[sn->ns++] = p;
+				sn->small[sn->ns++] = p | (g->canary &&
+				    !ba_chk_canary_ok(g, (unsigned char *)p,
+				    ((const struct rec *)(const void *)rec)->len,
+				    (size_t)1 << s->shift));
 			else
 				leak_slot(g, s, i);
 		}
@@ -2250,9 +2551,14 @@ leaks_large(struct beamalloc_gpa *g, struct leak_snap *sn)
 		for (size_t i = 0; i < g->lcap; i++) {
 			struct large *l = lg_at(g, g->ltab, i);
 
-			if (l->state == LG_LIVE)
-				memcpy(sn->large + sn->nl++ * g->lstride, l,
-				    g->lstride);
+			if (l->state != LG_LIVE)
+				continue;
+			memcpy(sn->large + sn->nl * g->lstride, l, g->lstride);
+			/* Its canary overwritten: marked in the copy. */
+			if (g->canary && !lg_canary(g, l, &copy))
+				((struct large *)(void *)(sn->large + sn->nl *
+				    g->lstride))->state = LG_OVERFLOWED;
+			sn->nl++;
 		}
 		unlock(g, &g->large_lock);
 		return sn->nl;
@@ -2288,14 +2594,21 @@ leaks_report(struct beamalloc_gpa *g, struct leak_snap *sn)
 	union large_copy copy;
 
 	for (size_t k = 0; k < sn->ns; k++) {
+		uintptr_t p = sn->small[k] & ~(uintptr_t)1;
 		struct where w;
 
-		if (slab_find(g, sn->small[k], &w))
-			leak_slot(g, slab_of(w.recs),
-			    (sn->small[k] - w.base) >> w.shift);
+		if (!slab_find(g, p, &w))
+			continue;
+		if (sn->small[k] & 1)
+			report_slot(g, BEAMALLOC_REPORT_OVERFLOW, p, &w, 0, 0,
+			    0);
+		leak_slot(g, slab_of(w.recs), (p - w.base) >> w.shift);
 	}
 	for (size_t k = 0; k < sn->nl; k++) {
 		memcpy(&copy, sn->large + k * g->lstride, g->lstride);
+		if (copy.l.state == LG_OVERFLOWED)
+			report_large(g, BEAMALLOC_REPORT_OVERFLOW, copy.l.addr,
+			    &copy.l, 0, 0, 0);
 		report_large(g, BEAMALLOC_REPORT_LEAK, copy.l.addr, &copy.l, 0,
 		    0, 0);
 	}
@@ -2444,9 +2757,12 @@ steal_idle(struct beamalloc_gpa *g, struct tcache *mine)
 static size_t
 gpa_trim(struct beamalloc_gpa *g)
 {
-	struct tcache *tc = tcache_of(g);
+	struct tcache *tc;
 	size_t bytes = 0;
 
+	if (g->quar != NULL)
+		quar_drain(g);
+	tc = tcache_of(g);
 	if (tc != NULL) {
 		tc_enter_wait(g, tc);
 		for (size_t c = 0; c < NCLASS; c++)
@@ -2592,20 +2908,31 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 		atomic_init(&g->tcs[i], &no_tc);
 	g->backing = backing;
 	g->thread_safe = c.thread_safe;
-	g->safety = c.safety;
-	g->st_check = c.safety && !c.thread_safe;
+	/* A canary needs the requested length, which safety records. */
+	g->safety = c.safety || c.canary;
+	g->st_check = g->safety && !c.thread_safe;
 	g->abort_on_error = c.abort_on_error;
 	g->depth = c.stack_trace_depth;
 	g->limit = c.memory_limit;
 	g->batched = c.memory_limit == 0;
 	g->tools = tools_active();
+	g->canary = c.canary;
+	/* Quarantine checks its blocks' junk as they leave. */
+	g->junk = c.junk || c.quarantine != 0;
+	g->guard_sample = c.guard_sample;
 	g->vtable = &ba_gpa_vtables[GPA_VT_GENERAL];
-	if (g->batched && g->depth == 0 && !g->tools)
-		g->vtable = &ba_gpa_vtables[GPA_VT_ST + 2 * g->thread_safe +
+	if (g->batched && g->depth == 0 && !g->tools && !g->canary &&
+	    !g->junk) {
+		/* Guarded sampling alone keeps the fast paths. */
+		g->guard_fast = g->guard_sample != 0;
+		atomic_init(&g->guard_left, 1);
+		g->vtable = &(g->guard_fast ? guard_vtables :
+		    ba_gpa_vtables)[GPA_VT_ST + 2 * g->thread_safe +
 		    g->safety];
+	}
 	g->report = c.report;
 	g->report_user = c.report_user;
-	g->rec_shift = c.safety ? log2_of(sizeof(struct rec)) : 0;
+	g->rec_shift = g->safety ? log2_of(sizeof(struct rec)) : 0;
 	g->lstride = sizeof(struct large) + 2 * g->depth * sizeof(uintptr_t);
 	atomic_store(&g->backing_bytes, sizeof(*g));
 	for (size_t i = 0; i < NCLASS; i++) {
@@ -2625,7 +2952,8 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 	if (g->thread_safe && g->mb_cmd == 0)
 		atomic_store(&g->shared, 1);
 	t = stab_new(g, 64);
-	if (t == NULL || (!g->thread_safe && (g->tc0 = tcache_new(g)) ==
+	if (t == NULL || (c.quarantine != 0 && (g->quar =
+	    ba_quar_new(backing, c.quarantine)) == NULL) || (!g->thread_safe && (g->tc0 = tcache_new(g)) ==
 	    NULL)) {
 		beamalloc_gpa_destroy(g);
 		return ba_fail(ENOMEM);
@@ -2817,10 +3145,13 @@ beamalloc_gpa_destroy(beamalloc_gpa *g)
 	for (size_t i = 0; i < g->lcap; i++) {
 		struct large *l = lg_at(g, g->ltab, i);
 
-		if (l->state == LG_LIVE)
-			ba_raw_free(g->backing, (void *)l->addr, l->len,
-			    (size_t)1 << l->lalign, 0);
+		if (l->state == LG_LIVE && !l->guard)
+			ba_raw_free(g->backing, (void *)l->addr, l->len +
+			    lg_extra(g), (size_t)1 << l->lalign, 0);
 	}
+	if (g->guard_sample != 0)
+		ba_guard_release(g);
+	ba_quar_delete(g->quar);
 	if (g->ltab != NULL)
 		ba_raw_free(g->backing, g->ltab, g->lcap * g->lstride,
 		    BEAMALLOC_MIN_ALIGN, 0);

@@ -189,10 +189,12 @@ struct large {
 	uintptr_t ra;
 	uint8_t lalign;
 	uint8_t state;			/* LG_* */
+	uint8_t guard;			/* placed by gpa_guard.c */
 	uintptr_t trace[];
 };
 
-enum { LG_EMPTY, LG_LIVE, LG_FREED };
+enum { LG_EMPTY, LG_LIVE, LG_FREED,
+	LG_OVERFLOWED };		/* a leak check's copy only */
 
 /* Room for one record and its traces, copied out to report it after the
  * table's lock is dropped. */
@@ -282,6 +284,18 @@ struct beamalloc_gpa {
 	unsigned decay_ms;		/* 0: never; set only if registered */
 	uint64_t decay_last;		/* ms of the last trim, monotonic */
 	struct beamalloc_gpa *decay_next;
+
+	/* Corruption checks (gpa_check.c, gpa_guard.c); any of them on
+	 * routes the GPA to its general vtable. */
+	bool canary, junk;
+	struct ba_quar *quar;		/* NULL: no quarantine */
+	unsigned guard_sample;		/* 0: no guard pages */
+	bool guard_fast;		/* sampled by the fast paths' countdown */
+	_Atomic unsigned guard_count;	/* the general path's count */
+	/* The fast paths' countdown, written by every allocation: a cache
+	 * line apart (the struct is only 8-aligned: no _Alignas). */
+	char guard_pad[64];
+	_Atomic unsigned guard_left;
 };
 
 /* The vtables: the general one first, then the fast ones by
@@ -308,6 +322,68 @@ BA_HIDDEN void *ba_gpa_st_late(struct beamalloc_gpa *g, struct tcache *tc,
 BA_HIDDEN bool ba_gpa_decay_register(struct beamalloc_gpa *g, unsigned ms);
 BA_HIDDEN void ba_gpa_decay_unregister(struct beamalloc_gpa *g);
 BA_HIDDEN void ba_gpa_decay_trim(struct beamalloc_gpa *g);
+
+/* ------------------------------------------------------------------------
+ * Corruption checks (gpa_check.c): canaries after a block's requested
+ * length, junk in freed and new blocks, a quarantine of freed blocks.
+ * The helpers let memory checkers watch through them (g->tools).
+ * ---------------------------------------------------------------------- */
+
+#define BA_CANARY_BYTE 0xfb		/* the bytes after a block */
+#define BA_JUNK_NEW 0xdb		/* a new block */
+#define BA_JUNK_FREED 0xdf		/* a freed block */
+#define BA_CANARY_LARGE 16		/* extra bytes of a large block */
+
+/* Fill a new block: junk over [p, p + len), canary over the rest of its
+ * room (as configured). */
+BA_HIDDEN void ba_chk_fill_new(const struct beamalloc_gpa *g,
+    unsigned char *p, size_t len, size_t room);
+/* True when [p + len, p + room) still holds the canary. */
+BA_HIDDEN bool ba_chk_canary_ok(const struct beamalloc_gpa *g,
+    unsigned char *p, size_t len, size_t room);
+/* Rewrite the canary after a resize to new_len. */
+BA_HIDDEN void ba_chk_canary_set(const struct beamalloc_gpa *g,
+    unsigned char *p, size_t len, size_t room);
+/* Fill a freed block with junk. */
+BA_HIDDEN void ba_chk_fill_freed(const struct beamalloc_gpa *g,
+    unsigned char *p, size_t room);
+/* True when a freed block still holds only junk. */
+BA_HIDDEN bool ba_chk_freed_ok(const struct beamalloc_gpa *g,
+    unsigned char *p, size_t room);
+
+/* A freed block waiting in quarantine: a small slot (room its slot size)
+ * or a large block (room its backing length). */
+struct ba_qent {
+	uintptr_t p;
+	size_t room, len;
+	uint8_t lalign;
+	bool large;
+};
+
+BA_HIDDEN struct ba_quar *ba_quar_new(beamalloc_allocator backing,
+    size_t limit);
+BA_HIDDEN void ba_quar_delete(struct ba_quar *q);
+/* Hold e; false when there is no room for it (release it now). */
+BA_HIDDEN bool ba_quar_push(struct ba_quar *q, const struct ba_qent *e);
+/* Take the oldest entry while more than limit bytes wait. */
+BA_HIDDEN bool ba_quar_pop(struct ba_quar *q, size_t limit,
+    struct ba_qent *out);
+BA_HIDDEN size_t ba_quar_limit(const struct ba_quar *q);
+
+/* ------------------------------------------------------------------------
+ * Guard pages (gpa_guard.c): a sampled block placed against a PROT_NONE
+ * page, and a SIGSEGV handler that names it.
+ * ---------------------------------------------------------------------- */
+
+/* Map a block of len bytes aligned to align whose end touches a guard
+ * page; NULL when out of room or memory.  trace: depth frames (or
+ * NULL), kept for the handler's message with the call site ra. */
+BA_HIDDEN void *ba_guard_alloc(const void *owner, size_t len, size_t align,
+    uintptr_t ra, const uintptr_t *trace, unsigned depth);
+/* Freed: its pages become inaccessible; the handler names a later use. */
+BA_HIDDEN void ba_guard_free(void *p);
+/* Unmap every block of owner (destroy). */
+BA_HIDDEN void ba_guard_release(const void *owner);
 
 /* ------------------------------------------------------------------------
  * Helpers of the fast paths

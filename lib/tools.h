@@ -9,6 +9,8 @@
  *   BA_TOOL_FREE(p, n)             block given back
  *   BA_TOOL_RESIZE(p, old, new)    block changed length in place
  *   BA_TOOL_NOACCESS(p, n)         bytes nobody may touch (fresh slab/chunk)
+ *   BA_VG_QUIET_BEGIN/END()        the library's own look at such bytes
+ *                                  (canaries, junk) is no error
  */
 #ifndef BEAMALLOC_TOOLS_H
 #define BEAMALLOC_TOOLS_H
@@ -41,11 +43,17 @@
 	VALGRIND_MAKE_MEM_NOACCESS((p), (n)); } while (0)
 #define BA_VG_RESIZE(p, o, n) VALGRIND_RESIZEINPLACE_BLOCK((p), (o), (n), 0)
 #define BA_VG_NOACCESS(p, n) VALGRIND_MAKE_MEM_NOACCESS((p), (n))
+#define BA_VG_MAKE_UNDEFINED(p, n) VALGRIND_MAKE_MEM_UNDEFINED((p), (n))
+#define BA_VG_QUIET_BEGIN() VALGRIND_DISABLE_ERROR_REPORTING
+#define BA_VG_QUIET_END() VALGRIND_ENABLE_ERROR_REPORTING
 #else
 #define BA_VG_ALLOC(p, n) ((void)(p), (void)(n))
 #define BA_VG_FREE(p, n) ((void)(p), (void)(n))
 #define BA_VG_RESIZE(p, o, n) ((void)(p), (void)(o), (void)(n))
 #define BA_VG_NOACCESS(p, n) ((void)(p), (void)(n))
+#define BA_VG_MAKE_UNDEFINED(p, n) ((void)(p), (void)(n))
+#define BA_VG_QUIET_BEGIN() ((void)0)
+#define BA_VG_QUIET_END() ((void)0)
 #endif
 
 /* True under valgrind's memcheck only, where the client requests mean

@@ -1,0 +1,459 @@
+/*
+ * gpa_corrupt.c - the GPA catches overflows and writes after free by
+ * itself (canary, junk, quarantine, guard_sample), with no memory
+ * checker.  Each planted bug runs in a child process (a fork), 1000
+ * times in a loop where the GPA promises 1000 of 1000, and the child
+ * sends back how many the GPA reported as promised: the right kind, the
+ * block's address and size, and its allocation site.  The guard page
+ * cases must die of the fault after the handler named the block.
+ *
+ * Under ASan or memcheck the planted accesses are hidden from the tool
+ * (as in a NIF no tool watches): it is the GPA that must see them.
+ */
+#include "config.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "beamalloc.h"
+#include "tap.h"
+#include "tools.h"
+#include "plant.h"
+
+#define RUNS 1000
+
+/* What the reports said: per kind, and whether each named the block. */
+static struct {
+	size_t kind[16];
+	size_t named;			/* addr == want, size, a call site */
+	const void *want;
+	size_t want_size;
+} seen;
+
+static void
+on_report(void *user, const beamalloc_report *r)
+{
+	(void)user;
+	seen.kind[r->kind & 15]++;
+	if (r->addr == seen.want && r->size == seen.want_size &&
+	    r->alloc_trace_len >= 1 && r->alloc_trace[0] != 0)
+		seen.named++;
+}
+
+static void
+expect(const void *p, size_t size)
+{
+	seen.want = p;
+	seen.want_size = size;
+}
+
+static beamalloc_gpa *
+make(bool canary, bool junk, size_t quarantine, unsigned guard)
+{
+	beamalloc_gpa_config cfg;
+	beamalloc_gpa *g;
+
+	beamalloc_gpa_config_init(&cfg);
+	cfg.report = on_report;
+	cfg.canary = canary;
+	cfg.junk = junk;
+	cfg.quarantine = quarantine;
+	cfg.guard_sample = guard;
+	if ((g = beamalloc_gpa_create(beamalloc_libc(), &cfg)) == NULL)
+		exit(3);
+	return g;
+}
+
+/* ------------------------------------------------------------------------
+ * The cases, run in the child: each returns a count
+ * ---------------------------------------------------------------------- */
+
+/* Overflow by n of a len-byte block, reported at its free. */
+static size_t
+overflow_at_free(size_t len, size_t n)
+{
+	beamalloc_gpa *g = make(true, false, 0, 0);
+	beamalloc_allocator a = beamalloc_gpa_allocator(g);
+
+	for (int i = 0; i < RUNS; i++) {
+		unsigned char *p = beamalloc_alloc(a, len);
+
+		expect(p, len);
+		/* Never the canary's own byte, 0xfb: that would not show. */
+		plant(p + len, n, (unsigned char)('A' + i % 26));
+		beamalloc_free(a, p, len);
+	}
+	beamalloc_gpa_destroy(g);
+	if (seen.kind[BEAMALLOC_REPORT_OVERFLOW] != RUNS)
+		fprintf(stderr, "%zu overflow reports\n",
+		    seen.kind[BEAMALLOC_REPORT_OVERFLOW]);
+	return seen.kind[BEAMALLOC_REPORT_OVERFLOW] == RUNS ? seen.named : 0;
+}
+
+static size_t
+overflow_1(void)
+{
+	return overflow_at_free(24, 1);
+}
+
+static size_t
+overflow_16(void)
+{
+	return overflow_at_free(48, 16);
+}
+
+static size_t
+overflow_large(void)
+{
+	return overflow_at_free(100000, 1);
+}
+
+/* Found by a leak check, and by a resize. */
+static size_t
+overflow_leak_resize(void)
+{
+	beamalloc_gpa *g = make(true, false, 0, 0);
+	beamalloc_allocator a = beamalloc_gpa_allocator(g);
+	unsigned char *p = beamalloc_alloc(a, 20), *q;
+	size_t n = 0;
+
+	expect(p, 20);
+	plant(p + 20, 1, 0);
+	/* Named twice: as overflowed and as leaked. */
+	n += beamalloc_gpa_detect_leaks(g) == 1 &&
+	    seen.kind[BEAMALLOC_REPORT_OVERFLOW] == 1 && seen.named == 2;
+	q = beamalloc_alloc(a, 20);
+	expect(q, 20);
+	plant(q + 20, 1, 'x');
+	n += beamalloc_resize(a, q, 20, 8, 22) &&
+	    seen.kind[BEAMALLOC_REPORT_OVERFLOW] == 2 && seen.named == 3;
+	/* The canary follows the new length: a clean free. */
+	beamalloc_free(a, q, 22);
+	n += seen.kind[BEAMALLOC_REPORT_OVERFLOW] == 2;
+	beamalloc_free(a, p, 20);		/* reported again */
+	beamalloc_gpa_destroy(g);
+	return n;
+}
+
+/* A new block reads as the junk pattern. */
+static size_t
+junk_read(void)
+{
+	beamalloc_gpa *g = make(false, true, 0, 0);
+	beamalloc_allocator a = beamalloc_gpa_allocator(g);
+	size_t n = 0;
+
+	for (int i = 0; i < RUNS; i++) {
+		unsigned char *p = beamalloc_alloc(a, 40), *e = p + 40;
+
+#if defined(HAVE_VALGRIND_MEMCHECK_H) && !defined(BA_ASAN)
+		/* Memcheck holds them uninitialized, rightly: look anyway. */
+		VALGRIND_MAKE_MEM_DEFINED(p, 40);
+#endif
+		while (p < e && *p == 0xdb)
+			p++;
+		n += p == e;
+		memset(e - 40, 0, 40);
+		beamalloc_free(a, e - 40, 40);
+	}
+	beamalloc_gpa_destroy(g);
+	return n + seen.kind[BEAMALLOC_REPORT_WRITE_AFTER_FREE];
+}
+
+/* Junk only: the write is seen when the slot comes back. */
+static size_t
+waf_reuse(void)
+{
+	beamalloc_gpa *g = make(false, true, 0, 0);
+	beamalloc_allocator a = beamalloc_gpa_allocator(g);
+
+	for (int i = 0; i < RUNS; i++) {
+		unsigned char *p = beamalloc_alloc(a, 48), *q;
+
+		beamalloc_free(a, p, 48);
+		expect(p, 48);
+		plant(p + 8, 1, 0);
+		q = beamalloc_alloc(a, 48);
+		beamalloc_free(a, q, 48);
+	}
+	beamalloc_gpa_destroy(g);
+	return seen.kind[BEAMALLOC_REPORT_WRITE_AFTER_FREE] == RUNS ?
+	    seen.named : 0;
+}
+
+/* Junk and quarantine: the write is seen when the block leaves it,
+ * pushed out by other frees. */
+static size_t
+waf_quarantine(void)
+{
+	beamalloc_gpa *g = make(false, true, 4096, 0);
+	beamalloc_allocator a = beamalloc_gpa_allocator(g);
+
+	for (int i = 0; i < RUNS; i++) {
+		unsigned char *p = beamalloc_alloc(a, 48);
+		size_t before = seen.named;
+
+		beamalloc_free(a, p, 48);
+		expect(p, 48);
+		plant(p + 47, 1, 0x5a);
+		for (int k = 0; k < 70 && seen.named == before; k++) {
+			void *q = beamalloc_alloc(a, 48);
+
+			beamalloc_free(a, q, 48);
+		}
+	}
+	beamalloc_gpa_destroy(g);
+	return seen.kind[BEAMALLOC_REPORT_WRITE_AFTER_FREE] == RUNS ?
+	    seen.named : 0;
+}
+
+/* A trim (so a leak check, a destroy) lets everything out, checked. */
+static size_t
+waf_trim(void)
+{
+	beamalloc_gpa *g = make(false, false, 1 << 20, 0);
+	beamalloc_allocator a = beamalloc_gpa_allocator(g);
+	unsigned char *p = beamalloc_alloc(a, 48);
+	unsigned char *big = beamalloc_alloc(a, 50000);
+	size_t n = 0;
+
+	beamalloc_free(a, p, 48);
+	beamalloc_free(a, big, 50000);
+	expect(p, 48);
+	plant(p, 1, 1);
+	plant(big + 49999, 1, 1);
+	n += seen.kind[BEAMALLOC_REPORT_WRITE_AFTER_FREE] == 0;
+	beamalloc_gpa_trim(g);
+	n += seen.kind[BEAMALLOC_REPORT_WRITE_AFTER_FREE] == 2 &&
+	    seen.named == 1;
+	n += beamalloc_gpa_destroy(g) == 0;
+	return n;
+}
+
+/* A second free of a block in quarantine is a double free. */
+static size_t
+double_free_quarantined(void)
+{
+	beamalloc_gpa *g = make(false, true, 1 << 20, 0);
+	beamalloc_allocator a = beamalloc_gpa_allocator(g);
+
+	for (int i = 0; i < RUNS; i++) {
+		unsigned char *p = beamalloc_alloc(a, 48);
+
+		beamalloc_free(a, p, 48);
+		beamalloc_free(a, p, 48);
+	}
+	beamalloc_gpa_destroy(g);
+	return seen.kind[BEAMALLOC_REPORT_DOUBLE_FREE] +
+	    seen.kind[BEAMALLOC_REPORT_WRITE_AFTER_FREE];
+}
+
+/* Every option on, every block used correctly: no report, no leak. */
+static size_t
+clean(void)
+{
+	beamalloc_gpa *g = make(true, true, 8192, 7);
+	beamalloc_allocator a = beamalloc_gpa_allocator(g);
+	size_t n = 0;
+
+	for (int i = 0; i < RUNS; i++) {
+		size_t len = 1 + (size_t)(i * 37) % 3000;
+		unsigned char *p = beamalloc_alloc(a, len);
+
+		memset(p, i, len);
+		if (beamalloc_resize(a, p, len, 8, len / 2 + 1))
+			len = len / 2 + 1;
+		p = beamalloc_realloc(a, p, len, 8, len + 100);
+		memset(p, 1, len + 100);
+		beamalloc_free(a, p, len + 100);
+	}
+	for (size_t k = 0; k < sizeof(seen.kind) / sizeof(seen.kind[0]); k++)
+		n += seen.kind[k];
+	return n + beamalloc_gpa_destroy(g);
+}
+
+/* Guarded: every block (guard_sample 1) against its guard page. */
+static size_t
+guard_overflow(void)
+{
+	beamalloc_gpa *g = make(false, false, 0, 1);
+	beamalloc_allocator a = beamalloc_gpa_allocator(g);
+	unsigned char *p = beamalloc_alloc(a, 24);
+
+	fprintf(stderr, "block %p\n", (void *)p);
+	fflush(stderr);
+	p[23] = 1;			/* in bounds */
+	((volatile unsigned char *)p)[24] = 1;
+	return 0;
+}
+
+static size_t
+guard_use_after_free(void)
+{
+	beamalloc_gpa *g = make(false, false, 0, 1);
+	beamalloc_allocator a = beamalloc_gpa_allocator(g);
+	unsigned char *p = beamalloc_alloc(a, 100);
+
+	fprintf(stderr, "block %p\n", (void *)p);
+	fflush(stderr);
+	beamalloc_free(a, p, 100);
+	return ((volatile unsigned char *)p)[3];
+}
+
+/* Sampled blocks are GPA blocks as any other: leak checks see them. */
+static size_t
+guard_leak(void)
+{
+	beamalloc_gpa *g = make(false, false, 0, 2);
+	beamalloc_allocator a = beamalloc_gpa_allocator(g);
+	void *p[10];
+
+	for (int i = 0; i < 10; i++)
+		p[i] = beamalloc_alloc(a, 64);
+	for (int i = 0; i < 9; i++)
+		beamalloc_free(a, p[i], 64);
+	return beamalloc_gpa_destroy(g) + seen.kind[BEAMALLOC_REPORT_LEAK];
+}
+
+/* guard_sample = 10 alone (the fast paths' countdown): 10 of 100 blocks
+ * of 24 B end at a page boundary, which no 32 B slab slot does. */
+static size_t
+guard_sampled(void)
+{
+	beamalloc_gpa *g = make(false, false, 0, 10);
+	beamalloc_allocator a = beamalloc_gpa_allocator(g);
+	void *p[100];
+	size_t n = 0;
+
+	for (int i = 0; i < 100; i++) {
+		p[i] = beamalloc_alloc(a, 24);
+		n += ((uintptr_t)p[i] + 24) % (uintptr_t)sysconf(_SC_PAGESIZE) ==
+		    0;
+	}
+	for (int i = 0; i < 100; i++)
+		beamalloc_free(a, p[i], 24);
+	return beamalloc_gpa_destroy(g) == 0 ? n : 0;
+}
+
+/* ------------------------------------------------------------------------
+ * The parent
+ * ---------------------------------------------------------------------- */
+
+struct result {
+	int status;
+	size_t count;
+	char err[4096];
+};
+
+static void
+run(size_t (*fn)(void), struct result *res)
+{
+	int cnt[2], err[2];
+	pid_t pid;
+	ssize_t n;
+	size_t got = 0;
+
+	memset(res, 0, sizeof(*res));
+	if (pipe(cnt) != 0 || pipe(err) != 0)
+		bail("pipe");
+	fflush(NULL);
+	if ((pid = fork()) < 0)
+		bail("fork");
+	if (pid == 0) {
+		size_t c;
+
+		close(cnt[0]);
+		close(err[0]);
+		dup2(err[1], STDERR_FILENO);
+		c = fn();
+		if (write(cnt[1], &c, sizeof(c)) != sizeof(c))
+			_exit(4);
+		_exit(0);
+	}
+	close(cnt[1]);
+	close(err[1]);
+	while (got < sizeof(res->err) - 1 && (n = read(err[0],
+	    res->err + got, sizeof(res->err) - 1 - got)) > 0)
+		got += (size_t)n;
+	if (read(cnt[0], &res->count, sizeof(res->count)) !=
+	    sizeof(res->count))
+		res->count = (size_t)-1;
+	close(cnt[0]);
+	close(err[0]);
+	waitpid(pid, &res->status, 0);
+}
+
+static bool
+exited_ok(const struct result *r)
+{
+	return WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0;
+}
+
+static void
+counted(size_t (*fn)(void), size_t want, const char *what)
+{
+	struct result r;
+
+	run(fn, &r);
+	if (!ok(exited_ok(&r) && r.count == want, "%s: %zu (want %zu)",
+	    what, r.count, want))
+		diag("status %d, stderr: %.2000s", r.status, r.err);
+}
+
+/* The handler's line names the block the child printed, and the child
+ * did not live on. */
+static void
+guarded(size_t (*fn)(void), const char *words, const char *what)
+{
+	struct result r;
+	char *b, want[64];
+	void *p;
+
+	run(fn, &r);
+	b = strstr(r.err, "block ");
+	if (b == NULL || sscanf(b, "block %p", &p) != 1)
+		p = NULL;
+	snprintf(want, sizeof(want), "%s %#lx of", words, (unsigned long)p);
+	if (!ok(p != NULL && !exited_ok(&r) && strstr(r.err, want) != NULL,
+	    "%s: the fault names the block (%s)", what, want))
+		diag("status %d, stderr: %.2000s", r.status, r.err);
+	ok(strstr(r.err, "allocated at 0x") != NULL,
+	    "%s: and its allocation site", what);
+}
+
+int
+main(void)
+{
+	plan(16);
+	counted(overflow_1, RUNS, "canary: 1-byte overflow of a 24 B block, "
+	    "reported at free with its site, of 1000");
+	counted(overflow_16, RUNS, "canary: 16-byte overflow of a 48 B block");
+	counted(overflow_large, RUNS, "canary: 1-byte overflow of a 100000 B "
+	    "block");
+	counted(overflow_leak_resize, 3, "canary: checked by a leak check and "
+	    "by a resize, which moves it");
+	counted(junk_read, RUNS, "junk: a new 40 B block reads 0xdb, of 1000 "
+	    "(no false write-after-free)");
+	counted(waf_reuse, RUNS, "junk: a write to a freed 48 B block, "
+	    "reported when its slot comes back, of 1000");
+	counted(waf_quarantine, RUNS, "junk + quarantine: a write to a freed "
+	    "48 B block, reported when it leaves quarantine, of 1000");
+	counted(waf_trim, 3, "quarantine: a trim lets the blocks out, checked "
+	    "(small and large)");
+	counted(double_free_quarantined, RUNS, "quarantine: a second free of "
+	    "a held block is a double free, of 1000");
+	counted(clean, 0, "every option on, correct use: no report, no leak");
+	counted(guard_leak, 2, "guard: a sampled block is a GPA block: its "
+	    "leak is reported");
+	counted(guard_sampled, 10, "guard: 1 in 10 sampled by the fast "
+	    "paths: 10 of 100 blocks of 24 B end at a page boundary");
+	guarded(guard_overflow, "overflow past block", "guard: a 1-byte "
+	    "overflow of a 24 B block faults");
+	guarded(guard_use_after_free, "use after free of block", "guard: a "
+	    "read of a freed block faults");
+	return done_testing();
+}

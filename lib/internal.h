@@ -116,6 +116,11 @@ BA_HIDDEN size_t ba_base_native_align(const void *ctx);	/* base.c */
 BA_HIDDEN extern const beamalloc_vtable ba_arena_vtable;	/* arena.c */
 BA_HIDDEN extern const beamalloc_vtable ba_fixed_vtable;	/* fixed.c */
 BA_HIDDEN extern const beamalloc_vtable ba_failing_vtable; /* failing.c */
+BA_HIDDEN extern const beamalloc_vtable ba_pool_vtable;	/* pool.c */
+/* Wrappers whose ctx starts with the allocator they pass calls to. */
+BA_HIDDEN extern const beamalloc_vtable ba_stackfb_vtable; /* stackfb.c */
+BA_HIDDEN extern const beamalloc_vtable ba_locked_vtable;	/* locked.c */
+BA_HIDDEN extern const beamalloc_vtable ba_logging_vtable; /* logging.c */
 BA_HIDDEN bool ba_gpa_vtable_is(const beamalloc_vtable *v);	/* gpa.c */
 BA_HIDDEN size_t ba_gpa_native_align(const void *ctx);	/* gpa.c */
 

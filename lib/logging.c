@@ -15,18 +15,11 @@ static void
 emit(const beamalloc_logging *l, beamalloc_log_kind kind, void *mem,
     size_t len, size_t align, size_t new_len, void *result, uintptr_t ra)
 {
-	beamalloc_log_entry e;
 	int err = errno;
+	beamalloc_log_entry e = { l->scope, kind, mem, len, align, new_len,
+	    result, kind != BEAMALLOC_LOG_FREE && result == NULL ? err : 0,
+	    ra };
 
-	e.scope = l->scope;
-	e.kind = kind;
-	e.mem = mem;
-	e.len = len;
-	e.align = align;
-	e.new_len = new_len;
-	e.result = result;
-	e.error = kind != BEAMALLOC_LOG_FREE && result == NULL ? err : 0;
-	e.ret_addr = ra;
 	l->fn(l->user, &e);
 	errno = err;	/* the caller sees the backing's errno */
 }

@@ -158,17 +158,8 @@ static void
 report(beamalloc_report_kind kind, const beamalloc_pool *pool,
     const void *item, size_t len, size_t align, uintptr_t ra)
 {
-	beamalloc_report r;
-
-	memset(&r, 0, sizeof(r));
-	r.kind = kind;
-	r.addr = item;
-	r.size = pool->item_size;
-	r.align = pool->item_align;
-	r.given_size = len;
-	r.given_align = align;
-	r.ret_addr = ra;
-	ba_report_default(&r);
+	ba_report_call(kind, item, pool->item_size, pool->item_align, len,
+	    align, ra);
 }
 
 /* The item freed last, freed again, is caught: it heads the free list.

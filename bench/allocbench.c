@@ -73,6 +73,13 @@
 #define K_FREE(h, p, n, al) ((void)(h), free(p))
 #include "kernels.h"
 
+/* po_*: the object pool's own get/put (Zig's create/destroy), no vtable. */
+#define K_NAME(x) po_##x
+#define K_H beamalloc_pool *
+#define K_ALLOC(h, n, al) beamalloc_pool_get(h)
+#define K_FREE(h, p, n, al) beamalloc_pool_put((h), (p))
+#include "kernels.h"
+
 /* Any allocator's vtable called straight, without the front-end. */
 static __attribute__((noinline)) size_t
 raw_pair(beamalloc_allocator a, const struct wl *w)
@@ -196,9 +203,9 @@ static struct wdef wdefs[] = {
  * ---------------------------------------------------------------------- */
 
 enum skind { S_GLIBC, S_EXT, S_BEAM, S_WIDE_LIBC, S_WIDE_BEAM, S_GPA,
-	S_ARENA, S_REF };
+	S_ARENA, S_REF, S_POOL };
 enum call { CALL_FRONTEND, CALL_REF_DIRECT, CALL_REF_DEVIRT,
-	CALL_REF_OPAQUE, CALL_RAW, CALL_MALLOC };
+	CALL_REF_OPAQUE, CALL_RAW, CALL_MALLOC, CALL_POOL };
 
 struct subject {
 	const char *name;
@@ -222,6 +229,7 @@ struct subject {
 	beamalloc_allocator cnt_a, libc, wide;
 	beamalloc_gpa *gpa;
 	beamalloc_arena *arena;
+	beamalloc_pool *pool;
 	struct ref_fl ref;
 	bool selected;
 };
@@ -264,6 +272,12 @@ static struct subject subjects[] = {
 	    .thread_safe = true, .guard_sample = 1000 },
 	{ SUBJ("arena", S_ARENA, C_BASIC | C_BATCH | C_GROW,
 	    "arena over BEAM base (reset frees everything)") },
+	/* 64 B items (the size of pair64 and lifo1000) over BEAM base. */
+	{ SUBJ("pool", S_POOL, C_BASIC,
+	    "object pool of 64 B items over BEAM base, its get/put"),
+	    .call = CALL_POOL },
+	{ SUBJ("pool-vt", S_POOL, C_BASIC,
+	    "the same pool as an allocator, through the front-end") },
 	{ SUBJ("wide-libc", S_WIDE_LIBC, C_ALIGNED,
 	    "wide alignment over beamalloc_libc()") },
 	{ SUBJ("wide-beam", S_WIDE_BEAM, C_ALIGNED,
@@ -383,6 +397,12 @@ subject_open(struct subject *s)
 			return -1;
 		s->a = beamalloc_arena_allocator(s->arena);
 		return 0;
+	case S_POOL:
+		s->pool = beamalloc_pool_create(s->cnt_a, 64, 8, 0, true);
+		if (s->pool == NULL)
+			return -1;
+		s->a = beamalloc_pool_allocator(s->pool);
+		return 0;
 	case S_REF:
 		memset(&s->ref, 0, sizeof(s->ref));
 		s->a = (beamalloc_allocator){ &s->ref, &ref_vtable };
@@ -401,6 +421,10 @@ subject_close(struct subject *s)
 	if (s->arena != NULL) {
 		beamalloc_arena_destroy(s->arena);
 		s->arena = NULL;
+	}
+	if (s->pool != NULL) {
+		beamalloc_pool_destroy(s->pool);
+		s->pool = NULL;
 	}
 	if (s->kind == S_REF)
 		ref_destroy(&s->ref);
@@ -425,6 +449,7 @@ subject_held(const struct subject *s)
 		return bench_glibc_inuse();
 	case S_GPA:
 	case S_ARENA:
+	case S_POOL:
 		return atomic_load(&s->cnt.held);
 	default:
 		return 0;
@@ -443,6 +468,7 @@ subject_held_source(const struct subject *s)
 		return "backing: malloc chunks in use";
 	case S_GPA:
 	case S_ARENA:
+	case S_POOL:
 		return "backing: counting wrapper";
 	default:
 		return "";
@@ -558,6 +584,9 @@ run_kernel(struct subject *s, struct wdef *d)
 	case CALL_MALLOC:
 		return w->kind == W_PAIR ? md_pair(0, w) :
 		    w->kind == W_LIFO ? md_lifo(0, w) : md_rand(0, w);
+	case CALL_POOL:
+		return w->kind == W_PAIR ? po_pair(s->pool, w) :
+		    po_lifo(s->pool, w);
 	case CALL_FRONTEND:
 		break;
 	}
@@ -859,6 +888,9 @@ static const struct ratio ratios[] = {
 	{ "gpa-guard1000", "gpa-fast", "rand10k", LE, 1.05, "issue 16" },
 	{ "gpa-quarantine", "gpa-safe", "pair64", NONE, 0, "issue 16" },
 	{ "gpa-quarantine", "gpa-safe", "rand10k", NONE, 0, "issue 16" },
+	{ "pool", "gpa-fast", "pair64", LE, 0.5, "issue 19" },
+	{ "pool", "gpa-fast", "lifo1000", NONE, 0, "" },
+	{ "pool-vt", "gpa-fast", "pair64", NONE, 0, "" },
 	{ "gpa-fast", "mimalloc", "pair64", NONE, 0, "" },
 	{ "gpa-fast", "mimalloc", "lifo1000", NONE, 0, "" },
 	{ "gpa-fast", "mimalloc", "rand10k", NONE, 0, "" },

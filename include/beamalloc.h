@@ -85,6 +85,9 @@ BEAMALLOC_API BEAMALLOC_WARN_UNUSED void *beamalloc_realloc(
     size_t new_len);
 BEAMALLOC_API BEAMALLOC_MALLOC void *beamalloc_dup(beamalloc_allocator a,
     const void *src, size_t len);
+/* n*size bytes at align, all zero (calloc); n*size overflow: ENOMEM. */
+BEAMALLOC_API BEAMALLOC_MALLOC void *beamalloc_alloc_zeroed(
+    beamalloc_allocator a, size_t n, size_t size, size_t align);
 
 /* One object of type T, sized and aligned by its type. */
 #ifdef __cplusplus
@@ -274,6 +277,20 @@ BEAMALLOC_API void beamalloc_arena_destroy(beamalloc_arena *arena);
 /* Bytes held from the backing allocator. */
 BEAMALLOC_API size_t beamalloc_arena_capacity(const beamalloc_arena *arena);
 
+/* Zig's ResetMode.  FREE_ALL gives back every chunk but the first (which
+ * holds the arena); RETAIN_CAPACITY is beamalloc_arena_reset();
+ * RETAIN_WITH_LIMIT keeps chunks while their sizes sum to at most limit
+ * bytes (the first always) and gives back the others. */
+typedef enum beamalloc_arena_reset_mode {
+	BEAMALLOC_ARENA_FREE_ALL = 0,
+	BEAMALLOC_ARENA_RETAIN_CAPACITY,
+	BEAMALLOC_ARENA_RETAIN_WITH_LIMIT
+} beamalloc_arena_reset_mode;
+
+/* Free every block as mode says; returns the capacity kept (bytes). */
+BEAMALLOC_API size_t beamalloc_arena_reset_with(beamalloc_arena *arena,
+    beamalloc_arena_reset_mode mode, size_t limit);
+
 /* ------------------------------------------------------------------------
  * Fixed buffer: allocation out of caller memory, no backing allocator.
  * The struct is public so it can live on the stack; its fields are private.
@@ -298,6 +315,123 @@ BEAMALLOC_API void beamalloc_fixed_init(beamalloc_fixed *fb, void *buf,
 BEAMALLOC_API beamalloc_allocator beamalloc_fixed_allocator(
     beamalloc_fixed *fb);
 BEAMALLOC_API void beamalloc_fixed_reset(beamalloc_fixed *fb);
+
+/* ------------------------------------------------------------------------
+ * Object pool (Zig's MemoryPool): items of one size and alignment from
+ * chunks of a backing allocator, handed out and taken back in O(1) from
+ * a free list.  Growable: a new chunk (as many items as the pool holds,
+ * at least 16) when the free list is empty; not growable: exactly the
+ * preheated items, then NULL + ENOMEM.  As an allocator it serves any
+ * len up to item_size at any alignment up to item_align (ENOMEM above
+ * the size, EINVAL above the alignment) and resizes in place within the
+ * item.  A free of the item freed last (a double free of it) is reported
+ * and ignored; with the allocator's free, so is a pointer no chunk holds.
+ * Not thread-safe (see beamalloc_locked).
+ * ---------------------------------------------------------------------- */
+
+typedef struct beamalloc_pool beamalloc_pool;	/* opaque */
+
+/* NULL + EINVAL for item_size 0 or a bad alignment, ENOMEM when the
+ * backing cannot give the pool or its preheated items. */
+BEAMALLOC_API beamalloc_pool *beamalloc_pool_create(
+    beamalloc_allocator backing, size_t item_size, size_t item_align,
+    size_t preheat, bool growable);
+BEAMALLOC_API beamalloc_allocator beamalloc_pool_allocator(
+    beamalloc_pool *pool);
+/* One item (Zig's create), NULL + ENOMEM when none is left. */
+BEAMALLOC_API void *beamalloc_pool_get(beamalloc_pool *pool);
+/* Give an item back (Zig's destroy); NULL is a no-op. */
+BEAMALLOC_API void beamalloc_pool_put(beamalloc_pool *pool, void *item);
+/* Items held (live and free), and items now live. */
+BEAMALLOC_API size_t beamalloc_pool_capacity(const beamalloc_pool *pool);
+BEAMALLOC_API size_t beamalloc_pool_live(const beamalloc_pool *pool);
+/* Give every chunk back to the backing; live items die with them. */
+BEAMALLOC_API void beamalloc_pool_destroy(beamalloc_pool *pool);
+
+/* ------------------------------------------------------------------------
+ * Stack fallback (Zig's StackFallbackAllocator): the caller's buffer
+ * first (a fixed buffer), the backing allocator once it is full.  Each
+ * free, resize and remap goes to whichever owns the block (its address
+ * inside the buffer or not).  Not thread-safe.
+ * ---------------------------------------------------------------------- */
+
+typedef struct beamalloc_stackfb {
+	beamalloc_allocator backing;	/* private */
+	beamalloc_fixed fixed;		/* private */
+} beamalloc_stackfb;
+
+BEAMALLOC_API void beamalloc_stackfb_init(beamalloc_stackfb *s, void *buf,
+    size_t len, beamalloc_allocator backing);
+BEAMALLOC_API beamalloc_allocator beamalloc_stackfb_allocator(
+    beamalloc_stackfb *s);
+
+/* ------------------------------------------------------------------------
+ * Thread-safe wrapper (Zig's ThreadSafeAllocator): every call to child
+ * under one mutex, so an arena or a fixed buffer can be shared by
+ * threads.  Blocks stay the child's: reset or destroy the child as usual.
+ * ---------------------------------------------------------------------- */
+
+typedef struct beamalloc_locked {
+	beamalloc_allocator child;	/* private */
+	union {				/* private: a pthread_mutex_t */
+		unsigned char bytes[64];
+		void *align_p;
+		long long align_ll;
+	} lock_;
+} beamalloc_locked;
+
+/* 0, or an error number from pthread_mutex_init. */
+BEAMALLOC_API int beamalloc_locked_init(beamalloc_locked *l,
+    beamalloc_allocator child);
+BEAMALLOC_API beamalloc_allocator beamalloc_locked_allocator(
+    beamalloc_locked *l);
+/* Once no thread uses it any more. */
+BEAMALLOC_API void beamalloc_locked_destroy(beamalloc_locked *l);
+
+/* ------------------------------------------------------------------------
+ * Logging allocator (Zig's LoggingAllocator): each call to backing, then
+ * one log entry (kind, lengths, alignment, result) with a scope name.
+ * ---------------------------------------------------------------------- */
+
+typedef enum beamalloc_log_kind {
+	BEAMALLOC_LOG_ALLOC = 1,
+	BEAMALLOC_LOG_RESIZE,
+	BEAMALLOC_LOG_REMAP,
+	BEAMALLOC_LOG_FREE
+} beamalloc_log_kind;
+
+typedef struct beamalloc_log_entry {
+	const char *scope;		/* the logger's name */
+	beamalloc_log_kind kind;
+	void *mem;			/* the block (NULL for alloc) */
+	size_t len;			/* its length (alloc: the request) */
+	size_t align;
+	size_t new_len;			/* resize/remap: asked for; else 0 */
+	void *result;			/* alloc/remap: the block or NULL;
+					   resize: mem or NULL; free: NULL */
+	int error;			/* errno of a failure, else 0 */
+	uintptr_t ret_addr;		/* the caller's call site, or 0 */
+} beamalloc_log_entry;
+
+typedef void (*beamalloc_log_fn)(void *user, const beamalloc_log_entry *e);
+
+typedef struct beamalloc_logging {
+	beamalloc_allocator backing;	/* private */
+	const char *scope;		/* private */
+	beamalloc_log_fn fn;		/* private */
+	void *user;			/* private */
+} beamalloc_logging;
+
+/* One line per entry to user, a FILE * (NULL: stderr): the default. */
+BEAMALLOC_API void beamalloc_log_print(void *user,
+    const beamalloc_log_entry *e);
+/* fn NULL: beamalloc_log_print; scope NULL: "beamalloc".  Both scope and
+ * user must outlive the logger. */
+BEAMALLOC_API void beamalloc_logging_init(beamalloc_logging *l,
+    beamalloc_allocator backing, const char *scope, beamalloc_log_fn fn,
+    void *user);
+BEAMALLOC_API beamalloc_allocator beamalloc_logging_allocator(
+    beamalloc_logging *l);
 
 /* ------------------------------------------------------------------------
  * Failing allocator: fails the Nth allocation and the Mth resize/remap.

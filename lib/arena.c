@@ -275,3 +275,41 @@ beamalloc_arena_capacity(const beamalloc_arena *a)
 {
 	return a != NULL ? a->capacity : 0;
 }
+
+/* Chunks after the first are kept in list order while they fit in the
+ * limit; the first holds the arena itself and always stays. */
+size_t
+beamalloc_arena_reset_with(beamalloc_arena *a, beamalloc_arena_reset_mode mode,
+    size_t limit)
+{
+	struct chunk *prev, *c, *next;
+	size_t keep, kept;
+	uintptr_t ra = BA_RET_ADDR();
+
+	if (a == NULL)
+		return 0;
+	if (mode != BEAMALLOC_ARENA_FREE_ALL &&
+	    mode != BEAMALLOC_ARENA_RETAIN_WITH_LIMIT) {
+		if (mode != BEAMALLOC_ARENA_RETAIN_CAPACITY)
+			errno = EINVAL;
+		beamalloc_arena_reset(a);
+		return a->capacity;
+	}
+	keep = mode == BEAMALLOC_ARENA_FREE_ALL ? 0 : limit;
+	prev = first_chunk(a);
+	kept = prev->size;
+	for (c = prev->next; c != NULL; c = next) {
+		next = c->next;
+		if (kept <= keep && c->size <= keep - kept) {
+			kept += c->size;
+			prev->next = c;
+			prev = c;
+			continue;
+		}
+		a->capacity -= c->size;
+		release(a->backing, c, a->chunk_align, ra);
+	}
+	prev->next = NULL;
+	beamalloc_arena_reset(a);
+	return a->capacity;
+}

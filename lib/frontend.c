@@ -65,15 +65,35 @@ beamalloc_alloc_aligned(beamalloc_allocator a, size_t len, size_t align)
 	return alloc_at(a, len, align, BA_RET_ADDR());
 }
 
+/* n*size bytes; *len tells the caller how many. */
+static inline __attribute__((always_inline)) void *
+array_at(beamalloc_allocator a, size_t n, size_t size, size_t align,
+    uintptr_t ra, size_t *len)
+{
+	if (__builtin_mul_overflow(n, size, len))
+		return ba_fail(ENOMEM);
+	return alloc_at(a, *len, align, ra);
+}
+
 void *
 beamalloc_alloc_array(beamalloc_allocator a, size_t n, size_t size,
     size_t align)
 {
 	size_t len;
 
-	if (__builtin_mul_overflow(n, size, &len))
-		return ba_fail(ENOMEM);
-	return alloc_at(a, len, align, BA_RET_ADDR());
+	return array_at(a, n, size, align, BA_RET_ADDR(), &len);
+}
+
+void *
+beamalloc_alloc_zeroed(beamalloc_allocator a, size_t n, size_t size,
+    size_t align)
+{
+	size_t len;
+	void *p = array_at(a, n, size, align, BA_RET_ADDR(), &len);
+
+	if (p != NULL && len != 0)
+		memset(p, 0, len);
+	return p;
 }
 
 void
@@ -240,8 +260,11 @@ beamalloc_native_align(beamalloc_allocator a)
 		return (size_t)1 << (sizeof(size_t) * 8 - 1);
 	if (ba_gpa_vtable_is(a.vtable))
 		return ba_gpa_native_align(a.ctx);
-	if (a.vtable == &ba_failing_vtable)
+	/* Wrappers: their backing is the first member of their ctx.  The
+	 * stack fallback's buffer serves any alignment, its backing may not. */
+	if (a.vtable == &ba_failing_vtable || a.vtable == &ba_locked_vtable ||
+	    a.vtable == &ba_logging_vtable || a.vtable == &ba_stackfb_vtable)
 		return beamalloc_native_align(
-		    ((const beamalloc_failing *)a.ctx)->backing);
+		    *(const beamalloc_allocator *)a.ctx);
 	return BEAMALLOC_MIN_ALIGN;
 }

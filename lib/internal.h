@@ -107,6 +107,11 @@ BA_HIDDEN void *ba_no_remap(void *ctx, void *mem, size_t len, size_t align,
  * beamalloc_report_set_default() (report.c), then abort() if it says so;
  * for allocators that have no report config of their own. */
 BA_HIDDEN void ba_report_default(const beamalloc_report *r);
+/* The same for a bad call naming mem: the block's recorded size and
+ * alignment (0 if unknown), those the caller gave, its call site. */
+BA_HIDDEN void ba_report_call(beamalloc_report_kind kind, const void *mem,
+    size_t size, size_t align, size_t given_size, size_t given_align,
+    uintptr_t ra);
 
 /* Allocators whose native alignment beamalloc_native_align() knows. */
 BA_HIDDEN extern const beamalloc_vtable ba_base_vtable;	/* base.c */
@@ -116,6 +121,11 @@ BA_HIDDEN size_t ba_base_native_align(const void *ctx);	/* base.c */
 BA_HIDDEN extern const beamalloc_vtable ba_arena_vtable;	/* arena.c */
 BA_HIDDEN extern const beamalloc_vtable ba_fixed_vtable;	/* fixed.c */
 BA_HIDDEN extern const beamalloc_vtable ba_failing_vtable; /* failing.c */
+BA_HIDDEN extern const beamalloc_vtable ba_pool_vtable;	/* pool.c */
+/* Wrappers whose ctx starts with the allocator they pass calls to. */
+BA_HIDDEN extern const beamalloc_vtable ba_stackfb_vtable; /* stackfb.c */
+BA_HIDDEN extern const beamalloc_vtable ba_locked_vtable;	/* locked.c */
+BA_HIDDEN extern const beamalloc_vtable ba_logging_vtable; /* logging.c */
 BA_HIDDEN bool ba_gpa_vtable_is(const beamalloc_vtable *v);	/* gpa.c */
 BA_HIDDEN size_t ba_gpa_native_align(const void *ctx);	/* gpa.c */
 

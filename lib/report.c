@@ -166,6 +166,23 @@ beamalloc_report_set_default(beamalloc_report_fn fn, void *user,
 }
 
 void
+ba_report_call(beamalloc_report_kind kind, const void *mem, size_t size,
+    size_t align, size_t given_size, size_t given_align, uintptr_t ra)
+{
+	beamalloc_report r;
+
+	memset(&r, 0, sizeof(r));
+	r.kind = kind;
+	r.addr = mem;
+	r.size = size;
+	r.align = align;
+	r.given_size = given_size;
+	r.given_align = given_align;
+	r.ret_addr = ra;
+	ba_report_default(&r);
+}
+
+void
 ba_report_default(const beamalloc_report *r)
 {
 	beamalloc_report_fn fn = atomic_load_explicit(&default_fn,

@@ -245,19 +245,10 @@ static void
 report_bad(int kind, const struct entry *e, const void *mem, size_t len,
     size_t align, uintptr_t ra)
 {
-	beamalloc_report r;
+	bool known = e != NULL && kind != BEAMALLOC_REPORT_INVALID_FREE;
 
-	memset(&r, 0, sizeof(r));
-	r.kind = (beamalloc_report_kind)kind;
-	r.addr = mem;
-	if (e != NULL && kind != BEAMALLOC_REPORT_INVALID_FREE) {
-		r.size = e->len;
-		r.align = e->align;
-	}
-	r.given_size = len;
-	r.given_align = align;
-	r.ret_addr = ra;
-	ba_report_default(&r);
+	ba_report_call((beamalloc_report_kind)kind, mem, known ? e->len : 0,
+	    known ? e->align : 0, len, align, ra);
 }
 
 /* The backing block behind an over-aligned mem named exactly as the

@@ -27,9 +27,19 @@ struct subject {
 	beamalloc_arena *arena;
 	beamalloc_fixed fixed;
 	beamalloc_failing failing;
+	beamalloc_stackfb stackfb;
+	beamalloc_locked locked;
+	beamalloc_logging logging;
 };
 
 static unsigned char fixed_buf[1 << 16];
+static unsigned char stackfb_buf[1 << 10];
+
+static void
+no_log(void *user, const beamalloc_log_entry *e)
+{
+	(void)user, (void)e;
+}
 static size_t nreports;
 
 static void
@@ -52,7 +62,7 @@ new_gpa(bool safety, bool thread_safe, size_t limit)
 	return beamalloc_gpa_create(beamalloc_wide_on(&libc_alloc), &cfg);
 }
 
-#define NSUBJECTS 8
+#define NSUBJECTS 11
 
 static void
 subject_open(struct subject *s, int i)
@@ -91,6 +101,24 @@ subject_open(struct subject *s, int i)
 		beamalloc_fixed_init(&s->fixed, fixed_buf, sizeof(fixed_buf));
 		s->a = beamalloc_fixed_allocator(&s->fixed);
 		break;
+	case 8:
+		s->name = "stackfb";
+		beamalloc_stackfb_init(&s->stackfb, stackfb_buf,
+		    sizeof(stackfb_buf), libc_alloc);
+		s->a = beamalloc_stackfb_allocator(&s->stackfb);
+		break;
+	case 9:
+		s->name = "locked";
+		if (beamalloc_locked_init(&s->locked, libc_alloc) != 0)
+			bail("locked_init");
+		s->a = beamalloc_locked_allocator(&s->locked);
+		break;
+	case 10:
+		s->name = "logging";
+		beamalloc_logging_init(&s->logging, libc_alloc, "t", no_log,
+		    NULL);
+		s->a = beamalloc_logging_allocator(&s->logging);
+		break;
 	default:
 		s->name = "failing";
 		beamalloc_failing_init(&s->failing, libc_alloc,
@@ -115,6 +143,8 @@ subject_close(struct subject *s)
 		beamalloc_arena_destroy(s->arena);
 	if (s->a.ctx == &s->failing)
 		left = s->failing.allocations - s->failing.deallocations;
+	if (s->a.ctx == &s->locked)
+		beamalloc_locked_destroy(&s->locked);
 	return left;
 }
 

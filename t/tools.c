@@ -182,6 +182,49 @@ fixed_overflow(void)
 	plant("a write one past a fixed-buffer block", p + 64, 1);
 }
 
+static beamalloc_pool *
+new_pool(void)
+{
+	beamalloc_pool *pool = beamalloc_pool_create(beamalloc_libc(), 64, 8,
+	    4, true);
+
+	if (pool == NULL)
+		exit(3);
+	return pool;
+}
+
+static void
+pool_use_after_put(void)
+{
+	beamalloc_pool *pool = new_pool();
+	unsigned char *p = beamalloc_pool_get(pool);
+
+	beamalloc_pool_put(pool, p);
+	plant("a read of a pool item after put", p + 8, 0);
+}
+
+/* The link word of a free item is the pool's: a write there is a use
+ * after free too. */
+static void
+pool_link_write(void)
+{
+	beamalloc_pool *pool = new_pool();
+	unsigned char *p = beamalloc_pool_get(pool);
+
+	beamalloc_pool_put(pool, p);
+	plant("a write to a put pool item's first byte", p, 1);
+}
+
+static void
+pool_overflow(void)
+{
+	beamalloc_pool *pool = new_pool();
+	unsigned char *p = beamalloc_alloc(beamalloc_pool_allocator(pool), 40);
+
+	plant("a write one past a 40-byte block of a 64-byte pool item",
+	    p + 40, 1);
+}
+
 /* Every allocator used correctly, every byte handed out written and
  * read: no report allowed. */
 static void
@@ -190,23 +233,40 @@ clean(void)
 	beamalloc_gpa *g = beamalloc_gpa_create(beamalloc_libc(), NULL);
 	beamalloc_arena *ar = new_arena();
 	beamalloc_fixed fb;
-	beamalloc_allocator as[3];
+	beamalloc_pool *pool = beamalloc_pool_create(beamalloc_libc(), 200, 8,
+	    0, true);
+	static unsigned char sbuf[512];
+	beamalloc_stackfb sfb;
+	beamalloc_locked lk;
+	beamalloc_logging lg;
+	FILE *devnull = fopen("/dev/null", "w");
+	beamalloc_allocator as[7];
 	static const size_t lens[] = { 1, 24, 64, 100, 5000, 100000 };
 
-	if (g == NULL)
+	if (g == NULL || pool == NULL || devnull == NULL)
 		exit(3);
 	as[0] = beamalloc_gpa_allocator(g);
 	as[1] = beamalloc_arena_allocator(ar);
 	as[2] = new_fixed(&fb);
-	for (int i = 0; i < 3; i++) {
+	as[3] = beamalloc_pool_allocator(pool);
+	beamalloc_stackfb_init(&sfb, sbuf, sizeof(sbuf), beamalloc_libc());
+	as[4] = beamalloc_stackfb_allocator(&sfb);
+	if (beamalloc_locked_init(&lk, as[1]) != 0)
+		exit(3);
+	as[5] = beamalloc_locked_allocator(&lk);
+	beamalloc_logging_init(&lg, beamalloc_libc(), "clean", NULL, devnull);
+	as[6] = beamalloc_logging_allocator(&lg);
+	for (int i = 0; i < 7; i++) {
 		for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
 			size_t n = lens[k], m = n + 10;
 			unsigned char *p = beamalloc_alloc(as[i], n);
 
 			if (p == NULL)
-				continue;	/* the fixed buffer is small */
+				continue;	/* fixed buffer, pool items */
 			memset(p, 0x5a, n);
 			p = beamalloc_realloc(as[i], p, n, 8, m);
+			if (p == NULL && i == 3)
+				continue;	/* past the item: kept */
 			if (p == NULL)
 				exit(3);
 			memset(p + n, 0xa5, 10);
@@ -219,7 +279,11 @@ clean(void)
 	beamalloc_arena_reset(ar);
 	sink = *(unsigned char *)beamalloc_alloc(as[1], 10) = 3;
 	beamalloc_fixed_reset(&fb);
+	beamalloc_locked_destroy(&lk);
 	beamalloc_arena_destroy(ar);
+	sink = *(unsigned char *)beamalloc_pool_get(pool) = 4;
+	beamalloc_pool_destroy(pool);
+	fclose(devnull);
 	if (beamalloc_gpa_destroy(g) != 0)
 		exit(4);
 }
@@ -247,6 +311,9 @@ static const struct bug {
 	  64 },
 	{ "fixed-use-after-free", fixed_use_after_free, 0, NULL, 1 },
 	{ "fixed-overflow", fixed_overflow, 1, NULL, 1 },
+	{ "pool-use-after-put", pool_use_after_put, 0, NULL, 1 },
+	{ "pool-link-write", pool_link_write, 1, NULL, 1 },
+	{ "pool-overflow", pool_overflow, 1, NULL, 1 },
 };
 #define NBUGS (sizeof(bugs) / sizeof(bugs[0]))
 

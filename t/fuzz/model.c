@@ -108,6 +108,13 @@ struct run {
 	beamalloc_failing failing;
 	beamalloc_gpa *gpa;
 	size_t limit;		/* the GPA's memory limit, 0: none */
+	beamalloc_pool *pool;
+	size_t item_size, item_align, preheat;
+	bool growable;
+	beamalloc_stackfb stackfb;
+	beamalloc_locked locked;
+	beamalloc_logging logging;
+	size_t logged_live;	/* blocks the logger saw come and go */
 };
 
 /* What the GPA reported during the current operation. */
@@ -1152,6 +1159,207 @@ gpa_close(struct run *r)
 	CHECK(r, r->ta->bad_calls == 0, "destroy freed a wrong block");
 }
 
+/* arena_reset: the arena target whose reset op picks a reset mode and a
+ * limit; the capacity kept is what the backing holds, within the limit. */
+#define ARENA_FIRST_CHUNK ((size_t)4096)	/* documented in arena.c */
+
+static void
+arena_reset_modes(struct run *r)
+{
+	beamalloc_arena_reset_mode mode = (beamalloc_arena_reset_mode)(next(r) % 3);
+	size_t limit = (size_t)next(r) << 12, cap, kept;
+
+	op_check_all(r);
+	cap = beamalloc_arena_capacity(r->arena);
+	kept = beamalloc_arena_reset_with(r->arena, mode, limit);
+	for (int i = 0; i < SLOTS; i++)
+		set_block(r, i, NULL, 0, 0, 0);
+	CHECK(r, kept == beamalloc_arena_capacity(r->arena),
+	    "reset_with returned %zu, capacity is %zu", kept,
+	    beamalloc_arena_capacity(r->arena));
+	CHECK(r, mode != BEAMALLOC_ARENA_RETAIN_CAPACITY || kept == cap,
+	    "retain_capacity changed the capacity from %zu to %zu", cap, kept);
+	CHECK(r, mode != BEAMALLOC_ARENA_FREE_ALL || kept == ARENA_FIRST_CHUNK,
+	    "free_all kept %zu bytes", kept);
+	CHECK(r, mode != BEAMALLOC_ARENA_RETAIN_WITH_LIMIT ||
+	    kept <= (limit > ARENA_FIRST_CHUNK ? limit : ARENA_FIRST_CHUNK),
+	    "retain_with_limit %zu kept %zu bytes", limit, kept);
+	arena_account(r);
+}
+
+/* pool over the strict backing: one item per block; a len above the
+ * item size fails with ENOMEM, an alignment above the pool's with
+ * EINVAL, and a pool that cannot grow fails once its items are live. */
+static void
+pool_open(struct run *r)
+{
+	strict_open(r);
+	r->item_size = 1 + next(r) % 96;
+	r->item_align = (size_t)1 << (next(r) % 6);
+	r->preheat = next(r) % 48;
+	r->growable = (next(r) & 1) != 0;
+	r->pool = beamalloc_pool_create(r->backing, r->item_size,
+	    r->item_align, r->preheat, r->growable);
+	CHECK(r, r->pool != NULL, "pool_create failed");
+	r->a = beamalloc_pool_allocator(r->pool);
+}
+
+static enum expect
+pool_expect(struct run *r, size_t len, size_t align)
+{
+	if (align > r->item_align)
+		return MUST_EINVAL;
+	if (len > r->item_size)
+		return MUST_ENOMEM;
+	if (!r->growable && r->nlive >= r->preheat)
+		return MUST_ENOMEM;
+	return MUST_OK;
+}
+
+static void
+pool_account(struct run *r)
+{
+	CHECK(r, r->ta->bad_calls == 0,
+	    "the backing saw %zu frees naming a wrong block", r->ta->bad_calls);
+	CHECK(r, beamalloc_pool_live(r->pool) == r->nlive,
+	    "pool has %zu live items, model %zu blocks",
+	    beamalloc_pool_live(r->pool), r->nlive);
+	CHECK(r, r->growable || beamalloc_pool_capacity(r->pool) == r->preheat,
+	    "fixed pool of %zu holds %zu items", r->preheat,
+	    beamalloc_pool_capacity(r->pool));
+	for (int i = 0; i < SLOTS; i++)
+		CHECK(r, r->b[i].len <= r->item_size,
+		    "block of %zu bytes in items of %zu", r->b[i].len,
+		    r->item_size);
+}
+
+static void
+pool_close(struct run *r)
+{
+	/* Leave half live: destroy gives every chunk back anyway. */
+	for (int i = 0; i < SLOTS; i += 2)
+		op_free(r, i, false);
+	pool_account(r);
+	r->what = "destroy";
+	beamalloc_pool_destroy(r->pool);
+	CHECK(r, r->ta->nblocks == 0 && r->ta->bad_calls == 0,
+	    "destroy left %zu blocks in the backing", r->ta->nblocks);
+}
+
+/* stackfb: a buffer of up to 16 KiB at any residue, then wide over the
+ * strict backing; the backing holds exactly the blocks outside it. */
+#define STACKFB_CAP ((size_t)16 << 10)
+static unsigned char stackfb_mem[STACKFB_CAP + 64] __attribute__((aligned(64)));
+
+static void
+stackfb_open(struct run *r)
+{
+	size_t len = (size_t)next(r) * 64, off = next(r) % 64;
+
+	wide_open(r);
+	r->wide = r->a;
+	beamalloc_stackfb_init(&r->stackfb, stackfb_mem + off, len, r->wide);
+	r->a = beamalloc_stackfb_allocator(&r->stackfb);
+}
+
+static void
+stackfb_account(struct run *r)
+{
+	const beamalloc_fixed *fb = &r->stackfb.fixed;
+	size_t host = 0, blocks = 0;
+
+	for (int i = 0; i < SLOTS; i++) {
+		const struct block *b = &r->b[i];
+
+		if (b->p == NULL || b->len == 0)
+			continue;
+		if (b->p >= fb->start && b->p < fb->end) {
+			CHECK(r, b->p + b->len <= fb->ptr,
+			    "buffer block [%p, +%zu) past the bump pointer %p",
+			    (void *)b->p, b->len, (void *)fb->ptr);
+			continue;
+		}
+		host += wide_host(b->len, b->align);
+		blocks++;
+	}
+	CHECK(r, r->ta->bad_calls == 0,
+	    "the backing saw %zu calls naming a wrong block", r->ta->bad_calls);
+	CHECK(r, r->ta->live_bytes == host && r->ta->nblocks == blocks,
+	    "backing holds %zu bytes in %zu blocks, model %zu in %zu",
+	    r->ta->live_bytes, r->ta->nblocks, host, blocks);
+}
+
+static void
+stackfb_close(struct run *r)
+{
+	free_all(r);
+	stackfb_account(r);
+}
+
+/* locked: the arena target behind the lock (one thread here; t/locked
+ * shares it between threads). */
+static void
+locked_open(struct run *r)
+{
+	arena_open(r);
+	CHECK(r, beamalloc_locked_init(&r->locked, r->a) == 0,
+	    "locked_init failed");
+	r->a = beamalloc_locked_allocator(&r->locked);
+}
+
+static void
+locked_close(struct run *r)
+{
+	arena_close(r);
+	beamalloc_locked_destroy(&r->locked);
+}
+
+/* logging: wide over the strict backing, logged; the entries must add up
+ * to the blocks the model has live. */
+static void
+log_entry(void *user, const beamalloc_log_entry *e)
+{
+	struct run *r = user;
+
+	CHECK(r, strcmp(e->scope, "fuzz") == 0 && e->len > 0 &&
+	    e->align > 0, "log entry: scope %s, len %zu, align %zu",
+	    e->scope, e->len, e->align);
+	if (e->kind == BEAMALLOC_LOG_ALLOC && e->result != NULL)
+		r->logged_live++;
+	else if (e->kind == BEAMALLOC_LOG_FREE)
+		r->logged_live--;
+	else
+		CHECK(r, e->kind != BEAMALLOC_LOG_ALLOC ||
+		    e->error == EINVAL || e->error == ENOMEM,
+		    "failed alloc logged with errno %d", e->error);
+	errno = 0;	/* must not reach the caller */
+}
+
+static void
+logging_open(struct run *r)
+{
+	wide_open(r);
+	r->wide = r->a;
+	beamalloc_logging_init(&r->logging, r->wide, "fuzz", log_entry, r);
+	r->a = beamalloc_logging_allocator(&r->logging);
+}
+
+static void
+logging_account(struct run *r)
+{
+	wide_account(r);
+	CHECK(r, r->logged_live == r->nlive,
+	    "the log counts %zu live blocks, model %zu", r->logged_live,
+	    r->nlive);
+}
+
+static void
+logging_close(struct run *r)
+{
+	free_all(r);
+	logging_account(r);
+}
+
 static const struct target targets[] = {
 	{ .name = "beam", .open = beam_open, .close = base_close,
 	  .reset = free_all, .account = base_account, .max_align = 8,
@@ -1175,6 +1383,22 @@ static const struct target targets[] = {
 	  .expect_alloc = failing_expect,
 	  .resize_must_fail = failing_resize_must_fail, .host_of = wide_host,
 	  .max_align = MAX_LEN, .einval_above = true },
+	{ .name = "arena_reset", .open = arena_open, .close = arena_close,
+	  .reset = arena_reset_modes, .account = arena_account,
+	  .max_align = MAX_LEN, .einval_above = true },
+	{ .name = "pool", .open = pool_open, .close = pool_close,
+	  .reset = free_all, .account = pool_account,
+	  .expect_alloc = pool_expect, .max_align = MAX_LEN,
+	  .einval_above = true, .resize_keeps_host = true },
+	{ .name = "stackfb", .open = stackfb_open, .close = stackfb_close,
+	  .reset = free_all, .account = stackfb_account,
+	  .host_of = wide_host, .max_align = MAX_LEN, .einval_above = true },
+	{ .name = "locked", .open = locked_open, .close = locked_close,
+	  .reset = arena_reset, .account = arena_account,
+	  .max_align = MAX_LEN, .einval_above = true },
+	{ .name = "logging", .open = logging_open, .close = logging_close,
+	  .reset = free_all, .account = logging_account,
+	  .host_of = wide_host, .max_align = MAX_LEN, .einval_above = true },
 	{ .name = "gpa", .open = gpa_open, .close = gpa_close,
 	  .reset = gpa_reset, .account = gpa_account,
 	  .expect_alloc = gpa_expect, .max_align = MAX_LEN,

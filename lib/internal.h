@@ -108,6 +108,13 @@ BA_HIDDEN void *ba_no_remap(void *ctx, void *mem, size_t len, size_t align,
  * for allocators that have no report config of their own. */
 BA_HIDDEN void ba_report_default(const beamalloc_report *r);
 
+/* Reports' text (report.c, symbolize.c): a code address as "0x... f
+ * (file.c:12)" or what is known of it, and a numbered trace under a
+ * title; symbolized, for reports only. */
+BA_HIDDEN void ba_print_pc(FILE *f, uintptr_t a);
+BA_HIDDEN void ba_print_trace(FILE *f, const char *title, const uintptr_t *t,
+    size_t n);
+
 /* Allocators whose native alignment beamalloc_native_align() knows. */
 BA_HIDDEN extern const beamalloc_vtable ba_base_vtable;	/* base.c */
 BA_HIDDEN extern const beamalloc_vtable ba_wide_vtable;	/* wide.c */

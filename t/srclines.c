@@ -6,7 +6,8 @@
  *   srclines leak       GPA with 8-frame traces: the leak report
  *   srclines site       GPA without traces (the call site only)
  *   srclines double     the double free report
- *   srclines check      beamalloc_check_alloc_failures() on a leaking path
+ *   srclines check      beamalloc_check_alloc_failures() on a leaking path,
+ *                       over the GPA (which reports the leaked block too)
  *   srclines symbolize  beamalloc_symbolize() of the leak's call site
  */
 #include <stdio.h>
@@ -57,7 +58,7 @@ main(int argc, char **argv)
 
 		beamalloc_check_options_init(&opt);
 		opt.out = stdout;
-		(void)beamalloc_check_alloc_failures_opt(beamalloc_libc(),
+		(void)beamalloc_check_alloc_failures_opt(beamalloc_gpa_allocator(g),
 		    leakmod_oom_leak, NULL, &opt, NULL);
 	} else if (strcmp(what, "double") == 0)
 		(void)leakmod_double_free(beamalloc_gpa_allocator(g));

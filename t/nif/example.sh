@@ -11,7 +11,7 @@
 # The installed case is .ci/run's quick start.
 . "$top_srcdir/t/nif/lib.sh"
 need_beam
-echo 1..6
+echo 1..7
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/beamalloc-example.XXXXXX") || exit 1
 trap 'rm -rf "$scratch"' EXIT
 
@@ -73,4 +73,20 @@ if shows_all "$scratch/shared.log"; then
 	echo "ok 6 - shared: it printed tracked memory, an aligned address, the arena sum, the leak reports"
 else
 	echo "not ok 6 - shared: some of its output is missing"
+fi
+
+# Built with -g: the GPA's leak report names the source line of the
+# leaked block's allocation (when configure found libdw).
+line=$(grep -n 'b = beamalloc_alloc(gpa, 200);' "$top_srcdir/examples/beamalloc_example.c" | cut -d: -f1)
+if ! grep -q '^#define HAVE_LIBDW 1' "$top_builddir/config.h"; then
+	if grep -Eq "^    #0 0x[0-9a-f]+ leak_report\+0x[0-9a-f]+ " "$scratch/static.log"; then
+		echo "ok 7 - without libdw: the leak report names leak_report+offset"
+	else
+		echo "not ok 7 - without libdw: no leak_report+offset in the report"
+	fi
+elif grep -Eq "^    #0 0x[0-9a-f]+ leak_report \(.*beamalloc_example\.c:$line\)$" "$scratch/static.log" &&
+     grep -Eq "^    #0 0x[0-9a-f]+ leak_report \(.*beamalloc_example\.c:$line\)$" "$scratch/shared.log"; then
+	echo "ok 7 - both: the leak report names leak_report (beamalloc_example.c:$line)"
+else
+	echo "not ok 7 - the leak report does not name beamalloc_example.c:$line"
 fi

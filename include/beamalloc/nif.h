@@ -11,7 +11,8 @@
  *    and a double, invalid or mismatched free raises {memory_error, ...}.
  *  - The same check across enif_schedule_nif() steps, on a thread of its
  *    own, and for resources that own an allocator; a GPA per NIF library;
- *    a GPA's stats as an Erlang map.
+ *    a GPA's stats as an Erlang map; findings sent to an Erlang process
+ *    that logs them (examples/beamalloc_logger.erl).
  *  - Term decoding into memory from any allocator, as Zigler's
  *    beam.get(..., .{.allocator = a}): a list of integers or floats, or a
  *    binary, into an array the caller frees.  A bad term is a badarg and
@@ -1000,6 +1001,113 @@ beamalloc_nif_module_close(beamalloc_nif_module *m)
 		m->allocator.vtable = NULL;
 	}
 	return m->findings.leak_blocks;
+}
+
+/* ------------------------------------------------------------------------
+ * Reports into Erlang's logger
+ * ---------------------------------------------------------------------- */
+
+/* Where findings go: a process, by pid or by registered name. */
+typedef struct beamalloc_nif_logger {
+	ErlNifPid pid;
+	char name[64];			/* registered name; "" for the pid */
+} beamalloc_nif_logger;
+
+/* dest: a local pid, or an atom naming a registered process (looked up
+ * at each report, so it may be restarted).  1 on success, 0 when dest is
+ * neither (or the name is longer than 63 bytes). */
+static inline int
+beamalloc_nif_logger_init(ErlNifEnv *env, ERL_NIF_TERM dest,
+    beamalloc_nif_logger *lg)
+{
+	memset(lg, 0, sizeof(*lg));
+	if (enif_get_local_pid(env, dest, &lg->pid))
+		return 1;
+	return enif_get_atom(env, dest, lg->name, sizeof(lg->name),
+	    ERL_NIF_LATIN1) > 0;
+}
+
+static inline const char *
+beamalloc_nif_kind_atom_(beamalloc_report_kind k)
+{
+	switch (k) {
+	case BEAMALLOC_REPORT_LEAK: return "leak";
+	case BEAMALLOC_REPORT_DOUBLE_FREE: return "double_free";
+	case BEAMALLOC_REPORT_INVALID_FREE: return "invalid_free";
+	case BEAMALLOC_REPORT_SIZE_MISMATCH: return "size_mismatch";
+	case BEAMALLOC_REPORT_ALIGN_MISMATCH: return "align_mismatch";
+	case BEAMALLOC_REPORT_CONCURRENT_USE: return "concurrent_use";
+	case BEAMALLOC_REPORT_OVERFLOW: return "overflow";
+	case BEAMALLOC_REPORT_WRITE_AFTER_FREE: return "write_after_free";
+	}
+	return "unknown";
+}
+
+/*
+ * A report function (beamalloc_report_fn, user a beamalloc_nif_logger)
+ * that sends each finding, from any thread, as the message
+ *     {beamalloc_report, #{kind => leak | double_free | ..., text => Text,
+ *                          address, size, align, given_size, given_align}}
+ * with Text what beamalloc_report_print() writes (up to 8 KiB).  When the
+ * process is not there, the report goes to stderr instead.
+ */
+static inline void
+beamalloc_nif_logger_report(void *user, const beamalloc_report *r)
+{
+	const beamalloc_nif_logger *lg = (const beamalloc_nif_logger *)user;
+	ErlNifEnv *env = enif_alloc_env();
+	ErlNifPid to = lg->pid;
+	ERL_NIF_TERM keys[7], vals[7], map;
+	char text[8192];
+	size_t n;
+
+	if (env == NULL) {
+		beamalloc_report_print(stderr, r);
+		return;
+	}
+	n = beamalloc_report_format(text, sizeof(text), r);
+	if (n >= sizeof(text))
+		n = sizeof(text) - 1;
+	keys[0] = enif_make_atom(env, "kind");
+	vals[0] = enif_make_atom(env, beamalloc_nif_kind_atom_(r->kind));
+	keys[1] = enif_make_atom(env, "text");
+	memcpy(enif_make_new_binary(env, n, &vals[1]), text, n);
+	keys[2] = enif_make_atom(env, "address");
+	vals[2] = enif_make_uint64(env, (uint64_t)(uintptr_t)r->addr);
+	keys[3] = enif_make_atom(env, "size");
+	vals[3] = enif_make_uint64(env, r->size);
+	keys[4] = enif_make_atom(env, "align");
+	vals[4] = enif_make_uint64(env, r->align);
+	keys[5] = enif_make_atom(env, "given_size");
+	vals[5] = enif_make_uint64(env, r->given_size);
+	keys[6] = enif_make_atom(env, "given_align");
+	vals[6] = enif_make_uint64(env, r->given_align);
+	if (!enif_make_map_from_arrays(env, keys, vals, 7, &map))
+		map = vals[1];
+	/* A NULL caller env: the report may come from any thread, inside a
+	 * NIF call or not, and has no env of its own. */
+	if ((lg->name[0] != '\0' && !enif_whereis_pid(NULL,
+	    enif_make_atom(env, lg->name), &to)) ||
+	    !enif_send(NULL, &to, env, enif_make_tuple2(env,
+	    enif_make_atom(env, "beamalloc_report"), map)))
+		beamalloc_report_print(stderr, r);
+	enif_free_env(env);
+}
+
+/* Send the findings of the GPA that cfg makes to lg (which must outlive
+ * it); cfg NULL: those of the allocators reporting through the
+ * process-wide default (beamalloc_report_set_default()). */
+static inline void
+beamalloc_nif_logger_install(beamalloc_nif_logger *lg,
+    beamalloc_gpa_config *cfg)
+{
+	if (cfg == NULL) {
+		beamalloc_report_set_default(beamalloc_nif_logger_report, lg,
+		    false);
+		return;
+	}
+	cfg->report = beamalloc_nif_logger_report;
+	cfg->report_user = lg;
 }
 
 /* ------------------------------------------------------------------------

@@ -431,14 +431,11 @@ ERL_NIF_INIT_DECL(beamalloc_nif_);
 #define BEAMALLOC_NIF_ENTRY_() ((ErlNifEntry *)NULL)
 #endif
 
-typedef ERL_NIF_TERM (*beamalloc_nif_fptr_)(ErlNifEnv *env, int argc,
-    const ERL_NIF_TERM argv[]);
-
 /* The Erlang name of the NIF implemented by self with arity argc, from
  * the library's ErlNifFunc table; fallback when it is not there. */
 static inline const char *
-beamalloc_nif_erl_name_(beamalloc_nif_fptr_ self, int argc,
-    const char *fallback)
+beamalloc_nif_erl_name_(ERL_NIF_TERM (*self)(ErlNifEnv *, int,
+    const ERL_NIF_TERM[]), int argc, const char *fallback)
 {
 	ErlNifEntry *e = BEAMALLOC_NIF_ENTRY_();
 	int i;
@@ -455,7 +452,8 @@ beamalloc_nif_erl_name_(beamalloc_nif_fptr_ self, int argc,
 static inline ERL_NIF_TERM
 beamalloc_nif_leak_check_run_(ErlNifEnv *env, int argc,
     const ERL_NIF_TERM argv[], beamalloc_nif_body body, const char *name,
-    beamalloc_nif_fptr_ self, const beamalloc_gpa_config *cfg)
+    ERL_NIF_TERM (*self)(ErlNifEnv *, int, const ERL_NIF_TERM[]),
+    const beamalloc_gpa_config *cfg)
 {
 	beamalloc_nif_findings f;
 	beamalloc_gpa_config c;

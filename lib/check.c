@@ -79,6 +79,7 @@ run(struct checker *c, size_t fail_index)
 		return -1;
 	if (pid == 0) {
 		run_here(c, fail_index);
+		ba_symbols_release();
 		_exit(0);
 	}
 	/* Once fn has returned, the outcome is in: how the child ended

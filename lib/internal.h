@@ -114,6 +114,9 @@ BA_HIDDEN void ba_report_default(const beamalloc_report *r);
 BA_HIDDEN void ba_print_pc(FILE *f, uintptr_t a);
 BA_HIDDEN void ba_print_trace(FILE *f, const char *title, const uintptr_t *t,
     size_t n);
+/* Drop what the symbolizer read (at exit; in a forked child before
+ * _exit(), which runs no destructor). */
+BA_HIDDEN void ba_symbols_release(void);
 
 /* Allocators whose native alignment beamalloc_native_align() knows. */
 BA_HIDDEN extern const beamalloc_vtable ba_base_vtable;	/* base.c */

@@ -107,10 +107,15 @@ dw_current(void)
 	return dw;
 }
 
-__attribute__((destructor)) static void
-dw_release(void)
+/* At exit or unloading (and in a child about to _exit()): what libdw
+ * read goes.  Skipped while another thread is inside a lookup (or, in a
+ * child, was at the fork): then it stays reachable, and is not ours to
+ * wait for. */
+__attribute__((destructor)) void
+ba_symbols_release(void)
 {
-	pthread_mutex_lock(&dw_lock);
+	if (pthread_mutex_trylock(&dw_lock) != 0)
+		return;
 	if (dw != NULL)
 		dwfl_end(dw);
 	dw = NULL;
@@ -173,6 +178,11 @@ dw_lookup(uintptr_t pc, beamalloc_symbol *s)
 	}
 out:
 	pthread_mutex_unlock(&dw_lock);
+}
+#else
+void
+ba_symbols_release(void)
+{
 }
 #endif /* HAVE_LIBDW */
 

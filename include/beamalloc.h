@@ -168,6 +168,27 @@ typedef void (*beamalloc_report_fn)(void *user, const beamalloc_report *r);
 BEAMALLOC_API void beamalloc_report_print(FILE *f, const beamalloc_report *r);
 /* Name of a report kind: "leak", "double free", ... */
 BEAMALLOC_API const char *beamalloc_report_kind_name(beamalloc_report_kind k);
+/* r as the same text in buf (at most len bytes, NUL-terminated when len
+ * > 0); returns the text's full length, as snprintf does. */
+BEAMALLOC_API size_t beamalloc_report_format(char *buf, size_t len,
+    const beamalloc_report *r);
+
+/* What debug information says of a code address (a return address, as in
+ * traces: the call just before it is looked up).  Strings are "" and line
+ * 0 when unknown; offset is from the function's start, or from the
+ * object's when no function is known. */
+typedef struct beamalloc_symbol {
+	char function[128];
+	char file[256];			/* source file */
+	unsigned line;
+	char object[256];		/* executable or shared object */
+	uintptr_t offset;
+} beamalloc_symbol;
+
+/* Fill *sym for addr (libdw's DWARF lines and symbol tables when built
+ * with it, else dladdr); false when nothing at all is known. */
+BEAMALLOC_API bool beamalloc_symbolize(uintptr_t addr, beamalloc_symbol *sym);
+
 /* Process-wide handler for allocators without a report config of their
  * own (the wide allocator's bad frees): fn NULL prints to stderr (the
  * default); abort_on_error makes them abort() after reporting.  Set it
@@ -444,6 +465,7 @@ BEAMALLOC_API beamalloc_allocator beamalloc_logging_allocator(
  * ---------------------------------------------------------------------- */
 
 #define BEAMALLOC_NEVER SIZE_MAX
+#define BEAMALLOC_FAILING_TRACE 16	/* frames kept of the induced failure */
 
 typedef struct beamalloc_failing {
 	beamalloc_allocator backing;
@@ -457,6 +479,10 @@ typedef struct beamalloc_failing {
 	uintptr_t fail_ret_addr;	/* call site of the induced failure */
 	bool has_induced_failure;	/* an allocation was made to fail */
 	bool has_induced_resize_failure;/* a resize/remap was made to fail */
+	/* 0.2: the stack of the induced allocation failure, from its call
+	 * site outwards (fail_trace[0] == fail_ret_addr when known). */
+	size_t fail_trace_len;
+	uintptr_t fail_trace[BEAMALLOC_FAILING_TRACE];
 } beamalloc_failing;
 
 BEAMALLOC_API void beamalloc_failing_init(beamalloc_failing *f,

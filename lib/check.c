@@ -14,7 +14,7 @@
  * the parent still reads the counters and the failing call site of a
  * child that died.
  */
-#define _GNU_SOURCE	/* dladdr's Dl_info, MAP_ANONYMOUS */
+#define _GNU_SOURCE	/* MAP_ANONYMOUS */
 #include "config.h"
 
 #include <signal.h>
@@ -22,9 +22,6 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#ifdef HAVE_DLADDR
-#include <dlfcn.h>
-#endif
 
 #include "internal.h"
 
@@ -82,6 +79,7 @@ run(struct checker *c, size_t fail_index)
 		return -1;
 	if (pid == 0) {
 		run_here(c, fail_index);
+		ba_symbols_release();
 		_exit(0);
 	}
 	/* Once fn has returned, the outcome is in: how the child ended
@@ -96,28 +94,6 @@ run(struct checker *c, size_t fail_index)
  * Reporting
  * ---------------------------------------------------------------------- */
 
-static void
-print_site(FILE *out, uintptr_t ra)
-{
-	if (ra == 0)
-		return;
-	fprintf(out, " (called from %#zx", (size_t)ra);
-#ifdef HAVE_DLADDR
-	{
-		Dl_info info;
-
-		if (dladdr((void *)ra, &info) != 0 && info.dli_sname != NULL)
-			fprintf(out, ", %s+%#zx", info.dli_sname,
-			    (size_t)(ra - (uintptr_t)info.dli_saddr));
-		else if (dladdr((void *)ra, &info) != 0 &&
-		    info.dli_fname != NULL)
-			fprintf(out, ", %s+%#zx", info.dli_fname,
-			    (size_t)(ra - (uintptr_t)info.dli_fbase));
-	}
-#endif
-	fputc(')', out);
-}
-
 /* "beamalloc_check: allocation #i of n failed (called from ...): " */
 static void
 print_run(struct checker *c, size_t i)
@@ -128,7 +104,11 @@ print_run(struct checker *c, size_t i)
 		return;
 	}
 	fprintf(c->out, "allocation #%zu of %zu failed", i, c->n);
-	print_site(c->out, c->o->f.fail_ret_addr);
+	if (c->o->f.fail_ret_addr != 0) {
+		fputs(" (called from ", c->out);
+		ba_print_pc(c->out, c->o->f.fail_ret_addr);
+		fputc(')', c->out);
+	}
 	fputs(": ", c->out);
 }
 
@@ -143,6 +123,15 @@ print_death(FILE *out, int status)
 		    WEXITSTATUS(status));
 	else
 		fputs("died before returning\n", out);
+}
+
+/* Under a leak or crash of run i: the stack of its failed allocation. */
+static void
+print_failure_trace(struct checker *c, size_t i)
+{
+	if (i != BEAMALLOC_NEVER)
+		ba_print_trace(c->out, "the failed allocation",
+		    c->o->f.fail_trace, c->o->f.fail_trace_len);
 }
 
 /* ------------------------------------------------------------------------
@@ -182,6 +171,7 @@ judge_leak(struct checker *c, size_t i)
 		    "%zu blocks allocated, %zu bytes in %zu blocks freed: "
 		    "wrong lengths?)\n", f->allocated_bytes, f->allocations,
 		    f->freed_bytes, f->deallocations);
+	print_failure_trace(c, i);
 	c->r.leaking_runs++;
 	finding(c, i);
 	return true;
@@ -221,6 +211,7 @@ judge_run(struct checker *c, size_t i)
 	if (!o->returned) {
 		print_run(c, i);
 		print_death(c->out, o->status);
+		print_failure_trace(c, i);
 		c->r.crashed_runs++;
 		finding(c, i);
 		return true;

@@ -4,11 +4,41 @@
  * FailingAllocator).  Once the failing index is reached every later call
  * of that kind fails too, as when memory has really run out.
  */
+#include "config.h"
+
+#include <string.h>
+#ifdef HAVE_EXECINFO_H
+#include <execinfo.h>
+#endif
+
 #include "internal.h"
 
 /* ------------------------------------------------------------------------
  * Vtable
  * ---------------------------------------------------------------------- */
+
+/* The stack of the induced failure, from the caller's call site ra
+ * outwards (the frames inside the library dropped), as Zig's
+ * FailingAllocator keeps it.  Once per run: backtrace()'s cost does not
+ * matter here. */
+static void
+keep_trace(beamalloc_failing *f, uintptr_t ra)
+{
+	size_t n = 0;
+#ifdef HAVE_BACKTRACE
+	void *buf[BEAMALLOC_FAILING_TRACE + 8];
+	int got = backtrace(buf, BEAMALLOC_FAILING_TRACE + 8), from = got;
+
+	for (int i = 0; i < got && from == got; i++)
+		if ((uintptr_t)buf[i] == ra)
+			from = i;
+	for (int i = from; i < got && n < BEAMALLOC_FAILING_TRACE; i++)
+		f->fail_trace[n++] = (uintptr_t)buf[i];
+#endif
+	if (n == 0 && ra != 0)
+		f->fail_trace[n++] = ra;
+	f->fail_trace_len = n;
+}
 
 static void *
 failing_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
@@ -20,6 +50,7 @@ failing_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 		if (!f->has_induced_failure) {
 			f->has_induced_failure = true;
 			f->fail_ret_addr = ra;
+			keep_trace(f, ra);
 		}
 		return ba_fail(ENOMEM);
 	}
@@ -112,6 +143,8 @@ beamalloc_failing_init(beamalloc_failing *f, beamalloc_allocator backing,
 	f->fail_ret_addr = 0;
 	f->has_induced_failure = false;
 	f->has_induced_resize_failure = false;
+	f->fail_trace_len = 0;
+	memset(f->fail_trace, 0, sizeof(f->fail_trace));
 }
 
 beamalloc_allocator

@@ -113,6 +113,16 @@ BA_HIDDEN void ba_report_call(beamalloc_report_kind kind, const void *mem,
     size_t size, size_t align, size_t given_size, size_t given_align,
     uintptr_t ra);
 
+/* Reports' text (report.c, symbolize.c): a code address as "0x... f
+ * (file.c:12)" or what is known of it, and a numbered trace under a
+ * title; symbolized, for reports only. */
+BA_HIDDEN void ba_print_pc(FILE *f, uintptr_t a);
+BA_HIDDEN void ba_print_trace(FILE *f, const char *title, const uintptr_t *t,
+    size_t n);
+/* Drop what the symbolizer read (at exit; in a forked child before
+ * _exit(), which runs no destructor). */
+BA_HIDDEN void ba_symbols_release(void);
+
 /* Allocators whose native alignment beamalloc_native_align() knows. */
 BA_HIDDEN extern const beamalloc_vtable ba_base_vtable;	/* base.c */
 BA_HIDDEN extern const beamalloc_vtable ba_wide_vtable;	/* wide.c */

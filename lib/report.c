@@ -1,17 +1,18 @@
 /*
  * report.c - the default report: one text block per finding, traces
- * symbolized with dladdr (function+offset and the object it lives in).
+ * symbolized (symbolize.c): function, file and line where debug
+ * information exists, else function+offset and the object.
  *
  *   beamalloc: double free: 64 bytes at 0x55d0c0a0 (align 8)
- *     freed again from: 0x55d0b2c1 main+0x41 (./prog)
+ *     freed again from: 0x55d0b2c1 main (/src/prog.c:14)
  *     allocated at:
- *       #0 0x55d0b27a main+0x1a (./prog)
+ *       #0 0x55d0b27a main (/src/prog.c:11)
  *     first freed at:
  *       #0 0x55d0b2a3 main+0x33 (./prog)
  *
  * The block is written under the stream's lock, so reports from several
- * threads do not interleave, and without allocating: it may run where the
- * heap is in trouble.
+ * threads do not interleave, and allocates from nothing of ours (libdw
+ * uses malloc): it may run inside a GPA whose heap is in trouble.
  *
  * Allocators without a config of their own (the wide allocator) report
  * through the process-wide default handler set here.
@@ -26,9 +27,6 @@
 #include "config.h"
 #include "internal.h"
 
-#ifdef HAVE_DLADDR
-#include <dlfcn.h>
-#endif
 
 const char *
 beamalloc_report_kind_name(beamalloc_report_kind k)
@@ -54,41 +52,15 @@ beamalloc_report_kind_name(beamalloc_report_kind k)
 	return "unknown report";
 }
 
-/* "0x... func+0x12 (libfoo.so)", or "(libfoo.so+0x1234)" for a static
- * function, which addr2line can resolve. */
-static void
-print_addr(FILE *f, uintptr_t a)
-{
-	fprintf(f, "%#" PRIxPTR, a);
-#ifdef HAVE_DLADDR
-	{
-		Dl_info di;
-		const char *obj;
-
-		/* A return address can be one past its function's end (a
-		 * call to a noreturn function): look up the call itself. */
-		if (a == 0 || dladdr((void *)(a - 1), &di) == 0)
-			return;
-		obj = di.dli_fname != NULL ? di.dli_fname : "?";
-		if (di.dli_sname != NULL && di.dli_saddr != NULL)
-			fprintf(f, " %s+%#" PRIxPTR " (%s)", di.dli_sname,
-			    a - (uintptr_t)di.dli_saddr, obj);
-		else
-			fprintf(f, " (%s+%#" PRIxPTR ")", obj,
-			    a - (uintptr_t)di.dli_fbase);
-	}
-#endif
-}
-
-static void
-print_trace(FILE *f, const char *title, const uintptr_t *t, size_t n)
+void
+ba_print_trace(FILE *f, const char *title, const uintptr_t *t, size_t n)
 {
 	if (t == NULL || n == 0)
 		return;
 	fprintf(f, "  %s:\n", title);
 	for (size_t i = 0; i < n; i++) {
 		fprintf(f, "    #%zu ", i);
-		print_addr(f, t[i]);
+		ba_print_pc(f, t[i]);
 		fputc('\n', f);
 	}
 }
@@ -136,13 +108,35 @@ beamalloc_report_print(FILE *f, const beamalloc_report *r)
 	if (r->ret_addr != 0) {
 		fprintf(f, "  %s: ", r->kind == BEAMALLOC_REPORT_DOUBLE_FREE ?
 		    "freed again from" : "called from");
-		print_addr(f, r->ret_addr);
+		ba_print_pc(f, r->ret_addr);
 		fputc('\n', f);
 	}
-	print_trace(f, "allocated at", r->alloc_trace, r->alloc_trace_len);
-	print_trace(f, "first freed at", r->free_trace, r->free_trace_len);
+	ba_print_trace(f, "allocated at", r->alloc_trace, r->alloc_trace_len);
+	ba_print_trace(f, "first freed at", r->free_trace, r->free_trace_len);
 	funlockfile(f);
 	fflush(f);
+}
+
+size_t
+beamalloc_report_format(char *buf, size_t len, const beamalloc_report *r)
+{
+	char *text = NULL;
+	size_t n = 0;
+	FILE *f = open_memstream(&text, &n);
+
+	if (f != NULL) {
+		beamalloc_report_print(f, r);
+		fclose(f);
+	}
+	if (len > 0) {
+		size_t k = text != NULL ? ba_min(n, len - 1) : 0;
+
+		if (k > 0)
+			memcpy(buf, text, k);
+		buf[k] = '\0';
+	}
+	free(text);
+	return n;
 }
 
 /* ------------------------------------------------------------------------

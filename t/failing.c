@@ -43,6 +43,20 @@ alloc_failures(void)
 	    "allocation 2 fails: NULL + ENOMEM, has_induced_failure");
 	ok(f.fail_ret_addr >= site && f.fail_ret_addr < site + 1024,
 	    "fail_ret_addr names the failing call site");
+	ok(f.fail_trace_len >= 2 && f.fail_trace_len <= BEAMALLOC_FAILING_TRACE &&
+	    f.fail_trace[0] == f.fail_ret_addr &&
+	    f.fail_trace[1] >= (uintptr_t)alloc_failures &&
+	    f.fail_trace[1] < (uintptr_t)alloc_failures + 16384,
+	    "fail_trace: the call site, then its caller (%zu frames)",
+	    f.fail_trace_len);
+	{
+		uintptr_t first = f.fail_trace[0];
+
+		errno = 0;
+		(void)beamalloc_alloc(a, 1);
+		ok(f.fail_trace[0] == first,
+		    "a later failure keeps the first one's trace");
+	}
 	errno = 0;
 	ok(beamalloc_alloc(a, 1) == NULL && errno == ENOMEM,
 	    "and every later allocation fails: memory has run out");
@@ -56,6 +70,8 @@ alloc_failures(void)
 	    "counts 2 frees, 30 bytes, and passes them on");
 
 	beamalloc_failing_init(&f, testalloc_allocator(t), 0, BEAMALLOC_NEVER);
+	ok(f.fail_trace_len == 0 && f.fail_trace[0] == 0,
+	    "init clears the trace");
 	ok(beamalloc_alloc(a, 8) == NULL && f.has_induced_failure,
 	    "fail_index 0: the first allocation fails");
 

@@ -6,11 +6,13 @@
  *    when it returns, anything still live raises the Erlang exception
  *        error:{memory_leak, <<"memory leak detected in function f/1:
  *                                24 bytes in 2 blocks">>,
- *               #{function => <<"f/1">>, bytes => 24, blocks => 2}}
+ *               #{function => <<"f/1">>, bytes => 24, blocks => 2,
+ *                 sites => [#{function, file, line, bytes, blocks}]}}
  *    and a double, invalid or mismatched free raises {memory_error, ...}.
  *  - The same check across enif_schedule_nif() steps, on a thread of its
  *    own, and for resources that own an allocator; a GPA per NIF library;
- *    a GPA's stats as an Erlang map.
+ *    a GPA's stats as an Erlang map; findings sent to an Erlang process
+ *    that logs them (examples/beamalloc_logger.erl).
  *  - Term decoding into memory from any allocator, as Zigler's
  *    beam.get(..., .{.allocator = a}): a list of integers or floats, or a
  *    binary, into an array the caller frees.  A bad term is a badarg and
@@ -38,15 +40,23 @@ extern "C" {
  * Errors
  * ---------------------------------------------------------------------- */
 
-/* The exception for a failure that set errno: badarg for EINVAL (a bad
- * term), the atom enomem for anything else.  Call it right away, before
- * anything else can change errno. */
+/* errno of the decoders below for a term of the wrong type or range: an
+ * allocator never sets it, so it is told apart from their EINVAL. */
+#define BEAMALLOC_NIF_EBADTERM EDOM
+
+/* The exception for a failure that set errno: badarg for
+ * BEAMALLOC_NIF_EBADTERM (a bad term), the atom einval for EINVAL (an
+ * allocator refused the call: an alignment that is not a power of two or
+ * is larger than it serves, a block it does not know), the atom enomem
+ * for anything else.  Call it right away, before anything else can
+ * change errno. */
 static inline ERL_NIF_TERM
 beamalloc_nif_raise_errno(ErlNifEnv *env)
 {
-	if (errno == EINVAL)
+	if (errno == BEAMALLOC_NIF_EBADTERM)
 		return enif_make_badarg(env);
-	return enif_raise_exception(env, enif_make_atom(env, "enomem"));
+	return enif_raise_exception(env, enif_make_atom(env,
+	    errno == EINVAL ? "einval" : "enomem"));
 }
 
 /* ------------------------------------------------------------------------
@@ -54,8 +64,10 @@ beamalloc_nif_raise_errno(ErlNifEnv *env)
  * to 8 (BEAMALLOC_MIN_ALIGN), so it is freed with
  *     beamalloc_free(a, p, len * sizeof(*p));
  * An empty list or binary gives a zero-length pointer (non-NULL, freeing
- * it is a no-op).  NULL means failure, with *lenp = 0 and errno EINVAL
- * for a bad term or ENOMEM; nothing is left allocated either way.
+ * it is a no-op).  NULL means failure, with *lenp = 0 and errno
+ * BEAMALLOC_NIF_EBADTERM for a bad term, else the allocator's (ENOMEM,
+ * or EINVAL for an alignment it does not serve); nothing is left
+ * allocated either way.
  * ---------------------------------------------------------------------- */
 
 typedef int (*beamalloc_nif_get_elem_fn)(ErlNifEnv *env, ERL_NIF_TERM t,
@@ -75,7 +87,7 @@ beamalloc_nif_get_list(ErlNifEnv *env, ERL_NIF_TERM list,
 
 	*lenp = 0;
 	if (!enif_get_list_length(env, list, &len)) {
-		errno = EINVAL;
+		errno = BEAMALLOC_NIF_EBADTERM;
 		return NULL;
 	}
 	arr = (unsigned char *)beamalloc_alloc_array(a, len, size, align);
@@ -85,7 +97,7 @@ beamalloc_nif_get_list(ErlNifEnv *env, ERL_NIF_TERM list,
 		if (!get(env, head, arr + i * size)) {
 			beamalloc_free_aligned(a, arr, (size_t)len * size,
 			    align);
-			errno = EINVAL;
+			errno = BEAMALLOC_NIF_EBADTERM;
 			return NULL;
 		}
 	}
@@ -168,7 +180,7 @@ beamalloc_nif_get_binary_copy(ErlNifEnv *env, ERL_NIF_TERM bin,
 
 	*lenp = 0;
 	if (!enif_inspect_binary(env, bin, &b)) {
-		errno = EINVAL;
+		errno = BEAMALLOC_NIF_EBADTERM;
 		return NULL;
 	}
 	p = (unsigned char *)beamalloc_alloc(a, b.size);
@@ -188,6 +200,18 @@ beamalloc_nif_get_binary_copy(ErlNifEnv *env, ERL_NIF_TERM bin,
 typedef ERL_NIF_TERM (*beamalloc_nif_body)(ErlNifEnv *env, int argc,
     const ERL_NIF_TERM argv[], beamalloc_allocator a);
 
+/* Distinct allocation sites of leaked blocks a findings record counts;
+ * the exception names the top 3 by bytes. */
+#define BEAMALLOC_NIF_SITES 16
+#define BEAMALLOC_NIF_TOP_SITES 3
+
+/* Leaked blocks allocated at one call site (a return address). */
+typedef struct beamalloc_nif_site {
+	uintptr_t addr;
+	size_t bytes;
+	size_t blocks;
+} beamalloc_nif_site;
+
 /* What the per-call GPA reported, gathered by its report callback. */
 typedef struct beamalloc_nif_findings {
 	size_t leak_bytes;
@@ -196,6 +220,10 @@ typedef struct beamalloc_nif_findings {
 	beamalloc_report_kind first_misuse;
 	beamalloc_report_fn chain;	/* the caller's report, or NULL */
 	void *chain_user;
+	/* Leaks by call site, known when the GPA records them (safety or
+	 * traces on): the first BEAMALLOC_NIF_SITES sites seen. */
+	size_t nsites;
+	beamalloc_nif_site sites[BEAMALLOC_NIF_SITES];
 } beamalloc_nif_findings;
 
 /* A report callback that prints nothing: set it in the config passed to
@@ -207,6 +235,24 @@ beamalloc_nif_report_silent(void *user, const beamalloc_report *r)
 }
 
 static inline void
+beamalloc_nif_site_add_(beamalloc_nif_findings *f, uintptr_t addr,
+    size_t bytes)
+{
+	size_t i;
+
+	for (i = 0; i < f->nsites && f->sites[i].addr != addr; i++)
+		;
+	if (i == BEAMALLOC_NIF_SITES)
+		return;
+	if (i == f->nsites) {
+		f->sites[i].addr = addr;
+		f->nsites++;
+	}
+	f->sites[i].bytes += bytes;
+	f->sites[i].blocks++;
+}
+
+static inline void
 beamalloc_nif_collect_(void *user, const beamalloc_report *r)
 {
 	beamalloc_nif_findings *f = (beamalloc_nif_findings *)user;
@@ -214,6 +260,8 @@ beamalloc_nif_collect_(void *user, const beamalloc_report *r)
 	if (r->kind == BEAMALLOC_REPORT_LEAK) {
 		f->leak_bytes += r->size;
 		f->leak_blocks++;
+		if (r->alloc_trace_len > 0)
+			beamalloc_nif_site_add_(f, r->alloc_trace[0], r->size);
 	} else if (f->misuses++ == 0) {
 		f->first_misuse = r->kind;
 	}
@@ -236,6 +284,67 @@ beamalloc_nif_text_(ErlNifEnv *env, const char *s)
 	return t;
 }
 
+/* #{function, file, line, bytes, blocks} for a site: file and line are
+ * undefined without debug information, function is then the object and
+ * offset (or the address). */
+static inline ERL_NIF_TERM
+beamalloc_nif_site_term_(ErlNifEnv *env, const beamalloc_nif_site *site)
+{
+	beamalloc_symbol sym;
+	char fn[sizeof(sym.function) + sizeof(sym.object) + 24];
+	ERL_NIF_TERM keys[5], vals[5], m, undef = enif_make_atom(env,
+	    "undefined");
+
+	(void)beamalloc_symbolize(site->addr, &sym);
+	if (sym.function[0] != '\0')
+		snprintf(fn, sizeof(fn), "%s", sym.function);
+	else if (sym.object[0] != '\0')
+		snprintf(fn, sizeof(fn), "%s+%#llx", sym.object,
+		    (unsigned long long)sym.offset);
+	else
+		snprintf(fn, sizeof(fn), "%#llx",
+		    (unsigned long long)site->addr);
+	keys[0] = enif_make_atom(env, "function");
+	vals[0] = beamalloc_nif_text_(env, fn);
+	keys[1] = enif_make_atom(env, "file");
+	vals[1] = sym.file[0] != '\0' ? beamalloc_nif_text_(env, sym.file) :
+	    undef;
+	keys[2] = enif_make_atom(env, "line");
+	vals[2] = sym.line != 0 ? enif_make_uint(env, sym.line) : undef;
+	keys[3] = enif_make_atom(env, "bytes");
+	vals[3] = enif_make_uint64(env, site->bytes);
+	keys[4] = enif_make_atom(env, "blocks");
+	vals[4] = enif_make_uint64(env, site->blocks);
+	if (!enif_make_map_from_arrays(env, keys, vals, 5, &m))
+		m = undef;
+	return m;
+}
+
+/* [#{function, file, line, bytes, blocks}]: the top sites by bytes. */
+static inline ERL_NIF_TERM
+beamalloc_nif_sites_term_(ErlNifEnv *env, const beamalloc_nif_findings *f)
+{
+	beamalloc_nif_site top[BEAMALLOC_NIF_TOP_SITES];
+	ERL_NIF_TERM list = enif_make_list(env, 0);
+	size_t n = 0, i, j;
+
+	for (i = 0; i < f->nsites; i++) {
+		/* Insertion into top, largest first. */
+		for (j = n; j > 0 && top[j - 1].bytes < f->sites[i].bytes; j--)
+			if (j < BEAMALLOC_NIF_TOP_SITES)
+				top[j] = top[j - 1];
+		if (j < BEAMALLOC_NIF_TOP_SITES) {
+			top[j] = f->sites[i];
+			if (n < BEAMALLOC_NIF_TOP_SITES)
+				n++;
+		}
+	}
+	while (n-- > 0)
+		list = enif_make_list_cell(env, beamalloc_nif_site_term_(env,
+		    &top[n]), list);
+	return list;
+}
+
 /* The term {memory_leak | memory_error, Message, #{...}} for what f
  * holds, naming name/argc (name alone for argc < 0). */
 static inline ERL_NIF_TERM
@@ -243,7 +352,7 @@ beamalloc_nif_findings_term(ErlNifEnv *env, const char *name, int argc,
     const beamalloc_nif_findings *f)
 {
 	char fn[128], msg[320];
-	ERL_NIF_TERM keys[5], vals[5], info;
+	ERL_NIF_TERM keys[6], vals[6], info;
 	size_t n = 0;
 	const char *tag;
 
@@ -279,6 +388,8 @@ beamalloc_nif_findings_term(ErlNifEnv *env, const char *name, int argc,
 	vals[n++] = enif_make_uint64(env, f->leak_bytes);
 	keys[n] = enif_make_atom(env, "blocks");
 	vals[n++] = enif_make_uint64(env, f->leak_blocks);
+	keys[n] = enif_make_atom(env, "sites");
+	vals[n++] = beamalloc_nif_sites_term_(env, f);
 	if (!enif_make_map_from_arrays(env, keys, vals, n, &info))
 		info = enif_make_list(env, 0);
 	return enif_make_tuple3(env, enif_make_atom(env, tag),
@@ -310,6 +421,58 @@ beamalloc_nif_collect_into_(beamalloc_gpa_config *c, const
 	c->report_user = f;
 }
 
+/* The library's own entry, as ERL_NIF_INIT defines it (nif_init(), one
+ * per NIF shared object): its ErlNifFunc table names the NIFs.  A NIF
+ * linked statically into the VM has another name: then NULL. */
+#if !defined(STATIC_ERLANG_NIF) && !defined(__WIN32__)
+ERL_NIF_INIT_DECL(beamalloc_nif_);
+#define BEAMALLOC_NIF_ENTRY_() nif_init()
+#else
+#define BEAMALLOC_NIF_ENTRY_() ((ErlNifEntry *)NULL)
+#endif
+
+/* The Erlang name of the NIF implemented by self with arity argc, from
+ * the library's ErlNifFunc table; fallback when it is not there. */
+static inline const char *
+beamalloc_nif_erl_name_(ERL_NIF_TERM (*self)(ErlNifEnv *, int,
+    const ERL_NIF_TERM[]), int argc, const char *fallback)
+{
+	ErlNifEntry *e = BEAMALLOC_NIF_ENTRY_();
+	int i;
+
+	for (i = 0; e != NULL && i < e->num_of_funcs; i++)
+		if (e->funcs[i].fptr == self &&
+		    (int)e->funcs[i].arity == argc)
+			return e->funcs[i].name;
+	return fallback;
+}
+
+/* The leak check; the exception names self's Erlang name when the
+ * library's table has it (looked up only then), else name. */
+static inline ERL_NIF_TERM
+beamalloc_nif_leak_check_run_(ErlNifEnv *env, int argc,
+    const ERL_NIF_TERM argv[], beamalloc_nif_body body, const char *name,
+    ERL_NIF_TERM (*self)(ErlNifEnv *, int, const ERL_NIF_TERM[]),
+    const beamalloc_gpa_config *cfg)
+{
+	beamalloc_nif_findings f;
+	beamalloc_gpa_config c;
+	beamalloc_gpa *gpa;
+	ERL_NIF_TERM result;
+
+	beamalloc_nif_collect_into_(&c, cfg, &f);
+	gpa = beamalloc_gpa_create(beamalloc_wide(), &c);
+	if (gpa == NULL)
+		return enif_raise_exception(env, enif_make_atom(env, "enomem"));
+	result = body(env, argc, argv, beamalloc_gpa_allocator(gpa));
+	(void)beamalloc_gpa_destroy(gpa);
+	if (f.leak_blocks == 0 && f.misuses == 0)
+		return result;
+	if (self != NULL)
+		name = beamalloc_nif_erl_name_(self, argc, name);
+	return beamalloc_nif_raise_findings(env, name, argc, &f);
+}
+
 /*
  * Run body(env, argc, argv, a) with a a fresh GPA over beamalloc_wide()
  * (so the VM tracks its memory), configured by cfg (NULL: the defaults).
@@ -326,20 +489,8 @@ beamalloc_nif_leak_check_with(ErlNifEnv *env, int argc,
     const ERL_NIF_TERM argv[], beamalloc_nif_body body, const char *name,
     const beamalloc_gpa_config *cfg)
 {
-	beamalloc_nif_findings f;
-	beamalloc_gpa_config c;
-	beamalloc_gpa *gpa;
-	ERL_NIF_TERM result;
-
-	beamalloc_nif_collect_into_(&c, cfg, &f);
-	gpa = beamalloc_gpa_create(beamalloc_wide(), &c);
-	if (gpa == NULL)
-		return enif_raise_exception(env, enif_make_atom(env, "enomem"));
-	result = body(env, argc, argv, beamalloc_gpa_allocator(gpa));
-	(void)beamalloc_gpa_destroy(gpa);
-	if (f.leak_blocks == 0 && f.misuses == 0)
-		return result;
-	return beamalloc_nif_raise_findings(env, name, argc, &f);
+	return beamalloc_nif_leak_check_run_(env, argc, argv, body, name,
+	    NULL, cfg);
 }
 
 /* The same with the default GPA configuration. */
@@ -352,20 +503,28 @@ beamalloc_nif_leak_check(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[],
 }
 
 /*
- * Define the NIF `name` as body run under the leak check:
+ * Define the C function `name` as the NIF body run under the leak check:
  *
  *     static ERL_NIF_TERM sum_body(ErlNifEnv *, int,
  *         const ERL_NIF_TERM[], beamalloc_allocator);
- *     BEAMALLOC_NIF_LEAK_CHECKED(sum, sum_body)
- *     static ErlNifFunc funcs[] = { { "sum", 1, sum, 0 } };
+ *     BEAMALLOC_NIF_LEAK_CHECKED(nif_sum, sum_body)
+ *     static ErlNifFunc funcs[] = { { "sum", 1, nif_sum, 0 } };
+ *
+ * A finding names the Erlang function, sum/1, as the library's ErlNifFunc
+ * table (ERL_NIF_INIT's) gives it, or name/arity when the table has no
+ * entry for it.  The _WITH form takes a GPA configuration: cfg, an
+ * expression of type const beamalloc_gpa_config * (NULL: the defaults),
+ * is evaluated at each call.
  */
-#define BEAMALLOC_NIF_LEAK_CHECKED(name, body)				\
+#define BEAMALLOC_NIF_LEAK_CHECKED_WITH(name, body, cfg)		\
 	static ERL_NIF_TERM						\
 	name(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])	\
 	{								\
-		return beamalloc_nif_leak_check(env, argc, argv, (body),\
-		    #name);						\
+		return beamalloc_nif_leak_check_run_(env, argc, argv,	\
+		    (body), #name, name, (cfg));			\
 	}
+#define BEAMALLOC_NIF_LEAK_CHECKED(name, body)				\
+	BEAMALLOC_NIF_LEAK_CHECKED_WITH(name, body, NULL)
 
 /* ------------------------------------------------------------------------
  * Stats from Erlang
@@ -840,6 +999,113 @@ beamalloc_nif_module_close(beamalloc_nif_module *m)
 		m->allocator.vtable = NULL;
 	}
 	return m->findings.leak_blocks;
+}
+
+/* ------------------------------------------------------------------------
+ * Reports into Erlang's logger
+ * ---------------------------------------------------------------------- */
+
+/* Where findings go: a process, by pid or by registered name. */
+typedef struct beamalloc_nif_logger {
+	ErlNifPid pid;
+	char name[64];			/* registered name; "" for the pid */
+} beamalloc_nif_logger;
+
+/* dest: a local pid, or an atom naming a registered process (looked up
+ * at each report, so it may be restarted).  1 on success, 0 when dest is
+ * neither (or the name is longer than 63 bytes). */
+static inline int
+beamalloc_nif_logger_init(ErlNifEnv *env, ERL_NIF_TERM dest,
+    beamalloc_nif_logger *lg)
+{
+	memset(lg, 0, sizeof(*lg));
+	if (enif_get_local_pid(env, dest, &lg->pid))
+		return 1;
+	return enif_get_atom(env, dest, lg->name, sizeof(lg->name),
+	    ERL_NIF_LATIN1) > 0;
+}
+
+static inline const char *
+beamalloc_nif_kind_atom_(beamalloc_report_kind k)
+{
+	switch (k) {
+	case BEAMALLOC_REPORT_LEAK: return "leak";
+	case BEAMALLOC_REPORT_DOUBLE_FREE: return "double_free";
+	case BEAMALLOC_REPORT_INVALID_FREE: return "invalid_free";
+	case BEAMALLOC_REPORT_SIZE_MISMATCH: return "size_mismatch";
+	case BEAMALLOC_REPORT_ALIGN_MISMATCH: return "align_mismatch";
+	case BEAMALLOC_REPORT_CONCURRENT_USE: return "concurrent_use";
+	case BEAMALLOC_REPORT_OVERFLOW: return "overflow";
+	case BEAMALLOC_REPORT_WRITE_AFTER_FREE: return "write_after_free";
+	}
+	return "unknown";
+}
+
+/*
+ * A report function (beamalloc_report_fn, user a beamalloc_nif_logger)
+ * that sends each finding, from any thread, as the message
+ *     {beamalloc_report, #{kind => leak | double_free | ..., text => Text,
+ *                          address, size, align, given_size, given_align}}
+ * with Text what beamalloc_report_print() writes (up to 8 KiB).  When the
+ * process is not there, the report goes to stderr instead.
+ */
+static inline void
+beamalloc_nif_logger_report(void *user, const beamalloc_report *r)
+{
+	const beamalloc_nif_logger *lg = (const beamalloc_nif_logger *)user;
+	ErlNifEnv *env = enif_alloc_env();
+	ErlNifPid to = lg->pid;
+	ERL_NIF_TERM keys[7], vals[7], map;
+	char text[8192];
+	size_t n;
+
+	if (env == NULL) {
+		beamalloc_report_print(stderr, r);
+		return;
+	}
+	n = beamalloc_report_format(text, sizeof(text), r);
+	if (n >= sizeof(text))
+		n = sizeof(text) - 1;
+	keys[0] = enif_make_atom(env, "kind");
+	vals[0] = enif_make_atom(env, beamalloc_nif_kind_atom_(r->kind));
+	keys[1] = enif_make_atom(env, "text");
+	memcpy(enif_make_new_binary(env, n, &vals[1]), text, n);
+	keys[2] = enif_make_atom(env, "address");
+	vals[2] = enif_make_uint64(env, (uint64_t)(uintptr_t)r->addr);
+	keys[3] = enif_make_atom(env, "size");
+	vals[3] = enif_make_uint64(env, r->size);
+	keys[4] = enif_make_atom(env, "align");
+	vals[4] = enif_make_uint64(env, r->align);
+	keys[5] = enif_make_atom(env, "given_size");
+	vals[5] = enif_make_uint64(env, r->given_size);
+	keys[6] = enif_make_atom(env, "given_align");
+	vals[6] = enif_make_uint64(env, r->given_align);
+	if (!enif_make_map_from_arrays(env, keys, vals, 7, &map))
+		map = vals[1];
+	/* A NULL caller env: the report may come from any thread, inside a
+	 * NIF call or not, and has no env of its own. */
+	if ((lg->name[0] != '\0' && !enif_whereis_pid(NULL,
+	    enif_make_atom(env, lg->name), &to)) ||
+	    !enif_send(NULL, &to, env, enif_make_tuple2(env,
+	    enif_make_atom(env, "beamalloc_report"), map)))
+		beamalloc_report_print(stderr, r);
+	enif_free_env(env);
+}
+
+/* Send the findings of the GPA that cfg makes to lg (which must outlive
+ * it); cfg NULL: those of the allocators reporting through the
+ * process-wide default (beamalloc_report_set_default()). */
+static inline void
+beamalloc_nif_logger_install(beamalloc_nif_logger *lg,
+    beamalloc_gpa_config *cfg)
+{
+	if (cfg == NULL) {
+		beamalloc_report_set_default(beamalloc_nif_logger_report, lg,
+		    false);
+		return;
+	}
+	cfg->report = beamalloc_nif_logger_report;
+	cfg->report_user = lg;
 }
 
 /* ------------------------------------------------------------------------

@@ -11,7 +11,7 @@
 # The installed case is .ci/run's quick start.
 . "$top_srcdir/t/nif/lib.sh"
 need_beam
-echo 1..7
+echo 1..8
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/beamalloc-example.XXXXXX") || exit 1
 trap 'rm -rf "$scratch"' EXIT
 
@@ -75,6 +75,22 @@ else
 	echo "not ok 6 - shared: some of its output is missing"
 fi
 
+# Built with -g: the GPA's leak report names the source line of the
+# leaked block's allocation (when configure found libdw).
+line=$(grep -n 'b = beamalloc_alloc(gpa, 200);' "$top_srcdir/examples/beamalloc_example.c" | cut -d: -f1)
+if ! grep -q '^#define HAVE_LIBDW 1' "$top_builddir/config.h"; then
+	if grep -Eq "^    #0 0x[0-9a-f]+ leak_report\+0x[0-9a-f]+ " "$scratch/static.log"; then
+		echo "ok 7 - without libdw: the leak report names leak_report+offset"
+	else
+		echo "not ok 7 - without libdw: no leak_report+offset in the report"
+	fi
+elif grep -Eq "^    #0 0x[0-9a-f]+ leak_report \(.*beamalloc_example\.c:$line\)$" "$scratch/static.log" &&
+     grep -Eq "^    #0 0x[0-9a-f]+ leak_report \(.*beamalloc_example\.c:$line\)$" "$scratch/shared.log"; then
+	echo "ok 7 - both: the leak report names leak_report (beamalloc_example.c:$line)"
+else
+	echo "not ok 7 - the leak report does not name beamalloc_example.c:$line"
+fi
+
 # The static NIF, unchanged, run again with BEAMALLOC_GPA_OPTIONS=traces=8:
 # its GPA (made with beamalloc_gpa_config_init) now traces, so the leak
 # report gains frames past the call site (#1 ...).
@@ -87,8 +103,8 @@ report() {	# the GPA leak report's lines of an example run's output
 if ! report "$scratch/static.log" | grep -q '#1 ' &&
    report "$scratch/traced.log" | grep -q '#0 .*beamalloc_example.so' &&
    report "$scratch/traced.log" | grep -q '#1 '; then
-	echo "ok 7 - the same binary under BEAMALLOC_GPA_OPTIONS=traces=8: the leak report gains the trace"
+	echo "ok 8 - the same binary under BEAMALLOC_GPA_OPTIONS=traces=8: the leak report gains the trace"
 else
-	echo "not ok 7 - BEAMALLOC_GPA_OPTIONS=traces=8 did not add a trace to the leak report"
+	echo "not ok 8 - BEAMALLOC_GPA_OPTIONS=traces=8 did not add a trace to the leak report"
 fi
 report "$scratch/traced.log" | sed 's/^/# /'

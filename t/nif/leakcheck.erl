@@ -2,7 +2,7 @@
 %% check (Zigler's leak_check: true) and allocator-aware term decoding.
 -module(leakcheck).
 -export([main/0]).
--export([clean/1, leaky/1, leaky_quiet/1, leaky_dirty/1, leaky_raise/0,
+-export([clean/1, leaky/1, leaky_sum/1, leaky_traced/1, bad_align/1, leaky_quiet/1, leaky_dirty/1, leaky_raise/0,
          clean_raise/0, double_free/0, leaky_chained/1, chained_reports/0,
          sum_ints/1, sum_ints_noclean/1, sum_ints_beam/1, sum_ints_oom/2,
          sum_doubles/1, bin_info/1, clean_dirty/0]).
@@ -12,6 +12,9 @@ init() -> erlang:load_nif(filename:join(os:getenv("NIF_DIR"), "leakcheck_nif"), 
 
 clean(_) -> erlang:nif_error(not_loaded).
 leaky(_) -> erlang:nif_error(not_loaded).
+leaky_sum(_) -> erlang:nif_error(not_loaded).
+leaky_traced(_) -> erlang:nif_error(not_loaded).
+bad_align(_) -> erlang:nif_error(not_loaded).
 leaky_quiet(_) -> erlang:nif_error(not_loaded).
 leaky_dirty(_) -> erlang:nif_error(not_loaded).
 leaky_raise() -> erlang:nif_error(not_loaded).
@@ -41,15 +44,30 @@ leak(F, Fn, Bytes, Blocks, Name) ->
             Want = iolist_to_binary(io_lib:format(
                      "memory leak detected in function ~s: ~b bytes in ~b block~s",
                      [Fn, Bytes, Blocks, case Blocks of 1 -> ""; _ -> "s" end])),
-            tap:is({Msg, Info},
+            tap:is({Msg, maps:with([function, bytes, blocks], Info)},
                    {Want, #{function => list_to_binary(Fn), bytes => Bytes,
                             blocks => Blocks}}, Name);
         Other ->
             tap:is(Other, {error, {memory_leak, '...'}}, Name)
     end.
 
+%% The leak exception's sites: [{Bytes, Line}] expected, in order, each in
+%% leaky_body of leakcheck_nif.c.
+sites(F, Want, Fmt) ->
+    Name = io_lib:format(Fmt, [L || {_, L} <- Want]),
+    case run(F) of
+        {error, {memory_leak, _, #{sites := Sites}}} ->
+            Got = [{B, L} || #{bytes := B, line := L, blocks := 1,
+                               function := <<"leaky_body">>, file := File} <- Sites,
+                             lists:suffix("leakcheck_nif.c", binary_to_list(File))],
+            tap:is(Got, Want, Name),
+            tap:diag(io_lib:format("sites: ~p", [Sites]));
+        Other ->
+            tap:is(Other, {error, {memory_leak, '...', #{sites => '...'}}}, Name)
+    end.
+
 main() ->
-    tap:plan(29),
+    tap:plan(34),
     %% The leak check itself.
     tap:is(run(fun() -> clean(100) end), {ok, ok},
            "clean(100): a clean NIF returns, no exception"),
@@ -81,6 +99,21 @@ main() ->
     leak(fun() -> leaky_chained(10) end, "leakcheck:leaky_chained/1", 110, 2,
          "a leak check with its own report callback names the function given"),
     tap:is(chained_reports(), 2, "the caller's report callback saw both leaks"),
+
+    %% The Erlang name, whatever the C function is called; the sites.
+    leak(fun() -> leaky_sum(24) end, "leaky_sum/1", 124, 2,
+         "BEAMALLOC_NIF_LEAK_CHECKED(nif_leaky_sum, ...): the exception names leaky_sum/1"),
+    SiteN = list_to_integer(os:getenv("LEAK_SITE_N")),
+    Site100 = list_to_integer(os:getenv("LEAK_SITE_100")),
+    sites(fun() -> leaky_sum(24) end, [{100, Site100}, {24, SiteN}],
+          "leaky_sum(24): sites, by bytes: leakcheck_nif.c:~b (100 B), :~b (24 B)"),
+    leak(fun() -> leaky_traced(1000) end, "leaky_traced/1", 1100, 2,
+         "BEAMALLOC_NIF_LEAK_CHECKED_WITH (a config with traces): leaky_traced/1"),
+    sites(fun() -> leaky_traced(1000) end, [{1000, SiteN}, {100, Site100}],
+          "leaky_traced(1000), 8-frame traces: sites leakcheck_nif.c:~b (1000 B), :~b (100 B)"),
+    tap:is({run(fun() -> bad_align(3) end), run(fun() -> bad_align(64) end)},
+           {{error, einval}, {ok, ok}},
+           "an alignment the allocator refuses (3): einval, not badarg; 64: ok"),
 
     %% Decoding with the allocator handed to the NIF.
     tap:is(run(fun() -> sum_ints([1, 2, 3]) end), {ok, 6},

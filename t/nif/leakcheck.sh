@@ -1,4 +1,9 @@
 #!/bin/sh
 # leakcheck.sh - <beamalloc/nif.h>: per-NIF leak check and decoding.
 . "$top_srcdir/t/nif/lib.sh"
+# The lines of leaky_body's two allocations, which the sites must name.
+src=$top_srcdir/t/nif/leakcheck_nif.c
+LEAK_SITE_N=$(grep -n 'SITE N \*/' "$src" | cut -d: -f1)
+LEAK_SITE_100=$(grep -n 'SITE 100 \*/' "$src" | cut -d: -f1)
+export LEAK_SITE_N LEAK_SITE_100
 run_erl leakcheck

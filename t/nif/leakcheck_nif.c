@@ -60,9 +60,9 @@ leaky_body(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[],
 	(void)argc;
 	if (!enif_get_ulong(env, argv[0], &n))
 		return enif_make_badarg(env);
-	if ((p = beamalloc_alloc(a, n)) == NULL)
+	if ((p = beamalloc_alloc(a, n)) == NULL)	/* SITE N */
 		return beamalloc_nif_raise_errno(env);
-	if ((q = beamalloc_alloc(a, 100)) == NULL)
+	if ((q = beamalloc_alloc(a, 100)) == NULL)	/* SITE 100 */
 		return beamalloc_nif_raise_errno(env);
 	for (unsigned long i = 0; i < n; i += 4096)
 		p[i] = 1;
@@ -176,6 +176,31 @@ BEAMALLOC_NIF_LEAK_CHECKED(clean, clean_body)
 BEAMALLOC_NIF_LEAK_CHECKED(leaky, leaky_body)
 BEAMALLOC_NIF_LEAK_CHECKED(sum_ints, sum_ints_body)
 
+/* C names other than the Erlang ones (leaky_sum/1, leaky_traced/1): the
+ * exception names the Erlang function; the second with its own config,
+ * 8-frame traces and no printing. */
+static beamalloc_gpa_config traced_cfg;
+BEAMALLOC_NIF_LEAK_CHECKED(nif_leaky_sum, leaky_body)
+BEAMALLOC_NIF_LEAK_CHECKED_WITH(nif_leaky_traced, leaky_body, &traced_cfg)
+
+/* bad_align(Align): 16 bytes aligned to Align, freed. */
+static ERL_NIF_TERM
+bad_align_body(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[],
+    beamalloc_allocator a)
+{
+	unsigned long align;
+	void *p;
+
+	(void)argc;
+	if (!enif_get_ulong(env, argv[0], &align))
+		return enif_make_badarg(env);
+	if ((p = beamalloc_alloc_aligned(a, 16, align)) == NULL)
+		return beamalloc_nif_raise_errno(env);
+	beamalloc_free_aligned(a, p, 16, align);
+	return ok_atom(env);
+}
+BEAMALLOC_NIF_LEAK_CHECKED(bad_align, bad_align_body)
+
 /* Quiet ones, for the cases run many times or expected to fail. */
 static ERL_NIF_TERM
 quiet(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[],
@@ -266,6 +291,9 @@ QUIET(clean_dirty, dirty_body)
 static ErlNifFunc funcs[] = {
 	{ "clean", 1, clean, 0 },
 	{ "leaky", 1, leaky, 0 },
+	{ "leaky_sum", 1, nif_leaky_sum, 0 },
+	{ "leaky_traced", 1, nif_leaky_traced, 0 },
+	{ "bad_align", 1, bad_align, 0 },
 	{ "leaky_quiet", 1, leaky_quiet, 0 },
 	{ "leaky_dirty", 1, leaky_dirty, ERL_NIF_DIRTY_JOB_CPU_BOUND },
 	{ "leaky_raise", 0, leaky_raise, 0 },
@@ -282,4 +310,14 @@ static ErlNifFunc funcs[] = {
 	{ "clean_dirty", 0, clean_dirty, ERL_NIF_DIRTY_JOB_CPU_BOUND },
 };
 
-ERL_NIF_INIT(leakcheck, funcs, NULL, NULL, NULL, NULL)
+static int
+load(ErlNifEnv *env, void **priv, ERL_NIF_TERM info)
+{
+	(void)env, (void)priv, (void)info;
+	beamalloc_gpa_config_init(&traced_cfg);
+	traced_cfg.stack_trace_depth = 8;
+	traced_cfg.report = beamalloc_nif_report_silent;
+	return 0;
+}
+
+ERL_NIF_INIT(leakcheck, funcs, load, NULL, NULL, NULL)

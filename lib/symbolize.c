@@ -1,0 +1,246 @@
+/*
+ * symbolize.c - what a code address is: function, source file and line
+ * from DWARF debug information through elfutils' libdw (when configure
+ * found it), else the function and object dladdr() names.
+ *
+ * Only reports call this, never an allocation path.  One process-wide
+ * Dwfl handle, made at the first lookup and kept (its modules cache the
+ * debug information they have read), is guarded by a mutex and released
+ * at exit (or when the library is unloaded).  libdw allocates with
+ * malloc, never through an allocator of ours, so a report printed from
+ * inside a GPA does not come back into it.  A lookup re-reads the
+ * process's mappings only when objects were loaded or unloaded since
+ * the last one (dl_iterate_phdr's counters), so a NIF loaded later is
+ * found, and one unloaded is not named after the one in its place.
+ */
+#define _GNU_SOURCE
+#include "config.h"
+
+#include <inttypes.h>
+#include <link.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#ifdef HAVE_DLADDR
+#include <dlfcn.h>
+#endif
+#ifdef HAVE_LIBDW
+#include <dwarf.h>
+#include <elfutils/libdwfl.h>
+#endif
+
+#include "internal.h"
+
+static void
+copy_str(char *dst, size_t n, const char *src)
+{
+	if (src != NULL)
+		snprintf(dst, n, "%s", src);
+}
+
+#ifdef HAVE_LIBDW
+/* ------------------------------------------------------------------------
+ * libdw: the process's modules, read again when the set of objects changes
+ * ---------------------------------------------------------------------- */
+
+static pthread_mutex_t dw_lock = PTHREAD_MUTEX_INITIALIZER;
+static Dwfl *dw;
+static unsigned long long dw_adds, dw_subs;	/* when dw was last read */
+static char *dw_debuginfo_path;
+
+/* Separate debug files by build ID only (Debian's dbgsym packages): the
+ * standard search would also ask a debuginfod server over the network
+ * whenever DEBUGINFOD_URLS is set, in the middle of a report. */
+static int
+find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname,
+    Dwarf_Addr base, const char *file_name, const char *debuglink_file,
+    GElf_Word debuglink_crc, char **debuginfo_file_name)
+{
+	return dwfl_build_id_find_debuginfo(mod, userdata, modname, base,
+	    file_name, debuglink_file, debuglink_crc, debuginfo_file_name);
+}
+
+static const Dwfl_Callbacks dw_callbacks = {
+	.find_elf = dwfl_linux_proc_find_elf,
+	.find_debuginfo = find_debuginfo,
+	.debuginfo_path = &dw_debuginfo_path,
+};
+
+static int
+count_objects(struct dl_phdr_info *info, size_t size, void *data)
+{
+	unsigned long long *c = data;
+
+	if (size >= offsetof(struct dl_phdr_info, dlpi_subs) +
+	    sizeof(info->dlpi_subs)) {
+		c[0] = info->dlpi_adds;
+		c[1] = info->dlpi_subs;
+	}
+	return 1;			/* the counters are in every entry */
+}
+
+/* The handle, its modules current; NULL if libdw cannot read them.
+ * Under dw_lock. */
+static Dwfl *
+dw_current(void)
+{
+	unsigned long long c[2] = { 0, 0 };
+
+	dl_iterate_phdr(count_objects, c);
+	if (dw != NULL && c[0] == dw_adds && c[1] == dw_subs)
+		return dw;
+	if (dw == NULL && (dw = dwfl_begin(&dw_callbacks)) == NULL)
+		return NULL;
+	/* Modules reported again as they were keep what they have read. */
+	dwfl_report_begin(dw);
+	if (dwfl_linux_proc_report(dw, getpid()) != 0) {
+		dwfl_report_end(dw, NULL, NULL);
+		dwfl_end(dw);
+		dw = NULL;
+		return NULL;
+	}
+	dwfl_report_end(dw, NULL, NULL);
+	dw_adds = c[0];
+	dw_subs = c[1];
+	return dw;
+}
+
+/* At exit or unloading (and in a child about to _exit()): what libdw
+ * read goes.  Skipped while another thread is inside a lookup (or, in a
+ * child, was at the fork): then it stays reachable, and is not ours to
+ * wait for. */
+__attribute__((destructor)) void
+ba_symbols_release(void)
+{
+	if (pthread_mutex_trylock(&dw_lock) != 0)
+		return;
+	if (dw != NULL)
+		dwfl_end(dw);
+	dw = NULL;
+	pthread_mutex_unlock(&dw_lock);
+}
+
+/* The name of the innermost function at pc (module address) when it was
+ * inlined there: the symbol table names only the function it went into,
+ * while the line is the inlined code's. */
+static const char *
+inlined_name(Dwfl_Module *m, Dwarf_Addr pc)
+{
+	Dwarf_Addr bias;
+	Dwarf_Die *cu = dwfl_module_addrdie(m, pc, &bias), *scopes = NULL;
+	const char *name = NULL;
+	int n;
+
+	if (cu == NULL || (n = dwarf_getscopes(cu, pc - bias, &scopes)) <= 0)
+		return NULL;
+	for (int i = 0; i < n; i++) {
+		int tag = dwarf_tag(&scopes[i]);
+
+		if (tag == DW_TAG_inlined_subroutine)
+			name = dwarf_diename(&scopes[i]);
+		if (tag == DW_TAG_inlined_subroutine ||
+		    tag == DW_TAG_subprogram)
+			break;
+	}
+	free(scopes);
+	return name;
+}
+
+static void
+dw_lookup(uintptr_t pc, beamalloc_symbol *s)
+{
+	Dwfl *d;
+	Dwfl_Module *m;
+	Dwfl_Line *line;
+	const char *name, *file;
+	GElf_Off off;
+	GElf_Sym sym;
+	int lineno = 0;
+
+	pthread_mutex_lock(&dw_lock);
+	if ((d = dw_current()) == NULL ||
+	    (m = dwfl_addrmodule(d, pc)) == NULL)
+		goto out;
+	if ((name = inlined_name(m, pc)) != NULL)
+		copy_str(s->function, sizeof(s->function), name);
+	else if ((name = dwfl_module_addrinfo(m, pc, &off, &sym, NULL, NULL,
+	    NULL)) != NULL) {
+		copy_str(s->function, sizeof(s->function), name);
+		s->offset = (uintptr_t)off + 1;	/* of the return address */
+	}
+	if ((line = dwfl_module_getsrc(m, pc)) != NULL &&
+	    (file = dwfl_lineinfo(line, NULL, &lineno, NULL, NULL, NULL)) !=
+	    NULL && lineno > 0) {
+		copy_str(s->file, sizeof(s->file), file);
+		s->line = (unsigned)lineno;
+	}
+out:
+	pthread_mutex_unlock(&dw_lock);
+}
+#else
+void
+ba_symbols_release(void)
+{
+}
+#endif /* HAVE_LIBDW */
+
+/* ------------------------------------------------------------------------
+ * Public function and the printer of reports
+ * ---------------------------------------------------------------------- */
+
+bool
+beamalloc_symbolize(uintptr_t addr, beamalloc_symbol *s)
+{
+	/* A return address can be one past its function's end (a call to
+	 * a noreturn function): look up the call itself. */
+	uintptr_t pc = addr - 1;
+
+	if (s == NULL)
+		return false;
+	memset(s, 0, sizeof(*s));
+	if (addr == 0)
+		return false;
+#ifdef HAVE_DLADDR
+	{
+		Dl_info di;
+
+		if (dladdr((void *)pc, &di) != 0) {
+			copy_str(s->object, sizeof(s->object), di.dli_fname);
+			s->offset = addr - (uintptr_t)di.dli_fbase;
+			if (di.dli_sname != NULL && di.dli_saddr != NULL) {
+				copy_str(s->function, sizeof(s->function),
+				    di.dli_sname);
+				s->offset = addr - (uintptr_t)di.dli_saddr;
+			}
+		}
+	}
+#endif
+#ifdef HAVE_LIBDW
+	dw_lookup(pc, s);
+#endif
+	return s->object[0] != '\0' || s->function[0] != '\0' ||
+	    s->line != 0;
+}
+
+/* "0x... f (file.c:12)" with a line, "0x... f+0x12 (obj)" without one,
+ * "0x... (obj+0x1234)" for an address in no known function (addr2line
+ * resolves it). */
+void
+ba_print_pc(FILE *f, uintptr_t a)
+{
+	beamalloc_symbol s;
+
+	fprintf(f, "%#" PRIxPTR, a);
+	if (!beamalloc_symbolize(a, &s))
+		return;
+	if (s.line != 0)
+		fprintf(f, " %s (%s:%u)", s.function[0] != '\0' ? s.function :
+		    "??", s.file, s.line);
+	else if (s.function[0] != '\0')
+		fprintf(f, " %s+%#" PRIxPTR " (%s)", s.function, s.offset,
+		    s.object[0] != '\0' ? s.object : "?");
+	else
+		fprintf(f, " (%s+%#" PRIxPTR ")", s.object, s.offset);
+}

@@ -1,0 +1,95 @@
+/*
+ * logger_nif.c - findings sent to an Erlang process
+ * (beamalloc_nif_logger_report): from a NIF call, from a thread the VM
+ * did not make, and through the process-wide default report.
+ */
+#include <pthread.h>
+
+#include <beamalloc/nif.h>
+
+static beamalloc_nif_logger lg;
+
+/* setup(Dest): findings go to Dest, a pid or a registered name. */
+static ERL_NIF_TERM
+setup(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+	(void)argc;
+	if (!beamalloc_nif_logger_init(env, argv[0], &lg))
+		return enif_make_badarg(env);
+	return enif_make_atom(env, "ok");
+}
+
+/* A GPA reporting to lg: 40 bytes leaked, or freed twice. */
+static void *
+misuse(void *arg)
+{
+	beamalloc_gpa_config cfg;
+	beamalloc_gpa *g;
+	void *p;
+
+	beamalloc_gpa_config_init(&cfg);
+	beamalloc_nif_logger_install(&lg, &cfg);
+	if ((g = beamalloc_gpa_create(beamalloc_wide(), &cfg)) == NULL)
+		return NULL;
+	p = beamalloc_alloc(beamalloc_gpa_allocator(g), 40);	/* LEAK */
+	if (arg != NULL) {
+		beamalloc_free(beamalloc_gpa_allocator(g), p, 40);
+		beamalloc_free(beamalloc_gpa_allocator(g), p, 40);
+	}
+	(void)beamalloc_gpa_destroy(g);
+	return p;
+}
+
+/* leak() and double_free() on the calling scheduler. */
+static ERL_NIF_TERM
+leak(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+	(void)argc, (void)argv;
+	(void)misuse(NULL);
+	return enif_make_atom(env, "ok");
+}
+
+static ERL_NIF_TERM
+double_free(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+	(void)argc, (void)argv;
+	(void)misuse(&lg);
+	return enif_make_atom(env, "ok");
+}
+
+/* leak_on_thread(): the same leak on a plain pthread, joined. */
+static ERL_NIF_TERM
+leak_on_thread(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+	pthread_t t;
+
+	(void)argc, (void)argv;
+	if (pthread_create(&t, NULL, misuse, NULL) != 0)
+		return enif_make_badarg(env);
+	pthread_join(t, NULL);
+	return enif_make_atom(env, "ok");
+}
+
+/* wide_bad_free(): the process-wide default report goes to lg too; the
+ * wide allocator reports a free of a pointer it never gave out. */
+static ERL_NIF_TERM
+wide_bad_free(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+	static _Alignas(4096) unsigned char never[4096];
+
+	(void)argc, (void)argv;
+	beamalloc_nif_logger_install(&lg, NULL);
+	beamalloc_free_aligned(beamalloc_wide(), never, 64, 4096);
+	beamalloc_report_set_default(NULL, NULL, false);
+	return enif_make_atom(env, "ok");
+}
+
+static ErlNifFunc funcs[] = {
+	{ "setup", 1, setup, 0 },
+	{ "leak", 0, leak, 0 },
+	{ "double_free", 0, double_free, 0 },
+	{ "leak_on_thread", 0, leak_on_thread, 0 },
+	{ "wide_bad_free", 0, wide_bad_free, 0 },
+};
+
+ERL_NIF_INIT(logger_nif, funcs, NULL, NULL, NULL, NULL)

@@ -1,0 +1,12 @@
+%% logger_nif.erl - the NIF of t/nif/logging.erl.
+-module(logger_nif).
+-export([setup/1, leak/0, double_free/0, leak_on_thread/0, wide_bad_free/0]).
+-on_load(init/0).
+
+init() -> erlang:load_nif(filename:join(os:getenv("NIF_DIR"), "logger_nif"), 0).
+
+setup(_) -> erlang:nif_error(not_loaded).
+leak() -> erlang:nif_error(not_loaded).
+double_free() -> erlang:nif_error(not_loaded).
+leak_on_thread() -> erlang:nif_error(not_loaded).
+wide_bad_free() -> erlang:nif_error(not_loaded).

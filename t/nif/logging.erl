@@ -1,0 +1,66 @@
+%% logging.erl - findings into Erlang's logger: a NIF's GPA reports through
+%% beamalloc_nif_logger_report() to examples/beamalloc_logger.erl, which
+%% logs them; a logger handler here (as common_test's and ExUnit's log
+%% capture are) receives each event.
+-module(logging).
+-export([main/0, log/2]).
+
+%% The handler: every event to the test process.
+log(Event, #{config := #{to := Pid}}) -> Pid ! {logged, Event}.
+
+%% The next beamalloc event, or timeout.
+event() ->
+    receive
+        {logged, #{level := L, msg := {Fmt, Args}, meta := #{domain := [beamalloc]} = M}} ->
+            {L, iolist_to_binary(io_lib:format(Fmt, Args)), maps:get(beamalloc, M)};
+        {logged, _} -> event()
+    after 10000 -> timeout
+    end.
+
+has(Text, Part) -> binary:match(Text, Part) =/= nomatch.
+
+main() ->
+    tap:plan(9),
+    Line = list_to_binary(os:getenv("LOGGER_LEAK_LINE")),
+    ok = logger:add_handler(beamalloc_test, ?MODULE, #{config => #{to => self()}}),
+    {ok, _} = beamalloc_logger:start(),
+    tap:is(logger_nif:setup(beamalloc_logger), ok,
+           "setup(beamalloc_logger): findings go to the registered name"),
+    ok = logger_nif:leak(),
+    case event() of
+        {warning, T1, M1} ->
+            tap:ok(has(T1, <<"beamalloc: leak: 40 bytes at ">>),
+                   "a leak in a NIF call: logged as a warning, the report's text"),
+            tap:ok(has(T1, <<"logger_nif.c:", Line/binary, ")">>),
+                   io_lib:format("... whose frame names logger_nif.c:~s", [Line])),
+            tap:is(maps:with([kind, size, align], M1),
+                   #{kind => leak, size => 40, align => 8},
+                   "... metadata beamalloc => #{kind => leak, size => 40, align => 8}"),
+            tap:diag(io_lib:format("logged: ~ts", [T1]));
+        E1 ->
+            tap:is(E1, {warning, '...'}, "a leak in a NIF call is logged"),
+            tap:ok(false, "... text"), tap:ok(false, "... metadata")
+    end,
+    ok = logger_nif:leak_on_thread(),
+    tap:is(case event() of {warning, _, #{kind := K2}} -> K2; E2 -> E2 end, leak,
+           "a leak on a thread the VM did not make: logged too"),
+    ok = logger_nif:double_free(),
+    tap:is(case event() of {error, T3, #{kind := K3}} -> {K3, has(T3, <<"double free">>)};
+                           E3 -> E3 end,
+           {double_free, true}, "a double free: logged as an error"),
+    ok = logger_nif:wide_bad_free(),
+    tap:is(case event() of {error, _, #{kind := K4, address := _}} -> K4; E4 -> E4 end,
+           invalid_free,
+           "installed as the process-wide default: the wide allocator's bad free"),
+    %% Straight to a pid: the message itself.
+    ok = logger_nif:setup(self()),
+    ok = logger_nif:leak(),
+    tap:is(receive {beamalloc_report, #{kind := K5, size := S5}} -> {K5, S5}
+           after 10000 -> timeout end, {leak, 40},
+           "setup(self()): {beamalloc_report, #{kind => leak, size => 40, ...}}"),
+    %% Nobody registered: the report goes to stderr, nothing breaks.
+    beamalloc_logger:stop(),
+    ok = logger_nif:setup(beamalloc_logger),
+    tap:is(logger_nif:leak(), ok, "with no process by that name: stderr, no crash"),
+    logger:remove_handler(beamalloc_test),
+    tap:done().

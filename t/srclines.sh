@@ -1,0 +1,73 @@
+#!/bin/sh
+# srclines.sh - reports name the source line: a shared object built with
+# -g (t/diag/leakmod.c) allocates from a static function; the GPA's leak
+# and double free reports, and the failure checker's finding with the
+# stack of its failed allocation, name each frame as `function
+# (leakmod.c:N)`, N the line grep finds here.  Built without libdw, the
+# frames keep the dladdr form (libleakmod.so+0x...), which is checked
+# instead.
+prog="$top_builddir/t/srclines"
+src="$top_srcdir/t/diag/leakmod.c"
+line() { grep -n "$1" "$src" | head -1 | cut -d: -f1; }
+leak=$(line 'LEAK SITE')
+run=$(line 'make_record(a, 1)')
+first=$(line 'FIRST FREE SITE')
+dfree=$(line 'DOUBLE FREE SITE')
+fail=$(line 'FAILING SITE')
+oom=$(line 'second_block(a)) == NULL')
+n=0
+check() {	# check DESCRIPTION TEXT ERE
+	n=$((n + 1))
+	if printf '%s\n' "$2" | grep -Eq -- "$3"; then echo "ok $n - $1"
+	else echo "not ok $n - $1"; echo "# no line matches: $3"
+		printf '%s\n' "$2" | sed 's/^/#   /'; fi
+}
+hex='0x[0-9a-f]+'
+leak_out=$("$prog" leak)
+site_out=$("$prog" site)
+double_out=$("$prog" double)
+check_out=$("$prog" check)
+sym_out=$("$prog" symbolize)
+echo 1..10
+if grep -q '^#define HAVE_LIBDW 1' "$top_builddir/config.h"; then
+	echo "# with libdw: leakmod.c lines $leak (alloc), $run, $first, $dfree, $fail, $oom"
+	check "leak: #0 is the static make_record at leakmod.c:$leak" "$leak_out" \
+	    "^    #0 $hex make_record \(.*leakmod\.c:$leak\)$"
+	check "leak: #1 is leakmod_run at leakmod.c:$run" "$leak_out" \
+	    "^    #1 $hex leakmod_run \(.*leakmod\.c:$run\)$"
+	check "leak: a later frame is main in srclines.c" "$leak_out" \
+	    "^    #[2-7] $hex main \(.*srclines\.c:[0-9]+\)$"
+	check "no traces: the call site alone names make_record at leakmod.c:$leak" \
+	    "$site_out" "^    #0 $hex make_record \(.*leakmod\.c:$leak\)$"
+	check "double free: freed again from leakmod.c:$dfree" "$double_out" \
+	    "^  freed again from: $hex leakmod_double_free \(.*leakmod\.c:$dfree\)$"
+	check "double free: first freed at leakmod.c:$first" "$double_out" \
+	    "^    #0 $hex leakmod_double_free \(.*leakmod\.c:$first\)$"
+	check "checker: the failing call site is second_block at leakmod.c:$fail" \
+	    "$check_out" "allocation #1 of 2 failed \(called from $hex second_block \(.*leakmod\.c:$fail\)\): returned an error but leaked 40 bytes in 1 block"
+	check "checker: the failed allocation's stack, #1 leakmod_oom_leak at leakmod.c:$oom" \
+	    "$check_out" "^    #1 $hex leakmod_oom_leak \(.*leakmod\.c:$oom\)$"
+	check "beamalloc_symbolize: make_record, leakmod.c:$leak, libleakmod.so; 0 is unknown" \
+	    "$sym_out" "^function=make_record file=.*leakmod\.c line=$leak object=.*libleakmod\.so"
+else
+	echo "# without libdw: dladdr's names"
+	check "leak: #0 is an offset in libleakmod.so" "$leak_out" \
+	    "^    #0 $hex \(.*libleakmod\.so\+$hex\)$"
+	check "leak: #1 is leakmod_run+offset" "$leak_out" \
+	    "^    #1 $hex leakmod_run\+$hex \(.*libleakmod\.so\)$"
+	check "leak: a later frame is main" "$leak_out" "^    #[2-7] $hex main\+$hex"
+	check "no traces: the call site alone" "$site_out" \
+	    "^    #0 $hex \(.*libleakmod\.so\+$hex\)$"
+	check "double free: freed again from leakmod_double_free" "$double_out" \
+	    "^  freed again from: $hex leakmod_double_free\+$hex"
+	check "double free: first freed in leakmod_double_free" "$double_out" \
+	    "^    #0 $hex leakmod_double_free\+$hex"
+	check "checker: the failing call site" "$check_out" \
+	    "allocation #1 of 2 failed \(called from $hex \(.*libleakmod\.so\+$hex\)\)"
+	check "checker: the failed allocation's stack" "$check_out" \
+	    "^    #1 $hex leakmod_oom_leak\+$hex"
+	check "beamalloc_symbolize: the object" "$sym_out" \
+	    "^function= file= line=0 object=.*libleakmod\.so"
+fi
+check "beamalloc_report_format agrees; beamalloc_symbolize(0) is false" \
+    "$leak_out$sym_out" "zero=0"

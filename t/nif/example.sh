@@ -101,7 +101,7 @@ report() {	# the GPA leak report's lines of an example run's output
     -pa "$scratch/out-static" -eval 'beamalloc_example:main(), halt().') \
     >"$scratch/traced.log" 2>&1
 if ! report "$scratch/static.log" | grep -q '#1 ' &&
-   report "$scratch/traced.log" | grep -q '#0 .*beamalloc_example.so' &&
+   report "$scratch/traced.log" | grep -q '#0 .*beamalloc_example' &&
    report "$scratch/traced.log" | grep -q '#1 '; then
 	echo "ok 8 - the same binary under BEAMALLOC_GPA_OPTIONS=traces=8: the leak report gains the trace"
 else

@@ -35,12 +35,13 @@
 /* Slot states; records start zeroed, as REC_NEW. */
 enum { REC_NEW, REC_USED, REC_FREE };
 
-/* A slot's record with safety on; with safety off only the state byte. */
+/* A slot's record with safety or traces on; else only the state byte. */
 struct rec {
 	uint8_t state;
 	uint8_t lalign;			/* log2 of the alignment asked */
 	uint16_t len;			/* requested length */
-	uint32_t unused;
+	uint32_t tid;			/* traces on: the allocation's trace in
+					   the depot, 0: none (not sampled) */
 	uintptr_t ra;			/* call site of the allocation */
 };
 
@@ -51,7 +52,8 @@ _Static_assert(((size_t)1 << MAX_SHIFT) <= UINT16_MAX,
 struct slab {
 	uintptr_t base;			/* SLAB_SIZE-aligned slots */
 	struct slab *next, *prev;	/* every slab, newest first */
-	uintptr_t *traces;		/* 2 * depth words per slot, or NULL */
+	uint32_t *ftids;		/* per slot: the first free's trace id
+					   (traces on), or NULL */
 	struct region *region;
 	void *meta;			/* the block holding this header, */
 	size_t meta_len;		/* records and traces */
@@ -159,6 +161,9 @@ struct tcache {
 	uintptr_t mark[NCLASS];
 	ptrdiff_t nblk;
 	unsigned seq;
+	/* Sampled traces: allocations until the next traced one (the
+	 * general path traces at 0 and starts again from the GPA's N). */
+	int sample_left;
 };
 
 
@@ -176,24 +181,23 @@ struct depot {
 	char pad[128 - sizeof(pthread_mutex_t) - 6 * sizeof(void *) - 8];
 };
 
-/* A large block's record; traces follow when depth > 0. */
+/* A large block's record. */
 struct large {
 	uintptr_t addr;			/* 0: empty slot */
 	size_t len;
 	uintptr_t ra;
 	uint8_t lalign;
 	uint8_t state;			/* LG_* */
-	uintptr_t trace[];
+	uint32_t atid, ftid;		/* trace ids: allocation, first free */
 };
 
 enum { LG_EMPTY, LG_LIVE, LG_FREED };
 
-/* Room for one record and its traces, copied out to report it after the
- * table's lock is dropped. */
+/* Room for one record, copied out to report it after the table's lock
+ * is dropped. */
 union large_copy {
 	struct large l;
-	uintptr_t w[(sizeof(struct large) + 2 * BEAMALLOC_GPA_MAX_TRACE *
-	    sizeof(uintptr_t)) / sizeof(uintptr_t)];
+	uintptr_t w[sizeof(struct large) / sizeof(uintptr_t)];
 };
 
 /* A block taken from the backing for regions or metadata. */
@@ -226,6 +230,9 @@ struct beamalloc_gpa {
 	_Atomic unsigned nclaimed;	/* thread cache slots claimed */
 	bool thread_safe, safety, batched, abort_on_error;
 	unsigned depth;
+	unsigned sample;		/* trace 1 allocation in N; 0: all */
+	struct ba_depot *traces;	/* the stack depot, when depth != 0 */
+	_Atomic unsigned lsample;	/* large allocations' countdown */
 	unsigned rec_shift;		/* log2 of the record size */
 	size_t limit;
 	struct tcache *tc0;		/* !thread_safe: the cache */
@@ -272,9 +279,9 @@ struct beamalloc_gpa {
 };
 
 /* The vtables: the general one first, then the fast ones by
- * [thread_safe][safety]. */
+ * [thread_safe][safety], then the same with sampled traces. */
 enum { GPA_VT_GENERAL, GPA_VT_ST, GPA_VT_ST_SAFE, GPA_VT_TS, GPA_VT_TS_SAFE,
-    GPA_NVT };
+    GPA_VT_SAMPLED, GPA_NVT = GPA_VT_SAMPLED + 4 };
 BA_HIDDEN extern const beamalloc_vtable ba_gpa_vtables[GPA_NVT];
 
 /* The general paths and the fast paths' slow ends (gpa.c). */
@@ -289,6 +296,21 @@ BA_HIDDEN void *ba_gpa_credit_high(struct beamalloc_gpa *g, struct tcache *tc,
 BA_HIDDEN void *ba_gpa_st_late(struct beamalloc_gpa *g, struct tcache *tc,
     void *ret, const void *mem, size_t len, size_t align, uintptr_t ra,
     bool over);
+
+/* Traces (gpa_trace.c): a frame-pointer walk, and the stack depot that
+ * stores each distinct trace once under a 32-bit id (0: none). */
+struct ba_depot;
+BA_HIDDEN unsigned ba_trace_capture(uintptr_t *out, unsigned depth,
+    uintptr_t ra);
+BA_HIDDEN struct ba_depot *ba_depot_new(beamalloc_allocator backing,
+    _Atomic size_t *bytes);
+BA_HIDDEN void ba_depot_destroy(struct ba_depot *d);
+BA_HIDDEN uint32_t ba_depot_put(struct ba_depot *d, const uintptr_t *f,
+    unsigned n);
+BA_HIDDEN const uintptr_t *ba_depot_get(const struct ba_depot *d, uint32_t id,
+    size_t *n);
+BA_HIDDEN uint32_t ba_trace_id(struct ba_depot *d, unsigned depth,
+    uintptr_t ra);
 
 /* ------------------------------------------------------------------------
  * Helpers of the fast paths
@@ -502,10 +524,13 @@ rec_matches(const unsigned char *rec, size_t len, size_t align)
  * traces, memory limit or memory checker: a pop or push on the thread's
  * bin, the state byte, the credit.  Anything else (an empty or full bin,
  * a large block, a bad free, a thread without a home slot) goes to the
- * general path, which checks everything again. */
+ * general path, which checks everything again.  With sample, for GPAs
+ * that trace 1 allocation in N: the thread's countdown sends every Nth
+ * allocation, and the free of a traced block, to the general path;
+ * the others clear the record's trace id. */
 static inline __attribute__((always_inline)) void *
 ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
-    bool safety)
+    bool safety, bool sample)
 {
 	struct beamalloc_gpa *g = ctx;
 	size_t b = class_bit_fast(len, align);
@@ -529,13 +554,16 @@ ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
 	c = b - (MIN_SHIFT - 1);
 	top = tc->top[c];
 	/* Ordered, not equal: a trim's sentinel bot is above any top. */
-	if (BA_UNLIKELY((uintptr_t)top <= (uintptr_t)tc->bot[c])) {
+	if (BA_UNLIKELY((uintptr_t)top <= (uintptr_t)tc->bot[c] ||
+	    (sample && tc->sample_left <= 1))) {
 		if (ts)
 			tc_leave(tc);
 		else if (st)
 			(void)st_left(g, me, prev);
 		return ba_gpa_alloc(ctx, len, align, ra);
 	}
+	if (sample)
+		tc->sample_left--;
 	tc->top[c] = --top;
 	/* Copied while the magazine is still this thread's: once it leaves,
 	 * a trim may hand the magazine to another thread, which pushes
@@ -545,6 +573,8 @@ ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
 		tc_leave(tc);
 	if (safety)
 		rec_fill(e.rec, len, align, ra);
+	if (sample)
+		((struct rec *)(void *)e.rec)->tid = 0;
 	state_set(e.rec, REC_USED);
 	over = credit_up(tc, len);
 	if (st && BA_UNLIKELY(!st_left(g, me, prev)))
@@ -556,7 +586,7 @@ ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
 
 static inline __attribute__((always_inline)) void
 ba_gpa_fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
-    bool ts, bool safety)
+    bool ts, bool safety, bool sample)
 {
 	struct beamalloc_gpa *g = ctx;
 	uintptr_t p = (uintptr_t)mem, off;
@@ -594,9 +624,11 @@ ba_gpa_fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 		goto leave;
 	rec = m->recs + ((off * m->mul) >> 32);
 	/* Not USED (a double free; or the read-only records of no slab,
-	 * never to be written) goes to the general path, which reports. */
+	 * never to be written) goes to the general path, which reports;
+	 * so does a traced block, whose free is traced too. */
 	if (BA_UNLIKELY(state_get(rec) != REC_USED ||
-	    (safety && !rec_matches(rec, len, align))))
+	    (safety && !rec_matches(rec, len, align)) ||
+	    (sample && ((const struct rec *)(const void *)rec)->tid != 0)))
 		goto leave;
 	tp = m->top;
 	top = *tp;

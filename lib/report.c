@@ -9,6 +9,9 @@
  *     first freed at:
  *       #0 0x55d0b2a3 main+0x33 (./prog)
  *
+ * A block that sampled traces left out: "allocated at: not sampled (1 in
+ * N)", then its call site when the GPA knows it.
+ *
  * The block is written under the stream's lock, so reports from several
  * threads do not interleave, and without allocating: it may run where the
  * heap is in trouble.
@@ -85,7 +88,8 @@ print_trace(FILE *f, const char *title, const uintptr_t *t, size_t n)
 {
 	if (t == NULL || n == 0)
 		return;
-	fprintf(f, "  %s:\n", title);
+	if (title != NULL)
+		fprintf(f, "  %s:\n", title);
 	for (size_t i = 0; i < n; i++) {
 		fprintf(f, "    #%zu ", i);
 		print_addr(f, t[i]);
@@ -139,7 +143,17 @@ beamalloc_report_print(FILE *f, const beamalloc_report *r)
 		print_addr(f, r->ret_addr);
 		fputc('\n', f);
 	}
-	print_trace(f, "allocated at", r->alloc_trace, r->alloc_trace_len);
+	if (r->not_sampled != 0 && (r->alloc_trace == NULL ||
+	    r->alloc_trace_len == 0))
+		fprintf(f, "  allocated at: not sampled (1 in %u)\n",
+		    r->not_sampled);
+	else if (r->not_sampled != 0) {
+		fprintf(f, "  allocated at: not sampled (1 in %u); "
+		    "the call site:\n", r->not_sampled);
+		print_trace(f, NULL, r->alloc_trace, r->alloc_trace_len);
+	} else
+		print_trace(f, "allocated at", r->alloc_trace,
+		    r->alloc_trace_len);
 	print_trace(f, "first freed at", r->free_trace, r->free_trace_len);
 	funlockfile(f);
 	fflush(f);

@@ -210,6 +210,7 @@ struct subject {
 	bool safety, thread_safe;	/* S_GPA */
 	bool shared;			/* S_GPA: a second thread used it */
 	unsigned depth;
+	unsigned sample;		/* S_GPA: trace 1 allocation in N */
 	unsigned slow;			/* runs 1/slow of the operations */
 	/* Set up by subject_check / subject_open. */
 	bool available;
@@ -245,8 +246,14 @@ static struct subject subjects[] = {
 	    "gpa-safe after a second thread used it (atomic frees)"),
 	    .safety = true, .thread_safe = true, .shared = true },
 	{ SUBJ("gpa-trace8", S_GPA, GPA_CAPS,
-	    "GPA: safety on, 8-frame traces, thread-safe (1/16 of the ops)"),
-	    .safety = true, .thread_safe = true, .depth = 8, .slow = 16 },
+	    "GPA: safety on, 8-frame traces, thread-safe"),
+	    .safety = true, .thread_safe = true, .depth = 8 },
+	{ SUBJ("gpa-fast-sample1024", S_GPA, GPA_CAPS,
+	    "gpa-fast with 8-frame traces of 1 allocation in 1024"),
+	    .thread_safe = true, .depth = 8, .sample = 1024 },
+	{ SUBJ("gpa-safe-sample1024", S_GPA, GPA_CAPS,
+	    "gpa-safe with 8-frame traces of 1 allocation in 1024"),
+	    .safety = true, .thread_safe = true, .depth = 8, .sample = 1024 },
 	{ SUBJ("arena", S_ARENA, C_BASIC | C_BATCH | C_GROW,
 	    "arena over BEAM base (reset frees everything)") },
 	{ SUBJ("wide-libc", S_WIDE_LIBC, C_ALIGNED,
@@ -355,6 +362,7 @@ subject_open(struct subject *s)
 		cfg.safety = s->safety;
 		cfg.thread_safe = s->thread_safe;
 		cfg.stack_trace_depth = s->depth;
+		cfg.trace_sample = s->sample;
 		/* The GPA over wide over the BEAM base, as in a NIF; the
 		 * counting wrapper sees what it takes from the BEAM base. */
 		s->wide = beamalloc_wide_on(&s->cnt_a);
@@ -869,6 +877,12 @@ static const struct ratio ratios[] = {
 	{ "gpa-fast", "gpa-nolock", "pair64", NONE, 0, "lock cost" },
 	{ "gpa-trace8", "gpa-fast", "pair64", NONE, 0, "" },
 	{ "gpa-trace8", "gpa-fast", "rand10k", NONE, 0, "" },
+	{ "gpa-trace8", "gpa-safe", "pair64", LE, 10.0, "issue 15" },
+	{ "gpa-trace8", "gpa-safe", "rand10k", LE, 5.0, "issue 15" },
+	{ "gpa-fast-sample1024", "gpa-fast", "pair64", LE, 1.1, "issue 15" },
+	{ "gpa-fast-sample1024", "gpa-fast", "rand10k", LE, 1.1, "issue 15" },
+	{ "gpa-safe-sample1024", "gpa-safe", "pair64", NONE, 0, "" },
+	{ "gpa-safe-sample1024", "gpa-safe", "rand10k", NONE, 0, "" },
 	{ "arena", "glibc", "pair64", NONE, 0, "" },
 	{ "arena", "glibc", "reset10k", NONE, 0, "" },
 	{ "gpa-fast", "glibc", "a4096", NONE, 0, "" },

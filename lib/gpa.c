@@ -142,16 +142,17 @@ set_traces(const struct beamalloc_gpa *g, beamalloc_report *r, uint32_t atid,
 	}
 }
 
-/* Whether an allocation is traced: every one, or 1 in g->sample as the
- * countdown *left says. */
+/* Whether an allocation is traced: every one, or 1 in g->sample: *left
+ * counts the allocations to let by first (the fast paths' decrements
+ * too, which leave it negative for the one to trace). */
 static inline bool
 sampled(const struct beamalloc_gpa *g, int *left)
 {
 	if (g->sample == 0)
 		return true;
-	if (--*left > 0)
+	if (--*left >= 0)
 		return false;
-	*left = (int)g->sample;
+	*left = (int)g->sample - 1;
 	return true;
 }
 

@@ -508,6 +508,19 @@ rec_fill(unsigned char *rec, size_t len, size_t align, uintptr_t ra)
 	sr->ra = ra;
 }
 
+/* With safety off nothing writes a record's length or alignment: its
+ * first word is then the state and the trace id alone, and one compare
+ * finds a live block that was not traced. */
+static inline bool
+rec_used_untraced(const unsigned char *rec)
+{
+	_Static_assert(offsetof(struct rec, state) == 0 &&
+	    offsetof(struct rec, tid) == 4 && offsetof(struct rec, ra) == 8,
+	    "struct rec: state, lalign and len, then tid, in one word");
+	return __atomic_load_n((const uint64_t *)(const void *)rec,
+	    __ATOMIC_RELAXED) == REC_USED;
+}
+
 static inline bool
 rec_matches(const unsigned char *rec, size_t len, size_t align)
 {
@@ -554,16 +567,17 @@ ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
 	c = b - (MIN_SHIFT - 1);
 	top = tc->top[c];
 	/* Ordered, not equal: a trim's sentinel bot is above any top. */
+	/* The countdown passing 0 leaves it below for the general path,
+	 * whose own decrement then finds it expired (a sign test, as for
+	 * the credit). */
 	if (BA_UNLIKELY((uintptr_t)top <= (uintptr_t)tc->bot[c] ||
-	    (sample && tc->sample_left <= 1))) {
+	    (sample && (tc->sample_left -= 1) < 0))) {
 		if (ts)
 			tc_leave(tc);
 		else if (st)
 			(void)st_left(g, me, prev);
 		return ba_gpa_alloc(ctx, len, align, ra);
 	}
-	if (sample)
-		tc->sample_left--;
 	tc->top[c] = --top;
 	/* Copied while the magazine is still this thread's: once it leaves,
 	 * a trim may hand the magazine to another thread, which pushes
@@ -626,7 +640,8 @@ ba_gpa_fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 	/* Not USED (a double free; or the read-only records of no slab,
 	 * never to be written) goes to the general path, which reports;
 	 * so does a traced block, whose free is traced too. */
-	if (BA_UNLIKELY(state_get(rec) != REC_USED ||
+	if (BA_UNLIKELY(sample && !safety ? !rec_used_untraced(rec) :
+	    state_get(rec) != REC_USED ||
 	    (safety && !rec_matches(rec, len, align)) ||
 	    (sample && ((const struct rec *)(const void *)rec)->tid != 0)))
 		goto leave;

@@ -232,6 +232,16 @@ dtrace_at(const struct ba_depot *d, uint32_t id)
 	    ((1u << DEPOT_WORD_BITS) - 1)) << 3));
 }
 
+/* Inline: a few words, not worth memcmp's call. */
+static inline bool
+same_frames(const uintptr_t *a, const uintptr_t *b, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (a[i] != b[i])
+			return false;
+	return true;
+}
+
 /* The id of f[0..n) in t, or 0 (*slot: where the probe ended). */
 static uint32_t
 dtab_find(const struct ba_depot *d, struct dtab *t, uint32_t h,
@@ -248,7 +258,7 @@ dtab_find(const struct ba_depot *d, struct dtab *t, uint32_t h,
 		if ((uint32_t)(e >> 32) != h)
 			continue;
 		dt = dtrace_at(d, (uint32_t)e);
-		if (dt->len == n && memcmp(dt->f, f, n * sizeof(f[0])) == 0)
+		if (dt->len == n && same_frames(dt->f, f, n))
 			return (uint32_t)e;
 	}
 }

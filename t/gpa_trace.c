@@ -53,7 +53,7 @@ keep(void *user, const beamalloc_report *r)
 }
 
 static beamalloc_gpa *
-gpa(unsigned depth, unsigned sample, bool safety)
+gpa_ts(unsigned depth, unsigned sample, bool safety, bool thread_safe)
 {
 	beamalloc_gpa_config cfg;
 
@@ -61,8 +61,15 @@ gpa(unsigned depth, unsigned sample, bool safety)
 	cfg.stack_trace_depth = depth;
 	cfg.trace_sample = sample;
 	cfg.safety = safety;
+	cfg.thread_safe = thread_safe;
 	cfg.report = keep;
 	return beamalloc_gpa_create(beamalloc_libc(), &cfg);
+}
+
+static beamalloc_gpa *
+gpa(unsigned depth, unsigned sample, bool safety)
+{
+	return gpa_ts(depth, sample, safety, true);
 }
 
 /* The chain a trace must name, exported (--export-dynamic, and visible
@@ -322,15 +329,18 @@ printed_has(const beamalloc_report *r, const char *needle)
 /* 1 in 16: exactly every 16th allocation of the thread is traced (the
  * first among them), the others say they were not sampled. */
 static void
-sampling(bool safety)
+sampling(bool safety, bool thread_safe)
 {
 	enum { N = 160, LN = 32, LEN = 100000 };
 	static void *p[N], *lp[LN];
-	beamalloc_gpa *g = gpa(8, 16, safety);
+	beamalloc_gpa *g = gpa_ts(8, 16, safety, thread_safe);
 	beamalloc_allocator a = beamalloc_gpa_allocator(g);
-	const char *m = safety ? "safety on" : "safety off";
+	char m[64];
 	size_t traced = 0, unsampled = 0, site = 0, ltraced = 0;
 	size_t first = SIZE_MAX, other = SIZE_MAX;
+
+	snprintf(m, sizeof(m), "safety %s, thread_safe %s",
+	    safety ? "on" : "off", thread_safe ? "on" : "off");
 
 	for (int i = 0; i < N; i++)
 		p[i] = level2(a, 64);
@@ -395,11 +405,12 @@ sampling(bool safety)
 int
 main(void)
 {
-	plan(6 + 2 + 4 + 2 * 9);
+	plan(6 + 2 + 4 + 3 * 9);
 	chain();
 	bad_frames();
 	depot();
-	sampling(false);
-	sampling(true);
+	sampling(false, true);
+	sampling(true, true);
+	sampling(false, false);
 	return done_testing();
 }

@@ -50,6 +50,9 @@ keep(void *user, const beamalloc_report *r)
 	if (r->free_trace != NULL)
 		memcpy(s->ft, r->free_trace, r->free_trace_len *
 		    sizeof(s->ft[0]));
+	/* The copies outlive the call, the report's own arrays may not. */
+	s->r.alloc_trace = r->alloc_trace != NULL ? s->at : NULL;
+	s->r.free_trace = r->free_trace != NULL ? s->ft : NULL;
 }
 
 static beamalloc_gpa *

@@ -32,6 +32,21 @@
 #define NMEMO 2			/* slabs each thread remembers: more cost
 				 * rand10k an L1 miss per free */
 
+/* Traces (gpa_trace.c): a frame-pointer walk, and the stack depot that
+ * stores each distinct trace once under a 32-bit id (0: none). */
+struct ba_depot;
+BA_HIDDEN unsigned ba_trace_capture(uintptr_t *out, unsigned depth,
+    uintptr_t ra);
+BA_HIDDEN struct ba_depot *ba_depot_new(beamalloc_allocator backing,
+    _Atomic size_t *bytes);
+BA_HIDDEN void ba_depot_destroy(struct ba_depot *d);
+BA_HIDDEN uint32_t ba_depot_put(struct ba_depot *d, const uintptr_t *f,
+    unsigned n);
+BA_HIDDEN const uintptr_t *ba_depot_get(const struct ba_depot *d, uint32_t id,
+    size_t *n);
+BA_HIDDEN uint32_t ba_trace_id(struct ba_depot *d, unsigned depth,
+    uintptr_t ra);
+
 /* Slot states; records start zeroed, as REC_NEW. */
 enum { REC_NEW, REC_USED, REC_FREE };
 
@@ -296,21 +311,6 @@ BA_HIDDEN void *ba_gpa_credit_high(struct beamalloc_gpa *g, struct tcache *tc,
 BA_HIDDEN void *ba_gpa_st_late(struct beamalloc_gpa *g, struct tcache *tc,
     void *ret, const void *mem, size_t len, size_t align, uintptr_t ra,
     bool over);
-
-/* Traces (gpa_trace.c): a frame-pointer walk, and the stack depot that
- * stores each distinct trace once under a 32-bit id (0: none). */
-struct ba_depot;
-BA_HIDDEN unsigned ba_trace_capture(uintptr_t *out, unsigned depth,
-    uintptr_t ra);
-BA_HIDDEN struct ba_depot *ba_depot_new(beamalloc_allocator backing,
-    _Atomic size_t *bytes);
-BA_HIDDEN void ba_depot_destroy(struct ba_depot *d);
-BA_HIDDEN uint32_t ba_depot_put(struct ba_depot *d, const uintptr_t *f,
-    unsigned n);
-BA_HIDDEN const uintptr_t *ba_depot_get(const struct ba_depot *d, uint32_t id,
-    size_t *n);
-BA_HIDDEN uint32_t ba_trace_id(struct ba_depot *d, unsigned depth,
-    uintptr_t ra);
 
 /* ------------------------------------------------------------------------
  * Helpers of the fast paths

@@ -220,6 +220,7 @@ struct subject {
 	bool canary, junk;		/* S_GPA: issue 16's checks */
 	size_t quarantine;
 	unsigned guard_sample;
+	unsigned sample;		/* S_GPA: trace 1 allocation in N */
 	unsigned slow;			/* runs 1/slow of the operations */
 	/* Set up by subject_check / subject_open. */
 	bool available;
@@ -256,8 +257,14 @@ static struct subject subjects[] = {
 	    "gpa-safe after a second thread used it (atomic frees)"),
 	    .safety = true, .thread_safe = true, .shared = true },
 	{ SUBJ("gpa-trace8", S_GPA, GPA_CAPS,
-	    "GPA: safety on, 8-frame traces, thread-safe (1/16 of the ops)"),
-	    .safety = true, .thread_safe = true, .depth = 8, .slow = 16 },
+	    "GPA: safety on, 8-frame traces, thread-safe"),
+	    .safety = true, .thread_safe = true, .depth = 8 },
+	{ SUBJ("gpa-fast-sample1024", S_GPA, GPA_CAPS,
+	    "gpa-fast with 8-frame traces of 1 allocation in 1024"),
+	    .thread_safe = true, .depth = 8, .sample = 1024 },
+	{ SUBJ("gpa-safe-sample1024", S_GPA, GPA_CAPS,
+	    "gpa-safe with 8-frame traces of 1 allocation in 1024"),
+	    .safety = true, .thread_safe = true, .depth = 8, .sample = 1024 },
 	/* Issue 16: corruption checks without a memory checker. */
 	{ SUBJ("gpa-canary-junk", S_GPA, GPA_CAPS,
 	    "gpa-safe with canary and junk (checked at free and reuse)"),
@@ -380,6 +387,7 @@ subject_open(struct subject *s)
 		cfg.junk = s->junk;
 		cfg.quarantine = s->quarantine;
 		cfg.guard_sample = s->guard_sample;
+		cfg.trace_sample = s->sample;
 		/* The GPA over wide over the BEAM base, as in a NIF; the
 		 * counting wrapper sees what it takes from the BEAM base. */
 		s->wide = beamalloc_wide_on(&s->cnt_a);
@@ -916,6 +924,12 @@ static const struct ratio ratios[] = {
 	{ "gpa-fast", "gpa-nolock", "pair64", NONE, 0, "lock cost" },
 	{ "gpa-trace8", "gpa-fast", "pair64", NONE, 0, "" },
 	{ "gpa-trace8", "gpa-fast", "rand10k", NONE, 0, "" },
+	{ "gpa-trace8", "gpa-safe", "pair64", LE, 10.0, "issue 15" },
+	{ "gpa-trace8", "gpa-safe", "rand10k", LE, 5.0, "issue 15" },
+	{ "gpa-fast-sample1024", "gpa-fast", "pair64", LE, 1.1, "issue 15" },
+	{ "gpa-fast-sample1024", "gpa-fast", "rand10k", LE, 1.1, "issue 15" },
+	{ "gpa-safe-sample1024", "gpa-safe", "pair64", NONE, 0, "" },
+	{ "gpa-safe-sample1024", "gpa-safe", "rand10k", NONE, 0, "" },
 	{ "arena", "glibc", "pair64", NONE, 0, "" },
 	{ "arena", "glibc", "reset10k", NONE, 0, "" },
 	{ "gpa-fast", "glibc", "a4096", NONE, 0, "" },

@@ -116,7 +116,10 @@ done
 if command -v valgrind >/dev/null 2>&1; then
 	note "callgrind: instructions per operation (1/50 of the operations)"
 	cg=$(mktemp -d "${TMPDIR:-/tmp}/allocbench-cg.XXXXXX")
-	valgrind --tool=callgrind --callgrind-out-file="$cg/cg.out" \
+	# No re-exec for jemalloc's TLS: under valgrind /proc/self/exe is
+	# valgrind's own binary.
+	BEAMALLOC_BENCH_REEXEC=1 valgrind --tool=callgrind \
+		--callgrind-out-file="$cg/cg.out" \
 		"$bench" --callgrind --scale=0.02 \
 		--workloads=pair64,lifo1000,rand100,rand10k,a64,a4096,reset10k,grow1m \
 		>"$out/callgrind.log" 2>&1

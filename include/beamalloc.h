@@ -160,6 +160,9 @@ typedef struct beamalloc_report {
 	size_t alloc_trace_len;
 	const uintptr_t *free_trace;	/* first free's trace, or NULL */
 	size_t free_trace_len;
+	/* 0.2: N when the GPA traces 1 allocation in N and this block was
+	 * not among them (its traces then hold at most the call site). */
+	unsigned not_sampled;
 } beamalloc_report;
 
 typedef void (*beamalloc_report_fn)(void *user, const beamalloc_report *r);

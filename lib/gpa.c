@@ -62,10 +62,6 @@
 #include <unistd.h>
 #endif
 
-#ifdef HAVE_EXECINFO_H
-#include <execinfo.h>
-#endif
-
 /* ------------------------------------------------------------------------
  * Small helpers
  * ---------------------------------------------------------------------- */
@@ -122,55 +118,42 @@ emit(struct beamalloc_gpa *g, const beamalloc_report *r)
 		abort();
 }
 
-/* The stack from the caller's call site (ret_addr) outwards. */
+/* Fill a report's traces from a block's trace ids (allocation; first
+ * free, given only for a freed block).  Without a trace, the allocation's
+ * call site (site[0], if known) is a trace of one frame, and a block that
+ * sampling left out says so. */
 static void
-capture(uintptr_t *out, unsigned depth, uintptr_t ra)
+set_traces(const struct beamalloc_gpa *g, beamalloc_report *r, uint32_t atid,
+    uint32_t ftid, const uintptr_t *site)
 {
-#ifdef HAVE_BACKTRACE
-	void *buf[BEAMALLOC_GPA_MAX_TRACE + 8];
-	int n = backtrace(buf, (int)depth + 8), start = 1;
-
-	for (int i = 0; i < n && ra != 0; i++)
-		if ((uintptr_t)buf[i] == ra) {
-			start = i;
-			break;
-		}
-	for (unsigned i = 0; i < depth; i++)
-		out[i] = start + (int)i < n ? (uintptr_t)buf[start + i] : 0;
-#else
-	memset(out, 0, depth * sizeof(*out));
-	out[0] = ra;
-#endif
-}
-
-static size_t
-trace_len(const uintptr_t *t, unsigned depth)
-{
-	size_t n = 0;
-
-	while (n < depth && t[n] != 0)
-		n++;
-	return n;
-}
-
-/* Fill a report's traces from a 2 * depth record (allocation, free);
- * without traces, the allocation's call site (site[0], if known) is a
- * trace of one frame. */
-static void
-set_traces(beamalloc_report *r, const uintptr_t *t, unsigned depth,
-    const uintptr_t *site)
-{
-	if (t != NULL && depth != 0) {
-		r->alloc_trace = t;
-		r->alloc_trace_len = trace_len(t, depth);
-		r->free_trace = t + depth;
-		r->free_trace_len = trace_len(t + depth, depth);
-		if (r->free_trace_len == 0)
-			r->free_trace = NULL;
-	} else if (site != NULL && site[0] != 0) {
+	if (atid != 0) {
+		r->alloc_trace = ba_depot_get(g->traces, atid,
+		    &r->alloc_trace_len);
+		if (ftid != 0)
+			r->free_trace = ba_depot_get(g->traces, ftid,
+			    &r->free_trace_len);
+		return;
+	}
+	if (g->sample != 0)
+		r->not_sampled = g->sample;
+	if (site != NULL && site[0] != 0) {
 		r->alloc_trace = site;
 		r->alloc_trace_len = 1;
 	}
+}
+
+/* Whether an allocation is traced: every one, or 1 in g->sample: *left
+ * counts the allocations to let by first (the fast paths' decrements
+ * too, which leave it negative for the one to trace). */
+static inline bool
+sampled(const struct beamalloc_gpa *g, int *left)
+{
+	if (g->sample == 0)
+		return true;
+	if (--*left >= 0)
+		return false;
+	*left = (int)g->sample - 1;
+	return true;
 }
 
 /* ------------------------------------------------------------------------
@@ -467,8 +450,8 @@ slab_new(struct beamalloc_gpa *g, size_t c)
 	size_t recs_len = ba_align_forward((size_t)nslots << g->rec_shift,
 	    16);
 	/* The backing gives 8-byte alignment, the records want 16. */
-	size_t meta_len = sizeof(struct slab) + recs_len + (size_t)nslots * 2 *
-	    g->depth * sizeof(uintptr_t) + 8;
+	size_t meta_len = sizeof(struct slab) + recs_len + (g->depth != 0 ?
+	    (size_t)nslots * sizeof(uint32_t) : 0) + 8;
 	void *meta;
 	struct region *r;
 	struct slab *s = NULL;
@@ -488,7 +471,7 @@ slab_new(struct beamalloc_gpa *g, size_t c)
 	s->meta = meta;
 	i = (unsigned)__builtin_ctzll(~r->used);
 	s->base = r->base + (uintptr_t)i * SLAB_SIZE;
-	s->traces = g->depth != 0 ? (uintptr_t *)(void *)(s->recs +
+	s->ftids = g->depth != 0 ? (uint32_t *)(void *)(s->recs +
 	    recs_len) : NULL;
 	s->region = r;
 	s->meta_len = meta_len;
@@ -1386,27 +1369,29 @@ charge(struct beamalloc_gpa *g, struct tcache *tc, ptrdiff_t bytes)
  * Small blocks
  * ---------------------------------------------------------------------- */
 
-/* What slot i of a slab (records recs, traces traces, slots of 1 << shift
- * bytes) knows of its block, into r: size, alignment, traces.  tr and
- * site hold the traces until r is emitted. */
+/* What slot i of a slab (records recs, free trace ids ftids, slots of
+ * 1 << shift bytes) knows of its block, into r: size, alignment, traces.
+ * site holds the call site until r is emitted. */
 static void
 describe_slot(const struct beamalloc_gpa *g, beamalloc_report *r,
-    const unsigned char *recs, const uintptr_t *traces, unsigned shift,
-    size_t i, uintptr_t *tr, uintptr_t *site)
+    const unsigned char *recs, const uint32_t *ftids, unsigned shift,
+    size_t i, uintptr_t *site)
 {
+	const struct rec *sr = (const void *)(recs + (i << g->rec_shift));
+	uint32_t atid = 0, ftid = 0;
+
 	r->size = (size_t)1 << shift;
 	if (g->safety) {
-		const struct rec *sr = (const void *)(recs +
-		    (i << g->rec_shift));
-
 		r->size = sr->len;
 		r->align = (size_t)1 << sr->lalign;
 		*site = sr->ra;
 	}
-	if (g->depth != 0)
-		memcpy(tr, traces + i * 2 * g->depth,
-		    2 * g->depth * sizeof(tr[0]));
-	set_traces(r, tr, g->depth, site);
+	if (g->depth != 0) {
+		atid = __atomic_load_n(&sr->tid, __ATOMIC_RELAXED);
+		if (state_get(&sr->state) == REC_FREE)
+			ftid = __atomic_load_n(&ftids[i], __ATOMIC_RELAXED);
+	}
+	set_traces(g, r, atid, ftid, site);
 }
 
 static void
@@ -1415,7 +1400,7 @@ report_slot(struct beamalloc_gpa *g, beamalloc_report_kind kind,
     size_t align, uintptr_t ra)
 {
 	size_t i = (p - w->base) >> w->shift;
-	uintptr_t tr[2 * BEAMALLOC_GPA_MAX_TRACE], site = 0;
+	uintptr_t site = 0;
 	beamalloc_report r = {
 		.kind = kind, .addr = (const void *)p, .given_size = len,
 		.given_align = align, .ret_addr = ra,
@@ -1423,8 +1408,8 @@ report_slot(struct beamalloc_gpa *g, beamalloc_report_kind kind,
 
 	/* An invalid free names no block of ours. */
 	if (kind != BEAMALLOC_REPORT_INVALID_FREE)
-		describe_slot(g, &r, w->recs, slab_of(w->recs)->traces,
-		    w->shift, i, tr, &site);
+		describe_slot(g, &r, w->recs, slab_of(w->recs)->ftids,
+		    w->shift, i, &site);
 	emit(g, &r);
 }
 
@@ -1457,22 +1442,18 @@ live_slot(struct beamalloc_gpa *g, uintptr_t p,
 	return rec;
 }
 
+/* The free of a traced slot, its record rec: its trace beside the
+ * allocation's. */
 static void
-trace_slot(struct beamalloc_gpa *g, unsigned char *p, int which,
+trace_free(struct beamalloc_gpa *g, unsigned char *p, unsigned char *rec,
     uintptr_t ra)
 {
 	struct where w;
-	uintptr_t *t;
 
-	if (!slab_find(g, (uintptr_t)p, &w))
-		return;
-	t = slab_of(w.recs)->traces +
-	    (((uintptr_t)p - w.base) >> w.shift) * 2 * g->depth;
-	if (which == 0) {
-		capture(t, g->depth, ra);
-		memset(t + g->depth, 0, g->depth * sizeof(*t));
-	} else
-		capture(t + g->depth, g->depth, ra);
+	if (((struct rec *)(void *)rec)->tid != 0 &&
+	    slab_find(g, (uintptr_t)p, &w))
+		slab_of(w.recs)->ftids[((uintptr_t)p - w.base) >> w.shift] =
+		    ba_trace_id(g->traces, g->depth, ra);
 }
 
 /* A slot came out of a cache still USED: two frees of it raced with
@@ -1547,7 +1528,8 @@ again:
 	if (g->safety)
 		rec_fill(e.rec, len, align, ra);
 	if (BA_UNLIKELY(g->depth != 0))
-		trace_slot(g, e.p, 0, ra);
+		((struct rec *)(void *)e.rec)->tid = sampled(g,
+		    &tc->sample_left) ? ba_trace_id(g->traces, g->depth, ra) : 0;
 	state_set(e.rec, REC_USED);
 	if (g->tools)
 		BA_TOOL_ALLOC(e.p, len);
@@ -1565,7 +1547,7 @@ small_free(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
 	bool held = false;
 
 	if (BA_UNLIKELY(g->depth != 0))
-		trace_slot(g, p, 1, ra);
+		trace_free(g, p, rec, ra);
 	if (BA_UNLIKELY(g->junk))
 		ba_chk_fill_freed(g, p, (size_t)1 << shift);
 	if (g->tools)
@@ -1703,7 +1685,6 @@ report_large(struct beamalloc_gpa *g, beamalloc_report_kind kind,
     uintptr_t p, const struct large *l, size_t len, size_t align,
     uintptr_t ra)
 {
-	uintptr_t tr[2 * BEAMALLOC_GPA_MAX_TRACE];
 	beamalloc_report r = {
 		.kind = kind, .addr = (const void *)p, .given_size = len,
 		.given_align = align, .ret_addr = ra,
@@ -1712,9 +1693,8 @@ report_large(struct beamalloc_gpa *g, beamalloc_report_kind kind,
 	if (l != NULL) {
 		r.size = l->len;
 		r.align = (size_t)1 << l->lalign;
-		if (g->depth != 0)
-			memcpy(tr, l->trace, 2 * g->depth * sizeof(tr[0]));
-		set_traces(&r, tr, g->depth, &l->ra);
+		set_traces(g, &r, l->atid, l->state == LG_FREED ? l->ftid : 0,
+		    &l->ra);
 	}
 	emit(g, &r);
 }
@@ -1791,19 +1771,23 @@ static void *
 large_alloc(struct beamalloc_gpa *g, size_t len, size_t align, uintptr_t ra,
     bool guard)
 {
-	uintptr_t tr[BEAMALLOC_GPA_MAX_TRACE];
 	size_t extra = guard ? 0 : lg_extra(g);
+	uint32_t atid = 0;
 	struct large *l;
 	void *p;
 
 	settle_mine(g);
 	if (!charge_exact(g, (ptrdiff_t)len, 1))
 		return ba_fail(ENOMEM);
-	if (g->depth != 0)
-		capture(tr, g->depth, ra);
+	if (g->depth != 0 && (g->sample == 0 || atomic_fetch_add_explicit(
+	    &g->lsample, 1, memory_order_relaxed) % g->sample == 0))
+		atid = ba_trace_id(g->traces, g->depth, ra);
 	if (guard) {
-		p = ba_guard_alloc(g, len, align, ra, g->depth != 0 ? tr :
-		    NULL, g->depth);
+		size_t n = 0;
+		const uintptr_t *fr = atid != 0 ?
+		    ba_depot_get(g->traces, atid, &n) : NULL;
+
+		p = ba_guard_alloc(g, len, align, ra, fr, (unsigned)n);
 		if (p == NULL) {
 			charge_exact(g, -(ptrdiff_t)len, -1);
 			return NULL;
@@ -1824,8 +1808,7 @@ large_alloc(struct beamalloc_gpa *g, size_t len, size_t align, uintptr_t ra,
 		l->lalign = (uint8_t)log2_of(align);
 		l->ra = ra;
 		l->guard = guard;
-		if (g->depth != 0)
-			memcpy(l->trace, tr, g->depth * sizeof(tr[0]));
+		l->atid = atid;
 		if (!guard)
 			atomic_fetch_add_explicit(&g->backing_bytes,
 			    len + extra, memory_order_relaxed);
@@ -1861,14 +1844,11 @@ static void
 large_free(struct beamalloc_gpa *g, uintptr_t p, size_t len, size_t align,
     uintptr_t ra)
 {
-	uintptr_t tr[BEAMALLOC_GPA_MAX_TRACE];
 	union large_copy copy;
 	struct large *l;
 	size_t rlen = 0, ralign = 0;
 	bool guard = false, over = false;
 
-	if (g->depth != 0)
-		capture(tr, g->depth, ra);
 	lock(g, &g->large_lock);
 	if ((l = lg_live(g, p, len, align, ra)) != NULL) {
 		rlen = l->len;
@@ -1876,9 +1856,8 @@ large_free(struct beamalloc_gpa *g, uintptr_t p, size_t len, size_t align,
 		guard = l->guard;
 		over = g->canary && !lg_canary(g, l, &copy);
 		l->state = LG_FREED;
-		if (g->depth != 0)
-			memcpy(l->trace + g->depth, tr,
-			    g->depth * sizeof(tr[0]));
+		if (l->atid != 0)
+			l->ftid = ba_trace_id(g->traces, g->depth, ra);
 		g->llive--;
 		if (!guard)
 			atomic_fetch_sub_explicit(&g->backing_bytes,
@@ -2166,23 +2145,27 @@ ba_gpa_memo_miss(struct beamalloc_gpa *g, struct tcache *tc, void *mem, size_t l
 		ba_gpa_free(g, mem, len, align, ra);
 }
 
-#define FAST_PAIR(name, ts, safety)					\
+#define FAST_PAIR(name, ts, safety, sample)				\
 static void *								\
 name##_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)	\
 {									\
-	return ba_gpa_fast_alloc(ctx, len, align, ra, ts, safety);		\
+	return ba_gpa_fast_alloc(ctx, len, align, ra, ts, safety, sample); \
 }									\
 static void								\
 name##_free(void *ctx, void *mem, size_t len, size_t align,		\
     uintptr_t ra)							\
 {									\
-	ba_gpa_fast_free(ctx, mem, len, align, ra, ts, safety);		\
+	ba_gpa_fast_free(ctx, mem, len, align, ra, ts, safety, sample);	\
 }
 
-FAST_PAIR(fast_ts, true, false)
-FAST_PAIR(fast_ts_safe, true, true)
-FAST_PAIR(fast_st, false, false)
-FAST_PAIR(fast_st_safe, false, true)
+FAST_PAIR(fast_ts, true, false, false)
+FAST_PAIR(fast_ts_safe, true, true, false)
+FAST_PAIR(fast_st, false, false, false)
+FAST_PAIR(fast_st_safe, false, true, false)
+FAST_PAIR(smp_ts, true, false, true)
+FAST_PAIR(smp_ts_safe, true, true, true)
+FAST_PAIR(smp_st, false, false, true)
+FAST_PAIR(smp_st_safe, false, true, true)
 
 /* guard_sample alone: the fast paths, and a countdown that sends one
  * allocation in N against a guard page.  The countdown is one relaxed
@@ -2397,6 +2380,13 @@ const beamalloc_vtable ba_gpa_vtables[GPA_NVT] = {
 	[GPA_VT_TS] = { fast_ts_alloc, gpa_resize, gpa_remap, fast_ts_free },
 	[GPA_VT_TS_SAFE] = { fast_ts_safe_alloc, gpa_resize, gpa_remap,
 	    fast_ts_safe_free },
+	[GPA_VT_SAMPLED] = { smp_st_alloc, gpa_resize, gpa_remap, smp_st_free },
+	[GPA_VT_SAMPLED + 1] = { smp_st_safe_alloc, gpa_resize, gpa_remap,
+	    smp_st_safe_free },
+	[GPA_VT_SAMPLED + 2] = { smp_ts_alloc, gpa_resize, gpa_remap,
+	    smp_ts_free },
+	[GPA_VT_SAMPLED + 3] = { smp_ts_safe_alloc, gpa_resize, gpa_remap,
+	    smp_ts_safe_free },
 };
 
 /* The fast ones with guarded sampling, in the same order. */
@@ -2450,14 +2440,14 @@ struct leak_snap {
 static void
 leak_slot(struct beamalloc_gpa *g, const struct slab *s, size_t i)
 {
-	uintptr_t tr[2 * BEAMALLOC_GPA_MAX_TRACE], site = 0;
+	uintptr_t site = 0;
 	beamalloc_report r = {
 		.kind = BEAMALLOC_REPORT_LEAK,
 		.addr = (const void *)(s->base + (i << s->shift)),
 		.size = (size_t)1 << s->shift,
 	};
 
-	describe_slot(g, &r, s->recs, s->traces, s->shift, i, tr, &site);
+	describe_slot(g, &r, s->recs, s->ftids, s->shift, i, &site);
 	emit(g, &r);
 }
 
@@ -2913,6 +2903,7 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 	g->st_check = g->safety && !c.thread_safe;
 	g->abort_on_error = c.abort_on_error;
 	g->depth = c.stack_trace_depth;
+	g->sample = g->depth != 0 && c.trace_sample > 1 ? c.trace_sample : 0;
 	g->limit = c.memory_limit;
 	g->batched = c.memory_limit == 0;
 	g->tools = tools_active();
@@ -2921,19 +2912,28 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 	g->junk = c.junk || c.quarantine != 0;
 	g->guard_sample = c.guard_sample;
 	g->vtable = &ba_gpa_vtables[GPA_VT_GENERAL];
-	if (g->batched && g->depth == 0 && !g->tools && !g->canary &&
-	    !g->junk) {
-		/* Guarded sampling alone keeps the fast paths. */
-		g->guard_fast = g->guard_sample != 0;
-		atomic_init(&g->guard_left, 1);
-		g->vtable = &(g->guard_fast ? guard_vtables :
-		    ba_gpa_vtables)[GPA_VT_ST + 2 * g->thread_safe +
-		    g->safety];
+	/* The fast paths unless a check needs the general one: traces of
+	 * every block do, sampled ones only once in N; guarded sampling
+	 * alone keeps them (its countdown in front). */
+	if (g->batched && !g->tools && !g->canary && !g->junk &&
+	    (g->depth == 0 || g->sample != 0)) {
+		if (g->depth != 0) {
+			if (g->guard_sample == 0)
+				g->vtable = &ba_gpa_vtables[GPA_VT_SAMPLED +
+				    2 * g->thread_safe + g->safety];
+		} else {
+			g->guard_fast = g->guard_sample != 0;
+			atomic_init(&g->guard_left, 1);
+			g->vtable = &(g->guard_fast ? guard_vtables :
+			    ba_gpa_vtables)[GPA_VT_ST + 2 * g->thread_safe +
+			    g->safety];
+		}
 	}
 	g->report = c.report;
 	g->report_user = c.report_user;
-	g->rec_shift = g->safety ? log2_of(sizeof(struct rec)) : 0;
-	g->lstride = sizeof(struct large) + 2 * g->depth * sizeof(uintptr_t);
+	g->rec_shift = g->safety || g->depth != 0 ?
+	    log2_of(sizeof(struct rec)) : 0;
+	g->lstride = sizeof(struct large);
 	atomic_store(&g->backing_bytes, sizeof(*g));
 	for (size_t i = 0; i < NCLASS; i++) {
 		size_t cap = MAG_BYTES >> (i + MIN_SHIFT);
@@ -2953,8 +2953,10 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 		atomic_store(&g->shared, 1);
 	t = stab_new(g, 64);
 	if (t == NULL || (c.quarantine != 0 && (g->quar =
-	    ba_quar_new(backing, c.quarantine)) == NULL) || (!g->thread_safe && (g->tc0 = tcache_new(g)) ==
-	    NULL)) {
+	    ba_quar_new(backing, c.quarantine)) == NULL) ||
+	    (!g->thread_safe && (g->tc0 = tcache_new(g)) == NULL) ||
+	    (g->depth != 0 && (g->traces = ba_depot_new(backing,
+	    &g->backing_bytes)) == NULL)) {
 		beamalloc_gpa_destroy(g);
 		return ba_fail(ENOMEM);
 	}
@@ -3035,7 +3037,8 @@ class_count(const struct beamalloc_gpa *g, const struct slab *s,
 		}
 	} else {
 		for (uint32_t i = 0; i < s->nslots; i++)
-			blocks += state_get(s->recs + i) == REC_USED;
+			blocks += state_get(s->recs + ((size_t)i <<
+			    g->rec_shift)) == REC_USED;
 		bytes = blocks << s->shift;
 	}
 	k->live_blocks += blocks;
@@ -3169,6 +3172,7 @@ beamalloc_gpa_destroy(beamalloc_gpa *g)
 	pthread_mutex_destroy(&g->shared_lock);
 	pthread_mutex_destroy(&g->steal_lock);
 	pthread_mutex_destroy(&g->large_lock);
+	ba_depot_destroy(g->traces);
 	ba_raw_free(g->backing, g, sizeof(*g), BEAMALLOC_MIN_ALIGN, 0);
 	return n;
 }

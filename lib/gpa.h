@@ -35,15 +35,31 @@
 #define NMEMO 2			/* slabs each thread remembers: more cost
 				 * rand10k an L1 miss per free */
 
+/* Traces (gpa_trace.c): a frame-pointer walk, and the stack depot that
+ * stores each distinct trace once under a 32-bit id (0: none). */
+struct ba_depot;
+BA_HIDDEN unsigned ba_trace_capture(uintptr_t *out, unsigned depth,
+    uintptr_t ra);
+BA_HIDDEN struct ba_depot *ba_depot_new(beamalloc_allocator backing,
+    _Atomic size_t *bytes);
+BA_HIDDEN void ba_depot_destroy(struct ba_depot *d);
+BA_HIDDEN uint32_t ba_depot_put(struct ba_depot *d, const uintptr_t *f,
+    unsigned n);
+BA_HIDDEN const uintptr_t *ba_depot_get(const struct ba_depot *d, uint32_t id,
+    size_t *n);
+BA_HIDDEN uint32_t ba_trace_id(struct ba_depot *d, unsigned depth,
+    uintptr_t ra);
+
 /* Slot states; records start zeroed, as REC_NEW. */
 enum { REC_NEW, REC_USED, REC_FREE };
 
-/* A slot's record with safety on; with safety off only the state byte. */
+/* A slot's record with safety or traces on; else only the state byte. */
 struct rec {
 	uint8_t state;
 	uint8_t lalign;			/* log2 of the alignment asked */
 	uint16_t len;			/* requested length */
-	uint32_t unused;
+	uint32_t tid;			/* traces on: the allocation's trace in
+					   the depot, 0: none (not sampled) */
 	uintptr_t ra;			/* call site of the allocation */
 };
 
@@ -54,7 +70,8 @@ _Static_assert(((size_t)1 << MAX_SHIFT) <= UINT16_MAX,
 struct slab {
 	uintptr_t base;			/* SLAB_SIZE-aligned slots */
 	struct slab *next, *prev;	/* every slab, newest first */
-	uintptr_t *traces;		/* 2 * depth words per slot, or NULL */
+	uint32_t *ftids;		/* per slot: the first free's trace id
+					   (traces on), or NULL */
 	struct region *region;
 	void *meta;			/* the block holding this header, */
 	size_t meta_len;		/* records and traces */
@@ -163,6 +180,9 @@ struct tcache {
 	ptrdiff_t nblk;
 	unsigned seq;
 	struct tcache *free_next;	/* g->tc_free: its thread ended */
+	/* Sampled traces: allocations until the next traced one (the
+	 * general path traces at 0 and starts again from the GPA's N). */
+	int sample_left;
 };
 
 
@@ -182,7 +202,7 @@ struct depot {
 };
 _Static_assert(sizeof(struct depot) == 128, "struct depot: 2 lines");
 
-/* A large block's record; traces follow when depth > 0. */
+/* A large block's record. */
 struct large {
 	uintptr_t addr;			/* 0: empty slot */
 	size_t len;
@@ -190,18 +210,17 @@ struct large {
 	uint8_t lalign;
 	uint8_t state;			/* LG_* */
 	uint8_t guard;			/* placed by gpa_guard.c */
-	uintptr_t trace[];
+	uint32_t atid, ftid;		/* trace ids: allocation, first free */
 };
 
 enum { LG_EMPTY, LG_LIVE, LG_FREED,
 	LG_OVERFLOWED };		/* a leak check's copy only */
 
-/* Room for one record and its traces, copied out to report it after the
- * table's lock is dropped. */
+/* Room for one record, copied out to report it after the table's lock
+ * is dropped. */
 union large_copy {
 	struct large l;
-	uintptr_t w[(sizeof(struct large) + 2 * BEAMALLOC_GPA_MAX_TRACE *
-	    sizeof(uintptr_t)) / sizeof(uintptr_t)];
+	uintptr_t w[sizeof(struct large) / sizeof(uintptr_t)];
 };
 
 /* A block taken from the backing for regions or metadata. */
@@ -234,6 +253,9 @@ struct beamalloc_gpa {
 	_Atomic unsigned nclaimed;	/* thread cache slots claimed */
 	bool thread_safe, safety, batched, abort_on_error;
 	unsigned depth;
+	unsigned sample;		/* trace 1 allocation in N; 0: all */
+	struct ba_depot *traces;	/* the stack depot, when depth != 0 */
+	_Atomic unsigned lsample;	/* large allocations' countdown */
 	unsigned rec_shift;		/* log2 of the record size */
 	size_t limit;
 	struct tcache *tc0;		/* !thread_safe: the cache */
@@ -299,9 +321,9 @@ struct beamalloc_gpa {
 };
 
 /* The vtables: the general one first, then the fast ones by
- * [thread_safe][safety]. */
+ * [thread_safe][safety], then the same with sampled traces. */
 enum { GPA_VT_GENERAL, GPA_VT_ST, GPA_VT_ST_SAFE, GPA_VT_TS, GPA_VT_TS_SAFE,
-    GPA_NVT };
+    GPA_VT_SAMPLED, GPA_NVT = GPA_VT_SAMPLED + 4 };
 BA_HIDDEN extern const beamalloc_vtable ba_gpa_vtables[GPA_NVT];
 
 /* The general paths and the fast paths' slow ends (gpa.c). */
@@ -581,6 +603,19 @@ rec_fill(unsigned char *rec, size_t len, size_t align, uintptr_t ra)
 	sr->ra = ra;
 }
 
+/* With safety off nothing writes a record's length or alignment: its
+ * first word is then the state and the trace id alone, and one compare
+ * finds a live block that was not traced. */
+static inline bool
+rec_used_untraced(const unsigned char *rec)
+{
+	_Static_assert(offsetof(struct rec, state) == 0 &&
+	    offsetof(struct rec, tid) == 4 && offsetof(struct rec, ra) == 8,
+	    "struct rec: state, lalign and len, then tid, in one word");
+	return __atomic_load_n((const uint64_t *)(const void *)rec,
+	    __ATOMIC_RELAXED) == REC_USED;
+}
+
 static inline bool
 rec_matches(const unsigned char *rec, size_t len, size_t align)
 {
@@ -597,10 +632,13 @@ rec_matches(const unsigned char *rec, size_t len, size_t align)
  * traces, memory limit or memory checker: a pop or push on the thread's
  * bin, the state byte, the credit.  Anything else (an empty or full bin,
  * a large block, a bad free, a thread without a home slot) goes to the
- * general path, which checks everything again. */
+ * general path, which checks everything again.  With sample, for GPAs
+ * that trace 1 allocation in N: the thread's countdown sends every Nth
+ * allocation, and the free of a traced block, to the general path;
+ * the others clear the record's trace id. */
 static inline __attribute__((always_inline)) void *
 ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
-    bool safety)
+    bool safety, bool sample)
 {
 	struct beamalloc_gpa *g = ctx;
 	size_t b = class_bit_fast(len, align);
@@ -624,7 +662,11 @@ ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
 	c = b - (MIN_SHIFT - 1);
 	top = tc->top[c];
 	/* Ordered, not equal: a trim's sentinel bot is above any top. */
-	if (BA_UNLIKELY((uintptr_t)top <= (uintptr_t)tc->bot[c])) {
+	/* The countdown passing 0 leaves it below for the general path,
+	 * whose own decrement then finds it expired (a sign test, as for
+	 * the credit). */
+	if (BA_UNLIKELY((uintptr_t)top <= (uintptr_t)tc->bot[c] ||
+	    (sample && (tc->sample_left -= 1) < 0))) {
 		if (ts)
 			tc_leave(tc);
 		else if (st)
@@ -640,6 +682,8 @@ ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
 		tc_leave(tc);
 	if (safety)
 		rec_fill(e.rec, len, align, ra);
+	if (sample)
+		((struct rec *)(void *)e.rec)->tid = 0;
 	state_set(e.rec, REC_USED);
 	over = credit_up(tc, len);
 	if (st && BA_UNLIKELY(!st_left(g, me, prev)))
@@ -651,7 +695,7 @@ ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
 
 static inline __attribute__((always_inline)) void
 ba_gpa_fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
-    bool ts, bool safety)
+    bool ts, bool safety, bool sample)
 {
 	struct beamalloc_gpa *g = ctx;
 	uintptr_t p = (uintptr_t)mem, off;
@@ -689,9 +733,12 @@ ba_gpa_fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 		goto leave;
 	rec = m->recs + ((off * m->mul) >> 32);
 	/* Not USED (a double free; or the read-only records of no slab,
-	 * never to be written) goes to the general path, which reports. */
-	if (BA_UNLIKELY(state_get(rec) != REC_USED ||
-	    (safety && !rec_matches(rec, len, align))))
+	 * never to be written) goes to the general path, which reports;
+	 * so does a traced block, whose free is traced too. */
+	if (BA_UNLIKELY(sample && !safety ? !rec_used_untraced(rec) :
+	    state_get(rec) != REC_USED ||
+	    (safety && !rec_matches(rec, len, align)) ||
+	    (sample && ((const struct rec *)(const void *)rec)->tid != 0)))
 		goto leave;
 	tp = m->top;
 	top = *tp;

@@ -10,6 +10,9 @@
  *     first freed at:
  *       #0 0x55d0b2a3 main+0x33 (./prog)
  *
+ * A block that sampled traces left out: "allocated at: not sampled (1 in
+ * N)", then its call site when the GPA knows it.
+ *
  * The block is written under the stream's lock, so reports from several
  * threads do not interleave, and allocates from nothing of ours (libdw
  * uses malloc): it may run inside a GPA whose heap is in trouble.
@@ -57,7 +60,8 @@ ba_print_trace(FILE *f, const char *title, const uintptr_t *t, size_t n)
 {
 	if (t == NULL || n == 0)
 		return;
-	fprintf(f, "  %s:\n", title);
+	if (title != NULL)
+		fprintf(f, "  %s:\n", title);
 	for (size_t i = 0; i < n; i++) {
 		fprintf(f, "    #%zu ", i);
 		ba_print_pc(f, t[i]);
@@ -111,7 +115,17 @@ beamalloc_report_print(FILE *f, const beamalloc_report *r)
 		ba_print_pc(f, r->ret_addr);
 		fputc('\n', f);
 	}
-	ba_print_trace(f, "allocated at", r->alloc_trace, r->alloc_trace_len);
+	if (r->not_sampled != 0 && (r->alloc_trace == NULL ||
+	    r->alloc_trace_len == 0))
+		fprintf(f, "  allocated at: not sampled (1 in %u)\n",
+		    r->not_sampled);
+	else if (r->not_sampled != 0) {
+		fprintf(f, "  allocated at: not sampled (1 in %u); "
+		    "the call site:\n", r->not_sampled);
+		ba_print_trace(f, NULL, r->alloc_trace, r->alloc_trace_len);
+	} else
+		ba_print_trace(f, "allocated at", r->alloc_trace,
+		    r->alloc_trace_len);
 	ba_print_trace(f, "first freed at", r->free_trace, r->free_trace_len);
 	funlockfile(f);
 	fflush(f);

@@ -2196,7 +2196,8 @@ name##_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)	\
 		return guard_now(g, len, align, ra);			\
 	atomic_store_explicit(&g->guard_left, n - 1,			\
 	    memory_order_relaxed);					\
-	return ba_gpa_fast_alloc(ctx, len, align, ra, ts, safety);	\
+	return ba_gpa_fast_alloc(ctx, len, align, ra, ts, safety,	\
+	    false);							\
 }
 
 GUARD_ALLOC(guard_ts, true, false)

@@ -376,12 +376,17 @@ sampling(bool safety, bool thread_safe)
 	ok(first != SIZE_MAX && !printed_has(&seen[first].r, "not sampled"),
 	    "%s: a traced block's does not", m);
 
-	/* Freed: a traced block's free is traced too. */
+	/* Freed: a traced block's free is traced too.  The reports above
+	 * come in address order, not p[]'s: keep their addresses. */
+	void *traced_p = first != SIZE_MAX ? (void *)seen[first].r.addr :
+	    NULL;
+	void *other_p = other != SIZE_MAX ? (void *)seen[other].r.addr : NULL;
+
 	for (int i = 0; i < N; i++)
 		free_here(a, p[i], 64);
 	nseen = 0;
-	beamalloc_free(a, p[first], 64);
-	beamalloc_free(a, p[other], 64);
+	beamalloc_free(a, traced_p, 64);
+	beamalloc_free(a, other_p, 64);
 	ok(nseen == 2 && seen[0].r.kind == BEAMALLOC_REPORT_DOUBLE_FREE &&
 	    frame_is(&seen[0], 0, "level1") && seen[0].r.free_trace_len >= 1 &&
 	    strcmp(fn_of(seen[0].ft[0]), "free_here") == 0,

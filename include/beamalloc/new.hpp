@@ -186,48 +186,51 @@ new_is_bound() noexcept
 } /* namespace beamalloc */
 
 /* The replaceable forms, [new.delete]; never inline, so a second
- * translation unit that includes this header fails to link. */
+ * translation unit that includes this header fails to link, and never
+ * inlined, so a tool that replaces operator new and delete (valgrind)
+ * replaces every pair whole. */
+#define BEAMALLOC_NEW_DEF __attribute__((noinline))
 
-void *
+BEAMALLOC_NEW_DEF void *
 operator new(std::size_t n)
 {
 	return beamalloc::new_detail::new_loop(
 	    [n] { return beamalloc::new_detail::try_new(n); });
 }
 
-void *
+BEAMALLOC_NEW_DEF void *
 operator new[](std::size_t n)
 {
 	return ::operator new(n);
 }
 
-void *
+BEAMALLOC_NEW_DEF void *
 operator new(std::size_t n, const std::nothrow_t &) noexcept
 {
 	return beamalloc::new_detail::new_nothrow(
 	    [n] { return beamalloc::new_detail::try_new(n); });
 }
 
-void *
+BEAMALLOC_NEW_DEF void *
 operator new[](std::size_t n, const std::nothrow_t &) noexcept
 {
 	return ::operator new(n, std::nothrow);
 }
 
-void *
+BEAMALLOC_NEW_DEF void *
 operator new(std::size_t n, std::align_val_t al)
 {
 	return beamalloc::new_detail::new_loop(
 	    [n, al] { return beamalloc::new_detail::try_new_aligned(n, al); });
 }
 
-void *
+BEAMALLOC_NEW_DEF void *
 operator new[](std::size_t n, std::align_val_t al)
 {
 	return ::operator new(n, al);
 }
 
-void *
+BEAMALLOC_NEW_DEF void *
 operator new(std::size_t n, std::align_val_t al,
     const std::nothrow_t &) noexcept
 {
@@ -235,7 +238,7 @@ operator new(std::size_t n, std::align_val_t al,
 	    [n, al] { return beamalloc::new_detail::try_new_aligned(n, al); });
 }
 
-void *
+BEAMALLOC_NEW_DEF void *
 operator new[](std::size_t n, std::align_val_t al,
     const std::nothrow_t &) noexcept
 {
@@ -243,58 +246,60 @@ operator new[](std::size_t n, std::align_val_t al,
 }
 
 /* Sized or not, the length comes from the block's own word. */
-void operator delete(void *p) noexcept { beamalloc::new_detail::do_delete(p); }
-void operator delete[](void *p) noexcept { beamalloc::new_detail::do_delete(p); }
-void
+BEAMALLOC_NEW_DEF void operator delete(void *p) noexcept { beamalloc::new_detail::do_delete(p); }
+BEAMALLOC_NEW_DEF void operator delete[](void *p) noexcept { beamalloc::new_detail::do_delete(p); }
+BEAMALLOC_NEW_DEF void
 operator delete(void *p, std::size_t) noexcept
 {
 	beamalloc::new_detail::do_delete(p);
 }
-void
+BEAMALLOC_NEW_DEF void
 operator delete[](void *p, std::size_t) noexcept
 {
 	beamalloc::new_detail::do_delete(p);
 }
-void
+BEAMALLOC_NEW_DEF void
 operator delete(void *p, const std::nothrow_t &) noexcept
 {
 	beamalloc::new_detail::do_delete(p);
 }
-void
+BEAMALLOC_NEW_DEF void
 operator delete[](void *p, const std::nothrow_t &) noexcept
 {
 	beamalloc::new_detail::do_delete(p);
 }
-void
+BEAMALLOC_NEW_DEF void
 operator delete(void *p, std::align_val_t al) noexcept
 {
 	beamalloc::new_detail::do_delete_aligned(p, al);
 }
-void
+BEAMALLOC_NEW_DEF void
 operator delete[](void *p, std::align_val_t al) noexcept
 {
 	beamalloc::new_detail::do_delete_aligned(p, al);
 }
-void
+BEAMALLOC_NEW_DEF void
 operator delete(void *p, std::size_t, std::align_val_t al) noexcept
 {
 	beamalloc::new_detail::do_delete_aligned(p, al);
 }
-void
+BEAMALLOC_NEW_DEF void
 operator delete[](void *p, std::size_t, std::align_val_t al) noexcept
 {
 	beamalloc::new_detail::do_delete_aligned(p, al);
 }
-void
+BEAMALLOC_NEW_DEF void
 operator delete(void *p, std::align_val_t al, const std::nothrow_t &) noexcept
 {
 	beamalloc::new_detail::do_delete_aligned(p, al);
 }
-void
+BEAMALLOC_NEW_DEF void
 operator delete[](void *p, std::align_val_t al,
     const std::nothrow_t &) noexcept
 {
 	beamalloc::new_detail::do_delete_aligned(p, al);
 }
+
+#undef BEAMALLOC_NEW_DEF
 
 #endif /* BEAMALLOC_NEW_HPP */

@@ -1,7 +1,7 @@
 /*
  * cxx.cpp - <beamalloc.hpp>: the pmr resource, the STL allocator and the
  * owners, over GPAs whose reports are counted.  Built by make check with
- * CXX, and by t/cxx.sh with each of g++ and clang++.
+ * CXX, and by t/cxx-compilers.sh with each of g++ and clang++.
  */
 #include <beamalloc.hpp>
 

@@ -1,5 +1,5 @@
 %% cxx.erl - a C++ NIF inside a real BEAM (t/nif/cxx_nif.cpp, built by
-%% t/nif/cxx.sh with each C++ compiler; NIF_NAME names the build).
+%% t/nif/cxx-gcc.sh and t/nif/cxx-clang.sh; NIF_NAME names the build).
 -module(cxx).
 -export([main/0]).
 -export([leak_vector/1, pmr_vector/2, last_capacity/0, new_array/1,

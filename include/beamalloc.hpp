@@ -13,7 +13,7 @@
  * throw: test them with operator bool (errno says why they are empty).
  *
  * The library itself is C: nothing here needs more than its C ABI.
- * See beamalloc.hpp(3).
+ * See beamalloc_cxx(3).
  */
 #ifndef BEAMALLOC_HPP
 #define BEAMALLOC_HPP

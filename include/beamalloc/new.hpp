@@ -18,7 +18,7 @@
  * beamalloc_wide(), which checks each free; its per-block registry (one
  * lock) is too slow for every plain new.  Code compiled into libstdc++.so
  * (std::string's buffers, locales, streams) keeps libstdc++'s own operator
- * new: those bytes are not counted.  See beamalloc.hpp(3).
+ * new: those bytes are not counted.  See beamalloc_cxx(3).
  */
 #ifndef BEAMALLOC_NEW_HPP
 #define BEAMALLOC_NEW_HPP

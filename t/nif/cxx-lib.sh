@@ -1,7 +1,9 @@
 # cxx-lib.sh - t/nif/cxx-gcc.sh and t/nif/cxx-clang.sh: t/nif/cxx_nif.cpp
 # built by one C++ compiler (-std=c++17 -Wall -Wextra -Werror) as a NIF
 # linked with -Wl,-Bsymbolic-functions, as <beamalloc/new.hpp> asks, then
-# t/nif/cxx.erl in a real erl.  Sourced after cxx_family is set.
+# t/nif/cxx.erl in a real erl.  g++ links libbeamalloc.so; clang++ links
+# libbeamalloc.a in, with the flags of beamalloc-nif.pc, as a shipped NIF
+# does.  Sourced after cxx_family is set.
 . "$top_srcdir/t/nif/lib.sh"
 . "$top_srcdir/t/cxx-lib.sh"
 need_beam
@@ -9,11 +11,13 @@ if ! cxx_pick "$cxx_family"; then
 	echo "1..0 # SKIP $cxx_why"
 	exit 0
 fi
+link=-lbeamalloc
+[ "$cxx_family" = clang ] && link="-Wl,--exclude-libs,ALL -Wl,-Bstatic -lbeamalloc -Wl,-Bdynamic"
 build=$(mktemp -d "${TMPDIR:-/tmp}/beamalloc-cxxnif.XXXXXX") || exit 1
 erl_inc=$("$ERL" -noshell -eval 'io:format("~s/usr/include",[code:root_dir()]),halt().')
 if ! $cxx $cxx_flags -fPIC -shared -fvisibility=hidden -I"$top_srcdir/include" -I"$erl_inc" \
     -o "$build/cxx_nif_$cxx_family.so" "$top_srcdir/t/nif/cxx_nif.cpp" \
-    -L"$top_builddir/lib/.libs" -lbeamalloc -Wl,-Bsymbolic-functions 2>"$build/err"; then
+    -L"$top_builddir/lib/.libs" $link -Wl,-Bsymbolic-functions 2>"$build/err"; then
 	echo "Bail out! $cxx cannot build t/nif/cxx_nif.cpp"
 	sed 's/^/# /' "$build/err"
 	rm -rf "$build"

@@ -192,7 +192,7 @@ typedef struct beamalloc_gpa_config {
 	beamalloc_report_fn report;	/* NULL: beamalloc_report_print to stderr */
 	void *report_user;		/* passed to report */
 	/* 0.2: sampling and corruption detection, all off by default;
-	 * BEAMALLOC_GPA_OPTIONS sets them too (beamalloc_gpa(3)). */
+	 * BEAMALLOC_GPA_OPTIONS sets them too (see the beamalloc_gpa page). */
 	unsigned trace_sample;		/* trace 1 allocation in N; 0, 1: all */
 	bool canary;			/* check the bytes past each block */
 	bool junk;			/* fill freed and new blocks, check */

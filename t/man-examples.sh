@@ -47,10 +47,15 @@ for f in "$man"/*.3; do
 			fi
 			flags="-shared -fPIC $ERL_NIF_CFLAGS"
 		fi
-		if ${CC:-cc} -std=c11 -pedantic -Wall -Wextra -Werror $SANITIZER_CFLAGS \
-		    $flags -I"$top_srcdir/include" -o "$prog" "$c" -L"$libs" -lbeamalloc \
+		# C++ (<beamalloc.hpp>, <beamalloc/new.hpp>): CXX at C++17.
+		std=c11 cc="${CC:-cc} -std=c11"
+		if grep -q 'beamalloc\.hpp\|beamalloc/new\.hpp' "$c"; then
+			std=c++17 cc="${CXX:-c++} -std=c++17 -x c++"
+		fi
+		if $cc -pedantic -Wall -Wextra -Werror $SANITIZER_CFLAGS \
+		    $flags -I"$top_srcdir/include" -o "$prog" "$c" -x none -L"$libs" -lbeamalloc \
 		    >"$prog.log" 2>&1; then
-			ok "$name compiles with -std=c11 -pedantic -Wall -Wextra -Werror${nif:+ (a NIF library)}"
+			ok "$name compiles with -std=$std -pedantic -Wall -Wextra -Werror${nif:+ (a NIF library)}"
 		else
 			notok "$name does not compile"; sed 's/^/# /' "$prog.log"
 			continue

@@ -1,0 +1,32 @@
+# cxx-lib.sh - t/nif/cxx-gcc.sh and t/nif/cxx-clang.sh: t/nif/cxx_nif.cpp
+# built by one C++ compiler (-std=c++17 -Wall -Wextra -Werror) as a NIF
+# linked with -Wl,-Bsymbolic-functions, as <beamalloc/new.hpp> asks, then
+# t/nif/cxx.erl in a real erl.  g++ links libbeamalloc.so; clang++ links
+# libbeamalloc.a in, with the flags of beamalloc-nif.pc, as a shipped NIF
+# does.  Sourced after cxx_family is set.
+. "$top_srcdir/t/nif/lib.sh"
+. "$top_srcdir/t/cxx-lib.sh"
+need_beam
+if ! cxx_pick "$cxx_family"; then
+	echo "1..0 # SKIP $cxx_why"
+	exit 0
+fi
+link=-lbeamalloc
+[ "$cxx_family" = clang ] && link="-Wl,--exclude-libs,ALL -Wl,-Bstatic -lbeamalloc -Wl,-Bdynamic"
+build=$(mktemp -d "${TMPDIR:-/tmp}/beamalloc-cxxnif.XXXXXX") || exit 1
+erl_inc=$("$ERL" -noshell -eval 'io:format("~s/usr/include",[code:root_dir()]),halt().')
+if ! $cxx $cxx_flags -fPIC -shared -fvisibility=hidden -I"$top_srcdir/include" -I"$erl_inc" \
+    -o "$build/cxx_nif_$cxx_family.so" "$top_srcdir/t/nif/cxx_nif.cpp" \
+    -L"$top_builddir/lib/.libs" $link -Wl,-Bsymbolic-functions 2>"$build/err"; then
+	echo "Bail out! $cxx cannot build t/nif/cxx_nif.cpp"
+	sed 's/^/# /' "$build/err"
+	rm -rf "$build"
+	exit 1
+fi
+nif_dir=$build
+NIF_NAME=cxx_nif_$cxx_family
+export NIF_NAME
+run_erl cxx
+rc=$?
+rm -rf "$build"
+exit $rc

@@ -1,0 +1,65 @@
+%% cxx.erl - a C++ NIF inside a real BEAM (t/nif/cxx_nif.cpp, built by
+%% t/nif/cxx-gcc.sh and t/nif/cxx-clang.sh; NIF_NAME names the build).
+-module(cxx).
+-export([main/0]).
+-export([leak_vector/1, pmr_vector/2, last_capacity/0, new_array/1,
+         delete_array/0, aligned_new/1, plain_news/1, new_bound/0]).
+-on_load(init/0).
+
+init() -> erlang:load_nif(filename:join(os:getenv("NIF_DIR"), os:getenv("NIF_NAME")), 0).
+
+leak_vector(_) -> erlang:nif_error(not_loaded).
+pmr_vector(_, _) -> erlang:nif_error(not_loaded).
+last_capacity() -> erlang:nif_error(not_loaded).
+new_array(_) -> erlang:nif_error(not_loaded).
+delete_array() -> erlang:nif_error(not_loaded).
+aligned_new(_) -> erlang:nif_error(not_loaded).
+plain_news(_) -> erlang:nif_error(not_loaded).
+new_bound() -> erlang:nif_error(not_loaded).
+
+run(F) ->
+    try F() of R -> {ok, R}
+    catch error:E -> {error, E}
+    end.
+
+%% F must raise memory_leak for Fn with one block of capacity x Size bytes.
+leak(F, Fn, Size, Name) ->
+    R = run(F),
+    Bytes = last_capacity() * Size,
+    Want = iolist_to_binary(io_lib:format(
+             "memory leak detected in function ~s: ~b bytes in 1 block", [Fn, Bytes])),
+    tap:is(R, {error, {memory_leak, Want,
+                       #{function => list_to_binary(Fn), bytes => Bytes, blocks => 1}}},
+           io_lib:format("~s (capacity ~b x ~b = ~b bytes)", [Name, last_capacity(), Size, Bytes])).
+
+settle() ->
+    erlang:garbage_collect(),
+    timer:sleep(50),
+    erlang:memory(system).
+
+main() ->
+    tap:plan(9),
+    tap:diag("====== the following leak reports are expected: ===== START"),
+    leak(fun() -> leak_vector(1000) end, "leak_vector/1", 8,
+         "std::vector<uint64_t, stl_allocator> of 1000 leaked: memory_leak, bytes = capacity x 8"),
+    leak(fun() -> pmr_vector(777, 1) end, "pmr_vector/2", 4,
+         "std::pmr::vector<uint32_t> of 777 leaked: memory_leak, bytes = capacity x 4"),
+    tap:diag("==================================================== END"),
+    tap:is(run(fun() -> pmr_vector(5000, 0) end), {ok, ok},
+           "std::pmr::vector<uint32_t> of 5000, destroyed: no leak, no size mismatch"),
+    tap:is(new_bound(), true, "the NIF's operator new is the one of <beamalloc/new.hpp>"),
+    Before = settle(),
+    Addr = new_array(4000000),
+    Held = erlang:memory(system) - Before,
+    tap:ok(Held >= 4000000,
+           io_lib:format("new char[4000000]: memory(system) grew by ~b >= 4000000", [Held])),
+    ok = delete_array(),
+    After = erlang:memory(system) - Before,
+    tap:ok(After < 1000000,
+           io_lib:format("delete[]: memory(system) back within 1 MB (~b)", [After])),
+    tap:is(Addr rem 16, 0, "new char[4000000] is 16-aligned"),
+    tap:is(plain_news(500) rem 16, 0,
+           "500 plain new char[1..500]: every address 0 mod 16 (__STDCPP_DEFAULT_NEW_ALIGNMENT__)"),
+    tap:is([aligned_new(A) rem A || A <- [16, 64, 4096]], [0, 0, 0],
+           "new of alignas(16), alignas(64), alignas(4096) objects: aligned, deleted"),
+    tap:done().

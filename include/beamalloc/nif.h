@@ -461,6 +461,7 @@ beamalloc_nif_leak_check_run_(ErlNifEnv *env, int argc,
 	ERL_NIF_TERM result;
 
 	beamalloc_nif_collect_into_(&c, cfg, &f);
+	c.decay_ms = 0;		/* it lives for one call: nothing to decay */
 	gpa = beamalloc_gpa_create(beamalloc_wide(), &c);
 	if (gpa == NULL)
 		return enif_raise_exception(env, enif_make_atom(env, "enomem"));

@@ -12,7 +12,9 @@ if ! cxx_pick "$cxx_family"; then
 	exit 0
 fi
 link=-lbeamalloc
-[ "$cxx_family" = clang ] && link="-Wl,--exclude-libs,ALL -Wl,-Bstatic -lbeamalloc -Wl,-Bdynamic"
+# The archive's own dependencies (libdw, when configure found it) follow
+# it, as beamalloc-nif.pc's Libs give them.
+[ "$cxx_family" = clang ] && link="-Wl,--exclude-libs,ALL -Wl,-Bstatic -lbeamalloc -Wl,-Bdynamic $(sed -n 's/^Libs:.*-Wl,-Bdynamic//p' "$top_builddir/beamalloc-nif.pc")"
 build=$(mktemp -d "${TMPDIR:-/tmp}/beamalloc-cxxnif.XXXXXX") || exit 1
 erl_inc=$("$ERL" -noshell -eval 'io:format("~s/usr/include",[code:root_dir()]),halt().')
 if ! $cxx $cxx_flags -fPIC -shared -fvisibility=hidden -I"$top_srcdir/include" -I"$erl_inc" \

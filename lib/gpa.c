@@ -850,13 +850,13 @@ refill(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 		if ((m = tc->loaded[c]) == &no_mag &&
 		    (m = mag_get(g, c)) != NULL)
 			tc->loaded[c] = m;
-		/* Fresh slots, lowest address on top of the stack; a few at
-		 * first, twice as many each time after: a GPA made for one
-		 * short call (a leak-checked NIF) carves, drains and trims
-		 * 8 slots, not a whole magazine. */
-		uint32_t want = d->carve < CARVE_MIN ? CARVE_MIN : d->carve;
+		/* Fresh slots, lowest address on top of the stack; a few the
+		 * first time, a magazine after: a GPA made for one short call
+		 * (a leak-checked NIF) carves, drains and trims 8 slots, and
+		 * a busy class pays one refill more. */
+		uint32_t want = d->carve == 0 ? CARVE_MIN : d->mag_cap;
 
-		d->carve = want >= d->mag_cap / 2 ? d->mag_cap : 2 * want;
+		d->carve = d->mag_cap;
 		while (m != NULL && m->n < m->cap && want-- != 0) {
 			struct slab *s = d->cur;
 			size_t i;

@@ -194,7 +194,7 @@ struct depot {
 	struct slab *cur;
 	uint32_t next_slot;
 	uint32_t mag_cap;
-	uint32_t carve;			/* fresh slots per refill: slow start */
+	uint32_t carve;			/* 0 until the first refill (slow start) */
 	size_t nfull;			/* slots in the full magazines */
 	size_t trim_at;			/* trim when their bytes pass this */
 	size_t nslabs;			/* slabs of this class */

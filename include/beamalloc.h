@@ -33,7 +33,7 @@ extern "C" {
 #define BEAMALLOC_WARN_UNUSED
 #endif
 
-#define BEAMALLOC_VERSION "0.1.0"
+#define BEAMALLOC_VERSION "0.2.0"
 
 /* ------------------------------------------------------------------------
  * The interface

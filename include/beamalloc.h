@@ -250,6 +250,12 @@ BEAMALLOC_API size_t beamalloc_gpa_detect_leaks(beamalloc_gpa *gpa);
  * threads not inside it right now, and every empty slab.  Bytes released. */
 BEAMALLOC_API size_t beamalloc_gpa_trim(beamalloc_gpa *gpa);
 BEAMALLOC_API size_t beamalloc_gpa_destroy(beamalloc_gpa *gpa);
+/* An empty GPA for one scope, kept for reuse: checkin detects leaks as
+ * destroy does; a GPA with no leak and no report is kept, empty, for the
+ * next checkout with the same backing and config.  Leak count. */
+BEAMALLOC_API beamalloc_gpa *beamalloc_gpa_checkout(beamalloc_allocator backing,
+    const beamalloc_gpa_config *cfg);
+BEAMALLOC_API size_t beamalloc_gpa_checkin(beamalloc_gpa *gpa);
 BEAMALLOC_API void beamalloc_gpa_get_stats(beamalloc_gpa *gpa,
     beamalloc_gpa_stats *stats);
 /* Per size class: the small classes are the powers of two from 8 B to

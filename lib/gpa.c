@@ -2848,8 +2848,9 @@ beamalloc_gpa_config_init(beamalloc_gpa_config *cfg)
 	ba_options_apply(cfg);
 }
 
-static void
-config_read(beamalloc_gpa_config *out, const beamalloc_gpa_config *cfg)
+/* cfg (NULL: the defaults) as this version's struct, its padding zero. */
+void
+ba_gpa_config_read(beamalloc_gpa_config *out, const beamalloc_gpa_config *cfg)
 {
 	beamalloc_gpa_config_init(out);
 	if (cfg == NULL)
@@ -2889,7 +2890,7 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 
 	if (backing.vtable == NULL)
 		return ba_fail(EINVAL);
-	config_read(&c, cfg);
+	ba_gpa_config_read(&c, cfg);
 	g = ba_raw_alloc(backing, sizeof(*g), BEAMALLOC_MIN_ALIGN,
 	    BA_RET_ADDR());
 	if (g == NULL)

@@ -461,12 +461,11 @@ beamalloc_nif_leak_check_run_(ErlNifEnv *env, int argc,
 	ERL_NIF_TERM result;
 
 	beamalloc_nif_collect_into_(&c, cfg, &f);
-	c.decay_ms = 0;		/* it lives for one call: nothing to decay */
-	gpa = beamalloc_gpa_create(beamalloc_wide(), &c);
+	gpa = beamalloc_gpa_checkout(beamalloc_wide(), &c);
 	if (gpa == NULL)
 		return enif_raise_exception(env, enif_make_atom(env, "enomem"));
 	result = body(env, argc, argv, beamalloc_gpa_allocator(gpa));
-	(void)beamalloc_gpa_destroy(gpa);
+	(void)beamalloc_gpa_checkin(gpa);
 	if (f.leak_blocks == 0 && f.misuses == 0)
 		return result;
 	if (self != NULL)
@@ -475,9 +474,11 @@ beamalloc_nif_leak_check_run_(ErlNifEnv *env, int argc,
 }
 
 /*
- * Run body(env, argc, argv, a) with a a fresh GPA over beamalloc_wide()
- * (so the VM tracks its memory), configured by cfg (NULL: the defaults).
- * Then destroy the GPA, which releases anything still live to the VM.
+ * Run body(env, argc, argv, a) with a an empty GPA over beamalloc_wide()
+ * (so the VM tracks its memory), configured by cfg (NULL: the defaults),
+ * from beamalloc_gpa_checkout().  Then check it in: a GPA with a leak or
+ * a report is destroyed, which names each leak and releases what is
+ * still live to the VM; a clean one is kept for the next call.
  * A leak or bad free raises an exception naming name/argc, replacing the
  * body's result (or exception); each finding also goes to cfg's report
  * callback (NULL: printed to stderr).  A GPA that cannot be created

@@ -67,7 +67,7 @@ sites(F, Want, Fmt) ->
     end.
 
 main() ->
-    tap:plan(34),
+    tap:plan(36),
     %% The leak check itself.
     tap:is(run(fun() -> clean(100) end), {ok, ok},
            "clean(100): a clean NIF returns, no exception"),
@@ -169,4 +169,18 @@ main() ->
     Clean = [run(fun() -> clean(N) end) || N <- lists:seq(1, 2000)],
     tap:ok(lists:all(fun(R) -> R =:= {ok, ok} end, Clean),
            "2000 clean calls of sizes 1..2000: no exception"),
+    %% Clean calls keep their GPA (beamalloc_gpa_checkin): the next leak
+    %% on it is still found, and the kept GPAs do not pile up memory.
+    tap:is(case run(fun() -> leaky_quiet(1000000) end) of
+               {error, {memory_leak, _, #{bytes := B}}} -> B;
+               Other2 -> Other2
+           end, 1000100, "a leak after clean calls on a kept GPA: raised, 1000100 bytes"),
+    _ = [run(fun() -> clean(N) end) || N <- lists:seq(1, 2000)],
+    erlang:garbage_collect(),
+    Before2 = erlang:memory(system),
+    Clean2 = [run(fun() -> clean(N rem 2000 + 1) end) || N <- lists:seq(1, 10000)],
+    Grown2 = erlang:memory(system) - Before2,
+    tap:ok(lists:all(fun(R) -> R =:= {ok, ok} end, Clean2) andalso Grown2 < 1 bsl 20,
+           io_lib:format("10000 more clean calls: no exception, memory(system) "
+                         "grew by ~b < 1 MiB (a kept GPA holds its slabs, no more)", [Grown2])),
     tap:done().

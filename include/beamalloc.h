@@ -258,12 +258,13 @@ BEAMALLOC_API beamalloc_gpa *beamalloc_gpa_checkout(beamalloc_allocator backing,
 BEAMALLOC_API size_t beamalloc_gpa_checkin(beamalloc_gpa *gpa);
 BEAMALLOC_API void beamalloc_gpa_get_stats(beamalloc_gpa *gpa,
     beamalloc_gpa_stats *stats);
-/* Per size class: the small classes are the powers of two from 8 B to
- * 16 KiB (BEAMALLOC_GPA_NCLASS of them, smallest first); a request goes
- * to the smallest class of at least max(len, align).  Larger blocks are
+/* Per size class: the small classes are 8, 16, 24 and 32 B, then four
+ * per power of two (40, 48, 56, 64, 80, ... 14336, 16384 B):
+ * BEAMALLOC_GPA_NCLASS of them, smallest first; a request goes to the
+ * smallest class of at least len rounded up to align.  Larger blocks are
  * "large", each taken from the backing allocator on its own.  Exact
  * while no other thread uses the GPA; see beamalloc_gpa_get_stats(3). */
-#define BEAMALLOC_GPA_NCLASS 12
+#define BEAMALLOC_GPA_NCLASS 40
 
 typedef struct beamalloc_gpa_class_stats {
 	size_t size;			/* slot size; 0 for the large blocks */

@@ -1,6 +1,7 @@
 /*
- * gpa.c - the general purpose allocator: power-of-two size classes with
- * leak detection and bad-free reports, fast enough to leave switched on.
+ * gpa.c - the general purpose allocator: size classes (four per power of
+ * two) with leak detection and bad-free reports, fast enough to leave
+ * switched on.
  * Its data structures and fast paths are in gpa.h, which the front-end
  * shares; everything else is here.
  *
@@ -34,9 +35,10 @@
  * bad free, a thread without its own cache) to the general functions.
  *
  * Memory goes back to the backing when it is no longer needed.  A thread
- * cache holds at most TC_BYTES of free slots (its slow paths hand the
- * excess to the depot).  A depot grown by a quarter since its last trim,
- * or that must hold many whole slabs, is trimmed: it counts its free
+ * cache holds about TC_BYTES of free slots at most (its slow paths hand
+ * the excess to the depot, spare magazines first).  A depot grown by as
+ * much as it held at its last trim, or that must (or likely does) hold
+ * many whole slabs, is trimmed: it counts its free
  * slots per slab, and a slab whose slots are all there is taken out of
  * its magazines, out of the table and given back with its records; a
  * region whose slabs are all given back goes back too (one slab still
@@ -66,15 +68,19 @@
  * Small helpers
  * ---------------------------------------------------------------------- */
 
-static inline size_t
-class_of(size_t len, size_t align)
-{
-	size_t n = len > align ? len : align;
+/* Class c's slot size, and 2^32 / size rounded up for slot_index(). */
+#define CLASS_SIZE(c) ((c) < 4 ? ((c) + 1) * 8 : \
+	(5 + ((c) & 3)) << (((c) >> 2) + 2))
+#define CLASS(c) { CLASS_SIZE(c), \
+	(uint32_t)((((uint64_t)1 << 32) + CLASS_SIZE(c) - 1) / CLASS_SIZE(c)) }
+#define CLASS4(c) CLASS(c), CLASS(c + 1), CLASS(c + 2), CLASS(c + 3)
 
-	/* ceil(log2(n)) - MIN_SHIFT, 0 for n <= 8 */
-	return (size_t)(61 - __builtin_clzll((unsigned long long)((n - 1) |
-	    7)));
-}
+const struct ba_class ba_classes[NCLASS] = {
+	CLASS4(0), CLASS4(4), CLASS4(8), CLASS4(12), CLASS4(16),
+	CLASS4(20), CLASS4(24), CLASS4(28), CLASS4(32), CLASS4(36),
+};
+_Static_assert(CLASS_SIZE(NCLASS - 1) == SMALL_MAX, "the classes end at "
+    "SMALL_MAX");
 
 static inline void
 lock(struct beamalloc_gpa *g, pthread_mutex_t *m)
@@ -319,7 +325,7 @@ stab_hash(const struct stab *t, uintptr_t base)
 
 struct where {
 	uintptr_t base;
-	unsigned shift;
+	size_t cls;
 	unsigned char *recs;
 };
 
@@ -345,7 +351,7 @@ slab_find(const struct beamalloc_gpa *g, uintptr_t p, struct where *w)
 		 * matches */
 		if (BA_LIKELY((k & ~(uintptr_t)(SLAB_SIZE - 1)) == base)) {
 			w->base = base;
-			w->shift = (unsigned)(k & (SLAB_SIZE - 1));
+			w->cls = (size_t)(k & (SLAB_SIZE - 1));
 			w->recs = t->e[i].recs;
 			return true;
 		}
@@ -445,8 +451,7 @@ slab_of(unsigned char *recs)
 static struct slab *
 slab_new(struct beamalloc_gpa *g, size_t c)
 {
-	unsigned shift = (unsigned)c + MIN_SHIFT;
-	uint32_t nslots = (uint32_t)(SLAB_SIZE >> shift);
+	uint32_t nslots = (uint32_t)(SLAB_SIZE / class_size(c));
 	size_t recs_len = ba_align_forward((size_t)nslots << g->rec_shift,
 	    16);
 	/* The backing gives 8-byte alignment, the records want 16. */
@@ -476,8 +481,9 @@ slab_new(struct beamalloc_gpa *g, size_t c)
 	s->region = r;
 	s->meta_len = meta_len;
 	s->nslots = nslots;
-	s->shift = (uint8_t)shift;
-	if (!stab_insert(g, s->base | shift, s->recs)) {
+	s->size = (uint32_t)class_size(c);
+	s->cls = (uint8_t)c;
+	if (!stab_insert(g, s->base | c, s->recs)) {
 		backing_put(g, meta, meta_len);
 		s = NULL;
 		goto unused;
@@ -589,6 +595,24 @@ slab_dead(const struct slab *s, uint32_t stamp)
 	return s->stamp == stamp && s->cnt == s->nslots;
 }
 
+/* Give back the depot's empty magazines but keep of them.  Under its
+ * lock; the bytes released. */
+static size_t
+depot_empties(struct beamalloc_gpa *g, struct depot *d, size_t keep)
+{
+	struct mag **p = &d->empty, *m;
+	size_t bytes = 0;
+
+	for (; *p != NULL && keep != 0; keep--)
+		p = &(*p)->next;
+	while ((m = *p) != NULL) {
+		*p = m->next;
+		bytes += mag_len(m->cap);
+		backing_put(g, m, mag_len(m->cap));
+	}
+	return bytes;
+}
+
 /* Count the depot's free slots per slab (uncarved ones included): a slab
  * with all of them here has none live or in a thread cache, so its slots
  * are taken out of the magazines (packed in place) and it is given back,
@@ -602,7 +626,7 @@ depot_trim(struct beamalloc_gpa *g, size_t c, size_t keep)
 	struct slab *dead = NULL, *last = NULL, *s;
 	struct mag *rm, *wm, *m;
 	uint32_t stamp, wi = 0;
-	size_t bytes = 0, nempty = 0;
+	size_t bytes = 0;
 
 	/* g->lock throughout: no leak scan may start walking the slabs. */
 	lock(g, &g->lock);
@@ -679,15 +703,8 @@ depot_trim(struct beamalloc_gpa *g, size_t c, size_t keep)
 		d->nslabs--;
 	}
 empties:
-	for (m = d->empty; m != NULL; m = m->next)
-		if (++nempty == 2) {
-			while ((rm = m->next) != NULL) {
-				m->next = rm->next;
-				bytes += mag_len(rm->cap);
-				backing_put(g, rm, mag_len(rm->cap));
-			}
-			break;
-		}
+	bytes += depot_empties(g, d, 2);
+	d->ntrim = d->nfull;
 out:
 	unlock(g, &g->lock);
 	return bytes;
@@ -699,7 +716,7 @@ out:
 static size_t
 trim_next(const struct depot *d, size_t c)
 {
-	size_t held = d->nfull << (c + MIN_SHIFT);
+	size_t held = d->nfull * class_size(c);
 
 	return held + ba_max(TRIM_MIN, held);
 }
@@ -712,14 +729,19 @@ trim_next(const struct depot *d, size_t c)
 static bool
 dead_many(const struct depot *d, size_t c)
 {
-	size_t per = SLAB_SIZE >> (c + MIN_SHIFT);
+	size_t per = SLAB_SIZE / class_size(c);
 	size_t out = d->nslabs * per - d->nfull - (d->cur != NULL ?
 	    d->cur->nslots - d->next_slot : 0);
 
 	/* A class in steady use (three quarters of its slots used or
 	 * cached) keeps its slabs: they would only be made again. */
-	return out * 4 <= d->nslabs * per && d->nslabs > out &&
-	    d->nslabs - out >= ba_max(2, d->nslabs / 4);
+	if (out * 4 > d->nslabs * per)
+		return false;
+	/* Then some slabs must be all here; or, likely, many frees are
+	 * coming in: a trim per eighth more (and a slab's worth), so a
+	 * trim looks at no more than nine slots per slot come in. */
+	return (d->nslabs > out && d->nslabs - out >= ba_max(2,
+	    d->nslabs / 4)) || d->nfull >= d->ntrim + d->ntrim / 8 + per;
 }
 
 /* A magazine from a thread cache into the depot: full (or partly) or
@@ -738,7 +760,7 @@ depot_give(struct beamalloc_gpa *g, size_t c, struct mag *m)
 	}
 	mag_put(m, &d->full);
 	d->nfull += m->n;
-	if ((d->nfull << (c + MIN_SHIFT)) > d->trim_at || dead_many(d, c)) {
+	if (d->nfull * class_size(c) > d->trim_at || dead_many(d, c)) {
 		depot_trim(g, c, d->nslabs / 8);
 		d->trim_at = trim_next(d, c);
 	}
@@ -870,7 +892,7 @@ refill(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 			}
 			i = s->nslots - 1 - d->next_slot++;
 			m->e[m->n++] = (struct entry){
-				(unsigned char *)s->base + (i << s->shift),
+				(unsigned char *)s->base + i * s->size,
 				s->recs + (i << g->rec_shift) };
 		}
 	}
@@ -936,21 +958,35 @@ tc_drain(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 	ld_bounds(tc, c);
 }
 
-/* After a slow path in class c: a cache holding more than TC_BYTES of
- * free slots gives the magazines of other classes to their depots,
- * largest classes first. */
+/* After every TC_BOUND_EVERY-th slow path (in class c): a cache holding
+ * more than TC_BYTES of free slots gives the magazines of other classes
+ * to their depots, largest classes first.  Not at each: the count walks
+ * every class, and a slow path adds one magazine at most. */
 static void
 tc_bound(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 {
 	size_t bytes = 0;
 
+	if ((++tc->slow & (TC_BOUND_EVERY - 1)) != 0)
+		return;
 	for (size_t k = 0; k < NCLASS; k++)
-		bytes += ((size_t)ld_n(tc, k) + (tc->prev[k]->n)) <<
-		    (k + MIN_SHIFT);
+		bytes += ((size_t)ld_n(tc, k) + (tc->prev[k]->n)) *
+		    class_size(k);
+	/* The spare magazines first: the loaded ones are what the next
+	 * calls use. */
+	for (size_t k = NCLASS; k-- > 0 && bytes > TC_BYTES;)
+		if (k != c && tc->prev[k]->n != 0) {
+			struct depot *d = &g->depot[k];
+
+			bytes -= (size_t)tc->prev[k]->n * class_size(k);
+			lock(g, &d->lock);
+			depot_give(g, k, tc->prev[k]);
+			unlock(g, &d->lock);
+			tc->prev[k] = &no_mag;
+		}
 	for (size_t k = NCLASS; k-- > 0 && bytes > TC_BYTES;)
 		if (k != c) {
-			bytes -= ((size_t)ld_n(tc, k) + tc->prev[k]->n) <<
-			    (k + MIN_SHIFT);
+			bytes -= (size_t)ld_n(tc, k) * class_size(k);
 			tc_drain(g, tc, k);
 		}
 }
@@ -971,9 +1007,9 @@ static void
 memo_clear(struct tcache *tc)
 {
 	for (size_t i = 0; i < NMEMO; i++)
-		tc->memo[i] = (struct memo){ .base = 0, .mask = SLAB_SIZE - 1,
-		    .recs = (unsigned char *)no_recs, .mul = 0,
-		    .top = &tc->top[0] };
+		tc->memo[i] = (struct memo){ .base = 0,
+		    .div = (uint64_t)1 << (32 - SLAB_SHIFT),
+		    .recs = (unsigned char *)no_recs, .top = &tc->top[0] };
 }
 
 static struct tcache *
@@ -1370,17 +1406,17 @@ charge(struct beamalloc_gpa *g, struct tcache *tc, ptrdiff_t bytes)
  * ---------------------------------------------------------------------- */
 
 /* What slot i of a slab (records recs, free trace ids ftids, slots of
- * 1 << shift bytes) knows of its block, into r: size, alignment, traces.
+ * class c) knows of its block, into r: size, alignment, traces.
  * site holds the call site until r is emitted. */
 static void
 describe_slot(const struct beamalloc_gpa *g, beamalloc_report *r,
-    const unsigned char *recs, const uint32_t *ftids, unsigned shift,
+    const unsigned char *recs, const uint32_t *ftids, size_t c,
     size_t i, uintptr_t *site)
 {
 	const struct rec *sr = (const void *)(recs + (i << g->rec_shift));
 	uint32_t atid = 0, ftid = 0;
 
-	r->size = (size_t)1 << shift;
+	r->size = class_size(c);
 	if (g->safety) {
 		r->size = sr->len;
 		r->align = (size_t)1 << sr->lalign;
@@ -1399,7 +1435,7 @@ report_slot(struct beamalloc_gpa *g, beamalloc_report_kind kind,
     uintptr_t p, const struct where *w, size_t len,
     size_t align, uintptr_t ra)
 {
-	size_t i = (p - w->base) >> w->shift;
+	size_t i = slot_index(p - w->base, w->cls);
 	uintptr_t site = 0;
 	beamalloc_report r = {
 		.kind = kind, .addr = (const void *)p, .given_size = len,
@@ -1409,7 +1445,7 @@ report_slot(struct beamalloc_gpa *g, beamalloc_report_kind kind,
 	/* An invalid free names no block of ours. */
 	if (kind != BEAMALLOC_REPORT_INVALID_FREE)
 		describe_slot(g, &r, w->recs, slab_of(w->recs)->ftids,
-		    w->shift, i, &site);
+		    w->cls, i, &site);
 	emit(g, &r);
 }
 
@@ -1418,11 +1454,11 @@ static unsigned char *
 live_slot(struct beamalloc_gpa *g, uintptr_t p,
     const struct where *w, size_t len, size_t align, uintptr_t ra)
 {
-	size_t off = p - w->base;
-	unsigned char *rec = w->recs + ((off >> w->shift) << g->rec_shift);
+	size_t off = p - w->base, i = slot_index(off, w->cls);
+	unsigned char *rec = w->recs + (i << g->rec_shift);
 	uint8_t st;
 
-	if (BA_UNLIKELY((off & (((size_t)1 << w->shift) - 1)) != 0)) {
+	if (BA_UNLIKELY(i * class_size(w->cls) != off)) {
 		report_slot(g, BEAMALLOC_REPORT_INVALID_FREE, p, w, len,
 		    align, ra);
 		return NULL;
@@ -1452,7 +1488,8 @@ trace_free(struct beamalloc_gpa *g, unsigned char *p, unsigned char *rec,
 
 	if (((struct rec *)(void *)rec)->tid != 0 &&
 	    slab_find(g, (uintptr_t)p, &w))
-		slab_of(w.recs)->ftids[((uintptr_t)p - w.base) >> w.shift] =
+		slab_of(w.recs)->ftids[slot_index((uintptr_t)p - w.base,
+		    w.cls)] =
 		    ba_trace_id(g->traces, g->depth, ra);
 }
 
@@ -1473,7 +1510,7 @@ popped_twice(struct beamalloc_gpa *g, unsigned char *p)
 /* Corruption checks on small blocks (the helpers are in gpa_check.c;
  * the quarantine's side is after the large blocks). */
 static inline void slot_push(struct beamalloc_gpa *g, struct tcache *tc,
-    unsigned char *p, unsigned char *rec, unsigned shift, bool held);
+    unsigned char *p, unsigned char *rec, size_t c, bool held);
 static bool quar_hold(struct beamalloc_gpa *g, struct tcache *tc,
     const struct ba_qent *e);
 
@@ -1495,7 +1532,7 @@ static void
 slot_canary(struct beamalloc_gpa *g, unsigned char *p, const struct where *w,
     size_t len, size_t align, uintptr_t ra)
 {
-	if (!ba_chk_canary_ok(g, p, len, (size_t)1 << w->shift))
+	if (!ba_chk_canary_ok(g, p, len, class_size(w->cls)))
 		report_slot(g, BEAMALLOC_REPORT_OVERFLOW, (uintptr_t)p, w, len,
 		    align, ra);
 }
@@ -1524,7 +1561,7 @@ again:
 		goto again;
 	}
 	if (BA_UNLIKELY(g->junk) && state_get(e.rec) == REC_FREE)
-		slot_reused(g, e.p, (size_t)1 << (c + MIN_SHIFT));
+		slot_reused(g, e.p, class_size(c));
 	if (g->safety)
 		rec_fill(e.rec, len, align, ra);
 	if (BA_UNLIKELY(g->depth != 0))
@@ -1534,7 +1571,7 @@ again:
 	if (g->tools)
 		BA_TOOL_ALLOC(e.p, len);
 	if (BA_UNLIKELY(g->canary || g->junk))
-		ba_chk_fill_new(g, e.p, len, (size_t)1 << (c + MIN_SHIFT));
+		ba_chk_fill_new(g, e.p, len, class_size(c));
 	return e.p;
 }
 
@@ -1542,16 +1579,16 @@ again:
  * then claimed (state_release()). */
 static void
 small_free(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
-    unsigned char *rec, unsigned shift, size_t len, uintptr_t ra)
+    unsigned char *rec, size_t c, size_t len, uintptr_t ra)
 {
 	bool held = false;
 
 	if (BA_UNLIKELY(g->depth != 0))
 		trace_free(g, p, rec, ra);
 	if (BA_UNLIKELY(g->junk))
-		ba_chk_fill_freed(g, p, (size_t)1 << shift);
+		ba_chk_fill_freed(g, p, class_size(c));
 	if (g->tools)
-		BA_TOOL_FREE(p, (size_t)1 << shift);
+		BA_TOOL_FREE(p, class_size(c));
 	charge(g, tc, -(ptrdiff_t)len);
 	if (BA_UNLIKELY(g->quar != NULL)) {
 		/* Counted freed now: tc's count of blocks it gave out drops
@@ -1561,11 +1598,11 @@ small_free(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
 		__atomic_store_n(&tc->nblk, tc->nblk - 1, __ATOMIC_RELAXED);
 		tc_leave_wait(g, tc);
 		if (quar_hold(g, tc, &(struct ba_qent){ .p = (uintptr_t)p,
-		    .room = (size_t)1 << shift }))
+		    .room = class_size(c) }))
 			return;
 		held = true;
 	}
-	slot_push(g, tc, p, rec, shift, held);
+	slot_push(g, tc, p, rec, c, held);
 }
 
 /* Put a freed slot into tc's magazine.  Without a magazine (out of
@@ -1573,10 +1610,8 @@ small_free(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
  * out twice. */
 static inline __attribute__((always_inline)) void
 slot_push(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
-    unsigned char *rec, unsigned shift, bool held)
+    unsigned char *rec, size_t c, bool held)
 {
-	size_t c = shift - MIN_SHIFT;
-
 	tc_enter_wait(g, tc);
 	if (held)			/* counted freed when it was held */
 		__atomic_store_n(&tc->nblk, tc->nblk + 1, __ATOMIC_RELAXED);
@@ -1956,9 +1991,9 @@ out:
 /* Out of line: small_free()'s push stays the one inlined. */
 static __attribute__((noinline)) void
 slot_push_held(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
-    unsigned char *rec, unsigned shift)
+    unsigned char *rec, size_t c)
 {
-	slot_push(g, tc, p, rec, shift, true);
+	slot_push(g, tc, p, rec, c, true);
 }
 
 /* A block leaves quarantine: checked, then given back to tc's magazine
@@ -1998,7 +2033,7 @@ quar_release(struct beamalloc_gpa *g, struct tcache *tc,
 		if (g->tools)
 			BA_TOOL_NOACCESS(p, e->room);
 	}
-	rec = w.recs + (((e->p - w.base) >> w.shift) << g->rec_shift);
+	rec = w.recs + (slot_index(e->p - w.base, w.cls) << g->rec_shift);
 	if (tc == NULL && (tc = tcache_of(g)) == NULL &&
 	    (tc = tcache_slow(g)) == NULL) {
 		/* As in gpa_free(): no cache of its own, the shared one. */
@@ -2006,11 +2041,11 @@ quar_release(struct beamalloc_gpa *g, struct tcache *tc,
 		if (g->tc0 == NULL)
 			g->tc0 = tcache_new(g);
 		if (g->tc0 != NULL)
-			slot_push_held(g, g->tc0, p, rec, w.shift);
+			slot_push_held(g, g->tc0, p, rec, w.cls);
 		pthread_mutex_unlock(&g->shared_lock);
 		return;
 	}
-	slot_push_held(g, tc, p, rec, w.shift);
+	slot_push_held(g, tc, p, rec, w.cls);
 }
 
 /* Hold a freed block, letting the oldest go past the limit; false when
@@ -2096,7 +2131,7 @@ gpa_free(struct beamalloc_gpa *g, void *mem, size_t len, size_t align,
 		return;
 	}
 	if (tc != NULL) {
-		small_free(g, tc, mem, rec, w.shift, len, ra);
+		small_free(g, tc, mem, rec, w.cls, len, ra);
 		return;
 	}
 	pthread_mutex_lock(&g->shared_lock);
@@ -2104,7 +2139,7 @@ gpa_free(struct beamalloc_gpa *g, void *mem, size_t len, size_t align,
 		g->tc0 = tcache_new(g);
 	/* Without a cache the slot is dropped, as in small_free(). */
 	if (g->tc0 != NULL)
-		small_free(g, g->tc0, mem, rec, w.shift, len, ra);
+		small_free(g, g->tc0, mem, rec, w.cls, len, ra);
 	pthread_mutex_unlock(&g->shared_lock);
 }
 
@@ -2122,10 +2157,9 @@ memo_fill(struct beamalloc_gpa *g, struct tcache *tc, uintptr_t p)
 
 	m->epoch = epoch;
 	m->base = w.base;
-	m->mask = ((uintptr_t)1 << w.shift) - 1;
-	m->mul = (uint64_t)1 << (32 + g->rec_shift - w.shift);
+	m->div = ba_classes[w.cls].inv;
 	m->recs = w.recs;
-	m->top = &tc->top[w.shift - MIN_SHIFT];
+	m->top = &tc->top[w.cls];
 	return true;
 }
 
@@ -2220,7 +2254,7 @@ small_resize(struct beamalloc_gpa *g, void *mem, const struct where *w,
 	}
 	if (BA_UNLIKELY(g->canary))
 		slot_canary(g, mem, w, len, align, ra);
-	if (class_of(new_len + g->canary, align) + MIN_SHIFT != w->shift)
+	if (class_of(new_len + g->canary, align) != w->cls)
 		return false;
 	if ((tc = tcache_of(g)) == NULL)
 		tc = tcache_slow(g);
@@ -2235,7 +2269,7 @@ small_resize(struct beamalloc_gpa *g, void *mem, const struct where *w,
 		((struct rec *)(void *)rec)->len = (uint16_t)new_len;
 	if (g->tools)
 		BA_TOOL_RESIZE(mem, len, new_len);
-	ba_chk_canary_set(g, mem, new_len, (size_t)1 << w->shift);
+	ba_chk_canary_set(g, mem, new_len, class_size(w->cls));
 	return true;
 }
 
@@ -2444,11 +2478,11 @@ leak_slot(struct beamalloc_gpa *g, const struct slab *s, size_t i)
 	uintptr_t site = 0;
 	beamalloc_report r = {
 		.kind = BEAMALLOC_REPORT_LEAK,
-		.addr = (const void *)(s->base + (i << s->shift)),
-		.size = (size_t)1 << s->shift,
+		.addr = (const void *)(s->base + i * s->size),
+		.size = s->size,
 	};
 
-	describe_slot(g, &r, s->recs, s->ftids, s->shift, i, &site);
+	describe_slot(g, &r, s->recs, s->ftids, s->cls, i, &site);
 	emit(g, &r);
 }
 
@@ -2490,15 +2524,14 @@ leaks_small(struct beamalloc_gpa *g, struct leak_snap *sn)
 		for (uint32_t i = 0; i < s->nslots; i++) {
 			unsigned char *rec = s->recs +
 			    ((size_t)i << g->rec_shift);
-			uintptr_t p = s->base + ((size_t)i << s->shift);
+			uintptr_t p = s->base + (size_t)i * s->size;
 
 			if (state_get(rec) != REC_USED)
 				continue;
 			n++;
 			if (sn == NULL) {
 				if (g->tools)
-					BA_TOOL_FREE((void *)p,
-					    (size_t)1 << s->shift);
+					BA_TOOL_FREE((void *)p, s->size);
 				continue;
 			}
 			/* Bit 0: its canary was overwritten. */
@@ -2506,7 +2539,7 @@ leaks_small(struct beamalloc_gpa *g, struct leak_snap *sn)
 				sn->small[sn->ns++] = p | (g->canary &&
 				    !ba_chk_canary_ok(g, (unsigned char *)p,
 				    ((const struct rec *)(const void *)rec)->len,
-				    (size_t)1 << s->shift));
+				    s->size));
 			else
 				leak_slot(g, s, i);
 		}
@@ -2593,7 +2626,7 @@ leaks_report(struct beamalloc_gpa *g, struct leak_snap *sn)
 		if (sn->small[k] & 1)
 			report_slot(g, BEAMALLOC_REPORT_OVERFLOW, p, &w, 0, 0,
 			    0);
-		leak_slot(g, slab_of(w.recs), (p - w.base) >> w.shift);
+		leak_slot(g, slab_of(w.recs), slot_index(p - w.base, w.cls));
 	}
 	for (size_t k = 0; k < sn->nl; k++) {
 		memcpy(&copy, sn->large + k * g->lstride, g->lstride);
@@ -2773,6 +2806,9 @@ gpa_trim(struct beamalloc_gpa *g)
 
 		lock(g, &d->lock);
 		bytes += depot_trim(g, c, 0);
+		/* An idle class keeps no magazine either: with 40 classes
+		 * they add up. */
+		bytes += depot_empties(g, d, 0);
 		d->trim_at = trim_next(d, c);
 		unlock(g, &d->lock);
 	}
@@ -2938,7 +2974,7 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 	g->lstride = sizeof(struct large);
 	atomic_store(&g->backing_bytes, sizeof(*g));
 	for (size_t i = 0; i < NCLASS; i++) {
-		size_t cap = MAG_BYTES >> (i + MIN_SHIFT);
+		size_t cap = MAG_BYTES / class_size(i);
 
 		mutex_init(&g->depot[i].lock);
 		g->depot[i].mag_cap = (uint32_t)(cap > MAG_MAX ? MAG_MAX :
@@ -3041,7 +3077,7 @@ class_count(const struct beamalloc_gpa *g, const struct slab *s,
 		for (uint32_t i = 0; i < s->nslots; i++)
 			blocks += state_get(s->recs + ((size_t)i <<
 			    g->rec_shift)) == REC_USED;
-		bytes = blocks << s->shift;
+		bytes = blocks * s->size;
 	}
 	k->live_blocks += blocks;
 	k->live_bytes += bytes;
@@ -3059,14 +3095,14 @@ beamalloc_gpa_get_class_stats(beamalloc_gpa *g, beamalloc_gpa_class_stats *cls,
 
 	memset(k, 0, sizeof(k));
 	for (size_t c = 0; c < NCLASS; c++)
-		k[c].size = (size_t)1 << (c + MIN_SHIFT);
+		k[c].size = class_size(c);
 	if (g != NULL) {
 		lock(g, &g->lock);
 		g->scanning++;
 		unlock(g, &g->lock);
 		for (struct slab *s = atomic_load_explicit(&g->slabs,
 		    memory_order_acquire); s != NULL; s = s->next)
-			class_count(g, s, &k[s->shift - MIN_SHIFT]);
+			class_count(g, s, &k[s->cls]);
 		lock(g, &g->lock);
 		g->scanning--;
 		unlock(g, &g->lock);

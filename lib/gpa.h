@@ -15,12 +15,17 @@
 
 #define SLAB_SHIFT 16
 #define SLAB_SIZE ((size_t)1 << SLAB_SHIFT)
-#define MIN_SHIFT 3			/* smallest class: 8 bytes */
-#define MAX_SHIFT 14			/* largest class: 16 KiB */
-#define NCLASS (MAX_SHIFT - MIN_SHIFT + 1)
+/* Small classes: 8, 16, 24 and 32 bytes, then four per power of two
+ * (40, 48, 56, 64, 80, 96, ... 14336, 16384), as jemalloc and mimalloc
+ * space theirs: a block wastes 1/8 of its slot on average, not 1/3 as
+ * with powers of two.  A slot of class c is class_size(c) bytes, the
+ * largest SMALL_MAX. */
+#define NCLASS 40
+#define SMALL_MAX 16384
 #define MAG_MAX 255			/* slots per magazine */
-#define MAG_BYTES (64 * 1024)		/* and at most this many bytes' worth */
+#define MAG_BYTES (16 * 1024)		/* and at most this many bytes' worth */
 #define CARVE_MIN 8			/* fresh slots in a first refill */
+#define TC_BOUND_EVERY 8		/* slow paths per check of TC_BYTES */
 #define TC_BYTES (256 * 1024)		/* free slots a thread cache keeps */
 #define TRIM_MIN (64 * 1024)		/* depot bytes below which no trim */
 #define DECAY_MS_VM 500			/* default decay_ms in the VM */
@@ -66,7 +71,8 @@ struct rec {
 	uintptr_t ra;			/* call site of the allocation */
 };
 
-_Static_assert(((size_t)1 << MAX_SHIFT) <= UINT16_MAX,
+_Static_assert(sizeof(struct rec) == 16, "the fast free's record size");
+_Static_assert(SMALL_MAX <= UINT16_MAX,
     "struct rec's len must hold the largest class");
 
 /* One slab's metadata; records follow the header. */
@@ -81,7 +87,8 @@ struct slab {
 	uint32_t nslots;
 	struct slab *dead;		/* trim: the next to release */
 	uint32_t stamp, cnt;		/* trim: slots in the depot */
-	uint8_t shift;			/* log2 of the slot size */
+	uint32_t size;			/* slot size */
+	uint8_t cls;			/* size class */
 	_Alignas(16) unsigned char recs[];
 };
 
@@ -96,7 +103,7 @@ struct region {
 	struct region *next, *prev;
 };
 
-/* Slab table entry: key = base | shift, so one load finds both. */
+/* Slab table entry: key = base | class, so one load finds both. */
 struct sent {
 	_Atomic uintptr_t key;		/* 0: empty */
 	unsigned char *recs;
@@ -123,19 +130,20 @@ struct mag {
 };
 
 /* A slab as free needs it, kept ready in the thread cache: its base,
- * slot mask and record multiplier, records, and the class's loaded
- * magazine.  Free then needs neither the table nor the class. */
+ * slot size and its inverse, records, and the class's loaded magazine.
+ * Free then needs neither the table nor the class. */
 struct memo {
 	uintptr_t base;
-	uintptr_t mask;			/* slot size - 1 */
+	/* 2^32 / slot size, rounded up: one multiply of an offset (below
+	 * 2^16) by it gives the slot's index (bits 32 and up) and whether
+	 * the offset is a slot's start (bits 0-31 below div; Lemire,
+	 * Kaser and Kurz, "Faster remainder by direct computation",
+	 * 2019).  Slot sizes are not all powers of two. */
+	uint64_t div;
 	unsigned char *recs;
-	/* (offset * mul) >> 32 is the slot's record offset: a multiply
-	 * rather than a shift by a variable (several uops on x86, and it
-	 * would need %cl). */
-	uint64_t mul;
 	struct entry **top;		/* &tc->top[class] */
 	uintptr_t epoch;		/* the GPA's epoch when filled */
-	uintptr_t pad[2];		/* 64 bytes: the index is a shift */
+	uintptr_t pad[3];		/* 64 bytes: the index is a shift */
 };
 
 /* From &tc->top[c] to &tc->end[c]. */
@@ -158,6 +166,7 @@ struct tcache {
 	 * the sentinels steal_idle() leaves in the bounds, and stolen
 	 * tells the next general path to set the bounds again. */
 	unsigned busy, steal, stolen;
+	unsigned slow;			/* slow paths, for tc_bound() */
 	ptrdiff_t hi;
 	struct tcache *next;		/* every cache of this GPA */
 	/* Slabs this thread freed into lately, direct-mapped by address
@@ -201,7 +210,8 @@ struct depot {
 	size_t nfull;			/* slots in the full magazines */
 	size_t trim_at;			/* trim when their bytes pass this */
 	size_t nslabs;			/* slabs of this class */
-	char pad[128 - sizeof(pthread_mutex_t) - 6 * sizeof(void *) - 16];
+	size_t ntrim;			/* nfull after the last trim */
+	char pad[128 - sizeof(pthread_mutex_t) - 7 * sizeof(void *) - 16];
 };
 _Static_assert(sizeof(struct depot) == 128, "struct depot: 2 lines");
 
@@ -414,27 +424,60 @@ BA_HIDDEN void ba_guard_release(const void *owner);
  * Helpers of the fast paths
  * ---------------------------------------------------------------------- */
 
-/* class_of() + MIN_SHIFT - 1 for the fast path, with fewer
- * instructions: for a power of two align, ceil(log2(max(len, align)))
- * is the bit length of (len - 1) | (align - 1), and this is its highest
- * bit (one bsr, unsigned: no sign extension, and the MIN_SHIFT - 1 goes
- * into the address of the class's data).  len == 0 (never from the
- * front-end) gives a class past the last, so the general path sees it
- * as before. */
+/* Slot sizes and their inverses, by class (gpa.c). */
+struct ba_class {
+	uint32_t size;
+	uint32_t inv;			/* 2^32 / size, rounded up */
+};
+BA_HIDDEN extern const struct ba_class ba_classes[NCLASS];
+
+/* The class of a block of len bytes aligned to align: the smallest slot
+ * of at least len rounded up to align, which is then a multiple of
+ * align too (the sizes between 2^b and 2^(b+1) are multiples of
+ * 2^(b-2), and a length rounded up to a larger alignment lands on a
+ * power of two or on 3 * 2^(b-1)); slabs are SLAB_SIZE-aligned, so the
+ * slot is aligned.  NCLASS or more: a large block.  len == 0 (never from
+ * the front-end) gives a class past the last, for the general path. */
 static inline size_t
-class_bit_fast(size_t len, size_t align)
+bit_high(size_t x)
 {
-	unsigned long long x = (len - 1) | (align - 1) | 7;
 #if defined(__x86_64__)
 	size_t b;
 
-	/* GCC keeps __builtin_clzll()'s int: a sign extension, and a
-	 * subtraction it does not fold into the address. */
-	__asm__("bsrq %1, %0" : "=r" (b) : "r" (x) : "cc");
+	/* GCC keeps __builtin_clzll()'s int: a sign extension. */
+	__asm__("bsrq %1, %0" : "=r" (b) : "r" ((unsigned long long)x) :
+	    "cc");
 	return b;
 #else
-	return (size_t)(63 - __builtin_clzll(x));
+	return (size_t)(63 - __builtin_clzll((unsigned long long)x));
 #endif
+}
+
+static inline size_t
+class_of(size_t len, size_t align)
+{
+	size_t n = (len - 1) | (align - 1);
+
+	/* Branch-free: 2^b < n + 1 <= 2^(b+1) picks four classes spaced
+	 * 2^(b-2), and below 32 (b taken as 4, the spacing as 8) the
+	 * classes 8, 16, 24, 32. */
+	return ((bit_high(n | 16) - 4) << 2) +
+	    ((n >> (bit_high(n | 32) - 2)) & 3);
+}
+
+static inline size_t
+class_size(size_t c)
+{
+	return ba_classes[c].size;
+}
+
+/* Slot index of a byte offset into a slab of class c (exact for any
+ * offset below 2^16: the error of the rounded inverse stays below one
+ * part in 2^16). */
+static inline size_t
+slot_index(uintptr_t off, size_t c)
+{
+	return (size_t)((off * (uint64_t)ba_classes[c].inv) >> 32);
 }
 
 static inline unsigned
@@ -644,15 +687,14 @@ ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
     bool safety, bool sample)
 {
 	struct beamalloc_gpa *g = ctx;
-	size_t b = class_bit_fast(len, align);
+	size_t c = class_of(len, align);
 	struct tcache *tc;
 	struct entry *top, e;
 	uintptr_t me = 0, prev = 0;
 	bool st = !ts && safety, over;
-	size_t c;
 
 	/* The general path checks the single-thread mark itself. */
-	if (BA_UNLIKELY(b >= MAX_SHIFT))
+	if (BA_UNLIKELY(c >= NCLASS))
 		return ba_gpa_alloc(ctx, len, align, ra);
 	if (!ts) {
 		tc = g->tc0;
@@ -662,7 +704,6 @@ ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
 		return ba_gpa_alloc(ctx, len, align, ra);
 	else
 		tc_mark(tc);
-	c = b - (MIN_SHIFT - 1);
 	top = tc->top[c];
 	/* Ordered, not equal: a trim's sentinel bot is above any top. */
 	/* The countdown passing 0 leaves it below for the general path,
@@ -701,7 +742,10 @@ ba_gpa_fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
     bool ts, bool safety, bool sample)
 {
 	struct beamalloc_gpa *g = ctx;
-	uintptr_t p = (uintptr_t)mem, off;
+	uintptr_t p = (uintptr_t)mem, off, q;
+	/* The record size, known here: records are kept (16 bytes) with
+	 * safety or traces, else the state byte alone. */
+	const unsigned rs = safety || sample ? 4 : 0;
 	unsigned char *rec;
 	struct tcache *tc;
 	struct entry *top, **tp;
@@ -732,9 +776,10 @@ ba_gpa_fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 		return;
 	}
 	/* Not the start of a slot: the general path reports it. */
-	if (BA_UNLIKELY((off & m->mask) != 0))
+	q = off * m->div;
+	if (BA_UNLIKELY((uint32_t)q >= (uint32_t)m->div))
 		goto leave;
-	rec = m->recs + ((off * m->mul) >> 32);
+	rec = m->recs + ((q >> 32) << rs);
 	/* Not USED (a double free; or the read-only records of no slab,
 	 * never to be written) goes to the general path, which reports;
 	 * so does a traced block, whose free is traced too. */

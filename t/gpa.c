@@ -236,7 +236,7 @@ bad_frees(bool safety)
 		ok(rp->size == 24 && rp->align == 8,
 		    "%s: with the block's size and alignment", m);
 	else
-		ok(rp->size == 32, "%s: with the block's size class", m);
+		ok(rp->size == 24, "%s: with the block's size class", m);
 	q = beamalloc_alloc(a, 24);
 	r = beamalloc_alloc(a, 24);
 	ok(q != r, "%s: the double free did not hand a slot out twice", m);
@@ -412,9 +412,9 @@ resize_remap(void)
 	ncaught = 0;
 	p = beamalloc_alloc(a, 20);
 	ta_fill(p, 20, 1);
-	ok(beamalloc_resize(a, p, 20, 8, 32), "resize within the class");
-	ok(beamalloc_resize(a, p, 32, 8, 17), "shrink within the class");
-	ok(!beamalloc_resize(a, p, 17, 8, 33), "no resize past the class");
+	ok(beamalloc_resize(a, p, 20, 8, 24), "resize within the class");
+	ok(beamalloc_resize(a, p, 24, 8, 17), "shrink within the class");
+	ok(!beamalloc_resize(a, p, 17, 8, 25), "no resize past the class");
 	ok(!beamalloc_resize(a, p, 17, 8, 16),
 	    "no resize into a smaller class");
 	beamalloc_gpa_get_stats(g, &st);

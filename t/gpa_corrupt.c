@@ -200,7 +200,7 @@ waf_quarantine(void)
 		beamalloc_free(a, p, 48);
 		expect(p, 48);
 		plant(p + 47, 1, 0x5a);
-		for (int k = 0; k < 70 && seen.named == before; k++) {
+		for (int k = 0; k < 200 && seen.named == before; k++) {
 			void *q = beamalloc_alloc(a, 48);
 
 			beamalloc_free(a, q, 48);

@@ -101,9 +101,9 @@ gpa_shrunk(void)
 	unsigned char *p = beamalloc_alloc(a, 60);
 
 	/* In place: within its size class. */
-	if (!beamalloc_resize(a, p, 60, 8, 36))
+	if (!beamalloc_resize(a, p, 60, 8, 57))
 		exit(3);
-	plant("a write past a GPA block shrunk from 60 to 36", p + 36, 1);
+	plant("a write past a GPA block shrunk from 60 to 57", p + 57, 1);
 }
 
 static void

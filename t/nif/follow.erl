@@ -54,8 +54,10 @@ stats() ->
            "1,000 x 64 B: class 64 has live_blocks 1000, live_bytes 64000"),
     #{classes := Cs} = S1,
     tap:is([S || #{size := S} <- Cs],
-           [8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384],
-           "classes: one map per small class, 8 B to 16 KiB, smallest first"),
+           [8, 16, 24, 32] ++
+               [(5 + K) bsl (B - 2) || B <- lists:seq(5, 13), K <- lists:seq(0, 3)],
+           "classes: one map per small class, 8 B to 16 KiB (8, 16, 24, 32, then "
+           "four per power of two), smallest first"),
     tap:ok(lists:all(fun(K) -> is_map_key(K, S1) end,
                      [live_bytes, peak_bytes, live_blocks, backing_bytes,
                       classes, large]) andalso
@@ -70,28 +72,28 @@ stats() ->
     ok = st_alloc(safe, 1, 100000),
     S2 = st_stats(safe),
     Live2 = 64000 + 240 + 500 + 3 * 16385 + 100000,
-    tap:is({class(32, S2), class(128, S2), maps:get(large, S2),
+    tap:is({class(24, S2), class(112, S2), maps:get(large, S2),
             maps:get(live_bytes, S2), maps:get(live_blocks, S2), sums(S2)},
            {#{live_blocks => 10, live_bytes => 240},
             #{live_blocks => 5, live_bytes => 500},
             #{live_blocks => 4, live_bytes => 3 * 16385 + 100000},
             Live2, 1019, {1019, Live2}},
-           "mixed sizes (safety on): 24 B in class 32 and 100 B in class 128 "
+           "mixed sizes (safety on): 24 B in class 24 and 100 B in class 112 "
            "count requested bytes; 4 large; classes + large = live_blocks, live_bytes"),
     %% Safety off: no lengths kept, a class counts whole slots.
-    ok = st_alloc(unsafe, 10, 24),
+    ok = st_alloc(unsafe, 10, 20),
     ok = st_alloc(unsafe, 2, 64),
     ok = st_alloc(unsafe, 1, 20000),
     S3 = st_stats(unsafe),
-    tap:is({class(32, S3), class(64, S3), maps:get(large, S3),
+    tap:is({class(24, S3), class(64, S3), maps:get(large, S3),
             maps:with([live_blocks, live_bytes], S3), sums(S3)},
-           {#{live_blocks => 10, live_bytes => 320},
+           {#{live_blocks => 10, live_bytes => 240},
             #{live_blocks => 2, live_bytes => 128},
             #{live_blocks => 1, live_bytes => 20000},
-            #{live_blocks => 13, live_bytes => 20368},
-            {13, 20448}},
+            #{live_blocks => 13, live_bytes => 20328},
+            {13, 20368}},
            "safety off: exact blocks; a class's live_bytes is its slots' bytes "
-           "(320 for 10 x 24 B), live_bytes stays requested (sums differ by 80)"),
+           "(240 for 10 x 20 B), live_bytes stays requested (sums differ by 40)"),
     %% Freed: all zero.
     ok = st_free_all(safe), ok = st_free_all(unsafe),
     S4 = st_stats(safe),
@@ -121,7 +123,7 @@ stats() ->
            "1,000 make_stats calls change nothing: 10,000 blocks, 640,000 bytes live"),
     ok = st_free_all(safe),
     G = st_stats(global),
-    tap:ok(is_map(G) andalso length(maps:get(classes, G)) =:= 12,
+    tap:ok(is_map(G) andalso length(maps:get(classes, G)) =:= 40,
            "make_stats(env, NULL): the global GPA's map").
 
 chains() ->

@@ -1787,7 +1787,14 @@ large_alloc(struct beamalloc_gpa *g, size_t len, size_t align, uintptr_t ra,
 		const uintptr_t *fr = atid != 0 ?
 		    ba_depot_get(g->traces, atid, &n) : NULL;
 
-		p = ba_guard_alloc(g, len, align, ra, fr, (unsigned)n);
+		struct ba_guard_old old = { 0 };
+
+		p = ba_guard_alloc(g, len, align, ra, fr, (unsigned)n, &old);
+		if (old.addr != 0)
+			report_large(g, BEAMALLOC_REPORT_WRITE_AFTER_FREE,
+			    old.addr, &(struct large){ .len = old.len,
+			    .ra = old.ra, .lalign = (uint8_t)log2_of(old.align),
+			    .state = LG_FREED }, old.len, old.align, ra);
 		if (p == NULL) {
 			charge_exact(g, -(ptrdiff_t)len, -1);
 			return NULL;

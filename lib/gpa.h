@@ -397,14 +397,25 @@ BA_HIDDEN size_t ba_quar_limit(const struct ba_quar *q);
  * page, and a SIGSEGV handler that names it.
  * ---------------------------------------------------------------------- */
 
-/* Map a block of len bytes aligned to align whose end touches a guard
- * page; NULL when out of room or memory.  trace: depth frames (or
- * NULL), kept for the handler's message with the call site ra. */
+/* A freed guarded block whose junk was overwritten, found as its slot
+ * was taken again (addr 0: none). */
+struct ba_guard_old {
+	uintptr_t addr;
+	size_t len, align;
+	uintptr_t ra;
+};
+
+/* A block of len bytes aligned to align whose end touches a guard page;
+ * NULL when the block does not fit a page or the pool is full.  trace:
+ * depth frames (or NULL), kept for the handler's message with the call
+ * site ra; *old is set when the slot's last block was written after its
+ * free. */
 BA_HIDDEN void *ba_guard_alloc(const void *owner, size_t len, size_t align,
-    uintptr_t ra, const uintptr_t *trace, unsigned depth);
-/* Freed: its pages become inaccessible; the handler names a later use. */
+    uintptr_t ra, const uintptr_t *trace, unsigned depth,
+    struct ba_guard_old *old);
+/* Freed: junk-filled, its slot queued for reuse. */
 BA_HIDDEN void ba_guard_free(void *p);
-/* Unmap every block of owner (destroy). */
+/* Give owner's slots back (destroy). */
 BA_HIDDEN void ba_guard_release(const void *owner);
 
 /* ------------------------------------------------------------------------

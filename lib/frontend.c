@@ -36,7 +36,11 @@ alloc_at(beamalloc_allocator a, size_t len, size_t align, uintptr_t ra)
 	 * cost gpa-fast's users no more than 1.1x. */
 	if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_SAMPLED + 2]))
 		return ba_gpa_fast_alloc(a.ctx, len, align, ra, true, false,
-		    true);
+		    BA_SMP_TRACE);
+	/* Guarded sampling likewise (issue 16: at most 1.05x gpa-fast). */
+	if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_GUARD + 2]))
+		return ba_gpa_fast_alloc(a.ctx, len, align, ra, true, false,
+		    BA_SMP_GUARD);
 	if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_TS_SAFE]))
 		return ba_gpa_fast_alloc(a.ctx, len, align, ra, true, true,
 		    false);
@@ -59,6 +63,8 @@ free_at(beamalloc_allocator a, void *mem, size_t len, size_t align,
 		ba_gpa_fast_free(a.ctx, mem, len, align, ra, true, false, false);
 	else if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_SAMPLED + 2]))
 		ba_gpa_fast_free(a.ctx, mem, len, align, ra, true, false, true);
+	else if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_GUARD + 2]))
+		ba_gpa_fast_free(a.ctx, mem, len, align, ra, true, false, false);
 	else
 		ba_raw_free(a, mem, len, align, ra);
 }

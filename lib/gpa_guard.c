@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "gpa.h"
+#include "tools.h"
 
 /* ------------------------------------------------------------------------
  * Data: the pool and its slots
@@ -259,6 +260,8 @@ ba_guard_alloc(const void *owner, size_t len, size_t align, uintptr_t ra,
 		return NULL;
 	}
 	s = &slots[i];
+	/* The canary of its last block may still be poisoned for ASan. */
+	BA_ASAN_UNPOISON((void *)slot_page((size_t)i), page_size);
 	if (atomic_load(&s->state) == GS_FREED && !junk_intact(s))
 		*old = (struct ba_guard_old){ .addr = s->block, .len = s->len,
 		    .align = s->align, .ra = s->ra };

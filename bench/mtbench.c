@@ -55,6 +55,7 @@ struct subject {
 	int ext;
 	bool fe;			/* through the front-end */
 	bool safety;			/* S_GPA */
+	unsigned guard;			/* S_GPA: guard_sample */
 	bool avail, sel;
 	char why[200];
 	beamalloc_gpa *gpa;
@@ -70,6 +71,8 @@ static struct subject subjects[] = {
 	    "(no indirect call)"), .fe = true },
 	{ SUBJ("gpa-safe", S_GPA, "GPA: safety on, thread-safe (the "
 	    "global's config), front-end"), .fe = true, .safety = true },
+	{ SUBJ("gpa-guard", S_GPA, "gpa-fast with 1 block in 1000 "
+	    "against a guard page, front-end"), .fe = true, .guard = 1000 },
 	{ SUBJ("glibc", S_GLIBC, "malloc/free") },
 	{ SUBJ("mimalloc", S_EXT, "mimalloc via dlopen"),
 	    .ext = EXT_MIMALLOC },
@@ -109,7 +112,16 @@ subject_open(struct subject *s)
 		s->a = bench_ext(s->ext);
 		return 0;
 	case S_GPA:
-		s->gpa = bench_gpa_new(beamalloc_wide(), s->safety, true, 0);
+		if (s->guard != 0) {
+			beamalloc_gpa_config cfg;
+
+			beamalloc_gpa_config_init(&cfg);
+			cfg.safety = false;
+			cfg.guard_sample = s->guard;
+			s->gpa = beamalloc_gpa_create(beamalloc_wide(), &cfg);
+		} else
+			s->gpa = bench_gpa_new(beamalloc_wide(), s->safety,
+			    true, 0);
 		if (s->gpa == NULL)
 			return -1;
 		s->a = beamalloc_gpa_allocator(s->gpa);

@@ -31,12 +31,16 @@ alloc_at(beamalloc_allocator a, size_t len, size_t align, uintptr_t ra)
 	if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_TS]))
 		return ba_gpa_fast_alloc(a.ctx, len, align, ra, true, false,
 		    false);
-	/* The same with sampled traces (their price is the countdown),
-	 * before the one with safety: traces left on in production should
-	 * cost gpa-fast's users no more than 1.1x. */
+	/* The same with guarded sampling, then with sampled traces (their
+	 * price is the countdown), before the one with safety: guarded
+	 * sampling should cost gpa-fast's users no more than 1.05x, traces
+	 * left on in production no more than 1.1x. */
+	if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_GUARD + 2]))
+		return ba_gpa_fast_alloc(a.ctx, len, align, ra, true, false,
+		    BA_SMP_GUARD);
 	if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_SAMPLED + 2]))
 		return ba_gpa_fast_alloc(a.ctx, len, align, ra, true, false,
-		    true);
+		    BA_SMP_TRACE);
 	if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_TS_SAFE]))
 		return ba_gpa_fast_alloc(a.ctx, len, align, ra, true, true,
 		    false);
@@ -52,10 +56,13 @@ free_at(beamalloc_allocator a, void *mem, size_t len, size_t align,
 	 * Unlikely, so that the common case falls through to the call. */
 	if (BA_UNLIKELY(len == 0 || mem == NULL || !ba_is_pow2(align)))
 		return;
-	/* Only the GPA without safety checks is inlined here: the checks'
+	/* Only the GPAs without safety checks (guarded sampling frees as
+	 * gpa-fast does) are inlined here: the checks'
 	 * registers would make every other allocator's free save and
 	 * restore one.  The others' free is a tail jump already. */
 	if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_TS]))
+		ba_gpa_fast_free(a.ctx, mem, len, align, ra, true, false, false);
+	else if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_GUARD + 2]))
 		ba_gpa_fast_free(a.ctx, mem, len, align, ra, true, false, false);
 	else if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_SAMPLED + 2]))
 		ba_gpa_fast_free(a.ctx, mem, len, align, ra, true, false, true);

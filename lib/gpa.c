@@ -1792,12 +1792,28 @@ lg_room(const struct beamalloc_gpa *g, size_t len, size_t align, bool guard)
 	    lg_extra(g);
 }
 
-/* One allocation in guard_sample goes against a guard page. */
+/* One allocation in guard_sample goes against a guard page.  With the
+ * fast paths, by the thread's countdown, as sampled() counts traces (a
+ * shared one was a cache line written by every allocation of every
+ * thread); else by a shared count, on the general path's slower line. */
 static inline bool
 guard_due(struct beamalloc_gpa *g)
 {
-	return atomic_fetch_add_explicit(&g->guard_count, 1,
-	    memory_order_relaxed) % g->guard_sample == 0;
+	struct tcache *tc;
+
+	if (!g->guard_fast)
+		return atomic_fetch_add_explicit(&g->guard_count, 1,
+		    memory_order_relaxed) % g->guard_sample == 0;
+	/* No cache yet (the thread's first allocation: its countdown,
+	 * from 0, takes the next one), or none to have. */
+	if ((tc = tcache_of(g)) == NULL)
+		return atomic_fetch_add_explicit(&g->guard_count, 1,
+		    memory_order_relaxed) % g->guard_sample ==
+		    g->guard_sample - 1;
+	if (--tc->sample_left >= 0)
+		return false;
+	tc->sample_left = (int)g->guard_sample - 1;
+	return true;
 }
 
 /* guard: mapped against a guard page (NULL, no report, when that cannot
@@ -1811,7 +1827,12 @@ large_alloc(struct beamalloc_gpa *g, size_t len, size_t align, uintptr_t ra,
 	struct large *l;
 	void *p;
 
-	settle_mine(g);
+	/* Not for a guarded block: a settle leaves the thread no room, and
+	 * its next allocations up to a new high would each take the slow
+	 * path (lifo1000: 9 instructions an op); the peak may miss the
+	 * thread's unsettled credit then, as with several threads. */
+	if (!guard)
+		settle_mine(g);
 	if (!charge_exact(g, (ptrdiff_t)len, 1))
 		return ba_fail(ENOMEM);
 	if (g->depth != 0 && (g->sample == 0 || atomic_fetch_add_explicit(
@@ -1822,7 +1843,14 @@ large_alloc(struct beamalloc_gpa *g, size_t len, size_t align, uintptr_t ra,
 		const uintptr_t *fr = atid != 0 ?
 		    ba_depot_get(g->traces, atid, &n) : NULL;
 
-		p = ba_guard_alloc(g, len, align, ra, fr, (unsigned)n);
+		struct ba_guard_old old = { 0 };
+
+		p = ba_guard_alloc(g, len, align, ra, fr, (unsigned)n, &old);
+		if (old.addr != 0)
+			report_large(g, BEAMALLOC_REPORT_WRITE_AFTER_FREE,
+			    old.addr, &(struct large){ .len = old.len,
+			    .ra = old.ra, .lalign = (uint8_t)log2_of(old.align),
+			    .state = LG_FREED }, old.len, old.align, ra);
 		if (p == NULL) {
 			charge_exact(g, -(ptrdiff_t)len, -1);
 			return NULL;
@@ -1914,7 +1942,8 @@ large_free(struct beamalloc_gpa *g, uintptr_t p, size_t len, size_t align,
 			ba_raw_free(g->backing, (void *)p, rlen + lg_extra(g),
 			    ralign, ra);
 	}
-	settle_mine(g);
+	if (!guard)
+		settle_mine(g);
 	charge_exact(g, -(ptrdiff_t)rlen, -1);
 }
 
@@ -2086,8 +2115,7 @@ gpa_alloc(struct beamalloc_gpa *g, size_t len, size_t align, uintptr_t ra)
 	struct tcache *tc;
 	void *p;
 
-	if (BA_UNLIKELY(g->guard_sample != 0) && !g->guard_fast &&
-	    guard_due(g) &&
+	if (BA_UNLIKELY(g->guard_sample != 0) && guard_due(g) &&
 	    (p = large_alloc(g, len, align, ra, true)) != NULL)
 		return p;
 	if (c >= NCLASS)
@@ -2201,37 +2229,15 @@ FAST_PAIR(smp_ts_safe, true, true, true)
 FAST_PAIR(smp_st, false, false, true)
 FAST_PAIR(smp_st_safe, false, true, true)
 
-/* guard_sample alone: the fast paths, and a countdown that sends one
- * allocation in N against a guard page.  The countdown is one relaxed
- * load and store, not an atomic decrement: threads racing on it only
- * make the sampling less regular.  A guarded block is in no slab: its
- * free misses the memo and goes to the general path. */
-static __attribute__((noinline)) void *
-guard_now(struct beamalloc_gpa *g, size_t len, size_t align, uintptr_t ra)
-{
-	void *p;
-
-	atomic_store_explicit(&g->guard_left, g->guard_sample,
-	    memory_order_relaxed);
-	if ((p = large_alloc(g, len, align, ra, true)) != NULL)
-		return p;
-	return ba_gpa_alloc(g, len, align, ra);
-}
-
+/* guard_sample alone: the fast paths, with the thread's countdown in
+ * front (see guard_due()).  A guarded block is in no slab: its free
+ * misses the memo and goes to the general path. */
 #define GUARD_ALLOC(name, ts, safety)					\
 static void *								\
 name##_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)	\
 {									\
-	struct beamalloc_gpa *g = ctx;					\
-	unsigned n = atomic_load_explicit(&g->guard_left,		\
-	    memory_order_relaxed);					\
-									\
-	if (BA_UNLIKELY(n <= 1))					\
-		return guard_now(g, len, align, ra);			\
-	atomic_store_explicit(&g->guard_left, n - 1,			\
-	    memory_order_relaxed);					\
 	return ba_gpa_fast_alloc(ctx, len, align, ra, ts, safety,	\
-	    false);							\
+	    BA_SMP_GUARD);						\
 }
 
 GUARD_ALLOC(guard_ts, true, false)
@@ -2422,28 +2428,21 @@ const beamalloc_vtable ba_gpa_vtables[GPA_NVT] = {
 	    smp_ts_free },
 	[GPA_VT_SAMPLED + 3] = { smp_ts_safe_alloc, gpa_resize, gpa_remap,
 	    smp_ts_safe_free },
-};
-
-/* The fast ones with guarded sampling, in the same order. */
-static const beamalloc_vtable guard_vtables[GPA_NVT] = {
-	[GPA_VT_ST] = { guard_st_alloc, gpa_resize, gpa_remap, fast_st_free },
-	[GPA_VT_ST_SAFE] = { guard_st_safe_alloc, gpa_resize, gpa_remap,
+	[GPA_VT_GUARD] = { guard_st_alloc, gpa_resize, gpa_remap, fast_st_free },
+	[GPA_VT_GUARD + 1] = { guard_st_safe_alloc, gpa_resize, gpa_remap,
 	    fast_st_safe_free },
-	[GPA_VT_TS] = { guard_ts_alloc, gpa_resize, gpa_remap, fast_ts_free },
-	[GPA_VT_TS_SAFE] = { guard_ts_safe_alloc, gpa_resize, gpa_remap,
+	[GPA_VT_GUARD + 2] = { guard_ts_alloc, gpa_resize, gpa_remap,
+	    fast_ts_free },
+	[GPA_VT_GUARD + 3] = { guard_ts_safe_alloc, gpa_resize, gpa_remap,
 	    fast_ts_safe_free },
 };
 
 bool
 ba_gpa_vtable_is(const beamalloc_vtable *v)
 {
-	for (size_t i = 0; i < sizeof(ba_gpa_vtables) / sizeof(ba_gpa_vtables[0]);
-	    i++)
-		if (v == &ba_gpa_vtables[i])
-			return true;
 	/* One compare, not a loop: every other allocator passes here. */
-	return (uintptr_t)v - (uintptr_t)&guard_vtables[GPA_VT_GENERAL + 1] <
-	    sizeof(guard_vtables) - sizeof(guard_vtables[0]);
+	return (uintptr_t)v - (uintptr_t)&ba_gpa_vtables[0] <
+	    sizeof(ba_gpa_vtables);
 }
 
 size_t
@@ -2961,9 +2960,8 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 				    2 * g->thread_safe + g->safety];
 		} else {
 			g->guard_fast = g->guard_sample != 0;
-			atomic_init(&g->guard_left, 1);
-			g->vtable = &(g->guard_fast ? guard_vtables :
-			    ba_gpa_vtables)[GPA_VT_ST + 2 * g->thread_safe +
+			g->vtable = &ba_gpa_vtables[(g->guard_fast ?
+			    GPA_VT_GUARD : GPA_VT_ST) + 2 * g->thread_safe +
 			    g->safety];
 		}
 	}

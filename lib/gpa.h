@@ -325,18 +325,18 @@ struct beamalloc_gpa {
 	bool canary, junk;
 	struct ba_quar *quar;		/* NULL: no quarantine */
 	unsigned guard_sample;		/* 0: no guard pages */
-	bool guard_fast;		/* sampled by the fast paths' countdown */
+	/* Counted by the fast paths in each thread's sample_left (no trace
+	 * sampling then), else by guard_count. */
+	bool guard_fast;
 	_Atomic unsigned guard_count;	/* the general path's count */
-	/* The fast paths' countdown, written by every allocation: a cache
-	 * line apart (the struct is only 8-aligned: no _Alignas). */
-	char guard_pad[64];
-	_Atomic unsigned guard_left;
 };
 
 /* The vtables: the general one first, then the fast ones by
- * [thread_safe][safety], then the same with sampled traces. */
+ * [thread_safe][safety], then the same with sampled traces, then with
+ * guarded sampling. */
 enum { GPA_VT_GENERAL, GPA_VT_ST, GPA_VT_ST_SAFE, GPA_VT_TS, GPA_VT_TS_SAFE,
-    GPA_VT_SAMPLED, GPA_NVT = GPA_VT_SAMPLED + 4 };
+    GPA_VT_SAMPLED, GPA_VT_GUARD = GPA_VT_SAMPLED + 4,
+    GPA_NVT = GPA_VT_GUARD + 4 };
 BA_HIDDEN extern const beamalloc_vtable ba_gpa_vtables[GPA_NVT];
 
 /* The general paths and the fast paths' slow ends (gpa.c). */
@@ -410,14 +410,25 @@ BA_HIDDEN size_t ba_quar_limit(const struct ba_quar *q);
  * page, and a SIGSEGV handler that names it.
  * ---------------------------------------------------------------------- */
 
-/* Map a block of len bytes aligned to align whose end touches a guard
- * page; NULL when out of room or memory.  trace: depth frames (or
- * NULL), kept for the handler's message with the call site ra. */
+/* A freed guarded block whose junk was overwritten, found as its slot
+ * was taken again (addr 0: none). */
+struct ba_guard_old {
+	uintptr_t addr;
+	size_t len, align;
+	uintptr_t ra;
+};
+
+/* A block of len bytes aligned to align whose end touches a guard page;
+ * NULL when the block does not fit a page or the pool is full.  trace:
+ * depth frames (or NULL), kept for the handler's message with the call
+ * site ra; *old is set when the slot's last block was written after its
+ * free. */
 BA_HIDDEN void *ba_guard_alloc(const void *owner, size_t len, size_t align,
-    uintptr_t ra, const uintptr_t *trace, unsigned depth);
-/* Freed: its pages become inaccessible; the handler names a later use. */
+    uintptr_t ra, const uintptr_t *trace, unsigned depth,
+    struct ba_guard_old *old);
+/* Freed: junk-filled, its slot queued for reuse. */
 BA_HIDDEN void ba_guard_free(void *p);
-/* Unmap every block of owner (destroy). */
+/* Give owner's slots back (destroy). */
 BA_HIDDEN void ba_guard_release(const void *owner);
 
 /* ------------------------------------------------------------------------
@@ -681,10 +692,14 @@ rec_matches(const unsigned char *rec, size_t len, size_t align)
  * general path, which checks everything again.  With sample, for GPAs
  * that trace 1 allocation in N: the thread's countdown sends every Nth
  * allocation, and the free of a traced block, to the general path;
- * the others clear the record's trace id. */
+ * the others clear the record's trace id.  With sample BA_SMP_GUARD, for
+ * guarded sampling without traces, the same countdown sends one
+ * allocation in guard_sample there, and the records have no trace id. */
+enum { BA_SMP_TRACE = 1, BA_SMP_GUARD = 2 };
+
 static inline __attribute__((always_inline)) void *
 ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
-    bool safety, bool sample)
+    bool safety, unsigned sample)
 {
 	struct beamalloc_gpa *g = ctx;
 	size_t c = class_of(len, align);
@@ -726,7 +741,7 @@ ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
 		tc_leave(tc);
 	if (safety)
 		rec_fill(e.rec, len, align, ra);
-	if (sample)
+	if (sample == BA_SMP_TRACE)
 		((struct rec *)(void *)e.rec)->tid = 0;
 	state_set(e.rec, REC_USED);
 	over = credit_up(tc, len);

@@ -1,19 +1,29 @@
 /*
  * gpa_guard.c - guarded sampling for the GPA (guard_sample = N): one
- * allocation in N gets pages of its own, mapped with an inaccessible page
- * right after them and the block placed at their end (as its alignment
- * allows), so an overflow faults at the instruction that makes it.  A
- * freed block's pages become inaccessible too, so a use after free
- * faults.  A SIGSEGV handler, installed at the first guarded block,
+ * allocation in N is placed at the end of a page of its own, right before
+ * an inaccessible page, so an overflow faults at the instruction that
+ * makes it.  A SIGSEGV handler, installed at the first guarded block,
  * finds the block from the faulting address, names it, its size and its
  * allocation call site and trace (with write(2) only: it runs in a
  * signal), then hands the signal to the handler that was there before.
  *
- * The blocks are in a fixed table the handler can read without locks.
- * A freed block keeps its slot (and its pages reserved, their memory
- * given back) until the slot is needed again; a full table, an
- * alignment above the page size or a failed mmap() leave the block to
- * the usual placement.
+ * The pages are one pool, reserved once per process: slot i's data page
+ * and then its guard page, after a leading guard page, as GWP-ASan lays
+ * out its pool (LLVM compiler-rt, gwp_asan/guarded_pool_allocator.cpp:
+ * one reservation, slots interleaved with guard pages, the slot found
+ * from an address by arithmetic).  Unlike GWP-ASan, which mprotect()s a
+ * slot at every allocation and free, a slot's page is opened once and
+ * stays open: a guarded block costs no system call and no page fault once
+ * the slots in use are warm.  The price is that a freed block no longer
+ * faults: it is filled with junk instead, checked when its slot is handed
+ * out again (a write after free is reported then, as junk=1 does), and
+ * freed slots wait FIFO, GUARD_QUEUE of them at least, before reuse.  The
+ * pages go back to the system, in one madvise(), when no guarded block is
+ * live (the last owner's destroy); at most GUARD_SLOTS pages are resident.
+ *
+ * A full pool, a block longer than a page, or an alignment above one,
+ * leave the block to the usual placement (GWP-ASan too guards only
+ * blocks up to a page).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -24,23 +34,22 @@
 #include <unistd.h>
 
 #include "gpa.h"
+#include "tools.h"
 
 /* ------------------------------------------------------------------------
- * Data: the table of guarded blocks
+ * Data: the pool and its slots
  * ---------------------------------------------------------------------- */
 
 #define GUARD_SLOTS 512
 #define GUARD_TRACE 8
-#define GUARD_KEEP (16 * 1024)		/* freed blocks keep up to this */
+#define GUARD_QUEUE 16		/* freed slots that wait before reuse */
 
 enum { GS_EMPTY, GS_BUSY, GS_LIVE, GS_FREED };
 
 struct gslot {
 	_Atomic int state;		/* GS_* */
-	uintptr_t map;			/* the pages, guard page last */
-	size_t map_len, data_len;
 	uintptr_t block;
-	size_t len;
+	size_t len, align;
 	uintptr_t ra;
 	const void *owner;		/* the GPA */
 	uintptr_t trace[GUARD_TRACE];
@@ -50,6 +59,22 @@ static struct gslot slots[GUARD_SLOTS];
 static struct sigaction old_segv;
 static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
 static size_t page_size;
+static uintptr_t pool;			/* 0: not reserved */
+static size_t pool_len;
+
+/* Under lock: the slots opened so far (0 .. nopen-1), those free among
+ * them (a FIFO ring of indices), and the live blocks. */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned nopen, nlive;
+static unsigned fifo_head, fifo_count;
+static uint16_t fifo[GUARD_SLOTS];
+
+/* Slot i's data page; its guard page follows it. */
+static inline uintptr_t
+slot_page(size_t i)
+{
+	return pool + page_size + 2 * page_size * i;
+}
 
 /* ------------------------------------------------------------------------
  * The SIGSEGV handler: async-signal-safe writes only
@@ -123,16 +148,20 @@ on_segv(int sig, siginfo_t *si, void *uc)
 {
 	uintptr_t a = (uintptr_t)si->si_addr;
 
-	for (size_t i = 0; i < GUARD_SLOTS; i++) {
-		const struct gslot *s = &slots[i];
-		int st = atomic_load_explicit(&slots[i].state,
-		    memory_order_acquire);
+	/* A guard page lies between the block before it (an overflow) and
+	 * the one after it (an access before that one). */
+	if (pool != 0 && a >= pool && a - pool < pool_len) {
+		size_t k = (a - pool) / page_size, i = k / 2;
+		int st;
 
-		if ((st == GS_LIVE || st == GS_FREED) && a >= s->map &&
-		    a - s->map < s->map_len) {
-			describe(s, a, st);
-			break;
-		}
+		if (k % 2 == 0 && i > 0 && ((st = atomic_load_explicit(
+		    &slots[i - 1].state, memory_order_acquire)) == GS_LIVE ||
+		    st == GS_FREED))
+			describe(&slots[i - 1], a, st);
+		else if (i < GUARD_SLOTS && ((st = atomic_load_explicit(
+		    &slots[i].state, memory_order_acquire)) == GS_LIVE ||
+		    st == GS_FREED))
+			describe(&slots[i], a, st);
 	}
 	if ((old_segv.sa_flags & SA_SIGINFO) != 0 &&
 	    old_segv.sa_sigaction != NULL) {
@@ -149,87 +178,100 @@ on_segv(int sig, siginfo_t *si, void *uc)
 		raise(sig);
 }
 
+/* The pool is reserved with the handler, once: all inaccessible until a
+ * slot's page is opened. */
 static void
 install(void)
 {
 	struct sigaction sa;
+	void *m;
 
 	page_size = (size_t)sysconf(_SC_PAGESIZE);
+	pool_len = page_size + 2 * page_size * GUARD_SLOTS;
+	m = mmap(NULL, pool_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS |
+	    MAP_NORESERVE, -1, 0);
+	if (m == MAP_FAILED)
+		return;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = on_segv;
 	sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGSEGV, &sa, &old_segv);
+	pool = (uintptr_t)m;
 }
 
 /* ------------------------------------------------------------------------
  * Guarded blocks
  * ---------------------------------------------------------------------- */
 
-/* A slot to fill: an empty one (freed blocks stay guarded as long as
- * there are), else that of a freed block whose pages have the size
- * wanted (*reuse: they are mapped again, one mprotect()), else that of
- * any freed block, whose pages go. */
-static struct gslot *
-slot_claim(size_t map_len, bool *reuse)
+/* Whether a freed block's junk is intact. */
+static bool
+junk_intact(const struct gslot *s)
 {
-	for (int pass = 0; pass < 3; pass++) {
-		int want = pass == 0 ? GS_EMPTY : GS_FREED;
+	const unsigned char *p = (const unsigned char *)s->block;
 
-		for (size_t i = 0; i < GUARD_SLOTS; i++) {
-			int cur = want;
+	for (size_t i = 0; i < s->len; i++)
+		if (p[i] != BA_JUNK_FREED)
+			return false;
+	return true;
+}
 
-			if (pass == 1 && slots[i].map_len != map_len)
-				continue;
-			if (!atomic_compare_exchange_strong(&slots[i].state,
-			    &cur, GS_BUSY))
-				continue;
-			*reuse = pass == 1 && slots[i].map_len == map_len;
-			if (pass == 2 || (pass == 1 && !*reuse))
-				munmap((void *)slots[i].map,
-				    slots[i].map_len);
-			return &slots[i];
-		}
+/* A slot, under lock: the oldest freed one once GUARD_QUEUE wait (or the
+ * pool is all open), else a new one, opened now (its one system call);
+ * -1 if none. */
+static int
+slot_take(void)
+{
+	unsigned i;
+
+	if (fifo_count > 0 && (fifo_count >= GUARD_QUEUE ||
+	    nopen == GUARD_SLOTS)) {
+		i = fifo[fifo_head];
+		fifo_head = (fifo_head + 1) % GUARD_SLOTS;
+		fifo_count--;
+		return (int)i;
 	}
-	return NULL;
+	if (nopen == GUARD_SLOTS || mprotect((void *)slot_page(nopen),
+	    page_size, PROT_READ | PROT_WRITE) != 0)
+		return -1;
+	return (int)nopen++;
+}
+
+static void
+slot_put(unsigned i)
+{
+	fifo[(fifo_head + fifo_count) % GUARD_SLOTS] = (uint16_t)i;
+	fifo_count++;
 }
 
 void *
 ba_guard_alloc(const void *owner, size_t len, size_t align, uintptr_t ra,
-    const uintptr_t *trace, unsigned depth)
+    const uintptr_t *trace, unsigned depth, struct ba_guard_old *old)
 {
 	struct gslot *s;
-	size_t data;
-	bool reuse;
-	void *m;
+	int i;
 
 	pthread_once(&handler_once, install);
-	if (align > page_size || len > SIZE_MAX - 2 * page_size)
+	if (pool == 0 || len == 0 || len > page_size || align > page_size)
 		return NULL;
-	data = (len + page_size - 1) & ~(page_size - 1);
-	if ((s = slot_claim(data + page_size, &reuse)) == NULL)
-		return NULL;
-	if (reuse) {
-		m = (void *)s->map;
-		if (mprotect(m, data, PROT_READ | PROT_WRITE) != 0) {
-			munmap(m, data + page_size);
-			reuse = false;
-		}
-	}
-	if (!reuse && ((m = mmap(NULL, data + page_size, PROT_READ |
-	    PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)) == MAP_FAILED ||
-	    mprotect((char *)m + data, page_size, PROT_NONE) != 0)) {
-		if (m != MAP_FAILED)
-			munmap(m, data + page_size);
-		s->map_len = 0;
-		atomic_store(&s->state, GS_EMPTY);
+	pthread_mutex_lock(&lock);
+	if ((i = slot_take()) < 0) {
+		pthread_mutex_unlock(&lock);
 		return NULL;
 	}
-	s->map = (uintptr_t)m;
-	s->map_len = data + page_size;
-	s->data_len = data;
-	s->block = ((uintptr_t)m + data - len) & ~(uintptr_t)(align - 1);
+	s = &slots[i];
+	/* The canary of its last block may still be poisoned for ASan. */
+	BA_ASAN_UNPOISON((void *)slot_page((size_t)i), page_size);
+	if (atomic_load(&s->state) == GS_FREED && !junk_intact(s))
+		*old = (struct ba_guard_old){ .addr = s->block, .len = s->len,
+		    .align = s->align, .ra = s->ra };
+	atomic_store(&s->state, GS_BUSY);
+	nlive++;
+	pthread_mutex_unlock(&lock);
+	s->block = (slot_page((size_t)i) + page_size - len) &
+	    ~(uintptr_t)(align - 1);
 	s->len = len;
+	s->align = align;
 	s->ra = ra;
 	s->owner = owner;
 	memset(s->trace, 0, sizeof(s->trace));
@@ -240,14 +282,18 @@ ba_guard_alloc(const void *owner, size_t len, size_t align, uintptr_t ra,
 	return (void *)s->block;
 }
 
+/* The live slot of block p, or NULL. */
 static struct gslot *
-slot_of(uintptr_t block)
+slot_of(uintptr_t p)
 {
-	for (size_t i = 0; i < GUARD_SLOTS; i++)
-		if (atomic_load(&slots[i].state) == GS_LIVE &&
-		    slots[i].block == block)
-			return &slots[i];
-	return NULL;
+	size_t i;
+
+	if (pool == 0 || p < slot_page(0) || p - pool >= pool_len)
+		return NULL;
+	i = (p - slot_page(0)) / (2 * page_size);
+	if (atomic_load(&slots[i].state) != GS_LIVE || slots[i].block != p)
+		return NULL;
+	return &slots[i];
 }
 
 void
@@ -257,25 +303,38 @@ ba_guard_free(void *p)
 
 	if (s == NULL)
 		return;
-	/* The addresses stay, inaccessible; the memory of larger blocks
-	 * goes back (smaller ones keep theirs for the slot's next block). */
-	if (s->data_len > GUARD_KEEP)
-		madvise((void *)s->map, s->data_len, MADV_DONTNEED);
-	mprotect((void *)s->map, s->data_len, PROT_NONE);
+	memset(p, BA_JUNK_FREED, s->len);
 	atomic_store_explicit(&s->state, GS_FREED, memory_order_release);
+	pthread_mutex_lock(&lock);
+	slot_put((unsigned)(s - slots));
+	nlive--;
+	pthread_mutex_unlock(&lock);
 }
 
+/* owner's slots go back to the pool, unchecked (its leaks were reported
+ * by the destroy); with no live block left, the pages go to the system
+ * in one call, and every slot is clean. */
 void
 ba_guard_release(const void *owner)
 {
-	for (size_t i = 0; i < GUARD_SLOTS; i++) {
+	pthread_mutex_lock(&lock);
+	for (unsigned i = 0; i < nopen; i++) {
 		struct gslot *s = &slots[i];
 		int st = atomic_load(&s->state);
 
-		if ((st != GS_LIVE && st != GS_FREED) || s->owner != owner ||
-		    !atomic_compare_exchange_strong(&s->state, &st, GS_BUSY))
+		if ((st != GS_LIVE && st != GS_FREED) || s->owner != owner)
 			continue;
-		munmap((void *)s->map, s->map_len);
 		atomic_store(&s->state, GS_EMPTY);
+		if (st == GS_LIVE) {
+			slot_put(i);
+			nlive--;
+		}
 	}
+	if (nlive == 0 && nopen > 0) {
+		madvise((void *)slot_page(0), 2 * page_size * nopen,
+		    MADV_DONTNEED);
+		for (unsigned i = 0; i < nopen; i++)
+			atomic_store(&slots[i].state, GS_EMPTY);
+	}
+	pthread_mutex_unlock(&lock);
 }

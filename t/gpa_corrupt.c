@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -291,17 +292,149 @@ guard_overflow(void)
 	return 0;
 }
 
+/* By 16: the last byte of the 16 past a 48 B block. */
 static size_t
-guard_use_after_free(void)
+guard_overflow_16(void)
 {
 	beamalloc_gpa *g = make(false, false, 0, 1);
 	beamalloc_allocator a = beamalloc_gpa_allocator(g);
-	unsigned char *p = beamalloc_alloc(a, 100);
+	unsigned char *p = beamalloc_alloc(a, 48);
 
 	fprintf(stderr, "block %p\n", (void *)p);
 	fflush(stderr);
-	beamalloc_free(a, p, 100);
-	return ((volatile unsigned char *)p)[3];
+	memset(p, 1, 48);
+	((volatile unsigned char *)p)[48 + 15] = 1;
+	return 0;
+}
+
+/* Guarded blocks pass through at most GUARD_SLOTS (512) slots: this many
+ * guarded allocations after a write to a freed one hand its slot out
+ * again, whatever the order. */
+#define CYCLE 600
+
+/* A write to a freed guarded block (junk-filled, not unmapped) is a
+ * "write after free" naming it, when its slot is handed out again. */
+static size_t
+guard_waf(void)
+{
+	beamalloc_gpa *g = make(false, false, 0, 1);
+	beamalloc_allocator a = beamalloc_gpa_allocator(g);
+
+	for (int i = 0; i < RUNS; i++) {
+		unsigned char *p = beamalloc_alloc(a, 48);
+
+		beamalloc_free(a, p, 48);
+		expect(p, 48);
+		plant(p + 8, 1, 0);
+		for (int k = 0; k < CYCLE; k++)
+			beamalloc_free(a, beamalloc_alloc(a, 48), 48);
+	}
+	beamalloc_gpa_destroy(g);
+	return seen.kind[BEAMALLOC_REPORT_WRITE_AFTER_FREE] == RUNS ?
+	    seen.named : 0;
+}
+
+/* The mappings that lie within [lo, hi). */
+static size_t
+maps_within(uintptr_t lo, uintptr_t hi)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	unsigned long b, e;
+	char line[512];
+	size_t n = 0;
+
+	if (f == NULL)
+		exit(5);
+	while (fgets(line, sizeof(line), f) != NULL)
+		n += sscanf(line, "%lx-%lx", &b, &e) == 2 && b >= lo && e <= hi;
+	fclose(f);
+	return n;
+}
+
+/* Slots are reused: once every slot has been used, 100000 more guarded
+ * blocks of 1 to 4096 B, up to 64 live, map nothing more around the
+ * guarded blocks (the others' mappings, a checker's own among them, are
+ * not counted).  Returns the mappings gained (0) plus the reports (0),
+ * or a large number. */
+static size_t
+guard_reuse(void)
+{
+	beamalloc_gpa *g = make(false, false, 0, 1);
+	beamalloc_allocator a = beamalloc_gpa_allocator(g);
+	void *live[64] = { 0 }, *warm[CYCLE];
+	size_t lens[64] = { 0 }, before, after, n = 0;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	uintptr_t lo = UINTPTR_MAX, hi = 0;
+	unsigned r = 1;
+
+	/* Every slot in use once (the rest of the 600 placed as usual);
+	 * the guarded ones end at a page boundary, and span the pool. */
+	for (int k = 0; k < CYCLE; k++) {
+		uintptr_t p = (uintptr_t)(warm[k] = beamalloc_alloc(a, 4000));
+
+		if ((p + 4000) % page == 0) {
+			lo = p < lo ? p : lo;
+			hi = p > hi ? p : hi;
+		}
+	}
+	for (int k = 0; k < CYCLE; k++)
+		beamalloc_free(a, warm[k], 4000);
+	lo -= 2 * page;
+	hi += 2 * page;
+	before = maps_within(lo, hi);
+	for (int i = 0; i < 100000; i++) {
+		size_t j = (size_t)i % 64;
+
+		r = r * 1103515245 + 12345;
+		if (live[j] != NULL)
+			beamalloc_free(a, live[j], lens[j]);
+		lens[j] = 1 + (r >> 8) % 4096;
+		if ((live[j] = beamalloc_alloc(a, lens[j])) == NULL)
+			return 1000;
+		memset(live[j], 7, lens[j]);
+	}
+	after = maps_within(lo, hi);
+	for (size_t j = 0; j < 64; j++)
+		beamalloc_free(a, live[j], lens[j]);
+	for (size_t k = 0; k < sizeof(seen.kind) / sizeof(seen.kind[0]); k++)
+		n += seen.kind[k];
+	if (after != before || before == 0)
+		fprintf(stderr, "maps: %zu lines, then %zu\n", before, after);
+	return (after > before ? after - before : 0) + (before == 0) + n +
+	    beamalloc_gpa_destroy(g);
+}
+
+/* A destroy gives the pages back (none resident after it, 10 of 10),
+ * reports its live guarded blocks as leaks (5), and a new GPA reuses
+ * the slots with no false "write after free" (0). */
+static size_t
+guard_destroy(void)
+{
+	beamalloc_gpa *g = make(false, false, 0, 1);
+	beamalloc_allocator a = beamalloc_gpa_allocator(g);
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), n = 0;
+	unsigned char *p[10];
+
+	for (int i = 0; i < 10; i++)
+		memset(p[i] = beamalloc_alloc(a, 200), 1, 200);
+	for (int i = 0; i < 5; i++)
+		beamalloc_free(a, p[i], 200);
+	beamalloc_gpa_destroy(g);
+	for (int i = 0; i < 10; i++) {
+		unsigned char v = 1;
+
+		if (mincore((void *)((uintptr_t)p[i] & ~(uintptr_t)(page - 1)),
+		    page, &v) != 0)
+			return 1000;
+		n += (v & 1) == 0;
+	}
+	n += seen.kind[BEAMALLOC_REPORT_LEAK];
+	g = make(false, false, 0, 1);
+	a = beamalloc_gpa_allocator(g);
+	for (int k = 0; k < CYCLE; k++)
+		beamalloc_free(a, beamalloc_alloc(a, 200), 200);
+	return n + seen.kind[BEAMALLOC_REPORT_WRITE_AFTER_FREE] +
+	    beamalloc_gpa_destroy(g);
 }
 
 /* Sampled blocks are GPA blocks as any other: leak checks see them. */
@@ -428,7 +561,7 @@ guarded(size_t (*fn)(void), const char *words, const char *what)
 int
 main(void)
 {
-	plan(16);
+	plan(19);
 	counted(overflow_1, RUNS, "canary: 1-byte overflow of a 24 B block, "
 	    "reported at free with its site, of 1000");
 	counted(overflow_16, RUNS, "canary: 16-byte overflow of a 48 B block");
@@ -453,7 +586,13 @@ main(void)
 	    "paths: 10 of 100 blocks of 24 B end at a page boundary");
 	guarded(guard_overflow, "overflow past block", "guard: a 1-byte "
 	    "overflow of a 24 B block faults");
-	guarded(guard_use_after_free, "use after free of block", "guard: a "
-	    "read of a freed block faults");
+	guarded(guard_overflow_16, "overflow past block", "guard: a 16-byte "
+	    "overflow of a 48 B block faults");
+	counted(guard_waf, RUNS, "guard: a write to a freed 48 B block, "
+	    "reported when its slot comes back, of 1000");
+	counted(guard_reuse, 0, "guard: 100000 blocks through the reused "
+	    "slots map nothing more, no report");
+	counted(guard_destroy, 15, "guard: a destroy gives the pages back "
+	    "(10), reports the 5 leaks; no false write after free then");
 	return done_testing();
 }

@@ -6,7 +6,7 @@
  */
 #include <string.h>
 
-#include "gpa.h"
+#include "gpa/gpa.h"
 
 /* Lengths above PTRDIFF_MAX can never be served (pointer differences
  * inside the block would overflow); refuse them before any vtable. */

@@ -1315,5 +1315,5 @@ ba_gpa_native_align(const void *ctx)
 	const struct beamalloc_gpa *g = ctx;
 
 	/* Large blocks take their alignment from the backing. */
-	return beamalloc_native_align(g->backing);
+	return ba_native_align(g->backing);
 }

@@ -36,8 +36,8 @@ ba_gpa_emit(struct beamalloc_gpa *g, const beamalloc_report *r)
  * call site (site[0], if known) is a trace of one frame, and a block that
  * sampling left out says so. */
 void
-ba_gpa_set_traces(const struct beamalloc_gpa *g, beamalloc_report *r, uint32_t atid,
-    uint32_t ftid, const uintptr_t *site)
+ba_gpa_set_traces(const struct beamalloc_gpa *g, beamalloc_report *r,
+    uint32_t atid, uint32_t ftid, const uintptr_t *site)
 {
 	if (atid != 0) {
 		r->alloc_trace = ba_depot_get(g->traces, atid,
@@ -572,7 +572,8 @@ again:
 	}
 	if (tomb == NTHREADS) {
 		if (g->safety)
-			ba_gpa_go_shared(g);	/* every slot taken: many threads */
+			/* every slot taken: many threads */
+			ba_gpa_go_shared(g);
 		return NULL;
 	}
 claim:
@@ -771,13 +772,15 @@ live_slot(struct beamalloc_gpa *g, uintptr_t p,
 	}
 	st = state_get(rec);
 	if (BA_UNLIKELY(st != REC_USED)) {
-		ba_gpa_report_slot(g, st == REC_FREE ? BEAMALLOC_REPORT_DOUBLE_FREE :
+		ba_gpa_report_slot(g, st == REC_FREE ?
+		    BEAMALLOC_REPORT_DOUBLE_FREE :
 		    BEAMALLOC_REPORT_INVALID_FREE, p, w, len, align, ra);
 		return NULL;
 	}
 	if (g->safety && BA_UNLIKELY(!rec_matches(rec, len, align))) {
-		ba_gpa_report_slot(g, ((const struct rec *)(const void *)rec)->len !=
-		    len ? BEAMALLOC_REPORT_SIZE_MISMATCH :
+		ba_gpa_report_slot(g,
+		    ((const struct rec *)(const void *)rec)->len != len ?
+		    BEAMALLOC_REPORT_SIZE_MISMATCH :
 		    BEAMALLOC_REPORT_ALIGN_MISMATCH, p, w, len, align, ra);
 		return NULL;
 	}
@@ -808,8 +811,8 @@ popped_twice(struct beamalloc_gpa *g, unsigned char *p)
 	struct where w;
 
 	if (slab_find(g, (uintptr_t)p, &w))
-		ba_gpa_report_slot(g, BEAMALLOC_REPORT_DOUBLE_FREE, (uintptr_t)p, &w,
-		    0, 0, 0);
+		ba_gpa_report_slot(g, BEAMALLOC_REPORT_DOUBLE_FREE,
+		    (uintptr_t)p, &w, 0, 0, 0);
 }
 
 /* Corruption checks on small blocks (the helpers are in check.c;
@@ -836,8 +839,8 @@ slot_canary(struct beamalloc_gpa *g, unsigned char *p, const struct where *w,
     size_t len, size_t align, uintptr_t ra)
 {
 	if (!ba_chk_canary_ok(g, p, len, (size_t)1 << w->shift))
-		ba_gpa_report_slot(g, BEAMALLOC_REPORT_OVERFLOW, (uintptr_t)p, w, len,
-		    align, ra);
+		ba_gpa_report_slot(g, BEAMALLOC_REPORT_OVERFLOW, (uintptr_t)p,
+		    w, len, align, ra);
 }
 
 /* The general allocation path: exact accounting, traces, memory
@@ -900,8 +903,8 @@ ba_gpa_small_free(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
 		ba_gpa_tc_enter_wait(g, tc);
 		__atomic_store_n(&tc->nblk, tc->nblk - 1, __ATOMIC_RELAXED);
 		ba_gpa_tc_leave_wait(g, tc);
-		if (ba_gpa_quar_hold(g, tc, &(struct ba_qent){ .p = (uintptr_t)p,
-		    .room = (size_t)1 << shift }))
+		if (ba_gpa_quar_hold(g, tc, &(struct ba_qent){
+		    .p = (uintptr_t)p, .room = (size_t)1 << shift }))
 			return;
 		held = true;
 	}
@@ -988,8 +991,8 @@ ba_gpa_free_core(struct beamalloc_gpa *g, void *mem, size_t len, size_t align,
 		slot_canary(g, mem, &w, len, align, ra);
 	/* Another thread's free of the same block got in between. */
 	if (BA_UNLIKELY(!state_release(rec))) {
-		ba_gpa_report_slot(g, BEAMALLOC_REPORT_DOUBLE_FREE, (uintptr_t)mem,
-		    &w, len, align, ra);
+		ba_gpa_report_slot(g, BEAMALLOC_REPORT_DOUBLE_FREE,
+		    (uintptr_t)mem, &w, len, align, ra);
 		return;
 	}
 	if (tc != NULL) {
@@ -1305,7 +1308,8 @@ ba_gpa_vtable_is(const beamalloc_vtable *v)
 		if (v == &ba_gpa_vtables[i])
 			return true;
 	/* One compare, not a loop: every other allocator passes here. */
-	return (uintptr_t)v - (uintptr_t)&ba_gpa_guard_vtables[GPA_VT_GENERAL + 1] <
+	return (uintptr_t)v -
+	    (uintptr_t)&ba_gpa_guard_vtables[GPA_VT_GENERAL + 1] <
 	    sizeof(ba_gpa_guard_vtables) - sizeof(ba_gpa_guard_vtables[0]);
 }
 

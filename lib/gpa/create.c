@@ -340,7 +340,8 @@ beamalloc_gpa_destroy(beamalloc_gpa *g)
 			for (struct mag **m = (struct mag *[]){ tc->loaded[c],
 			    tc->prev[c] }, **e = m + 2; m < e; m++)
 				if (*m != &ba_gpa_no_mag)
-					ba_gpa_backing_put(g, *m, mag_len((*m)->cap));
+					ba_gpa_backing_put(g, *m,
+					    mag_len((*m)->cap));
 		for (size_t i = 0; i < 2; i++)
 			for (struct mag *m = lists[i], *next; m != NULL;
 			    m = next) {

@@ -1,10 +1,11 @@
 /*
  * gpa.h - the general purpose allocator: power-of-two size classes with
  * leak detection and bad-free reports, fast enough to leave switched on.
- * Private to the library.  This header has its data structures, the prototypes its files share (hidden,
- * prefixed ba_gpa_) and the fast paths, which the front-end includes to
- * call the library's own thread-safe GPAs directly, without the indirect
- * call through the vtable (the global GPA is what NIF code calls most).
+ * Private to the library.  This header has its data structures, the
+ * prototypes its files share (hidden, prefixed ba_gpa_) and the fast
+ * paths, which the front-end includes to call the library's own
+ * thread-safe GPAs directly, without the indirect call through the
+ * vtable (the global GPA is what NIF code calls most).
  * The files, by concern: alloc.c (depot, thread caches, credit, small
  * blocks, vtables: the hot group, one unit so it inlines), backing.c,
  * table.c, large.c, quarantine.c, exit.c, leak.c (leaks, trimming),
@@ -82,7 +83,7 @@
 #define NMEMO 2			/* slabs each thread remembers: more cost
 				 * rand10k an L1 miss per free */
 
-/* Traces (gpa_trace.c): a frame-pointer walk, and the stack depot that
+/* Traces (trace.c): a frame-pointer walk, and the stack depot that
  * stores each distinct trace once under a 32-bit id (0: none). */
 struct ba_depot;
 BA_HIDDEN unsigned ba_trace_capture(uintptr_t *out, unsigned depth,
@@ -256,7 +257,7 @@ struct large {
 	uintptr_t ra;
 	uint8_t lalign;
 	uint8_t state;			/* LG_* */
-	uint8_t guard;			/* placed by gpa_guard.c */
+	uint8_t guard;			/* placed by guard.c */
 	uint32_t atid, ftid;		/* trace ids: allocation, first free */
 };
 
@@ -349,12 +350,12 @@ struct beamalloc_gpa {
 	size_t lcap, lused, llive;	/* slots, live + freed, live */
 	size_t lstride;
 
-	/* Decay (gpa_decay.c): trimmed every decay_ms by its thread. */
+	/* Decay (decay.c): trimmed every decay_ms by its thread. */
 	unsigned decay_ms;		/* 0: never; set only if registered */
 	uint64_t decay_last;		/* ms of the last trim, monotonic */
 	struct beamalloc_gpa *decay_next;
 
-	/* Corruption checks (gpa_check.c, gpa_guard.c); any of them on
+	/* Corruption checks (check.c, guard.c); any of them on
 	 * routes the GPA to its general vtable. */
 	bool canary, junk;
 	struct ba_quar *quar;		/* NULL: no quarantine */
@@ -388,14 +389,14 @@ BA_HIDDEN void *ba_gpa_st_late(struct beamalloc_gpa *g, struct tcache *tc,
     void *ret, const void *mem, size_t len, size_t align, uintptr_t ra,
     bool over);
 
-/* Decay: gpa_decay.c keeps the registry and its thread, which calls
- * ba_gpa_decay_trim() (gpa.c) from outside the GPA. */
+/* Decay: decay.c keeps the registry and its thread, which calls
+ * ba_gpa_decay_trim() (leak.c) from outside the GPA. */
 BA_HIDDEN bool ba_gpa_decay_register(struct beamalloc_gpa *g, unsigned ms);
 BA_HIDDEN void ba_gpa_decay_unregister(struct beamalloc_gpa *g);
 BA_HIDDEN void ba_gpa_decay_trim(struct beamalloc_gpa *g);
 
 /* ------------------------------------------------------------------------
- * Corruption checks (gpa_check.c): canaries after a block's requested
+ * Corruption checks (check.c): canaries after a block's requested
  * length, junk in freed and new blocks, a quarantine of freed blocks.
  * The helpers let memory checkers watch through them (g->tools).
  * ---------------------------------------------------------------------- */
@@ -442,7 +443,7 @@ BA_HIDDEN bool ba_quar_pop(struct ba_quar *q, size_t limit,
 BA_HIDDEN size_t ba_quar_limit(const struct ba_quar *q);
 
 /* ------------------------------------------------------------------------
- * Guard pages (gpa_guard.c): a sampled block placed against a PROT_NONE
+ * Guard pages (guard.c): a sampled block placed against a PROT_NONE
  * page, and a SIGSEGV handler that names it.
  * ---------------------------------------------------------------------- */
 
@@ -690,8 +691,8 @@ BA_HIDDEN extern struct tcache ba_gpa_no_tc;	/* no cache yet */
 BA_HIDDEN void
 ba_gpa_emit(struct beamalloc_gpa *g, const beamalloc_report *r);
 BA_HIDDEN void
-ba_gpa_set_traces(const struct beamalloc_gpa *g, beamalloc_report *r, uint32_t atid,
-    uint32_t ftid, const uintptr_t *site);
+ba_gpa_set_traces(const struct beamalloc_gpa *g, beamalloc_report *r,
+    uint32_t atid, uint32_t ftid, const uintptr_t *site);
 BA_HIDDEN void *
 ba_gpa_backing_get(struct beamalloc_gpa *g, size_t len);
 BA_HIDDEN void
@@ -757,19 +758,20 @@ ba_gpa_report_large(struct beamalloc_gpa *g, beamalloc_report_kind kind,
     uintptr_t p, const struct large *l, size_t len, size_t align,
     uintptr_t ra);
 BA_HIDDEN void *
-ba_gpa_large_alloc(struct beamalloc_gpa *g, size_t len, size_t align, uintptr_t ra,
-    bool guard);
+ba_gpa_large_alloc(struct beamalloc_gpa *g, size_t len, size_t align,
+    uintptr_t ra, bool guard);
 BA_HIDDEN void
-ba_gpa_large_free(struct beamalloc_gpa *g, uintptr_t p, size_t len, size_t align,
-    uintptr_t ra);
+ba_gpa_large_free(struct beamalloc_gpa *g, uintptr_t p, size_t len,
+    size_t align, uintptr_t ra);
 BA_HIDDEN void *
-ba_gpa_large_change(struct beamalloc_gpa *g, uintptr_t p, size_t len, size_t align,
-    size_t new_len, bool move, uintptr_t ra);
+ba_gpa_large_change(struct beamalloc_gpa *g, uintptr_t p, size_t len,
+    size_t align, size_t new_len, bool move, uintptr_t ra);
 BA_HIDDEN bool
 ba_gpa_lg_canary(struct beamalloc_gpa *g, const struct large *l,
     union large_copy *copy);
 BA_HIDDEN bool
-ba_gpa_quar_hold(struct beamalloc_gpa *g, struct tcache *tc, const struct ba_qent *e);
+ba_gpa_quar_hold(struct beamalloc_gpa *g, struct tcache *tc,
+    const struct ba_qent *e);
 BA_HIDDEN void
 ba_gpa_quar_drain(struct beamalloc_gpa *g);
 struct leak_snap;			/* leak.c */

@@ -104,8 +104,8 @@ ba_gpa_report_large(struct beamalloc_gpa *g, beamalloc_report_kind kind,
 	if (l != NULL) {
 		r.size = l->len;
 		r.align = (size_t)1 << l->lalign;
-		ba_gpa_set_traces(g, &r, l->atid, l->state == LG_FREED ? l->ftid : 0,
-		    &l->ra);
+		ba_gpa_set_traces(g, &r, l->atid,
+		    l->state == LG_FREED ? l->ftid : 0, &l->ra);
 	}
 	ba_gpa_emit(g, &r);
 }
@@ -135,7 +135,8 @@ lg_live(struct beamalloc_gpa *g, uintptr_t p, size_t len, size_t align,
 	if (l != NULL)
 		memcpy(&copy, l, g->lstride);
 	unlock(g, &g->large_lock);
-	ba_gpa_report_large(g, kind, p, l != NULL ? &copy.l : NULL, len, align, ra);
+	ba_gpa_report_large(g, kind, p, l != NULL ? &copy.l : NULL, len, align,
+	    ra);
 	lock(g, &g->large_lock);
 	return NULL;
 }
@@ -163,8 +164,8 @@ lg_room(const struct beamalloc_gpa *g, size_t len, size_t align, bool guard)
 /* guard: mapped against a guard page (NULL, no report, when that cannot
  * be done: the caller places the block as usual). */
 void *
-ba_gpa_large_alloc(struct beamalloc_gpa *g, size_t len, size_t align, uintptr_t ra,
-    bool guard)
+ba_gpa_large_alloc(struct beamalloc_gpa *g, size_t len, size_t align,
+    uintptr_t ra, bool guard)
 {
 	size_t extra = guard ? 0 : lg_extra(g);
 	uint32_t atid = 0;
@@ -236,8 +237,8 @@ ba_gpa_lg_canary(struct beamalloc_gpa *g, const struct large *l,
 }
 
 void
-ba_gpa_large_free(struct beamalloc_gpa *g, uintptr_t p, size_t len, size_t align,
-    uintptr_t ra)
+ba_gpa_large_free(struct beamalloc_gpa *g, uintptr_t p, size_t len,
+    size_t align, uintptr_t ra)
 {
 	union large_copy copy;
 	struct large *l;
@@ -262,13 +263,14 @@ ba_gpa_large_free(struct beamalloc_gpa *g, uintptr_t p, size_t len, size_t align
 	if (l == NULL)
 		return;
 	if (BA_UNLIKELY(over))
-		ba_gpa_report_large(g, BEAMALLOC_REPORT_OVERFLOW, p, &copy.l, len,
-		    align, ra);
+		ba_gpa_report_large(g, BEAMALLOC_REPORT_OVERFLOW, p, &copy.l,
+		    len, align, ra);
 	if (guard)
 		ba_guard_free((void *)p);
 	else {
 		ba_chk_fill_freed(g, (unsigned char *)p, rlen);
-		if (g->quar == NULL || !ba_gpa_quar_hold(g, NULL, &(struct ba_qent){
+		if (g->quar == NULL ||
+		    !ba_gpa_quar_hold(g, NULL, &(struct ba_qent){
 		    .p = p, .room = rlen + lg_extra(g), .len = rlen,
 		    .lalign = (uint8_t)log2_of(ralign), .large = true }))
 			ba_raw_free(g->backing, (void *)p, rlen + lg_extra(g),
@@ -281,8 +283,8 @@ ba_gpa_large_free(struct beamalloc_gpa *g, uintptr_t p, size_t len, size_t align
 /* resize (move false) or remap (move true) of a large block.  All under
  * the lock: nobody may see the block half-changed. */
 void *
-ba_gpa_large_change(struct beamalloc_gpa *g, uintptr_t p, size_t len, size_t align,
-    size_t new_len, bool move, uintptr_t ra)
+ba_gpa_large_change(struct beamalloc_gpa *g, uintptr_t p, size_t len,
+    size_t align, size_t new_len, bool move, uintptr_t ra)
 {
 	union large_copy copy, bad;
 	struct large *l;
@@ -337,7 +339,7 @@ ba_gpa_large_change(struct beamalloc_gpa *g, uintptr_t p, size_t len, size_t ali
 out:
 	unlock(g, &g->large_lock);
 	if (BA_UNLIKELY(over))
-		ba_gpa_report_large(g, BEAMALLOC_REPORT_OVERFLOW, p, &bad.l, len,
-		    align, ra);
+		ba_gpa_report_large(g, BEAMALLOC_REPORT_OVERFLOW, p, &bad.l,
+		    len, align, ra);
 	return q;
 }

@@ -169,8 +169,8 @@ leaks_large(struct beamalloc_gpa *g, struct leak_snap *sn)
 			return n;
 		i--;
 		n++;
-		ba_gpa_report_large(g, BEAMALLOC_REPORT_LEAK, copy.l.addr, &copy.l, 0,
-		    0, 0);
+		ba_gpa_report_large(g, BEAMALLOC_REPORT_LEAK, copy.l.addr,
+		    &copy.l, 0, 0, 0);
 	}
 }
 
@@ -188,17 +188,17 @@ leaks_report(struct beamalloc_gpa *g, struct leak_snap *sn)
 		if (!slab_find(g, p, &w))
 			continue;
 		if (sn->small[k] & 1)
-			ba_gpa_report_slot(g, BEAMALLOC_REPORT_OVERFLOW, p, &w, 0, 0,
-			    0);
+			ba_gpa_report_slot(g, BEAMALLOC_REPORT_OVERFLOW, p, &w,
+			    0, 0, 0);
 		leak_slot(g, slab_of(w.recs), (p - w.base) >> w.shift);
 	}
 	for (size_t k = 0; k < sn->nl; k++) {
 		memcpy(&copy, sn->large + k * g->lstride, g->lstride);
 		if (copy.l.state == LG_OVERFLOWED)
-			ba_gpa_report_large(g, BEAMALLOC_REPORT_OVERFLOW, copy.l.addr,
-			    &copy.l, 0, 0, 0);
-		ba_gpa_report_large(g, BEAMALLOC_REPORT_LEAK, copy.l.addr, &copy.l, 0,
-		    0, 0);
+			ba_gpa_report_large(g, BEAMALLOC_REPORT_OVERFLOW,
+			    copy.l.addr, &copy.l, 0, 0, 0);
+		ba_gpa_report_large(g, BEAMALLOC_REPORT_LEAK, copy.l.addr,
+		    &copy.l, 0, 0, 0);
 	}
 	if (sn->small != NULL)
 		ba_raw_free(g->backing, sn->small, sn->scap *
@@ -252,9 +252,9 @@ barrier_all(struct beamalloc_gpa *g)
 }
 
 /* A second thread uses a GPA with safety: from now on every free claims
- * its slot atomically.  Store, barrier, load, as in ba_gpa_steal_idle(): after the
- * barrier, a fast free that read shared clear still shows busy, and is
- * waited for; any later one reads it set.  Without membarrier(2) a GPA
+ * its slot atomically.  Store, barrier, load, as in ba_gpa_steal_idle():
+ * after the barrier, a fast free that read shared clear still shows
+ * busy, and is waited for; any later one reads it set.  Without membarrier(2) a GPA
  * is shared from the start (beamalloc_gpa_create()).  No lock is held
  * while waiting: a busy general path may need any of them. */
 void

@@ -39,7 +39,8 @@ quar_release(struct beamalloc_gpa *g, struct tcache *tc,
 			if (found)
 				memcpy(&copy, l, g->lstride);
 			unlock(g, &g->large_lock);
-			ba_gpa_report_large(g, BEAMALLOC_REPORT_WRITE_AFTER_FREE, e->p,
+			ba_gpa_report_large(g,
+			    BEAMALLOC_REPORT_WRITE_AFTER_FREE, e->p,
 			    found ? &copy.l : NULL, 0, 0, 0);
 		}
 		ba_raw_free(g->backing, p, e->room, (size_t)1 << e->lalign, 0);
@@ -48,8 +49,8 @@ quar_release(struct beamalloc_gpa *g, struct tcache *tc,
 	if (!slab_find(g, e->p, &w))
 		return;			/* never: the slab holds it */
 	if (!ba_chk_freed_ok(g, p, e->room)) {
-		ba_gpa_report_slot(g, BEAMALLOC_REPORT_WRITE_AFTER_FREE, e->p, &w, 0,
-		    0, 0);
+		ba_gpa_report_slot(g, BEAMALLOC_REPORT_WRITE_AFTER_FREE, e->p,
+		    &w, 0, 0, 0);
 		/* Reported once: not again when the slot is handed out. */
 		ba_chk_fill_freed(g, p, e->room);
 		if (g->tools)
@@ -58,7 +59,8 @@ quar_release(struct beamalloc_gpa *g, struct tcache *tc,
 	rec = w.recs + (((e->p - w.base) >> w.shift) << g->rec_shift);
 	if (tc == NULL && (tc = tcache_of(g)) == NULL &&
 	    (tc = ba_gpa_tcache_slow(g)) == NULL) {
-		/* As in ba_gpa_free_core(): no cache of its own, the shared one. */
+		/* As in ba_gpa_free_core(): no cache of its own, the shared
+		 * one. */
 		pthread_mutex_lock(&g->shared_lock);
 		if (g->tc0 == NULL)
 			g->tc0 = ba_gpa_tcache_new(g);
@@ -74,7 +76,8 @@ quar_release(struct beamalloc_gpa *g, struct tcache *tc,
  * there is no room to hold it (the caller releases it now).  The
  * entries let go go to tc (NULL: the caller's cache). */
 bool
-ba_gpa_quar_hold(struct beamalloc_gpa *g, struct tcache *tc, const struct ba_qent *e)
+ba_gpa_quar_hold(struct beamalloc_gpa *g, struct tcache *tc,
+    const struct ba_qent *e)
 {
 	struct ba_qent out;
 

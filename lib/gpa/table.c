@@ -20,7 +20,8 @@
 struct stab *
 ba_gpa_stab_new(struct beamalloc_gpa *g, size_t cap)
 {
-	struct stab *t = ba_gpa_meta_zalloc(g, sizeof(*t) + cap * sizeof(t->e[0]));
+	struct stab *t = ba_gpa_meta_zalloc(g,
+	    sizeof(*t) + cap * sizeof(t->e[0]));
 
 	if (t != NULL) {
 		t->mask = cap - 1;

@@ -679,6 +679,7 @@ rec_matches(const unsigned char *rec, size_t len, size_t align)
  * the small helpers they all inline
  * ---------------------------------------------------------------------- */
 
+/* A slab found by address: slab_find()'s answer. */
 struct where {
 	uintptr_t base;
 	unsigned shift;
@@ -688,105 +689,86 @@ struct where {
 BA_HIDDEN extern struct mag ba_gpa_no_mag;	/* the empty magazine */
 BA_HIDDEN extern struct tcache ba_gpa_no_tc;	/* no cache yet */
 
-BA_HIDDEN void
-ba_gpa_emit(struct beamalloc_gpa *g, const beamalloc_report *r);
-BA_HIDDEN void
-ba_gpa_set_traces(const struct beamalloc_gpa *g, beamalloc_report *r,
-    uint32_t atid, uint32_t ftid, const uintptr_t *site);
-BA_HIDDEN void *
-ba_gpa_backing_get(struct beamalloc_gpa *g, size_t len);
-BA_HIDDEN void
-ba_gpa_backing_put(struct beamalloc_gpa *g, void *p, size_t len);
-BA_HIDDEN struct region *
-ba_gpa_region_new(struct beamalloc_gpa *g);
-BA_HIDDEN void
-ba_gpa_region_free(struct beamalloc_gpa *g, struct region *r);
-BA_HIDDEN void *
-ba_gpa_meta_zalloc(struct beamalloc_gpa *g, size_t len);
-BA_HIDDEN struct stab *
-ba_gpa_stab_new(struct beamalloc_gpa *g, size_t cap);
-BA_HIDDEN struct slab *
-ba_gpa_slab_new(struct beamalloc_gpa *g, size_t c);
-BA_HIDDEN size_t
-ba_gpa_slab_release(struct beamalloc_gpa *g, struct slab *s);
-BA_HIDDEN size_t
-ba_gpa_depot_trim(struct beamalloc_gpa *g, size_t c, size_t keep);
-BA_HIDDEN size_t
-ba_gpa_trim_next(const struct depot *d, size_t c);
-BA_HIDDEN void
-ba_gpa_tc_give(struct beamalloc_gpa *g, struct tcache *tc, size_t c);
-BA_HIDDEN void
-ba_gpa_tc_drain(struct beamalloc_gpa *g, struct tcache *tc, size_t c);
-BA_HIDDEN ptrdiff_t
-ba_gpa_tc_blocks(const struct tcache *tc);
-BA_HIDDEN struct tcache *
-ba_gpa_tcache_new(struct beamalloc_gpa *g);
-BA_HIDDEN struct tcache *
-ba_gpa_tcache_slow(struct beamalloc_gpa *g);
-BA_HIDDEN void
-ba_gpa_tc_enter_wait(struct beamalloc_gpa *g, struct tcache *tc);
-BA_HIDDEN void
-ba_gpa_tc_leave_wait(struct beamalloc_gpa *g, struct tcache *tc);
-BA_HIDDEN void
-ba_gpa_reg_add(struct beamalloc_gpa *g);
-BA_HIDDEN void
-ba_gpa_reg_remove(struct beamalloc_gpa *g);
-BA_HIDDEN void
-ba_gpa_exit_note(struct beamalloc_gpa *g, size_t i);
-BA_HIDDEN void
-ba_gpa_settle(struct beamalloc_gpa *g, struct tcache *tc);
-BA_HIDDEN bool
-ba_gpa_charge_exact(struct beamalloc_gpa *g, ptrdiff_t bytes, ptrdiff_t blocks);
-BA_HIDDEN void
-ba_gpa_describe_slot(const struct beamalloc_gpa *g, beamalloc_report *r,
-    const unsigned char *recs, const uint32_t *ftids, unsigned shift,
-    size_t i, uintptr_t *site);
-BA_HIDDEN void
-ba_gpa_report_slot(struct beamalloc_gpa *g, beamalloc_report_kind kind,
-    uintptr_t p, const struct where *w, size_t len,
+/* alloc.c: reports, depot, thread caches, credit, small blocks */
+BA_HIDDEN void ba_gpa_emit(struct beamalloc_gpa *g, const beamalloc_report *r);
+BA_HIDDEN void ba_gpa_set_traces(const struct beamalloc_gpa *g,
+    beamalloc_report *r, uint32_t atid, uint32_t ftid, const uintptr_t *site);
+BA_HIDDEN size_t ba_gpa_depot_trim(struct beamalloc_gpa *g, size_t c,
+    size_t keep);
+BA_HIDDEN size_t ba_gpa_trim_next(const struct depot *d, size_t c);
+BA_HIDDEN void ba_gpa_tc_give(struct beamalloc_gpa *g, struct tcache *tc,
+    size_t c);
+BA_HIDDEN void ba_gpa_tc_drain(struct beamalloc_gpa *g, struct tcache *tc,
+    size_t c);
+BA_HIDDEN ptrdiff_t ba_gpa_tc_blocks(const struct tcache *tc);
+BA_HIDDEN struct tcache *ba_gpa_tcache_new(struct beamalloc_gpa *g);
+BA_HIDDEN struct tcache *ba_gpa_tcache_slow(struct beamalloc_gpa *g);
+BA_HIDDEN void ba_gpa_tc_enter_wait(struct beamalloc_gpa *g, struct tcache *tc);
+BA_HIDDEN void ba_gpa_tc_leave_wait(struct beamalloc_gpa *g, struct tcache *tc);
+BA_HIDDEN void ba_gpa_settle(struct beamalloc_gpa *g, struct tcache *tc);
+BA_HIDDEN bool ba_gpa_charge_exact(struct beamalloc_gpa *g, ptrdiff_t bytes,
+    ptrdiff_t blocks);
+BA_HIDDEN void ba_gpa_describe_slot(const struct beamalloc_gpa *g,
+    beamalloc_report *r, const unsigned char *recs, const uint32_t *ftids,
+    unsigned shift, size_t i, uintptr_t *site);
+BA_HIDDEN void ba_gpa_report_slot(struct beamalloc_gpa *g,
+    beamalloc_report_kind kind, uintptr_t p, const struct where *w, size_t len,
     size_t align, uintptr_t ra);
-BA_HIDDEN void
-ba_gpa_small_free(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
-    unsigned char *rec, unsigned shift, size_t len, uintptr_t ra);
-BA_HIDDEN __attribute__((noinline)) void
-ba_gpa_slot_push_held(struct beamalloc_gpa *g, struct tcache *tc,
-    unsigned char *p, unsigned char *rec, unsigned shift);
-BA_HIDDEN struct large *
-ba_gpa_lg_find(struct beamalloc_gpa *g, uintptr_t addr);
-BA_HIDDEN void
-ba_gpa_report_large(struct beamalloc_gpa *g, beamalloc_report_kind kind,
-    uintptr_t p, const struct large *l, size_t len, size_t align,
+BA_HIDDEN void ba_gpa_small_free(struct beamalloc_gpa *g, struct tcache *tc,
+    unsigned char *p, unsigned char *rec, unsigned shift, size_t len,
     uintptr_t ra);
-BA_HIDDEN void *
-ba_gpa_large_alloc(struct beamalloc_gpa *g, size_t len, size_t align,
-    uintptr_t ra, bool guard);
-BA_HIDDEN void
-ba_gpa_large_free(struct beamalloc_gpa *g, uintptr_t p, size_t len,
+BA_HIDDEN void ba_gpa_slot_push_held(struct beamalloc_gpa *g,
+    struct tcache *tc, unsigned char *p, unsigned char *rec, unsigned shift);
+BA_HIDDEN void ba_gpa_free_core(struct beamalloc_gpa *g, void *mem, size_t len,
     size_t align, uintptr_t ra);
-BA_HIDDEN void *
-ba_gpa_large_change(struct beamalloc_gpa *g, uintptr_t p, size_t len,
-    size_t align, size_t new_len, bool move, uintptr_t ra);
-BA_HIDDEN bool
-ba_gpa_lg_canary(struct beamalloc_gpa *g, const struct large *l,
-    union large_copy *copy);
-BA_HIDDEN bool
-ba_gpa_quar_hold(struct beamalloc_gpa *g, struct tcache *tc,
-    const struct ba_qent *e);
-BA_HIDDEN void
-ba_gpa_quar_drain(struct beamalloc_gpa *g);
-struct leak_snap;			/* leak.c */
-BA_HIDDEN size_t
-ba_gpa_leaks_small(struct beamalloc_gpa *g, struct leak_snap *sn);
-BA_HIDDEN int
-ba_gpa_membarrier_cmd(void);
-BA_HIDDEN void
-ba_gpa_go_shared(struct beamalloc_gpa *g);
-BA_HIDDEN void
-ba_gpa_steal_idle(struct beamalloc_gpa *g, struct tcache *mine);
-BA_HIDDEN void
-ba_gpa_free_core(struct beamalloc_gpa *g, void *mem, size_t len, size_t align,
-    uintptr_t ra);
 
+/* backing.c: regions and metadata */
+BA_HIDDEN void *ba_gpa_backing_get(struct beamalloc_gpa *g, size_t len);
+BA_HIDDEN void ba_gpa_backing_put(struct beamalloc_gpa *g, void *p, size_t len);
+BA_HIDDEN struct region *ba_gpa_region_new(struct beamalloc_gpa *g);
+BA_HIDDEN void ba_gpa_region_free(struct beamalloc_gpa *g, struct region *r);
+BA_HIDDEN void *ba_gpa_meta_zalloc(struct beamalloc_gpa *g, size_t len);
+
+/* table.c: the slab table */
+BA_HIDDEN struct stab *ba_gpa_stab_new(struct beamalloc_gpa *g, size_t cap);
+BA_HIDDEN struct slab *ba_gpa_slab_new(struct beamalloc_gpa *g, size_t c);
+BA_HIDDEN size_t ba_gpa_slab_release(struct beamalloc_gpa *g, struct slab *s);
+
+/* exit.c: the registry of thread-safe GPAs, thread exit */
+BA_HIDDEN void ba_gpa_reg_add(struct beamalloc_gpa *g);
+BA_HIDDEN void ba_gpa_reg_remove(struct beamalloc_gpa *g);
+BA_HIDDEN void ba_gpa_exit_note(struct beamalloc_gpa *g, size_t i);
+
+/* large.c: large blocks */
+BA_HIDDEN struct large *ba_gpa_lg_find(struct beamalloc_gpa *g, uintptr_t addr);
+BA_HIDDEN void ba_gpa_report_large(struct beamalloc_gpa *g,
+    beamalloc_report_kind kind, uintptr_t p, const struct large *l, size_t len,
+    size_t align, uintptr_t ra);
+BA_HIDDEN void *ba_gpa_large_alloc(struct beamalloc_gpa *g, size_t len,
+    size_t align, uintptr_t ra, bool guard);
+BA_HIDDEN void ba_gpa_large_free(struct beamalloc_gpa *g, uintptr_t p,
+    size_t len, size_t align, uintptr_t ra);
+BA_HIDDEN void *ba_gpa_large_change(struct beamalloc_gpa *g, uintptr_t p,
+    size_t len, size_t align, size_t new_len, bool move, uintptr_t ra);
+BA_HIDDEN bool ba_gpa_lg_canary(struct beamalloc_gpa *g, const struct large *l,
+    union large_copy *copy);
+
+/* quarantine.c: quarantine */
+BA_HIDDEN bool ba_gpa_quar_hold(struct beamalloc_gpa *g, struct tcache *tc,
+    const struct ba_qent *e);
+BA_HIDDEN void ba_gpa_quar_drain(struct beamalloc_gpa *g);
+
+/* leak.c: leak detection, trimming */
+struct leak_snap;
+BA_HIDDEN size_t ba_gpa_leaks_small(struct beamalloc_gpa *g,
+    struct leak_snap *sn);
+BA_HIDDEN int ba_gpa_membarrier_cmd(void);
+BA_HIDDEN void ba_gpa_go_shared(struct beamalloc_gpa *g);
+BA_HIDDEN void ba_gpa_steal_idle(struct beamalloc_gpa *g, struct tcache *mine);
+
+/* The helpers every file inlines: size class, locks, sampling, the slab
+ * table's lookup, the calling thread's cache, the credit, large-block
+ * records. */
 static inline size_t
 class_of(size_t len, size_t align)
 {

@@ -203,7 +203,7 @@ const beamalloc_vtable ba_arena_vtable = {
 beamalloc_arena *
 beamalloc_arena_create(beamalloc_allocator backing)
 {
-	size_t align = ba_min(beamalloc_native_align(backing),
+	size_t align = ba_min(ba_native_align(backing),
 	    MAX_CHUNK_ALIGN);
 	struct chunk *c;
 	beamalloc_arena *a;

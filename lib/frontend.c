@@ -6,7 +6,7 @@
  */
 #include <string.h>
 
-#include "gpa.h"
+#include "gpa/gpa.h"
 
 /* Lengths above PTRDIFF_MAX can never be served (pointer differences
  * inside the block would overflow); refuse them before any vtable. */
@@ -268,20 +268,5 @@ ba_no_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 size_t
 beamalloc_native_align(beamalloc_allocator a)
 {
-	if (a.vtable == &ba_base_vtable)
-		return ba_base_native_align(a.ctx);
-	/* The arena and the fixed buffer place blocks themselves: any
-	 * alignment costs them only padding, never a header. */
-	if (a.vtable == &ba_wide_vtable || a.vtable == &ba_arena_vtable ||
-	    a.vtable == &ba_fixed_vtable)
-		return (size_t)1 << (sizeof(size_t) * 8 - 1);
-	if (ba_gpa_vtable_is(a.vtable))
-		return ba_gpa_native_align(a.ctx);
-	/* Wrappers: their backing is the first member of their ctx.  The
-	 * stack fallback's buffer serves any alignment, its backing may not. */
-	if (a.vtable == &ba_failing_vtable || a.vtable == &ba_locked_vtable ||
-	    a.vtable == &ba_logging_vtable || a.vtable == &ba_stackfb_vtable)
-		return beamalloc_native_align(
-		    *(const beamalloc_allocator *)a.ctx);
-	return BEAMALLOC_MIN_ALIGN;
+	return ba_native_align(a);
 }

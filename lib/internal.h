@@ -123,7 +123,9 @@ BA_HIDDEN void ba_print_trace(FILE *f, const char *title, const uintptr_t *t,
  * _exit(), which runs no destructor). */
 BA_HIDDEN void ba_symbols_release(void);
 
-/* Allocators whose native alignment beamalloc_native_align() knows. */
+/* native.c: beamalloc_native_align() for the allocators below the
+ * front-end (a backing's alignment), and the allocators it knows. */
+BA_HIDDEN size_t ba_native_align(beamalloc_allocator a);
 BA_HIDDEN extern const beamalloc_vtable ba_base_vtable;	/* base.c */
 BA_HIDDEN extern const beamalloc_vtable ba_wide_vtable;	/* wide.c */
 BA_HIDDEN extern const beamalloc_allocator ba_beam_allocator; /* base.c */
@@ -136,8 +138,8 @@ BA_HIDDEN extern const beamalloc_vtable ba_pool_vtable;	/* pool.c */
 BA_HIDDEN extern const beamalloc_vtable ba_stackfb_vtable; /* stackfb.c */
 BA_HIDDEN extern const beamalloc_vtable ba_locked_vtable;	/* locked.c */
 BA_HIDDEN extern const beamalloc_vtable ba_logging_vtable; /* logging.c */
-BA_HIDDEN bool ba_gpa_vtable_is(const beamalloc_vtable *v);	/* gpa.c */
-BA_HIDDEN size_t ba_gpa_native_align(const void *ctx);	/* gpa.c */
+BA_HIDDEN bool ba_gpa_vtable_is(const beamalloc_vtable *v); /* gpa/alloc.c */
+BA_HIDDEN size_t ba_gpa_native_align(const void *ctx); /* gpa/alloc.c */
 
 /* The zero-length pointer of the front-end: non-NULL, aligned, never
  * dereferenced (Zig's alignBackward(maxInt(usize), align)). */

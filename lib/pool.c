@@ -285,7 +285,7 @@ beamalloc_pool_create(beamalloc_allocator backing, size_t item_size,
 	pool->place_align = place;
 	pool->stride = ba_align_forward(ba_max(item_size, sizeof(void *)),
 	    place);
-	pool->chunk_align = ba_min(beamalloc_native_align(backing),
+	pool->chunk_align = ba_min(ba_native_align(backing),
 	    MAX_CHUNK_ALIGN);
 	pool->growable = growable;
 	if (preheat > 0 && new_chunk(pool, preheat, ra) == NULL) {

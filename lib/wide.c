@@ -196,7 +196,7 @@ verdict(const struct entry *e, const beamalloc_allocator *b, size_t len,
 static inline size_t
 native_of(const beamalloc_allocator *b)
 {
-	return beamalloc_native_align(*b);
+	return ba_native_align(*b);
 }
 
 static inline bool

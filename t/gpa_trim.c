@@ -223,7 +223,7 @@ worker(void *arg)
 }
 
 /* The GPA empties other threads' caches only where membarrier(2) can
- * order them (see steal_idle() in lib/gpa.c). */
+ * order them (see ba_gpa_steal_idle() in lib/gpa/leak.c). */
 static bool
 can_steal(void)
 {

@@ -1013,7 +1013,7 @@ failing_close(struct run *r)
  * backing itself (exact backing bytes; large blocks then serve only 8),
  * every bad free exercised.  "gpa_ts": safety off, thread-safe, over wide
  * on the strict backing, with a memory limit most of the time. */
-#define GPA_SMALL_MAX ((size_t)16384)	/* documented in gpa.c */
+#define GPA_SMALL_MAX ((size_t)16384)	/* documented in lib/gpa/gpa.h */
 
 static void
 gpa_open_with(struct run *r, bool safety, bool thread_safe)

@@ -1,9 +1,59 @@
 /*
- * gpa.h - the general purpose allocator's data structures and its fast
- * paths, private to the library.  gpa.c has everything else; the
- * front-end includes this to call the fast paths of the library's own
- * thread-safe GPAs directly, without the indirect call through the vtable
- * (the global GPA is what NIF code calls most).
+ * gpa.h - the general purpose allocator: size classes (four per power of
+ * two) with leak detection and bad-free reports, fast enough to leave
+ * switched on.
+ * Private to the library.  This header has its data structures, the
+ * prototypes its files share (hidden, prefixed ba_gpa_) and the fast
+ * paths, which the front-end includes to call the library's own
+ * thread-safe GPAs directly, without the indirect call through the
+ * vtable (the global GPA is what NIF code calls most).
+ * The files, by concern: alloc.c (depot, thread caches, credit, small
+ * blocks, vtables: the hot group, one unit so it inlines), backing.c,
+ * table.c, large.c, quarantine.c, exit.c, leak.c (leaks, trimming),
+ * create.c, global.c, and check.c, guard.c, trace.c, decay.c.
+ *
+ * Small blocks (up to 16 KiB, alignment included) live in 64 KiB slabs
+ * aligned to 64 KiB, carved from regions taken from the backing
+ * allocator (the backing only needs to give 8-byte alignment; a region's
+ * unaligned head and tail become metadata space).  Every slot has a
+ * record out of band, in the slab's metadata: a state byte (new, used,
+ * freed) and, with safety on, the requested length, alignment and call
+ * site.  A hash table maps a slab's address to its records, so a free
+ * finds its slot in O(1) and a pointer the GPA never gave out finds
+ * nothing.  Larger or more aligned blocks come straight from the backing
+ * allocator and are kept in a second hash table.
+ *
+ * Speed: each thread has a cache, found without thread-local storage
+ * from the thread pointer, holding two magazines per size class (stacks
+ * of free slots and their records, never written into the free blocks
+ * themselves).  Magazines are traded whole with a per-class depot under a
+ * lock (Bonwick's design), so the lock is rare.  The state byte makes
+ * leak detection exact whatever sits in caches (cached slots are freed,
+ * not live) and catches a double free even with safety off.  GPAs with
+ * no traces, no memory limit and no memory checker watching get
+ * specialized vtables whose functions do only this:
+ *
+ *   alloc:  class -> thread cache -> pop {slot, record} -> record = used
+ *   free:   thread cache -> slab (a memo of recent ones, else the
+ *           table) -> record: used? (and right length and alignment)
+ *           -> freed -> push
+ *
+ * and hand anything else (an empty or full magazine, a large block, a
+ * bad free, a thread without its own cache) to the general functions.
+ *
+ * Memory goes back to the backing when it is no longer needed.  A thread
+ * cache holds about TC_BYTES of free slots at most (its slow paths hand
+ * the excess to the depot, spare magazines first).  A depot grown by as
+ * much as it held at its last trim, or that must (or likely does) hold
+ * many whole slabs, is trimmed: it counts its free
+ * slots per slab, and a slab whose slots are all there is taken out of
+ * its magazines, out of the table and given back with its records; a
+ * region whose slabs are all given back goes back too (one slab still
+ * in use keeps its region).  A thread remembers the slabs it freed into
+ * (the memo) with the GPA's epoch, which every release advances, so a
+ * slab's address may come back for another class.  A leak check trims
+ * everything: it also empties the caches of threads not inside the GPA
+ * at the time (ba_gpa_steal_idle()).
  */
 #ifndef BEAMALLOC_GPA_H
 #define BEAMALLOC_GPA_H
@@ -40,7 +90,7 @@
 #define NMEMO 2			/* slabs each thread remembers: more cost
 				 * rand10k an L1 miss per free */
 
-/* Traces (gpa_trace.c): a frame-pointer walk, and the stack depot that
+/* Traces (trace.c): a frame-pointer walk, and the stack depot that
  * stores each distinct trace once under a 32-bit id (0: none). */
 struct ba_depot;
 BA_HIDDEN unsigned ba_trace_capture(uintptr_t *out, unsigned depth,
@@ -222,7 +272,7 @@ struct large {
 	uintptr_t ra;
 	uint8_t lalign;
 	uint8_t state;			/* LG_* */
-	uint8_t guard;			/* placed by gpa_guard.c */
+	uint8_t guard;			/* placed by guard.c */
 	uint32_t atid, ftid;		/* trace ids: allocation, first free */
 };
 
@@ -315,12 +365,12 @@ struct beamalloc_gpa {
 	size_t lcap, lused, llive;	/* slots, live + freed, live */
 	size_t lstride;
 
-	/* Decay (gpa_decay.c): trimmed every decay_ms by its thread. */
+	/* Decay (decay.c): trimmed every decay_ms by its thread. */
 	unsigned decay_ms;		/* 0: never; set only if registered */
 	uint64_t decay_last;		/* ms of the last trim, monotonic */
 	struct beamalloc_gpa *decay_next;
 
-	/* Corruption checks (gpa_check.c, gpa_guard.c); any of them on
+	/* Corruption checks (check.c, guard.c); any of them on
 	 * routes the GPA to its general vtable. */
 	bool canary, junk;
 	struct ba_quar *quar;		/* NULL: no quarantine */
@@ -338,8 +388,9 @@ enum { GPA_VT_GENERAL, GPA_VT_ST, GPA_VT_ST_SAFE, GPA_VT_TS, GPA_VT_TS_SAFE,
     GPA_VT_SAMPLED, GPA_VT_GUARD = GPA_VT_SAMPLED + 4,
     GPA_NVT = GPA_VT_GUARD + 4 };
 BA_HIDDEN extern const beamalloc_vtable ba_gpa_vtables[GPA_NVT];
+/* The fast ones with guarded sampling, in the same order. */
 
-/* The general paths and the fast paths' slow ends (gpa.c). */
+/* The general paths and the fast paths' slow ends (alloc.c). */
 BA_HIDDEN void *ba_gpa_alloc(void *ctx, size_t len, size_t align,
     uintptr_t ra);
 BA_HIDDEN void ba_gpa_free(void *ctx, void *mem, size_t len, size_t align,
@@ -352,14 +403,14 @@ BA_HIDDEN void *ba_gpa_st_late(struct beamalloc_gpa *g, struct tcache *tc,
     void *ret, const void *mem, size_t len, size_t align, uintptr_t ra,
     bool over);
 
-/* Decay: gpa_decay.c keeps the registry and its thread, which calls
- * ba_gpa_decay_trim() (gpa.c) from outside the GPA. */
+/* Decay: decay.c keeps the registry and its thread, which calls
+ * ba_gpa_decay_trim() (leak.c) from outside the GPA. */
 BA_HIDDEN bool ba_gpa_decay_register(struct beamalloc_gpa *g, unsigned ms);
 BA_HIDDEN void ba_gpa_decay_unregister(struct beamalloc_gpa *g);
 BA_HIDDEN void ba_gpa_decay_trim(struct beamalloc_gpa *g);
 
 /* ------------------------------------------------------------------------
- * Corruption checks (gpa_check.c): canaries after a block's requested
+ * Corruption checks (check.c): canaries after a block's requested
  * length, junk in freed and new blocks, a quarantine of freed blocks.
  * The helpers let memory checkers watch through them (g->tools).
  * ---------------------------------------------------------------------- */
@@ -406,7 +457,7 @@ BA_HIDDEN bool ba_quar_pop(struct ba_quar *q, size_t limit,
 BA_HIDDEN size_t ba_quar_limit(const struct ba_quar *q);
 
 /* ------------------------------------------------------------------------
- * Guard pages (gpa_guard.c): a sampled block placed against a PROT_NONE
+ * Guard pages (guard.c): a sampled block placed against a PROT_NONE
  * page, and a SIGSEGV handler that names it.
  * ---------------------------------------------------------------------- */
 
@@ -679,6 +730,250 @@ rec_matches(const unsigned char *rec, size_t len, size_t align)
 	const struct rec *sr = (const void *)rec;
 
 	return sr->len == len && sr->lalign == log2_of(align);
+}
+
+/* ------------------------------------------------------------------------
+ * Shared between the GPA's files: what one defines and others call, and
+ * the small helpers they all inline
+ * ---------------------------------------------------------------------- */
+
+/* A slab found by address: slab_find()'s answer. */
+struct where {
+	uintptr_t base;
+	size_t cls;
+	unsigned char *recs;
+};
+
+BA_HIDDEN extern struct mag ba_gpa_no_mag;	/* the empty magazine */
+BA_HIDDEN extern struct tcache ba_gpa_no_tc;	/* no cache yet */
+
+/* alloc.c: reports, depot, thread caches, credit, small blocks */
+BA_HIDDEN void ba_gpa_emit(struct beamalloc_gpa *g, const beamalloc_report *r);
+BA_HIDDEN void ba_gpa_set_traces(const struct beamalloc_gpa *g,
+    beamalloc_report *r, uint32_t atid, uint32_t ftid, const uintptr_t *site);
+BA_HIDDEN size_t ba_gpa_depot_empties(struct beamalloc_gpa *g,
+    struct depot *d, size_t keep);
+BA_HIDDEN size_t ba_gpa_depot_trim(struct beamalloc_gpa *g, size_t c,
+    size_t keep);
+BA_HIDDEN size_t ba_gpa_trim_next(const struct depot *d, size_t c);
+BA_HIDDEN void ba_gpa_tc_give(struct beamalloc_gpa *g, struct tcache *tc,
+    size_t c);
+BA_HIDDEN void ba_gpa_tc_drain(struct beamalloc_gpa *g, struct tcache *tc,
+    size_t c);
+BA_HIDDEN ptrdiff_t ba_gpa_tc_blocks(const struct tcache *tc);
+BA_HIDDEN struct tcache *ba_gpa_tcache_new(struct beamalloc_gpa *g);
+BA_HIDDEN struct tcache *ba_gpa_tcache_slow(struct beamalloc_gpa *g);
+BA_HIDDEN void ba_gpa_tc_enter_wait(struct beamalloc_gpa *g, struct tcache *tc);
+BA_HIDDEN void ba_gpa_tc_leave_wait(struct beamalloc_gpa *g, struct tcache *tc);
+BA_HIDDEN void ba_gpa_settle(struct beamalloc_gpa *g, struct tcache *tc);
+BA_HIDDEN bool ba_gpa_charge_exact(struct beamalloc_gpa *g, ptrdiff_t bytes,
+    ptrdiff_t blocks);
+BA_HIDDEN void ba_gpa_describe_slot(const struct beamalloc_gpa *g,
+    beamalloc_report *r, const unsigned char *recs, const uint32_t *ftids,
+    size_t c, size_t i, uintptr_t *site);
+BA_HIDDEN void ba_gpa_report_slot(struct beamalloc_gpa *g,
+    beamalloc_report_kind kind, uintptr_t p, const struct where *w, size_t len,
+    size_t align, uintptr_t ra);
+BA_HIDDEN void ba_gpa_small_free(struct beamalloc_gpa *g, struct tcache *tc,
+    unsigned char *p, unsigned char *rec, size_t c, size_t len,
+    uintptr_t ra);
+BA_HIDDEN void ba_gpa_slot_push_held(struct beamalloc_gpa *g,
+    struct tcache *tc, unsigned char *p, unsigned char *rec, size_t c);
+BA_HIDDEN void ba_gpa_free_core(struct beamalloc_gpa *g, void *mem, size_t len,
+    size_t align, uintptr_t ra);
+
+/* backing.c: regions and metadata */
+BA_HIDDEN void *ba_gpa_backing_get(struct beamalloc_gpa *g, size_t len);
+BA_HIDDEN void ba_gpa_backing_put(struct beamalloc_gpa *g, void *p, size_t len);
+BA_HIDDEN struct region *ba_gpa_region_new(struct beamalloc_gpa *g);
+BA_HIDDEN void ba_gpa_region_free(struct beamalloc_gpa *g, struct region *r);
+BA_HIDDEN void *ba_gpa_meta_zalloc(struct beamalloc_gpa *g, size_t len);
+
+/* table.c: the slab table */
+BA_HIDDEN struct stab *ba_gpa_stab_new(struct beamalloc_gpa *g, size_t cap);
+BA_HIDDEN struct slab *ba_gpa_slab_new(struct beamalloc_gpa *g, size_t c);
+BA_HIDDEN size_t ba_gpa_slab_release(struct beamalloc_gpa *g, struct slab *s);
+
+/* exit.c: the registry of thread-safe GPAs, thread exit */
+BA_HIDDEN void ba_gpa_reg_add(struct beamalloc_gpa *g);
+BA_HIDDEN void ba_gpa_reg_remove(struct beamalloc_gpa *g);
+BA_HIDDEN void ba_gpa_exit_note(struct beamalloc_gpa *g, size_t i);
+
+/* large.c: large blocks */
+BA_HIDDEN struct large *ba_gpa_lg_find(struct beamalloc_gpa *g, uintptr_t addr);
+BA_HIDDEN void ba_gpa_report_large(struct beamalloc_gpa *g,
+    beamalloc_report_kind kind, uintptr_t p, const struct large *l, size_t len,
+    size_t align, uintptr_t ra);
+BA_HIDDEN void *ba_gpa_large_alloc(struct beamalloc_gpa *g, size_t len,
+    size_t align, uintptr_t ra, bool guard);
+BA_HIDDEN void ba_gpa_large_free(struct beamalloc_gpa *g, uintptr_t p,
+    size_t len, size_t align, uintptr_t ra);
+BA_HIDDEN void *ba_gpa_large_change(struct beamalloc_gpa *g, uintptr_t p,
+    size_t len, size_t align, size_t new_len, bool move, uintptr_t ra);
+BA_HIDDEN bool ba_gpa_lg_canary(struct beamalloc_gpa *g, const struct large *l,
+    union large_copy *copy);
+
+/* quarantine.c: quarantine */
+BA_HIDDEN bool ba_gpa_quar_hold(struct beamalloc_gpa *g, struct tcache *tc,
+    const struct ba_qent *e);
+BA_HIDDEN void ba_gpa_quar_drain(struct beamalloc_gpa *g);
+
+/* leak.c: leak detection, trimming */
+struct leak_snap;
+BA_HIDDEN size_t ba_gpa_leaks_small(struct beamalloc_gpa *g,
+    struct leak_snap *sn);
+BA_HIDDEN int ba_gpa_membarrier_cmd(void);
+BA_HIDDEN void ba_gpa_go_shared(struct beamalloc_gpa *g);
+BA_HIDDEN void ba_gpa_steal_idle(struct beamalloc_gpa *g, struct tcache *mine);
+
+/* The helpers every file inlines: size class, locks, sampling, the slab
+ * table's lookup, the calling thread's cache, the credit, large-block
+ * records. */
+
+static inline void
+lock(struct beamalloc_gpa *g, pthread_mutex_t *m)
+{
+	if (g->thread_safe)
+		pthread_mutex_lock(m);
+}
+
+static inline void
+unlock(struct beamalloc_gpa *g, pthread_mutex_t *m)
+{
+	if (g->thread_safe)
+		pthread_mutex_unlock(m);
+}
+
+/* Whether an allocation is traced: every one, or 1 in g->sample: *left
+ * counts the allocations to let by first (the fast paths' decrements
+ * too, which leave it negative for the one to trace). */
+static inline bool
+sampled(const struct beamalloc_gpa *g, int *left)
+{
+	if (g->sample == 0)
+		return true;
+	if (--*left >= 0)
+		return false;
+	*left = (int)g->sample - 1;
+	return true;
+}
+
+static inline size_t
+stab_hash(const struct stab *t, uintptr_t base)
+{
+	return (size_t)(((uint64_t)(base >> SLAB_SHIFT) * HASH_MUL) >>
+	    t->hshift);
+}
+
+/* The slab holding p, if any. */
+static inline bool
+slab_find(const struct beamalloc_gpa *g, uintptr_t p, struct where *w)
+{
+	const struct stab *t = atomic_load_explicit(&g->stab,
+	    memory_order_acquire);
+	uintptr_t base = p & ~(uintptr_t)(SLAB_SIZE - 1);
+	size_t i = stab_hash(t, base);
+
+	/* No slab is at 0, but both the empty key (0) and a tombstone
+	 * (STAB_TOMB) read as base 0: a pointer below SLAB_SIZE (NULL's
+	 * field, say) would match them and their stale or missing records. */
+	if (BA_UNLIKELY(base == 0))
+		return false;
+	for (;;) {
+		uintptr_t k = atomic_load_explicit(&t->e[i].key,
+		    memory_order_acquire);
+
+		/* base is not 0, so neither an empty key nor a tombstone
+		 * matches */
+		if (BA_LIKELY((k & ~(uintptr_t)(SLAB_SIZE - 1)) == base)) {
+			w->base = base;
+			w->cls = (size_t)(k & (SLAB_SIZE - 1));
+			w->recs = t->e[i].recs;
+			return true;
+		}
+		if (k == 0)
+			return false;
+		i = (i + 1) & t->mask;
+	}
+}
+
+static inline struct slab *
+slab_of(unsigned char *recs)
+{
+	return (struct slab *)(void *)(recs - offsetof(struct slab, recs));
+}
+
+static inline size_t
+mag_len(uint32_t cap)
+{
+	return sizeof(struct mag) + cap * sizeof(struct entry);
+}
+
+static inline struct tcache *
+tcache_of(struct beamalloc_gpa *g)
+{
+	struct tcache *tc;
+
+	if (!g->thread_safe)
+		return g->tc0;
+	return tcache_mine(g, &tc) ? tc : NULL;
+}
+
+/* Any change, as the general paths make. */
+static inline void
+credit(struct beamalloc_gpa *g, struct tcache *tc, ptrdiff_t bytes)
+{
+	tc->room -= bytes;
+	if (tc->room < 0)
+		ba_gpa_credit_high(g, tc, NULL);
+	else if (tc->hi - tc->room < -CREDIT_BATCH)
+		ba_gpa_settle(g, tc);
+}
+
+static inline struct large *
+lg_at(const struct beamalloc_gpa *g, struct large *tab, size_t i)
+{
+	return (struct large *)(void *)((unsigned char *)tab + i *
+	    g->lstride);
+}
+
+static inline size_t
+lg_hash(uintptr_t addr, size_t cap)
+{
+	return (size_t)(((uint64_t)(addr >> 4) * HASH_MUL) >>
+	    (64 - log2_of(cap)));
+}
+
+/* Bytes a large block takes from the backing past its length: room for
+ * its canary.  A guarded block has its guard page instead. */
+static inline size_t
+lg_extra(const struct beamalloc_gpa *g)
+{
+	return g->canary ? BA_CANARY_LARGE : 0;
+}
+
+/* One allocation in guard_sample goes against a guard page.  With the
+ * fast paths, by the thread's countdown, as sampled() counts traces (a
+ * shared one was a cache line written by every allocation of every
+ * thread); else by a shared count, on the general path's slower line. */
+static inline bool
+guard_due(struct beamalloc_gpa *g)
+{
+	struct tcache *tc;
+
+	if (!g->guard_fast)
+		return atomic_fetch_add_explicit(&g->guard_count, 1,
+		    memory_order_relaxed) % g->guard_sample == 0;
+	/* No cache yet (the thread's first allocation: its countdown,
+	 * from 0, takes the next one), or none to have. */
+	if ((tc = tcache_of(g)) == NULL)
+		return atomic_fetch_add_explicit(&g->guard_count, 1,
+		    memory_order_relaxed) % g->guard_sample ==
+		    g->guard_sample - 1;
+	if (--tc->sample_left >= 0)
+		return false;
+	tc->sample_left = (int)g->guard_sample - 1;
+	return true;
 }
 
 /* ------------------------------------------------------------------------

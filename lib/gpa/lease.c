@@ -1,5 +1,5 @@
 /*
- * gpa_lease.c - GPAs lent out for one leak-checked call and taken back.
+ * lease.c - GPAs lent out for one leak-checked call and taken back.
  *
  * A leak-checked NIF call (BEAMALLOC_NIF_LEAK_CHECKED) needs an empty GPA
  * of its own and, afterwards, the proof that nothing in it is still live.

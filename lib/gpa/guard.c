@@ -62,9 +62,9 @@ static size_t page_size;
 static uintptr_t pool;			/* 0: not reserved */
 static size_t pool_len;
 
-/* Under lock: the slots opened so far (0 .. nopen-1), those free among
+/* Under pool_lock: the slots opened so far (0 .. nopen-1), those free among
  * them (a FIFO ring of indices), and the live blocks. */
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned nopen, nlive;
 static unsigned fifo_head, fifo_count;
 static uint16_t fifo[GUARD_SLOTS];
@@ -216,7 +216,7 @@ junk_intact(const struct gslot *s)
 	return true;
 }
 
-/* A slot, under lock: the oldest freed one once GUARD_QUEUE wait (or the
+/* A slot, under pool_lock: the oldest freed one once GUARD_QUEUE wait (or the
  * pool is all open), else a new one, opened now (its one system call);
  * -1 if none. */
 static int
@@ -254,9 +254,9 @@ ba_guard_alloc(const void *owner, size_t len, size_t align, uintptr_t ra,
 	pthread_once(&handler_once, install);
 	if (pool == 0 || len == 0 || len > page_size || align > page_size)
 		return NULL;
-	pthread_mutex_lock(&lock);
+	pthread_mutex_lock(&pool_lock);
 	if ((i = slot_take()) < 0) {
-		pthread_mutex_unlock(&lock);
+		pthread_mutex_unlock(&pool_lock);
 		return NULL;
 	}
 	s = &slots[i];
@@ -267,7 +267,7 @@ ba_guard_alloc(const void *owner, size_t len, size_t align, uintptr_t ra,
 		    .align = s->align, .ra = s->ra };
 	atomic_store(&s->state, GS_BUSY);
 	nlive++;
-	pthread_mutex_unlock(&lock);
+	pthread_mutex_unlock(&pool_lock);
 	s->block = (slot_page((size_t)i) + page_size - len) &
 	    ~(uintptr_t)(align - 1);
 	s->len = len;
@@ -305,10 +305,10 @@ ba_guard_free(void *p)
 		return;
 	memset(p, BA_JUNK_FREED, s->len);
 	atomic_store_explicit(&s->state, GS_FREED, memory_order_release);
-	pthread_mutex_lock(&lock);
+	pthread_mutex_lock(&pool_lock);
 	slot_put((unsigned)(s - slots));
 	nlive--;
-	pthread_mutex_unlock(&lock);
+	pthread_mutex_unlock(&pool_lock);
 }
 
 /* owner's slots go back to the pool, unchecked (its leaks were reported
@@ -317,7 +317,7 @@ ba_guard_free(void *p)
 void
 ba_guard_release(const void *owner)
 {
-	pthread_mutex_lock(&lock);
+	pthread_mutex_lock(&pool_lock);
 	for (unsigned i = 0; i < nopen; i++) {
 		struct gslot *s = &slots[i];
 		int st = atomic_load(&s->state);
@@ -336,5 +336,5 @@ ba_guard_release(const void *owner)
 		for (unsigned i = 0; i < nopen; i++)
 			atomic_store(&slots[i].state, GS_EMPTY);
 	}
-	pthread_mutex_unlock(&lock);
+	pthread_mutex_unlock(&pool_lock);
 }

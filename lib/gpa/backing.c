@@ -1,0 +1,164 @@
+/*
+ * backing.c - the GPA's backing memory: regions of slabs taken from the
+ * backing allocator, and metadata carved from their unaligned ends (or
+ * from blocks of its own).
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpa.h"
+#include "tools.h"
+
+/* ------------------------------------------------------------------------
+ * Backing memory: regions of slabs, and metadata carved from their
+ * unaligned ends (or from blocks of its own)
+ * ---------------------------------------------------------------------- */
+
+void *
+ba_gpa_backing_get(struct beamalloc_gpa *g, size_t len)
+{
+	void *p = ba_raw_alloc(g->backing, len, BEAMALLOC_MIN_ALIGN, 0);
+
+	if (p != NULL)
+		atomic_fetch_add_explicit(&g->backing_bytes, len,
+		    memory_order_relaxed);
+	return p;
+}
+
+void
+ba_gpa_backing_put(struct beamalloc_gpa *g, void *p, size_t len)
+{
+	ba_raw_free(g->backing, p, len, BEAMALLOC_MIN_ALIGN, 0);
+	atomic_fetch_sub_explicit(&g->backing_bytes, len,
+	    memory_order_relaxed);
+}
+
+static void
+chunk_add(struct beamalloc_gpa *g, uintptr_t cur, uintptr_t end)
+{
+	struct chunk *least = &g->chunks[0];
+
+	cur = ba_align_forward(cur, 16);
+	if (cur + 64 > end)
+		return;
+	for (size_t i = 0; i < NCHUNKS; i++) {
+		struct chunk *c = &g->chunks[i];
+
+		if (c->end - c->cur < least->end - least->cur)
+			least = c;
+	}
+	if (least->end - least->cur < end - cur)
+		*least = (struct chunk){ cur, end };
+}
+
+/* A block for regions or metadata, recorded for destroy in an array
+ * the GPA holds (so leak checkers see every block reachable).  Under
+ * g->lock. */
+static void *
+block_get(struct beamalloc_gpa *g, size_t len)
+{
+	void *p;
+
+	if (g->nbb == g->bbcap) {
+		size_t cap = g->bbcap != 0 ? 2 * g->bbcap : 32;
+		struct bblock *n = ba_gpa_backing_get(g, cap * sizeof(*n));
+
+		if (n == NULL)
+			return NULL;
+		if (g->bb != NULL) {
+			memcpy(n, g->bb, g->nbb * sizeof(*n));
+			ba_gpa_backing_put(g, g->bb, g->bbcap * sizeof(*n));
+		}
+		g->bb = n;
+		g->bbcap = cap;
+	}
+	if ((p = ba_gpa_backing_get(g, len)) != NULL)
+		g->bb[g->nbb++] = (struct bblock){ p, len };
+	return p;
+}
+
+/* A region of n slabs at SLAB_SIZE alignment out of an 8-aligned block;
+ * its header goes in the unaligned head or tail (SLAB_SIZE - 8 bytes
+ * together).  Regions grow with the number held.  Under g->lock. */
+struct region *
+ba_gpa_region_new(struct beamalloc_gpa *g)
+{
+	size_t n = ba_min(REGION_MAX_SLABS, (size_t)1 << ba_min(g->nregions,
+	    16));
+	size_t len = n * SLAB_SIZE + SLAB_SIZE - BEAMALLOC_MIN_ALIGN;
+	uintptr_t mem, base, hdr;
+	struct region *r;
+
+	mem = (uintptr_t)ba_gpa_backing_get(g, len);
+	if (mem == 0)
+		return NULL;
+	base = ba_align_forward(mem, SLAB_SIZE);
+	hdr = base - mem >= sizeof(*r) + 16 ? mem :
+	    base + n * SLAB_SIZE;
+	r = (struct region *)ba_align_forward(hdr, 16);
+	*r = (struct region){ .mem = (void *)mem, .len = len, .base = base,
+	    .nslabs = (uint32_t)n, .next = g->regions };
+	if (g->regions != NULL)
+		g->regions->prev = r;
+	g->regions = r;
+	g->nregions++;
+	BA_TOOL_NOACCESS((void *)base, n * SLAB_SIZE);
+	return r;
+}
+
+void
+ba_gpa_region_free(struct beamalloc_gpa *g, struct region *r)
+{
+	if (r->prev != NULL)
+		r->prev->next = r->next;
+	else
+		g->regions = r->next;
+	if (r->next != NULL)
+		r->next->prev = r->prev;
+	g->nregions--;
+	BA_ASAN_UNPOISON(r->mem, r->len);
+	ba_gpa_backing_put(g, r->mem, r->len);
+}
+
+/* Metadata that lives until destroy (thread caches, tables): carved
+ * from blocks of META_CHUNK taken for it.  Under g->lock. */
+static void *
+meta_alloc(struct beamalloc_gpa *g, size_t len)
+{
+	size_t total;
+	unsigned char *mem;
+
+	len = ba_align_forward(len, 16);
+	for (int tries = 0; tries < 2; tries++) {
+		for (size_t i = 0; i < NCHUNKS; i++) {
+			struct chunk *c = &g->chunks[i];
+
+			if (c->end - c->cur >= len) {
+				void *p = (void *)c->cur;
+
+				c->cur += len;
+				return p;
+			}
+		}
+		/* Bigger than every chunk left: it replaces the least. */
+		total = 16 + (len > META_CHUNK / 2 ? len : META_CHUNK);
+		if (tries != 0 || (mem = block_get(g, total)) == NULL)
+			break;
+		chunk_add(g, (uintptr_t)mem, (uintptr_t)mem + total);
+	}
+	return NULL;
+}
+
+void *
+ba_gpa_meta_zalloc(struct beamalloc_gpa *g, size_t len)
+{
+	void *p = meta_alloc(g, len);
+
+	if (p != NULL)
+		memset(p, 0, len);
+	return p;
+}

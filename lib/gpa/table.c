@@ -1,0 +1,182 @@
+/*
+ * table.c - the GPA's slab table: slab address -> records, read without
+ * locks (its lookup, slab_find(), is inline in gpa.h for the fast paths);
+ * here its growth, new slabs and their release.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpa.h"
+#include "tools.h"
+
+/* ------------------------------------------------------------------------
+ * Slab table: address -> records, read without locks
+ * ---------------------------------------------------------------------- */
+
+struct stab *
+ba_gpa_stab_new(struct beamalloc_gpa *g, size_t cap)
+{
+	struct stab *t = ba_gpa_meta_zalloc(g,
+	    sizeof(*t) + cap * sizeof(t->e[0]));
+
+	if (t != NULL) {
+		t->mask = cap - 1;
+		t->hshift = 64 - log2_of(cap);
+	}
+	return t;
+}
+
+/* A tombstone's slot is taken again: a reader that still matches the
+ * old key can only be looking for a released slab's pointer. */
+static bool
+stab_put(struct stab *t, uintptr_t key, unsigned char *recs)
+{
+	size_t i = stab_hash(t, key & ~(uintptr_t)(SLAB_SIZE - 1));
+	uintptr_t k;
+
+	while ((k = atomic_load_explicit(&t->e[i].key,
+	    memory_order_relaxed)) != 0 && k != STAB_TOMB)
+		i = (i + 1) & t->mask;
+	t->e[i].recs = recs;
+	atomic_store_explicit(&t->e[i].key, key, memory_order_release);
+	return k == 0;
+}
+
+/* Under g->lock.  A table half full (tombstones included) is replaced by
+ * one with room for twice the live slabs; the old one stays (readers may
+ * still be in it) until destroy. */
+static bool
+stab_insert(struct beamalloc_gpa *g, uintptr_t key, unsigned char *recs)
+{
+	struct stab *t = atomic_load_explicit(&g->stab, memory_order_relaxed);
+
+	if ((g->nstab + 1) * 2 > t->mask + 1) {
+		size_t cap = 64;
+		struct stab *n;
+
+		while (cap < (g->nslabs + 1) * 4)
+			cap *= 2;
+		if ((n = ba_gpa_stab_new(g, cap)) == NULL)
+			return false;
+		for (size_t i = 0; i <= t->mask; i++) {
+			uintptr_t k = atomic_load_explicit(&t->e[i].key,
+			    memory_order_relaxed);
+
+			if (k != 0 && k != STAB_TOMB)
+				stab_put(n, k, t->e[i].recs);
+		}
+		atomic_store_explicit(&g->stab, n, memory_order_release);
+		t = n;
+		g->nstab = g->nslabs;
+	}
+	g->nstab += stab_put(t, key, recs);
+	g->nslabs++;
+	return true;
+}
+
+/* Under g->lock. */
+static void
+stab_remove(struct beamalloc_gpa *g, uintptr_t base)
+{
+	struct stab *t = atomic_load_explicit(&g->stab, memory_order_relaxed);
+
+	for (size_t i = stab_hash(t, base);; i = (i + 1) & t->mask) {
+		uintptr_t k = atomic_load_explicit(&t->e[i].key,
+		    memory_order_relaxed);
+
+		if ((k & ~(uintptr_t)(SLAB_SIZE - 1)) == base) {
+			atomic_store_explicit(&t->e[i].key, STAB_TOMB,
+			    memory_order_release);
+			break;
+		}
+	}
+	g->nslabs--;
+}
+
+/* A new slab for class c in the first region with room, its records in
+ * a block of their own.  Under the class's depot lock. */
+struct slab *
+ba_gpa_slab_new(struct beamalloc_gpa *g, size_t c)
+{
+	uint32_t nslots = (uint32_t)(SLAB_SIZE / class_size(c));
+	size_t recs_len = ba_align_forward((size_t)nslots << g->rec_shift,
+	    16);
+	/* The backing gives 8-byte alignment, the records want 16. */
+	size_t meta_len = sizeof(struct slab) + recs_len + (g->depth != 0 ?
+	    (size_t)nslots * sizeof(uint32_t) : 0) + 8;
+	void *meta;
+	struct region *r;
+	struct slab *s = NULL;
+	unsigned i;
+
+	lock(g, &g->lock);
+	for (r = g->regions; r != NULL; r = r->next)
+		if (r->used != (r->nslabs == 64 ? ~(uint64_t)0 :
+		    ((uint64_t)1 << r->nslabs) - 1))
+			break;
+	if (r == NULL && (r = ba_gpa_region_new(g)) == NULL)
+		goto out;
+	if ((meta = ba_gpa_backing_get(g, meta_len)) == NULL)
+		goto unused;
+	s = (struct slab *)ba_align_forward((uintptr_t)meta, 16);
+	memset(s, 0, meta_len - 8);
+	s->meta = meta;
+	i = (unsigned)__builtin_ctzll(~r->used);
+	s->base = r->base + (uintptr_t)i * SLAB_SIZE;
+	s->ftids = g->depth != 0 ? (uint32_t *)(void *)(s->recs +
+	    recs_len) : NULL;
+	s->region = r;
+	s->meta_len = meta_len;
+	s->nslots = nslots;
+	s->size = (uint32_t)class_size(c);
+	s->cls = (uint8_t)c;
+	if (!stab_insert(g, s->base | c, s->recs)) {
+		ba_gpa_backing_put(g, meta, meta_len);
+		s = NULL;
+		goto unused;
+	}
+	r->used |= (uint64_t)1 << i;
+	s->next = atomic_load_explicit(&g->slabs, memory_order_relaxed);
+	if (s->next != NULL)
+		s->next->prev = s;
+	atomic_store_explicit(&g->slabs, s, memory_order_release);
+	goto out;
+unused:
+	if (r->used == 0)
+		ba_gpa_region_free(g, r);
+out:
+	unlock(g, &g->lock);
+	return s;
+}
+
+/* Give a slab back: none of its slots is live or cached (the depot's
+ * trim saw to that).  Its records go too, so threads' memos of it are
+ * made stale first, by the epoch.  Under g->lock, no leak scan on. */
+size_t
+ba_gpa_slab_release(struct beamalloc_gpa *g, struct slab *s)
+{
+	struct region *r = s->region;
+	size_t bytes = s->meta_len;
+
+	stab_remove(g, s->base);
+	atomic_fetch_add_explicit(&g->epoch, 1, memory_order_release);
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		atomic_store_explicit(&g->slabs, s->next,
+		    memory_order_release);
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	BA_TOOL_NOACCESS((void *)s->base, SLAB_SIZE);
+	r->used &= ~((uint64_t)1 << ((s->base - r->base) >> SLAB_SHIFT));
+	ba_gpa_backing_put(g, s->meta, s->meta_len);
+	if (r->used == 0) {
+		bytes += r->len;
+		ba_gpa_region_free(g, r);
+	}
+	return bytes;
+}

@@ -1490,6 +1490,15 @@ slot_reused(struct beamalloc_gpa *g, unsigned char *p, size_t room)
 		    (uintptr_t)p, &w, 0, 0, 0);
 }
 
+void
+ba_gpa_chk_new(struct beamalloc_gpa *g, unsigned char *p,
+    const unsigned char *rec, size_t len, size_t room)
+{
+	if (g->junk && state_get(rec) == REC_FREE)
+		slot_reused(g, p, room);
+	ba_chk_fill_new(g, p, len, room);
+}
+
 /* A live slot's canary, at its free or resize. */
 static void
 slot_canary(struct beamalloc_gpa *g, unsigned char *p, const struct where *w,
@@ -2167,6 +2176,28 @@ FAST_PAIR(smp_ts_safe, true, true, true)
 FAST_PAIR(smp_st, false, false, true)
 FAST_PAIR(smp_st_safe, false, true, true)
 
+/* Canary or junk alone (no quarantine, traces or checker): the fast
+ * paths with the checks around them, by [thread_safe][safety]. */
+#define CHECK_PAIR(name, ts, safety)					\
+static void *								\
+name##_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)	\
+{									\
+	return ba_gpa_fast_alloc_chk(ctx, len, align, ra, ts, safety,	\
+	    false, true);						\
+}									\
+static void								\
+name##_free(void *ctx, void *mem, size_t len, size_t align,		\
+    uintptr_t ra)							\
+{									\
+	ba_gpa_fast_free_chk(ctx, mem, len, align, ra, ts, safety,	\
+	    false, true);						\
+}
+
+CHECK_PAIR(chk_ts, true, false)
+CHECK_PAIR(chk_ts_safe, true, true)
+CHECK_PAIR(chk_st, false, false)
+CHECK_PAIR(chk_st_safe, false, true)
+
 /* guard_sample alone: the fast paths, and a countdown that sends one
  * allocation in N against a guard page.  The countdown is one relaxed
  * load and store, not an atomic decrement: threads racing on it only
@@ -2400,6 +2431,16 @@ static const beamalloc_vtable guard_vtables[GPA_NVT] = {
 	    fast_ts_safe_free },
 };
 
+/* And with canary or junk. */
+static const beamalloc_vtable check_vtables[GPA_NVT] = {
+	[GPA_VT_ST] = { chk_st_alloc, gpa_resize, gpa_remap, chk_st_free },
+	[GPA_VT_ST_SAFE] = { chk_st_safe_alloc, gpa_resize, gpa_remap,
+	    chk_st_safe_free },
+	[GPA_VT_TS] = { chk_ts_alloc, gpa_resize, gpa_remap, chk_ts_free },
+	[GPA_VT_TS_SAFE] = { chk_ts_safe_alloc, gpa_resize, gpa_remap,
+	    chk_ts_safe_free },
+};
+
 bool
 ba_gpa_vtable_is(const beamalloc_vtable *v)
 {
@@ -2409,7 +2450,9 @@ ba_gpa_vtable_is(const beamalloc_vtable *v)
 			return true;
 	/* One compare, not a loop: every other allocator passes here. */
 	return (uintptr_t)v - (uintptr_t)&guard_vtables[GPA_VT_GENERAL + 1] <
-	    sizeof(guard_vtables) - sizeof(guard_vtables[0]);
+	    sizeof(guard_vtables) - sizeof(guard_vtables[0]) ||
+	    (uintptr_t)v - (uintptr_t)&check_vtables[GPA_VT_GENERAL + 1] <
+	    sizeof(check_vtables) - sizeof(check_vtables[0]);
 }
 
 size_t
@@ -2929,7 +2972,11 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 			    ba_gpa_vtables)[GPA_VT_ST + 2 * g->thread_safe +
 			    g->safety];
 		}
-	}
+	} else if (g->batched && !g->tools && c.quarantine == 0 &&
+	    /* Canary or junk alone: the fast paths with their checks. */
+	    g->depth == 0 && g->guard_sample == 0)
+		g->vtable = &check_vtables[GPA_VT_ST + 2 * g->thread_safe +
+		    g->safety];
 	g->report = c.report;
 	g->report_user = c.report_user;
 	g->rec_shift = g->safety || g->depth != 0 ?

@@ -338,6 +338,11 @@ BA_HIDDEN void *ba_gpa_credit_high(struct beamalloc_gpa *g, struct tcache *tc,
 BA_HIDDEN void *ba_gpa_st_late(struct beamalloc_gpa *g, struct tcache *tc,
     void *ret, const void *mem, size_t len, size_t align, uintptr_t ra,
     bool over);
+/* Canary or junk on the fast paths: a reused slot's junk checked (before
+ * its record changes, so a report names the freed block), then the new
+ * block filled. */
+BA_HIDDEN void ba_gpa_chk_new(struct beamalloc_gpa *g, unsigned char *p,
+    const unsigned char *rec, size_t len, size_t room);
 
 /* Decay: gpa_decay.c keeps the registry and its thread, which calls
  * ba_gpa_decay_trim() (gpa.c) from outside the GPA. */
@@ -355,6 +360,9 @@ BA_HIDDEN void ba_gpa_decay_trim(struct beamalloc_gpa *g);
 #define BA_JUNK_NEW 0xdb		/* a new block */
 #define BA_JUNK_FREED 0xdf		/* a freed block */
 #define BA_CANARY_LARGE 16		/* extra bytes of a large block */
+#define BA_CANARY_MAX 32		/* canary bytes checked at most */
+#define BA_JUNK_HEAD 1024		/* freed junk: whole up to here, */
+#define BA_JUNK_STRIDE 512		/* then one word every this many */
 
 /* Fill a new block: junk over [p, p + len), canary over the rest of its
  * room (as configured). */
@@ -635,13 +643,17 @@ rec_matches(const unsigned char *rec, size_t len, size_t align)
  * general path, which checks everything again.  With sample, for GPAs
  * that trace 1 allocation in N: the thread's countdown sends every Nth
  * allocation, and the free of a traced block, to the general path;
- * the others clear the record's trace id. */
+ * the others clear the record's trace id.  With check (canary or junk,
+ * neither quarantine nor traces), the checks and fills of gpa_check.c
+ * around the pop and the push; a bad canary goes to the general path,
+ * which reports it. */
 static inline __attribute__((always_inline)) void *
-ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
-    bool safety, bool sample)
+ba_gpa_fast_alloc_chk(void *ctx, size_t len, size_t align, uintptr_t ra,
+    bool ts, bool safety, bool sample, bool check)
 {
 	struct beamalloc_gpa *g = ctx;
-	size_t b = class_bit_fast(len, align);
+	/* A canary needs one byte of slack at least (as class_of()). */
+	size_t b = class_bit_fast(len + (check && g->canary), align);
 	struct tcache *tc;
 	struct entry *top, e;
 	uintptr_t me = 0, prev = 0;
@@ -680,6 +692,8 @@ ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
 	e = *top;
 	if (ts)
 		tc_leave(tc);
+	if (check)
+		ba_gpa_chk_new(g, e.p, e.rec, len, (size_t)2 << b);
 	if (safety)
 		rec_fill(e.rec, len, align, ra);
 	if (sample)
@@ -694,8 +708,8 @@ ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
 }
 
 static inline __attribute__((always_inline)) void
-ba_gpa_fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
-    bool ts, bool safety, bool sample)
+ba_gpa_fast_free_chk(void *ctx, void *mem, size_t len, size_t align,
+    uintptr_t ra, bool ts, bool safety, bool sample, bool check)
 {
 	struct beamalloc_gpa *g = ctx;
 	uintptr_t p = (uintptr_t)mem, off;
@@ -740,6 +754,9 @@ ba_gpa_fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 	    (safety && !rec_matches(rec, len, align)) ||
 	    (sample && ((const struct rec *)(const void *)rec)->tid != 0)))
 		goto leave;
+	if (check && g->canary && BA_UNLIKELY(!ba_chk_canary_ok(g, mem, len,
+	    m->mask + 1)))
+		goto leave;
 	tp = m->top;
 	top = *tp;
 	/* Ordered: a trim's sentinel end is below any top.  Then the slot
@@ -756,6 +773,8 @@ ba_gpa_fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 			goto leave;
 	} else
 		state_set(rec, REC_FREE);
+	if (check && g->junk)
+		ba_chk_fill_freed(g, mem, m->mask + 1);
 	*top = (struct entry){ mem, rec };
 	*tp = top + 1;
 	if (ts)
@@ -771,6 +790,22 @@ leave:
 		(void)st_left(g, me, prev);
 general:
 	ba_gpa_free(ctx, mem, len, align, ra);
+}
+
+static inline __attribute__((always_inline)) void *
+ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
+    bool safety, bool sample)
+{
+	return ba_gpa_fast_alloc_chk(ctx, len, align, ra, ts, safety, sample,
+	    false);
+}
+
+static inline __attribute__((always_inline)) void
+ba_gpa_fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
+    bool ts, bool safety, bool sample)
+{
+	ba_gpa_fast_free_chk(ctx, mem, len, align, ra, ts, safety, sample,
+	    false);
 }
 
 #endif /* BEAMALLOC_GPA_H */

@@ -2455,6 +2455,13 @@ ba_gpa_vtable_is(const beamalloc_vtable *v)
 	    sizeof(check_vtables) - sizeof(check_vtables[0]);
 }
 
+bool
+ba_gpa_has_canary(const beamalloc_allocator *a)
+{
+	return ba_gpa_vtable_is(a->vtable) &&
+	    ((const struct beamalloc_gpa *)a->ctx)->canary;
+}
+
 size_t
 ba_gpa_native_align(const void *ctx)
 {

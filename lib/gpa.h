@@ -356,7 +356,6 @@ BA_HIDDEN void ba_gpa_decay_trim(struct beamalloc_gpa *g);
  * The helpers let memory checkers watch through them (g->tools).
  * ---------------------------------------------------------------------- */
 
-#define BA_CANARY_BYTE 0xfb		/* the bytes after a block */
 #define BA_JUNK_NEW 0xdb		/* a new block */
 #define BA_JUNK_FREED 0xdf		/* a freed block */
 #define BA_CANARY_LARGE 16		/* extra bytes of a large block */

@@ -90,14 +90,29 @@ all_bytes(const unsigned char *p, size_t n, unsigned char v)
 	return (acc | (x ^ w)) == 0;
 }
 
+bool
+ba_bytes_are(const void *p, size_t n, unsigned char v)
+{
+	return all_bytes(p, n, v);
+}
+
 /* What the checks cover, bounded as OpenBSD's malloc bounds its own
  * (chunk canaries: CHUNK_CHECK_LENGTH bytes after the request; freed
  * junk: the first page at a stride): a canary is the first
  * BA_CANARY_MAX bytes of the slack; freed junk is the whole of a block
  * up to BA_JUNK_HEAD bytes and, past them, the first word of every
- * BA_JUNK_STRIDE bytes.  So the work per block is bounded and small
- * blocks, where most overflows and stale writes land, are covered
- * whole. */
+ * BA_JUNK_STRIDE bytes, in slots of small blocks.  So the work per
+ * block is bounded and small blocks, where most overflows and stale
+ * writes land, are covered whole.  A large block is junked whole: it
+ * is junked only on its way into quarantine, and costs a call to the
+ * backing anyway. */
+static inline size_t
+junk_head(size_t room)
+{
+	return room > ((size_t)1 << MAX_SHIFT) || room < BA_JUNK_HEAD ?
+	    room : BA_JUNK_HEAD;
+}
+
 static inline size_t
 canary_end(size_t len, size_t room)
 {
@@ -156,8 +171,8 @@ ba_chk_fill_freed(const struct beamalloc_gpa *g, unsigned char *p,
 		BA_ASAN_UNPOISON(p, room);
 		BA_VG_QUIET_BEGIN();
 	}
-	memset(p, BA_JUNK_FREED, ba_min(room, BA_JUNK_HEAD));
-	for (size_t i = BA_JUNK_HEAD; i + 8 <= room; i += BA_JUNK_STRIDE)
+	memset(p, BA_JUNK_FREED, junk_head(room));
+	for (size_t i = junk_head(room); i + 8 <= room; i += BA_JUNK_STRIDE)
 		memset(p + i, BA_JUNK_FREED, 8);
 	if (g->tools)
 		BA_VG_QUIET_END();
@@ -171,8 +186,8 @@ ba_chk_freed_ok(const struct beamalloc_gpa *g, unsigned char *p, size_t room)
 	if (!g->junk)
 		return true;
 	open_bytes(g, p, room);
-	ok = all_bytes(p, ba_min(room, BA_JUNK_HEAD), BA_JUNK_FREED);
-	for (size_t i = BA_JUNK_HEAD; ok && i + 8 <= room;
+	ok = all_bytes(p, junk_head(room), BA_JUNK_FREED);
+	for (size_t i = junk_head(room); ok && i + 8 <= room;
 	    i += BA_JUNK_STRIDE)
 		ok = all_bytes(p + i, 8, BA_JUNK_FREED);
 	close_bytes(g, p, room);

@@ -12,7 +12,8 @@
  *
  * offset <= 8 + align - n <= align, so len + align always suffices: at most
  * one word beyond the len + align - 1 that any aligned over-allocation
- * needs.  free() gives the backing exactly (base, len + align, n).
+ * needs.  free() gives the backing exactly (base, len + align, n).  (A
+ * word more over a GPA with canary: see below.)
  *
  * Every over-aligned block is also entered in a process-wide registry:
  *
@@ -36,6 +37,15 @@
  * block whose backing memory was released behind the wide allocator's
  * back (a leak freed wholesale, e.g. by beamalloc_gpa_destroy of its
  * backing): its address stays registered until allocated again here.
+ *
+ * Over a GPA with canary on (beamalloc_wide_on(&gpa)), the slack of an
+ * over-aligned block, from aligned + len to base + len + align, holds
+ * the GPA's canary byte (a word at least: the block takes
+ * len + align + 8), checked at free, resize and remap (reported as
+ * an overflow of the block named by its aligned address and length):
+ * the GPA's own canary lies past the whole backing block, out of reach
+ * of a 1-byte overflow.  All of the slack, not a bounded part: wide
+ * blocks are few and large.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -230,13 +240,30 @@ place(unsigned char *base, size_t off)
 	return base + off;
 }
 
+/* Over a GPA with canary, room for one more word: the slack after the
+ * block is otherwise empty when the backing's block is aligned already
+ * (offset = align). */
+static inline size_t
+canary_room(const beamalloc_allocator *b)
+{
+	return ba_gpa_has_canary(b) ? sizeof(uint64_t) : 0;
+}
+
+/* What an over-aligned block of len bytes takes from b. */
+static inline bool
+wide_len(const beamalloc_allocator *b, size_t len, size_t align,
+    size_t *total)
+{
+	return ba_add_len(len, align + canary_room(b), total);
+}
+
 static struct backing_block
 block_of(const beamalloc_allocator *b, void *mem, size_t len, size_t align)
 {
 	struct backing_block bb;
 
 	bb.base = (unsigned char *)mem - offset_of(mem);
-	bb.len = len + align;
+	bb.len = len + align + canary_room(b);
 	bb.align = native_of(b);
 	return bb;
 }
@@ -305,6 +332,33 @@ misnamed_wide(const beamalloc_allocator *b, const void *mem, size_t len,
 	return true;
 }
 
+/* The canary in the slack after an over-aligned block (see the top). */
+static void
+tail_set(const beamalloc_allocator *b, unsigned char *mem, size_t len,
+    size_t align)
+{
+	struct backing_block bb;
+
+	if (!ba_gpa_has_canary(b))
+		return;
+	bb = block_of(b, mem, len, align);
+	memset(mem + len, BA_CANARY_BYTE, (size_t)(bb.base + bb.len -
+	    (mem + len)));
+}
+
+/* Reported when overwritten; the call goes on (as the GPA's own). */
+static void
+tail_check(const beamalloc_allocator *b, const struct backing_block *bb,
+    unsigned char *mem, size_t len, size_t align, uintptr_t ra)
+{
+	unsigned char *end = bb->base + bb->len;
+
+	if (ba_gpa_has_canary(b) && !ba_bytes_are(mem + len,
+	    (size_t)(end - (mem + len)), BA_CANARY_BYTE))
+		ba_report_call(BEAMALLOC_REPORT_OVERFLOW, mem, len, align, len,
+		    align, ra);
+}
+
 /* A refused block: EINVAL, and only then (the front end then does
  * nothing more with it). */
 static inline bool
@@ -344,7 +398,7 @@ wide_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 
 	if (passes_through(b, align))
 		return ba_raw_alloc(*b, len, align, ra);
-	if (!ba_add_len(len, align, &total))
+	if (!wide_len(b, len, align, &total))
 		return ba_fail(ENOMEM);
 	base = ba_raw_alloc(*b, total, native_of(b), ra);
 	if (base == NULL)
@@ -360,6 +414,7 @@ wide_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 		ba_raw_free(*b, base, total, native_of(b), ra);
 		return ba_fail(ENOMEM);
 	}
+	tail_set(b, (unsigned char *)e.addr, len, align);
 	return (void *)e.addr;
 }
 
@@ -385,7 +440,8 @@ wide_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 	}
 	if (!checked_block(b, mem, len, align, ra, false, &bb))
 		return refuse();
-	if (!ba_add_len(new_len, align, &new_total)) {
+	tail_check(b, &bb, mem, len, align, ra);
+	if (!wide_len(b, new_len, align, &new_total)) {
 		errno = ENOMEM;
 		return false;
 	}
@@ -398,6 +454,7 @@ wide_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 	if ((e = reg_find((uintptr_t)mem)) != NULL)
 		e->len = new_len;
 	pthread_mutex_unlock(&reg.lock);
+	tail_set(b, mem, new_len, align);
 	return true;
 }
 
@@ -424,7 +481,8 @@ wide_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 	}
 	if (!checked_block(b, mem, len, align, ra, false, &bb))
 		return ba_fail(EINVAL);
-	if (!ba_add_len(new_len, align, &new_total))
+	tail_check(b, &bb, mem, len, align, ra);
+	if (!wide_len(b, new_len, align, &new_total))
 		return ba_fail(ENOMEM);
 	old_off = (size_t)((unsigned char *)mem - bb.base);
 	backing_errno_clear();
@@ -446,6 +504,7 @@ wide_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 		reg_remove(e);
 	(void)reg_add(&moved);
 	pthread_mutex_unlock(&reg.lock);
+	tail_set(b, (unsigned char *)moved.addr, new_len, align);
 	return (void *)moved.addr;
 }
 
@@ -460,8 +519,10 @@ wide_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
 			ba_raw_free(*b, mem, len, align, ra);
 		return;
 	}
-	if (checked_block(b, mem, len, align, ra, true, &bb))
+	if (checked_block(b, mem, len, align, ra, true, &bb)) {
+		tail_check(b, &bb, mem, len, align, ra);
 		ba_raw_free(*b, bb.base, bb.len, bb.align, ra);
+	}
 }
 
 const beamalloc_vtable ba_wide_vtable = {

@@ -1480,23 +1480,21 @@ static bool quar_hold(struct beamalloc_gpa *g, struct tcache *tc,
 /* A freed slot handed out again (or leaving quarantine) must still hold
  * only junk: anything else was written after its free.  Reported with
  * what its record still says of the freed block. */
-static void
-slot_reused(struct beamalloc_gpa *g, unsigned char *p, size_t room)
+void
+ba_gpa_reused_bad(struct beamalloc_gpa *g, unsigned char *p)
 {
 	struct where w;
 
-	if (!ba_chk_freed_ok(g, p, room) && slab_find(g, (uintptr_t)p, &w))
+	if (slab_find(g, (uintptr_t)p, &w))
 		report_slot(g, BEAMALLOC_REPORT_WRITE_AFTER_FREE,
 		    (uintptr_t)p, &w, 0, 0, 0);
 }
 
-void
-ba_gpa_chk_new(struct beamalloc_gpa *g, unsigned char *p,
-    const unsigned char *rec, size_t len, size_t room)
+static void
+slot_reused(struct beamalloc_gpa *g, unsigned char *p, size_t room)
 {
-	if (g->junk && state_get(rec) == REC_FREE)
-		slot_reused(g, p, room);
-	ba_chk_fill_new(g, p, len, room);
+	if (!ba_chk_freed_ok(g, p, room))
+		ba_gpa_reused_bad(g, p);
 }
 
 /* A live slot's canary, at its free or resize. */

@@ -338,9 +338,11 @@ BA_HIDDEN void *ba_gpa_credit_high(struct beamalloc_gpa *g, struct tcache *tc,
 BA_HIDDEN void *ba_gpa_st_late(struct beamalloc_gpa *g, struct tcache *tc,
     void *ret, const void *mem, size_t len, size_t align, uintptr_t ra,
     bool over);
-/* Canary or junk on the fast paths: a reused slot's junk checked (before
- * its record changes, so a report names the freed block), then the new
- * block filled. */
+/* A reused slot's junk was overwritten: the report. */
+BA_HIDDEN void ba_gpa_reused_bad(struct beamalloc_gpa *g, unsigned char *p);
+/* Canary or junk on the fast paths (gpa_check.c; no memory checker
+ * there): a reused slot's junk checked (before its record changes, so a
+ * report names the freed block), then the new block filled. */
 BA_HIDDEN void ba_gpa_chk_new(struct beamalloc_gpa *g, unsigned char *p,
     const unsigned char *rec, size_t len, size_t room);
 

@@ -52,8 +52,8 @@ close_bytes(const struct beamalloc_gpa *g, unsigned char *p, size_t n)
 	}
 }
 
-/* Every byte of [p, p + n) is v.  Blocks of 32 bytes or'd together in
- * two 16-byte vectors (no branch per word), then the rest a word at a
+/* Every byte of [p, p + n) is v.  Blocks of 64 and 32 bytes or'd
+ * together in two 16-byte vectors (no branch per word), then the rest a word at a
  * time, the last word read overlapping; below 8 bytes, byte by byte. */
 typedef uint64_t ba_v16 __attribute__((vector_size(16), aligned(1)));
 
@@ -71,6 +71,16 @@ all_bytes(const unsigned char *p, size_t n, unsigned char v)
 	if (n >= 32) {
 		ba_v16 pat = { w, w }, a0 = { 0, 0 }, a1 = { 0, 0 }, b0, b1;
 
+		for (; n >= 64; p += 64, n -= 64) {
+			ba_v16 b2, b3;
+
+			memcpy(&b0, p, 16);
+			memcpy(&b1, p + 16, 16);
+			memcpy(&b2, p + 32, 16);
+			memcpy(&b3, p + 48, 16);
+			a0 |= (b0 ^ pat) | (b2 ^ pat);
+			a1 |= (b1 ^ pat) | (b3 ^ pat);
+		}
 		for (; n >= 32; p += 32, n -= 32) {
 			memcpy(&b0, p, 16);
 			memcpy(&b1, p + 16, 16);
@@ -178,6 +188,17 @@ ba_chk_fill_freed(const struct beamalloc_gpa *g, unsigned char *p,
 		BA_VG_QUIET_END();
 }
 
+static inline bool
+freed_ok(const unsigned char *p, size_t room)
+{
+	bool ok = all_bytes(p, junk_head(room), BA_JUNK_FREED);
+
+	for (size_t i = junk_head(room); ok && i + 8 <= room;
+	    i += BA_JUNK_STRIDE)
+		ok = all_bytes(p + i, 8, BA_JUNK_FREED);
+	return ok;
+}
+
 bool
 ba_chk_freed_ok(const struct beamalloc_gpa *g, unsigned char *p, size_t room)
 {
@@ -186,12 +207,22 @@ ba_chk_freed_ok(const struct beamalloc_gpa *g, unsigned char *p, size_t room)
 	if (!g->junk)
 		return true;
 	open_bytes(g, p, room);
-	ok = all_bytes(p, junk_head(room), BA_JUNK_FREED);
-	for (size_t i = junk_head(room); ok && i + 8 <= room;
-	    i += BA_JUNK_STRIDE)
-		ok = all_bytes(p + i, 8, BA_JUNK_FREED);
+	ok = freed_ok(p, room);
 	close_bytes(g, p, room);
 	return ok;
+}
+
+void
+ba_gpa_chk_new(struct beamalloc_gpa *g, unsigned char *p,
+    const unsigned char *rec, size_t len, size_t room)
+{
+	if (g->junk) {
+		if (state_get(rec) == REC_FREE && !freed_ok(p, room))
+			ba_gpa_reused_bad(g, p);
+		memset(p, BA_JUNK_NEW, len);
+	}
+	if (g->canary && room > len)
+		memset(p + len, BA_CANARY_BYTE, canary_end(len, room) - len);
 }
 
 /* ------------------------------------------------------------------------

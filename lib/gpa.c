@@ -2453,10 +2453,16 @@ ba_gpa_vtable_is(const beamalloc_vtable *v)
 	    sizeof(check_vtables) - sizeof(check_vtables[0]);
 }
 
+/* A GPA with canary has the general vtable or a check one (never the
+ * others): two compares, as every wide call over any backing asks. */
 bool
 ba_gpa_has_canary(const beamalloc_allocator *a)
 {
-	return ba_gpa_vtable_is(a->vtable) &&
+	const beamalloc_vtable *v = a->vtable;
+
+	return (v == &ba_gpa_vtables[GPA_VT_GENERAL] ||
+	    (uintptr_t)v - (uintptr_t)&check_vtables[GPA_VT_GENERAL + 1] <
+	    sizeof(check_vtables) - sizeof(check_vtables[0])) &&
 	    ((const struct beamalloc_gpa *)a->ctx)->canary;
 }
 

@@ -61,6 +61,7 @@ struct backing_block {
 	unsigned char *base;
 	size_t len;
 	size_t align;
+	size_t canary;			/* canary_room() of its backing */
 };
 
 /* A live over-aligned block, as the registry knows it. */
@@ -249,21 +250,14 @@ canary_room(const beamalloc_allocator *b)
 	return ba_gpa_has_canary(b) ? sizeof(uint64_t) : 0;
 }
 
-/* What an over-aligned block of len bytes takes from b. */
-static inline bool
-wide_len(const beamalloc_allocator *b, size_t len, size_t align,
-    size_t *total)
-{
-	return ba_add_len(len, align + canary_room(b), total);
-}
-
 static struct backing_block
 block_of(const beamalloc_allocator *b, void *mem, size_t len, size_t align)
 {
 	struct backing_block bb;
 
 	bb.base = (unsigned char *)mem - offset_of(mem);
-	bb.len = len + align + canary_room(b);
+	bb.canary = canary_room(b);
+	bb.len = len + align + bb.canary;
 	bb.align = native_of(b);
 	return bb;
 }
@@ -332,28 +326,22 @@ misnamed_wide(const beamalloc_allocator *b, const void *mem, size_t len,
 	return true;
 }
 
-/* The canary in the slack after an over-aligned block (see the top). */
+/* The canary in the slack after an over-aligned block, up to end (see
+ * the top). */
 static void
-tail_set(const beamalloc_allocator *b, unsigned char *mem, size_t len,
-    size_t align)
+tail_set(unsigned char *mem, size_t len, const unsigned char *end)
 {
-	struct backing_block bb;
-
-	if (!ba_gpa_has_canary(b))
-		return;
-	bb = block_of(b, mem, len, align);
-	memset(mem + len, BA_CANARY_BYTE, (size_t)(bb.base + bb.len -
-	    (mem + len)));
+	memset(mem + len, BA_CANARY_BYTE, (size_t)(end - (mem + len)));
 }
 
 /* Reported when overwritten; the call goes on (as the GPA's own). */
 static void
-tail_check(const beamalloc_allocator *b, const struct backing_block *bb,
+tail_check(const struct backing_block *bb,
     unsigned char *mem, size_t len, size_t align, uintptr_t ra)
 {
 	unsigned char *end = bb->base + bb->len;
 
-	if (ba_gpa_has_canary(b) && !ba_bytes_are(mem + len,
+	if (bb->canary != 0 && !ba_bytes_are(mem + len,
 	    (size_t)(end - (mem + len)), BA_CANARY_BYTE))
 		ba_report_call(BEAMALLOC_REPORT_OVERFLOW, mem, len, align, len,
 		    align, ra);
@@ -393,12 +381,13 @@ wide_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 	const beamalloc_allocator *b = ctx;
 	struct entry e;
 	unsigned char *base;
-	size_t total;
+	size_t total, extra;
 	bool in;
 
 	if (passes_through(b, align))
 		return ba_raw_alloc(*b, len, align, ra);
-	if (!wide_len(b, len, align, &total))
+	extra = canary_room(b);
+	if (!ba_add_len(len, align + extra, &total))
 		return ba_fail(ENOMEM);
 	base = ba_raw_alloc(*b, total, native_of(b), ra);
 	if (base == NULL)
@@ -414,7 +403,8 @@ wide_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 		ba_raw_free(*b, base, total, native_of(b), ra);
 		return ba_fail(ENOMEM);
 	}
-	tail_set(b, (unsigned char *)e.addr, len, align);
+	if (extra != 0)
+		tail_set((unsigned char *)e.addr, len, base + total);
 	return (void *)e.addr;
 }
 
@@ -440,8 +430,8 @@ wide_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 	}
 	if (!checked_block(b, mem, len, align, ra, false, &bb))
 		return refuse();
-	tail_check(b, &bb, mem, len, align, ra);
-	if (!wide_len(b, new_len, align, &new_total)) {
+	tail_check(&bb, mem, len, align, ra);
+	if (!ba_add_len(new_len, align + bb.canary, &new_total)) {
 		errno = ENOMEM;
 		return false;
 	}
@@ -454,7 +444,8 @@ wide_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 	if ((e = reg_find((uintptr_t)mem)) != NULL)
 		e->len = new_len;
 	pthread_mutex_unlock(&reg.lock);
-	tail_set(b, mem, new_len, align);
+	if (bb.canary != 0)
+		tail_set(mem, new_len, bb.base + new_total);
 	return true;
 }
 
@@ -481,8 +472,8 @@ wide_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 	}
 	if (!checked_block(b, mem, len, align, ra, false, &bb))
 		return ba_fail(EINVAL);
-	tail_check(b, &bb, mem, len, align, ra);
-	if (!wide_len(b, new_len, align, &new_total))
+	tail_check(&bb, mem, len, align, ra);
+	if (!ba_add_len(new_len, align + bb.canary, &new_total))
 		return ba_fail(ENOMEM);
 	old_off = (size_t)((unsigned char *)mem - bb.base);
 	backing_errno_clear();
@@ -504,7 +495,8 @@ wide_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 		reg_remove(e);
 	(void)reg_add(&moved);
 	pthread_mutex_unlock(&reg.lock);
-	tail_set(b, (unsigned char *)moved.addr, new_len, align);
+	if (bb.canary != 0)
+		tail_set((unsigned char *)moved.addr, new_len, base + new_total);
 	return (void *)moved.addr;
 }
 
@@ -520,7 +512,7 @@ wide_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
 		return;
 	}
 	if (checked_block(b, mem, len, align, ra, true, &bb)) {
-		tail_check(b, &bb, mem, len, align, ra);
+		tail_check(&bb, mem, len, align, ra);
 		ba_raw_free(*b, bb.base, bb.len, bb.align, ra);
 	}
 }

@@ -31,19 +31,18 @@ alloc_at(beamalloc_allocator a, size_t len, size_t align, uintptr_t ra)
 	if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_TS]))
 		return ba_gpa_fast_alloc(a.ctx, len, align, ra, true, false,
 		    false);
-	/* The same with guarded sampling, then with sampled traces (their
-	 * price is the countdown), before the one with safety: guarded
-	 * sampling should cost gpa-fast's users no more than 1.05x, traces
-	 * left on in production no more than 1.1x. */
+	/* The one with safety (the global GPA's), then the same as the
+	 * first with guarded sampling and with sampled traces (their price
+	 * is the countdown, and a compare more). */
+	if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_TS_SAFE]))
+		return ba_gpa_fast_alloc(a.ctx, len, align, ra, true, true,
+		    false);
 	if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_GUARD + 2]))
 		return ba_gpa_fast_alloc(a.ctx, len, align, ra, true, false,
 		    BA_SMP_GUARD);
 	if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_SAMPLED + 2]))
 		return ba_gpa_fast_alloc(a.ctx, len, align, ra, true, false,
 		    BA_SMP_TRACE);
-	if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_TS_SAFE]))
-		return ba_gpa_fast_alloc(a.ctx, len, align, ra, true, true,
-		    false);
 	p = ba_raw_alloc(a, len, align, ra);
 	return BA_LIKELY(p != NULL) ? p : ba_fail_from_vtable();
 }

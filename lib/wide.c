@@ -12,7 +12,8 @@
  *
  * offset <= 8 + align - n <= align, so len + align always suffices: at most
  * one word beyond the len + align - 1 that any aligned over-allocation
- * needs.  free() gives the backing exactly (base, len + align, n).
+ * needs.  free() gives the backing exactly (base, len + align, n).  (A
+ * word more over a GPA with canary: see below.)
  *
  * Every over-aligned block is also entered in a process-wide registry:
  *
@@ -36,6 +37,15 @@
  * block whose backing memory was released behind the wide allocator's
  * back (a leak freed wholesale, e.g. by beamalloc_gpa_destroy of its
  * backing): its address stays registered until allocated again here.
+ *
+ * Over a GPA with canary on (beamalloc_wide_on(&gpa)), the slack of an
+ * over-aligned block, from aligned + len to base + len + align, holds
+ * the GPA's canary byte (a word at least: the block takes
+ * len + align + 8), checked at free, resize and remap (reported as
+ * an overflow of the block named by its aligned address and length):
+ * the GPA's own canary lies past the whole backing block, out of reach
+ * of a 1-byte overflow.  All of the slack, not a bounded part: wide
+ * blocks are few and large.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -51,6 +61,7 @@ struct backing_block {
 	unsigned char *base;
 	size_t len;
 	size_t align;
+	size_t canary;			/* canary_room() of its backing */
 };
 
 /* A live over-aligned block, as the registry knows it. */
@@ -230,13 +241,23 @@ place(unsigned char *base, size_t off)
 	return base + off;
 }
 
+/* Over a GPA with canary, room for one more word: the slack after the
+ * block is otherwise empty when the backing's block is aligned already
+ * (offset = align). */
+static inline size_t
+canary_room(const beamalloc_allocator *b)
+{
+	return ba_gpa_has_canary(b) ? sizeof(uint64_t) : 0;
+}
+
 static struct backing_block
 block_of(const beamalloc_allocator *b, void *mem, size_t len, size_t align)
 {
 	struct backing_block bb;
 
 	bb.base = (unsigned char *)mem - offset_of(mem);
-	bb.len = len + align;
+	bb.canary = canary_room(b);
+	bb.len = len + align + bb.canary;
 	bb.align = native_of(b);
 	return bb;
 }
@@ -305,6 +326,31 @@ misnamed_wide(const beamalloc_allocator *b, const void *mem, size_t len,
 	return true;
 }
 
+/* The canary in the slack after an over-aligned block, up to end (see
+ * the top). */
+static void
+tail_set(unsigned char *mem, size_t len, const unsigned char *end)
+{
+	memset(mem + len, BA_CANARY_BYTE, (size_t)(end - (mem + len)));
+}
+
+/* Reported when overwritten; the call goes on (as the GPA's own).  The
+ * canary is then written again, so that a block reported at a remap the
+ * backing could not do in place is not reported again at its free. */
+static void
+tail_check(const struct backing_block *bb,
+    unsigned char *mem, size_t len, size_t align, uintptr_t ra)
+{
+	unsigned char *end = bb->base + bb->len;
+
+	if (bb->canary != 0 && !ba_bytes_are(mem + len,
+	    (size_t)(end - (mem + len)), BA_CANARY_BYTE)) {
+		ba_report_call(BEAMALLOC_REPORT_OVERFLOW, mem, len, align, len,
+		    align, ra);
+		tail_set(mem, len, end);
+	}
+}
+
 /* A refused block: EINVAL, and only then (the front end then does
  * nothing more with it). */
 static inline bool
@@ -339,12 +385,13 @@ wide_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 	const beamalloc_allocator *b = ctx;
 	struct entry e;
 	unsigned char *base;
-	size_t total;
+	size_t total, extra;
 	bool in;
 
 	if (passes_through(b, align))
 		return ba_raw_alloc(*b, len, align, ra);
-	if (!ba_add_len(len, align, &total))
+	extra = canary_room(b);
+	if (!ba_add_len(len, align + extra, &total))
 		return ba_fail(ENOMEM);
 	base = ba_raw_alloc(*b, total, native_of(b), ra);
 	if (base == NULL)
@@ -360,6 +407,8 @@ wide_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 		ba_raw_free(*b, base, total, native_of(b), ra);
 		return ba_fail(ENOMEM);
 	}
+	if (extra != 0)
+		tail_set((unsigned char *)e.addr, len, base + total);
 	return (void *)e.addr;
 }
 
@@ -385,7 +434,8 @@ wide_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 	}
 	if (!checked_block(b, mem, len, align, ra, false, &bb))
 		return refuse();
-	if (!ba_add_len(new_len, align, &new_total)) {
+	tail_check(&bb, mem, len, align, ra);
+	if (!ba_add_len(new_len, align + bb.canary, &new_total)) {
 		errno = ENOMEM;
 		return false;
 	}
@@ -398,6 +448,8 @@ wide_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 	if ((e = reg_find((uintptr_t)mem)) != NULL)
 		e->len = new_len;
 	pthread_mutex_unlock(&reg.lock);
+	if (bb.canary != 0)
+		tail_set(mem, new_len, bb.base + new_total);
 	return true;
 }
 
@@ -424,7 +476,8 @@ wide_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 	}
 	if (!checked_block(b, mem, len, align, ra, false, &bb))
 		return ba_fail(EINVAL);
-	if (!ba_add_len(new_len, align, &new_total))
+	tail_check(&bb, mem, len, align, ra);
+	if (!ba_add_len(new_len, align + bb.canary, &new_total))
 		return ba_fail(ENOMEM);
 	old_off = (size_t)((unsigned char *)mem - bb.base);
 	backing_errno_clear();
@@ -446,6 +499,8 @@ wide_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 		reg_remove(e);
 	(void)reg_add(&moved);
 	pthread_mutex_unlock(&reg.lock);
+	if (bb.canary != 0)
+		tail_set((unsigned char *)moved.addr, new_len, base + new_total);
 	return (void *)moved.addr;
 }
 
@@ -460,8 +515,10 @@ wide_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
 			ba_raw_free(*b, mem, len, align, ra);
 		return;
 	}
-	if (checked_block(b, mem, len, align, ra, true, &bb))
+	if (checked_block(b, mem, len, align, ra, true, &bb)) {
+		tail_check(&bb, mem, len, align, ra);
 		ba_raw_free(*b, bb.base, bb.len, bb.align, ra);
+	}
 }
 
 const beamalloc_vtable ba_wide_vtable = {

@@ -872,14 +872,21 @@ static inline void slot_push(struct beamalloc_gpa *g, struct tcache *tc,
 /* A freed slot handed out again (or leaving quarantine) must still hold
  * only junk: anything else was written after its free.  Reported with
  * what its record still says of the freed block. */
-static void
-slot_reused(struct beamalloc_gpa *g, unsigned char *p, size_t room)
+void
+ba_gpa_reused_bad(struct beamalloc_gpa *g, unsigned char *p)
 {
 	struct where w;
 
-	if (!ba_chk_freed_ok(g, p, room) && slab_find(g, (uintptr_t)p, &w))
+	if (slab_find(g, (uintptr_t)p, &w))
 		ba_gpa_report_slot(g, BEAMALLOC_REPORT_WRITE_AFTER_FREE,
 		    (uintptr_t)p, &w, 0, 0, 0);
+}
+
+static void
+slot_reused(struct beamalloc_gpa *g, unsigned char *p, size_t room)
+{
+	if (!ba_chk_freed_ok(g, p, room))
+		ba_gpa_reused_bad(g, p);
 }
 
 /* A live slot's canary, at its free or resize. */
@@ -1069,6 +1076,7 @@ memo_fill(struct beamalloc_gpa *g, struct tcache *tc, uintptr_t p)
 	m->epoch = epoch;
 	m->base = w.base;
 	m->div = ba_classes[w.cls].inv;
+	m->size = class_size(w.cls);
 	m->recs = w.recs;
 	m->top = &tc->top[w.cls];
 	return true;
@@ -1111,6 +1119,28 @@ FAST_PAIR(smp_ts, true, false, true)
 FAST_PAIR(smp_ts_safe, true, true, true)
 FAST_PAIR(smp_st, false, false, true)
 FAST_PAIR(smp_st_safe, false, true, true)
+
+/* Canary or junk alone (no quarantine, traces or checker): the fast
+ * paths with the checks around them, by [thread_safe][safety]. */
+#define CHECK_PAIR(name, ts, safety)					\
+static void *								\
+name##_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)	\
+{									\
+	return ba_gpa_fast_alloc_chk(ctx, len, align, ra, ts, safety,	\
+	    0, true);							\
+}									\
+static void								\
+name##_free(void *ctx, void *mem, size_t len, size_t align,		\
+    uintptr_t ra)							\
+{									\
+	ba_gpa_fast_free_chk(ctx, mem, len, align, ra, ts, safety,	\
+	    false, true);						\
+}
+
+CHECK_PAIR(chk_ts, true, false)
+CHECK_PAIR(chk_ts_safe, true, true)
+CHECK_PAIR(chk_st, false, false)
+CHECK_PAIR(chk_st_safe, false, true)
 
 /* guard_sample alone: the fast paths, with the thread's countdown in
  * front (see guard_due()).  A guarded block is in no slab: its free
@@ -1318,6 +1348,13 @@ const beamalloc_vtable ba_gpa_vtables[GPA_NVT] = {
 	    fast_ts_free },
 	[GPA_VT_GUARD + 3] = { guard_ts_safe_alloc, gpa_resize, gpa_remap,
 	    fast_ts_safe_free },
+	[GPA_VT_CHECK] = { chk_st_alloc, gpa_resize, gpa_remap, chk_st_free },
+	[GPA_VT_CHECK + 1] = { chk_st_safe_alloc, gpa_resize, gpa_remap,
+	    chk_st_safe_free },
+	[GPA_VT_CHECK + 2] = { chk_ts_alloc, gpa_resize, gpa_remap,
+	    chk_ts_free },
+	[GPA_VT_CHECK + 3] = { chk_ts_safe_alloc, gpa_resize, gpa_remap,
+	    chk_ts_safe_free },
 };
 
 bool
@@ -1326,6 +1363,19 @@ ba_gpa_vtable_is(const beamalloc_vtable *v)
 	/* One compare, not a loop: every other allocator passes here. */
 	return (uintptr_t)v - (uintptr_t)&ba_gpa_vtables[0] <
 	    sizeof(ba_gpa_vtables);
+}
+
+/* A GPA with canary has the general vtable or a check one (never the
+ * others): two compares, as every wide call over any backing asks. */
+bool
+ba_gpa_has_canary(const beamalloc_allocator *a)
+{
+	const beamalloc_vtable *v = a->vtable;
+
+	return (v == &ba_gpa_vtables[GPA_VT_GENERAL] ||
+	    (uintptr_t)v - (uintptr_t)&ba_gpa_vtables[GPA_VT_CHECK] <
+	    4 * sizeof(ba_gpa_vtables[0])) &&
+	    ((const struct beamalloc_gpa *)a->ctx)->canary;
 }
 
 size_t

@@ -131,7 +131,11 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 			    GPA_VT_GUARD : GPA_VT_ST) + 2 * g->thread_safe +
 			    g->safety];
 		}
-	}
+	} else if (g->batched && !g->tools && c.quarantine == 0 &&
+	    /* Canary or junk alone: the fast paths with their checks. */
+	    g->depth == 0 && g->guard_sample == 0)
+		g->vtable = &ba_gpa_vtables[GPA_VT_CHECK +
+		    2 * g->thread_safe + g->safety];
 	g->report = c.report;
 	g->report_user = c.report_user;
 	g->rec_shift = g->safety || g->depth != 0 ?

@@ -193,7 +193,8 @@ struct memo {
 	unsigned char *recs;
 	struct entry **top;		/* &tc->top[class] */
 	uintptr_t epoch;		/* the GPA's epoch when filled */
-	uintptr_t pad[3];		/* 64 bytes: the index is a shift */
+	uintptr_t size;			/* slot size (canary and junk) */
+	uintptr_t pad[2];		/* 64 bytes: the index is a shift */
 };
 
 /* From &tc->top[c] to &tc->end[c]. */
@@ -382,11 +383,11 @@ struct beamalloc_gpa {
 };
 
 /* The vtables: the general one first, then the fast ones by
- * [thread_safe][safety], then the same with sampled traces, then with
- * guarded sampling. */
+ * [thread_safe][safety], then the same with sampled traces, with guarded
+ * sampling, and with canary or junk. */
 enum { GPA_VT_GENERAL, GPA_VT_ST, GPA_VT_ST_SAFE, GPA_VT_TS, GPA_VT_TS_SAFE,
     GPA_VT_SAMPLED, GPA_VT_GUARD = GPA_VT_SAMPLED + 4,
-    GPA_NVT = GPA_VT_GUARD + 4 };
+    GPA_VT_CHECK = GPA_VT_GUARD + 4, GPA_NVT = GPA_VT_CHECK + 4 };
 BA_HIDDEN extern const beamalloc_vtable ba_gpa_vtables[GPA_NVT];
 /* The fast ones with guarded sampling, in the same order. */
 
@@ -402,6 +403,13 @@ BA_HIDDEN void *ba_gpa_credit_high(struct beamalloc_gpa *g, struct tcache *tc,
 BA_HIDDEN void *ba_gpa_st_late(struct beamalloc_gpa *g, struct tcache *tc,
     void *ret, const void *mem, size_t len, size_t align, uintptr_t ra,
     bool over);
+/* A reused slot's junk was overwritten: the report. */
+BA_HIDDEN void ba_gpa_reused_bad(struct beamalloc_gpa *g, unsigned char *p);
+/* Canary or junk on the fast paths (gpa_check.c; no memory checker
+ * there): a reused slot's junk checked (before its record changes, so a
+ * report names the freed block), then the new block filled. */
+BA_HIDDEN void ba_gpa_chk_new(struct beamalloc_gpa *g, unsigned char *p,
+    const unsigned char *rec, size_t len, size_t room);
 
 /* Decay: decay.c keeps the registry and its thread, which calls
  * ba_gpa_decay_trim() (leak.c) from outside the GPA. */
@@ -415,10 +423,12 @@ BA_HIDDEN void ba_gpa_decay_trim(struct beamalloc_gpa *g);
  * The helpers let memory checkers watch through them (g->tools).
  * ---------------------------------------------------------------------- */
 
-#define BA_CANARY_BYTE 0xfb		/* the bytes after a block */
 #define BA_JUNK_NEW 0xdb		/* a new block */
 #define BA_JUNK_FREED 0xdf		/* a freed block */
 #define BA_CANARY_LARGE 16		/* extra bytes of a large block */
+#define BA_CANARY_MAX 32		/* canary bytes checked at most */
+#define BA_JUNK_HEAD 1024		/* freed junk: whole up to here, */
+#define BA_JUNK_STRIDE 512		/* then one word every this many */
 
 /* Fill a new block: junk over [p, p + len), canary over the rest of its
  * room (as configured). */
@@ -989,15 +999,19 @@ guard_due(struct beamalloc_gpa *g)
  * allocation, and the free of a traced block, to the general path;
  * the others clear the record's trace id.  With sample BA_SMP_GUARD, for
  * guarded sampling without traces, the same countdown sends one
- * allocation in guard_sample there, and the records have no trace id. */
+ * allocation in guard_sample there, and the records have no trace id.
+ * With check (canary or junk, neither quarantine nor traces), the checks
+ * and fills of check.c around the pop and the push; a bad canary goes to
+ * the general path, which reports it. */
 enum { BA_SMP_TRACE = 1, BA_SMP_GUARD = 2 };
 
 static inline __attribute__((always_inline)) void *
-ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
-    bool safety, unsigned sample)
+ba_gpa_fast_alloc_chk(void *ctx, size_t len, size_t align, uintptr_t ra,
+    bool ts, bool safety, unsigned sample, bool check)
 {
 	struct beamalloc_gpa *g = ctx;
-	size_t c = class_of(len, align);
+	/* A canary needs one byte of slack at least (as the general path). */
+	size_t c = class_of(len + (check && g->canary), align);
 	struct tcache *tc;
 	struct entry *top, e;
 	uintptr_t me = 0, prev = 0;
@@ -1034,6 +1048,8 @@ ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
 	e = *top;
 	if (ts)
 		tc_leave(tc);
+	if (check)
+		ba_gpa_chk_new(g, e.p, e.rec, len, class_size(c));
 	if (safety)
 		rec_fill(e.rec, len, align, ra);
 	if (sample == BA_SMP_TRACE)
@@ -1048,8 +1064,8 @@ ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
 }
 
 static inline __attribute__((always_inline)) void
-ba_gpa_fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
-    bool ts, bool safety, bool sample)
+ba_gpa_fast_free_chk(void *ctx, void *mem, size_t len, size_t align,
+    uintptr_t ra, bool ts, bool safety, bool sample, bool check)
 {
 	struct beamalloc_gpa *g = ctx;
 	uintptr_t p = (uintptr_t)mem, off, q;
@@ -1098,6 +1114,9 @@ ba_gpa_fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 	    (safety && !rec_matches(rec, len, align)) ||
 	    (sample && ((const struct rec *)(const void *)rec)->tid != 0)))
 		goto leave;
+	if (check && g->canary && BA_UNLIKELY(!ba_chk_canary_ok(g, mem, len,
+	    m->size)))
+		goto leave;
 	tp = m->top;
 	top = *tp;
 	/* Ordered: a trim's sentinel end is below any top.  Then the slot
@@ -1114,6 +1133,8 @@ ba_gpa_fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
 			goto leave;
 	} else
 		state_set(rec, REC_FREE);
+	if (check && g->junk)
+		ba_chk_fill_freed(g, mem, m->size);
 	*top = (struct entry){ mem, rec };
 	*tp = top + 1;
 	if (ts)
@@ -1129,6 +1150,22 @@ leave:
 		(void)st_left(g, me, prev);
 general:
 	ba_gpa_free(ctx, mem, len, align, ra);
+}
+
+static inline __attribute__((always_inline)) void *
+ba_gpa_fast_alloc(void *ctx, size_t len, size_t align, uintptr_t ra, bool ts,
+    bool safety, unsigned sample)
+{
+	return ba_gpa_fast_alloc_chk(ctx, len, align, ra, ts, safety, sample,
+	    false);
+}
+
+static inline __attribute__((always_inline)) void
+ba_gpa_fast_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra,
+    bool ts, bool safety, bool sample)
+{
+	ba_gpa_fast_free_chk(ctx, mem, len, align, ra, ts, safety, sample,
+	    false);
 }
 
 #endif /* BEAMALLOC_GPA_H */

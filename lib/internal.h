@@ -109,7 +109,7 @@ BA_HIDDEN void *ba_no_remap(void *ctx, void *mem, size_t len, size_t align,
 BA_HIDDEN void ba_report_default(const beamalloc_report *r);
 /* The same for a bad call naming mem: the block's recorded size and
  * alignment (0 if unknown), those the caller gave, its call site. */
-/* Canaries (gpa_check.c): the byte after a block's requested length;
+/* Canaries (gpa/check.c): the byte after a block's requested length;
  * whether every byte of [p, p + n) is v; whether a is a GPA with
  * canary on (the wide allocator over it checks its blocks' tails). */
 #define BA_CANARY_BYTE 0xfb

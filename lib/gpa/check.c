@@ -1,9 +1,9 @@
 /*
- * gpa_check.c - the GPA's corruption checks without a memory checker:
+ * check.c - the GPA's corruption checks without a memory checker:
  * canary bytes after each block's requested length, junk written over
  * freed and new blocks, and a quarantine that holds freed blocks back
  * (FIFO, up to a number of bytes) so that a write after free is still
- * there to be seen when the block leaves it.  gpa.c decides when each
+ * there to be seen when the block leaves it.  alloc.c decides when each
  * runs and reports what they find.
  *
  * Under a memory checker (g->tools) the bytes looked at here are

@@ -1,5 +1,5 @@
 /*
- * gpa_decay.c - memory goes back without trim or destroy.
+ * decay.c - memory goes back without trim or destroy.
  *
  * A BEAM node runs for months and erlang:memory(system) counts what NIFs
  * hold: a GPA whose blocks were all freed should not keep its slabs until
@@ -156,7 +156,7 @@ decay_stop(void)
 }
 
 /* ------------------------------------------------------------------------
- * Entry points for gpa.c
+ * Entry points for the GPA (create.c, leak.c)
  * ---------------------------------------------------------------------- */
 
 /* g trimmed every ms from now on.  False if the thread could not be

@@ -405,7 +405,7 @@ BA_HIDDEN void *ba_gpa_st_late(struct beamalloc_gpa *g, struct tcache *tc,
     bool over);
 /* A reused slot's junk was overwritten: the report. */
 BA_HIDDEN void ba_gpa_reused_bad(struct beamalloc_gpa *g, unsigned char *p);
-/* Canary or junk on the fast paths (gpa_check.c; no memory checker
+/* Canary or junk on the fast paths (check.c; no memory checker
  * there): a reused slot's junk checked (before its record changes, so a
  * report names the freed block), then the new block filled. */
 BA_HIDDEN void ba_gpa_chk_new(struct beamalloc_gpa *g, unsigned char *p,
@@ -496,7 +496,7 @@ BA_HIDDEN void ba_guard_release(const void *owner);
  * Helpers of the fast paths
  * ---------------------------------------------------------------------- */
 
-/* Slot sizes and their inverses, by class (gpa.c). */
+/* Slot sizes and their inverses, by class (alloc.c). */
 struct ba_class {
 	uint32_t size;
 	uint32_t inv;			/* 2^32 / size, rounded up */

@@ -1,5 +1,5 @@
 /*
- * gpa_guard.c - guarded sampling for the GPA (guard_sample = N): one
+ * guard.c - guarded sampling for the GPA (guard_sample = N): one
  * allocation in N is placed at the end of a page of its own, right before
  * an inaccessible page, so an overflow faults at the instruction that
  * makes it.  A SIGSEGV handler, installed at the first guarded block,

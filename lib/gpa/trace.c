@@ -1,5 +1,5 @@
 /*
- * gpa_trace.c - the GPA's stack traces: a frame-pointer walk that stays
+ * trace.c - the GPA's stack traces: a frame-pointer walk that stays
  * within the thread's stack, and a stack depot that keeps each distinct
  * trace once, so that a block's record holds a 32-bit id.
  *

@@ -52,81 +52,19 @@ close_bytes(const struct beamalloc_gpa *g, unsigned char *p, size_t n)
 	}
 }
 
-/* Every byte of [p, p + n) is v.  Blocks of 64 and 32 bytes or'd
- * together in two 16-byte vectors (no branch per word), then the rest a word at a
- * time, the last word read overlapping; below 8 bytes, byte by byte. */
-typedef uint64_t ba_v16 __attribute__((vector_size(16), aligned(1)));
-
-static bool
-all_bytes(const unsigned char *p, size_t n, unsigned char v)
-{
-	uint64_t w = 0x0101010101010101ull * v, acc = 0, x;
-
-	if (n < 8) {
-		while (n-- > 0)
-			if (*p++ != v)
-				return false;
-		return true;
-	}
-	if (n >= 32) {
-		ba_v16 pat = { w, w }, a0 = { 0, 0 }, a1 = { 0, 0 }, b0, b1;
-
-		for (; n >= 64; p += 64, n -= 64) {
-			ba_v16 b2, b3;
-
-			memcpy(&b0, p, 16);
-			memcpy(&b1, p + 16, 16);
-			memcpy(&b2, p + 32, 16);
-			memcpy(&b3, p + 48, 16);
-			a0 |= (b0 ^ pat) | (b2 ^ pat);
-			a1 |= (b1 ^ pat) | (b3 ^ pat);
-		}
-		for (; n >= 32; p += 32, n -= 32) {
-			memcpy(&b0, p, 16);
-			memcpy(&b1, p + 16, 16);
-			a0 |= b0 ^ pat;
-			a1 |= b1 ^ pat;
-		}
-		a0 |= a1;
-		acc = a0[0] | a0[1];
-		p -= 8;			/* the tail below reads in range */
-		n += 8;
-	}
-	for (; n > 8; p += 8, n -= 8) {
-		memcpy(&x, p, 8);
-		acc |= x ^ w;
-	}
-	memcpy(&x, p + n - 8, 8);
-	return (acc | (x ^ w)) == 0;
-}
-
+/* Any span: below 8 bytes, byte by byte (no word around it is known to
+ * be readable). */
 bool
 ba_bytes_are(const void *p, size_t n, unsigned char v)
 {
-	return all_bytes(p, n, v);
-}
+	const unsigned char *b = p;
 
-/* What the checks cover, bounded as OpenBSD's malloc bounds its own
- * (chunk canaries: CHUNK_CHECK_LENGTH bytes after the request; freed
- * junk: the first page at a stride): a canary is the first
- * BA_CANARY_MAX bytes of the slack; freed junk is the whole of a block
- * up to BA_JUNK_HEAD bytes and, past them, the first word of every
- * BA_JUNK_STRIDE bytes, in slots of small blocks.  So the work per
- * block is bounded and small blocks, where most overflows and stale
- * writes land, are covered whole.  A large block is junked whole: it
- * is junked only on its way into quarantine, and costs a call to the
- * backing anyway. */
-static inline size_t
-junk_head(size_t room)
-{
-	return room > SMALL_MAX || room < BA_JUNK_HEAD ?
-	    room : BA_JUNK_HEAD;
-}
-
-static inline size_t
-canary_end(size_t len, size_t room)
-{
-	return room - len > BA_CANARY_MAX ? len + BA_CANARY_MAX : room;
+	if (n >= 8)
+		return ba_span_is(b, n, BA_BYTES8(v));
+	while (n-- > 0)
+		if (*b++ != v)
+			return false;
+	return true;
 }
 
 void
@@ -135,9 +73,9 @@ ba_chk_canary_set(const struct beamalloc_gpa *g, unsigned char *p,
 {
 	if (!g->canary || room <= len)
 		return;
-	room = canary_end(len, room);
+	room = ba_canary_end(len, room);
 	open_bytes(g, p + len, room - len);
-	memset(p + len, BA_CANARY_BYTE, room - len);
+	ba_span_fill(p + len, room - len, BA_BYTES8(BA_CANARY_BYTE));
 	close_bytes(g, p + len, room - len);
 }
 
@@ -146,7 +84,8 @@ ba_chk_fill_new(const struct beamalloc_gpa *g, unsigned char *p, size_t len,
     size_t room)
 {
 	if (g->junk) {
-		memset(p, BA_JUNK_NEW, len);
+		if (len != 0)
+			ba_span_fill(p, len, BA_BYTES8(BA_JUNK_NEW));
 		/* Still uninitialized to memcheck. */
 		if (g->tools)
 			BA_VG_MAKE_UNDEFINED(p, len);
@@ -162,10 +101,9 @@ ba_chk_canary_ok(const struct beamalloc_gpa *g, unsigned char *p, size_t len,
 
 	if (!g->canary || room <= len)
 		return true;
-	room = canary_end(len, room);
-	open_bytes(g, p + len, room - len);
-	ok = all_bytes(p + len, room - len, BA_CANARY_BYTE);
-	close_bytes(g, p + len, room - len);
+	open_bytes(g, p + len, ba_canary_end(len, room) - len);
+	ok = ba_slot_canary_is(p, len, room);
+	close_bytes(g, p + len, ba_canary_end(len, room) - len);
 	return ok;
 }
 
@@ -181,22 +119,12 @@ ba_chk_fill_freed(const struct beamalloc_gpa *g, unsigned char *p,
 		BA_ASAN_UNPOISON(p, room);
 		BA_VG_QUIET_BEGIN();
 	}
-	memset(p, BA_JUNK_FREED, junk_head(room));
-	for (size_t i = junk_head(room); i + 8 <= room; i += BA_JUNK_STRIDE)
-		memset(p + i, BA_JUNK_FREED, 8);
+	if (room > SMALL_MAX)
+		ba_span_fill(p, room, BA_BYTES8(BA_JUNK_FREED));
+	else
+		ba_slot_junk_fill(p, room);
 	if (g->tools)
 		BA_VG_QUIET_END();
-}
-
-static inline bool
-freed_ok(const unsigned char *p, size_t room)
-{
-	bool ok = all_bytes(p, junk_head(room), BA_JUNK_FREED);
-
-	for (size_t i = junk_head(room); ok && i + 8 <= room;
-	    i += BA_JUNK_STRIDE)
-		ok = all_bytes(p + i, 8, BA_JUNK_FREED);
-	return ok;
 }
 
 bool
@@ -207,22 +135,10 @@ ba_chk_freed_ok(const struct beamalloc_gpa *g, unsigned char *p, size_t room)
 	if (!g->junk)
 		return true;
 	open_bytes(g, p, room);
-	ok = freed_ok(p, room);
+	ok = room > SMALL_MAX ? ba_span_is(p, room, BA_BYTES8(BA_JUNK_FREED)) :
+	    ba_slot_junk_is(p, room);
 	close_bytes(g, p, room);
 	return ok;
-}
-
-void
-ba_gpa_chk_new(struct beamalloc_gpa *g, unsigned char *p,
-    const unsigned char *rec, size_t len, size_t room)
-{
-	if (g->junk) {
-		if (state_get(rec) == REC_FREE && !freed_ok(p, room))
-			ba_gpa_reused_bad(g, p);
-		memset(p, BA_JUNK_NEW, len);
-	}
-	if (g->canary && room > len)
-		memset(p + len, BA_CANARY_BYTE, canary_end(len, room) - len);
 }
 
 /* ------------------------------------------------------------------------

@@ -60,6 +60,9 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "internal.h"
 
@@ -405,11 +408,6 @@ BA_HIDDEN void *ba_gpa_st_late(struct beamalloc_gpa *g, struct tcache *tc,
     bool over);
 /* A reused slot's junk was overwritten: the report. */
 BA_HIDDEN void ba_gpa_reused_bad(struct beamalloc_gpa *g, unsigned char *p);
-/* Canary or junk on the fast paths (check.c; no memory checker
- * there): a reused slot's junk checked (before its record changes, so a
- * report names the freed block), then the new block filled. */
-BA_HIDDEN void ba_gpa_chk_new(struct beamalloc_gpa *g, unsigned char *p,
-    const unsigned char *rec, size_t len, size_t room);
 
 /* Decay: decay.c keeps the registry and its thread, which calls
  * ba_gpa_decay_trim() (leak.c) from outside the GPA. */
@@ -429,6 +427,191 @@ BA_HIDDEN void ba_gpa_decay_trim(struct beamalloc_gpa *g);
 #define BA_CANARY_MAX 32		/* canary bytes checked at most */
 #define BA_JUNK_HEAD 1024		/* freed junk: whole up to here, */
 #define BA_JUNK_STRIDE 512		/* then one word every this many */
+
+/* What the checks cover, bounded as OpenBSD's malloc bounds its own
+ * (chunk canaries: CHUNK_CHECK_LENGTH bytes after the request; freed
+ * junk: the first page at a stride): a canary is the first
+ * BA_CANARY_MAX bytes of the slack; freed junk is the whole of a block
+ * up to BA_JUNK_HEAD bytes and, past them, the first word of every
+ * BA_JUNK_STRIDE bytes, in slots of small blocks.  So the work per
+ * block is bounded and small blocks, where most overflows and stale
+ * writes land, are covered whole.  A large block is junked whole
+ * (check.c): it is junked only on its way into quarantine, and costs a
+ * call to the backing anyway. */
+static inline size_t
+ba_junk_head(size_t room)
+{
+	return room < BA_JUNK_HEAD ? room : BA_JUNK_HEAD;
+}
+
+static inline size_t
+ba_canary_end(size_t len, size_t room)
+{
+	return room - len > BA_CANARY_MAX ? len + BA_CANARY_MAX : room;
+}
+
+/* The fills and compares themselves, inline so that the fast paths pay
+ * no call: 16 bytes at a time at any alignment, the last 16 (or 8)
+ * overlapping the one before, so no loop runs byte by byte.  A span
+ * below 8 bytes is done in the word that ends it, which must lie in the
+ * slot (true of a canary: a slot is 8 bytes at least). */
+typedef uint64_t ba_v16 __attribute__((vector_size(16), aligned(1)));
+#define BA_BYTES8(v) (0x0101010101010101ull * (unsigned char)(v))
+
+static inline __attribute__((always_inline)) uint64_t
+ba_ld8(const unsigned char *p)
+{
+	uint64_t x;
+
+	__builtin_memcpy(&x, p, 8);
+	return x;
+}
+
+static inline __attribute__((always_inline)) void
+ba_st8(unsigned char *p, uint64_t x)
+{
+	__builtin_memcpy(p, &x, 8);
+}
+
+/* No bit set in v (one compare and a mask read on SSE2). */
+static inline __attribute__((always_inline)) bool
+ba_v16_zero(ba_v16 v)
+{
+#ifdef __SSE2__
+	__m128i x;
+
+	__builtin_memcpy(&x, &v, 16);
+	return _mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_setzero_si128())) ==
+	    0xffff;
+#else
+	return (v[0] | v[1]) == 0;
+#endif
+}
+
+/* Every byte of [p, p + n) is the byte of w; n >= 1.  64 bytes a turn,
+ * the last 32 overlapping. */
+static inline __attribute__((always_inline)) bool
+ba_span_is(const unsigned char *p, size_t n, uint64_t w)
+{
+	if (n >= 32) {
+		ba_v16 pat = { w, w }, a0, a1, b0, b1;
+		size_t i = 0;
+
+		__builtin_memcpy(&a0, p + n - 32, 16);
+		__builtin_memcpy(&a1, p + n - 16, 16);
+		a0 ^= pat;
+		a1 ^= pat;
+		for (; i + 64 < n; i += 64) {
+			ba_v16 b2, b3;
+
+			__builtin_memcpy(&b0, p + i, 16);
+			__builtin_memcpy(&b1, p + i + 16, 16);
+			__builtin_memcpy(&b2, p + i + 32, 16);
+			__builtin_memcpy(&b3, p + i + 48, 16);
+			a0 |= (b0 ^ pat) | (b2 ^ pat);
+			a1 |= (b1 ^ pat) | (b3 ^ pat);
+		}
+		if (i + 32 < n) {
+			__builtin_memcpy(&b0, p + i, 16);
+			__builtin_memcpy(&b1, p + i + 16, 16);
+			a0 |= b0 ^ pat;
+			a1 |= b1 ^ pat;
+		}
+		return ba_v16_zero(a0 | a1);
+	}
+	if (n >= 16) {
+		ba_v16 pat = { w, w }, a0, a1;
+
+		__builtin_memcpy(&a0, p, 16);
+		__builtin_memcpy(&a1, p + n - 16, 16);
+		return ba_v16_zero((a0 ^ pat) | (a1 ^ pat));
+	}
+	if (n >= 8)
+		return ((ba_ld8(p) ^ w) | (ba_ld8(p + n - 8) ^ w)) == 0;
+	/* The top n bytes of the word ending at p + n. */
+	return ((ba_ld8(p + n - 8) ^ w) >> (8 * (8 - n))) == 0;
+}
+
+/* Fill [p, p + n) with the byte of w; n >= 1, as above. */
+static inline __attribute__((always_inline)) void
+ba_span_fill(unsigned char *p, size_t n, uint64_t w)
+{
+	ba_v16 pat = { w, w };
+
+	if (n >= 32) {
+		size_t i = 0;
+
+		for (; i + 64 < n; i += 64) {
+			__builtin_memcpy(p + i, &pat, 16);
+			__builtin_memcpy(p + i + 16, &pat, 16);
+			__builtin_memcpy(p + i + 32, &pat, 16);
+			__builtin_memcpy(p + i + 48, &pat, 16);
+		}
+		if (i + 32 < n) {
+			__builtin_memcpy(p + i, &pat, 16);
+			__builtin_memcpy(p + i + 16, &pat, 16);
+		}
+		__builtin_memcpy(p + n - 32, &pat, 16);
+		__builtin_memcpy(p + n - 16, &pat, 16);
+	} else if (n >= 16) {
+		__builtin_memcpy(p, &pat, 16);
+		__builtin_memcpy(p + n - 16, &pat, 16);
+	} else if (n >= 8) {
+		ba_st8(p, w);
+		ba_st8(p + n - 8, w);
+	} else {
+		uint64_t keep = ~0ull >> (8 * n), x = ba_ld8(p + n - 8);
+
+		ba_st8(p + n - 8, (x & keep) | (w & ~keep));
+	}
+}
+
+/* A freed slot of room <= SMALL_MAX bytes still holds only junk (as far as the
+ * bounds above look). */
+static inline __attribute__((always_inline)) bool
+ba_slot_junk_is(const unsigned char *p, size_t room)
+{
+	size_t head = ba_junk_head(room);
+	bool ok = ba_span_is(p, head, BA_BYTES8(BA_JUNK_FREED));
+
+	if (BA_UNLIKELY(head < room))
+		for (size_t i = head; ok && i + 8 <= room;
+		    i += BA_JUNK_STRIDE)
+			ok = ba_ld8(p + i) == BA_BYTES8(BA_JUNK_FREED);
+	return ok;
+}
+
+static inline __attribute__((always_inline)) void
+ba_slot_junk_fill(unsigned char *p, size_t room)
+{
+	size_t head = ba_junk_head(room);
+
+	ba_span_fill(p, head, BA_BYTES8(BA_JUNK_FREED));
+	if (BA_UNLIKELY(head < room))
+		for (size_t i = head; i + 8 <= room; i += BA_JUNK_STRIDE)
+			ba_st8(p + i, BA_BYTES8(BA_JUNK_FREED));
+}
+
+/* A new block of len bytes in a slot of room > len bytes: junk over
+ * the whole block, so that no stale byte is read as data (at least a
+ * word: the canary, written after, covers the rest), then the canary. */
+static inline __attribute__((always_inline)) void
+ba_slot_fill_new(unsigned char *p, size_t len, size_t room, bool junk,
+    bool canary)
+{
+	if (junk)
+		ba_span_fill(p, len > 8 ? len : 8, BA_BYTES8(BA_JUNK_NEW));
+	if (canary)
+		ba_span_fill(p + len, ba_canary_end(len, room) - len,
+		    BA_BYTES8(BA_CANARY_BYTE));
+}
+
+static inline __attribute__((always_inline)) bool
+ba_slot_canary_is(const unsigned char *p, size_t len, size_t room)
+{
+	return ba_span_is(p + len, ba_canary_end(len, room) - len,
+	    BA_BYTES8(BA_CANARY_BYTE));
+}
 
 /* Fill a new block: junk over [p, p + len), canary over the rest of its
  * room (as configured). */
@@ -1033,8 +1216,15 @@ ba_gpa_fast_alloc_chk(void *ctx, size_t len, size_t align, uintptr_t ra,
 	/* The countdown passing 0 leaves it below for the general path,
 	 * whose own decrement then finds it expired (a sign test, as for
 	 * the credit). */
+	/* With junk, a reused slot whose junk was written goes there too,
+	 * to be reported (a call here would cost every fast path a stack
+	 * frame): looked at before its pop, while the magazine is still
+	 * this thread's, and before its record changes, so that the report
+	 * names the freed block. */
 	if (BA_UNLIKELY((uintptr_t)top <= (uintptr_t)tc->bot[c] ||
-	    (sample && (tc->sample_left -= 1) < 0))) {
+	    (sample && (tc->sample_left -= 1) < 0) ||
+	    (check && g->junk && state_get(top[-1].rec) == REC_FREE &&
+	    !ba_slot_junk_is(top[-1].p, class_size(c))))) {
 		if (ts)
 			tc_leave(tc);
 		else if (st)
@@ -1048,10 +1238,11 @@ ba_gpa_fast_alloc_chk(void *ctx, size_t len, size_t align, uintptr_t ra,
 	e = *top;
 	if (ts)
 		tc_leave(tc);
-	if (check)
-		ba_gpa_chk_new(g, e.p, e.rec, len, class_size(c));
+	/* The record first: align and ra are then dead during the fills. */
 	if (safety)
 		rec_fill(e.rec, len, align, ra);
+	if (check)
+		ba_slot_fill_new(e.p, len, class_size(c), g->junk, g->canary);
 	if (sample == BA_SMP_TRACE)
 		((struct rec *)(void *)e.rec)->tid = 0;
 	state_set(e.rec, REC_USED);
@@ -1114,8 +1305,10 @@ ba_gpa_fast_free_chk(void *ctx, void *mem, size_t len, size_t align,
 	    (safety && !rec_matches(rec, len, align)) ||
 	    (sample && ((const struct rec *)(const void *)rec)->tid != 0)))
 		goto leave;
-	if (check && g->canary && BA_UNLIKELY(!ba_chk_canary_ok(g, mem, len,
-	    m->size)))
+	/* A length past the slot (without safety, nothing checked it) goes
+	 * to the general path too. */
+	if (check && g->canary && BA_UNLIKELY(len >= m->size ||
+	    !ba_slot_canary_is(mem, len, m->size)))
 		goto leave;
 	tp = m->top;
 	top = *tp;
@@ -1134,7 +1327,7 @@ ba_gpa_fast_free_chk(void *ctx, void *mem, size_t len, size_t align,
 	} else
 		state_set(rec, REC_FREE);
 	if (check && g->junk)
-		ba_chk_fill_freed(g, mem, m->size);
+		ba_slot_junk_fill(mem, m->size);
 	*top = (struct entry){ mem, rec };
 	*tp = top + 1;
 	if (ts)

@@ -67,6 +67,16 @@ ba_bytes_are(const void *p, size_t n, unsigned char v)
 	return true;
 }
 
+/* Any span, and no byte outside it touched. */
+static void
+fill(unsigned char *p, size_t n, unsigned char v)
+{
+	if (n >= 8)
+		ba_span_fill(p, n, BA_BYTES8(v));
+	else
+		memset(p, v, n);
+}
+
 void
 ba_chk_canary_set(const struct beamalloc_gpa *g, unsigned char *p,
     size_t len, size_t room)
@@ -75,7 +85,7 @@ ba_chk_canary_set(const struct beamalloc_gpa *g, unsigned char *p,
 		return;
 	room = ba_canary_end(len, room);
 	open_bytes(g, p + len, room - len);
-	ba_span_fill(p + len, room - len, BA_BYTES8(BA_CANARY_BYTE));
+	fill(p + len, room - len, BA_CANARY_BYTE);
 	close_bytes(g, p + len, room - len);
 }
 
@@ -84,8 +94,7 @@ ba_chk_fill_new(const struct beamalloc_gpa *g, unsigned char *p, size_t len,
     size_t room)
 {
 	if (g->junk) {
-		if (len != 0)
-			ba_span_fill(p, len, BA_BYTES8(BA_JUNK_NEW));
+		fill(p, len, BA_JUNK_NEW);
 		/* Still uninitialized to memcheck. */
 		if (g->tools)
 			BA_VG_MAKE_UNDEFINED(p, len);
@@ -102,7 +111,8 @@ ba_chk_canary_ok(const struct beamalloc_gpa *g, unsigned char *p, size_t len,
 	if (!g->canary || room <= len)
 		return true;
 	open_bytes(g, p + len, ba_canary_end(len, room) - len);
-	ok = ba_slot_canary_is(p, len, room);
+	ok = ba_bytes_are(p + len, ba_canary_end(len, room) - len,
+	    BA_CANARY_BYTE);
 	close_bytes(g, p + len, ba_canary_end(len, room) - len);
 	return ok;
 }

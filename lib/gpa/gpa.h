@@ -454,7 +454,9 @@ ba_canary_end(size_t len, size_t room)
  * no call: 16 bytes at a time at any alignment, the last 16 (or 8)
  * overlapping the one before, so no loop runs byte by byte.  A span
  * below 8 bytes is done in the word that ends it, which must lie in the
- * slot (true of a canary: a slot is 8 bytes at least). */
+ * slot (true of a canary: a slot is 8 bytes at least), and must not be
+ * another thread's or a memory checker's to watch: the general paths
+ * (check.c) do such spans byte by byte. */
 typedef uint64_t ba_v16 __attribute__((vector_size(16), aligned(1)));
 #define BA_BYTES8(v) (0x0101010101010101ull * (unsigned char)(v))
 

@@ -6,7 +6,7 @@
  * (canary, junk, both; one thread's GPA and a thread-safe one; junk
  * alone with safety off too) and each length: a clean block gives no
  * report; a new block reads 0xdb throughout; a 1-byte overflow is
- * reported once at the free, naming the block; a write after free at
+ * reported once at the free, naming the block (t/seen.h); a write after free at
  * the block's first byte, and at the last byte the junk covers whole,
  * is reported once when the slot comes back.
  */
@@ -20,22 +20,7 @@
 #include "tap.h"
 #include "tools.h"
 #include "plant.h"
-
-static struct {
-	size_t kind[16];
-	size_t named;
-	const void *want;
-	size_t want_size;
-} seen;
-
-static void
-on_report(void *user, const beamalloc_report *r)
-{
-	(void)user;
-	seen.kind[r->kind & 15]++;
-	if (r->addr == seen.want && r->size == seen.want_size)
-		seen.named++;
-}
+#include "seen.h"
 
 static size_t
 reports(void)
@@ -133,8 +118,7 @@ run(const struct cfg *c)
 
 			memset(p, 'x', len);
 			plant(p + len, 1, 'o');
-			seen.want = p;
-			seen.want_size = len;
+			expect(p, len);
 			beamalloc_free(a, p, len);
 		}
 		over = seen.kind[BEAMALLOC_REPORT_OVERFLOW];
@@ -160,8 +144,7 @@ run(const struct cfg *c)
 
 				beamalloc_free(a, p, len);
 				plant(p + (at ? last : 0), 1, 'w');
-				seen.want = p;
-				seen.want_size = c->safety ? len : 0;
+				expect(p, c->safety ? len : 0);
 				q = beamalloc_alloc(a, len);
 				beamalloc_free(a, q, len);
 				nwaf++;
@@ -174,7 +157,8 @@ run(const struct cfg *c)
 		    c->name, nwaf, waf, reports());
 		if (c->safety)
 			ok(seen.named == nwaf, "%s: each report named the "
-			    "freed block and its size (%zu of %zu)", c->name,
+			    "freed block, its size and its call site (%zu of "
+			    "%zu)", c->name,
 			    seen.named, nwaf);
 	}
 	beamalloc_gpa_destroy(g);

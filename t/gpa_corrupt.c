@@ -24,33 +24,9 @@
 #include "tap.h"
 #include "tools.h"
 #include "plant.h"
+#include "seen.h"
 
 #define RUNS 1000
-
-/* What the reports said: per kind, and whether each named the block. */
-static struct {
-	size_t kind[16];
-	size_t named;			/* addr == want, size, a call site */
-	const void *want;
-	size_t want_size;
-} seen;
-
-static void
-on_report(void *user, const beamalloc_report *r)
-{
-	(void)user;
-	seen.kind[r->kind & 15]++;
-	if (r->addr == seen.want && r->size == seen.want_size &&
-	    r->alloc_trace_len >= 1 && r->alloc_trace[0] != 0)
-		seen.named++;
-}
-
-static void
-expect(const void *p, size_t size)
-{
-	seen.want = p;
-	seen.want_size = size;
-}
 
 static beamalloc_gpa *
 make(bool canary, bool junk, size_t quarantine, unsigned guard)

@@ -80,6 +80,8 @@
 #define TRIM_MIN (64 * 1024)		/* depot bytes below which no trim */
 #define DECAY_MS_VM 500			/* default decay_ms in the VM */
 #define REGION_MAX_SLABS 32		/* regions grow to 2 MiB */
+#define TAIL_MIN (16 * 1024)		/* a region's tail worth a slab */
+#define TAIL_SLOTS 4			/* slots a class needs in one */
 #define STAB_TOMB ((uintptr_t)1)	/* a released slab's table key */
 #define TKEY_TOMB ((uintptr_t)1)	/* a thread cache slot given back */
 #define META_CHUNK (32 * 1024)		/* metadata blocks, when needed */
@@ -143,13 +145,15 @@ struct slab {
 };
 
 /* A block of up to REGION_MAX_SLABS slabs from the backing; this header
- * sits in its unaligned head or tail. */
+ * sits in its unaligned head or tail.  Slab nslabs, when tail is not 0,
+ * is a partial one: tail bytes of it are the region's. */
 struct region {
 	void *mem;
 	size_t len;
 	uintptr_t base;			/* first slab */
 	uint64_t used;			/* bit i: slab i in use */
 	uint32_t nslabs;
+	uint32_t tail;			/* bytes of the partial slab, or 0 */
 	struct region *next, *prev;
 };
 
@@ -801,7 +805,8 @@ BA_HIDDEN void *ba_gpa_meta_zalloc(struct beamalloc_gpa *g, size_t len);
 
 /* table.c: the slab table */
 BA_HIDDEN struct stab *ba_gpa_stab_new(struct beamalloc_gpa *g, size_t cap);
-BA_HIDDEN struct slab *ba_gpa_slab_new(struct beamalloc_gpa *g, size_t c);
+BA_HIDDEN struct slab *ba_gpa_slab_new(struct beamalloc_gpa *g, size_t c,
+    bool first);
 BA_HIDDEN size_t ba_gpa_slab_release(struct beamalloc_gpa *g, struct slab *s);
 
 /* exit.c: the registry of thread-safe GPAs, thread exit */
@@ -911,6 +916,19 @@ static inline struct slab *
 slab_of(unsigned char *recs)
 {
 	return (struct slab *)(void *)(recs - offsetof(struct slab, recs));
+}
+
+/* slab_find() for a pointer from outside: a partial slab's frame holds
+ * other blocks past its slots (a large block, say). */
+static inline bool
+slot_find(const struct beamalloc_gpa *g, uintptr_t p, struct where *w)
+{
+	const struct slab *s;
+
+	if (!slab_find(g, p, w))
+		return false;
+	s = slab_of(w->recs);
+	return p - w->base < (uintptr_t)s->nslots * s->size;
 }
 
 static inline size_t

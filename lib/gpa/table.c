@@ -97,10 +97,46 @@ stab_remove(struct beamalloc_gpa *g, uintptr_t base)
 	g->nslabs--;
 }
 
-/* A new slab for class c in the first region with room, its records in
- * a block of their own.  Under the class's depot lock. */
+/* The frame for a new slab of class c: a region's partial slab for a
+ * class's first (a class little used wastes less of it, and its bytes
+ * are otherwise lost), else the first whole one free, else a partial
+ * one with TAIL_SLOTS slots at least.  Its index in *i; NULL: none free.
+ * Under g->lock. */
+static struct region *
+frame_find(struct beamalloc_gpa *g, size_t c, bool first, unsigned *i)
+{
+	size_t need = TAIL_SLOTS * class_size(c);
+	struct region *r, *whole = NULL, *part = NULL;
+	uint64_t free_bits = 0;
+
+	for (r = g->regions; r != NULL; r = r->next) {
+		uint64_t f = ~r->used & (((uint64_t)1 << r->nslabs) - 1);
+
+		if (part == NULL && r->tail >= need &&
+		    (r->used >> r->nslabs & 1) == 0)
+			part = r;
+		if (whole == NULL && f != 0) {
+			whole = r;
+			free_bits = f;
+		}
+		if (part != NULL && whole != NULL)
+			break;
+	}
+	if (part != NULL && (first || whole == NULL)) {
+		*i = part->nslabs;
+		return part;
+	}
+	if (whole != NULL)
+		*i = (unsigned)__builtin_ctzll(free_bits);
+	return whole;
+}
+
+/* A new slab for class c (its first: first), its records in a block of
+ * their own; a partial slab has records for a whole one, so that any
+ * pointer into its frame (another block's, past the region) finds a
+ * record, never to be used.  Under the class's depot lock. */
 struct slab *
-ba_gpa_slab_new(struct beamalloc_gpa *g, size_t c)
+ba_gpa_slab_new(struct beamalloc_gpa *g, size_t c, bool first)
 {
 	uint32_t nslots = (uint32_t)(SLAB_SIZE / class_size(c));
 	size_t recs_len = ba_align_forward((size_t)nslots << g->rec_shift,
@@ -114,24 +150,23 @@ ba_gpa_slab_new(struct beamalloc_gpa *g, size_t c)
 	unsigned i;
 
 	lock(g, &g->lock);
-	for (r = g->regions; r != NULL; r = r->next)
-		if (r->used != (r->nslabs == 64 ? ~(uint64_t)0 :
-		    ((uint64_t)1 << r->nslabs) - 1))
-			break;
-	if (r == NULL && (r = ba_gpa_region_new(g)) == NULL)
-		goto out;
+	if ((r = frame_find(g, c, first, &i)) == NULL) {
+		if ((r = ba_gpa_region_new(g)) == NULL)
+			goto out;
+		r = frame_find(g, c, first, &i);
+	}
 	if ((meta = ba_gpa_backing_get(g, meta_len)) == NULL)
 		goto unused;
 	s = (struct slab *)ba_align_forward((uintptr_t)meta, 16);
 	memset(s, 0, meta_len - 8);
 	s->meta = meta;
-	i = (unsigned)__builtin_ctzll(~r->used);
 	s->base = r->base + (uintptr_t)i * SLAB_SIZE;
 	s->ftids = g->depth != 0 ? (uint32_t *)(void *)(s->recs +
 	    recs_len) : NULL;
 	s->region = r;
 	s->meta_len = meta_len;
-	s->nslots = nslots;
+	s->nslots = i < r->nslabs ? nslots :
+	    (uint32_t)(r->tail / class_size(c));
 	s->size = (uint32_t)class_size(c);
 	s->cls = (uint8_t)c;
 	if (!stab_insert(g, s->base | c, s->recs)) {
@@ -161,6 +196,7 @@ ba_gpa_slab_release(struct beamalloc_gpa *g, struct slab *s)
 {
 	struct region *r = s->region;
 	size_t bytes = s->meta_len;
+	unsigned i;
 
 	stab_remove(g, s->base);
 	atomic_fetch_add_explicit(&g->epoch, 1, memory_order_release);
@@ -171,8 +207,9 @@ ba_gpa_slab_release(struct beamalloc_gpa *g, struct slab *s)
 		    memory_order_release);
 	if (s->next != NULL)
 		s->next->prev = s->prev;
-	BA_TOOL_NOACCESS((void *)s->base, SLAB_SIZE);
-	r->used &= ~((uint64_t)1 << ((s->base - r->base) >> SLAB_SHIFT));
+	i = (unsigned)((s->base - r->base) >> SLAB_SHIFT);
+	BA_TOOL_NOACCESS((void *)s->base, i < r->nslabs ? SLAB_SIZE : r->tail);
+	r->used &= ~((uint64_t)1 << i);
 	ba_gpa_backing_put(g, s->meta, s->meta_len);
 	if (r->used == 0) {
 		bytes += r->len;

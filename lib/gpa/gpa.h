@@ -79,7 +79,7 @@
 #define TC_BYTES (256 * 1024)		/* free slots a thread cache keeps */
 #define TRIM_MIN (64 * 1024)		/* depot bytes below which no trim */
 #define DECAY_MS_VM 500			/* default decay_ms in the VM */
-#define REGION_MAX_SLABS 32		/* regions grow to 2 MiB */
+#define REGION_MAX_SLABS 16		/* regions grow to 1 MiB */
 #define TAIL_MIN (16 * 1024)		/* a region's tail worth a slab */
 #define TAIL_SLOTS 4			/* slots a class needs in one */
 #define STAB_TOMB ((uintptr_t)1)	/* a released slab's table key */

@@ -428,7 +428,7 @@ refill(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 				d->cur = s;
 				d->next_slot = 0;
 			}
-			i = s->nslots - 1 - d->next_slot++;
+			i = s->first + s->nslots - 1 - d->next_slot++;
 			m->e[m->n++] = (struct entry){
 				(unsigned char *)s->base + i * s->size,
 				s->recs + (i << g->rec_shift) };

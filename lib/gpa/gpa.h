@@ -82,6 +82,7 @@
 #define REGION_MAX_SLABS 16		/* regions grow to 1 MiB */
 #define TAIL_MIN (16 * 1024)		/* a region's tail worth a slab */
 #define TAIL_SLOTS 4			/* slots a class needs in one */
+#define REGION_HEAD 63			/* the head slab's bit */
 #define STAB_TOMB ((uintptr_t)1)	/* a released slab's table key */
 #define TKEY_TOMB ((uintptr_t)1)	/* a thread cache slot given back */
 #define META_CHUNK (32 * 1024)		/* metadata blocks, when needed */
@@ -141,19 +142,22 @@ struct slab {
 	uint32_t stamp, cnt;		/* trim: slots in the depot */
 	uint32_t size;			/* slot size */
 	uint8_t cls;			/* size class */
+	uint32_t first;			/* first slot (a region's head slab:
+					   the slots below are not ours) */
 	_Alignas(16) unsigned char recs[];
 };
 
 /* A block of up to REGION_MAX_SLABS slabs from the backing; this header
- * sits in its unaligned head or tail.  Slab nslabs, when tail is not 0,
- * is a partial one: tail bytes of it are the region's. */
+ * sits at its end (or start).  Slab nslabs, when tail is not 0, is a
+ * partial one: its first tail bytes are the region's; so are the last
+ * head bytes of the slab below base (bit REGION_HEAD of used). */
 struct region {
 	void *mem;
 	size_t len;
 	uintptr_t base;			/* first slab */
 	uint64_t used;			/* bit i: slab i in use */
 	uint32_t nslabs;
-	uint32_t tail;			/* bytes of the partial slab, or 0 */
+	uint32_t head, tail;		/* bytes of the partial slabs, or 0 */
 	struct region *next, *prev;
 };
 
@@ -928,7 +932,8 @@ slot_find(const struct beamalloc_gpa *g, uintptr_t p, struct where *w)
 	if (!slab_find(g, p, w))
 		return false;
 	s = slab_of(w->recs);
-	return p - w->base < (uintptr_t)s->nslots * s->size;
+	return p - w->base - (uintptr_t)s->first * s->size <
+	    (uintptr_t)s->nslots * s->size;
 }
 
 static inline size_t

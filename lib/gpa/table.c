@@ -97,23 +97,66 @@ stab_remove(struct beamalloc_gpa *g, uintptr_t base)
 	g->nslabs--;
 }
 
-/* The frame for a new slab of class c: a region's partial slab for a
- * class's first (a class little used wastes less of it, and its bytes
- * are otherwise lost), else the first whole one free, else a partial
- * one with TAIL_SLOTS slots at least.  Its index in *i; NULL: none free.
- * Under g->lock. */
+/* Frame i of region r (REGION_HEAD: the one below base). */
+static uintptr_t
+frame_base(const struct region *r, unsigned i)
+{
+	return i == REGION_HEAD ? r->base - SLAB_SIZE :
+	    r->base + (uintptr_t)i * SLAB_SIZE;
+}
+
+/* The slots of a slot size that frame i of r holds, from *first. */
+static uint32_t
+frame_slots(const struct region *r, unsigned i, size_t size,
+    uint32_t *first)
+{
+	uint32_t all = (uint32_t)(SLAB_SIZE / size);
+
+	*first = 0;
+	if (i < r->nslabs)
+		return all;
+	if (i == r->nslabs)
+		return (uint32_t)(r->tail / size);
+	*first = (uint32_t)((SLAB_SIZE - r->head + size - 1) / size);
+	return all - ba_min(all, *first);
+}
+
+/* A partial frame of r free for TAIL_SLOTS slots at least: the head's
+ * frame may be another region's tail's, and the other way round, so the
+ * table is asked too.  REGION_HEAD + 1: none. */
+static unsigned
+frame_part(const struct beamalloc_gpa *g, const struct region *r,
+    size_t size)
+{
+	unsigned cand[2] = { r->nslabs, REGION_HEAD };
+	uint32_t first;
+	struct where w;
+
+	for (int k = 0; k < 2; k++)
+		if ((r->used >> cand[k] & 1) == 0 &&
+		    frame_slots(r, cand[k], size, &first) >= TAIL_SLOTS &&
+		    !slab_find(g, frame_base(r, cand[k]), &w))
+			return cand[k];
+	return REGION_HEAD + 1;
+}
+
+/* The frame for a new slab of class c: a partial one (a region's head
+ * or tail) for a class's first slab (a class little used wastes less of
+ * it, and its bytes are lost otherwise), else the first whole one free,
+ * else a partial one.  Its index in *i; NULL: none free.  Under
+ * g->lock. */
 static struct region *
 frame_find(struct beamalloc_gpa *g, size_t c, bool first, unsigned *i)
 {
-	size_t need = TAIL_SLOTS * class_size(c);
 	struct region *r, *whole = NULL, *part = NULL;
+	unsigned pi = 0;
 	uint64_t free_bits = 0;
 
 	for (r = g->regions; r != NULL; r = r->next) {
 		uint64_t f = ~r->used & (((uint64_t)1 << r->nslabs) - 1);
 
-		if (part == NULL && r->tail >= need &&
-		    (r->used >> r->nslabs & 1) == 0)
+		if (part == NULL && (r->head | r->tail) != 0 &&
+		    (pi = frame_part(g, r, class_size(c))) <= REGION_HEAD)
 			part = r;
 		if (whole == NULL && f != 0) {
 			whole = r;
@@ -123,7 +166,7 @@ frame_find(struct beamalloc_gpa *g, size_t c, bool first, unsigned *i)
 			break;
 	}
 	if (part != NULL && (first || whole == NULL)) {
-		*i = part->nslabs;
+		*i = pi;
 		return part;
 	}
 	if (whole != NULL)
@@ -160,13 +203,12 @@ ba_gpa_slab_new(struct beamalloc_gpa *g, size_t c, bool first)
 	s = (struct slab *)ba_align_forward((uintptr_t)meta, 16);
 	memset(s, 0, meta_len - 8);
 	s->meta = meta;
-	s->base = r->base + (uintptr_t)i * SLAB_SIZE;
+	s->base = frame_base(r, i);
 	s->ftids = g->depth != 0 ? (uint32_t *)(void *)(s->recs +
 	    recs_len) : NULL;
 	s->region = r;
 	s->meta_len = meta_len;
-	s->nslots = i < r->nslabs ? nslots :
-	    (uint32_t)(r->tail / class_size(c));
+	s->nslots = frame_slots(r, i, class_size(c), &s->first);
 	s->size = (uint32_t)class_size(c);
 	s->cls = (uint8_t)c;
 	if (!stab_insert(g, s->base | c, s->recs)) {
@@ -207,8 +249,10 @@ ba_gpa_slab_release(struct beamalloc_gpa *g, struct slab *s)
 		    memory_order_release);
 	if (s->next != NULL)
 		s->next->prev = s->prev;
-	i = (unsigned)((s->base - r->base) >> SLAB_SHIFT);
-	BA_TOOL_NOACCESS((void *)s->base, i < r->nslabs ? SLAB_SIZE : r->tail);
+	i = s->base < r->base ? REGION_HEAD :
+	    (unsigned)((s->base - r->base) >> SLAB_SHIFT);
+	BA_TOOL_NOACCESS((void *)(s->base + (size_t)s->first * s->size),
+	    (size_t)s->nslots * s->size);
 	r->used &= ~((uint64_t)1 << i);
 	ba_gpa_backing_put(g, s->meta, s->meta_len);
 	if (r->used == 0) {

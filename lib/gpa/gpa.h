@@ -14,8 +14,12 @@
  *
  * Small blocks (up to 16 KiB, alignment included) live in 64 KiB slabs
  * aligned to 64 KiB, carved from regions taken from the backing
- * allocator (the backing only needs to give 8-byte alignment; a region's
- * unaligned head and tail become metadata space).  Every slot has a
+ * allocator (the backing only needs to give 8-byte alignment).  A
+ * region's unaligned head and tail (64 KiB less 8 bytes together) are
+ * parts of the slabs on either side: each of 16 KiB or more is a partial
+ * slab, with fewer slots but records for a whole one, where each class
+ * gets its first slab; a pointer past its slots (another block of the
+ * backing's) is not a slot.  Every slot has a
  * record out of band, in the slab's metadata: a state byte (new, used,
  * freed) and, with safety on, the requested length, alignment and call
  * site.  A hash table maps a slab's address to its records, so a free

@@ -421,13 +421,14 @@ refill(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 			size_t i;
 
 			if (s == NULL || d->next_slot == s->nslots) {
-				if ((s = ba_gpa_slab_new(g, c)) == NULL)
+				if ((s = ba_gpa_slab_new(g, c,
+				    d->nslabs == 0)) == NULL)
 					break;
 				d->nslabs++;
 				d->cur = s;
 				d->next_slot = 0;
 			}
-			i = s->nslots - 1 - d->next_slot++;
+			i = s->first + s->nslots - 1 - d->next_slot++;
 			m->e[m->n++] = (struct entry){
 				(unsigned char *)s->base + i * s->size,
 				s->recs + (i << g->rec_shift) };
@@ -1030,7 +1031,7 @@ ba_gpa_free_core(struct beamalloc_gpa *g, void *mem, size_t len, size_t align,
 	unsigned char *rec;
 	struct tcache *tc;
 
-	if (!slab_find(g, (uintptr_t)mem, &w)) {
+	if (!slot_find(g, (uintptr_t)mem, &w)) {
 		ba_gpa_large_free(g, (uintptr_t)mem, len, align, ra);
 		return;
 	}
@@ -1201,7 +1202,7 @@ gpa_change(struct beamalloc_gpa *g, void *mem, size_t len, size_t align,
 {
 	struct where w;
 
-	if (slab_find(g, (uintptr_t)mem, &w))
+	if (slot_find(g, (uintptr_t)mem, &w))
 		return small_resize(g, mem, &w, len, align, new_len, ra) ?
 		    mem : NULL;
 	return ba_gpa_large_change(g, (uintptr_t)mem, len, align, new_len, move,

@@ -81,32 +81,47 @@ block_get(struct beamalloc_gpa *g, size_t len)
 	return p;
 }
 
-/* A region of n slabs at SLAB_SIZE alignment out of an 8-aligned block;
- * its header goes in the unaligned head or tail (SLAB_SIZE - 8 bytes
- * together).  Regions grow with the number held.  Under g->lock. */
+/* A region of n slabs at SLAB_SIZE alignment out of an 8-aligned block.
+ * The unaligned head and tail (SLAB_SIZE - 8 bytes together) are parts
+ * of the slabs on either side, a partial slab each when it has room for
+ * TAIL_MIN bytes: the head the top of the slab below, the tail the start
+ * of the one past the last.  The header goes at the very end, or at the
+ * very start when the tail is too short for it.  Regions grow with the
+ * number held.  Under g->lock. */
 struct region *
 ba_gpa_region_new(struct beamalloc_gpa *g)
 {
 	size_t n = ba_min(REGION_MAX_SLABS, (size_t)1 << ba_min(g->nregions,
 	    16));
 	size_t len = n * SLAB_SIZE + SLAB_SIZE - BEAMALLOC_MIN_ALIGN;
-	uintptr_t mem, base, hdr;
+	uintptr_t mem, base, start, end, tail;
 	struct region *r;
 
+	_Static_assert(REGION_MAX_SLABS < REGION_HEAD, "a bit for the tail");
 	mem = (uintptr_t)ba_gpa_backing_get(g, len);
 	if (mem == 0)
 		return NULL;
 	base = ba_align_forward(mem, SLAB_SIZE);
-	hdr = base - mem >= sizeof(*r) + 16 ? mem :
-	    base + n * SLAB_SIZE;
-	r = (struct region *)ba_align_forward(hdr, 16);
+	tail = base + n * SLAB_SIZE;
+	start = mem;
+	end = (mem + len - sizeof(*r)) & ~(uintptr_t)15;
+	if (end >= tail)
+		r = (struct region *)end;
+	else {
+		r = (struct region *)ba_align_forward(mem, 16);
+		start = (uintptr_t)(r + 1);
+		end = mem + len;
+	}
 	*r = (struct region){ .mem = (void *)mem, .len = len, .base = base,
-	    .nslabs = (uint32_t)n, .next = g->regions };
+	    .nslabs = (uint32_t)n, .next = g->regions,
+	    .head = base - start >= TAIL_MIN ? (uint32_t)(base - start) : 0,
+	    .tail = end - tail >= TAIL_MIN ? (uint32_t)(end - tail) : 0 };
 	if (g->regions != NULL)
 		g->regions->prev = r;
 	g->regions = r;
 	g->nregions++;
-	BA_TOOL_NOACCESS((void *)base, n * SLAB_SIZE);
+	BA_TOOL_NOACCESS((void *)(base - r->head), r->head + n * SLAB_SIZE +
+	    r->tail);
 	return r;
 }
 

@@ -232,7 +232,7 @@ class_count(const struct beamalloc_gpa *g, const struct slab *s,
 	size_t blocks = 0, bytes = 0;
 
 	if (g->safety) {
-		for (uint32_t i = 0; i < s->nslots; i++) {
+		for (uint32_t i = s->first; i < s->first + s->nslots; i++) {
 			const struct rec *sr = (const void *)(s->recs +
 			    ((size_t)i << g->rec_shift));
 
@@ -243,7 +243,7 @@ class_count(const struct beamalloc_gpa *g, const struct slab *s,
 			}
 		}
 	} else {
-		for (uint32_t i = 0; i < s->nslots; i++)
+		for (uint32_t i = s->first; i < s->first + s->nslots; i++)
 			blocks += state_get(s->recs + ((size_t)i <<
 			    g->rec_shift)) == REC_USED;
 		bytes = blocks * s->size;

@@ -14,8 +14,12 @@
  *
  * Small blocks (up to 16 KiB, alignment included) live in 64 KiB slabs
  * aligned to 64 KiB, carved from regions taken from the backing
- * allocator (the backing only needs to give 8-byte alignment; a region's
- * unaligned head and tail become metadata space).  Every slot has a
+ * allocator (the backing only needs to give 8-byte alignment).  A
+ * region's unaligned head and tail (64 KiB less 8 bytes together) are
+ * parts of the slabs on either side: each of 16 KiB or more is a partial
+ * slab, with fewer slots but records for a whole one, where each class
+ * gets its first slab; a pointer past its slots (another block of the
+ * backing's) is not a slot.  Every slot has a
  * record out of band, in the slab's metadata: a state byte (new, used,
  * freed) and, with safety on, the requested length, alignment and call
  * site.  A hash table maps a slab's address to its records, so a free
@@ -82,7 +86,10 @@
 #define TC_BYTES (256 * 1024)		/* free slots a thread cache keeps */
 #define TRIM_MIN (64 * 1024)		/* depot bytes below which no trim */
 #define DECAY_MS_VM 500			/* default decay_ms in the VM */
-#define REGION_MAX_SLABS 32		/* regions grow to 2 MiB */
+#define REGION_MAX_SLABS 16		/* regions grow to 1 MiB */
+#define TAIL_MIN (16 * 1024)		/* a region's tail worth a slab */
+#define TAIL_SLOTS 4			/* slots a class needs in one */
+#define REGION_HEAD 63			/* the head slab's bit */
 #define STAB_TOMB ((uintptr_t)1)	/* a released slab's table key */
 #define TKEY_TOMB ((uintptr_t)1)	/* a thread cache slot given back */
 #define META_CHUNK (32 * 1024)		/* metadata blocks, when needed */
@@ -142,17 +149,22 @@ struct slab {
 	uint32_t stamp, cnt;		/* trim: slots in the depot */
 	uint32_t size;			/* slot size */
 	uint8_t cls;			/* size class */
+	uint32_t first;			/* first slot (a region's head slab:
+					   the slots below are not ours) */
 	_Alignas(16) unsigned char recs[];
 };
 
 /* A block of up to REGION_MAX_SLABS slabs from the backing; this header
- * sits in its unaligned head or tail. */
+ * sits at its end (or start).  Slab nslabs, when tail is not 0, is a
+ * partial one: its first tail bytes are the region's; so are the last
+ * head bytes of the slab below base (bit REGION_HEAD of used). */
 struct region {
 	void *mem;
 	size_t len;
 	uintptr_t base;			/* first slab */
 	uint64_t used;			/* bit i: slab i in use */
 	uint32_t nslabs;
+	uint32_t head, tail;		/* bytes of the partial slabs, or 0 */
 	struct region *next, *prev;
 };
 
@@ -986,7 +998,8 @@ BA_HIDDEN void *ba_gpa_meta_zalloc(struct beamalloc_gpa *g, size_t len);
 
 /* table.c: the slab table */
 BA_HIDDEN struct stab *ba_gpa_stab_new(struct beamalloc_gpa *g, size_t cap);
-BA_HIDDEN struct slab *ba_gpa_slab_new(struct beamalloc_gpa *g, size_t c);
+BA_HIDDEN struct slab *ba_gpa_slab_new(struct beamalloc_gpa *g, size_t c,
+    bool first);
 BA_HIDDEN size_t ba_gpa_slab_release(struct beamalloc_gpa *g, struct slab *s);
 
 /* exit.c: the registry of thread-safe GPAs, thread exit */
@@ -1096,6 +1109,20 @@ static inline struct slab *
 slab_of(unsigned char *recs)
 {
 	return (struct slab *)(void *)(recs - offsetof(struct slab, recs));
+}
+
+/* slab_find() for a pointer from outside: a partial slab's frame holds
+ * other blocks past its slots (a large block, say). */
+static inline bool
+slot_find(const struct beamalloc_gpa *g, uintptr_t p, struct where *w)
+{
+	const struct slab *s;
+
+	if (!slab_find(g, p, w))
+		return false;
+	s = slab_of(w->recs);
+	return p - w->base - (uintptr_t)s->first * s->size <
+	    (uintptr_t)s->nslots * s->size;
 }
 
 static inline size_t

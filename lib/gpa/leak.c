@@ -84,7 +84,7 @@ ba_gpa_leaks_small(struct beamalloc_gpa *g, struct leak_snap *sn)
 
 	for (struct slab *s = atomic_load_explicit(&g->slabs,
 	    memory_order_acquire); s != NULL; s = s->next) {
-		for (uint32_t i = 0; i < s->nslots; i++) {
+		for (uint32_t i = s->first; i < s->first + s->nslots; i++) {
 			unsigned char *rec = s->recs +
 			    ((size_t)i << g->rec_shift);
 			uintptr_t p = s->base + (size_t)i * s->size;

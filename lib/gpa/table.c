@@ -97,10 +97,89 @@ stab_remove(struct beamalloc_gpa *g, uintptr_t base)
 	g->nslabs--;
 }
 
-/* A new slab for class c in the first region with room, its records in
- * a block of their own.  Under the class's depot lock. */
+/* Frame i of region r (REGION_HEAD: the one below base). */
+static uintptr_t
+frame_base(const struct region *r, unsigned i)
+{
+	return i == REGION_HEAD ? r->base - SLAB_SIZE :
+	    r->base + (uintptr_t)i * SLAB_SIZE;
+}
+
+/* The slots of a slot size that frame i of r holds, from *first. */
+static uint32_t
+frame_slots(const struct region *r, unsigned i, size_t size,
+    uint32_t *first)
+{
+	uint32_t all = (uint32_t)(SLAB_SIZE / size);
+
+	*first = 0;
+	if (i < r->nslabs)
+		return all;
+	if (i == r->nslabs)
+		return (uint32_t)(r->tail / size);
+	*first = (uint32_t)((SLAB_SIZE - r->head + size - 1) / size);
+	return all - ba_min(all, *first);
+}
+
+/* A partial frame of r free for TAIL_SLOTS slots at least: the head's
+ * frame may be another region's tail's, and the other way round, so the
+ * table is asked too.  REGION_HEAD + 1: none. */
+static unsigned
+frame_part(const struct beamalloc_gpa *g, const struct region *r,
+    size_t size)
+{
+	unsigned cand[2] = { r->nslabs, REGION_HEAD };
+	uint32_t first;
+	struct where w;
+
+	for (int k = 0; k < 2; k++)
+		if ((r->used >> cand[k] & 1) == 0 &&
+		    frame_slots(r, cand[k], size, &first) >= TAIL_SLOTS &&
+		    !slab_find(g, frame_base(r, cand[k]), &w))
+			return cand[k];
+	return REGION_HEAD + 1;
+}
+
+/* The frame for a new slab of class c: a partial one (a region's head
+ * or tail) for a class's first slab (a class little used wastes less of
+ * it, and its bytes are lost otherwise), else the first whole one free,
+ * else a partial one.  Its index in *i; NULL: none free.  Under
+ * g->lock. */
+static struct region *
+frame_find(struct beamalloc_gpa *g, size_t c, bool first, unsigned *i)
+{
+	struct region *r, *whole = NULL, *part = NULL;
+	unsigned pi = 0;
+	uint64_t free_bits = 0;
+
+	for (r = g->regions; r != NULL; r = r->next) {
+		uint64_t f = ~r->used & (((uint64_t)1 << r->nslabs) - 1);
+
+		if (part == NULL && (r->head | r->tail) != 0 &&
+		    (pi = frame_part(g, r, class_size(c))) <= REGION_HEAD)
+			part = r;
+		if (whole == NULL && f != 0) {
+			whole = r;
+			free_bits = f;
+		}
+		if (part != NULL && whole != NULL)
+			break;
+	}
+	if (part != NULL && (first || whole == NULL)) {
+		*i = pi;
+		return part;
+	}
+	if (whole != NULL)
+		*i = (unsigned)__builtin_ctzll(free_bits);
+	return whole;
+}
+
+/* A new slab for class c (its first: first), its records in a block of
+ * their own; a partial slab has records for a whole one, so that any
+ * pointer into its frame (another block's, past the region) finds a
+ * record, never to be used.  Under the class's depot lock. */
 struct slab *
-ba_gpa_slab_new(struct beamalloc_gpa *g, size_t c)
+ba_gpa_slab_new(struct beamalloc_gpa *g, size_t c, bool first)
 {
 	uint32_t nslots = (uint32_t)(SLAB_SIZE / class_size(c));
 	size_t recs_len = ba_align_forward((size_t)nslots << g->rec_shift,
@@ -114,24 +193,22 @@ ba_gpa_slab_new(struct beamalloc_gpa *g, size_t c)
 	unsigned i;
 
 	lock(g, &g->lock);
-	for (r = g->regions; r != NULL; r = r->next)
-		if (r->used != (r->nslabs == 64 ? ~(uint64_t)0 :
-		    ((uint64_t)1 << r->nslabs) - 1))
-			break;
-	if (r == NULL && (r = ba_gpa_region_new(g)) == NULL)
-		goto out;
+	if ((r = frame_find(g, c, first, &i)) == NULL) {
+		if ((r = ba_gpa_region_new(g)) == NULL)
+			goto out;
+		r = frame_find(g, c, first, &i);
+	}
 	if ((meta = ba_gpa_backing_get(g, meta_len)) == NULL)
 		goto unused;
 	s = (struct slab *)ba_align_forward((uintptr_t)meta, 16);
 	memset(s, 0, meta_len - 8);
 	s->meta = meta;
-	i = (unsigned)__builtin_ctzll(~r->used);
-	s->base = r->base + (uintptr_t)i * SLAB_SIZE;
+	s->base = frame_base(r, i);
 	s->ftids = g->depth != 0 ? (uint32_t *)(void *)(s->recs +
 	    recs_len) : NULL;
 	s->region = r;
 	s->meta_len = meta_len;
-	s->nslots = nslots;
+	s->nslots = frame_slots(r, i, class_size(c), &s->first);
 	s->size = (uint32_t)class_size(c);
 	s->cls = (uint8_t)c;
 	if (!stab_insert(g, s->base | c, s->recs)) {
@@ -161,6 +238,7 @@ ba_gpa_slab_release(struct beamalloc_gpa *g, struct slab *s)
 {
 	struct region *r = s->region;
 	size_t bytes = s->meta_len;
+	unsigned i;
 
 	stab_remove(g, s->base);
 	atomic_fetch_add_explicit(&g->epoch, 1, memory_order_release);
@@ -171,8 +249,11 @@ ba_gpa_slab_release(struct beamalloc_gpa *g, struct slab *s)
 		    memory_order_release);
 	if (s->next != NULL)
 		s->next->prev = s->prev;
-	BA_TOOL_NOACCESS((void *)s->base, SLAB_SIZE);
-	r->used &= ~((uint64_t)1 << ((s->base - r->base) >> SLAB_SHIFT));
+	i = s->base < r->base ? REGION_HEAD :
+	    (unsigned)((s->base - r->base) >> SLAB_SHIFT);
+	BA_TOOL_NOACCESS((void *)(s->base + (size_t)s->first * s->size),
+	    (size_t)s->nslots * s->size);
+	r->used &= ~((uint64_t)1 << i);
 	ba_gpa_backing_put(g, s->meta, s->meta_len);
 	if (r->used == 0) {
 		bytes += r->len;

@@ -27,20 +27,20 @@ alloc_at(beamalloc_allocator a, size_t len, size_t align, uintptr_t ra)
 	/* The library's own thread-safe GPAs (the global one among them)
 	 * are called straight, with no indirect call; they set errno
 	 * themselves.  Off the straight line, so that other allocators pay
-	 * two compares. */
-	if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_TS]))
+	 * only the compares (one instruction each: ba_gpa_fvt).  gpa-fast's
+	 * first, then the same with guarded sampling (its price: the
+	 * countdown and a compare), the one with safety (the global GPA's),
+	 * and the one with sampled traces. */
+	if (BA_UNLIKELY(a.vtable == ba_gpa_fvt[BA_FVT_TS]))
 		return ba_gpa_fast_alloc(a.ctx, len, align, ra, true, false,
 		    false);
-	/* The one with safety (the global GPA's), then the same as the
-	 * first with guarded sampling and with sampled traces (their price
-	 * is the countdown, and a compare more). */
-	if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_TS_SAFE]))
-		return ba_gpa_fast_alloc(a.ctx, len, align, ra, true, true,
-		    false);
-	if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_GUARD + 2]))
+	if (BA_UNLIKELY(a.vtable == ba_gpa_fvt[BA_FVT_GUARD]))
 		return ba_gpa_fast_alloc(a.ctx, len, align, ra, true, false,
 		    BA_SMP_GUARD);
-	if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_SAMPLED + 2]))
+	if (BA_UNLIKELY(a.vtable == ba_gpa_fvt[BA_FVT_TS_SAFE]))
+		return ba_gpa_fast_alloc(a.ctx, len, align, ra, true, true,
+		    false);
+	if (BA_UNLIKELY(a.vtable == ba_gpa_fvt[BA_FVT_SAMPLED]))
 		return ba_gpa_fast_alloc(a.ctx, len, align, ra, true, false,
 		    BA_SMP_TRACE);
 	p = ba_raw_alloc(a, len, align, ra);
@@ -59,11 +59,11 @@ free_at(beamalloc_allocator a, void *mem, size_t len, size_t align,
 	 * gpa-fast does) are inlined here: the checks'
 	 * registers would make every other allocator's free save and
 	 * restore one.  The others' free is a tail jump already. */
-	if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_TS]))
+	if (BA_UNLIKELY(a.vtable == ba_gpa_fvt[BA_FVT_TS]))
 		ba_gpa_fast_free(a.ctx, mem, len, align, ra, true, false, false);
-	else if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_GUARD + 2]))
+	else if (BA_UNLIKELY(a.vtable == ba_gpa_fvt[BA_FVT_GUARD]))
 		ba_gpa_fast_free(a.ctx, mem, len, align, ra, true, false, false);
-	else if (BA_UNLIKELY(a.vtable == &ba_gpa_vtables[GPA_VT_SAMPLED + 2]))
+	else if (BA_UNLIKELY(a.vtable == ba_gpa_fvt[BA_FVT_SAMPLED]))
 		ba_gpa_fast_free(a.ctx, mem, len, align, ra, true, false, true);
 	else
 		ba_raw_free(a, mem, len, align, ra);

@@ -1357,6 +1357,13 @@ const beamalloc_vtable ba_gpa_vtables[GPA_NVT] = {
 	    chk_ts_safe_free },
 };
 
+const beamalloc_vtable *const ba_gpa_fvt[BA_NFVT] = {
+	[BA_FVT_TS] = &ba_gpa_vtables[GPA_VT_TS],
+	[BA_FVT_TS_SAFE] = &ba_gpa_vtables[GPA_VT_TS_SAFE],
+	[BA_FVT_GUARD] = &ba_gpa_vtables[GPA_VT_GUARD + 2],
+	[BA_FVT_SAMPLED] = &ba_gpa_vtables[GPA_VT_SAMPLED + 2],
+};
+
 bool
 ba_gpa_vtable_is(const beamalloc_vtable *v)
 {

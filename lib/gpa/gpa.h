@@ -389,7 +389,12 @@ enum { GPA_VT_GENERAL, GPA_VT_ST, GPA_VT_ST_SAFE, GPA_VT_TS, GPA_VT_TS_SAFE,
     GPA_VT_SAMPLED, GPA_VT_GUARD = GPA_VT_SAMPLED + 4,
     GPA_VT_CHECK = GPA_VT_GUARD + 4, GPA_NVT = GPA_VT_CHECK + 4 };
 BA_HIDDEN extern const beamalloc_vtable ba_gpa_vtables[GPA_NVT];
-/* The fast ones with guarded sampling, in the same order. */
+/* The thread-safe fast vtables the front-end calls straight, as
+ * pointers stored in memory (alloc.c): a compare with one is a single
+ * instruction (cmp with a memory operand), where an address needs a lea
+ * first. */
+enum { BA_FVT_TS, BA_FVT_TS_SAFE, BA_FVT_GUARD, BA_FVT_SAMPLED, BA_NFVT };
+BA_HIDDEN extern const beamalloc_vtable *const ba_gpa_fvt[BA_NFVT];
 
 /* The general paths and the fast paths' slow ends (alloc.c). */
 BA_HIDDEN void *ba_gpa_alloc(void *ctx, size_t len, size_t align,

@@ -51,22 +51,24 @@ static inline __attribute__((always_inline)) void
 free_at(beamalloc_allocator a, void *mem, size_t len, size_t align,
     uintptr_t ra)
 {
+	void (*f)(void *, void *, size_t, size_t, uintptr_t);
+
 	/* Zero-length blocks and NULL were never given to a vtable.
 	 * Unlikely, so that the common case falls through to the call. */
 	if (BA_UNLIKELY(len == 0 || mem == NULL || !ba_is_pow2(align)))
 		return;
-	/* Only the GPAs without safety checks (guarded sampling frees as
-	 * gpa-fast does) are inlined here: the checks'
-	 * registers would make every other allocator's free save and
-	 * restore one.  The others' free is a tail jump already. */
-	if (BA_UNLIKELY(a.vtable == ba_gpa_fvt[BA_FVT_TS]))
+	/* Only the GPAs without safety checks are inlined here: the
+	 * checks' registers would make every other allocator's free save
+	 * and restore one.  Told apart by their free function, which
+	 * gpa-fast and guarded sampling share, and which the others' call
+	 * loads anyway (a tail jump). */
+	f = a.vtable->free;
+	if (BA_UNLIKELY(f == ba_gpa_ffree[BA_FFREE_TS]))
 		ba_gpa_fast_free(a.ctx, mem, len, align, ra, true, false, false);
-	else if (BA_UNLIKELY(a.vtable == ba_gpa_fvt[BA_FVT_GUARD]))
-		ba_gpa_fast_free(a.ctx, mem, len, align, ra, true, false, false);
-	else if (BA_UNLIKELY(a.vtable == ba_gpa_fvt[BA_FVT_SAMPLED]))
+	else if (BA_UNLIKELY(f == ba_gpa_ffree[BA_FFREE_SAMPLED]))
 		ba_gpa_fast_free(a.ctx, mem, len, align, ra, true, false, true);
 	else
-		ba_raw_free(a, mem, len, align, ra);
+		f(a.ctx, mem, len, align, ra);
 }
 
 void *

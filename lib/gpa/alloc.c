@@ -1364,6 +1364,12 @@ const beamalloc_vtable *const ba_gpa_fvt[BA_NFVT] = {
 	[BA_FVT_SAMPLED] = &ba_gpa_vtables[GPA_VT_SAMPLED + 2],
 };
 
+void (*const ba_gpa_ffree[BA_NFFREE])(void *, void *, size_t, size_t,
+    uintptr_t) = {
+	[BA_FFREE_TS] = fast_ts_free,
+	[BA_FFREE_SAMPLED] = smp_ts_free,
+};
+
 bool
 ba_gpa_vtable_is(const beamalloc_vtable *v)
 {

@@ -395,6 +395,12 @@ BA_HIDDEN extern const beamalloc_vtable ba_gpa_vtables[GPA_NVT];
  * first. */
 enum { BA_FVT_TS, BA_FVT_TS_SAFE, BA_FVT_GUARD, BA_FVT_SAMPLED, BA_NFVT };
 BA_HIDDEN extern const beamalloc_vtable *const ba_gpa_fvt[BA_NFVT];
+/* Their free functions, the same way: gpa-fast's free serves guarded
+ * sampling too (a guarded block is in no slab), so the front-end's free
+ * asks the vtable's free, one compare for both. */
+enum { BA_FFREE_TS, BA_FFREE_SAMPLED, BA_NFFREE };
+BA_HIDDEN extern void (*const ba_gpa_ffree[BA_NFFREE])(void *ctx, void *mem,
+    size_t len, size_t align, uintptr_t ra);
 
 /* The general paths and the fast paths' slow ends (alloc.c). */
 BA_HIDDEN void *ba_gpa_alloc(void *ctx, size_t len, size_t align,

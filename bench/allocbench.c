@@ -987,7 +987,7 @@ mline(FILE *csv, const struct mratio *r, const char *what, double v,
 
 	snprintf(name, sizeof(name), "%s %s %s", r->alloc, r->wl, what);
 	if (cmp != NONE)
-		snprintf(tgt, sizeof(tgt), "%s%.1f", cmp == LE ? "<=" : ">=",
+		snprintf(tgt, sizeof(tgt), "%s%g", cmp == LE ? "<=" : ">=",
 		    r->target);
 	printf("%-36s %8.3f %8s  %s%s%s\n", name, v, tgt,
 	    verdict(cmp, v, r->target), *r->note ? "  " : "", r->note);
@@ -1019,7 +1019,7 @@ report_ratios(FILE *csv)
 		vmin = n->min / d->min;
 		snprintf(name, sizeof(name), "%s/%s %s", r->num, r->den, r->wl);
 		if (r->cmp != NONE)
-			snprintf(tgt, sizeof(tgt), "%s%.1f",
+			snprintf(tgt, sizeof(tgt), "%s%g",
 			    r->cmp == LE ? "<=" : ">=", r->target);
 		printf("%-36s %8.2f %8.2f %8s  %s%s%s\n", name, v, vmin, tgt,
 		    verdict(r->cmp, v, r->target), *r->note ? "  " : "",

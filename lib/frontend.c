@@ -4,6 +4,14 @@
  * overflow), so vtables only ever see valid requests, and they give every
  * failure an errno.
  */
+/* GCC merges identical tails of the inlined fast paths (cross-jumping):
+ * the guarded-sampling path then took two jumps more than gpa-fast's,
+ * 4-6% of a pair64 or lifo1000 pair, timed (bench/README.md).  Before
+ * the headers: the fast paths are inlined from gpa.h. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-crossjumping")
+#endif
+
 #include <string.h>
 
 #include "gpa/gpa.h"

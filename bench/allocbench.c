@@ -277,6 +277,9 @@ static struct subject subjects[] = {
 	{ SUBJ("gpa-guard1000", S_GPA, GPA_CAPS,
 	    "gpa-fast with 1 block in 1000 against a guard page"),
 	    .thread_safe = true, .guard_sample = 1000 },
+	{ SUBJ("gpa-guard1m", S_GPA, GPA_CAPS,
+	    "gpa-guard1000's fast paths alone: 1 block in 1,000,000 guarded"),
+	    .thread_safe = true, .guard_sample = 1000000 },
 	{ SUBJ("arena", S_ARENA, C_BASIC | C_BATCH | C_GROW,
 	    "arena over BEAM base (reset frees everything)") },
 	/* 64 B items (the size of pair64 and lifo1000) over BEAM base. */

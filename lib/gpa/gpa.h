@@ -218,11 +218,6 @@ struct tcache {
 	 * tells the next general path to set the bounds again. */
 	unsigned busy, steal, stolen;
 	unsigned slow;			/* slow paths, for tc_bound() */
-	/* Sampled traces or guarded sampling: allocations until the next
-	 * sampled one (the general path samples at 0 and starts again from
-	 * the GPA's N).  On the line of owner and room, which every alloc
-	 * reads anyway. */
-	int sample_left;
 	ptrdiff_t hi;
 	struct tcache *next;		/* every cache of this GPA */
 	/* Slabs this thread freed into lately, direct-mapped by address
@@ -248,6 +243,9 @@ struct tcache {
 	ptrdiff_t nblk;
 	unsigned seq;
 	struct tcache *free_next;	/* g->tc_free: its thread ended */
+	/* Sampled traces: allocations until the next traced one (the
+	 * general path traces at 0 and starts again from the GPA's N). */
+	int sample_left;
 };
 
 

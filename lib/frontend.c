@@ -5,9 +5,9 @@
  * failure an errno.
  */
 /* GCC merges identical tails of the inlined fast paths (cross-jumping):
- * the guarded-sampling path then took two jumps more than gpa-fast's,
- * 4-6% of a pair64 or lifo1000 pair, timed (bench/README.md).  Before
- * the headers: the fast paths are inlined from gpa.h. */
+ * the guarded-sampling path then jumps to a tail that gpa-fast's falls
+ * into (4-6% of a pair64 or lifo1000 pair, timed: bench/README.md).
+ * Before the headers: the fast paths are inlined from gpa.h. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-crossjumping")
 #endif

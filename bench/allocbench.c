@@ -277,6 +277,9 @@ static struct subject subjects[] = {
 	{ SUBJ("gpa-guard1000", S_GPA, GPA_CAPS,
 	    "gpa-fast with 1 block in 1000 against a guard page"),
 	    .thread_safe = true, .guard_sample = 1000 },
+	{ SUBJ("gpa-guard1m", S_GPA, GPA_CAPS,
+	    "gpa-guard1000's fast paths alone: 1 block in 1,000,000 guarded"),
+	    .thread_safe = true, .guard_sample = 1000000 },
 	{ SUBJ("arena", S_ARENA, C_BASIC | C_BATCH | C_GROW,
 	    "arena over BEAM base (reset frees everything)") },
 	/* 64 B items (the size of pair64 and lifo1000) over BEAM base. */
@@ -987,7 +990,7 @@ mline(FILE *csv, const struct mratio *r, const char *what, double v,
 
 	snprintf(name, sizeof(name), "%s %s %s", r->alloc, r->wl, what);
 	if (cmp != NONE)
-		snprintf(tgt, sizeof(tgt), "%s%.1f", cmp == LE ? "<=" : ">=",
+		snprintf(tgt, sizeof(tgt), "%s%g", cmp == LE ? "<=" : ">=",
 		    r->target);
 	printf("%-36s %8.3f %8s  %s%s%s\n", name, v, tgt,
 	    verdict(cmp, v, r->target), *r->note ? "  " : "", r->note);
@@ -1019,7 +1022,7 @@ report_ratios(FILE *csv)
 		vmin = n->min / d->min;
 		snprintf(name, sizeof(name), "%s/%s %s", r->num, r->den, r->wl);
 		if (r->cmp != NONE)
-			snprintf(tgt, sizeof(tgt), "%s%.1f",
+			snprintf(tgt, sizeof(tgt), "%s%g",
 			    r->cmp == LE ? "<=" : ">=", r->target);
 		printf("%-36s %8.2f %8.2f %8s  %s%s%s\n", name, v, vmin, tgt,
 		    verdict(r->cmp, v, r->target), *r->note ? "  " : "",

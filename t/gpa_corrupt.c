@@ -310,6 +310,32 @@ guard_waf(void)
 	    seen.named : 0;
 }
 
+/* The same at the edges of the junk check (its first byte, its last, a
+ * 1-byte block, a whole page): 5 cases, 200 runs each. */
+static size_t
+guard_waf_edges(void)
+{
+	static const struct { size_t len, off; } c[] = {
+		{ 1, 0 }, { 48, 0 }, { 48, 47 }, { 4096, 0 }, { 4096, 4095 },
+	};
+	beamalloc_gpa *g = make(false, false, 0, 1);
+	beamalloc_allocator a = beamalloc_gpa_allocator(g);
+
+	for (int i = 0; i < RUNS; i++) {
+		size_t len = c[i % 5].len;
+		unsigned char *p = beamalloc_alloc(a, len);
+
+		beamalloc_free(a, p, len);
+		expect(p, len);
+		plant(p + c[i % 5].off, 1, 0);
+		for (int k = 0; k < CYCLE; k++)
+			beamalloc_free(a, beamalloc_alloc(a, 48), 48);
+	}
+	beamalloc_gpa_destroy(g);
+	return seen.kind[BEAMALLOC_REPORT_WRITE_AFTER_FREE] == RUNS ?
+	    seen.named : 0;
+}
+
 /* The mappings that lie within [lo, hi). */
 static size_t
 maps_within(uintptr_t lo, uintptr_t hi)
@@ -448,6 +474,34 @@ guard_sampled(void)
 	return beamalloc_gpa_destroy(g) == 0 ? n : 0;
 }
 
+/* The countdown stays exact through the slow paths (empty and full
+ * magazines, four classes, a depot): guard_sample = 10, 10000 blocks of
+ * 8 B less than their 16-byte-multiple slots (no slot of theirs ends at
+ * a page boundary), 300 live, FIFO: the thread's first block goes by
+ * the GPA's count, the second starts its countdown, so 1000 guarded. */
+static size_t
+guard_countdown(void)
+{
+	static const size_t len[] = { 24, 40, 88, 504 };
+	beamalloc_gpa *g = make(false, false, 0, 10);
+	beamalloc_allocator a = beamalloc_gpa_allocator(g);
+	long page = sysconf(_SC_PAGESIZE);
+	void *p[300] = { NULL };
+	size_t n = 0;
+
+	for (int i = 0; i < 10000; i++) {
+		size_t k = (size_t)i % 300;
+
+		if (p[k] != NULL)
+			beamalloc_free(a, p[k], len[(i - 300) % 4]);
+		p[k] = beamalloc_alloc(a, len[i % 4]);
+		n += ((uintptr_t)p[k] + len[i % 4]) % (uintptr_t)page == 0;
+	}
+	for (int i = 10000; i < 10300; i++)
+		beamalloc_free(a, p[i % 300], len[(i - 300) % 4]);
+	return beamalloc_gpa_destroy(g) == 0 ? n : 0;
+}
+
 /* ------------------------------------------------------------------------
  * The parent
  * ---------------------------------------------------------------------- */
@@ -537,7 +591,7 @@ guarded(size_t (*fn)(void), const char *words, const char *what)
 int
 main(void)
 {
-	plan(19);
+	plan(21);
 	counted(overflow_1, RUNS, "canary: 1-byte overflow of a 24 B block, "
 	    "reported at free with its site, of 1000");
 	counted(overflow_16, RUNS, "canary: 16-byte overflow of a 48 B block");
@@ -566,6 +620,10 @@ main(void)
 	    "overflow of a 48 B block faults");
 	counted(guard_waf, RUNS, "guard: a write to a freed 48 B block, "
 	    "reported when its slot comes back, of 1000");
+	counted(guard_waf_edges, RUNS, "guard: the same at the first and "
+	    "last byte of blocks of 1, 48 and 4096 B, of 1000");
+	counted(guard_countdown, 1000, "guard: 1 in 10 through slow paths: "
+	    "1000 of 10000 blocks of 4 sizes, 300 live");
 	counted(guard_reuse, 0, "guard: 100000 blocks through the reused "
 	    "slots map nothing more, no report");
 	counted(guard_destroy, 15, "guard: a destroy gives the pages back "

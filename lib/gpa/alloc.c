@@ -1358,6 +1358,19 @@ const beamalloc_vtable ba_gpa_vtables[GPA_NVT] = {
 	    chk_ts_safe_free },
 };
 
+const beamalloc_vtable *const ba_gpa_fvt[BA_NFVT] = {
+	[BA_FVT_TS] = &ba_gpa_vtables[GPA_VT_TS],
+	[BA_FVT_TS_SAFE] = &ba_gpa_vtables[GPA_VT_TS_SAFE],
+	[BA_FVT_GUARD] = &ba_gpa_vtables[GPA_VT_GUARD + 2],
+	[BA_FVT_SAMPLED] = &ba_gpa_vtables[GPA_VT_SAMPLED + 2],
+};
+
+void (*const ba_gpa_ffree[BA_NFFREE])(void *, void *, size_t, size_t,
+    uintptr_t) = {
+	[BA_FFREE_TS] = fast_ts_free,
+	[BA_FFREE_SAMPLED] = smp_ts_free,
+};
+
 bool
 ba_gpa_vtable_is(const beamalloc_vtable *v)
 {

@@ -404,7 +404,18 @@ enum { GPA_VT_GENERAL, GPA_VT_ST, GPA_VT_ST_SAFE, GPA_VT_TS, GPA_VT_TS_SAFE,
     GPA_VT_SAMPLED, GPA_VT_GUARD = GPA_VT_SAMPLED + 4,
     GPA_VT_CHECK = GPA_VT_GUARD + 4, GPA_NVT = GPA_VT_CHECK + 4 };
 BA_HIDDEN extern const beamalloc_vtable ba_gpa_vtables[GPA_NVT];
-/* The fast ones with guarded sampling, in the same order. */
+/* The thread-safe fast vtables the front-end calls straight, as
+ * pointers stored in memory (alloc.c): a compare with one is a single
+ * instruction (cmp with a memory operand), where an address needs a lea
+ * first. */
+enum { BA_FVT_TS, BA_FVT_TS_SAFE, BA_FVT_GUARD, BA_FVT_SAMPLED, BA_NFVT };
+BA_HIDDEN extern const beamalloc_vtable *const ba_gpa_fvt[BA_NFVT];
+/* Their free functions, the same way: gpa-fast's free serves guarded
+ * sampling too (a guarded block is in no slab), so the front-end's free
+ * asks the vtable's free, one compare for both. */
+enum { BA_FFREE_TS, BA_FFREE_SAMPLED, BA_NFFREE };
+BA_HIDDEN extern void (*const ba_gpa_ffree[BA_NFFREE])(void *ctx, void *mem,
+    size_t len, size_t align, uintptr_t ra);
 
 /* The general paths and the fast paths' slow ends (alloc.c). */
 BA_HIDDEN void *ba_gpa_alloc(void *ctx, size_t len, size_t align,
@@ -931,6 +942,13 @@ rec_used_untraced(const unsigned char *rec)
 	    __ATOMIC_RELAXED) == REC_USED;
 }
 
+/* Its writer: a block given out, not traced. */
+static inline void
+rec_set_used_untraced(unsigned char *rec)
+{
+	__atomic_store_n((uint64_t *)(void *)rec, REC_USED, __ATOMIC_RELAXED);
+}
+
 static inline bool
 rec_matches(const unsigned char *rec, size_t len, size_t align)
 {
@@ -1272,9 +1290,17 @@ ba_gpa_fast_alloc_chk(void *ctx, size_t len, size_t align, uintptr_t ra,
 		rec_fill(e.rec, len, align, ra);
 	if (check)
 		ba_slot_fill_new(e.p, len, class_size(c), g->junk, g->canary);
-	if (sample == BA_SMP_TRACE)
-		((struct rec *)(void *)e.rec)->tid = 0;
-	state_set(e.rec, REC_USED);
+	/* Traces without safety: the record's first word (state, no length
+	 * or alignment, no trace) in one store, as the free loads it: its
+	 * tid and state as two stores made an immediate free's load wait
+	 * for both (no store forwarding; pair64 1.3x gpa-fast, timed). */
+	if (sample == BA_SMP_TRACE && !safety)
+		rec_set_used_untraced(e.rec);
+	else {
+		if (sample == BA_SMP_TRACE)
+			((struct rec *)(void *)e.rec)->tid = 0;
+		state_set(e.rec, REC_USED);
+	}
 	over = credit_up(tc, len);
 	if (st && BA_UNLIKELY(!st_left(g, me, prev)))
 		return ba_gpa_st_late(g, tc, e.p, NULL, len, align, ra, over);

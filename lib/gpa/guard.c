@@ -204,16 +204,16 @@ install(void)
  * Guarded blocks
  * ---------------------------------------------------------------------- */
 
-/* Whether a freed block's junk is intact. */
+/* Whether a freed block's junk is intact: its first byte, then every
+ * byte equal to the one before it, in one memcmp() of the block with
+ * itself a byte further on (libc's, by vectors: a byte loop here cost
+ * rand10k's guarded blocks, up to a page each, ~3,500 instructions). */
 static bool
 junk_intact(const struct gslot *s)
 {
 	const unsigned char *p = (const unsigned char *)s->block;
 
-	for (size_t i = 0; i < s->len; i++)
-		if (p[i] != BA_JUNK_FREED)
-			return false;
-	return true;
+	return p[0] == BA_JUNK_FREED && memcmp(p, p + 1, s->len - 1) == 0;
 }
 
 /* A slot, under pool_lock: the oldest freed one once GUARD_QUEUE wait (or the

@@ -236,6 +236,7 @@ ba_gpa_depot_trim(struct beamalloc_gpa *g, size_t c, size_t keep)
 		dead = s->dead;
 		if (s == d->cur)
 			d->cur = NULL;
+		d->nslots -= s->nslots;
 		bytes += ba_gpa_slab_release(g, s);
 		d->nslabs--;
 	}
@@ -267,12 +268,14 @@ static bool
 dead_many(const struct depot *d, size_t c)
 {
 	size_t per = SLAB_SIZE / class_size(c);
-	size_t out = d->nslabs * per - d->nfull - (d->cur != NULL ?
+	size_t out = d->nslots - d->nfull - (d->cur != NULL ?
 	    d->cur->nslots - d->next_slot : 0);
 
 	/* A class in steady use (three quarters of its slots used or
-	 * cached) keeps its slabs: they would only be made again. */
-	if (out * 4 > d->nslabs * per)
+	 * cached) keeps its slabs: they would only be made again.  Slots
+	 * counted as they are (a partial slab has fewer), or a class
+	 * whose first slabs are partial would look busier than it is. */
+	if (out * 4 > d->nslots)
 		return false;
 	/* Then some slabs must be all here; or, likely, many frees are
 	 * coming in: a trim per eighth more (and a slab's worth), so a
@@ -425,6 +428,7 @@ refill(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 				    d->nslabs == 0)) == NULL)
 					break;
 				d->nslabs++;
+				d->nslots += s->nslots;
 				d->cur = s;
 				d->next_slot = 0;
 			}

@@ -85,8 +85,8 @@ block_get(struct beamalloc_gpa *g, size_t len)
  * The unaligned head and tail (SLAB_SIZE - 8 bytes together) are parts
  * of the slabs on either side, a partial slab each when it has room for
  * TAIL_MIN bytes: the head the top of the slab below, the tail the start
- * of the one past the last.  The header goes at the very end, or at the
- * very start when the tail is too short for it.  Regions grow with the
+ * of the one past the last.  The header goes at the very start, or at
+ * the very end when the head is too short for it.  Regions grow with the
  * number held.  Under g->lock. */
 struct region *
 ba_gpa_region_new(struct beamalloc_gpa *g)
@@ -105,7 +105,10 @@ ba_gpa_region_new(struct beamalloc_gpa *g)
 	tail = base + n * SLAB_SIZE;
 	start = mem;
 	end = (mem + len - sizeof(*r)) & ~(uintptr_t)15;
-	if (end >= tail)
+	/* At the start when it fits: a pointer to the block's start is
+	 * then the one the GPA keeps (g->regions), so that a leak checker
+	 * run at exit sees the block reachable, not "possibly lost". */
+	if (base - mem < sizeof(*r) + 16)
 		r = (struct region *)end;
 	else {
 		r = (struct region *)ba_align_forward(mem, 16);

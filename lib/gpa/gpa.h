@@ -156,7 +156,7 @@ struct slab {
 };
 
 /* A block of up to REGION_MAX_SLABS slabs from the backing; this header
- * sits at its end (or start).  Slab nslabs, when tail is not 0, is a
+ * sits at its start (or end).  Slab nslabs, when tail is not 0, is a
  * partial one: its first tail bytes are the region's; so are the last
  * head bytes of the slab below base (bit REGION_HEAD of used). */
 struct region {
@@ -277,8 +277,10 @@ struct depot {
 	size_t nfull;			/* slots in the full magazines */
 	size_t trim_at;			/* trim when their bytes pass this */
 	size_t nslabs;			/* slabs of this class */
+	size_t nslots;			/* and their slots (partial slabs
+					   have fewer) */
 	size_t ntrim;			/* nfull after the last trim */
-	char pad[128 - sizeof(pthread_mutex_t) - 7 * sizeof(void *) - 16];
+	char pad[128 - sizeof(pthread_mutex_t) - 8 * sizeof(void *) - 16];
 };
 _Static_assert(sizeof(struct depot) == 128, "struct depot: 2 lines");
 

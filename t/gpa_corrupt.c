@@ -454,8 +454,28 @@ guard_leak(void)
 	return beamalloc_gpa_destroy(g) + seen.kind[BEAMALLOC_REPORT_LEAK];
 }
 
+/* The page at a lies in a mapping with no access (a guard page). */
+static bool
+no_access(uintptr_t a)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	unsigned long b, e;
+	char line[512], perm[8];
+	bool none = false;
+
+	if (f == NULL)
+		exit(5);
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "%lx-%lx %7s", &b, &e, perm) == 3 &&
+		    b <= a && a < e)
+			none = strncmp(perm, "---", 3) == 0;
+	fclose(f);
+	return none;
+}
+
 /* guard_sample = 10 alone (the fast paths' countdown): 10 of 100 blocks
- * of 24 B end at a page boundary, which no 32 B slab slot does. */
+ * of 24 B end at a page boundary with a guard page after them (a slab
+ * slot of 24 B may end at a page boundary too, never before a guard). */
 static size_t
 guard_sampled(void)
 {
@@ -465,9 +485,10 @@ guard_sampled(void)
 	size_t n = 0;
 
 	for (int i = 0; i < 100; i++) {
-		p[i] = beamalloc_alloc(a, 24);
-		n += ((uintptr_t)p[i] + 24) % (uintptr_t)sysconf(_SC_PAGESIZE) ==
-		    0;
+		uintptr_t end = (uintptr_t)(p[i] = beamalloc_alloc(a, 24)) + 24;
+
+		n += end % (uintptr_t)sysconf(_SC_PAGESIZE) == 0 &&
+		    no_access(end);
 	}
 	for (int i = 0; i < 100; i++)
 		beamalloc_free(a, p[i], 24);
@@ -476,9 +497,10 @@ guard_sampled(void)
 
 /* The countdown stays exact through the slow paths (empty and full
  * magazines, four classes, a depot): guard_sample = 10, 10000 blocks of
- * 8 B less than their 16-byte-multiple slots (no slot of theirs ends at
- * a page boundary), 300 live, FIFO: the thread's first block goes by
- * the GPA's count, the second starts its countdown, so 1000 guarded. */
+ * four sizes, 300 live, FIFO: the thread's first block goes by the
+ * GPA's count, the second starts its countdown, so 1000 guarded (told
+ * by the guard page after them: a slab slot may end at a page boundary
+ * too). */
 static size_t
 guard_countdown(void)
 {
@@ -495,7 +517,8 @@ guard_countdown(void)
 		if (p[k] != NULL)
 			beamalloc_free(a, p[k], len[(i - 300) % 4]);
 		p[k] = beamalloc_alloc(a, len[i % 4]);
-		n += ((uintptr_t)p[k] + len[i % 4]) % (uintptr_t)page == 0;
+		n += ((uintptr_t)p[k] + len[i % 4]) % (uintptr_t)page == 0 &&
+		    no_access((uintptr_t)p[k] + len[i % 4]);
 	}
 	for (int i = 10000; i < 10300; i++)
 		beamalloc_free(a, p[i % 300], len[(i - 300) % 4]);
@@ -613,7 +636,7 @@ main(void)
 	counted(guard_leak, 2, "guard: a sampled block is a GPA block: its "
 	    "leak is reported");
 	counted(guard_sampled, 10, "guard: 1 in 10 sampled by the fast "
-	    "paths: 10 of 100 blocks of 24 B end at a page boundary");
+	    "paths: 10 of 100 blocks of 24 B end at a guard page");
 	guarded(guard_overflow, "overflow past block", "guard: a 1-byte "
 	    "overflow of a 24 B block faults");
 	guarded(guard_overflow_16, "overflow past block", "guard: a 16-byte "

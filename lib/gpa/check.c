@@ -106,14 +106,15 @@ bool
 ba_chk_canary_ok(const struct beamalloc_gpa *g, unsigned char *p, size_t len,
     size_t room)
 {
+	size_t n;
 	bool ok;
 
 	if (!g->canary || room <= len)
 		return true;
-	open_bytes(g, p + len, ba_canary_end(len, room) - len);
-	ok = ba_bytes_are(p + len, ba_canary_end(len, room) - len,
-	    BA_CANARY_BYTE);
-	close_bytes(g, p + len, ba_canary_end(len, room) - len);
+	n = ba_canary_end(len, room) - len;
+	open_bytes(g, p + len, n);
+	ok = ba_bytes_are(p + len, n, BA_CANARY_BYTE);
+	close_bytes(g, p + len, n);
 	return ok;
 }
 

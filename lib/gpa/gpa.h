@@ -97,9 +97,11 @@
 #define NTHREADS (1 << NTHREADS_BITS)
 #define CREDIT_BATCH (256 * 1024)	/* per-thread stats settle past this */
 #define HASH_MUL 0x9E3779B97F4A7C15ull
-#define NMEMO 32			/* slabs each thread remembers (2 KiB):
-				 * a miss costs a table lookup and a
-				 * second pass (bench/README.md) */
+#define NMEMO 128			/* slabs each thread remembers (8 KiB),
+				 * by address: 8 MiB of slabs side by
+				 * side without a conflict; a miss costs
+				 * a table lookup and a second pass
+				 * (bench/README.md) */
 
 /* Traces (trace.c): a frame-pointer walk, and the stack depot that
  * stores each distinct trace once under a 32-bit id (0: none). */

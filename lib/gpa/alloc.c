@@ -163,7 +163,7 @@ ba_gpa_depot_trim(struct beamalloc_gpa *g, size_t c, size_t keep)
 	struct slab *dead = NULL, *last = NULL, *s;
 	struct mag *rm, *wm, *m;
 	uint32_t stamp, wi = 0;
-	size_t bytes = 0;
+	size_t bytes = 0, keep0 = keep;
 
 	/* g->lock throughout: no leak scan may start walking the slabs. */
 	lock(g, &g->lock);
@@ -195,6 +195,7 @@ ba_gpa_depot_trim(struct beamalloc_gpa *g, size_t c, size_t keep)
 			keep--;
 		} else
 			p = &(*p)->dead;
+	d->nkept = (uint32_t)(keep0 - keep);
 	if (dead == NULL)
 		goto empties;
 	/* The write position never passes the read position. */
@@ -277,11 +278,14 @@ dead_many(const struct depot *d, size_t c)
 	 * whose first slabs are partial would look busier than it is. */
 	if (out * 4 > d->nslots)
 		return false;
-	/* Then some slabs must be all here; or, likely, many frees are
-	 * coming in: a trim per eighth more (and a slab's worth), so a
+	/* Then some slabs must be all here, more than the last trim kept
+	 * (or each magazine coming in would find those again, at the end
+	 * of a mass of frees: a trim per magazine); or, likely, many frees
+	 * are coming in: a trim per eighth more (and a slab's worth), so a
 	 * trim looks at no more than nine slots per slot come in. */
 	return (d->nslabs > out && d->nslabs - out >= ba_max(2,
-	    d->nslabs / 4)) || d->nfull >= d->ntrim + d->ntrim / 8 + per;
+	    d->nslabs / 4) + d->nkept) ||
+	    d->nfull >= d->ntrim + d->ntrim / 8 + per;
 }
 
 /* A magazine from a thread cache into the depot: full (or partly) or

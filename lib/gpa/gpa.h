@@ -276,6 +276,8 @@ struct depot {
 	uint32_t next_slot;
 	uint32_t mag_cap;
 	uint32_t carve;			/* 0 until the first refill (slow start) */
+	uint32_t nkept;			/* slabs the last trim found all free
+					   and kept */
 	size_t nfull;			/* slots in the full magazines */
 	size_t trim_at;			/* trim when their bytes pass this */
 	size_t nslabs;			/* slabs of this class */

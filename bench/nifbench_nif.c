@@ -309,6 +309,15 @@ ho_alloc_ok(int which)
 	    which == A_GPA_SAFE) && available(which));
 }
 
+/* The GPA's handle, taken once per call as a NIF keeps it (not per
+ * block: that is a call through the PLT each). */
+static beamalloc_allocator
+ho_allocator(int which)
+{
+	return vtable_of(which, which == A_GPA ? inst.gpa : inst.gpa_safe,
+	    NULL);
+}
+
 /* ho_make(Alloc, N) -> binary of N block addresses: N blocks of 64 B,
  * each written to, as a producer that fills messages would. */
 static ERL_NIF_TERM
@@ -317,21 +326,20 @@ ho_make(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	int which;
 	unsigned n;
 	ERL_NIF_TERM bin;
+	beamalloc_allocator a;
 	void **p;
 
 	(void)argc;
 	if (!enif_get_int(env, argv[0], &which) || !ho_alloc_ok(which) ||
 	    !enif_get_uint(env, argv[1], &n) || n == 0 || n > HO_MAX)
 		return enif_make_badarg(env);
+	a = ho_allocator(which);
 	p = (void **)enif_make_new_binary(env, n * sizeof(void *), &bin);
 	for (unsigned i = 0; i < n; i++) {
 		switch (which) {
 		case A_ENIF: p[i] = enif_alloc(HO_SIZE); break;
 		case A_MALLOC: p[i] = malloc(HO_SIZE); break;
-		default:
-			p[i] = beamalloc_alloc(vtable_of(which, which ==
-			    A_GPA ? inst.gpa : inst.gpa_safe, NULL), HO_SIZE);
-			break;
+		default: p[i] = beamalloc_alloc(a, HO_SIZE); break;
 		}
 		if (p[i] == NULL)
 			abort();	/* a benchmark: no partial batches */
@@ -347,6 +355,7 @@ ho_free(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
 	ErlNifBinary b;
 	int which;
+	beamalloc_allocator a;
 	void **p;
 
 	(void)argc;
@@ -354,15 +363,13 @@ ho_free(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	    !enif_inspect_binary(env, argv[1], &b) ||
 	    b.size % sizeof(void *) != 0)
 		return enif_make_badarg(env);
+	a = ho_allocator(which);
 	p = (void **)(void *)b.data;
 	for (size_t i = 0; i < b.size / sizeof(void *); i++) {
 		switch (which) {
 		case A_ENIF: enif_free(p[i]); break;
 		case A_MALLOC: free(p[i]); break;
-		default:
-			beamalloc_free(vtable_of(which, which == A_GPA ?
-			    inst.gpa : inst.gpa_safe, NULL), p[i], HO_SIZE);
-			break;
+		default: beamalloc_free(a, p[i], HO_SIZE); break;
 		}
 	}
 	return mk_atom(env, "ok");

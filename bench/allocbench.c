@@ -189,6 +189,9 @@ static struct wdef wdefs[] = {
 	    0, 0, true, 4096, {{0}}, true },
 	{ WL("reset10k", "block", W_BATCH, 0, 8, 10000, 0, 30), C_BATCH,
 	    16, 128, false, 0, {{0}}, true },
+	/* A NIF's temporaries, call after call: 4 MB taken and freed. */
+	{ WL("refill4m", "block", W_BATCH, 4096, 8, 1000, 0, 30), C_BATCH,
+	    0, 0, false, 0, {{0}}, true },
 	{ WL("grow1m", "realloc", W_GROW, 0, 8, 0, 0, 200), C_GROW,
 	    0, 0, false, 0, {{0}}, true },
 	{ WL("t2_pair64", "pair", W_THREADS, 64, 8, 0, 0, 300000), C_THREADS,

@@ -131,6 +131,8 @@ ba_gpa_region_new(struct beamalloc_gpa *g)
 void
 ba_gpa_region_free(struct beamalloc_gpa *g, struct region *r)
 {
+	if (r->spare)
+		g->spare -= r->len;
 	if (r->prev != NULL)
 		r->prev->next = r->next;
 	else
@@ -140,6 +142,24 @@ ba_gpa_region_free(struct beamalloc_gpa *g, struct region *r)
 	g->nregions--;
 	BA_ASAN_UNPOISON(r->mem, r->len);
 	ba_gpa_backing_put(g, r->mem, r->len);
+}
+
+/* Give back the empty regions kept (a full trim).  Under g->lock;
+ * the bytes released. */
+size_t
+ba_gpa_spares_free(struct beamalloc_gpa *g)
+{
+	struct region *r, *next;
+	size_t bytes = 0;
+
+	for (r = g->regions; r != NULL && g->spare != 0; r = next) {
+		next = r->next;
+		if (r->spare) {
+			bytes += r->len;
+			ba_gpa_region_free(g, r);
+		}
+	}
+	return bytes;
 }
 
 /* Metadata that lives until destroy (thread caches, tables): carved

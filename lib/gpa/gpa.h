@@ -87,6 +87,8 @@
 #define TRIM_MIN (64 * 1024)		/* depot bytes below which no trim */
 #define DECAY_MS_VM 500			/* default decay_ms in the VM */
 #define REGION_MAX_SLABS 16		/* regions grow to 1 MiB */
+#define REGION_SPARE (8u << 20)		/* empty regions kept until a full
+					   trim (bench/README.md) */
 #define TAIL_MIN (16 * 1024)		/* a region's tail worth a slab */
 #define TAIL_SLOTS 4			/* slots a class needs in one */
 #define REGION_HEAD 63			/* the head slab's bit */
@@ -168,6 +170,7 @@ struct region {
 	uint64_t used;			/* bit i: slab i in use */
 	uint32_t nslabs;
 	uint32_t head, tail;		/* bytes of the partial slabs, or 0 */
+	bool spare;			/* empty, kept (g->spare) */
 	struct region *next, *prev;
 };
 
@@ -370,6 +373,11 @@ struct beamalloc_gpa {
 	size_t nbb, bbcap;
 	struct chunk chunks[NCHUNKS];
 	struct region *regions;
+	/* Bytes of empty regions kept for the next slabs, up to
+	 * REGION_SPARE: a program that fills and empties a few MB over and
+	 * over would otherwise hand them to the backing and have its pages
+	 * faulted in again each time.  Full trims give them back. */
+	size_t spare;
 	unsigned nregions;
 	size_t nslabs, nstab;		/* live slabs; table keys with tombs */
 	_Atomic(struct slab *) slabs;
@@ -1019,6 +1027,7 @@ BA_HIDDEN void *ba_gpa_backing_get(struct beamalloc_gpa *g, size_t len);
 BA_HIDDEN void ba_gpa_backing_put(struct beamalloc_gpa *g, void *p, size_t len);
 BA_HIDDEN struct region *ba_gpa_region_new(struct beamalloc_gpa *g);
 BA_HIDDEN void ba_gpa_region_free(struct beamalloc_gpa *g, struct region *r);
+BA_HIDDEN size_t ba_gpa_spares_free(struct beamalloc_gpa *g);
 BA_HIDDEN void *ba_gpa_meta_zalloc(struct beamalloc_gpa *g, size_t len);
 
 /* table.c: the slab table */

@@ -375,6 +375,9 @@ gpa_trim(struct beamalloc_gpa *g)
 		d->trim_at = ba_gpa_trim_next(d, c);
 		unlock(g, &d->lock);
 	}
+	lock(g, &g->lock);
+	bytes += ba_gpa_spares_free(g);
+	unlock(g, &g->lock);
 	return bytes;
 }
 

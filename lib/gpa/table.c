@@ -217,13 +217,17 @@ ba_gpa_slab_new(struct beamalloc_gpa *g, size_t c, bool first)
 		goto unused;
 	}
 	r->used |= (uint64_t)1 << i;
+	if (r->spare) {
+		r->spare = false;
+		g->spare -= r->len;
+	}
 	s->next = atomic_load_explicit(&g->slabs, memory_order_relaxed);
 	if (s->next != NULL)
 		s->next->prev = s;
 	atomic_store_explicit(&g->slabs, s, memory_order_release);
 	goto out;
 unused:
-	if (r->used == 0)
+	if (r->used == 0 && !r->spare)
 		ba_gpa_region_free(g, r);
 out:
 	unlock(g, &g->lock);
@@ -232,7 +236,9 @@ out:
 
 /* Give a slab back: none of its slots is live or cached (the depot's
  * trim saw to that).  Its records go too, so threads' memos of it are
- * made stale first, by the epoch.  Under g->lock, no leak scan on. */
+ * made stale first, by the epoch.  A region left empty is kept while
+ * the spares stay within REGION_SPARE (a full trim gives them back).
+ * Under g->lock, no leak scan on. */
 size_t
 ba_gpa_slab_release(struct beamalloc_gpa *g, struct slab *s)
 {
@@ -256,8 +262,13 @@ ba_gpa_slab_release(struct beamalloc_gpa *g, struct slab *s)
 	r->used &= ~((uint64_t)1 << i);
 	ba_gpa_backing_put(g, s->meta, s->meta_len);
 	if (r->used == 0) {
-		bytes += r->len;
-		ba_gpa_region_free(g, r);
+		if (g->spare + r->len <= REGION_SPARE) {
+			r->spare = true;
+			g->spare += r->len;
+		} else {
+			bytes += r->len;
+			ba_gpa_region_free(g, r);
+		}
 	}
 	return bytes;
 }

@@ -49,7 +49,7 @@ static const char *const anames[NA] = {
 	"enif", "beam", "gpa-fast", "gpa-safe", "arena", "malloc"
 };
 
-enum { WL_PAIR, WL_LIFO, WL_RAND, WL_RESET, NWL };
+enum { WL_PAIR, WL_LIFO, WL_RAND, WL_RESET, WL_REFILL, NWL };
 static struct wl wls[NWL] = {
 	{ .name = "pair64", .unit = "pair", .kind = W_PAIR, .size = 64,
 	  .align = 8, .ops = 200000 },
@@ -59,9 +59,12 @@ static struct wl wls[NWL] = {
 	  .live = 1000, .ops = 200000 },
 	{ .name = "reset10k", .unit = "block", .kind = W_BATCH, .align = 8,
 	  .live = 10000, .ops = 10 },
+	/* A NIF's temporaries, call after call: 4 MB taken and freed. */
+	{ .name = "refill4m", .unit = "block", .kind = W_BATCH, .size = 4096,
+	  .align = 8, .live = 1000, .ops = 10 },
 };
-static const uint32_t wl_lo[NWL] = { 0, 0, 8, 16 };
-static const uint32_t wl_hi[NWL] = { 0, 0, 4096, 128 };
+static const uint32_t wl_lo[NWL] = { 0, 0, 8, 16, 0 };
+static const uint32_t wl_hi[NWL] = { 0, 0, 4096, 128, 0 };
 
 /* The instances the timed runs use: made at load, kept until unload. */
 static struct {

@@ -53,7 +53,8 @@
  * slots per slab, and a slab whose slots are all there is taken out of
  * its magazines, out of the table and given back with its records; a
  * region whose slabs are all given back goes back too (one slab still
- * in use keeps its region).  A thread remembers the slabs it freed into
+ * in use keeps its region), unless the empty regions kept for the next
+ * slabs stay within REGION_SPARE: those go at a full trim.  A thread remembers the slabs it freed into
  * (the memo) with the GPA's epoch, which every release advances, so a
  * slab's address may come back for another class.  A leak check trims
  * everything: it also empties the caches of threads not inside the GPA

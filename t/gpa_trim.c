@@ -5,8 +5,8 @@
  * (which trims); the caches of threads that ended or sit
  * idle are emptied too; a pointer into a slab given back is reported as
  * an invalid free, with safety on or off, and nothing crashes.  A GPA
- * filled and emptied over and over keeps its empty regions, and gives
- * them back at a trim.
+ * filled and emptied over and over keeps its all-free slabs and empty
+ * regions (within bounds), and gives them back at a trim.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -23,6 +23,9 @@
 
 #define TOTAL (50u << 20)	/* bytes allocated per run */
 #define MiB ((size_t)1 << 20)
+/* All-free slabs of 64 KiB that the trims made as the pools grow may
+ * keep, in all classes (8 MiB, beamalloc_gpa(3)). */
+#define KEPT_MAX ((size_t)128)
 
 /* A backing allocator over malloc that counts what is outstanding (any
  * number of blocks, unlike t/testalloc.h). */
@@ -184,9 +187,10 @@ one_thread(void)
 	 * left among them the bytes come back at the trim below (or with
 	 * the decay of decay_ms). */
 	most -= base;
-	ok(slabs(g) < (TOTAL / (64 * 1024)) / 3, "without any call the GPA "
-	    "gave back most of its slabs: %zu left of at least %u", slabs(g),
-	    TOTAL / (64 * 1024));
+	ok(slabs(g) < (TOTAL / (64 * 1024)) / 3 + KEPT_MAX, "without any "
+	    "call the GPA gave back most of its slabs: %zu left of at least "
+	    "%u (the trims keep up to %zu all free)", slabs(g),
+	    TOTAL / (64 * 1024), KEPT_MAX);
 	ok(held <= most, "and holds no more from its backing: %zu -> %zu "
 	    "bytes", most, held);
 	is_size(beamalloc_gpa_detect_leaks(g), 0, "no leaks");
@@ -399,9 +403,10 @@ freed_slab(bool safety)
 }
 
 /* A NIF's temporaries, call after call: 4 MB of 4 KiB blocks taken,
- * written, checked and freed, 20 times.  The regions left empty stay
- * (up to 8 MiB), so the rounds after the first two take none from the
- * backing, whose pages would be faulted in again each time. */
+ * written, checked and freed, 20 times.  The slabs left all free stay in
+ * their class (up to 8 MiB in all), and so do the regions left empty, so
+ * the rounds after the first two make no slab again and take no region
+ * from the backing, whose pages would be faulted in again each time. */
 #define REFILL_N 1000
 #define REFILL_ROUNDS 20
 
@@ -410,7 +415,7 @@ refill(void)
 {
 	static unsigned char *p[REFILL_N];
 	size_t base = atomic_load(&outstanding), big0 = atomic_load(&nbig);
-	size_t big2 = 0, held;
+	size_t big2 = 0, held, least = SIZE_MAX, most = 0;
 	beamalloc_gpa *g = make(false);
 	beamalloc_allocator a = beamalloc_gpa_allocator(g);
 	bool intact = true;
@@ -428,9 +433,18 @@ refill(void)
 		}
 		if (round == 1)
 			big2 = atomic_load(&nbig);
+		if (round >= 1) {
+			size_t n = slabs(g);
+
+			least = n < least ? n : least;
+			most = n > most ? n : most;
+		}
 	}
 	ok(intact, "refill: %d rounds of %d blocks of 4 KiB, every block "
 	    "intact", REFILL_ROUNDS, REFILL_N);
+	/* 16 blocks a slab: 63 slabs for a round, all free at its end. */
+	ok(least >= REFILL_N / 16 && least == most, "refill: the slabs stay "
+	    "after each round, all free (%zu-%zu)", least, most);
 	is_size(atomic_load(&nbig), big2, "refill: no region taken from the "
 	    "backing after the second round (%zu in all)", big2 - big0);
 	held = atomic_load(&outstanding) - base;
@@ -440,13 +454,43 @@ refill(void)
 	held = atomic_load(&outstanding) - base;
 	ok(held < 256 * 1024, "refill: a trim gives them back (%zu bytes "
 	    "held)", held);
+	is_size(slabs(g), 0, "refill: no slab left after the trim");
 	is_size(beamalloc_gpa_destroy(g), 0, "refill: no leaks");
+}
+
+/* The slabs kept all free are bounded: 4 times the budget in 4 KiB
+ * blocks, all freed, leaves the budget (and the eighth of the class's
+ * slabs a trim keeps anyway), not everything. */
+static void
+kept_bound(void)
+{
+	size_t n = 4 * KEPT_MAX * 16, left;
+	unsigned char **p = calloc(n, sizeof(*p));
+	beamalloc_gpa *g = make(false);
+	beamalloc_allocator a = beamalloc_gpa_allocator(g);
+
+	if (p == NULL)
+		bail("kept_bound: out of memory");
+	for (size_t i = 0; i < n; i++)
+		if ((p[i] = beamalloc_alloc(a, 4096)) == NULL)
+			bail("kept_bound: out of memory");
+	for (size_t i = 0; i < n; i++)
+		beamalloc_free(a, p[i], 4096);
+	left = slabs(g);
+	ok(left <= KEPT_MAX + 4 * KEPT_MAX / 8 + 2, "kept: %zu MiB freed "
+	    "in 4 KiB blocks leaves %zu slabs (at most %zu kept, an eighth "
+	    "of the class's, and the one being carved)", n * 4096 / MiB,
+	    left, KEPT_MAX);
+	beamalloc_gpa_trim(g);
+	is_size(slabs(g), 0, "kept: a trim gives them all back");
+	is_size(beamalloc_gpa_destroy(g), 0, "kept: no leaks");
+	free(p);
 }
 
 int
 main(void)
 {
-	plan(42);
+	plan(47);
 	one_thread();
 	four_threads();
 	trim_while_busy(false);
@@ -454,5 +498,6 @@ main(void)
 	freed_slab(true);
 	freed_slab(false);
 	refill();
+	kept_bound();
 	return done_testing();
 }

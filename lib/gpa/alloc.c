@@ -150,25 +150,41 @@ ba_gpa_depot_empties(struct beamalloc_gpa *g, struct depot *d, size_t keep)
 	return bytes;
 }
 
+/* Slabs a growth trim of depot d keeps all free: an eighth of the
+ * class's, or what KEEP_FREE leaves beside the other classes' kept
+ * slabs if that is more.  A NIF that fills and empties a few MB per
+ * call would otherwise give its slabs back at each call's end and make
+ * them again in the next: with their records, the table, and every
+ * thread's memo gone stale at each release (bench/README.md).  Under
+ * g->lock. */
+static size_t
+trim_keep(const struct beamalloc_gpa *g, const struct depot *d)
+{
+	size_t others = g->nkept - d->nkept, budget = KEEP_FREE / SLAB_SIZE;
+
+	return ba_max(d->nslabs / 8, budget > others ? budget - others : 0);
+}
+
 /* Count the depot's free slots per slab (uncarved ones included): a slab
  * with all of them here has none live or in a thread cache, so its slots
- * are taken out of the magazines (packed in place) and it is given back,
- * but for `keep` of them.
+ * are taken out of the magazines (packed in place) and it is given back;
+ * a growth trim (not full) keeps some (trim_keep()).
  * The depot then keeps two empty magazines at most.  Under the depot's
  * lock; returns the bytes released. */
 size_t
-ba_gpa_depot_trim(struct beamalloc_gpa *g, size_t c, size_t keep)
+ba_gpa_depot_trim(struct beamalloc_gpa *g, size_t c, bool full)
 {
 	struct depot *d = &g->depot[c];
 	struct slab *dead = NULL, *last = NULL, *s;
 	struct mag *rm, *wm, *m;
 	uint32_t stamp, wi = 0;
-	size_t bytes = 0, keep0 = keep;
+	size_t bytes = 0, keep, keep0;
 
 	/* g->lock throughout: no leak scan may start walking the slabs. */
 	lock(g, &g->lock);
 	if (g->scanning != 0)
 		goto out;
+	keep = keep0 = full ? 0 : trim_keep(g, d);
 	stamp = ++g->stamp;
 	if ((s = d->cur) != NULL) {
 		s->stamp = stamp;
@@ -195,6 +211,7 @@ ba_gpa_depot_trim(struct beamalloc_gpa *g, size_t c, size_t keep)
 			keep--;
 		} else
 			p = &(*p)->dead;
+	g->nkept = g->nkept - d->nkept + (keep0 - keep);
 	d->nkept = (uint32_t)(keep0 - keep);
 	if (dead == NULL)
 		goto empties;
@@ -305,7 +322,7 @@ depot_give(struct beamalloc_gpa *g, size_t c, struct mag *m)
 	mag_put(m, &d->full);
 	d->nfull += m->n;
 	if (d->nfull * class_size(c) > d->trim_at || dead_many(d, c)) {
-		ba_gpa_depot_trim(g, c, d->nslabs / 8);
+		ba_gpa_depot_trim(g, c, false);
 		d->trim_at = ba_gpa_trim_next(d, c);
 	}
 }

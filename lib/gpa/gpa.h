@@ -54,7 +54,10 @@
  * its magazines, out of the table and given back with its records; a
  * region whose slabs are all given back goes back too (one slab still
  * in use keeps its region), unless the empty regions kept for the next
- * slabs stay within REGION_SPARE: those go at a full trim.  A thread remembers the slabs it freed into
+ * slabs stay within REGION_SPARE: those go at a full trim.  A trim made
+ * as a depot grows keeps all-free slabs, an eighth of its class's or
+ * more while the kept slabs of every class stay within KEEP_FREE; a
+ * full trim keeps none.  A thread remembers the slabs it freed into
  * (the memo) with the GPA's epoch, which every release advances, so a
  * slab's address may come back for another class.  A leak check trims
  * everything: it also empties the caches of threads not inside the GPA
@@ -90,6 +93,9 @@
 #define REGION_MAX_SLABS 16		/* regions grow to 1 MiB */
 #define REGION_SPARE (8u << 20)		/* empty regions kept until a full
 					   trim (bench/README.md) */
+#define KEEP_FREE (8u << 20)		/* all-free slabs the growth trims
+					   keep, in all classes, until a
+					   full trim (bench/README.md) */
 #define TAIL_MIN (16 * 1024)		/* a region's tail worth a slab */
 #define TAIL_SLOTS 4			/* slots a class needs in one */
 #define REGION_HEAD 63			/* the head slab's bit */
@@ -379,6 +385,10 @@ struct beamalloc_gpa {
 	 * over would otherwise hand them to the backing and have its pages
 	 * faulted in again each time.  Full trims give them back. */
 	size_t spare;
+	/* Slabs the depots' last growth trims kept all free, in all
+	 * classes (each depot's nkept, summed): they stay within
+	 * KEEP_FREE, for the same reason. */
+	size_t nkept;
 	unsigned nregions;
 	size_t nslabs, nstab;		/* live slabs; table keys with tombs */
 	_Atomic(struct slab *) slabs;
@@ -995,7 +1005,7 @@ BA_HIDDEN void ba_gpa_set_traces(const struct beamalloc_gpa *g,
 BA_HIDDEN size_t ba_gpa_depot_empties(struct beamalloc_gpa *g,
     struct depot *d, size_t keep);
 BA_HIDDEN size_t ba_gpa_depot_trim(struct beamalloc_gpa *g, size_t c,
-    size_t keep);
+    bool full);
 BA_HIDDEN size_t ba_gpa_trim_next(const struct depot *d, size_t c);
 BA_HIDDEN void ba_gpa_tc_give(struct beamalloc_gpa *g, struct tcache *tc,
     size_t c);

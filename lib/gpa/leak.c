@@ -368,7 +368,7 @@ gpa_trim(struct beamalloc_gpa *g)
 		struct depot *d = &g->depot[c];
 
 		lock(g, &d->lock);
-		bytes += ba_gpa_depot_trim(g, c, 0);
+		bytes += ba_gpa_depot_trim(g, c, true);
 		/* An idle class keeps no magazine either: with 40 classes
 		 * they add up. */
 		bytes += ba_gpa_depot_empties(g, d, 0);

@@ -110,20 +110,16 @@ mag_put(struct mag *m, struct mag **list)
 	}
 }
 
-/* The slab of a cached slot (last: the previous answer, often it). */
-static struct slab *
-slab_at(const struct beamalloc_gpa *g, const struct entry *e,
-    struct slab **last)
+/* The slab of a cached slot of class c, with no table lookup: a slab
+ * has records for its whole frame, partial or not, so the slot's record
+ * is slot_index() records past the slab's first (a trim asks this of
+ * every slot in the depot). */
+static inline struct slab *
+slab_at(const struct beamalloc_gpa *g, size_t c, const struct entry *e)
 {
-	struct slab *s = *last;
-	struct where w;
+	size_t i = slot_index((uintptr_t)e->p & (SLAB_SIZE - 1), c);
 
-	if (s != NULL && e->rec >= s->recs && e->rec < s->recs +
-	    ((size_t)s->nslots << g->rec_shift))
-		return s;
-	if (!slab_find(g, (uintptr_t)e->p, &w))
-		abort();		/* a cached slot is in a slab */
-	return *last = slab_of(w.recs);
+	return slab_of(e->rec - (i << g->rec_shift));
 }
 
 static inline bool
@@ -175,7 +171,7 @@ size_t
 ba_gpa_depot_trim(struct beamalloc_gpa *g, size_t c, bool full)
 {
 	struct depot *d = &g->depot[c];
-	struct slab *dead = NULL, *last = NULL, *s;
+	struct slab *dead = NULL, *s;
 	struct mag *rm, *wm, *m;
 	uint32_t stamp, wi = 0;
 	size_t bytes = 0, keep, keep0;
@@ -192,7 +188,7 @@ ba_gpa_depot_trim(struct beamalloc_gpa *g, size_t c, bool full)
 	}
 	for (rm = d->full; rm != NULL; rm = rm->next)
 		for (uint32_t i = 0; i < rm->n; i++) {
-			s = slab_at(g, &rm->e[i], &last);
+			s = slab_at(g, c, &rm->e[i]);
 			if (s->stamp != stamp) {
 				s->stamp = stamp;
 				s->cnt = 0;
@@ -224,7 +220,7 @@ ba_gpa_depot_trim(struct beamalloc_gpa *g, size_t c, bool full)
 		for (uint32_t i = 0; i < n; i++) {
 			struct entry e = rm->e[i];
 
-			if (slab_dead(slab_at(g, &e, &last), stamp))
+			if (slab_dead(slab_at(g, c, &e), stamp))
 				continue;
 			if (wi == wm->cap) {
 				wm->n = wi;

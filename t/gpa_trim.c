@@ -165,6 +165,19 @@ slabs(beamalloc_gpa *g)
 	return n;
 }
 
+/* Slabs of the class whose slots are size bytes. */
+static size_t
+class_slabs(beamalloc_gpa *g, size_t size)
+{
+	beamalloc_gpa_class_stats cls[BEAMALLOC_GPA_NCLASS];
+
+	beamalloc_gpa_get_class_stats(g, cls, BEAMALLOC_GPA_NCLASS, NULL);
+	for (size_t i = 0; i < BEAMALLOC_GPA_NCLASS; i++)
+		if (cls[i].size == size)
+			return cls[i].slabs;
+	return 0;
+}
+
 static void
 one_thread(void)
 {
@@ -458,6 +471,22 @@ refill(void)
 	is_size(beamalloc_gpa_destroy(g), 0, "refill: no leaks");
 }
 
+/* Take n blocks of size bytes, then free them all. */
+static void
+take_and_free(beamalloc_allocator a, size_t n, size_t size)
+{
+	void **p = calloc(n, sizeof(*p));
+
+	if (p == NULL)
+		bail("out of memory");
+	for (size_t i = 0; i < n; i++)
+		if ((p[i] = beamalloc_alloc(a, size)) == NULL)
+			bail("out of memory");
+	for (size_t i = 0; i < n; i++)
+		beamalloc_free(a, p[i], size);
+	free(p);
+}
+
 /* The slabs kept all free are bounded: 4 times the budget in 4 KiB
  * blocks, all freed, leaves the budget (and the eighth of the class's
  * slabs a trim keeps anyway), not everything. */
@@ -465,17 +494,9 @@ static void
 kept_bound(void)
 {
 	size_t n = 4 * KEPT_MAX * 16, left;
-	unsigned char **p = calloc(n, sizeof(*p));
 	beamalloc_gpa *g = make(false);
-	beamalloc_allocator a = beamalloc_gpa_allocator(g);
 
-	if (p == NULL)
-		bail("kept_bound: out of memory");
-	for (size_t i = 0; i < n; i++)
-		if ((p[i] = beamalloc_alloc(a, 4096)) == NULL)
-			bail("kept_bound: out of memory");
-	for (size_t i = 0; i < n; i++)
-		beamalloc_free(a, p[i], 4096);
+	take_and_free(beamalloc_gpa_allocator(g), n, 4096);
 	left = slabs(g);
 	ok(left <= KEPT_MAX + 4 * KEPT_MAX / 8 + 2, "kept: %zu MiB freed "
 	    "in 4 KiB blocks leaves %zu slabs (at most %zu kept, an eighth "
@@ -484,13 +505,42 @@ kept_bound(void)
 	beamalloc_gpa_trim(g);
 	is_size(slabs(g), 0, "kept: a trim gives them all back");
 	is_size(beamalloc_gpa_destroy(g), 0, "kept: no leaks");
-	free(p);
+}
+
+/* The budget goes to the class in use: 10 MB of 2 KiB blocks freed
+ * leave their class holding the kept slabs; rounds of 4 KiB blocks then
+ * take the budget back from it (it is idle), and keep their own slabs
+ * from round to round. */
+static void
+kept_moves(void)
+{
+	size_t a0, a1, b = 0, b8 = 0;
+	beamalloc_gpa *g = make(false);
+	beamalloc_allocator a = beamalloc_gpa_allocator(g);
+
+	take_and_free(a, 5000, 2048);
+	a0 = class_slabs(g, 2048);
+	for (int round = 0; round < REFILL_ROUNDS; round++) {
+		take_and_free(a, REFILL_N, 4096);
+		if (round == REFILL_ROUNDS / 2)
+			b8 = class_slabs(g, 4096);
+	}
+	a1 = class_slabs(g, 2048);
+	b = class_slabs(g, 4096);
+	ok(a0 >= KEPT_MAX, "kept_moves: 10 MB of 2 KiB blocks freed leave "
+	    "%zu slabs kept", a0);
+	ok(a1 < a0 / 4, "kept_moves: that class, idle, gave them back (%zu "
+	    "left)", a1);
+	ok(b >= REFILL_N / 16 && b == b8, "kept_moves: the 4 KiB class keeps "
+	    "its slabs from round to round (%zu, %zu at round %d)", b, b8,
+	    REFILL_ROUNDS / 2);
+	is_size(beamalloc_gpa_destroy(g), 0, "kept_moves: no leaks");
 }
 
 int
 main(void)
 {
-	plan(47);
+	plan(51);
 	one_thread();
 	four_threads();
 	trim_while_busy(false);
@@ -499,5 +549,6 @@ main(void)
 	freed_slab(false);
 	refill();
 	kept_bound();
+	kept_moves();
 	return done_testing();
 }

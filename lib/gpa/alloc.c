@@ -163,25 +163,21 @@ trim_keep(const struct beamalloc_gpa *g, const struct depot *d)
 
 /* Count the depot's free slots per slab (uncarved ones included): a slab
  * with all of them here has none live or in a thread cache, so its slots
- * are taken out of the magazines (packed in place) and it is given back;
- * a growth trim (not full) keeps some (trim_keep()).
+ * are taken out of the magazines (packed in place) and it is given back,
+ * but for `keep` of them.
  * The depot then keeps two empty magazines at most.  Under the depot's
- * lock; returns the bytes released. */
-size_t
-ba_gpa_depot_trim(struct beamalloc_gpa *g, size_t c, bool full)
+ * lock and g->lock (no leak scan may start walking the slabs); returns
+ * the bytes released. */
+static size_t
+depot_trim_locked(struct beamalloc_gpa *g, size_t c, size_t keep)
 {
 	struct depot *d = &g->depot[c];
 	struct slab *dead = NULL, *s;
 	struct mag *rm, *wm, *m;
 	uint32_t stamp, wi = 0;
-	size_t bytes = 0, keep, keep0;
+	size_t bytes = 0, keep0 = keep;
 
-	/* g->lock throughout: no leak scan may start walking the slabs. */
-	lock(g, &g->lock);
-	if (g->scanning != 0)
-		goto out;
-	keep = keep0 = full ? 0 : trim_keep(g, d);
-	stamp = ++g->stamp;
+	stamp = d->trimmed = ++g->stamp;
 	if ((s = d->cur) != NULL) {
 		s->stamp = stamp;
 		s->cnt = s->nslots - d->next_slot;
@@ -257,7 +253,50 @@ ba_gpa_depot_trim(struct beamalloc_gpa *g, size_t c, bool full)
 empties:
 	bytes += ba_gpa_depot_empties(g, d, 2);
 	d->ntrim = d->nfull;
-out:
+	return bytes;
+}
+
+/* Classes not trimmed in the GPA's last IDLE_TRIMS trims give back the
+ * slabs their last trim kept, so that the budget goes to the class in
+ * use: a program whose block sizes change would otherwise leave it with
+ * the classes it used first until a full trim.  Under class c's depot
+ * lock and g->lock; another depot's lock is taken only if free, since
+ * the usual order is a depot's lock, then g->lock. */
+static size_t
+reclaim_idle(struct beamalloc_gpa *g, size_t c)
+{
+	size_t bytes = 0;
+
+	for (size_t k = 0; k < NCLASS; k++) {
+		struct depot *o = &g->depot[k];
+
+		if (k == c || o->nkept == 0 ||
+		    g->stamp - o->trimmed < IDLE_TRIMS ||
+		    (g->thread_safe && pthread_mutex_trylock(&o->lock) != 0))
+			continue;
+		bytes += depot_trim_locked(g, k, 0);
+		o->trim_at = ba_gpa_trim_next(o, k);
+		unlock(g, &o->lock);
+	}
+	return bytes;
+}
+
+/* Trim class c's depot (depot_trim_locked()): a growth trim (not full)
+ * keeps some all-free slabs (trim_keep()), first taking the budget back
+ * from idle classes if others hold it; a full trim keeps none.  Under
+ * the depot's lock; the bytes released. */
+size_t
+ba_gpa_depot_trim(struct beamalloc_gpa *g, size_t c, bool full)
+{
+	struct depot *d = &g->depot[c];
+	size_t bytes = 0;
+
+	lock(g, &g->lock);
+	if (g->scanning == 0) {
+		if (!full && g->nkept > d->nkept)
+			bytes += reclaim_idle(g, c);
+		bytes += depot_trim_locked(g, c, full ? 0 : trim_keep(g, d));
+	}
 	unlock(g, &g->lock);
 	return bytes;
 }

@@ -56,7 +56,8 @@
  * in use keeps its region), unless the empty regions kept for the next
  * slabs stay within REGION_SPARE: those go at a full trim.  A trim made
  * as a depot grows keeps all-free slabs, an eighth of its class's or
- * more while the kept slabs of every class stay within KEEP_FREE; a
+ * more while the kept slabs of every class stay within KEEP_FREE (a
+ * class idle for IDLE_TRIMS trims gives its own back to make room); a
  * full trim keeps none.  A thread remembers the slabs it freed into
  * (the memo) with the GPA's epoch, which every release advances, so a
  * slab's address may come back for another class.  A leak check trims
@@ -96,6 +97,9 @@
 #define KEEP_FREE (8u << 20)		/* all-free slabs the growth trims
 					   keep, in all classes, until a
 					   full trim (bench/README.md) */
+#define IDLE_TRIMS 64			/* a class not trimmed in as many of
+					   the GPA's trims gives its kept
+					   slabs to one that is */
 #define TAIL_MIN (16 * 1024)		/* a region's tail worth a slab */
 #define TAIL_SLOTS 4			/* slots a class needs in one */
 #define REGION_HEAD 63			/* the head slab's bit */
@@ -288,13 +292,14 @@ struct depot {
 	uint32_t carve;			/* 0 until the first refill (slow start) */
 	uint32_t nkept;			/* slabs the last trim found all free
 					   and kept */
+	uint32_t trimmed;		/* g->stamp at the last trim (both
+					   under g->lock) */
 	size_t nfull;			/* slots in the full magazines */
 	size_t trim_at;			/* trim when their bytes pass this */
 	size_t nslabs;			/* slabs of this class */
 	size_t nslots;			/* and their slots (partial slabs
 					   have fewer) */
 	size_t ntrim;			/* nfull after the last trim */
-	char pad[128 - sizeof(pthread_mutex_t) - 8 * sizeof(void *) - 16];
 };
 _Static_assert(sizeof(struct depot) == 128, "struct depot: 2 lines");
 

@@ -282,24 +282,31 @@ struct tcache {
 
 
 /* Per class: full (or partly full) and empty magazines, and the slab
- * being carved. */
+ * being carved.  Two cache lines, on any ABI (the union pads it). */
 struct depot {
-	pthread_mutex_t lock;
-	struct mag *full, *empty;
-	struct slab *cur;
-	uint32_t next_slot;
-	uint32_t mag_cap;
-	uint32_t carve;			/* 0 until the first refill (slow start) */
-	uint32_t nkept;			/* slabs the last trim found all free
-					   and kept */
-	uint32_t trimmed;		/* g->stamp at the last trim (both
-					   under g->lock) */
-	size_t nfull;			/* slots in the full magazines */
-	size_t trim_at;			/* trim when their bytes pass this */
-	size_t nslabs;			/* slabs of this class */
-	size_t nslots;			/* and their slots (partial slabs
-					   have fewer) */
-	size_t ntrim;			/* nfull after the last trim */
+	union {
+		struct {
+			pthread_mutex_t lock;
+			struct mag *full, *empty;
+			struct slab *cur;
+			uint32_t next_slot;
+			uint32_t mag_cap;
+			uint32_t carve;	/* 0 until the first refill
+					   (slow start) */
+			uint32_t nkept;	/* slabs the last trim found
+					   all free and kept */
+			uint32_t trimmed; /* g->stamp at the last trim
+					   (both under g->lock) */
+			size_t nfull;	/* slots in the full magazines */
+			size_t trim_at;	/* trim when their bytes pass
+					   this */
+			size_t nslabs;	/* slabs of this class */
+			size_t nslots;	/* and their slots (partial
+					   slabs have fewer) */
+			size_t ntrim;	/* nfull after the last trim */
+		};
+		char lines[128];
+	};
 };
 _Static_assert(sizeof(struct depot) == 128, "struct depot: 2 lines");
 

@@ -25,6 +25,7 @@
 #include "tools.h"
 #include "plant.h"
 #include "seen.h"
+#include "testalloc.h"
 
 #define RUNS 1000
 
@@ -611,10 +612,50 @@ guarded(size_t (*fn)(void), const char *words, const char *what)
 	    "%s: and its allocation site", what);
 }
 
+/* backing_bytes is what the backing holds, the quarantine's own memory
+ * and the large blocks waiting in it included (they are the backing's
+ * until they leave).  In the parent: no report is due. */
+static void
+quarantine_counted(void)
+{
+	static testalloc ta;
+	beamalloc_gpa_config cfg;
+	beamalloc_gpa_stats st;
+	beamalloc_gpa *g;
+	beamalloc_allocator a;
+	void *big, *small;
+
+	beamalloc_gpa_config_init(&cfg);
+	cfg.report = on_report;
+	cfg.canary = cfg.junk = true;
+	cfg.quarantine = 1 << 20;
+	if ((g = beamalloc_gpa_create(testalloc_allocator(&ta), &cfg)) == NULL)
+		bail("gpa_create");
+	a = beamalloc_gpa_allocator(g);
+	big = beamalloc_alloc(a, 100000);
+	small = beamalloc_alloc(a, 48);
+	if (big == NULL || small == NULL)
+		bail("alloc");
+	beamalloc_free(a, big, 100000);
+	beamalloc_free(a, small, 48);
+	beamalloc_gpa_get_stats(g, &st);
+	ok(st.backing_bytes == ta.live_bytes, "quarantine: backing_bytes "
+	    "counts the held blocks and the quarantine (%zu; the backing "
+	    "holds %zu)", st.backing_bytes, ta.live_bytes);
+	(void)beamalloc_gpa_trim(g);
+	beamalloc_gpa_get_stats(g, &st);
+	ok(st.backing_bytes == ta.live_bytes && ta.live_bytes < 100000,
+	    "and after a trim lets them go (%zu; the backing %zu)",
+	    st.backing_bytes, ta.live_bytes);
+	ok(beamalloc_gpa_destroy(g) == 0 && ta.live_bytes == 0 &&
+	    ta.bad_calls == 0, "destroy gives the backing everything back");
+}
+
 int
 main(void)
 {
-	plan(21);
+	plan(24);
+	quarantine_counted();
 	counted(overflow_1, RUNS, "canary: 1-byte overflow of a 24 B block, "
 	    "reported at free with its site, of 1000");
 	counted(overflow_16, RUNS, "canary: 16-byte overflow of a 48 B block");

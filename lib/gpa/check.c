@@ -24,6 +24,7 @@
 struct ba_quar {
 	pthread_mutex_t lock;
 	beamalloc_allocator backing;
+	_Atomic size_t *held;		/* the GPA's backing_bytes */
 	struct ba_qent *ring;
 	size_t cap, head, n;		/* head: the oldest */
 	size_t bytes, limit;
@@ -102,6 +103,27 @@ ba_chk_fill_new(const struct beamalloc_gpa *g, unsigned char *p, size_t len,
 	ba_chk_canary_set(g, p, len, room);
 }
 
+/* The canary span of a block of room bytes from the backing, opened to
+ * a checker (ASan) while the backing may copy the block (a remap, which
+ * reads all room bytes) or hand those bytes to the caller (a resize that
+ * grows), and closed again when the backing did neither.  Without this
+ * the checker blames the backing's copy, or the caller's first write
+ * past the old length. */
+void
+ba_chk_canary_expose(const struct beamalloc_gpa *g, unsigned char *p,
+    size_t len, size_t room, bool open)
+{
+	size_t n;
+
+	if (!g->canary || !g->tools || room <= len)
+		return;
+	n = ba_canary_end(len, room) - len;
+	if (open)
+		BA_ASAN_UNPOISON(p + len, n);
+	else
+		BA_ASAN_POISON(p + len, n);
+}
+
 bool
 ba_chk_canary_ok(const struct beamalloc_gpa *g, unsigned char *p, size_t len,
     size_t room)
@@ -156,17 +178,37 @@ ba_chk_freed_ok(const struct beamalloc_gpa *g, unsigned char *p, size_t room)
  * Quarantine
  * ---------------------------------------------------------------------- */
 
-struct ba_quar *
-ba_quar_new(beamalloc_allocator backing, size_t limit)
+/* The quarantine's own memory, from the backing and counted in the
+ * GPA's backing_bytes, as the rest of its bookkeeping is. */
+static void *
+quar_get(beamalloc_allocator backing, _Atomic size_t *held, size_t len)
 {
-	struct ba_quar *q = ba_raw_alloc(backing, sizeof(*q),
-	    BEAMALLOC_MIN_ALIGN, 0);
+	void *p = ba_raw_alloc(backing, len, BEAMALLOC_MIN_ALIGN, 0);
+
+	if (p != NULL)
+		atomic_fetch_add_explicit(held, len, memory_order_relaxed);
+	return p;
+}
+
+static void
+quar_put(beamalloc_allocator backing, _Atomic size_t *held, void *p,
+    size_t len)
+{
+	ba_raw_free(backing, p, len, BEAMALLOC_MIN_ALIGN, 0);
+	atomic_fetch_sub_explicit(held, len, memory_order_relaxed);
+}
+
+struct ba_quar *
+ba_quar_new(beamalloc_allocator backing, size_t limit, _Atomic size_t *held)
+{
+	struct ba_quar *q = quar_get(backing, held, sizeof(*q));
 
 	if (q == NULL)
 		return NULL;
 	memset(q, 0, sizeof(*q));
 	pthread_mutex_init(&q->lock, NULL);
 	q->backing = backing;
+	q->held = held;
 	q->limit = limit;
 	return q;
 }
@@ -177,10 +219,10 @@ ba_quar_delete(struct ba_quar *q)
 	if (q == NULL)
 		return;
 	if (q->ring != NULL)
-		ba_raw_free(q->backing, q->ring, q->cap * sizeof(q->ring[0]),
-		    BEAMALLOC_MIN_ALIGN, 0);
+		quar_put(q->backing, q->held, q->ring,
+		    q->cap * sizeof(q->ring[0]));
 	pthread_mutex_destroy(&q->lock);
-	ba_raw_free(q->backing, q, sizeof(*q), BEAMALLOC_MIN_ALIGN, 0);
+	quar_put(q->backing, q->held, q, sizeof(*q));
 }
 
 size_t
@@ -194,16 +236,15 @@ static bool
 quar_grow(struct ba_quar *q)
 {
 	size_t cap = q->cap != 0 ? q->cap * 2 : 64;
-	struct ba_qent *r = ba_raw_alloc(q->backing, cap * sizeof(*r),
-	    BEAMALLOC_MIN_ALIGN, 0);
+	struct ba_qent *r = quar_get(q->backing, q->held, cap * sizeof(*r));
 
 	if (r == NULL)
 		return false;
 	for (size_t i = 0; i < q->n; i++)
 		r[i] = q->ring[(q->head + i) % q->cap];
 	if (q->ring != NULL)
-		ba_raw_free(q->backing, q->ring, q->cap * sizeof(q->ring[0]),
-		    BEAMALLOC_MIN_ALIGN, 0);
+		quar_put(q->backing, q->held, q->ring,
+		    q->cap * sizeof(q->ring[0]));
 	q->ring = r;
 	q->cap = cap;
 	q->head = 0;

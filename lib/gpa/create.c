@@ -160,7 +160,7 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 		atomic_store(&g->shared, 1);
 	t = ba_gpa_stab_new(g, 64);
 	if (t == NULL || (c.quarantine != 0 && (g->quar =
-	    ba_quar_new(backing, c.quarantine)) == NULL) ||
+	    ba_quar_new(backing, c.quarantine, &g->backing_bytes)) == NULL) ||
 	    (!g->thread_safe && (g->tc0 = ba_gpa_tcache_new(g)) == NULL) ||
 	    (g->depth != 0 && (g->traces = ba_depot_new(backing,
 	    &g->backing_bytes)) == NULL)) {

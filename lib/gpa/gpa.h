@@ -683,6 +683,10 @@ BA_HIDDEN void ba_chk_fill_new(const struct beamalloc_gpa *g,
 /* True when [p + len, p + room) still holds the canary. */
 BA_HIDDEN bool ba_chk_canary_ok(const struct beamalloc_gpa *g,
     unsigned char *p, size_t len, size_t room);
+/* Open (or close again) a block's canary span to a memory checker around
+ * a call that lets the backing copy or extend it. */
+BA_HIDDEN void ba_chk_canary_expose(const struct beamalloc_gpa *g,
+    unsigned char *p, size_t len, size_t room, bool open);
 /* Rewrite the canary after a resize to new_len. */
 BA_HIDDEN void ba_chk_canary_set(const struct beamalloc_gpa *g,
     unsigned char *p, size_t len, size_t room);
@@ -703,7 +707,7 @@ struct ba_qent {
 };
 
 BA_HIDDEN struct ba_quar *ba_quar_new(beamalloc_allocator backing,
-    size_t limit);
+    size_t limit, _Atomic size_t *held);
 BA_HIDDEN void ba_quar_delete(struct ba_quar *q);
 /* Hold e; false when there is no room for it (release it now). */
 BA_HIDDEN bool ba_quar_push(struct ba_quar *q, const struct ba_qent *e);
@@ -1073,6 +1077,8 @@ BA_HIDDEN void *ba_gpa_large_alloc(struct beamalloc_gpa *g, size_t len,
     size_t align, uintptr_t ra, bool guard);
 BA_HIDDEN void ba_gpa_large_free(struct beamalloc_gpa *g, uintptr_t p,
     size_t len, size_t align, uintptr_t ra);
+BA_HIDDEN void ba_gpa_large_release(struct beamalloc_gpa *g, void *p,
+    size_t held, size_t align, uintptr_t ra);
 BA_HIDDEN void *ba_gpa_large_change(struct beamalloc_gpa *g, uintptr_t p,
     size_t len, size_t align, size_t new_len, bool move, uintptr_t ra);
 BA_HIDDEN bool ba_gpa_lg_canary(struct beamalloc_gpa *g, const struct large *l,

@@ -248,6 +248,17 @@ ba_gpa_lg_canary(struct beamalloc_gpa *g, const struct large *l,
 	return false;
 }
 
+/* A freed large block (not guarded) of `held` bytes back to the backing,
+ * now or as it leaves quarantine. */
+void
+ba_gpa_large_release(struct beamalloc_gpa *g, void *p, size_t held,
+    size_t align, uintptr_t ra)
+{
+	ba_raw_free(g->backing, p, held, align, ra);
+	atomic_fetch_sub_explicit(&g->backing_bytes, held,
+	    memory_order_relaxed);
+}
+
 void
 ba_gpa_large_free(struct beamalloc_gpa *g, uintptr_t p, size_t len,
     size_t align, uintptr_t ra)
@@ -267,9 +278,6 @@ ba_gpa_large_free(struct beamalloc_gpa *g, uintptr_t p, size_t len,
 		if (l->atid != 0)
 			l->ftid = ba_trace_id(g->traces, g->depth, ra);
 		g->llive--;
-		if (!guard)
-			atomic_fetch_sub_explicit(&g->backing_bytes,
-			    rlen + lg_extra(g), memory_order_relaxed);
 	}
 	unlock(g, &g->large_lock);
 	if (l == NULL)
@@ -281,11 +289,13 @@ ba_gpa_large_free(struct beamalloc_gpa *g, uintptr_t p, size_t len,
 		ba_guard_free((void *)p);
 	else {
 		ba_chk_fill_freed(g, (unsigned char *)p, rlen);
+		/* Still the backing's while in quarantine: counted out
+		 * when it goes back (ba_gpa_large_release()). */
 		if (g->quar == NULL ||
 		    !ba_gpa_quar_hold(g, NULL, &(struct ba_qent){
 		    .p = p, .room = rlen + lg_extra(g), .len = rlen,
 		    .lalign = (uint8_t)log2_of(ralign), .large = true }))
-			ba_raw_free(g->backing, (void *)p, rlen + lg_extra(g),
+			ba_gpa_large_release(g, (void *)p, rlen + lg_extra(g),
 			    ralign, ra);
 	}
 	if (!guard)
@@ -326,10 +336,13 @@ ba_gpa_large_change(struct beamalloc_gpa *g, uintptr_t p, size_t len,
 	}
 	if (delta > 0 && !ba_gpa_charge_exact(g, delta, 0))
 		goto out;
+	ba_chk_canary_expose(g, (unsigned char *)p, len, len + extra, true);
 	q = move ? ba_raw_remap(g->backing, (void *)p, len + extra, align,
 	    new_len + extra, ra) : ba_raw_resize(g->backing, (void *)p,
 	    len + extra, align, new_len + extra, ra) ? (void *)p : NULL;
 	if (q == NULL) {
+		ba_chk_canary_expose(g, (unsigned char *)p, len, len + extra,
+		    false);
 		if (delta > 0)
 			ba_gpa_charge_exact(g, -delta, 0);
 		goto out;

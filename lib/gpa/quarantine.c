@@ -43,7 +43,7 @@ quar_release(struct beamalloc_gpa *g, struct tcache *tc,
 			    BEAMALLOC_REPORT_WRITE_AFTER_FREE, e->p,
 			    found ? &copy.l : NULL, 0, 0, 0);
 		}
-		ba_raw_free(g->backing, p, e->room, (size_t)1 << e->lalign, 0);
+		ba_gpa_large_release(g, p, e->room, (size_t)1 << e->lalign, 0);
 		return;
 	}
 	if (!slab_find(g, e->p, &w))

@@ -1050,6 +1050,53 @@ gpa_ts_open(struct run *r)
 	gpa_open_with(r, false, true);
 }
 
+/* The GPA with its corruption checks (issue 16): canary, junk, or both,
+ * a quarantine (often) and guarded sampling (often, of 1 block in 1-16),
+ * each chosen by the input.  "gpa_checks" has safety on over the strict
+ * backing, as "gpa"; "gpa_checks_ts" safety off and thread-safe over
+ * wide, as "gpa_ts" (without its limit).  Used correctly, the checks
+ * must report nothing and change no byte of a live block; a double free
+ * is reported, from quarantine or guard page too; with safety, every
+ * bad free. */
+static void
+gpa_checks_open_with(struct run *r, bool safety, bool thread_safe)
+{
+	beamalloc_gpa_config cfg;
+	unsigned which = next(r);
+
+	strict_open(r);
+	beamalloc_gpa_config_init(&cfg);
+	cfg.safety = safety;
+	cfg.thread_safe = thread_safe;
+	cfg.report = capture;
+	cfg.canary = which % 3 != 1;
+	cfg.junk = which % 3 != 0;
+	if (next(r) % 4 != 0)
+		cfg.quarantine = (size_t)(next(r) % 32) << 10;
+	if (next(r) % 2 != 0)
+		cfg.guard_sample = 1 + next(r) % 16;
+	if (safety && next(r) % 4 == 0)
+		cfg.stack_trace_depth = 1 + next(r) % 8;
+	if (!safety)
+		r->wide = beamalloc_wide_on(&r->backing);
+	r->gpa = beamalloc_gpa_create(safety ? r->backing : r->wide, &cfg);
+	CHECK(r, r->gpa != NULL, "gpa_create failed");
+	r->a = beamalloc_gpa_allocator(r->gpa);
+	nreports = 0;
+}
+
+static void
+gpa_checks_open(struct run *r)
+{
+	gpa_checks_open_with(r, true, false);
+}
+
+static void
+gpa_checks_ts_open(struct run *r)
+{
+	gpa_checks_open_with(r, false, true);
+}
+
 /* Over the 8-only backing, large blocks cannot be aligned beyond 8; the
  * backing (a foreign allocator) fails them without saying why, so the
  * errno may be ENOMEM as well as EINVAL. */
@@ -1405,6 +1452,14 @@ static const struct target targets[] = {
 	  .einval_above = true, .bad_frees = BAD_DOUBLE | BAD_CHECKED },
 	{ .name = "gpa_ts", .open = gpa_ts_open, .close = gpa_close,
 	  .reset = gpa_reset, .account = gpa_account,
+	  .expect_alloc = gpa_ts_expect, .max_align = MAX_LEN,
+	  .einval_above = true, .bad_frees = BAD_DOUBLE },
+	{ .name = "gpa_checks", .open = gpa_checks_open, .close = gpa_close,
+	  .reset = gpa_reset, .account = gpa_account,
+	  .expect_alloc = gpa_expect, .max_align = MAX_LEN,
+	  .einval_above = true, .bad_frees = BAD_DOUBLE | BAD_CHECKED },
+	{ .name = "gpa_checks_ts", .open = gpa_checks_ts_open,
+	  .close = gpa_close, .reset = gpa_reset, .account = gpa_account,
 	  .expect_alloc = gpa_ts_expect, .max_align = MAX_LEN,
 	  .einval_above = true, .bad_frees = BAD_DOUBLE },
 };

@@ -368,6 +368,16 @@ stress(beamalloc_gpa *g, unsigned long ops, const char *name)
 	check_stats(g, &base, 0, 0, name, "after freeing all");
 }
 
+static atomic_ulong nreports;
+
+static void
+count_report(void *user, const beamalloc_report *rp)
+{
+	(void)user;
+	if (atomic_fetch_add(&nreports, 1) < 5)
+		beamalloc_report_print(NULL, rp);
+}
+
 int
 main(void)
 {
@@ -380,7 +390,7 @@ main(void)
 	if (RUNNING_ON_VALGRIND)
 		ops /= 20;
 #endif
-	plan(2 * 9 + 2);
+	plan(3 * 9 + 5);
 	libc = beamalloc_libc();
 	beamalloc_gpa_config_init(&cfg);
 	cfg.thread_safe = true;
@@ -394,5 +404,25 @@ main(void)
 	    "private GPA: destroy finds no leak");
 
 	stress(beamalloc_gpa_global(), ops, "global GPA");
+
+	/* Every corruption check on: blocks handed between threads meet
+	 * the canary, the junk, the shared quarantine and guarded slots of
+	 * other threads, and none of it may report a correct program. */
+	beamalloc_gpa_config_init(&cfg);
+	cfg.thread_safe = cfg.safety = true;
+	cfg.canary = cfg.junk = true;
+	cfg.quarantine = 256 << 10;
+	cfg.guard_sample = 64;
+	cfg.report = count_report;
+	g = beamalloc_gpa_create(beamalloc_wide_on(&libc), &cfg);
+	ok(g != NULL, "thread-safe GPA with canary, junk, quarantine and "
+	    "guard_sample=64 created");
+	if (g == NULL)
+		return done_testing();
+	stress(g, ops / 4, "checking GPA");
+	is_size(beamalloc_gpa_destroy(g), 0,
+	    "checking GPA: destroy finds no leak");
+	is_int(atomic_load(&nreports), 0, "checking GPA: no report of a "
+	    "correct program");
 	return done_testing();
 }

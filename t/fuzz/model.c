@@ -1051,13 +1051,13 @@ gpa_ts_open(struct run *r)
 }
 
 /* The GPA with its corruption checks (issue 16): canary, junk, or both,
- * a quarantine (often) and guarded sampling (often, of 1 block in 1-16),
- * each chosen by the input.  "gpa_checks" has safety on over the strict
- * backing, as "gpa"; "gpa_checks_ts" safety off and thread-safe over
- * wide, as "gpa_ts" (without its limit).  Used correctly, the checks
- * must report nothing and change no byte of a live block; a double free
- * is reported, from quarantine or guard page too; with safety, every
- * bad free. */
+ * a quarantine (often), guarded sampling (often, of 1 block in 1-16)
+ * and traces (sometimes, sampled or not), each chosen by the input.
+ * "gpa_checks" has safety on over the strict backing, as "gpa";
+ * "gpa_checks_ts" safety off and thread-safe over wide, as "gpa_ts"
+ * (without its limit).  Used correctly, the checks must report nothing
+ * and change no byte of a live block; a double free is reported, from
+ * quarantine or guard page too; with safety, every bad free. */
 static void
 gpa_checks_open_with(struct run *r, bool safety, bool thread_safe)
 {
@@ -1075,8 +1075,10 @@ gpa_checks_open_with(struct run *r, bool safety, bool thread_safe)
 		cfg.quarantine = (size_t)(next(r) % 32) << 10;
 	if (next(r) % 2 != 0)
 		cfg.guard_sample = 1 + next(r) % 16;
-	if (safety && next(r) % 4 == 0)
+	if (next(r) % 4 == 0) {
 		cfg.stack_trace_depth = 1 + next(r) % 8;
+		cfg.trace_sample = next(r) % 4;
+	}
 	if (!safety)
 		r->wide = beamalloc_wide_on(&r->backing);
 	r->gpa = beamalloc_gpa_create(safety ? r->backing : r->wide, &cfg);

@@ -1015,8 +1015,33 @@ failing_close(struct run *r)
  * on the strict backing, with a memory limit most of the time. */
 #define GPA_SMALL_MAX ((size_t)16384)	/* documented in lib/gpa/gpa.h */
 
+/* The GPA with its corruption checks (issue 16): canary, junk, or both,
+ * a quarantine (often), guarded sampling (often, of 1 block in 1-16)
+ * and traces (sometimes, sampled or not), each chosen by the input.
+ * "gpa_checks" has safety on over the strict backing, as "gpa";
+ * "gpa_checks_ts" safety off and thread-safe over wide, as "gpa_ts"
+ * (without its limit).  Used correctly, the checks must report nothing
+ * and change no byte of a live block; a double free is reported, from
+ * quarantine or guard page too; with safety, every bad free. */
 static void
-gpa_open_with(struct run *r, bool safety, bool thread_safe)
+gpa_checks_config(struct run *r, beamalloc_gpa_config *cfg)
+{
+	unsigned which = next(r);
+
+	cfg->canary = which % 3 != 1;
+	cfg->junk = which % 3 != 0;
+	if (next(r) % 4 != 0)
+		cfg->quarantine = (size_t)(next(r) % 32) << 10;
+	if (next(r) % 2 != 0)
+		cfg->guard_sample = 1 + next(r) % 16;
+	if (next(r) % 4 == 0) {
+		cfg->stack_trace_depth = 1 + next(r) % 8;
+		cfg->trace_sample = next(r) % 4;
+	}
+}
+
+static void
+gpa_open_with(struct run *r, bool safety, bool thread_safe, bool checks)
 {
 	beamalloc_gpa_config cfg;
 
@@ -1025,10 +1050,14 @@ gpa_open_with(struct run *r, bool safety, bool thread_safe)
 	cfg.safety = safety;
 	cfg.thread_safe = thread_safe;
 	cfg.report = capture;
-	if (safety && next(r) % 4 == 0)
-		cfg.stack_trace_depth = 1 + next(r) % 8;
-	if (!safety && next(r) % 4 != 0)
-		r->limit = (size_t)(1 + next(r) % 64) << 16;
+	if (checks)
+		gpa_checks_config(r, &cfg);
+	else {
+		if (safety && next(r) % 4 == 0)
+			cfg.stack_trace_depth = 1 + next(r) % 8;
+		if (!safety && next(r) % 4 != 0)
+			r->limit = (size_t)(1 + next(r) % 64) << 16;
+	}
 	cfg.memory_limit = r->limit;
 	if (!safety)
 		r->wide = beamalloc_wide_on(&r->backing);
@@ -1041,62 +1070,25 @@ gpa_open_with(struct run *r, bool safety, bool thread_safe)
 static void
 gpa_open(struct run *r)
 {
-	gpa_open_with(r, true, false);
+	gpa_open_with(r, true, false, false);
 }
 
 static void
 gpa_ts_open(struct run *r)
 {
-	gpa_open_with(r, false, true);
-}
-
-/* The GPA with its corruption checks (issue 16): canary, junk, or both,
- * a quarantine (often), guarded sampling (often, of 1 block in 1-16)
- * and traces (sometimes, sampled or not), each chosen by the input.
- * "gpa_checks" has safety on over the strict backing, as "gpa";
- * "gpa_checks_ts" safety off and thread-safe over wide, as "gpa_ts"
- * (without its limit).  Used correctly, the checks must report nothing
- * and change no byte of a live block; a double free is reported, from
- * quarantine or guard page too; with safety, every bad free. */
-static void
-gpa_checks_open_with(struct run *r, bool safety, bool thread_safe)
-{
-	beamalloc_gpa_config cfg;
-	unsigned which = next(r);
-
-	strict_open(r);
-	beamalloc_gpa_config_init(&cfg);
-	cfg.safety = safety;
-	cfg.thread_safe = thread_safe;
-	cfg.report = capture;
-	cfg.canary = which % 3 != 1;
-	cfg.junk = which % 3 != 0;
-	if (next(r) % 4 != 0)
-		cfg.quarantine = (size_t)(next(r) % 32) << 10;
-	if (next(r) % 2 != 0)
-		cfg.guard_sample = 1 + next(r) % 16;
-	if (next(r) % 4 == 0) {
-		cfg.stack_trace_depth = 1 + next(r) % 8;
-		cfg.trace_sample = next(r) % 4;
-	}
-	if (!safety)
-		r->wide = beamalloc_wide_on(&r->backing);
-	r->gpa = beamalloc_gpa_create(safety ? r->backing : r->wide, &cfg);
-	CHECK(r, r->gpa != NULL, "gpa_create failed");
-	r->a = beamalloc_gpa_allocator(r->gpa);
-	nreports = 0;
+	gpa_open_with(r, false, true, false);
 }
 
 static void
 gpa_checks_open(struct run *r)
 {
-	gpa_checks_open_with(r, true, false);
+	gpa_open_with(r, true, false, true);
 }
 
 static void
 gpa_checks_ts_open(struct run *r)
 {
-	gpa_checks_open_with(r, false, true);
+	gpa_open_with(r, false, true, true);
 }
 
 /* Over the 8-only backing, large blocks cannot be aligned beyond 8; the

@@ -13,16 +13,17 @@ static inline ERL_NIF_TERM
 sum_int64s(ErlNifEnv *env, ERL_NIF_TERM list, beamalloc_allocator a,
     bool keep)
 {
-	int64_t *v, total = 0;
+	int64_t *v;
+	uint64_t total = 0;	/* wraps, as tests of careless input expect */
 	size_t n;
 
 	if ((v = beamalloc_nif_get_int64_list(env, list, a, &n)) == NULL)
 		return beamalloc_nif_raise_errno(env);
 	for (size_t i = 0; i < n; i++)
-		total += v[i];
+		total += (uint64_t)v[i];
 	if (!keep)
 		beamalloc_free(a, v, n * sizeof(*v));
-	return enif_make_int64(env, total);
+	return enif_make_int64(env, (int64_t)total);
 }
 
 /* gpa_live() -> {LiveBlocks, LiveBytes} of the global GPA. */

@@ -66,8 +66,124 @@ sites(F, Want, Fmt) ->
             tap:is(Other, {error, {memory_leak, '...', #{sites => '...'}}}, Name)
     end.
 
+%% ---- careless input ----------------------------------------------------
+%% Random terms (a fixed seed) fed to the decoding NIFs, each answer
+%% checked against an Erlang reference: a proper list of integers in the
+%% int64 range sums (wrapping), a proper list of such integers and floats
+%% sums as floats in order (badarg past the largest float, which
+%% enif_make_double refuses), a binary is copied; anything else is badarg.
+%% Each NIF is leak-checked, so a decoder that lost its array on a bad
+%% element would raise memory_leak instead.
+-define(I64_MIN, -(1 bsl 63)).
+-define(I64_MAX, (1 bsl 63) - 1).
+
+careless(N) ->
+    _ = rand:seed(exsss, {16#bea, 16#a110c, 2026}),
+    Terms = [rterm(3) || _ <- lists:seq(1, N)],
+    Bad = fun(F, Ref) -> [{T, Got, Want} || T <- Terms,
+                                            Got <- [run(fun() -> F(T) end)],
+                                            Want <- [Ref(T)], not same(Got, Want)] end,
+    {Terms, Bad}.
+
+same({ok, X}, {ok, Y}) when is_float(X), is_float(Y) -> X =:= Y;
+same({ok, X}, any_float) -> is_float(X);
+same(X, X) -> true;
+same(_, _) -> false.
+
+int64(X) -> is_integer(X) andalso X >= ?I64_MIN andalso X =< ?I64_MAX.
+
+wrap64(X) ->
+    Y = X band ((1 bsl 64) - 1),
+    if Y > ?I64_MAX -> Y - (1 bsl 64); true -> Y end.
+
+ref_ints(L) ->
+    case is_list(L) andalso proper(L) andalso lists:all(fun int64/1, L) of
+        true -> {ok, wrap64(lists:sum(L))};
+        false -> {error, badarg}
+    end.
+
+ref_doubles(L) ->
+    Num = fun(X) -> is_float(X) orelse int64(X) end,
+    case is_list(L) andalso proper(L) andalso lists:all(Num, L) of
+        false -> {error, badarg};
+        true ->
+            %% Past 2^53 an integer rounds on its way to a double; the
+            %% NIF's rounding is C's, so only "a float" is asked then.
+            Exact = lists:all(fun(X) -> is_float(X) orelse abs(X) =< 1 bsl 53 end, L),
+            try lists:foldl(fun(X, A) -> A + float(X) end, 0.0, L) of
+                S when Exact -> {ok, S};
+                _ -> any_float
+            catch error:badarith -> {error, badarg}
+            end
+    end.
+
+ref_bin(B) when is_binary(B) ->
+    {ok, {byte_size(B), lists:sum(binary_to_list(B)),
+          list_to_binary(lists:reverse(binary_to_list(B)))}};
+ref_bin(_) -> {error, badarg}.
+
+proper([]) -> true;
+proper([_ | T]) -> proper(T);
+proper(_) -> false.
+
+pick(L) -> lists:nth(rand:uniform(length(L)), L).
+
+rint() ->
+    case rand:uniform(6) of
+        1 -> pick([0, 1, -1, ?I64_MAX, ?I64_MIN, ?I64_MAX + 1, ?I64_MIN - 1,
+                   1 bsl 64, -(1 bsl 64), 1 bsl 53, (1 bsl 53) + 1]);
+        2 -> rand:uniform(1 bsl 62) - (1 bsl 61);
+        3 -> rand:uniform(1 bsl 200);           % a bignum
+        _ -> rand:uniform(2001) - 1001
+    end.
+
+rfloat() ->
+    case rand:uniform(4) of
+        1 -> pick([0.0, -0.0, 1.0e308, -1.0e308, 5.0e-324, 1.5]);
+        _ -> (rand:uniform() - 0.5) * 1.0e6
+    end.
+
+rbin() ->
+    Big = binary:copy(<<7, 8, 9>>, 40),
+    case rand:uniform(5) of
+        1 -> <<>>;
+        2 -> rbytes(rand:uniform(100));
+        3 -> binary:part(Big, rand:uniform(50), rand:uniform(50));  % a sub-binary
+        4 -> binary:copy(<<1>>, 70000 + rand:uniform(100));           % refc
+        _ -> <<1:(rand:uniform(7))>>                                   % a bitstring
+    end.
+
+rbytes(N) -> list_to_binary([rand:uniform(256) - 1 || _ <- lists:seq(1, N)]).
+
+rleaf() ->
+    case rand:uniform(9) of
+        1 -> rint(); 2 -> rint(); 3 -> rfloat(); 4 -> rbin();
+        5 -> pick([foo, [], {}, #{}, "", true]);
+        6 -> self();
+        7 -> make_ref();
+        8 -> fun() -> ok end;
+        _ -> rfloat()
+    end.
+
+rlist(Gen, Max) -> [Gen() || _ <- lists:seq(1, rand:uniform(Max + 1) - 1)].
+
+rterm(0) -> rleaf();
+rterm(D) ->
+    case rand:uniform(10) of
+        1 -> rlist(fun rint/0, 20);
+        2 -> rlist(fun() -> pick([rint(), rfloat()]) end, 20);
+        3 -> rlist(fun() -> rand:uniform(1000) end, 5000);         % long, valid
+        4 -> rlist(fun rint/0, 5) ++ pick([foo, 1.5, 3, <<>>]);    % improper
+        5 -> rlist(fun rint/0, 30) ++ [rleaf()] ++ rlist(fun rint/0, 30);
+        6 -> rlist(fun() -> rterm(D - 1) end, 4);
+        7 -> list_to_tuple(rlist(fun() -> rterm(D - 1) end, 3));
+        8 -> rbin();
+        9 -> #{rleaf() => rterm(D - 1)};
+        _ -> rleaf()
+    end.
+
 main() ->
-    tap:plan(36),
+    tap:plan(39),
     %% The leak check itself.
     tap:is(run(fun() -> clean(100) end), {ok, ok},
            "clean(100): a clean NIF returns, no exception"),
@@ -183,4 +299,22 @@ main() ->
     tap:ok(lists:all(fun(R) -> R =:= {ok, ok} end, Clean2) andalso Grown2 < 1 bsl 20,
            io_lib:format("10000 more clean calls: no exception, memory(system) "
                          "grew by ~b < 1 MiB (a kept GPA holds its slabs, no more)", [Grown2])),
+
+    %% Careless input, 3000 random terms for each decoder.
+    {Terms, Bad} = careless(3000),
+    Valid = fun(Ref) -> length([T || T <- Terms, Ref(T) =/= {error, badarg}]) end,
+    BadInts = Bad(fun sum_ints/1, fun ref_ints/1),
+    tap:is(lists:sublist(BadInts, 3), [],
+           io_lib:format("sum_ints on 3000 random terms (~b valid lists): each "
+                         "answer the reference's, no leak", [Valid(fun ref_ints/1)])),
+    BadDoubles = Bad(fun sum_doubles/1, fun ref_doubles/1),
+    tap:is(lists:sublist(BadDoubles, 3), [],
+           io_lib:format("sum_doubles on the same terms (~b valid): each answer "
+                         "the reference's (badarg past the largest float), no leak",
+                         [Valid(fun ref_doubles/1)])),
+    BadBins = Bad(fun bin_info/1, fun ref_bin/1),
+    tap:is(lists:sublist(BadBins, 3), [],
+           io_lib:format("bin_info on the same terms (~b binaries; sub-binaries, "
+                         "refc binaries, bitstrings among the rest): each answer "
+                         "the reference's", [Valid(fun ref_bin/1)])),
     tap:done().

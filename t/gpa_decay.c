@@ -120,18 +120,41 @@ busy(void *arg)
 	return NULL;
 }
 
+/* busy() on two threads over a GPA made from c: 3 tests. */
+static void
+busy_pair(beamalloc_gpa_config *c, const char *what)
+{
+	pthread_t t[2];
+	void *rv[2];
+
+	c->report = count;
+	__atomic_store_n(&reports, 0, __ATOMIC_RELAXED);
+	if ((busy_gpa = beamalloc_gpa_create(beamalloc_libc(), c)) == NULL)
+		bail("gpa_create failed");
+	pthread_create(&t[0], NULL, busy, (void *)1);
+	pthread_create(&t[1], NULL, busy, (void *)2);
+	pthread_join(t[0], &rv[0]);
+	pthread_join(t[1], &rv[1]);
+	ok(rv[0] == NULL && rv[1] == NULL, "%stwo threads, 200,000 pairs "
+	    "each, trimmed by decay at every tick: every allocation "
+	    "succeeded", what);
+	is_size(beamalloc_gpa_detect_leaks(busy_gpa), 200,
+	    "%sthe leak check is exact afterwards: the 200 kept blocks", what);
+	is_int(__atomic_load_n(&reports, __ATOMIC_RELAXED), 200,
+	    "%sand nothing but those was reported", what);
+	(void)beamalloc_gpa_destroy(busy_gpa);
+}
+
 int
 main(void)
 {
 	beamalloc_gpa_config c;
 	beamalloc_gpa *g, *ref;
 	size_t peak, target, got, before;
-	pthread_t t[2];
-	void *rv[2];
 	pid_t pid;
 	int status;
 
-	plan(12);
+	plan(15);
 	beamalloc_gpa_config_init(&c);
 	is_int((long long)c.decay_ms, 0,
 	    "outside the VM, decay_ms defaults to 0 (no thread)");
@@ -170,22 +193,16 @@ main(void)
 	    "thread_safe off: decay_ms is ignored, the memory stays");
 	(void)beamalloc_gpa_destroy(g);
 
-	/* Busy threads while the decay thread trims every millisecond. */
+	/* Busy threads while the decay thread trims every millisecond;
+	 * then the same with every corruption check on, so that the decay
+	 * thread drains the quarantine while the threads fill it. */
 	beamalloc_gpa_config_init(&c);
 	c.decay_ms = 1;
-	c.report = count;
-	busy_gpa = beamalloc_gpa_create(beamalloc_libc(), &c);
-	pthread_create(&t[0], NULL, busy, (void *)1);
-	pthread_create(&t[1], NULL, busy, (void *)2);
-	pthread_join(t[0], &rv[0]);
-	pthread_join(t[1], &rv[1]);
-	ok(rv[0] == NULL && rv[1] == NULL, "two threads, 200,000 pairs each, "
-	    "trimmed by decay at every tick: every allocation succeeded");
-	is_size(beamalloc_gpa_detect_leaks(busy_gpa), 200,
-	    "the leak check is exact afterwards: the 200 kept blocks");
-	is_int(__atomic_load_n(&reports, __ATOMIC_RELAXED), 200,
-	    "and nothing but those was reported");
-	(void)beamalloc_gpa_destroy(busy_gpa);
+	busy_pair(&c, "");
+	c.canary = c.junk = true;
+	c.quarantine = 64 << 10;
+	c.guard_sample = 50;
+	busy_pair(&c, "canary, junk, quarantine, guard_sample=50: ");
 
 	/* Made and destroyed while the thread runs: unregistered safely. */
 	got = 0;

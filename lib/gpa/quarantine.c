@@ -19,10 +19,11 @@
  * ---------------------------------------------------------------------- */
 
 /* A block leaves quarantine: checked, then given back to tc's magazine
- * (a small slot; tc NULL: the calling thread's) or to the backing. */
+ * (a small slot; tc NULL: the calling thread's, claimed if claim is set,
+ * else the shared one) or to the backing. */
 static void
 quar_release(struct beamalloc_gpa *g, struct tcache *tc,
-    const struct ba_qent *e)
+    const struct ba_qent *e, bool claim)
 {
 	unsigned char *p = (unsigned char *)e->p, *rec;
 	struct where w;
@@ -58,7 +59,7 @@ quar_release(struct beamalloc_gpa *g, struct tcache *tc,
 	}
 	rec = w.recs + (slot_index(e->p - w.base, w.cls) << g->rec_shift);
 	if (tc == NULL && (tc = tcache_of(g)) == NULL &&
-	    (tc = ba_gpa_tcache_slow(g)) == NULL) {
+	    (!claim || (tc = ba_gpa_tcache_slow(g)) == NULL)) {
 		/* As in ba_gpa_free_core(): no cache of its own, the shared
 		 * one. */
 		pthread_mutex_lock(&g->shared_lock);
@@ -84,16 +85,18 @@ ba_gpa_quar_hold(struct beamalloc_gpa *g, struct tcache *tc,
 	if (!ba_quar_push(g->quar, e))
 		return false;
 	while (ba_quar_pop(g->quar, ba_quar_limit(g->quar), &out))
-		quar_release(g, tc, &out);
+		quar_release(g, tc, &out, true);
 	return true;
 }
 
-/* Let every held block go (trim, leak check, destroy), checking each. */
+/* Let every held block go (trim, leak check, destroy), checking each.
+ * A thread without a cache here (the decay thread) claims none: the
+ * slots go to the shared cache, which the trim that follows empties. */
 void
 ba_gpa_quar_drain(struct beamalloc_gpa *g)
 {
 	struct ba_qent out;
 
 	while (ba_quar_pop(g->quar, 0, &out))
-		quar_release(g, NULL, &out);
+		quar_release(g, NULL, &out, false);
 }

@@ -709,12 +709,32 @@ claim:
 	return tc;
 }
 
+/* A thread-safe GPA's shared cache, for threads without one of their
+ * own, made at its first use.  Under g->shared_lock; stored atomically,
+ * since the general paths below ask whether theirs is it without the
+ * lock (a thread that uses it made or found it itself). */
+struct tcache *
+ba_gpa_shared_tc(struct beamalloc_gpa *g)
+{
+	struct tcache *tc = g->tc0;
+
+	if (tc == NULL && (tc = ba_gpa_tcache_new(g)) != NULL)
+		__atomic_store_n(&g->tc0, tc, __ATOMIC_RELEASE);
+	return tc;
+}
+
+static inline bool
+is_shared_tc(struct beamalloc_gpa *g, const struct tcache *tc)
+{
+	return tc == __atomic_load_n(&g->tc0, __ATOMIC_RELAXED);
+}
+
 /* The general paths wait while their cache is being emptied, then set
  * the bounds again if a trim left sentinels there. */
 void
 ba_gpa_tc_enter_wait(struct beamalloc_gpa *g, struct tcache *tc)
 {
-	if (!g->thread_safe || tc == g->tc0)
+	if (!g->thread_safe || is_shared_tc(g, tc))
 		return;			/* tc0: its own lock */
 	while (!tc_enter(tc))
 		sched_yield();
@@ -728,7 +748,7 @@ ba_gpa_tc_enter_wait(struct beamalloc_gpa *g, struct tcache *tc)
 void
 ba_gpa_tc_leave_wait(struct beamalloc_gpa *g, struct tcache *tc)
 {
-	if (g->thread_safe && tc != g->tc0)
+	if (g->thread_safe && !is_shared_tc(g, tc))
 		tc_leave(tc);
 }
 
@@ -1075,10 +1095,8 @@ gpa_alloc(struct beamalloc_gpa *g, size_t len, size_t align, uintptr_t ra)
 		return small_alloc(g, tc, c, len, align, ra);
 	/* More threads than cache slots: they share one, locked. */
 	pthread_mutex_lock(&g->shared_lock);
-	if (g->tc0 == NULL)
-		g->tc0 = ba_gpa_tcache_new(g);
-	p = g->tc0 != NULL ? small_alloc(g, g->tc0, c, len, align, ra) :
-	    ba_fail(ENOMEM);
+	p = (tc = ba_gpa_shared_tc(g)) != NULL ?
+	    small_alloc(g, tc, c, len, align, ra) : ba_fail(ENOMEM);
 	pthread_mutex_unlock(&g->shared_lock);
 	return p;
 }
@@ -1114,11 +1132,9 @@ ba_gpa_free_core(struct beamalloc_gpa *g, void *mem, size_t len, size_t align,
 		return;
 	}
 	pthread_mutex_lock(&g->shared_lock);
-	if (g->tc0 == NULL)
-		g->tc0 = ba_gpa_tcache_new(g);
 	/* Without a cache the slot is dropped, as in ba_gpa_small_free(). */
-	if (g->tc0 != NULL)
-		ba_gpa_small_free(g, g->tc0, mem, rec, w.cls, len, ra);
+	if ((tc = ba_gpa_shared_tc(g)) != NULL)
+		ba_gpa_small_free(g, tc, mem, rec, w.cls, len, ra);
 	pthread_mutex_unlock(&g->shared_lock);
 }
 

@@ -1030,6 +1030,9 @@ BA_HIDDEN void ba_gpa_tc_drain(struct beamalloc_gpa *g, struct tcache *tc,
 BA_HIDDEN ptrdiff_t ba_gpa_tc_blocks(const struct tcache *tc);
 BA_HIDDEN struct tcache *ba_gpa_tcache_new(struct beamalloc_gpa *g);
 BA_HIDDEN struct tcache *ba_gpa_tcache_slow(struct beamalloc_gpa *g);
+/* The shared cache of a thread-safe GPA, made if need be (under
+ * g->shared_lock; NULL when out of memory). */
+BA_HIDDEN struct tcache *ba_gpa_shared_tc(struct beamalloc_gpa *g);
 BA_HIDDEN void ba_gpa_tc_enter_wait(struct beamalloc_gpa *g, struct tcache *tc);
 BA_HIDDEN void ba_gpa_tc_leave_wait(struct beamalloc_gpa *g, struct tcache *tc);
 BA_HIDDEN void ba_gpa_settle(struct beamalloc_gpa *g, struct tcache *tc);

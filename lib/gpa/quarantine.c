@@ -63,10 +63,8 @@ quar_release(struct beamalloc_gpa *g, struct tcache *tc,
 		/* As in ba_gpa_free_core(): no cache of its own, the shared
 		 * one. */
 		pthread_mutex_lock(&g->shared_lock);
-		if (g->tc0 == NULL)
-			g->tc0 = ba_gpa_tcache_new(g);
-		if (g->tc0 != NULL)
-			ba_gpa_slot_push_held(g, g->tc0, p, rec, w.cls);
+		if ((tc = ba_gpa_shared_tc(g)) != NULL)
+			ba_gpa_slot_push_held(g, tc, p, rec, w.cls);
 		pthread_mutex_unlock(&g->shared_lock);
 		return;
 	}

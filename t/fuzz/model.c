@@ -102,6 +102,7 @@ struct run {
 	testalloc *ta;		/* strict counting backing */
 	beamalloc_allocator backing;
 	beamalloc_allocator wide;	/* wide_on(&backing) */
+	beamalloc_allocator inner;	/* wide_gpa: the GPA under wide */
 	size_t asan_base;	/* ASan's allocated bytes at open */
 	beamalloc_arena *arena;
 	beamalloc_fixed fixed;
@@ -843,6 +844,65 @@ wide_close(struct run *r)
 	wide_account(r);
 }
 
+/* wide over a GPA with canary and junk (and often a quarantine), over
+ * the strict backing: an over-aligned block's slack holds the GPA's
+ * canary word (lib/wide.c), checked at every free, resize and remap of
+ * the wide block, and nothing of a correct program may be reported.
+ * The GPA's own counts are the model's: a block at an alignment above
+ * 8 takes len + align + 8 of it, any other len. */
+static void
+wide_gpa_open(struct run *r)
+{
+	beamalloc_gpa_config cfg;
+
+	strict_open(r);
+	beamalloc_gpa_config_init(&cfg);
+	cfg.report = capture;
+	cfg.canary = cfg.junk = true;
+	if (next(r) % 2 != 0)
+		cfg.quarantine = (size_t)(next(r) % 32) << 10;
+	r->gpa = beamalloc_gpa_create(r->backing, &cfg);
+	CHECK(r, r->gpa != NULL, "gpa_create failed");
+	r->inner = beamalloc_gpa_allocator(r->gpa);
+	r->a = beamalloc_wide_on(&r->inner);
+	nreports = 0;
+}
+
+static size_t
+wide_gpa_host(size_t len, size_t align)
+{
+	return align <= BEAMALLOC_MIN_ALIGN ? len : len + align +
+	    sizeof(uint64_t);
+}
+
+static void
+wide_gpa_account(struct run *r)
+{
+	beamalloc_gpa_stats st;
+
+	CHECK(r, nreports == 0, "unexpected report: %s at %p",
+	    beamalloc_report_kind_name(reports[0].kind), reports[0].addr);
+	CHECK(r, r->ta->bad_calls == 0,
+	    "the backing saw %zu frees naming a wrong block", r->ta->bad_calls);
+	beamalloc_gpa_get_stats(r->gpa, &st);
+	CHECK(r, st.live_bytes == r->host && st.live_blocks == r->nlive,
+	    "the GPA counts %zu bytes in %zu blocks, model %zu in %zu",
+	    st.live_bytes, st.live_blocks, r->host, r->nlive);
+}
+
+static void
+wide_gpa_close(struct run *r)
+{
+	free_all(r);
+	wide_gpa_account(r);
+	r->what = "destroy";
+	CHECK(r, beamalloc_gpa_destroy(r->gpa) == 0 && nreports == 0,
+	    "destroy found %zu reports", nreports);
+	CHECK(r, r->ta->nblocks == 0 && r->ta->live_bytes == 0,
+	    "destroy left %zu blocks, %zu bytes in the backing",
+	    r->ta->nblocks, r->ta->live_bytes);
+}
+
 /* arena over the strict backing: every byte it holds is a chunk. */
 static void
 arena_open(struct run *r)
@@ -1412,6 +1472,10 @@ static const struct target targets[] = {
 	{ .name = "wide", .open = wide_open, .close = wide_close,
 	  .reset = free_all, .account = wide_account, .host_of = wide_host,
 	  .max_align = MAX_LEN, .einval_above = true },
+	{ .name = "wide_gpa", .open = wide_gpa_open, .close = wide_gpa_close,
+	  .reset = free_all, .account = wide_gpa_account,
+	  .host_of = wide_gpa_host, .max_align = MAX_LEN,
+	  .einval_above = true },
 	{ .name = "arena", .open = arena_open, .close = arena_close,
 	  .reset = arena_reset, .account = arena_account,
 	  .max_align = MAX_LEN, .einval_above = true },

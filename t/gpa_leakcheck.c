@@ -95,20 +95,22 @@ exact(void *const *leaked, size_t n)
 }
 
 static void
-one(bool ts, bool safety, bool destroy)
+one(bool ts, bool safety, bool destroy, size_t quarantine)
 {
-	char what[64];
+	char what[96];
 	testalloc *t = testalloc_new();
 	beamalloc_gpa_config cfg;
 	beamalloc_gpa *g;
 	static void *leaked[NLEAK];
 	size_t n;
 
-	snprintf(what, sizeof(what), "ts %d safety %d %s", ts, safety,
-	    destroy ? "destroy" : "detect_leaks");
+	snprintf(what, sizeof(what), "ts %d safety %d %s%s", ts, safety,
+	    destroy ? "destroy" : "detect_leaks",
+	    quarantine ? " (quarantine)" : "");
 	beamalloc_gpa_config_init(&cfg);
 	cfg.thread_safe = ts;
 	cfg.safety = safety;
+	cfg.quarantine = quarantine;
 	cfg.report = greedy_report;
 	g = beamalloc_gpa_create(testalloc_allocator(t), &cfg);
 	target = beamalloc_gpa_allocator(g);
@@ -157,8 +159,14 @@ main(void)
 {
 	for (int ts = 0; ts <= 1; ts++)
 		for (int safety = 0; safety <= 1; safety++) {
-			one(ts, safety, false);
-			one(ts, safety, true);
+			one(ts, safety, false, 0);
+			one(ts, safety, true, 0);
 		}
+	/* With a quarantine the callback's frees wait in it, large blocks
+	 * too, after the check let every block out: destroy lets them out
+	 * again. */
+	one(true, true, false, 64 << 10);
+	one(true, true, true, 64 << 10);
+	one(false, false, true, 64 << 10);
 	return done_testing();
 }

@@ -327,6 +327,10 @@ beamalloc_gpa_destroy(beamalloc_gpa *g)
 	n = beamalloc_gpa_detect_leaks(g);
 	if (g->global)
 		return n;		/* the global instance lives on */
+	/* Blocks the report callback freed wait in quarantine again: let
+	 * them out (checked), or a large one would stay the backing's. */
+	if (g->quar != NULL)
+		ba_gpa_quar_drain(g);
 	if (g->thread_safe)
 		ba_gpa_reg_remove(g);
 	ba_gpa_leaks_small(g, NULL);

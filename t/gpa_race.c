@@ -6,7 +6,8 @@
  *      safety, the general path with and without it).  The fast path
  *      without safety, the speed configuration, frees with plain stores:
  *      there a racing double free is undefined, as in malloc, and is not
- *      tested;
+ *      tested; with canary and junk the loser reports the double free
+ *      only, not the winner's junk in the canary as an overflow;
  *   2. a GPA made with thread_safe off, entered by a second thread while
  *      the first is inside it: reported as "used by two threads at once"
  *      before anything else, and nothing is lost.
@@ -60,6 +61,10 @@ nall(void)
 	return n;
 }
 
+/* Canary and junk on the GPAs made next: the free that wins a race
+ * junk-fills the block while the loser still looks at it. */
+static bool with_checks;
+
 static beamalloc_gpa *
 make_gpa_with(beamalloc_allocator backing, bool thread_safe, bool safety,
     unsigned depth, size_t limit, beamalloc_report_fn report)
@@ -72,6 +77,7 @@ make_gpa_with(beamalloc_allocator backing, bool thread_safe, bool safety,
 	cfg.stack_trace_depth = depth;
 	cfg.memory_limit = limit;
 	cfg.report = report;
+	cfg.canary = cfg.junk = with_checks;
 	memset(kinds, 0, sizeof(kinds));
 	return beamalloc_gpa_create(backing, &cfg);
 }
@@ -371,12 +377,16 @@ main(void)
 {
 	unsigned rounds = UNDER_VALGRIND() ? 300 : 100000;
 
-	plan(4 * 3 + 5 * 2 + 2);
+	plan(4 * 4 + 5 * 2 + 2);
 	double_free_race("fast path, safety on", true, 0, 0, rounds);
 	double_free_race("general path, safety on (traces)", true, 4, 0,
 	    rounds / 20);
 	double_free_race("general path, safety off (memory limit)", false, 0,
 	    1 << 30, rounds / 4);
+	with_checks = true;
+	double_free_race("canary and junk, safety on (no overflow seen "
+	    "in the winner's junk)", true, 0, 0, rounds / 2);
+	with_checks = false;
 	single_thread_misuse("thread_safe off, safety on", 0);
 	single_thread_misuse("thread_safe off, traces", 4);
 	single_thread_handover();

@@ -1119,14 +1119,16 @@ ba_gpa_free_core(struct beamalloc_gpa *g, void *mem, size_t len, size_t align,
 		tc = ba_gpa_tcache_slow(g);
 	if ((rec = live_slot(g, (uintptr_t)mem, &w, len, align, ra)) == NULL)
 		return;
-	if (BA_UNLIKELY(g->canary))
-		slot_canary(g, mem, &w, len, align, ra);
 	/* Another thread's free of the same block got in between. */
 	if (BA_UNLIKELY(!state_release(rec))) {
 		ba_gpa_report_slot(g, BEAMALLOC_REPORT_DOUBLE_FREE,
 		    (uintptr_t)mem, &w, len, align, ra);
 		return;
 	}
+	/* The canary once the slot is ours: the free that won a race may be
+	 * junk-filling it, and the loser must not call that an overflow. */
+	if (BA_UNLIKELY(g->canary))
+		slot_canary(g, mem, &w, len, align, ra);
 	if (tc != NULL) {
 		ba_gpa_small_free(g, tc, mem, rec, w.cls, len, ra);
 		return;

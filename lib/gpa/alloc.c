@@ -1140,6 +1140,23 @@ ba_gpa_free_core(struct beamalloc_gpa *g, void *mem, size_t len, size_t align,
 	pthread_mutex_unlock(&g->shared_lock);
 }
 
+void
+ba_gpa_free_claimed(struct beamalloc_gpa *g, struct tcache *tc, void *mem,
+    unsigned char *rec, size_t len, uintptr_t ra)
+{
+	struct where w;
+	/* The free's alignment, which safety checked against the record
+	 * (without safety, the record has none and nothing checked it). */
+	size_t align = g->safety ? (size_t)1 <<
+	    ((const struct rec *)(const void *)rec)->lalign :
+	    BEAMALLOC_MIN_ALIGN;
+
+	if (!slab_find(g, (uintptr_t)mem, &w))
+		return;			/* never: the fast path found its slab */
+	slot_canary(g, mem, &w, len, align, ra);
+	ba_gpa_small_free(g, tc, mem, rec, w.cls, len, ra);
+}
+
 /* Remember p's slab in the memo.  False for a pointer in no slab. */
 static bool
 memo_fill(struct beamalloc_gpa *g, struct tcache *tc, uintptr_t p)

@@ -462,6 +462,10 @@ BA_HIDDEN void ba_gpa_free(void *ctx, void *mem, size_t len, size_t align,
     uintptr_t ra);
 BA_HIDDEN void ba_gpa_memo_miss(struct beamalloc_gpa *g, struct tcache *tc,
     void *mem, size_t len, size_t align, uintptr_t ra);
+/* A fast free claimed the slot and found its canary overwritten: the
+ * report, then the rest of the free. */
+BA_HIDDEN void ba_gpa_free_claimed(struct beamalloc_gpa *g, struct tcache *tc,
+    void *mem, unsigned char *rec, size_t len, uintptr_t ra);
 BA_HIDDEN void *ba_gpa_credit_high(struct beamalloc_gpa *g, struct tcache *tc,
     void *ret);
 BA_HIDDEN void *ba_gpa_st_late(struct beamalloc_gpa *g, struct tcache *tc,
@@ -1410,8 +1414,7 @@ ba_gpa_fast_free_chk(void *ctx, void *mem, size_t len, size_t align,
 		goto leave;
 	/* A length past the slot (without safety, nothing checked it) goes
 	 * to the general path too. */
-	if (check && g->canary && BA_UNLIKELY(len >= m->size ||
-	    !ba_slot_canary_is(mem, len, m->size)))
+	if (check && g->canary && BA_UNLIKELY(len >= m->size))
 		goto leave;
 	tp = m->top;
 	top = *tp;
@@ -1429,6 +1432,19 @@ ba_gpa_fast_free_chk(void *ctx, void *mem, size_t len, size_t align,
 			goto leave;
 	} else
 		state_set(rec, REC_FREE);
+	/* The canary once the slot is ours: a free that lost a race for it
+	 * must not read the winner's junk in the slack.  A bad one is
+	 * reported, and the free finished, off the fast path. */
+	if (check && g->canary &&
+	    BA_UNLIKELY(!ba_slot_canary_is(mem, len, m->size))) {
+		if (ts)
+			tc_leave(tc);
+		ba_gpa_free_claimed(g, tc, mem, rec, len, ra);
+		if (st && BA_UNLIKELY(!st_left(g, me, prev)))
+			(void)ba_gpa_st_late(g, tc, NULL, mem, len, align, ra,
+			    false);
+		return;
+	}
 	if (check && g->junk)
 		ba_slot_junk_fill(mem, m->size);
 	*top = (struct entry){ mem, rec };

@@ -85,6 +85,28 @@ gpa_use_after_free(void)
 	beamalloc_free(a, q, 64);
 }
 
+/* A guarded block (guard_sample=1: every one) lives in a page of its
+ * own, outside the slabs: its free is shown to the checker all the
+ * same. */
+static void
+gpa_guarded_use_after_free(void)
+{
+	beamalloc_gpa_config cfg;
+	beamalloc_gpa *g;
+	beamalloc_allocator a;
+	unsigned char *p;
+
+	beamalloc_gpa_config_init(&cfg);
+	cfg.guard_sample = 1;
+	if ((g = beamalloc_gpa_create(beamalloc_libc(), &cfg)) == NULL)
+		exit(3);
+	a = beamalloc_gpa_allocator(g);
+	if ((p = beamalloc_alloc(a, 64)) == NULL)
+		exit(3);
+	beamalloc_free(a, p, 64);
+	plant("a read of a freed guarded GPA block", p + 8, 0);
+}
+
 static void
 gpa_overflow(void)
 {
@@ -227,6 +249,37 @@ pool_overflow(void)
 
 /* Every allocator used correctly, every byte handed out written and
  * read: no report allowed. */
+/* Guarded blocks used correctly, their slots taken again many times (the
+ * library looks at a freed block's junk then; the program does not). */
+static void
+clean_guarded(void)
+{
+	beamalloc_gpa_config cfg;
+	beamalloc_gpa *g;
+	beamalloc_allocator a;
+
+	beamalloc_gpa_config_init(&cfg);
+	cfg.guard_sample = 1;
+	cfg.canary = cfg.junk = true;
+	if ((g = beamalloc_gpa_create(beamalloc_libc(), &cfg)) == NULL)
+		exit(3);
+	a = beamalloc_gpa_allocator(g);
+	for (size_t k = 0; k < 100; k++) {
+		unsigned char *p = beamalloc_alloc(a, 24 + k);
+
+		if (p == NULL)
+			exit(3);
+		memset(p, 0x5a, 24 + k);
+		if ((p = beamalloc_realloc(a, p, 24 + k, 8, 100 + k)) == NULL)
+			exit(3);
+		memset(p + 24 + k, 0xa5, 76);
+		sink = p[99 + k];
+		beamalloc_free(a, p, 100 + k);
+	}
+	if (beamalloc_gpa_destroy(g) != 0)
+		exit(4);
+}
+
 static void
 clean(void)
 {
@@ -286,6 +339,7 @@ clean(void)
 	fclose(devnull);
 	if (beamalloc_gpa_destroy(g) != 0)
 		exit(4);
+	clean_guarded();
 }
 
 /* The planted fixed-buffer bugs use a static buffer: ASan is told about
@@ -303,6 +357,8 @@ static const struct bug {
 	{ "gpa-overflow", gpa_overflow, 1, NULL, 1 },
 	{ "gpa-shrunk", gpa_shrunk, 1, NULL, 1 },
 	{ "gpa-large-use-after-free", gpa_large_use_after_free, 0, NULL, 1 },
+	{ "gpa-guarded-use-after-free", gpa_guarded_use_after_free, 0, NULL,
+	  1 },
 	{ "arena-use-after-reset", arena_use_after_reset, 0, NULL, 1 },
 	{ "arena-overflow", arena_overflow, 1, NULL, 1 },
 	{ "arena-use-after-destroy", arena_use_after_destroy, 0, NULL, 1 },

@@ -260,11 +260,15 @@ ba_guard_alloc(const void *owner, size_t len, size_t align, uintptr_t ra,
 		return NULL;
 	}
 	s = &slots[i];
-	/* The canary of its last block may still be poisoned for ASan. */
+	/* The canary of its last block may still be poisoned for ASan, and
+	 * the block itself is freed to a memory checker: the look at its
+	 * junk is the library's own. */
 	BA_ASAN_UNPOISON((void *)slot_page((size_t)i), page_size);
+	BA_VG_QUIET_BEGIN();
 	if (atomic_load(&s->state) == GS_FREED && !junk_intact(s))
 		*old = (struct ba_guard_old){ .addr = s->block, .len = s->len,
 		    .align = s->align, .ra = s->ra };
+	BA_VG_QUIET_END();
 	atomic_store(&s->state, GS_BUSY);
 	nlive++;
 	pthread_mutex_unlock(&pool_lock);
@@ -279,6 +283,9 @@ ba_guard_alloc(const void *owner, size_t len, size_t align, uintptr_t ra,
 		memcpy(s->trace, trace, (depth < GUARD_TRACE ? depth :
 		    GUARD_TRACE) * sizeof(trace[0]));
 	atomic_store_explicit(&s->state, GS_LIVE, memory_order_release);
+	/* Shown to memory checkers as a block of its own, as the GPA's
+	 * slots are: a use after its free is theirs to see as well. */
+	BA_TOOL_ALLOC((void *)s->block, len);
 	return (void *)s->block;
 }
 
@@ -304,6 +311,7 @@ ba_guard_free(void *p)
 	if (s == NULL)
 		return;
 	memset(p, BA_JUNK_FREED, s->len);
+	BA_TOOL_FREE(p, s->len);
 	atomic_store_explicit(&s->state, GS_FREED, memory_order_release);
 	pthread_mutex_lock(&pool_lock);
 	slot_put((unsigned)(s - slots));
@@ -326,6 +334,7 @@ ba_guard_release(const void *owner)
 			continue;
 		atomic_store(&s->state, GS_EMPTY);
 		if (st == GS_LIVE) {
+			BA_VG_FREE((void *)s->block, s->len);
 			slot_put(i);
 			nlive--;
 		}

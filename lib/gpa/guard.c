@@ -269,6 +269,9 @@ ba_guard_alloc(const void *owner, size_t len, size_t align, uintptr_t ra,
 		*old = (struct ba_guard_old){ .addr = s->block, .len = s->len,
 		    .align = s->align, .ra = s->ra };
 	BA_VG_QUIET_END();
+	/* Then the whole page is the new block's, its canary's and
+	 * padding's (the freed block's bytes were made inaccessible). */
+	BA_VG_MAKE_UNDEFINED((void *)slot_page((size_t)i), page_size);
 	atomic_store(&s->state, GS_BUSY);
 	nlive++;
 	pthread_mutex_unlock(&pool_lock);

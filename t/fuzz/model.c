@@ -875,19 +875,28 @@ wide_gpa_host(size_t len, size_t align)
 	    sizeof(uint64_t);
 }
 
+/* A GPA target's common checks: no report, no bad call to the backing,
+ * and the GPA's live counts the model's (bytes as the target counts
+ * them).  The GPA's stats in *st. */
+static void
+gpa_counts(struct run *r, size_t bytes, beamalloc_gpa_stats *st)
+{
+	CHECK(r, nreports == 0, "unexpected report: %s at %p",
+	    beamalloc_report_kind_name(reports[0].kind), reports[0].addr);
+	CHECK(r, r->ta->bad_calls == 0,
+	    "the backing saw %zu frees naming a wrong block", r->ta->bad_calls);
+	beamalloc_gpa_get_stats(r->gpa, st);
+	CHECK(r, st->live_bytes == bytes && st->live_blocks == r->nlive,
+	    "GPA counts %zu bytes in %zu blocks, model %zu in %zu",
+	    st->live_bytes, st->live_blocks, bytes, r->nlive);
+}
+
 static void
 wide_gpa_account(struct run *r)
 {
 	beamalloc_gpa_stats st;
 
-	CHECK(r, nreports == 0, "unexpected report: %s at %p",
-	    beamalloc_report_kind_name(reports[0].kind), reports[0].addr);
-	CHECK(r, r->ta->bad_calls == 0,
-	    "the backing saw %zu frees naming a wrong block", r->ta->bad_calls);
-	beamalloc_gpa_get_stats(r->gpa, &st);
-	CHECK(r, st.live_bytes == r->host && st.live_blocks == r->nlive,
-	    "the GPA counts %zu bytes in %zu blocks, model %zu in %zu",
-	    st.live_bytes, st.live_blocks, r->host, r->nlive);
+	gpa_counts(r, r->host, &st);
 }
 
 static void
@@ -1176,14 +1185,7 @@ gpa_account(struct run *r)
 {
 	beamalloc_gpa_stats st;
 
-	CHECK(r, nreports == 0, "unexpected report: %s at %p",
-	    beamalloc_report_kind_name(reports[0].kind), reports[0].addr);
-	CHECK(r, r->ta->bad_calls == 0,
-	    "the backing saw %zu frees naming a wrong block", r->ta->bad_calls);
-	beamalloc_gpa_get_stats(r->gpa, &st);
-	CHECK(r, st.live_bytes == r->live && st.live_blocks == r->nlive,
-	    "GPA counts %zu bytes in %zu blocks, model %zu in %zu",
-	    st.live_bytes, st.live_blocks, r->live, r->nlive);
+	gpa_counts(r, r->live, &st);
 	CHECK(r, st.peak_bytes >= st.live_bytes, "peak %zu below live %zu",
 	    st.peak_bytes, st.live_bytes);
 	CHECK(r, r->limit == 0 || st.live_bytes <= r->limit,

@@ -249,11 +249,14 @@ ba_gpa_lg_canary(struct beamalloc_gpa *g, const struct large *l,
 }
 
 /* A freed large block (not guarded) of `held` bytes back to the backing,
- * now or as it leaves quarantine. */
+ * now or as it leaves quarantine.  Its canary and junk were poisoned for
+ * ASan: a backing that ASan does not manage (the VM's allocators) would
+ * hand those bytes out again still poisoned. */
 void
 ba_gpa_large_release(struct beamalloc_gpa *g, void *p, size_t held,
     size_t align, uintptr_t ra)
 {
+	BA_ASAN_UNPOISON(p, held);
 	ba_raw_free(g->backing, p, held, align, ra);
 	atomic_fetch_sub_explicit(&g->backing_bytes, held,
 	    memory_order_relaxed);

@@ -82,11 +82,10 @@ _Static_assert(CLASS_SIZE(NCLASS - 1) == SMALL_MAX, "the classes end at "
  * Never written. */
 struct mag ba_gpa_no_mag;
 
-/* An empty magazine for class c.  Under its depot's lock. */
+/* An empty magazine of depot d.  Under its lock. */
 static struct mag *
-mag_get(struct beamalloc_gpa *g, size_t c)
+mag_get(struct beamalloc_gpa *g, struct depot *d)
 {
-	struct depot *d = &g->depot[c];
 	struct mag *m = d->empty;
 
 	if (m != NULL) {
@@ -169,9 +168,9 @@ trim_keep(const struct beamalloc_gpa *g, const struct depot *d)
  * lock and g->lock (no leak scan may start walking the slabs); returns
  * the bytes released. */
 static size_t
-depot_trim_locked(struct beamalloc_gpa *g, size_t c, size_t keep)
+depot_trim_locked(struct beamalloc_gpa *g, struct depot *d, size_t c,
+    size_t keep)
 {
-	struct depot *d = &g->depot[c];
 	struct slab *dead = NULL, *s;
 	struct mag *rm, *wm, *m;
 	uint32_t stamp, wi = 0;
@@ -256,25 +255,26 @@ empties:
 	return bytes;
 }
 
-/* Classes not trimmed in the GPA's last IDLE_TRIMS trims give back the
- * slabs their last trim kept, so that the budget goes to the class in
- * use: a program whose block sizes change would otherwise leave it with
- * the classes it used first until a full trim.  Under class c's depot
- * lock and g->lock; another depot's lock is taken only if free, since
- * the usual order is a depot's lock, then g->lock. */
+/* The cache's classes not trimmed in the GPA's last IDLE_TRIMS trims
+ * give back the slabs their last trim kept, so that the budget goes to
+ * the class in use: a program whose block sizes change would otherwise
+ * leave it with the classes it used first until a full trim.  Under
+ * depot d's lock (class c's) and g->lock; another depot's lock is taken
+ * only if free, since the usual order is a depot's lock, then g->lock. */
 static size_t
-reclaim_idle(struct beamalloc_gpa *g, size_t c)
+reclaim_idle(struct beamalloc_gpa *g, struct depot *d, size_t c)
 {
+	struct depot *base = d - c;	/* the cache's depots */
 	size_t bytes = 0;
 
 	for (size_t k = 0; k < NCLASS; k++) {
-		struct depot *o = &g->depot[k];
+		struct depot *o = &base[k];
 
 		if (k == c || o->nkept == 0 ||
 		    g->stamp - o->trimmed < IDLE_TRIMS ||
 		    (g->thread_safe && pthread_mutex_trylock(&o->lock) != 0))
 			continue;
-		bytes += depot_trim_locked(g, k, 0);
+		bytes += depot_trim_locked(g, o, k, 0);
 		o->trim_at = ba_gpa_trim_next(o, k);
 		unlock(g, &o->lock);
 	}
@@ -286,16 +286,17 @@ reclaim_idle(struct beamalloc_gpa *g, size_t c)
  * from idle classes if others hold it; a full trim keeps none.  Under
  * the depot's lock; the bytes released. */
 size_t
-ba_gpa_depot_trim(struct beamalloc_gpa *g, size_t c, bool full)
+ba_gpa_depot_trim(struct beamalloc_gpa *g, struct depot *d, size_t c,
+    bool full)
 {
-	struct depot *d = &g->depot[c];
 	size_t bytes = 0;
 
 	lock(g, &g->lock);
 	if (g->scanning == 0) {
 		if (!full && g->nkept > d->nkept)
-			bytes += reclaim_idle(g, c);
-		bytes += depot_trim_locked(g, c, full ? 0 : trim_keep(g, d));
+			bytes += reclaim_idle(g, d, c);
+		bytes += depot_trim_locked(g, d, c, full ? 0 :
+		    trim_keep(g, d));
 	}
 	unlock(g, &g->lock);
 	return bytes;
@@ -340,14 +341,22 @@ dead_many(const struct depot *d, size_t c)
 	    d->nfull >= d->ntrim + d->ntrim / 8 + per;
 }
 
-/* A magazine from a thread cache into the depot: full (or partly) or
- * empty.  A depot past ba_gpa_trim_next(), or with many slabs dead, is trimmed
- * again.  Under the depot's lock. */
+/* Depot d (of class c) took in free slots: past ba_gpa_trim_next(), or
+ * with many slabs dead, it is trimmed again.  Under its lock. */
 static void
-depot_give(struct beamalloc_gpa *g, size_t c, struct mag *m)
+depot_grew(struct beamalloc_gpa *g, struct depot *d, size_t c)
 {
-	struct depot *d = &g->depot[c];
+	if (d->nfull * class_size(c) > d->trim_at || dead_many(d, c)) {
+		ba_gpa_depot_trim(g, d, c, false);
+		d->trim_at = ba_gpa_trim_next(d, c);
+	}
+}
 
+/* A magazine from its cache into depot d: full (or partly) or empty.
+ * Under the depot's lock. */
+static void
+depot_give(struct beamalloc_gpa *g, struct depot *d, size_t c, struct mag *m)
+{
 	if (m == &ba_gpa_no_mag)
 		return;
 	if (m->n == 0) {
@@ -356,10 +365,7 @@ depot_give(struct beamalloc_gpa *g, size_t c, struct mag *m)
 	}
 	mag_put(m, &d->full);
 	d->nfull += m->n;
-	if (d->nfull * class_size(c) > d->trim_at || dead_many(d, c)) {
-		ba_gpa_depot_trim(g, c, false);
-		d->trim_at = ba_gpa_trim_next(d, c);
-	}
+	depot_grew(g, d, c);
 }
 
 static inline uint32_t
@@ -421,6 +427,37 @@ ld_load(struct tcache *tc, size_t c)
 	ld_bounds(tc, c);
 }
 
+/* Slots in class c's outbox: frees not yet counted in nblk. */
+static inline ptrdiff_t
+ob_n(const struct tcache *tc, size_t c)
+{
+	return __atomic_load_n(&tc->otop[c], __ATOMIC_RELAXED) -
+	    __atomic_load_n(&tc->obot[c], __ATOMIC_RELAXED);
+}
+
+/* Point class c's outbox at tc->out[c], empty, after counting the n
+ * slots it held (sent home) freed in nblk: one step for stats (the
+ * seqlock, as ld_top()). */
+static void
+ob_set(struct tcache *tc, size_t c, ptrdiff_t n)
+{
+	unsigned s = tc->seq;
+
+	__atomic_store_n(&tc->seq, s + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	__atomic_store_n(&tc->nblk, tc->nblk - n, __ATOMIC_RELAXED);
+	__atomic_store_n(&tc->obot[c], tc->out[c]->e, __ATOMIC_RELAXED);
+	__atomic_store_n(&tc->otop[c], tc->out[c]->e, __ATOMIC_RELAXED);
+	__atomic_store_n(&tc->seq, s + 2, __ATOMIC_RELEASE);
+}
+
+static void
+ob_bounds(struct tcache *tc, size_t c)
+{
+	__atomic_store_n(&tc->oend[c], tc->out[c]->e + tc->out[c]->cap,
+	    __ATOMIC_RELAXED);
+}
+
 /* The cache's live blocks, read from any thread (a seqlock reader). */
 ptrdiff_t
 ba_gpa_tc_blocks(const struct tcache *tc)
@@ -432,7 +469,7 @@ ba_gpa_tc_blocks(const struct tcache *tc)
 		s = __atomic_load_n(&tc->seq, __ATOMIC_ACQUIRE);
 		n = __atomic_load_n(&tc->nblk, __ATOMIC_RELAXED);
 		for (size_t c = 0; c < NCLASS; c++)
-			n += ld_given(tc, c);
+			n += ld_given(tc, c) - ob_n(tc, c);
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
 	} while ((s & 1) != 0 ||
 	    s != __atomic_load_n(&tc->seq, __ATOMIC_RELAXED));
@@ -447,7 +484,7 @@ static void tc_bound(struct beamalloc_gpa *g, struct tcache *tc, size_t c);
 static bool
 refill(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 {
-	struct depot *d = &g->depot[c];
+	struct depot *d = &tc->dep[c];
 	struct mag *m = tc->prev[c], *full;
 
 	ld_save(tc, c);
@@ -466,7 +503,7 @@ refill(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 		tc->loaded[c] = full;
 	} else {
 		if ((m = tc->loaded[c]) == &ba_gpa_no_mag &&
-		    (m = mag_get(g, c)) != NULL)
+		    (m = mag_get(g, d)) != NULL)
 			tc->loaded[c] = m;
 		/* Fresh slots, lowest address on top of the stack; a few the
 		 * first time, a magazine after: a GPA made for one short call
@@ -483,6 +520,7 @@ refill(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 				if ((s = ba_gpa_slab_new(g, c,
 				    d->nslabs == 0)) == NULL)
 					break;
+				s->home = d;
 				d->nslabs++;
 				d->nslots += s->nslots;
 				d->cur = s;
@@ -506,7 +544,7 @@ refill(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 static bool
 flush(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 {
-	struct depot *d = &g->depot[c];
+	struct depot *d = &tc->dep[c];
 	struct mag *m = tc->prev[c];
 
 	ld_save(tc, c);
@@ -517,11 +555,11 @@ flush(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 		return true;
 	}
 	lock(g, &d->lock);
-	if ((m = mag_get(g, c)) != NULL) {
+	if ((m = mag_get(g, d)) != NULL) {
 		if (tc->prev[c] == &ba_gpa_no_mag)
 			tc->prev[c] = tc->loaded[c];
 		else
-			depot_give(g, c, tc->loaded[c]);
+			depot_give(g, d, c, tc->loaded[c]);
 		tc->loaded[c] = m;
 	}
 	unlock(g, &d->lock);
@@ -530,20 +568,97 @@ flush(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 	return m != NULL;
 }
 
-/* Class c's magazines into the depot (the thread's cache then has none
- * of that class).  The bounds are left alone: ba_gpa_steal_idle() keeps its
+/* Class c's outbox home: each slot into the depot whose slab holds it,
+ * one depot at a time (a cache frees into few others' slabs as a rule),
+ * onto the partly full magazine at the head of its full list, then into
+ * empty ones.  A slot no magazine can be had for is dropped: it stays
+ * freed and unused, never handed out twice.  The outbox is then empty.
+ * Its owner only, or ba_gpa_steal_idle() while the owner waits. */
+static void
+ob_send(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
+{
+	struct entry *e = tc->obot[c];
+	ptrdiff_t sent = ob_n(tc, c);
+	size_t n = (size_t)sent;
+
+	while (n != 0) {
+		struct depot *h = slab_at(g, c, &e[0])->home;
+		size_t keep = 0, got = 0;
+
+		lock(g, &h->lock);
+		for (size_t i = 0; i < n; i++) {
+			struct mag *m = h->full;
+
+			if (slab_at(g, c, &e[i])->home != h) {
+				e[keep++] = e[i];
+				continue;
+			}
+			if (m == NULL || m->n == m->cap) {
+				if ((m = mag_get(g, h)) == NULL)
+					continue;
+				m->n = 0;
+				mag_put(m, &h->full);
+			}
+			m->e[m->n++] = e[i];
+			got++;
+		}
+		h->nfull += got;
+		if (got != 0)
+			depot_grew(g, h, c);
+		unlock(g, &h->lock);
+		n = keep;
+	}
+	ob_set(tc, c, sent);
+}
+
+/* Room in class c's outbox (full, or none yet): its slots sent home, or
+ * an empty magazine from the cache's own depot.  False when memory ran
+ * out. */
+static bool
+ob_room(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
+{
+	struct depot *d = &tc->dep[c];
+	struct mag *m;
+
+	if (tc->out[c] != &ba_gpa_no_mag) {
+		ob_send(g, tc, c);
+		return true;
+	}
+	lock(g, &d->lock);
+	m = mag_get(g, d);
+	unlock(g, &d->lock);
+	if (m == NULL)
+		return false;
+	m->n = 0;
+	tc->out[c] = m;
+	ob_set(tc, c, 0);
+	ob_bounds(tc, c);
+	return true;
+}
+
+/* Class c's magazines into the cache's depot, its outbox's slots home
+ * and the outbox to the depot too (the cache then has none of that
+ * class).  The bounds are left alone: ba_gpa_steal_idle() keeps its
  * sentinels there. */
 void
 ba_gpa_tc_give(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 {
-	struct depot *d = &g->depot[c];
+	struct depot *d = &tc->dep[c];
+	struct mag *ob = tc->out[c];
 
-	if (tc->loaded[c] == &ba_gpa_no_mag && tc->prev[c] == &ba_gpa_no_mag)
+	if (ob != &ba_gpa_no_mag) {
+		ob_send(g, tc, c);
+		tc->out[c] = &ba_gpa_no_mag;
+		ob_set(tc, c, 0);
+	}
+	if (tc->loaded[c] == &ba_gpa_no_mag &&
+	    tc->prev[c] == &ba_gpa_no_mag && ob == &ba_gpa_no_mag)
 		return;
 	ld_save(tc, c);
 	lock(g, &d->lock);
-	depot_give(g, c, tc->loaded[c]);
-	depot_give(g, c, tc->prev[c]);
+	depot_give(g, d, c, tc->loaded[c]);
+	depot_give(g, d, c, tc->prev[c]);
+	depot_give(g, d, c, ob);
 	unlock(g, &d->lock);
 	tc->loaded[c] = tc->prev[c] = &ba_gpa_no_mag;
 	ld_top(tc, c);
@@ -554,6 +669,7 @@ ba_gpa_tc_drain(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 {
 	ba_gpa_tc_give(g, tc, c);
 	ld_bounds(tc, c);
+	ob_bounds(tc, c);
 }
 
 /* After every TC_BOUND_EVERY-th slow path (in class c): a cache holding
@@ -568,17 +684,22 @@ tc_bound(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 	if ((++tc->slow & (TC_BOUND_EVERY - 1)) != 0)
 		return;
 	for (size_t k = 0; k < NCLASS; k++)
-		bytes += ((size_t)ld_n(tc, k) + (tc->prev[k]->n)) *
-		    class_size(k);
-	/* The spare magazines first: the loaded ones are what the next
-	 * calls use. */
+		bytes += ((size_t)ld_n(tc, k) + tc->prev[k]->n +
+		    (size_t)ob_n(tc, k)) * class_size(k);
+	/* Outboxes first (other caches' slots, of no use here), then the
+	 * spare magazines: the loaded ones are what the next calls use. */
+	for (size_t k = NCLASS; k-- > 0 && bytes > TC_BYTES;)
+		if (ob_n(tc, k) != 0) {
+			bytes -= (size_t)ob_n(tc, k) * class_size(k);
+			ob_send(g, tc, k);
+		}
 	for (size_t k = NCLASS; k-- > 0 && bytes > TC_BYTES;)
 		if (k != c && tc->prev[k]->n != 0) {
-			struct depot *d = &g->depot[k];
+			struct depot *d = &tc->dep[k];
 
 			bytes -= (size_t)tc->prev[k]->n * class_size(k);
 			lock(g, &d->lock);
-			depot_give(g, k, tc->prev[k]);
+			depot_give(g, d, k, tc->prev[k]);
 			unlock(g, &d->lock);
 			tc->prev[k] = &ba_gpa_no_mag;
 		}
@@ -619,8 +740,16 @@ ba_gpa_tcache_new(struct beamalloc_gpa *g)
 	tc = ba_gpa_meta_zalloc(g, sizeof(*tc));
 	if (tc != NULL) {
 		for (size_t c = 0; c < NCLASS; c++) {
-			tc->loaded[c] = tc->prev[c] = &ba_gpa_no_mag;
+			size_t cap = MAG_BYTES / class_size(c);
+
+			tc->loaded[c] = tc->prev[c] = tc->out[c] =
+			    &ba_gpa_no_mag;
 			ld_load(tc, c);
+			ob_set(tc, c, 0);
+			ob_bounds(tc, c);
+			pthread_mutex_init(&tc->dep[c].lock, NULL);
+			tc->dep[c].mag_cap = (uint32_t)(cap > MAG_MAX ?
+			    MAG_MAX : cap < 8 ? 8 : cap);
 		}
 		memo_clear(tc);
 		tc->next = g->tcaches;
@@ -739,8 +868,10 @@ ba_gpa_tc_enter_wait(struct beamalloc_gpa *g, struct tcache *tc)
 	while (!tc_enter(tc))
 		sched_yield();
 	if (BA_UNLIKELY(__atomic_load_n(&tc->stolen, __ATOMIC_ACQUIRE))) {
-		for (size_t c = 0; c < NCLASS; c++)
+		for (size_t c = 0; c < NCLASS; c++) {
 			ld_bounds(tc, c);
+			ob_bounds(tc, c);
+		}
 		__atomic_store_n(&tc->stolen, 0, __ATOMIC_RELAXED);
 	}
 }
@@ -1055,11 +1186,20 @@ static inline __attribute__((always_inline)) void
 slot_push(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
     unsigned char *rec, size_t c, bool held)
 {
+	struct entry e = { p, rec };
+
 	ba_gpa_tc_enter_wait(g, tc);
 	if (held)			/* counted freed when it was held */
 		__atomic_store_n(&tc->nblk, tc->nblk + 1, __ATOMIC_RELAXED);
-	if (tc->top[c] != tc->end[c] || flush(g, tc, c))
-		*tc->top[c]++ = (struct entry){ p, rec };
+	/* Another cache's slot goes home through the outbox. */
+	if (BA_UNLIKELY(slab_at(g, c, &e)->home != &tc->dep[c])) {
+		if (tc->otop[c] != tc->oend[c] || ob_room(g, tc, c))
+			*tc->otop[c]++ = e;
+		else
+			__atomic_store_n(&tc->nblk, tc->nblk - 1,
+			    __ATOMIC_RELAXED);
+	} else if (tc->top[c] != tc->end[c] || flush(g, tc, c))
+		*tc->top[c]++ = e;
 	else
 		__atomic_store_n(&tc->nblk, tc->nblk - 1, __ATOMIC_RELAXED);
 	ba_gpa_tc_leave_wait(g, tc);
@@ -1174,7 +1314,9 @@ memo_fill(struct beamalloc_gpa *g, struct tcache *tc, uintptr_t p)
 	m->div = ba_classes[w.cls].inv;
 	m->size = class_size(w.cls);
 	m->recs = w.recs;
-	m->top = &tc->top[w.cls];
+	/* Another cache's slab: its slots go home through the outbox. */
+	m->top = slab_of(w.recs)->home == &tc->dep[w.cls] ?
+	    &tc->top[w.cls] : &tc->otop[w.cls];
 	return true;
 }
 

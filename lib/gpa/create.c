@@ -142,13 +142,6 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 	    log2_of(sizeof(struct rec)) : 0;
 	g->lstride = sizeof(struct large);
 	atomic_store(&g->backing_bytes, sizeof(*g));
-	for (size_t i = 0; i < NCLASS; i++) {
-		size_t cap = MAG_BYTES / class_size(i);
-
-		mutex_init(&g->depot[i].lock);
-		g->depot[i].mag_cap = (uint32_t)(cap > MAG_MAX ? MAG_MAX :
-		    cap < 8 ? 8 : cap);
-	}
 	mutex_init(&g->lock);
 	mutex_init(&g->shared_lock);
 	mutex_init(&g->steal_lock);
@@ -341,22 +334,25 @@ beamalloc_gpa_destroy(beamalloc_gpa *g)
 	}
 	while (g->regions != NULL)
 		ba_gpa_region_free(g, g->regions);
-	for (size_t c = 0; c < NCLASS; c++) {
-		struct mag *lists[2] = { g->depot[c].full, g->depot[c].empty };
+	for (struct tcache *tc = g->tcaches; tc != NULL; tc = tc->next)
+		for (size_t c = 0; c < NCLASS; c++) {
+			struct mag *lists[2] = { tc->dep[c].full,
+			    tc->dep[c].empty };
 
-		for (struct tcache *tc = g->tcaches; tc != NULL; tc = tc->next)
 			for (struct mag **m = (struct mag *[]){ tc->loaded[c],
-			    tc->prev[c] }, **e = m + 2; m < e; m++)
+			    tc->prev[c], tc->out[c] }, **e = m + 3; m < e; m++)
 				if (*m != &ba_gpa_no_mag)
 					ba_gpa_backing_put(g, *m,
 					    mag_len((*m)->cap));
-		for (size_t i = 0; i < 2; i++)
-			for (struct mag *m = lists[i], *next; m != NULL;
-			    m = next) {
-				next = m->next;
-				ba_gpa_backing_put(g, m, mag_len(m->cap));
-			}
-	}
+			for (size_t i = 0; i < 2; i++)
+				for (struct mag *m = lists[i], *next;
+				    m != NULL; m = next) {
+					next = m->next;
+					ba_gpa_backing_put(g, m,
+					    mag_len(m->cap));
+				}
+			pthread_mutex_destroy(&tc->dep[c].lock);
+		}
 	for (size_t i = 0; i < g->lcap; i++) {
 		struct large *l = lg_at(g, g->ltab, i);
 
@@ -378,8 +374,6 @@ beamalloc_gpa_destroy(beamalloc_gpa *g)
 	if (g->bb != NULL)
 		ba_raw_free(g->backing, g->bb, g->bbcap * sizeof(g->bb[0]),
 		    BEAMALLOC_MIN_ALIGN, 0);
-	for (size_t i = 0; i < NCLASS; i++)
-		pthread_mutex_destroy(&g->depot[i].lock);
 	pthread_mutex_destroy(&g->lock);
 	pthread_mutex_destroy(&g->shared_lock);
 	pthread_mutex_destroy(&g->steal_lock);

@@ -158,6 +158,7 @@ struct slab {
 	uint32_t *ftids;		/* per slot: the first free's trace id
 					   (traces on), or NULL */
 	struct region *region;
+	struct depot *home;		/* the depot that carved it */
 	void *meta;			/* the block holding this header, */
 	size_t meta_len;		/* records and traces */
 	uint32_t nslots;
@@ -229,7 +230,42 @@ struct memo {
 	uintptr_t pad[2];		/* 64 bytes: the index is a shift */
 };
 
-/* From &tc->top[c] to &tc->end[c]. */
+/* A thread cache's store of one class (Bonwick's depot, one per cache
+ * and class rather than per class): full (or partly full) and empty
+ * magazines, and the slab being carved.  Its slabs are its own: it
+ * carved them, and only its cache is handed their slots (other threads
+ * free theirs back to it through their outboxes).  Under its lock: the
+ * owner's refills and flushes, other threads' outbox flushes, trims.
+ * Two cache lines, on any ABI (the union pads it). */
+struct depot {
+	union {
+		struct {
+			pthread_mutex_t lock;
+			struct mag *full, *empty;
+			struct slab *cur;
+			uint32_t next_slot;
+			uint32_t mag_cap;
+			uint32_t carve;	/* 0 until the first refill
+					   (slow start) */
+			uint32_t nkept;	/* slabs the last trim found
+					   all free and kept */
+			uint32_t trimmed; /* g->stamp at the last trim
+					   (both under g->lock) */
+			size_t nfull;	/* slots in the full magazines */
+			size_t trim_at;	/* trim when their bytes pass
+					   this */
+			size_t nslabs;	/* slabs of this class */
+			size_t nslots;	/* and their slots (partial
+					   slabs have fewer) */
+			size_t ntrim;	/* nfull after the last trim */
+		};
+		char lines[128];
+	};
+};
+_Static_assert(sizeof(struct depot) == 128, "struct depot: 2 lines");
+
+/* From &tc->top[c] to &tc->end[c], and from &tc->otop[c] to
+ * &tc->oend[c]. */
 #define LD_END (2 * NCLASS)
 
 struct tcache {
@@ -266,6 +302,14 @@ struct tcache {
 	struct entry *end[NCLASS];	/* e[cap]: full when top >= end */
 	struct mag *loaded[NCLASS];
 	struct mag *prev[NCLASS];	/* the other one */
+	/* The outbox of each class, the same way: free slots of other
+	 * caches' slabs, on their way home (a memo of such a slab points
+	 * the fast free here, not at top[c]).  obot[c] is its base, never
+	 * a sentinel: what lies between obot and otop was freed here. */
+	struct entry *otop[NCLASS];
+	struct entry *obot[NCLASS];
+	struct entry *oend[NCLASS];
+	struct mag *out[NCLASS];
 	/* Live blocks, with no counter on the fast paths: mark[c] - top[c]
 	 * (in entries) is what class c's loaded magazine has given out,
 	 * pops less pushes, since it was loaded; nblk holds what earlier
@@ -278,37 +322,14 @@ struct tcache {
 	/* Sampled traces: allocations until the next traced one (the
 	 * general path traces at 0 and starts again from the GPA's N). */
 	int sample_left;
+	struct depot dep[NCLASS];	/* this cache's slabs, by class */
 };
+_Static_assert(offsetof(struct tcache, end) -
+    offsetof(struct tcache, top) == LD_END * sizeof(struct entry *) &&
+    offsetof(struct tcache, oend) - offsetof(struct tcache, otop) ==
+    LD_END * sizeof(struct entry *), "the fast free's bound at LD_END");
 
 
-/* Per class: full (or partly full) and empty magazines, and the slab
- * being carved.  Two cache lines, on any ABI (the union pads it). */
-struct depot {
-	union {
-		struct {
-			pthread_mutex_t lock;
-			struct mag *full, *empty;
-			struct slab *cur;
-			uint32_t next_slot;
-			uint32_t mag_cap;
-			uint32_t carve;	/* 0 until the first refill
-					   (slow start) */
-			uint32_t nkept;	/* slabs the last trim found
-					   all free and kept */
-			uint32_t trimmed; /* g->stamp at the last trim
-					   (both under g->lock) */
-			size_t nfull;	/* slots in the full magazines */
-			size_t trim_at;	/* trim when their bytes pass
-					   this */
-			size_t nslabs;	/* slabs of this class */
-			size_t nslots;	/* and their slots (partial
-					   slabs have fewer) */
-			size_t ntrim;	/* nfull after the last trim */
-		};
-		char lines[128];
-	};
-};
-_Static_assert(sizeof(struct depot) == 128, "struct depot: 2 lines");
 
 /* A large block's record. */
 struct large {
@@ -383,8 +404,6 @@ struct beamalloc_gpa {
 	 * (small ones are counted by the thread caches). */
 	_Atomic ptrdiff_t live, blocks;
 	_Atomic size_t peak, backing_bytes;
-
-	struct depot depot[NCLASS];
 
 	/* Structure: regions, slabs, metadata, caches. */
 	pthread_mutex_t lock;
@@ -1024,8 +1043,8 @@ BA_HIDDEN void ba_gpa_set_traces(const struct beamalloc_gpa *g,
     beamalloc_report *r, uint32_t atid, uint32_t ftid, const uintptr_t *site);
 BA_HIDDEN size_t ba_gpa_depot_empties(struct beamalloc_gpa *g,
     struct depot *d, size_t keep);
-BA_HIDDEN size_t ba_gpa_depot_trim(struct beamalloc_gpa *g, size_t c,
-    bool full);
+BA_HIDDEN size_t ba_gpa_depot_trim(struct beamalloc_gpa *g, struct depot *d,
+    size_t c, bool full);
 BA_HIDDEN size_t ba_gpa_trim_next(const struct depot *d, size_t c);
 BA_HIDDEN void ba_gpa_tc_give(struct beamalloc_gpa *g, struct tcache *tc,
     size_t c);

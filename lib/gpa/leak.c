@@ -319,6 +319,7 @@ ba_gpa_steal_idle(struct beamalloc_gpa *g, struct tcache *mine)
 			__atomic_store_n(&tc->bot[c],
 			    (struct entry *)UINTPTR_MAX, __ATOMIC_RELAXED);
 			__atomic_store_n(&tc->end[c], NULL, __ATOMIC_RELAXED);
+			__atomic_store_n(&tc->oend[c], NULL, __ATOMIC_RELAXED);
 		}
 		__atomic_store_n(&tc->stolen, 1, __ATOMIC_RELAXED);
 		__atomic_store_n(&tc->steal, 2, __ATOMIC_RELAXED); /* round 2 */
@@ -364,17 +365,21 @@ gpa_trim(struct beamalloc_gpa *g)
 				ba_gpa_tc_drain(g, g->tc0, c);
 		pthread_mutex_unlock(&g->shared_lock);
 	}
-	for (size_t c = 0; c < NCLASS; c++) {
-		struct depot *d = &g->depot[c];
+	lock(g, &g->lock);
+	tc = g->tcaches;		/* caches are only ever added in front */
+	unlock(g, &g->lock);
+	for (; tc != NULL; tc = tc->next)
+		for (size_t c = 0; c < NCLASS; c++) {
+			struct depot *d = &tc->dep[c];
 
-		lock(g, &d->lock);
-		bytes += ba_gpa_depot_trim(g, c, true);
-		/* An idle class keeps no magazine either: with 40 classes
-		 * they add up. */
-		bytes += ba_gpa_depot_empties(g, d, 0);
-		d->trim_at = ba_gpa_trim_next(d, c);
-		unlock(g, &d->lock);
-	}
+			lock(g, &d->lock);
+			bytes += ba_gpa_depot_trim(g, d, c, true);
+			/* An idle class keeps no magazine either: with 40
+			 * classes (and as many per cache) they add up. */
+			bytes += ba_gpa_depot_empties(g, d, 0);
+			d->trim_at = ba_gpa_trim_next(d, c);
+			unlock(g, &d->lock);
+		}
 	lock(g, &g->lock);
 	bytes += ba_gpa_spares_free(g);
 	unlock(g, &g->lock);

@@ -568,19 +568,47 @@ flush(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 	return m != NULL;
 }
 
-/* Class c's outbox home: each slot into the depot whose slab holds it,
- * one depot at a time (a cache frees into few others' slabs as a rule),
- * onto the partly full magazine at the head of its full list, then into
- * empty ones.  A slot no magazine can be had for is dropped: it stays
- * freed and unused, never handed out twice.  The outbox is then empty.
+/* Class c's outbox home.  Its slots all of one depot (the rule: a
+ * thread that frees what another made, as a consumer does its
+ * producer's), the outbox goes there whole, as a full magazine, and an
+ * empty one of that depot's takes its place: the slots' entries are
+ * written once, by the thread that freed them, and read once, by the
+ * one they go to.  Else each slot goes into the depot whose slab holds
+ * it, one depot at a time, onto the partly full magazine at the head
+ * of its full list, then into empty ones.  A slot no magazine can be had
+ * for is dropped: it stays freed and unused, never handed out twice.
+ * The outbox is then empty; its bounds are left alone (the caller's).
  * Its owner only, or ba_gpa_steal_idle() while the owner waits. */
 static void
 ob_send(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 {
 	struct entry *e = tc->obot[c];
 	ptrdiff_t sent = ob_n(tc, c);
-	size_t n = (size_t)sent;
+	size_t n = (size_t)sent, k = 1;
 
+	if (n == 0)
+		return;
+	struct depot *home = slab_at(g, c, &e[0])->home;
+	struct mag *empty;
+
+	while (k < n && slab_at(g, c, &e[k])->home == home)
+		k++;
+	if (k == n) {
+		lock(g, &home->lock);
+		if ((empty = mag_get(g, home)) != NULL) {
+			tc->out[c]->n = (uint32_t)n;
+			mag_put(tc->out[c], &home->full);
+			home->nfull += n;
+			depot_grew(g, home, c);
+		}
+		unlock(g, &home->lock);
+		if (empty != NULL) {
+			empty->n = 0;
+			tc->out[c] = empty;
+			ob_set(tc, c, sent);
+			return;
+		}
+	}
 	while (n != 0) {
 		struct depot *h = slab_at(g, c, &e[0])->home;
 		size_t keep = 0, got = 0;
@@ -622,6 +650,7 @@ ob_room(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 
 	if (tc->out[c] != &ba_gpa_no_mag) {
 		ob_send(g, tc, c);
+		ob_bounds(tc, c);
 		return true;
 	}
 	lock(g, &d->lock);
@@ -648,6 +677,7 @@ ba_gpa_tc_give(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 
 	if (ob != &ba_gpa_no_mag) {
 		ob_send(g, tc, c);
+		ob = tc->out[c];	/* another, if it went whole */
 		tc->out[c] = &ba_gpa_no_mag;
 		ob_set(tc, c, 0);
 	}
@@ -692,6 +722,7 @@ tc_bound(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 		if (ob_n(tc, k) != 0) {
 			bytes -= (size_t)ob_n(tc, k) * class_size(k);
 			ob_send(g, tc, k);
+			ob_bounds(tc, k);
 		}
 	for (size_t k = NCLASS; k-- > 0 && bytes > TC_BYTES;)
 		if (k != c && tc->prev[k]->n != 0) {

@@ -30,8 +30,13 @@
  * Speed: each thread has a cache, found without thread-local storage
  * from the thread pointer, holding two magazines per size class (stacks
  * of free slots and their records, never written into the free blocks
- * themselves).  Magazines are traded whole with a per-class depot under a
- * lock (Bonwick's design), so the lock is rare.  The state byte makes
+ * themselves).  Magazines are traded whole with the cache's own depot of
+ * the class under a lock (Bonwick's design), so the lock is rare.  The
+ * depot carves its own slabs, and its cache is handed only their slots
+ * (mimalloc's pages, ERTS's carriers): a slot freed by another thread
+ * goes into that thread's outbox of the class, and from there home, a
+ * magazine at a time.  So no two threads are handed slots of one slab,
+ * and none writes into a cache line another thread's blocks are in.  The state byte makes
  * leak detection exact whatever sits in caches (cached slots are freed,
  * not live) and catches a double free even with safety off.  GPAs with
  * no traces, no memory limit and no memory checker watching get
@@ -40,14 +45,15 @@
  *   alloc:  class -> thread cache -> pop {slot, record} -> record = used
  *   free:   thread cache -> slab (a memo of recent ones, else the
  *           table) -> record: used? (and right length and alignment)
- *           -> freed -> push
+ *           -> freed -> push (onto the class's magazine, or its
+ *           outbox when the memo says the slab is another cache's)
  *
  * and hand anything else (an empty or full magazine, a large block, a
  * bad free, a thread without its own cache) to the general functions.
  *
  * Memory goes back to the backing when it is no longer needed.  A thread
- * cache holds about TC_BYTES of free slots at most (its slow paths hand
- * the excess to the depot, spare magazines first).  A depot grown by as
+ * cache holds about TC_BYTES of free slots at most (its slow paths send
+ * the excess home, outboxes first, then spare magazines to its depot).  A depot grown by as
  * much as it held at its last trim, or that must (or likely does) hold
  * many whole slabs, is trimmed: it counts its free
  * slots per slab, and a slab whose slots are all there is taken out of

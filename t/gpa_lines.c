@@ -3,10 +3,12 @@
  * cache line (false sharing, as mimalloc-bench's cache-scratch finds it):
  * each thread cache carves its own slabs and is handed only their slots;
  * a block freed by another thread goes home.  Also: slots freed by
- * another thread come back to the thread that made them, and the counts
- * stay exact while they travel.
+ * another thread come back to the thread that made them, the counts
+ * stay exact while they travel, and slots sent home to a thread that
+ * has ended are given back by a trim.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -315,14 +317,109 @@ home_case(void)
 	is_size(beamalloc_gpa_destroy(G), 0, "home: no leak");
 }
 
+/* Homes whose threads have ended: four makers, one after another, each
+ * leave 4,000 blocks and end; two threads free them all at once while
+ * the main thread trims.  Every block held its contents, the counts are
+ * exact, and a trim then gives every slab back: slots sent home to an
+ * ended thread's cache are not stranded there. */
+#define NMAKERS 4
+#define PER_MAKER 4000
+#define NDEAD (NMAKERS * PER_MAKER)
+
+static struct {
+	unsigned char *p;
+	size_t len;
+} dead[NDEAD];
+static size_t dead_bad[2];
+static atomic_int freeing;
+
+static void *
+make_them(void *arg)
+{
+	size_t base = (size_t)(uintptr_t)arg * PER_MAKER;
+	unsigned seed = (unsigned)base + 99;
+
+	for (size_t i = base; i < base + PER_MAKER; i++) {
+		size_t len = 8 + rnd(&seed) % 2000;
+
+		if ((dead[i].p = beamalloc_alloc(A, len)) == NULL)
+			return NULL;
+		memset(dead[i].p, (int)(len & 0xff), len);
+		dead[i].len = len;
+	}
+	return NULL;
+}
+
+static void *
+free_half(void *arg)
+{
+	size_t half = (size_t)(uintptr_t)arg;
+
+	for (size_t i = half; i < NDEAD; i += 2) {
+		if (!holds(dead[i].p, dead[i].len,
+		    (unsigned char)(dead[i].len & 0xff)))
+			dead_bad[half]++;
+		beamalloc_free(A, dead[i].p, dead[i].len);
+	}
+	atomic_fetch_sub(&freeing, 1);
+	return NULL;
+}
+
+static void
+dead_homes_case(void)
+{
+	beamalloc_gpa_class_stats cls[BEAMALLOC_GPA_NCLASS];
+	beamalloc_gpa_config cfg;
+	beamalloc_gpa_stats st;
+	size_t made = 0, slabs = 0;
+	unsigned trims = 0;
+	pthread_t th[2];
+
+	beamalloc_gpa_config_init(&cfg);
+	cfg.safety = true;
+	G = beamalloc_gpa_create(beamalloc_libc(), &cfg);
+	A = beamalloc_gpa_allocator(G);
+	for (uintptr_t m = 0; m < NMAKERS; m++) {
+		if (pthread_create(&th[0], NULL, make_them, (void *)m) != 0)
+			bail("pthread_create");
+		pthread_join(th[0], NULL);
+	}
+	for (size_t i = 0; i < NDEAD; i++)
+		made += dead[i].p != NULL;
+	is_size(made, NDEAD, "dead homes: %d makers made %d blocks, and "
+	    "ended", NMAKERS, NDEAD);
+	atomic_store(&freeing, 2);
+	for (uintptr_t h = 0; h < 2; h++)
+		if (pthread_create(&th[h], NULL, free_half, (void *)h) != 0)
+			bail("pthread_create");
+	while (atomic_load(&freeing) != 0) {
+		beamalloc_gpa_trim(G);
+		trims++;
+	}
+	for (size_t h = 0; h < 2; h++)
+		pthread_join(th[h], NULL);
+	diag("dead homes: %u trims while the blocks were freed", trims);
+	is_size(dead_bad[0] + dead_bad[1], 0,
+	    "dead homes: every block held what its maker wrote");
+	beamalloc_gpa_get_stats(G, &st);
+	is_size(st.live_blocks, 0, "dead homes: none counted live");
+	beamalloc_gpa_trim(G);
+	beamalloc_gpa_get_class_stats(G, cls, BEAMALLOC_GPA_NCLASS, NULL);
+	for (size_t c = 0; c < BEAMALLOC_GPA_NCLASS; c++)
+		slabs += cls[c].slabs;
+	is_size(slabs, 0, "dead homes: a trim gives every slab back");
+	is_size(beamalloc_gpa_destroy(G), 0, "dead homes: no leak");
+}
+
 int
 main(void)
 {
-	plan(2 * 5 + 6);
+	plan(2 * 5 + 6 + 5);
 	for (unsigned t = 0; t < NT; t++)
 		pthread_mutex_init(&box[t].lock, NULL);
 	lines_case(false);
 	lines_case(true);
 	home_case();
+	dead_homes_case();
 	return done_testing();
 }

@@ -585,12 +585,12 @@ ob_send(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 	struct entry *e = tc->obot[c];
 	ptrdiff_t sent = ob_n(tc, c);
 	size_t n = (size_t)sent, k = 1;
+	struct depot *home;
+	struct mag *empty;
 
 	if (n == 0)
 		return;
-	struct depot *home = slab_at(g, c, &e[0])->home;
-	struct mag *empty;
-
+	home = slab_at(g, c, &e[0])->home;
 	while (k < n && slab_at(g, c, &e[k])->home == home)
 		k++;
 	if (k == n) {

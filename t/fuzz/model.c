@@ -17,6 +17,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +62,25 @@ enum expect {
 
 struct run;
 
+/* A helper thread of the multi-thread targets: it runs one step when
+ * handed one, while the main thread waits, so every operation still
+ * happens in input order and the model stays exact; but blocks made by
+ * one thread are freed, resized and leak-checked by another, and
+ * threads end and start again. */
+#define NHANDS 2
+
+struct hand {
+	pthread_t th;
+	pthread_mutex_t m;
+	pthread_cond_t cv;
+	struct run *r;
+	int op, slot;			/* the step to run; HAND_QUIT: end */
+	bool busy;			/* set by the main thread, cleared
+					   once the step is done */
+};
+
+#define HAND_QUIT (-1)
+
 struct target {
 	const char *name;
 	void (*open)(struct run *r);
@@ -81,6 +101,7 @@ struct target {
 	bool no_grow;		/* resize never grows (it would have to move) */
 	bool resize_keeps_host;	/* in-place resize leaves host bytes alone */
 	unsigned bad_frees;	/* BAD_* misuses the allocator reports */
+	bool hands;		/* steps run on helper threads too */
 };
 
 /* Bad frees a GPA reports, then ignores. */
@@ -116,6 +137,8 @@ struct run {
 	beamalloc_locked locked;
 	beamalloc_logging logging;
 	size_t logged_live;	/* blocks the logger saw come and go */
+	struct hand hand[NHANDS];	/* target->hands: started by step() */
+	bool hands_up;
 };
 
 /* What the GPA reported during the current operation. */
@@ -705,11 +728,8 @@ op_check_all(struct run *r)
 }
 
 static void
-step(struct run *r)
+do_step(struct run *r, unsigned op, int slot)
 {
-	unsigned op = next(r) % 16;
-	int slot = (int)(next(r) % SLOTS);
-
 	switch (op) {
 	case 0: case 1: case 2: case 3:
 		op_alloc(r, slot);
@@ -743,6 +763,106 @@ step(struct run *r)
 		op_check_all(r);
 		break;
 	}
+}
+
+static void *
+hand_main(void *arg)
+{
+	struct hand *h = arg;
+
+	pthread_mutex_lock(&h->m);
+	for (;;) {
+		while (!h->busy)
+			pthread_cond_wait(&h->cv, &h->m);
+		if (h->op == HAND_QUIT)
+			break;
+		do_step(h->r, (unsigned)h->op, h->slot);
+		h->busy = false;
+		pthread_cond_broadcast(&h->cv);
+	}
+	pthread_mutex_unlock(&h->m);
+	return NULL;
+}
+
+/* Hand a step to h and wait until it is done. */
+static void
+hand_run(struct hand *h, int op, int slot)
+{
+	pthread_mutex_lock(&h->m);
+	h->op = op;
+	h->slot = slot;
+	h->busy = true;
+	pthread_cond_broadcast(&h->cv);
+	while (h->busy && op != HAND_QUIT)
+		pthread_cond_wait(&h->cv, &h->m);
+	pthread_mutex_unlock(&h->m);
+}
+
+static void
+hand_start(struct run *r, struct hand *h)
+{
+	h->r = r;
+	h->busy = false;
+	if (pthread_create(&h->th, NULL, hand_main, h) != 0) {
+		fprintf(stderr, "fuzz model: pthread_create failed\n");
+		abort();
+	}
+}
+
+/* The thread ends (its cache goes back to the GPA) and joins. */
+static void
+hand_stop(struct hand *h)
+{
+	hand_run(h, HAND_QUIT, 0);
+	pthread_join(h->th, NULL);
+}
+
+static void
+hands_down(struct run *r)
+{
+	if (!r->hands_up)
+		return;
+	for (int i = 0; i < NHANDS; i++) {
+		hand_stop(&r->hand[i]);
+		pthread_mutex_destroy(&r->hand[i].m);
+		pthread_cond_destroy(&r->hand[i].cv);
+	}
+	r->hands_up = false;
+}
+
+/* With hands, a third byte says who runs the step: the main thread, a
+ * hand, or the main thread after a hand ended and a new one started. */
+static void
+step(struct run *r)
+{
+	unsigned op = next(r) % 16;
+	int slot = (int)(next(r) % SLOTS);
+	unsigned who;
+
+	if (!r->t->hands) {
+		do_step(r, op, slot);
+		return;
+	}
+	if (!r->hands_up) {
+		for (int i = 0; i < NHANDS; i++) {
+			pthread_mutex_init(&r->hand[i].m, NULL);
+			pthread_cond_init(&r->hand[i].cv, NULL);
+			hand_start(r, &r->hand[i]);
+		}
+		r->hands_up = true;
+	}
+	who = next(r) % (NHANDS + 2);
+	if (who >= 1 && who <= NHANDS) {
+		hand_run(&r->hand[who - 1], (int)op, slot);
+		return;
+	}
+	if (who == NHANDS + 1) {
+		struct hand *h = &r->hand[(unsigned)slot % NHANDS];
+
+		hand_stop(h);
+		hand_start(r, h);
+	}
+	do_step(r, op, slot);
 }
 
 /* ------------------------------------------------------------------------
@@ -1081,7 +1201,12 @@ failing_close(struct run *r)
 /* The GPA.  "gpa": safety on, single-threaded, over the strict 8-only
  * backing itself (exact backing bytes; large blocks then serve only 8),
  * every bad free exercised.  "gpa_ts": safety off, thread-safe, over wide
- * on the strict backing, with a memory limit most of the time. */
+ * on the strict backing, with a memory limit most of the time.
+ * "gpa_mt": as "gpa", thread-safe, its steps run by the main thread or
+ * by one of two hands (step()), which end and start again: blocks are
+ * freed on threads other than their maker's and go home through the
+ * outboxes, leak checks empty idle threads' caches, and ended threads'
+ * caches are taken by new ones. */
 #define GPA_SMALL_MAX ((size_t)16384)	/* documented in lib/gpa/gpa.h */
 
 /* The GPA with its corruption checks (issue 16): canary, junk, or both,
@@ -1158,6 +1283,12 @@ static void
 gpa_checks_ts_open(struct run *r)
 {
 	gpa_open_with(r, false, true, true);
+}
+
+static void
+gpa_mt_open(struct run *r)
+{
+	gpa_open_with(r, true, true, false);
 }
 
 /* Over the 8-only backing, large blocks cannot be aligned beyond 8; the
@@ -1251,6 +1382,7 @@ gpa_close(struct run *r)
 	/* Free half, leak the rest: destroy must report exactly those. */
 	for (int i = 0; i < SLOTS; i += 2)
 		op_free(r, i, false);
+	hands_down(r);
 	gpa_account(r);
 	r->what = "destroy";
 	nreports = 0;
@@ -1522,6 +1654,11 @@ static const struct target targets[] = {
 	  .close = gpa_close, .reset = gpa_reset, .account = gpa_account,
 	  .expect_alloc = gpa_ts_expect, .max_align = MAX_LEN,
 	  .einval_above = true, .bad_frees = BAD_DOUBLE },
+	{ .name = "gpa_mt", .open = gpa_mt_open, .close = gpa_close,
+	  .reset = gpa_reset, .account = gpa_account,
+	  .expect_alloc = gpa_expect, .max_align = MAX_LEN,
+	  .einval_above = true, .bad_frees = BAD_DOUBLE | BAD_CHECKED,
+	  .hands = true },
 };
 
 const int fz_ntargets = (int)(sizeof(targets) / sizeof(targets[0]));

@@ -36,9 +36,10 @@
  * (mimalloc's pages, ERTS's carriers): a slot freed by another thread
  * goes into that thread's outbox of the class, and from there home, a
  * magazine at a time.  So no two threads are handed slots of one slab,
- * and none writes into a cache line another thread's blocks are in.  The state byte makes
- * leak detection exact whatever sits in caches (cached slots are freed,
- * not live) and catches a double free even with safety off.  GPAs with
+ * and none writes into a cache line another thread's blocks are in.
+ * The state byte makes leak detection exact whatever sits in caches
+ * (cached slots are freed, not live) and catches a double free even
+ * with safety off.  GPAs with
  * no traces, no memory limit and no memory checker watching get
  * specialized vtables whose functions do only this:
  *
@@ -53,9 +54,9 @@
  *
  * Memory goes back to the backing when it is no longer needed.  A thread
  * cache holds about TC_BYTES of free slots at most (its slow paths send
- * the excess home, outboxes first, then spare magazines to its depot).  A depot grown by as
- * much as it held at its last trim, or that must (or likely does) hold
- * many whole slabs, is trimmed: it counts its free
+ * the excess home, outboxes first, then spare magazines to its depot).
+ * A depot grown by as much as it held at its last trim, or that must
+ * (or likely does) hold many whole slabs, is trimmed: it counts its free
  * slots per slab, and a slab whose slots are all there is taken out of
  * its magazines, out of the table and given back with its records; a
  * region whose slabs are all given back goes back too (one slab still
@@ -334,7 +335,6 @@ _Static_assert(offsetof(struct tcache, end) -
     offsetof(struct tcache, top) == LD_END * sizeof(struct entry *) &&
     offsetof(struct tcache, oend) - offsetof(struct tcache, otop) ==
     LD_END * sizeof(struct entry *), "the fast free's bound at LD_END");
-
 
 
 /* A large block's record. */

@@ -83,6 +83,19 @@ drop(struct worker *w, unsigned char *p, size_t len)
 	beamalloc_free(A, p, len);
 }
 
+/* Free what the previous thread handed over. */
+static void
+drain_box(struct worker *w)
+{
+	pthread_mutex_lock(&box[w->id].lock);
+	while (box[w->id].n != 0) {
+		unsigned k = --box[w->id].n;
+
+		drop(w, box[w->id].p[k], box[w->id].len[k]);
+	}
+	pthread_mutex_unlock(&box[w->id].lock);
+}
+
 static void *
 work(void *arg)
 {
@@ -116,14 +129,7 @@ work(void *arg)
 			if (!handed)
 				drop(w, live[i], lens[i]);
 		}
-		/* Free what the previous thread handed over. */
-		pthread_mutex_lock(&box[w->id].lock);
-		while (box[w->id].n != 0) {
-			unsigned k = --box[w->id].n;
-
-			drop(w, box[w->id].p[k], box[w->id].len[k]);
-		}
-		pthread_mutex_unlock(&box[w->id].lock);
+		drain_box(w);
 		if ((p = beamalloc_alloc(A, len)) == NULL)
 			return NULL;
 		memset(p, (int)(len & 0xff), len);
@@ -137,13 +143,7 @@ work(void *arg)
 	/* Nobody ends (and gives its cache to a later thread) before every
 	 * thread has been handed all its blocks. */
 	pthread_barrier_wait(&all_done);
-	pthread_mutex_lock(&box[w->id].lock);
-	while (box[w->id].n != 0) {
-		unsigned k = --box[w->id].n;
-
-		drop(w, box[w->id].p[k], box[w->id].len[k]);
-	}
-	pthread_mutex_unlock(&box[w->id].lock);
+	drain_box(w);
 	return NULL;
 }
 

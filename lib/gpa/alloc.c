@@ -121,10 +121,65 @@ slab_at(const struct beamalloc_gpa *g, size_t c, const struct entry *e)
 	return slab_of(e->rec - (i << g->rec_shift));
 }
 
-static inline bool
-slab_dead(const struct slab *s, uint32_t stamp)
+/* The depot a cached slot goes home to. */
+static inline struct depot *
+slot_home(const struct beamalloc_gpa *g, size_t c, const struct entry *e)
 {
-	return s->stamp == stamp && s->cnt == s->nslots;
+	return slab_home(slab_at(g, c, e), (uintptr_t)e->p);
+}
+
+/* A trim's count: the slot's slab (or, in a shared slab, its quarter)
+ * has all its slots in the depot. */
+static inline bool
+slot_dead(const struct beamalloc_gpa *g, size_t c, const struct entry *e,
+    uint32_t stamp)
+{
+	const struct slab *s = slab_at(g, c, e);
+
+	if (s->stamp != stamp)
+		return false;
+	if (s->home != NULL)
+		return s->cnt == s->nslots;
+	return s->qdead >> (((uintptr_t)e->p - s->base) >> QUARTER_SHIFT) & 1;
+}
+
+/* A trim's count starts on s. */
+static void
+slab_stamp(struct slab *s, uint32_t stamp)
+{
+	s->stamp = stamp;
+	s->cnt = 0;
+	s->qdead = 0;
+	memset(s->qcnt, 0, sizeof(s->qcnt));
+}
+
+/* The quarter of its shared slab depot d carves. */
+static unsigned
+cur_quarter(const struct depot *d)
+{
+	return (unsigned)(((size_t)d->cur_lo * d->cur->size) >>
+	    QUARTER_SHIFT);
+}
+
+/* A trim found depot d's quarters qdead of shared slab s all free: they
+ * go back to the slab (and the slab, with the last, to the region).
+ * Under d's lock and g->lock; the bytes released. */
+static size_t
+quarters_put(struct beamalloc_gpa *g, struct depot *d, struct slab *s)
+{
+	unsigned dead = s->qdead;
+	size_t bytes = 0;
+
+	if (s == d->cur && (dead >> cur_quarter(d) & 1) != 0)
+		d->cur = NULL;
+	for (unsigned q = 0; q < NQUARTER; q++)
+		if ((dead >> q & 1) != 0) {
+			d->nslots -= s->qn[q];
+			d->nslabs--;
+			/* The last one may free s. */
+			bytes += ba_gpa_quarter_put(g, s, q);
+		}
+	return bytes;
 }
 
 /* Give back the depot's empty magazines but keep of them.  Under its
@@ -178,19 +233,35 @@ depot_trim_locked(struct beamalloc_gpa *g, struct depot *d, size_t c,
 
 	stamp = d->trimmed = ++g->stamp;
 	if ((s = d->cur) != NULL) {
-		s->stamp = stamp;
-		s->cnt = s->nslots - d->next_slot;
+		slab_stamp(s, stamp);
+		if (s->home != NULL)
+			s->cnt = d->cur_hi - d->cur_lo - d->next_slot;
+		else
+			s->qcnt[cur_quarter(d)] = d->cur_hi - d->cur_lo -
+			    d->next_slot;
 	}
 	for (rm = d->full; rm != NULL; rm = rm->next)
 		for (uint32_t i = 0; i < rm->n; i++) {
+			unsigned q;
+
 			s = slab_at(g, c, &rm->e[i]);
-			if (s->stamp != stamp) {
-				s->stamp = stamp;
-				s->cnt = 0;
+			if (s->stamp != stamp)
+				slab_stamp(s, stamp);
+			if (s->home != NULL) {
+				if (++s->cnt == s->nslots) {
+					s->dead = dead;
+					dead = s;
+				}
+				continue;
 			}
-			if (++s->cnt == s->nslots) {
-				s->dead = dead;
-				dead = s;
+			q = (unsigned)(((uintptr_t)rm->e[i].p - s->base) >>
+			    QUARTER_SHIFT);
+			if (++s->qcnt[q] == s->qn[q]) {
+				if (s->qdead == 0) {
+					s->dead = dead;
+					dead = s;
+				}
+				s->qdead |= (uint8_t)(1u << q);
 			}
 		}
 	/* Some stay, the one being carved first: a class that needs them
@@ -198,6 +269,7 @@ depot_trim_locked(struct beamalloc_gpa *g, struct depot *d, size_t c,
 	for (struct slab **p = &dead; *p != NULL && keep != 0;)
 		if (*p == d->cur || keep > 1) {
 			(*p)->cnt = 0;
+			(*p)->qdead = 0;
 			*p = (*p)->dead;
 			keep--;
 		} else
@@ -215,7 +287,7 @@ depot_trim_locked(struct beamalloc_gpa *g, struct depot *d, size_t c,
 		for (uint32_t i = 0; i < n; i++) {
 			struct entry e = rm->e[i];
 
-			if (slab_dead(slab_at(g, c, &e), stamp))
+			if (slot_dead(g, c, &e, stamp))
 				continue;
 			if (wi == wm->cap) {
 				wm->n = wi;
@@ -243,6 +315,10 @@ depot_trim_locked(struct beamalloc_gpa *g, struct depot *d, size_t c,
 	}
 	for (s = dead; s != NULL; s = dead) {
 		dead = s->dead;
+		if (s->home == NULL) {
+			bytes += quarters_put(g, d, s);
+			continue;
+		}
 		if (s == d->cur)
 			d->cur = NULL;
 		d->nslots -= s->nslots;
@@ -323,7 +399,7 @@ dead_many(const struct depot *d, size_t c)
 {
 	size_t per = SLAB_SIZE / class_size(c);
 	size_t out = d->nslots - d->nfull - (d->cur != NULL ?
-	    d->cur->nslots - d->next_slot : 0);
+	    d->cur_hi - d->cur_lo - d->next_slot : 0);
 
 	/* A class in steady use (three quarters of its slots used or
 	 * cached) keeps its slabs: they would only be made again.  Slots
@@ -513,20 +589,18 @@ refill(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 
 		d->carve = d->mag_cap;
 		while (m != NULL && m->n < m->cap && want-- != 0) {
-			struct slab *s = d->cur;
+			struct slab *s;
 			size_t i;
 
-			if (s == NULL || d->next_slot == s->nslots) {
-				if ((s = ba_gpa_slab_new(g, c,
-				    d->nslabs == 0)) == NULL)
-					break;
-				s->home = d;
-				d->nslabs++;
-				d->nslots += s->nslots;
-				d->cur = s;
-				d->next_slot = 0;
-			}
-			i = s->first + s->nslots - 1 - d->next_slot++;
+			/* A new slab (or quarter) only for an empty magazine:
+			 * one taken to top a magazine up would hold a whole
+			 * frame for a few slots. */
+			if ((d->cur == NULL || d->next_slot == d->cur_hi -
+			    d->cur_lo) && (m->n != 0 ||
+			    !ba_gpa_slots_new(g, d, c)))
+				break;
+			s = d->cur;
+			i = d->cur_hi - 1 - d->next_slot++;
 			m->e[m->n++] = (struct entry){
 				(unsigned char *)s->base + i * s->size,
 				s->recs + (i << g->rec_shift) };
@@ -590,8 +664,8 @@ ob_send(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 
 	if (n == 0)
 		return;
-	home = slab_at(g, c, &e[0])->home;
-	while (k < n && slab_at(g, c, &e[k])->home == home)
+	home = slot_home(g, c, &e[0]);
+	while (k < n && slot_home(g, c, &e[k]) == home)
 		k++;
 	if (k == n) {
 		lock(g, &home->lock);
@@ -610,14 +684,14 @@ ob_send(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 		}
 	}
 	while (n != 0) {
-		struct depot *h = slab_at(g, c, &e[0])->home;
+		struct depot *h = slot_home(g, c, &e[0]);
 		size_t keep = 0, got = 0;
 
 		lock(g, &h->lock);
 		for (size_t i = 0; i < n; i++) {
 			struct mag *m = h->full;
 
-			if (slab_at(g, c, &e[i])->home != h) {
+			if (slot_home(g, c, &e[i]) != h) {
 				e[keep++] = e[i];
 				continue;
 			}
@@ -757,7 +831,7 @@ static void
 memo_clear(struct tcache *tc)
 {
 	for (size_t i = 0; i < NMEMO; i++)
-		tc->memo[i] = (struct memo){ .base = 0,
+		tc->memo[i] = (struct memo){ .base = 0, .lim = 0,
 		    .div = (uint64_t)1 << (32 - SLAB_SHIFT),
 		    .recs = (unsigned char *)no_recs, .top = &tc->top[0] };
 }
@@ -1223,7 +1297,7 @@ slot_push(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
 	if (held)			/* counted freed when it was held */
 		__atomic_store_n(&tc->nblk, tc->nblk + 1, __ATOMIC_RELAXED);
 	/* Another cache's slot goes home through the outbox. */
-	if (BA_UNLIKELY(slab_at(g, c, &e)->home != &tc->dep[c])) {
+	if (BA_UNLIKELY(slot_home(g, c, &e) != &tc->dep[c])) {
 		if (tc->otop[c] != tc->oend[c] || ob_room(g, tc, c))
 			*tc->otop[c]++ = e;
 		else
@@ -1328,7 +1402,32 @@ ba_gpa_free_claimed(struct beamalloc_gpa *g, struct tcache *tc, void *mem,
 	ba_gpa_small_free(g, tc, mem, rec, w.cls, len, ra);
 }
 
-/* Remember p's slab in the memo.  False for a pointer in no slab. */
+/* A memo of shared slab s covers p's quarter and those beside it of the
+ * same depot, from the first slot of the first (so that a slot's index
+ * is its offset over the size, as in a whole slab); the quarters of
+ * other depots miss it.  A pointer in a free quarter or none (not a
+ * slot's) keeps the whole frame, to the outbox.  The depot. */
+static struct depot *
+memo_quarters(const struct beamalloc_gpa *g, struct memo *m,
+    const struct slab *s, uintptr_t p)
+{
+	unsigned q = (unsigned)((p - s->base) >> QUARTER_SHIFT), a = q, b = q;
+	struct depot *h = qhome_get(s, q);
+
+	if (h == NULL || h == Q_VOID)
+		return NULL;
+	while (a > 0 && qhome_get(s, a - 1) == h)
+		a--;
+	while (b + 1 < NQUARTER && qhome_get(s, b + 1) == h)
+		b++;
+	m->base = s->base + (uintptr_t)s->qlo[a] * s->size;
+	m->lim = ((uintptr_t)s->qlo[b] + s->qn[b] - s->qlo[a]) * s->size;
+	m->recs += (size_t)s->qlo[a] << g->rec_shift;
+	return h;
+}
+
+/* Remember p's slab in the memo.  False for a pointer in no slab, or
+ * that the memo does not cover. */
 static bool
 memo_fill(struct beamalloc_gpa *g, struct tcache *tc, uintptr_t p)
 {
@@ -1339,16 +1438,23 @@ memo_fill(struct beamalloc_gpa *g, struct tcache *tc, uintptr_t p)
 	if (!slab_find(g, p, &w))
 		return false;
 	struct memo *m = memo_of(tc, p);
+	struct slab *s = slab_of(w.recs);
+	struct depot *home = s->home;
 
 	m->epoch = epoch;
 	m->base = w.base;
+	m->lim = SLAB_SIZE;
 	m->div = ba_classes[w.cls].inv;
 	m->size = class_size(w.cls);
 	m->recs = w.recs;
+	if (home == NULL)
+		home = memo_quarters(g, m, s, p);
 	/* Another cache's slab: its slots go home through the outbox. */
-	m->top = slab_of(w.recs)->home == &tc->dep[w.cls] ?
-	    &tc->top[w.cls] : &tc->otop[w.cls];
-	return true;
+	m->top = home == &tc->dep[w.cls] ? &tc->top[w.cls] :
+	    &tc->otop[w.cls];
+	/* Past a shared slab's quarters (a slot across two, never given
+	 * out, or inside one): the memo cannot take it. */
+	return p - m->base < m->lim;
 }
 
 /* Free's memo missed: look the slab up in the table, remember it, and

@@ -109,6 +109,10 @@
 					   slabs to one that is */
 #define TAIL_MIN (16 * 1024)		/* a region's tail worth a slab */
 #define TAIL_SLOTS 4			/* slots a class needs in one */
+#define QUARTER_SHIFT (SLAB_SHIFT - 2)	/* a shared slab's four parts */
+#define NQUARTER 4
+#define SHARE_MAX 4096			/* classes whose depots start on a
+					   quarter of a shared slab */
 #define REGION_HEAD 63			/* the head slab's bit */
 #define STAB_TOMB ((uintptr_t)1)	/* a released slab's table key */
 #define TKEY_TOMB ((uintptr_t)1)	/* a thread cache slot given back */
@@ -165,7 +169,8 @@ struct slab {
 	uint32_t *ftids;		/* per slot: the first free's trace id
 					   (traces on), or NULL */
 	struct region *region;
-	struct depot *home;		/* the depot that carved it */
+	struct depot *home;		/* the depot that carved it; NULL:
+					   a shared slab (qhome) */
 	void *meta;			/* the block holding this header, */
 	size_t meta_len;		/* records and traces */
 	uint32_t nslots;
@@ -175,8 +180,21 @@ struct slab {
 	uint8_t cls;			/* size class */
 	uint32_t first;			/* first slot (a region's head slab:
 					   the slots below are not ours) */
+	/* A shared slab: four quarters of its frame, each carved by its
+	 * own depot (qhome, NULL while free, Q_VOID for a quarter with no
+	 * slot), so that a thread's first slab of a class costs a quarter
+	 * of a frame, not a frame (bench/README.md).  Quarter q has the
+	 * qn[q] slots from qlo[q] that lie wholly within it: no cache line
+	 * holds two quarters' slots.  Under g->lock but for loads of
+	 * qhome (a slot's home, the memo). */
+	_Atomic(struct depot *) qhome[NQUARTER];
+	uint16_t qlo[NQUARTER], qn[NQUARTER];
+	uint32_t qcnt[NQUARTER];	/* trim: slots in the depot */
+	uint8_t qdead;			/* trim: quarters all in it */
+	struct slab *qnext, *qprev;	/* g->qavail[cls]: a quarter free */
 	_Alignas(16) unsigned char recs[];
 };
+#define Q_VOID ((struct depot *)1)
 
 /* A block of up to REGION_MAX_SLABS slabs from the backing; this header
  * sits at its start (or end).  Slab nslabs, when tail is not 0, is a
@@ -234,7 +252,10 @@ struct memo {
 	struct entry **top;		/* &tc->top[class] */
 	uintptr_t epoch;		/* the GPA's epoch when filled */
 	uintptr_t size;			/* slot size (canary and junk) */
-	uintptr_t pad[2];		/* 64 bytes: the index is a shift */
+	/* Bytes from base it covers: SLAB_SIZE, or the quarters of a
+	 * shared slab that go to one place (base their first slot). */
+	uintptr_t lim;
+	uintptr_t pad;			/* 64 bytes: the index is a shift */
 };
 
 /* A thread cache's store of one class (Bonwick's depot, one per cache
@@ -243,14 +264,17 @@ struct memo {
  * carved them, and only its cache is handed their slots (other threads
  * free theirs back to it through their outboxes).  Under its lock: the
  * owner's refills and flushes, other threads' outbox flushes, trims.
- * Two cache lines, on any ABI (the union pads it). */
+ * Whole cache lines (the union pads it): two with glibc's 40-byte
+ * mutex (x86-64), three with a larger one (48 bytes on arm64). */
+#define DEPOT_BYTES (sizeof(pthread_mutex_t) <= 40 ? 128 : 192)
 struct depot {
 	union {
 		struct {
 			pthread_mutex_t lock;
 			struct mag *full, *empty;
 			struct slab *cur;
-			uint32_t next_slot;
+			uint32_t next_slot;	/* carved from cur's */
+			uint32_t cur_lo, cur_hi; /* slots [lo, hi) */
 			uint32_t mag_cap;
 			uint32_t carve;	/* 0 until the first refill
 					   (slow start) */
@@ -258,18 +282,20 @@ struct depot {
 					   all free and kept */
 			uint32_t trimmed; /* g->stamp at the last trim
 					   (both under g->lock) */
+			uint32_t nslabs; /* slabs (and quarters of
+					   shared ones) of this class */
 			size_t nfull;	/* slots in the full magazines */
 			size_t trim_at;	/* trim when their bytes pass
 					   this */
-			size_t nslabs;	/* slabs of this class */
 			size_t nslots;	/* and their slots (partial
 					   slabs have fewer) */
 			size_t ntrim;	/* nfull after the last trim */
 		};
-		char lines[128];
+		char lines[DEPOT_BYTES];
 	};
 };
-_Static_assert(sizeof(struct depot) == 128, "struct depot: 2 lines");
+_Static_assert(sizeof(struct depot) == DEPOT_BYTES, "struct depot: whole "
+    "lines");
 
 /* From &tc->top[c] to &tc->end[c], and from &tc->otop[c] to
  * &tc->oend[c]. */
@@ -426,6 +452,8 @@ struct beamalloc_gpa {
 	 * classes (each depot's nkept, summed): they stay within
 	 * KEEP_FREE, for the same reason. */
 	size_t nkept;
+	/* Shared slabs with a quarter free, by class. */
+	struct slab *qavail[NCLASS];
 	unsigned nregions;
 	size_t nslabs, nstab;		/* live slabs; table keys with tombs */
 	_Atomic(struct slab *) slabs;
@@ -1094,6 +1122,10 @@ BA_HIDDEN struct stab *ba_gpa_stab_new(struct beamalloc_gpa *g, size_t cap);
 BA_HIDDEN struct slab *ba_gpa_slab_new(struct beamalloc_gpa *g, size_t c,
     bool first);
 BA_HIDDEN size_t ba_gpa_slab_release(struct beamalloc_gpa *g, struct slab *s);
+BA_HIDDEN bool ba_gpa_slots_new(struct beamalloc_gpa *g, struct depot *d,
+    size_t c);
+BA_HIDDEN size_t ba_gpa_quarter_put(struct beamalloc_gpa *g, struct slab *s,
+    unsigned q);
 
 /* exit.c: the registry of thread-safe GPAs, thread exit */
 BA_HIDDEN void ba_gpa_reg_add(struct beamalloc_gpa *g);
@@ -1204,6 +1236,22 @@ static inline struct slab *
 slab_of(unsigned char *recs)
 {
 	return (struct slab *)(void *)(recs - offsetof(struct slab, recs));
+}
+
+/* Quarter q's depot (a shared slab's). */
+static inline struct depot *
+qhome_get(const struct slab *s, unsigned q)
+{
+	return atomic_load_explicit(&s->qhome[q], memory_order_relaxed);
+}
+
+/* The depot a slot of s at p goes home to: its slab's, or its quarter's
+ * in a shared slab (whose depot keeps it while the slot is out). */
+static inline struct depot *
+slab_home(const struct slab *s, uintptr_t p)
+{
+	return s->home != NULL ? s->home :
+	    qhome_get(s, (unsigned)((p - s->base) >> QUARTER_SHIFT));
 }
 
 /* slab_find() for a pointer from outside: a partial slab's frame holds
@@ -1412,7 +1460,7 @@ ba_gpa_fast_free_chk(void *ctx, void *mem, size_t len, size_t align,
 		tc_mark(tc);
 	m = memo_of(tc, p);
 	off = p - m->base;
-	if (BA_UNLIKELY(off >= SLAB_SIZE || m->epoch !=
+	if (BA_UNLIKELY(off >= m->lim || m->epoch !=
 	    atomic_load_explicit(&g->epoch, memory_order_relaxed))) {
 		/* Not a remembered slab, or slabs were released since: a
 		 * tail call, so that no call is left on the fast path to

@@ -272,3 +272,191 @@ ba_gpa_slab_release(struct beamalloc_gpa *g, struct slab *s)
 	}
 	return bytes;
 }
+
+/* ------------------------------------------------------------------------
+ * Shared slabs: a frame in quarters, each carved by one depot
+ * ---------------------------------------------------------------------- */
+
+static bool
+qavail_has(const struct beamalloc_gpa *g, const struct slab *s)
+{
+	return s->qprev != NULL || g->qavail[s->cls] == s;
+}
+
+static void
+qavail_unlink(struct beamalloc_gpa *g, struct slab *s)
+{
+	if (!qavail_has(g, s))
+		return;
+	if (s->qprev != NULL)
+		s->qprev->qnext = s->qnext;
+	else
+		g->qavail[s->cls] = s->qnext;
+	if (s->qnext != NULL)
+		s->qnext->qprev = s->qprev;
+	s->qnext = s->qprev = NULL;
+}
+
+/* s on its class's list of shared slabs with a quarter free, or off it
+ * when it has none.  Under g->lock. */
+static void
+qavail_update(struct beamalloc_gpa *g, struct slab *s)
+{
+	unsigned q = 0;
+
+	while (q < NQUARTER && qhome_get(s, q) != NULL)
+		q++;
+	if (q == NQUARTER)
+		qavail_unlink(g, s);
+	else if (!qavail_has(g, s)) {
+		s->qnext = g->qavail[s->cls];
+		if (s->qnext != NULL)
+			s->qnext->qprev = s;
+		g->qavail[s->cls] = s;
+	}
+}
+
+/* Make new slab s shared: each quarter gets the slots that lie wholly
+ * within it (the one across a boundary is never carved), none is
+ * taken.  False if no quarter has a slot (s stays whole).  Under
+ * g->lock. */
+static bool
+shared_init(struct slab *s)
+{
+	uint32_t lo_all = s->first, hi_all = s->first + s->nslots;
+	bool any = false;
+
+	for (unsigned q = 0; q < NQUARTER; q++) {
+		uint32_t lo = (uint32_t)((((size_t)q << QUARTER_SHIFT) +
+		    s->size - 1) / s->size);
+		uint32_t hi = (uint32_t)(((size_t)(q + 1) << QUARTER_SHIFT) /
+		    s->size);
+
+		lo = ba_max(lo, lo_all);
+		hi = ba_min(hi, hi_all);
+		s->qlo[q] = (uint16_t)lo;
+		s->qn[q] = (uint16_t)(hi > lo ? hi - lo : 0);
+		atomic_store_explicit(&s->qhome[q], s->qn[q] != 0 ? NULL :
+		    Q_VOID, memory_order_relaxed);
+		any |= s->qn[q] != 0;
+	}
+	return any;
+}
+
+/* The lowest (first) or highest free quarter of s; NQUARTER: none. */
+static unsigned
+quarter_free(const struct slab *s, bool highest)
+{
+	for (unsigned k = 0; k < NQUARTER; k++) {
+		unsigned q = highest ? NQUARTER - 1 - k : k;
+
+		if (qhome_get(s, q) == NULL)
+			return q;
+	}
+	return NQUARTER;
+}
+
+/* Depot d carves n slots of s from lo next. */
+static void
+carve_from(struct depot *d, struct slab *s, uint32_t lo, uint32_t n)
+{
+	d->nslabs++;
+	d->nslots += n;
+	d->cur = s;
+	d->cur_lo = lo;
+	d->cur_hi = lo + n;
+	d->next_slot = 0;
+}
+
+/* Depot d takes quarter q of shared slab s to carve.  Under g->lock. */
+static void
+quarter_take(struct beamalloc_gpa *g, struct depot *d, struct slab *s,
+    unsigned q)
+{
+	atomic_store_explicit(&s->qhome[q], d, memory_order_relaxed);
+	qavail_update(g, s);
+	carve_from(d, s, s->qlo[q], s->qn[q]);
+}
+
+/* A quarter of a shared slab for depot d of class c: one beside the
+ * quarter it carved last if free (its memo then covers both at once),
+ * or, for its first slots, the highest quarter free of a shared slab
+ * (the lower ones stay for the depot below to grow into), else the
+ * first of a new shared slab (one with no slot in any quarter becomes
+ * d's own).  False: none (d takes a slab of its own, or memory ran
+ * out).  Under d's lock. */
+static bool
+quarter_new(struct beamalloc_gpa *g, struct depot *d, size_t c)
+{
+	struct slab *s = d->cur;
+	unsigned q = NQUARTER;
+
+	lock(g, &g->lock);
+	if (s != NULL && s->home == NULL) {
+		unsigned cq = (unsigned)(((size_t)d->cur_lo * s->size) >>
+		    QUARTER_SHIFT);
+
+		if (cq + 1 < NQUARTER && qhome_get(s, cq + 1) == NULL)
+			q = cq + 1;
+		else if (cq > 0 && qhome_get(s, cq - 1) == NULL)
+			q = cq - 1;
+	}
+	if (q == NQUARTER && d->nslabs == 0 && (s = g->qavail[c]) != NULL)
+		q = quarter_free(s, true);
+	if (q != NQUARTER)
+		quarter_take(g, d, s, q);
+	unlock(g, &g->lock);
+	if (q != NQUARTER || d->nslabs != 0 ||
+	    (s = ba_gpa_slab_new(g, c, true)) == NULL)
+		return q != NQUARTER;
+	lock(g, &g->lock);
+	if (shared_init(s))
+		quarter_take(g, d, s, quarter_free(s, false));
+	else {
+		s->home = d;
+		carve_from(d, s, s->first, s->nslots);
+	}
+	unlock(g, &g->lock);
+	return true;
+}
+
+/* Depot d's next slots of class c to carve, as d->cur and [cur_lo,
+ * cur_hi): a quarter of a shared slab while d has no more than a run of
+ * them, for classes up to SHARE_MAX (a thread that makes a few blocks
+ * of a class holds 16 KiB of frame for them, not 64: with a depot per
+ * thread, a frame per thread and class added up), else a slab of its
+ * own.  False when memory ran out.  Under d's lock. */
+bool
+ba_gpa_slots_new(struct beamalloc_gpa *g, struct depot *d, size_t c)
+{
+	struct slab *s;
+
+	if (class_size(c) <= SHARE_MAX && (d->nslabs == 0 ||
+	    (d->cur != NULL && d->cur->home == NULL)) &&
+	    quarter_new(g, d, c))
+		return true;
+	if ((s = ba_gpa_slab_new(g, c, d->nslabs == 0)) == NULL)
+		return false;
+	s->home = d;
+	carve_from(d, s, s->first, s->nslots);
+	return true;
+}
+
+/* Quarter q of shared slab s is free again (its depot's trim found all
+ * its slots there and took them out): another depot may take it, and
+ * the slab goes back once none is taken.  Threads' memos of it go stale
+ * (the epoch), as a slab's release makes them.  Under g->lock; the
+ * bytes released. */
+size_t
+ba_gpa_quarter_put(struct beamalloc_gpa *g, struct slab *s, unsigned q)
+{
+	atomic_store_explicit(&s->qhome[q], NULL, memory_order_relaxed);
+	atomic_fetch_add_explicit(&g->epoch, 1, memory_order_release);
+	for (unsigned k = 0; k < NQUARTER; k++)
+		if (qhome_get(s, k) != NULL && qhome_get(s, k) != Q_VOID) {
+			qavail_update(g, s);
+			return 0;
+		}
+	qavail_unlink(g, s);
+	return ba_gpa_slab_release(g, s);
+}

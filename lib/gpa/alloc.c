@@ -161,6 +161,19 @@ cur_quarter(const struct depot *d)
 	    QUARTER_SHIFT);
 }
 
+/* The quarters of shared slab s that depot d carves, as bits; d NULL:
+ * those with slots. */
+static unsigned
+quarters_of(const struct slab *s, const struct depot *d)
+{
+	unsigned mask = 0;
+
+	for (unsigned q = 0; q < NQUARTER; q++)
+		if (d != NULL ? qhome_get(s, q) == d : s->qn[q] != 0)
+			mask |= 1u << q;
+	return mask;
+}
+
 /* A trim found depot d's quarters qdead of shared slab s all free: they
  * go back to the slab (and the slab, with the last, to the region).
  * Under d's lock and g->lock; the bytes released. */
@@ -218,13 +231,13 @@ trim_keep(const struct beamalloc_gpa *g, const struct depot *d)
 /* Count the depot's free slots per slab (uncarved ones included): a slab
  * with all of them here has none live or in a thread cache, so its slots
  * are taken out of the magazines (packed in place) and it is given back,
- * but for `keep` of them.
+ * but for `keep` of them (a shared slab's quarters: quarters_put()).
  * The depot then keeps two empty magazines at most.  Under the depot's
  * lock and g->lock (no leak scan may start walking the slabs); returns
  * the bytes released. */
 static size_t
 depot_trim_locked(struct beamalloc_gpa *g, struct depot *d, size_t c,
-    size_t keep)
+    size_t keep, bool full)
 {
 	struct slab *dead = NULL, *s;
 	struct mag *rm, *wm, *m;
@@ -264,6 +277,18 @@ depot_trim_locked(struct beamalloc_gpa *g, struct depot *d, size_t c,
 				s->qdead |= (uint8_t)(1u << q);
 			}
 		}
+	/* A depot's quarters of a shared slab go back together, and, but
+	 * in a full trim, only with the slab: a growth trim would give a
+	 * thread's quarter back as often as the thread empties it, and
+	 * another depot that takes it beside this one's makes every memo
+	 * stale (quarter_take()). */
+	for (struct slab **p = &dead; *p != NULL;)
+		if ((*p)->home == NULL && ((*p)->qdead != quarters_of(*p, d) ||
+		    (!full && (*p)->qdead != quarters_of(*p, NULL)))) {
+			(*p)->qdead = 0;
+			*p = (*p)->dead;
+		} else
+			p = &(*p)->dead;
 	/* Some stay, the one being carved first: a class that needs them
 	 * again soon does not make them again. */
 	for (struct slab **p = &dead; *p != NULL && keep != 0;)
@@ -350,7 +375,7 @@ reclaim_idle(struct beamalloc_gpa *g, struct depot *d, size_t c)
 		    g->stamp - o->trimmed < IDLE_TRIMS ||
 		    (g->thread_safe && pthread_mutex_trylock(&o->lock) != 0))
 			continue;
-		bytes += depot_trim_locked(g, o, k, 0);
+		bytes += depot_trim_locked(g, o, k, 0, false);
 		o->trim_at = ba_gpa_trim_next(o, k);
 		unlock(g, &o->lock);
 	}
@@ -372,7 +397,7 @@ ba_gpa_depot_trim(struct beamalloc_gpa *g, struct depot *d, size_t c,
 		if (!full && g->nkept > d->nkept)
 			bytes += reclaim_idle(g, d, c);
 		bytes += depot_trim_locked(g, d, c, full ? 0 :
-		    trim_keep(g, d));
+		    trim_keep(g, d), full);
 	}
 	unlock(g, &g->lock);
 	return bytes;
@@ -831,7 +856,7 @@ static void
 memo_clear(struct tcache *tc)
 {
 	for (size_t i = 0; i < NMEMO; i++)
-		tc->memo[i] = (struct memo){ .base = 0, .lim = 0,
+		tc->memo[i] = (struct memo){ .base = 0,
 		    .div = (uint64_t)1 << (32 - SLAB_SHIFT),
 		    .recs = (unsigned char *)no_recs, .top = &tc->top[0] };
 }
@@ -859,6 +884,7 @@ ba_gpa_tcache_new(struct beamalloc_gpa *g)
 		memo_clear(tc);
 		tc->next = g->tcaches;
 		g->tcaches = tc;
+		g->ncaches++;
 	}
 	unlock(g, &g->lock);
 	return tc;
@@ -1402,32 +1428,29 @@ ba_gpa_free_claimed(struct beamalloc_gpa *g, struct tcache *tc, void *mem,
 	ba_gpa_small_free(g, tc, mem, rec, w.cls, len, ra);
 }
 
-/* A memo of shared slab s covers p's quarter and those beside it of the
- * same depot, from the first slot of the first (so that a slot's index
- * is its offset over the size, as in a whole slab); the quarters of
- * other depots miss it.  A pointer in a free quarter or none (not a
- * slot's) keeps the whole frame, to the outbox.  The depot. */
+/* Where the fast free sends the slots of shared slab s: to the depot
+ * that holds all its quarters taken, if one does; else (NULL) through
+ * the outbox, which sends each slot to its quarter's depot.  A depot
+ * that takes a quarter beside another's makes every memo stale (the
+ * epoch), so that none sends the slab's slots to one depot after. */
 static struct depot *
-memo_quarters(const struct beamalloc_gpa *g, struct memo *m,
-    const struct slab *s, uintptr_t p)
+memo_shared(const struct slab *s)
 {
-	unsigned q = (unsigned)((p - s->base) >> QUARTER_SHIFT), a = q, b = q;
-	struct depot *h = qhome_get(s, q);
+	struct depot *h = NULL;
 
-	if (h == NULL || h == Q_VOID)
-		return NULL;
-	while (a > 0 && qhome_get(s, a - 1) == h)
-		a--;
-	while (b + 1 < NQUARTER && qhome_get(s, b + 1) == h)
-		b++;
-	m->base = s->base + (uintptr_t)s->qlo[a] * s->size;
-	m->lim = ((uintptr_t)s->qlo[b] + s->qn[b] - s->qlo[a]) * s->size;
-	m->recs += (size_t)s->qlo[a] << g->rec_shift;
+	for (unsigned q = 0; q < NQUARTER; q++) {
+		struct depot *o = qhome_get(s, q);
+
+		if (o == NULL || o == Q_VOID)
+			continue;
+		if (h != NULL && o != h)
+			return NULL;
+		h = o;
+	}
 	return h;
 }
 
-/* Remember p's slab in the memo.  False for a pointer in no slab, or
- * that the memo does not cover. */
+/* Remember p's slab in the memo.  False for a pointer in no slab. */
 static bool
 memo_fill(struct beamalloc_gpa *g, struct tcache *tc, uintptr_t p)
 {
@@ -1443,18 +1466,15 @@ memo_fill(struct beamalloc_gpa *g, struct tcache *tc, uintptr_t p)
 
 	m->epoch = epoch;
 	m->base = w.base;
-	m->lim = SLAB_SIZE;
 	m->div = ba_classes[w.cls].inv;
 	m->size = class_size(w.cls);
 	m->recs = w.recs;
 	if (home == NULL)
-		home = memo_quarters(g, m, s, p);
+		home = memo_shared(s);
 	/* Another cache's slab: its slots go home through the outbox. */
 	m->top = home == &tc->dep[w.cls] ? &tc->top[w.cls] :
 	    &tc->otop[w.cls];
-	/* Past a shared slab's quarters (a slot across two, never given
-	 * out, or inside one): the memo cannot take it. */
-	return p - m->base < m->lim;
+	return true;
 }
 
 /* Free's memo missed: look the slab up in the table, remember it, and

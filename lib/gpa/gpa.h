@@ -35,8 +35,12 @@
  * depot carves its own slabs, and its cache is handed only their slots
  * (mimalloc's pages, ERTS's carriers): a slot freed by another thread
  * goes into that thread's outbox of the class, and from there home, a
- * magazine at a time.  So no two threads are handed slots of one slab,
- * and none writes into a cache line another thread's blocks are in.
+ * magazine at a time.  So no two threads are handed slots of one slab
+ * (but for shared slabs: a depot's first slots of a class up to
+ * SHARE_MAX are a quarter of a slab it shares with up to three other
+ * depots once SHARE_CACHES threads have caches, so that a thread's
+ * first few blocks hold 16 KiB, not 64; no slot crosses a quarter), and
+ * none writes into a cache line another thread's blocks are in.
  * The state byte makes leak detection exact whatever sits in caches
  * (cached slots are freed, not live) and catches a double free even
  * with safety off.  GPAs with
@@ -112,7 +116,9 @@
 #define QUARTER_SHIFT (SLAB_SHIFT - 2)	/* a shared slab's four parts */
 #define NQUARTER 4
 #define SHARE_MAX 4096			/* classes whose depots start on a
-					   quarter of a shared slab */
+					   quarter of a shared slab, */
+#define SHARE_CACHES 8			/* once the GPA has this many
+					   thread caches (bench/README.md) */
 #define REGION_HEAD 63			/* the head slab's bit */
 #define STAB_TOMB ((uintptr_t)1)	/* a released slab's table key */
 #define TKEY_TOMB ((uintptr_t)1)	/* a thread cache slot given back */
@@ -252,10 +258,7 @@ struct memo {
 	struct entry **top;		/* &tc->top[class] */
 	uintptr_t epoch;		/* the GPA's epoch when filled */
 	uintptr_t size;			/* slot size (canary and junk) */
-	/* Bytes from base it covers: SLAB_SIZE, or the quarters of a
-	 * shared slab that go to one place (base their first slot). */
-	uintptr_t lim;
-	uintptr_t pad;			/* 64 bytes: the index is a shift */
+	uintptr_t pad[2];		/* 64 bytes: the index is a shift */
 };
 
 /* A thread cache's store of one class (Bonwick's depot, one per cache
@@ -460,6 +463,8 @@ struct beamalloc_gpa {
 	unsigned scanning;		/* leak scans walking the slab list */
 	uint32_t stamp;			/* of the last trim */
 	struct tcache *tcaches;
+	unsigned ncaches;		/* in tcaches: the most threads with
+					   a cache at once */
 	struct tcache *tc_free;		/* caches no thread owns */
 	uint64_t gid;			/* thread_safe: unique in the process */
 	struct beamalloc_gpa *reg_next;	/* live thread-safe GPAs */
@@ -1460,7 +1465,7 @@ ba_gpa_fast_free_chk(void *ctx, void *mem, size_t len, size_t align,
 		tc_mark(tc);
 	m = memo_of(tc, p);
 	off = p - m->base;
-	if (BA_UNLIKELY(off >= m->lim || m->epoch !=
+	if (BA_UNLIKELY(off >= SLAB_SIZE || m->epoch !=
 	    atomic_load_explicit(&g->epoch, memory_order_relaxed))) {
 		/* Not a remembered slab, or slabs were released since: a
 		 * tail call, so that no call is left on the fast path to

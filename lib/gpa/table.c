@@ -368,12 +368,21 @@ carve_from(struct depot *d, struct slab *s, uint32_t lo, uint32_t n)
 	d->next_slot = 0;
 }
 
-/* Depot d takes quarter q of shared slab s to carve.  Under g->lock. */
+/* Depot d takes quarter q of shared slab s to carve.  Beside another
+ * depot's quarter, it makes the memos stale: one may send every slot of
+ * the slab to that depot (memo_fill()).  Under g->lock. */
 static void
 quarter_take(struct beamalloc_gpa *g, struct depot *d, struct slab *s,
     unsigned q)
 {
+	bool beside = false;
+
+	for (unsigned k = 0; k < NQUARTER; k++)
+		beside |= qhome_get(s, k) != NULL && qhome_get(s, k) != Q_VOID &&
+		    qhome_get(s, k) != d;
 	atomic_store_explicit(&s->qhome[q], d, memory_order_relaxed);
+	if (beside)
+		atomic_fetch_add_explicit(&g->epoch, 1, memory_order_release);
 	qavail_update(g, s);
 	carve_from(d, s, s->qlo[q], s->qn[q]);
 }
@@ -392,6 +401,10 @@ quarter_new(struct beamalloc_gpa *g, struct depot *d, size_t c)
 	unsigned q = NQUARTER;
 
 	lock(g, &g->lock);
+	if (d->nslabs == 0 && g->ncaches < SHARE_CACHES) {
+		unlock(g, &g->lock);
+		return false;
+	}
 	if (s != NULL && s->home == NULL) {
 		unsigned cq = (unsigned)(((size_t)d->cur_lo * s->size) >>
 		    QUARTER_SHIFT);
@@ -422,10 +435,14 @@ quarter_new(struct beamalloc_gpa *g, struct depot *d, size_t c)
 
 /* Depot d's next slots of class c to carve, as d->cur and [cur_lo,
  * cur_hi): a quarter of a shared slab while d has no more than a run of
- * them, for classes up to SHARE_MAX (a thread that makes a few blocks
- * of a class holds 16 KiB of frame for them, not 64: with a depot per
- * thread, a frame per thread and class added up), else a slab of its
- * own.  False when memory ran out.  Under d's lock. */
+ * them, for classes up to SHARE_MAX once the GPA has SHARE_CACHES
+ * thread caches (a thread that makes a few blocks of a class then holds
+ * 16 KiB of frame for them, not 64: with a depot per thread, a frame
+ * per thread and class added up), else a slab of its own.  With fewer
+ * threads, a slab each costs little memory, and keeps every free of
+ * the slab's slots on the way to its magazine: the frees of a slab two
+ * depots share go through the outbox, the owner's too (bench/README.md).
+ * False when memory ran out.  Under d's lock. */
 bool
 ba_gpa_slots_new(struct beamalloc_gpa *g, struct depot *d, size_t c)
 {
@@ -444,14 +461,12 @@ ba_gpa_slots_new(struct beamalloc_gpa *g, struct depot *d, size_t c)
 
 /* Quarter q of shared slab s is free again (its depot's trim found all
  * its slots there and took them out): another depot may take it, and
- * the slab goes back once none is taken.  Threads' memos of it go stale
- * (the epoch), as a slab's release makes them.  Under g->lock; the
- * bytes released. */
+ * the slab goes back once none is taken.  Under g->lock; the bytes
+ * released. */
 size_t
 ba_gpa_quarter_put(struct beamalloc_gpa *g, struct slab *s, unsigned q)
 {
 	atomic_store_explicit(&s->qhome[q], NULL, memory_order_relaxed);
-	atomic_fetch_add_explicit(&g->epoch, 1, memory_order_release);
 	for (unsigned k = 0; k < NQUARTER; k++)
 		if (qhome_get(s, k) != NULL && qhome_get(s, k) != Q_VOID) {
 			qavail_update(g, s);

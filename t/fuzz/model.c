@@ -1285,10 +1285,69 @@ gpa_checks_ts_open(struct run *r)
 	gpa_open_with(r, false, true, true);
 }
 
+/* gpa_mt, often: eight threads at once first make a block each and
+ * free it, so that the GPA has the caches past which a thread's first
+ * slots of a class come from a quarter of a shared slab (SHARE_CACHES in
+ * lib/gpa/gpa.h); the hands take their caches after them. */
+#define MT_WARM 8
+
+static pthread_barrier_t mt_warm_bar;
+/* One at a time, as the hands run: the strict backing is not
+ * thread-safe.  Each also ends in its turn (main joins it before the
+ * next may end), since an ending thread gives its cache back. */
+static pthread_mutex_t mt_warm_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t mt_warm_cond = PTHREAD_COND_INITIALIZER;
+static unsigned mt_warm_turn;
+
+struct mt_warm_arg {
+	struct run *r;
+	unsigned id;
+};
+
+static void *
+mt_warm(void *arg)
+{
+	struct mt_warm_arg *w = arg;
+	void *p;
+
+	pthread_mutex_lock(&mt_warm_lock);
+	p = beamalloc_alloc(w->r->a, GPA_SMALL_MAX);
+	pthread_mutex_unlock(&mt_warm_lock);
+	pthread_barrier_wait(&mt_warm_bar);
+	pthread_mutex_lock(&mt_warm_lock);
+	while (mt_warm_turn != w->id)
+		pthread_cond_wait(&mt_warm_cond, &mt_warm_lock);
+	beamalloc_free(w->r->a, p, GPA_SMALL_MAX);
+	pthread_mutex_unlock(&mt_warm_lock);
+	return NULL;
+}
+
 static void
 gpa_mt_open(struct run *r)
 {
+	struct mt_warm_arg w[MT_WARM];
+	pthread_t th[MT_WARM];
+
 	gpa_open_with(r, true, true, false);
+	if (next(r) % 4 == 0)
+		return;
+	pthread_barrier_init(&mt_warm_bar, NULL, MT_WARM);
+	mt_warm_turn = MT_WARM;
+	for (unsigned t = 0; t < MT_WARM; t++) {
+		w[t] = (struct mt_warm_arg){ r, t };
+		if (pthread_create(&th[t], NULL, mt_warm, &w[t]) != 0) {
+			fprintf(stderr, "fuzz model: pthread_create failed\n");
+			abort();
+		}
+	}
+	for (unsigned t = 0; t < MT_WARM; t++) {
+		pthread_mutex_lock(&mt_warm_lock);
+		mt_warm_turn = t;
+		pthread_cond_broadcast(&mt_warm_cond);
+		pthread_mutex_unlock(&mt_warm_lock);
+		pthread_join(th[t], NULL);
+	}
+	pthread_barrier_destroy(&mt_warm_bar);
 }
 
 /* Over the 8-only backing, large blocks cannot be aligned beyond 8; the

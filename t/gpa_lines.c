@@ -14,8 +14,7 @@
 
 #include "beamalloc.h"
 #include "tap.h"
-
-#define LINE 64
+#include "lines.h"
 #define NT 4			/* worker threads */
 #define ROUNDS 6000
 #define WINDOW 64		/* live blocks per worker */
@@ -147,19 +146,6 @@ work(void *arg)
 	return NULL;
 }
 
-struct owned {
-	uintptr_t line;
-	unsigned who;
-};
-
-static int
-by_line(const void *a, const void *b)
-{
-	const struct owned *x = a, *y = b;
-
-	return x->line < y->line ? -1 : x->line > y->line;
-}
-
 /* Lines of blocks handed to two threads: every line every record
  * covers, sorted. */
 static size_t
@@ -183,14 +169,7 @@ shared_lines(void)
 			for (uintptr_t l = r[i].first; l <= r[i].last; l++)
 				o[n++] = (struct owned){ l, t };
 	}
-	qsort(o, n, sizeof(*o), by_line);
-	for (size_t i = 1; i < n; i++)
-		if (o[i].line == o[i - 1].line && o[i].who != o[i - 1].who) {
-			if (shared++ < 3)
-				diag("line 0x%lx handed to threads %u and %u",
-				    (unsigned long)(o[i].line * LINE),
-				    o[i - 1].who, o[i].who);
-		}
+	shared = lines_shared(o, n, "lines");
 	free(o);
 	return shared;
 }
@@ -368,10 +347,9 @@ free_half(void *arg)
 static void
 dead_homes_case(void)
 {
-	beamalloc_gpa_class_stats cls[BEAMALLOC_GPA_NCLASS];
 	beamalloc_gpa_config cfg;
 	beamalloc_gpa_stats st;
-	size_t made = 0, slabs = 0;
+	size_t made = 0;
 	unsigned trims = 0;
 	pthread_t th[2];
 
@@ -403,11 +381,8 @@ dead_homes_case(void)
 	    "dead homes: every block held what its maker wrote");
 	beamalloc_gpa_get_stats(G, &st);
 	is_size(st.live_blocks, 0, "dead homes: none counted live");
-	beamalloc_gpa_trim(G);
-	beamalloc_gpa_get_class_stats(G, cls, BEAMALLOC_GPA_NCLASS, NULL);
-	for (size_t c = 0; c < BEAMALLOC_GPA_NCLASS; c++)
-		slabs += cls[c].slabs;
-	is_size(slabs, 0, "dead homes: a trim gives every slab back");
+	is_size(slabs_after_trim(G), 0,
+	    "dead homes: a trim gives every slab back");
 	is_size(beamalloc_gpa_destroy(G), 0, "dead homes: no leak");
 }
 

@@ -12,8 +12,8 @@
 
 #include "beamalloc.h"
 #include "tap.h"
+#include "lines.h"
 
-#define LINE 64
 #define NT 24			/* threads that each keep a few blocks */
 #define NWHOLE 8		/* the first take slabs of their own */
 #define PER 3			/* blocks per class and thread */
@@ -79,11 +79,10 @@ held_now(void)
 static void
 few_case(void)
 {
-	beamalloc_gpa_class_stats cls[BEAMALLOC_GPA_NCLASS];
 	beamalloc_gpa_config cfg;
 	beamalloc_gpa_stats st;
 	pthread_t th[NT];
-	size_t held[NT + 1], first, rest, bad = 0, slabs = 0;
+	size_t held[NT + 1], first, rest, bad = 0;
 
 	beamalloc_gpa_config_init(&cfg);
 	G = beamalloc_gpa_create(beamalloc_libc(), &cfg);
@@ -124,11 +123,8 @@ few_case(void)
 	pthread_barrier_destroy(&made);
 	pthread_barrier_destroy(&measured);
 	is_size(bad, 0, "every block held what its thread wrote");
-	beamalloc_gpa_trim(G);
-	beamalloc_gpa_get_class_stats(G, cls, BEAMALLOC_GPA_NCLASS, NULL);
-	for (size_t c = 0; c < BEAMALLOC_GPA_NCLASS; c++)
-		slabs += cls[c].slabs;
-	is_size(slabs, 0, "all freed, a trim gives every shared slab back");
+	is_size(slabs_after_trim(G), 0,
+	    "all freed, a trim gives every shared slab back");
 	is_size(beamalloc_gpa_destroy(G), 0, "no leak");
 }
 
@@ -192,24 +188,12 @@ line_blocks(void *arg)
 	return NULL;
 }
 
-struct owned {
-	uintptr_t line;
-	unsigned who;
-};
-
-static int
-by_line(const void *a, const void *b)
-{
-	const struct owned *x = a, *y = b;
-
-	return x->line < y->line ? -1 : x->line > y->line;
-}
-
 /* Lines holding blocks of two threads. */
 static size_t
 shared_lines(size_t size)
 {
-	size_t per = (size + LINE - 1) / LINE + 1, n = 0, shared = 0;
+	size_t per = (size + LINE - 1) / LINE + 1, n = 0, shared;
+	char what[32];
 	struct owned *o = malloc((size_t)NLT * NLB * per * sizeof(*o));
 
 	if (o == NULL)
@@ -222,13 +206,8 @@ shared_lines(size_t size)
 			    l++)
 				o[n++] = (struct owned){ l, t };
 		}
-	qsort(o, n, sizeof(*o), by_line);
-	for (size_t i = 1; i < n; i++)
-		if (o[i].line == o[i - 1].line && o[i].who != o[i - 1].who &&
-		    shared++ < 3)
-			diag("%zu B: line 0x%lx holds blocks of threads %u and "
-			    "%u", size, (unsigned long)(o[i].line * LINE),
-			    o[i - 1].who, o[i].who);
+	snprintf(what, sizeof(what), "%zu B", size);
+	shared = lines_shared(o, n, what);
 	free(o);
 	return shared;
 }

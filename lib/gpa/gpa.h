@@ -203,7 +203,7 @@ struct slab {
 #define Q_VOID ((struct depot *)1)
 
 /* A block of up to REGION_MAX_SLABS slabs from the backing; this header
- * sits at its start (or end).  Slab nslabs, when tail is not 0, is a
+ * is a block of its own.  Slab nslabs, when tail is not 0, is a
  * partial one: its first tail bytes are the region's; so are the last
  * head bytes of the slab below base (bit REGION_HEAD of used). */
 struct region {

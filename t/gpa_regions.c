@@ -267,8 +267,8 @@ run(bool safety)
 	    "%s: the large block frees as one, no report, back to the backing",
 	    on);
 
-	/* Partial slabs fill, within the region: the tail's 24 KiB, the
-	 * head's 40 KiB (the region's header is a block of its own). */
+	/* Partial slabs fill, within the region: the tail's 24 KiB less
+	 * the region's header, the head's 40 KiB. */
 	n64 = 1500;
 	n128 = 1000;
 	k = fill(a, 64, b64 + 1, n64 - 1, tail0, end0, &clean);

@@ -85,35 +85,43 @@ block_get(struct beamalloc_gpa *g, size_t len)
  * The unaligned head and tail (SLAB_SIZE - 8 bytes together) are parts
  * of the slabs on either side, a partial slab each when it has room for
  * TAIL_MIN bytes: the head the top of the slab below, the tail the start
- * of the one past the last.  The header is a block of its own, which
- * holds the pointer to the region's start: a leak checker run at exit
- * with the GPA still there (the global one) then sees the region
- * reachable, where a header inside it, at its end when the head was too
- * short for it, left only a pointer into it ("possibly lost").  Regions
- * grow with the number held.  Under g->lock. */
+ * of the one past the last.  The header goes at the very start, so that
+ * the pointer the GPA keeps (g->regions) is to the block's start: a leak
+ * checker run at exit with the GPA still there (the global one) then
+ * sees the block reachable, not "possibly lost".  When the head is too
+ * short for it, the header is the GPA's metadata instead (reused, given
+ * back at destroy), holding that pointer.  Regions grow with the number
+ * held.  Under g->lock. */
 struct region *
 ba_gpa_region_new(struct beamalloc_gpa *g)
 {
 	size_t n = ba_min(REGION_MAX_SLABS, (size_t)1 << ba_min(g->nregions,
 	    16));
 	size_t len = n * SLAB_SIZE + SLAB_SIZE - BEAMALLOC_MIN_ALIGN;
-	uintptr_t mem, base, end, tail;
+	uintptr_t mem, base, start, end, tail;
 	struct region *r;
 
 	_Static_assert(REGION_MAX_SLABS < REGION_HEAD, "a bit for the tail");
-	if ((r = ba_gpa_backing_get(g, sizeof(*r))) == NULL)
-		return NULL;
 	mem = (uintptr_t)ba_gpa_backing_get(g, len);
-	if (mem == 0) {
-		ba_gpa_backing_put(g, r, sizeof(*r));
+	if (mem == 0)
 		return NULL;
-	}
 	base = ba_align_forward(mem, SLAB_SIZE);
 	tail = base + n * SLAB_SIZE;
+	start = mem;
 	end = mem + len;
+	if (base - mem >= sizeof(*r) + 16) {
+		r = (struct region *)mem;
+		start = mem + ba_align_forward(sizeof(*r), 8);
+	} else if ((r = g->region_free) != NULL)
+		g->region_free = r->next;
+	else if ((r = ba_gpa_meta_zalloc(g, sizeof(*r))) == NULL) {
+		ba_gpa_backing_put(g, (void *)mem, len);
+		return NULL;
+	}
 	*r = (struct region){ .mem = (void *)mem, .len = len, .base = base,
 	    .nslabs = (uint32_t)n, .next = g->regions,
-	    .head = base - mem >= TAIL_MIN ? (uint32_t)(base - mem) : 0,
+	    .meta = (uintptr_t)r != mem,
+	    .head = base - start >= TAIL_MIN ? (uint32_t)(base - start) : 0,
 	    .tail = end - tail >= TAIL_MIN ? (uint32_t)(end - tail) : 0 };
 	if (g->regions != NULL)
 		g->regions->prev = r;
@@ -137,8 +145,11 @@ ba_gpa_region_free(struct beamalloc_gpa *g, struct region *r)
 		r->next->prev = r->prev;
 	g->nregions--;
 	BA_ASAN_UNPOISON(r->mem, r->len);
+	if (r->meta) {
+		r->next = g->region_free;
+		g->region_free = r;
+	}
 	ba_gpa_backing_put(g, r->mem, r->len);
-	ba_gpa_backing_put(g, r, sizeof(*r));
 }
 
 /* Give back the empty regions kept (a full trim).  Under g->lock;

@@ -203,7 +203,7 @@ struct slab {
 #define Q_VOID ((struct depot *)1)
 
 /* A block of up to REGION_MAX_SLABS slabs from the backing; this header
- * is a block of its own.  Slab nslabs, when tail is not 0, is a
+ * sits at its start (or is the GPA's metadata: meta).  Slab nslabs, when tail is not 0, is a
  * partial one: its first tail bytes are the region's; so are the last
  * head bytes of the slab below base (bit REGION_HEAD of used). */
 struct region {
@@ -214,6 +214,7 @@ struct region {
 	uint32_t nslabs;
 	uint32_t head, tail;		/* bytes of the partial slabs, or 0 */
 	bool spare;			/* empty, kept (g->spare) */
+	bool meta;			/* the header is not in the block */
 	struct region *next, *prev;
 };
 
@@ -446,6 +447,7 @@ struct beamalloc_gpa {
 	size_t nbb, bbcap;
 	struct chunk chunks[NCHUNKS];
 	struct region *regions;
+	struct region *region_free;	/* headers to reuse (metadata) */
 	/* Bytes of empty regions kept for the next slabs, up to
 	 * REGION_SPARE: a program that fills and empties a few MB over and
 	 * over would otherwise hand them to the backing and have its pages

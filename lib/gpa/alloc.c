@@ -153,14 +153,6 @@ slab_stamp(struct slab *s, uint32_t stamp)
 	memset(s->qcnt, 0, sizeof(s->qcnt));
 }
 
-/* The quarter of its shared slab depot d carves. */
-static unsigned
-cur_quarter(const struct depot *d)
-{
-	return (unsigned)(((size_t)d->cur_lo * d->cur->size) >>
-	    QUARTER_SHIFT);
-}
-
 /* The quarters of shared slab s that depot d carves, as bits; d NULL:
  * those with slots. */
 static unsigned
@@ -1439,9 +1431,9 @@ memo_shared(const struct slab *s)
 	struct depot *h = NULL;
 
 	for (unsigned q = 0; q < NQUARTER; q++) {
-		struct depot *o = qhome_get(s, q);
+		struct depot *o = qtaken(s, q);
 
-		if (o == NULL || o == Q_VOID)
+		if (o == NULL)
 			continue;
 		if (h != NULL && o != h)
 			return NULL;

@@ -203,9 +203,10 @@ struct slab {
 #define Q_VOID ((struct depot *)1)
 
 /* A block of up to REGION_MAX_SLABS slabs from the backing; this header
- * sits at its start (or is the GPA's metadata: meta).  Slab nslabs, when tail is not 0, is a
- * partial one: its first tail bytes are the region's; so are the last
- * head bytes of the slab below base (bit REGION_HEAD of used). */
+ * sits at its start (or is the GPA's metadata: meta).  Slab nslabs,
+ * when tail is not 0, is a partial one: its first tail bytes are the
+ * region's; so are the last head bytes of the slab below base (bit
+ * REGION_HEAD of used). */
 struct region {
 	void *mem;
 	size_t len;
@@ -1250,6 +1251,24 @@ static inline struct depot *
 qhome_get(const struct slab *s, unsigned q)
 {
 	return atomic_load_explicit(&s->qhome[q], memory_order_relaxed);
+}
+
+/* Quarter q's depot if a depot has taken it, else NULL (free, or
+ * Q_VOID: no slot). */
+static inline struct depot *
+qtaken(const struct slab *s, unsigned q)
+{
+	struct depot *d = qhome_get(s, q);
+
+	return d != Q_VOID ? d : NULL;
+}
+
+/* The quarter of its shared slab that depot d carves now. */
+static inline unsigned
+cur_quarter(const struct depot *d)
+{
+	return (unsigned)(((size_t)d->cur_lo * d->cur->size) >>
+	    QUARTER_SHIFT);
 }
 
 /* The depot a slot of s at p goes home to: its slab's, or its quarter's

@@ -378,8 +378,7 @@ quarter_take(struct beamalloc_gpa *g, struct depot *d, struct slab *s,
 	bool beside = false;
 
 	for (unsigned k = 0; k < NQUARTER; k++)
-		beside |= qhome_get(s, k) != NULL && qhome_get(s, k) != Q_VOID &&
-		    qhome_get(s, k) != d;
+		beside |= qtaken(s, k) != NULL && qtaken(s, k) != d;
 	atomic_store_explicit(&s->qhome[q], d, memory_order_relaxed);
 	if (beside)
 		atomic_fetch_add_explicit(&g->epoch, 1, memory_order_release);
@@ -406,8 +405,7 @@ quarter_new(struct beamalloc_gpa *g, struct depot *d, size_t c)
 		return false;
 	}
 	if (s != NULL && s->home == NULL) {
-		unsigned cq = (unsigned)(((size_t)d->cur_lo * s->size) >>
-		    QUARTER_SHIFT);
+		unsigned cq = cur_quarter(d);
 
 		if (cq + 1 < NQUARTER && qhome_get(s, cq + 1) == NULL)
 			q = cq + 1;
@@ -468,7 +466,7 @@ ba_gpa_quarter_put(struct beamalloc_gpa *g, struct slab *s, unsigned q)
 {
 	atomic_store_explicit(&s->qhome[q], NULL, memory_order_relaxed);
 	for (unsigned k = 0; k < NQUARTER; k++)
-		if (qhome_get(s, k) != NULL && qhome_get(s, k) != Q_VOID) {
+		if (qtaken(s, k) != NULL) {
 			qavail_update(g, s);
 			return 0;
 		}

@@ -271,7 +271,9 @@ typedef struct beamalloc_gpa_class_stats {
 	size_t live_blocks;		/* blocks now live */
 	size_t live_bytes;		/* their requested bytes (safety off:
 					   live_blocks * size, see the man page) */
-	size_t slabs;			/* 64 KiB slabs held; 0 for large */
+	size_t slabs;			/* slabs held (32 KiB up to 4 KiB
+					   slots, 64 KiB above); 0 for
+					   large */
 } beamalloc_gpa_class_stats;
 
 /* Fill cls[0 .. min(n, BEAMALLOC_GPA_NCLASS)) and, unless NULL, *large;

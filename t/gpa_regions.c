@@ -1,14 +1,15 @@
 /*
  * gpa_regions.c - the GPA's regions and their partial slabs.
  *
- * A region is a block of the backing's with whole 64 KiB slabs at 64 KiB
- * alignment; the unaligned bytes before and after them are parts of the
- * slabs on either side, and become partial slabs: a class's first slab
- * goes to one.  A backing that places each region where the test says
- * (and every other block right after the last) checks that:
- *   - first slabs go to the tail, then the head, then whole slabs;
+ * A region is a block of the backing's with whole 32 KiB frames at 32
+ * KiB alignment (a slab of a class up to 4 KiB is one); the unaligned
+ * bytes before and after them are parts of the frames on either side,
+ * and become partial slabs: a class's first slab goes to one.  A
+ * backing that places each region where the test says (a large block
+ * just below the first, every other block below that) checks that:
+ *   - first slabs go to the tail, then the head, then whole frames;
  *   - a partial slab's slots stay inside the region;
- *   - another block of the backing in a partial slab's frame, past its
+ *   - another block of the backing in a partial slab's frame, below its
  *     slots (here a large block), is freed as what it is, with no report;
  *     a pointer there that the GPA never gave out is reported, ignored;
  *   - a region's head slab is not made in a frame that another region's
@@ -23,18 +24,19 @@
 #include "beamalloc.h"
 #include "tap.h"
 
-#define FRAME ((uintptr_t)65536)
-#define POOL (32 * FRAME)
+#define FRAME ((uintptr_t)32768)
+#define POOL (40 * FRAME)
 #define NBLK 4096
 #define LARGE 17000
 
 /* The backing, over an aligned pool: regions where the test says, a
- * large block right after the first, anything else from the bottom up;
- * every block recorded. */
+ * large block where it says, anything else from the bottom up; every
+ * block recorded. */
 static struct {
 	unsigned char *pool;
 	uintptr_t bump;
 	uintptr_t at[4];		/* where regions 0, 1, ... go */
+	uintptr_t large_at;		/* and the large block */
 	unsigned nregions;
 	uintptr_t region[4];		/* and their length */
 	size_t rlen[4];
@@ -56,18 +58,18 @@ bk_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 		return NULL;
 	if (len % FRAME == FRAME - 8 && bk.nregions < 4 &&
 	    bk.at[bk.nregions] != 0) {
-		/* A region (n slabs and SLAB_SIZE - 8 bytes): where told. */
+		/* A region (n frames and a frame less 8 bytes): where
+		 * told. */
 		p = bk.at[bk.nregions];
 		bk.region[bk.nregions] = p;
 		bk.rlen[bk.nregions++] = len;
 	} else if (len == LARGE) {
-		/* Right after the first region. */
-		p = bk.region[0] + bk.rlen[0];
+		p = bk.large_at;
 	} else {
-		/* Anything else below the regions. */
+		/* Anything else below the large block. */
 		p = bk.bump;
 		bk.bump = (p + len + 7) & ~(uintptr_t)7;
-		if (bk.bump > bk.at[0])
+		if (bk.bump > bk.large_at)
 			return NULL;
 	}
 	bk.blk[bk.nblk].p = p;
@@ -185,23 +187,26 @@ run(bool safety)
 	uintptr_t r0, frame0, tail0, end0, base1;
 	static void *b64[1500], *b128[1000];
 	size_t n64, n128, before, k;
-	unsigned char *p256, *p512, *p1024, *large;
+	unsigned char *p256, *p320, *p512, *p1024, *large;
+	void *p8k[8];
 	bool clean;
 
 	memset(&bk, 0, sizeof(bk));
 	bk.pool = aligned_alloc(FRAME, POOL);
 	if (bk.pool == NULL)
 		bail("out of memory");
-	/* Region 0 starts 24 KiB into a frame: its head is 40 KiB of
-	 * that frame's top, its tail 24 KiB of the frame past its one
-	 * whole slab, and the large block follows it in that frame.
-	 * Region 1 starts 44 KiB into the frame of region 0's tail, its
-	 * head 20 KiB of that frame.  Region 2 further up. */
-	frame0 = (uintptr_t)bk.pool + 4 * FRAME;
+	/* The large block takes the bottom 17000 bytes of a frame, and
+	 * region 0 (two whole frames) starts right after it: its head is
+	 * the rest of that frame, its tail 17016 bytes of the frame past
+	 * its whole ones.  Region 1 (four) starts right after region 0, so
+	 * its head is the rest of region 0's tail frame; its tail is 17016
+	 * bytes too.  Region 2 further up. */
+	frame0 = (uintptr_t)bk.pool + 8 * FRAME;
 	bk.bump = (uintptr_t)bk.pool;
-	bk.at[0] = frame0 + 24 * 1024;
-	bk.at[1] = frame0 + 2 * FRAME + 44 * 1024;
-	bk.at[2] = frame0 + 8 * FRAME;
+	bk.large_at = frame0;
+	bk.at[0] = frame0 + 17024;
+	bk.at[1] = frame0 + 3 * FRAME + 17024;
+	bk.at[2] = frame0 + 10 * FRAME;
 	beamalloc_gpa_config_init(&cfg);
 	cfg.safety = safety;
 	cfg.thread_safe = true;
@@ -213,13 +218,13 @@ run(bool safety)
 		bail("no GPA");
 	a = beamalloc_gpa_allocator(g);
 
-	/* First slabs: the tail, the head, then the whole slab. */
+	/* First slabs: the tail, the head, then the whole frames. */
 	b64[0] = beamalloc_alloc(a, 64);
 	r0 = bk.region[0];
 	end0 = r0 + bk.rlen[0];
-	tail0 = frame0 + 2 * FRAME;
-	ok(bk.nregions == 1 && r0 == bk.at[0] && bk.rlen[0] == 2 * FRAME - 8,
-	    "%s: the first region is one slab (at %#lx)", on,
+	tail0 = frame0 + 3 * FRAME;
+	ok(bk.nregions == 1 && r0 == bk.at[0] && bk.rlen[0] == 3 * FRAME - 8,
+	    "%s: the first region is two frames (at %#lx)", on,
 	    (unsigned long)r0);
 	ok(in((uintptr_t)b64[0], tail0, end0),
 	    "%s: a class's first slab is the region's tail (%p in %#lx..%#lx)",
@@ -228,8 +233,11 @@ run(bool safety)
 	ok(in((uintptr_t)b128[0], r0, frame0 + FRAME),
 	    "%s: the next class's, the region's head (%p)", on, b128[0]);
 	p256 = beamalloc_alloc(a, 256);
-	ok(in((uintptr_t)p256, frame0 + FRAME, tail0),
-	    "%s: the third class's, the whole slab (%p)", on, (void *)p256);
+	p320 = beamalloc_alloc(a, 320);
+	ok(in((uintptr_t)p256, frame0 + FRAME, frame0 + 2 * FRAME) &&
+	    in((uintptr_t)p320, frame0 + 2 * FRAME, tail0),
+	    "%s: the next two classes', the whole frames (%p, %p)", on,
+	    (void *)p256, (void *)p320);
 
 	/* Region 1's head frame is region 0's tail's: not made twice (its
 	 * tail goes first, then, without the check, its head). */
@@ -238,17 +246,30 @@ run(bool safety)
 	base1 = tail0 + FRAME;
 	ok(bk.nregions == 2 && bk.region[1] == bk.at[1],
 	    "%s: a second region, starting in the first one's tail frame", on);
-	ok(p512 != NULL && in((uintptr_t)p512, base1 + 2 * FRAME,
+	ok(p512 != NULL && in((uintptr_t)p512, base1 + 4 * FRAME,
 	    bk.region[1] + bk.rlen[1]),
 	    "%s: the next class's first slab is its tail (%p)", on,
 	    (void *)p512);
 	ok(p1024 != NULL && in((uintptr_t)p1024, base1, base1 + FRAME),
-	    "%s: the next, a whole slab: not its head, in a frame taken (%p)",
+	    "%s: the next, a whole frame: not its head, in a frame taken (%p)",
 	    on, (void *)p1024);
-	/* A large block from the backing, in the tail slab's frame. */
+	/* A class above 4 KiB: slabs of two frames, at twice their
+	 * alignment. */
+	for (k = 0; k < 8; k++)
+		p8k[k] = beamalloc_alloc(a, 8192);
+	clean = true;
+	for (k = 0; k < 8; k++)
+		clean &= p8k[k] != NULL && ((uintptr_t)p8k[k] & ~(2 * FRAME -
+		    1)) == ((uintptr_t)p8k[0] & ~(2 * FRAME - 1));
+	ok(clean, "%s: 8 blocks of 8 KiB in one 64 KiB-aligned slab (%p)", on,
+	    p8k[0]);
+	for (k = 0; k < 8; k++)
+		beamalloc_free(a, p8k[k], 8192);
+
+	/* A large block from the backing, in the head slab's frame. */
 	large = beamalloc_alloc(a, LARGE);
-	ok(large != NULL && in((uintptr_t)large, end0, tail0 + FRAME - LARGE),
-	    "%s: a large block lies in the tail slab's frame, past the region "
+	ok(large != NULL && in((uintptr_t)large, frame0, r0 - LARGE + 1),
+	    "%s: a large block lies in the head slab's frame, below the region "
 	    "(%p)", on, (void *)large);
 	if (large != NULL)
 		memset(large, 0x5a, LARGE);
@@ -267,32 +288,33 @@ run(bool safety)
 	    "%s: the large block frees as one, no report, back to the backing",
 	    on);
 
-	/* Partial slabs fill, within the region: the tail's 24 KiB less
-	 * the region's header, the head's 40 KiB. */
+	/* Partial slabs fill, within the region: the tail's 17016 bytes,
+	 * the head's 15744 less the region's header. */
 	n64 = 1500;
 	n128 = 1000;
 	k = fill(a, 64, b64 + 1, n64 - 1, tail0, end0, &clean);
-	ok(clean && k + 1 >= (24 * 1024 - 512) / 64,
+	ok(clean && k + 1 >= 17016 / 64,
 	    "%s: %zu blocks of 64 B in the tail slab, none past the region", on,
 	    k + 1);
 	k = fill(a, 128, b128 + 1, n128 - 1, r0, frame0 + FRAME, &clean);
-	ok(clean && k + 1 >= 40 * 1024 / 128 - 1,
+	ok(clean && k + 1 >= (15744 - 512) / 128,
 	    "%s: %zu blocks of 128 B in the head slab, none below the region",
 	    on, k + 1);
 	ok(nreports() == before + 1, "%s: no other report", on);
 
 	/* Exact leaks, then all back. */
-	is_size(beamalloc_gpa_detect_leaks(g), n64 + n128 + 3,
+	is_size(beamalloc_gpa_detect_leaks(g), n64 + n128 + 4,
 	    "%s: leak detection counts every block, in partial slabs too", on);
 	for (size_t i = 0; i < n64; i++)
 		beamalloc_free(a, b64[i], 64);
 	for (size_t i = 0; i < n128; i++)
 		beamalloc_free(a, b128[i], 128);
 	beamalloc_free(a, p256, 256);
+	beamalloc_free(a, p320, 320);
 	beamalloc_free(a, p512, 512);
 	beamalloc_free(a, p1024, 1024);
 	is_size(beamalloc_gpa_detect_leaks(g), 0, "%s: all freed: no leak", on);
-	is_size(nreports(), before + 1 + n64 + n128 + 3,
+	is_size(nreports(), before + 1 + n64 + n128 + 4,
 	    "%s: only those reports", on);
 	is_size(beamalloc_gpa_destroy(g), 0, "%s: destroy finds none", on);
 	ok(bk.live == 0 && bk.bad == 0,
@@ -304,7 +326,7 @@ run(bool safety)
 int
 main(void)
 {
-	plan(2 * 19);
+	plan(2 * 20);
 	run(false);
 	run(true);
 	return done_testing();

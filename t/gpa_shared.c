@@ -1,8 +1,8 @@
 /*
  * gpa_shared.c - many threads, few blocks each: a thread's first slots
  * of a class up to 4 KiB come from a quarter of a slab it shares with
- * up to three other threads, so its first blocks of a class hold 16 KiB
- * of the backing's memory, not a 64 KiB slab of its own.  The quarters
+ * up to three other threads, so its first blocks of a class hold 8 KiB
+ * of the backing's memory, not a 32 KiB slab of its own.  The quarters
  * keep the line rule (no cache line holds two threads' blocks), go back
  * when their blocks are freed and a trim comes, and are taken again.
  */
@@ -17,7 +17,7 @@
 #define NT 24			/* threads that each keep a few blocks */
 #define NWHOLE 8		/* the first take slabs of their own */
 #define PER 3			/* blocks per class and thread */
-#define FRAME (64 * 1024)	/* a whole slab */
+#define SLAB (32 * 1024)	/* a whole slab, of a class up to 4 KiB */
 #define NLT 4			/* threads of the line case */
 #define NLB 600			/* their blocks each */
 
@@ -102,14 +102,14 @@ few_case(void)
 	diag("%d blocks of each of %zu sizes per thread: the first %d threads "
 	    "hold %zu bytes each, the next %d %zu each", PER, NSIZES, NWHOLE,
 	    first, NT - NWHOLE, rest);
-	/* A slab of its own per size is NSIZES * FRAME (512 KiB), with
-	 * records and magazines about 700 KiB: a quarter each takes a
-	 * quarter of the frames, and the bound leaves room for the rest
-	 * (the records of whole frames, 128 KiB for 8 B slots with safety
+	/* A slab of its own per size is NSIZES * SLAB (256 KiB), with
+	 * records and magazines about 400 KiB: a quarter each takes a
+	 * quarter of the slabs, and the bound leaves room for the rest
+	 * (the records of whole slabs, 64 KiB for 8 B slots with safety
 	 * on, shared by four; caches and magazines). */
-	ok(rest <= NSIZES * FRAME * 5 / 8,
-	    "threads past the first %d hold at most 40 KiB per size each, "
-	    "not a 64 KiB slab (%zu bytes per thread)", NWHOLE, rest);
+	ok(rest <= NSIZES * SLAB * 5 / 8,
+	    "threads past the first %d hold at most 20 KiB per size each, "
+	    "not a 32 KiB slab (%zu bytes per thread)", NWHOLE, rest);
 	ok(first > rest, "the first %d threads, a slab each, hold more "
 	    "(%zu bytes per thread)", NWHOLE, first);
 	beamalloc_gpa_get_stats(G, &st);
@@ -217,7 +217,7 @@ lines_case(size_t size)
 {
 	beamalloc_gpa_config cfg;
 	pthread_t th[NLT];
-	size_t frames = 0;
+	size_t slabs = 0;
 
 	beamalloc_gpa_config_init(&cfg);
 	G = beamalloc_gpa_create(beamalloc_libc(), &cfg);
@@ -232,13 +232,13 @@ lines_case(size_t size)
 	pthread_barrier_wait(&lines_made);
 	is_size(shared_lines(size), 0, "%zu B: no line holds two threads' "
 	    "blocks (%d threads, %d blocks each)", size, NLT, NLB);
-	/* The first blocks of two threads in one frame: they share it. */
+	/* The first blocks of two threads in one slab: they share it. */
 	for (unsigned t = 0; t < NLT; t++)
 		for (unsigned u = t + 1; u < NLT; u++)
-			frames += (uintptr_t)L[t].p[0] / FRAME ==
-			    (uintptr_t)L[u].p[0] / FRAME;
-	diag("%zu B: %zu pairs of threads' first blocks in one frame", size,
-	    frames);
+			slabs += (uintptr_t)L[t].p[0] / SLAB ==
+			    (uintptr_t)L[u].p[0] / SLAB;
+	diag("%zu B: %zu pairs of threads' first blocks in one slab", size,
+	    slabs);
 	for (unsigned t = 0; t < NLT; t++) {
 		pthread_join(th[t], NULL);
 		for (size_t i = 0; i < NLB; i++)

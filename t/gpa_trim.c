@@ -23,9 +23,9 @@
 
 #define TOTAL (50u << 20)	/* bytes allocated per run */
 #define MiB ((size_t)1 << 20)
-/* All-free slabs of 64 KiB that the trims made as the pools grow may
- * keep, in all classes (8 MiB, beamalloc_gpa(3)). */
-#define KEPT_MAX ((size_t)128)
+/* Bytes of all-free slabs that the trims made as the pools grow may
+ * keep, in all classes (beamalloc_gpa(3)). */
+#define KEPT_MAX ((size_t)8 << 20)
 
 /* A backing allocator over malloc that counts what is outstanding (any
  * number of blocks, unlike t/testalloc.h). */
@@ -152,17 +152,45 @@ churn(beamalloc_allocator a, size_t total, uint64_t seed, size_t *most)
 	return good;
 }
 
-/* Slabs the GPA holds, of every class. */
+/* A slab's bytes (beamalloc_gpa(3)): 32 KiB for the classes up to 4
+ * KiB, 64 KiB above. */
 static size_t
-slabs(beamalloc_gpa *g)
+span(size_t size)
+{
+	return size <= 4096 ? 32 * 1024 : 64 * 1024;
+}
+
+/* Slabs the GPA holds, of every class; their bytes in *bytes. */
+static size_t
+slabs_held(beamalloc_gpa *g, size_t *bytes)
 {
 	beamalloc_gpa_class_stats cls[BEAMALLOC_GPA_NCLASS];
 	size_t n = 0;
 
+	*bytes = 0;
 	beamalloc_gpa_get_class_stats(g, cls, BEAMALLOC_GPA_NCLASS, NULL);
-	for (size_t i = 0; i < BEAMALLOC_GPA_NCLASS; i++)
+	for (size_t i = 0; i < BEAMALLOC_GPA_NCLASS; i++) {
 		n += cls[i].slabs;
+		*bytes += cls[i].slabs * span(cls[i].size);
+	}
 	return n;
+}
+
+static size_t
+slabs(beamalloc_gpa *g)
+{
+	size_t bytes;
+
+	return slabs_held(g, &bytes);
+}
+
+static size_t
+slab_bytes(beamalloc_gpa *g)
+{
+	size_t bytes;
+
+	(void)slabs_held(g, &bytes);
+	return bytes;
 }
 
 /* Slabs of the class whose slots are size bytes. */
@@ -200,10 +228,10 @@ one_thread(void)
 	 * left among them the bytes come back at the trim below (or with
 	 * the decay of decay_ms). */
 	most -= base;
-	ok(slabs(g) < (TOTAL / (64 * 1024)) / 3 + KEPT_MAX, "without any "
-	    "call the GPA gave back most of its slabs: %zu left of at least "
-	    "%u (the trims keep up to %zu all free)", slabs(g),
-	    TOTAL / (64 * 1024), KEPT_MAX);
+	ok(slab_bytes(g) < TOTAL / 3 + KEPT_MAX, "without any call the GPA "
+	    "gave back most of its slabs: %zu KiB left of at least %u (the "
+	    "trims keep up to %zu KiB all free)", slab_bytes(g) / 1024,
+	    TOTAL / 1024, KEPT_MAX / 1024);
 	ok(held <= most, "and holds no more from its backing: %zu -> %zu "
 	    "bytes", most, held);
 	is_size(beamalloc_gpa_detect_leaks(g), 0, "no leaks");
@@ -455,8 +483,9 @@ refill(void)
 	}
 	ok(intact, "refill: %d rounds of %d blocks of 4 KiB, every block "
 	    "intact", REFILL_ROUNDS, REFILL_N);
-	/* 16 blocks a slab: 63 slabs for a round, all free at its end. */
-	ok(least >= REFILL_N / 16 && least == most, "refill: the slabs stay "
+	/* 8 blocks a slab: 125 slabs for a round, all free at its end. */
+	ok(least >= REFILL_N * 4096 / span(4096) && least == most,
+	    "refill: the slabs stay "
 	    "after each round, all free (%zu-%zu)", least, most);
 	is_size(atomic_load(&nbig), big2, "refill: no region taken from the "
 	    "backing after the second round (%zu in all)", big2 - big0);
@@ -493,15 +522,15 @@ take_and_free(beamalloc_allocator a, size_t n, size_t size)
 static void
 kept_bound(void)
 {
-	size_t n = 4 * KEPT_MAX * 16, left;
+	size_t n = 4 * KEPT_MAX / 4096, left;
 	beamalloc_gpa *g = make(false);
 
 	take_and_free(beamalloc_gpa_allocator(g), n, 4096);
-	left = slabs(g);
-	ok(left <= KEPT_MAX + 4 * KEPT_MAX / 8 + 2, "kept: %zu MiB freed "
-	    "in 4 KiB blocks leaves %zu slabs (at most %zu kept, an eighth "
-	    "of the class's, and the one being carved)", n * 4096 / MiB,
-	    left, KEPT_MAX);
+	left = slab_bytes(g);
+	ok(left <= KEPT_MAX + 4 * KEPT_MAX / 8 + 2 * span(4096), "kept: %zu "
+	    "MiB freed in 4 KiB blocks leaves %zu KiB of slabs (at most %zu "
+	    "kept, an eighth of the class's, and the one being carved)",
+	    n * 4096 / MiB, left / 1024, KEPT_MAX / 1024);
 	beamalloc_gpa_trim(g);
 	is_size(slabs(g), 0, "kept: a trim gives them all back");
 	is_size(beamalloc_gpa_destroy(g), 0, "kept: no leaks");
@@ -509,8 +538,8 @@ kept_bound(void)
 
 /* The budget goes to the class in use: 10 MB of 2 KiB blocks freed
  * leave their class holding the kept slabs; rounds of 4 KiB blocks then
- * take the budget back from it (it is idle), and keep their own slabs
- * from round to round. */
+ * take the budget back from it (it is idle) in their first round, and
+ * keep their own slabs from round to round. */
 static void
 kept_moves(void)
 {
@@ -522,18 +551,18 @@ kept_moves(void)
 	a0 = class_slabs(g, 2048);
 	for (int round = 0; round < REFILL_ROUNDS; round++) {
 		take_and_free(a, REFILL_N, 4096);
-		if (round == REFILL_ROUNDS / 2)
+		if (round == 1)
 			b8 = class_slabs(g, 4096);
 	}
 	a1 = class_slabs(g, 2048);
 	b = class_slabs(g, 4096);
-	ok(a0 >= KEPT_MAX, "kept_moves: 10 MB of 2 KiB blocks freed leave "
-	    "%zu slabs kept", a0);
+	ok(a0 * span(2048) >= KEPT_MAX, "kept_moves: 10 MB of 2 KiB blocks "
+	    "freed leave %zu slabs kept", a0);
 	ok(a1 < a0 / 4, "kept_moves: that class, idle, gave them back (%zu "
 	    "left)", a1);
-	ok(b >= REFILL_N / 16 && b == b8, "kept_moves: the 4 KiB class keeps "
-	    "its slabs from round to round (%zu, %zu at round %d)", b, b8,
-	    REFILL_ROUNDS / 2);
+	ok(b >= REFILL_N * 4096 / span(4096) && b == b8, "kept_moves: the 4 "
+	    "KiB class keeps its slabs from its second round on (%zu, %zu "
+	    "after it)", b, b8);
 	is_size(beamalloc_gpa_destroy(g), 0, "kept_moves: no leaks");
 }
 

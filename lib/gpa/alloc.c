@@ -110,13 +110,13 @@ mag_put(struct mag *m, struct mag **list)
 }
 
 /* The slab of a cached slot of class c, with no table lookup: a slab
- * has records for its whole frame, partial or not, so the slot's record
+ * has records for its whole span, partial or not, so the slot's record
  * is slot_index() records past the slab's first (a trim asks this of
  * every slot in the depot). */
 static inline struct slab *
 slab_at(const struct beamalloc_gpa *g, size_t c, const struct entry *e)
 {
-	size_t i = slot_index((uintptr_t)e->p & (SLAB_SIZE - 1), c);
+	size_t i = slot_index((uintptr_t)e->p & (slab_span(c) - 1), c);
 
 	return slab_of(e->rec - (i << g->rec_shift));
 }
@@ -213,11 +213,12 @@ ba_gpa_depot_empties(struct beamalloc_gpa *g, struct depot *d, size_t keep)
  * thread's memo gone stale at each release (bench/README.md).  Under
  * g->lock. */
 static size_t
-trim_keep(const struct beamalloc_gpa *g, const struct depot *d)
+trim_keep(const struct beamalloc_gpa *g, const struct depot *d, size_t c)
 {
-	size_t others = g->nkept - d->nkept, budget = KEEP_FREE / SLAB_SIZE;
+	size_t span = slab_span(c), others = g->nkept - d->nkept * span;
 
-	return ba_max(d->nslabs / 8, budget > others ? budget - others : 0);
+	return ba_max(d->nslabs / 8, KEEP_FREE > others ?
+	    (KEEP_FREE - others) / span : 0);
 }
 
 /* Count the depot's free slots per slab (uncarved ones included): a slab
@@ -236,14 +237,13 @@ depot_trim_locked(struct beamalloc_gpa *g, struct depot *d, size_t c,
 	uint32_t stamp, wi = 0;
 	size_t bytes = 0, keep0 = keep;
 
-	stamp = d->trimmed = ++g->stamp;
+	stamp = ++g->stamp;
 	if ((s = d->cur) != NULL) {
 		slab_stamp(s, stamp);
 		if (s->home != NULL)
-			s->cnt = d->cur_hi - d->cur_lo - d->next_slot;
+			s->cnt = cur_left(d);
 		else
-			s->qcnt[cur_quarter(d)] = d->cur_hi - d->cur_lo -
-			    d->next_slot;
+			s->qcnt[cur_quarter(d)] = cur_left(d);
 	}
 	for (rm = d->full; rm != NULL; rm = rm->next)
 		for (uint32_t i = 0; i < rm->n; i++) {
@@ -291,7 +291,8 @@ depot_trim_locked(struct beamalloc_gpa *g, struct depot *d, size_t c,
 			keep--;
 		} else
 			p = &(*p)->dead;
-	g->nkept = g->nkept - d->nkept + (keep0 - keep);
+	g->nkept = g->nkept - d->nkept * slab_span(c) +
+	    (keep0 - keep) * slab_span(c);
 	d->nkept = (uint32_t)(keep0 - keep);
 	if (dead == NULL)
 		goto empties;
@@ -348,23 +349,32 @@ empties:
 	return bytes;
 }
 
-/* The cache's classes not trimmed in the GPA's last IDLE_TRIMS trims
- * give back the slabs their last trim kept, so that the budget goes to
- * the class in use: a program whose block sizes change would otherwise
- * leave it with the classes it used first until a full trim.  Under
- * depot d's lock (class c's) and g->lock; another depot's lock is taken
- * only if free, since the usual order is a depot's lock, then g->lock. */
+/* The cache's classes that traded no magazine with it in its last
+ * IDLE_TRADES trades give back the slabs their last trim kept, so that
+ * the budget goes to the class in use: a program whose block sizes
+ * change would otherwise leave it with the classes it used first until
+ * a full trim.  Trades, not the GPA's trims, which come and go with
+ * other caches' and classes' growth.  Asked only once the other classes
+ * hold half the budget: a class in steady use trades only every few
+ * hundred of its cache's trades when its magazines hold 255 slots, and
+ * would give back and make again the slabs it keeps (bench/README.md).
+ * Under depot d's lock (class c's) and g->lock; another depot's lock is
+ * taken only if free, since the usual order is a depot's lock, then
+ * g->lock. */
 static size_t
 reclaim_idle(struct beamalloc_gpa *g, struct depot *d, size_t c)
 {
 	struct depot *base = d - c;	/* the cache's depots */
+	struct tcache *tc = (struct tcache *)(void *)((char *)base -
+	    offsetof(struct tcache, dep));
+	uint32_t now = __atomic_load_n(&tc->trades, __ATOMIC_RELAXED);
 	size_t bytes = 0;
 
 	for (size_t k = 0; k < NCLASS; k++) {
 		struct depot *o = &base[k];
 
-		if (k == c || o->nkept == 0 ||
-		    g->stamp - o->trimmed < IDLE_TRIMS ||
+		if (k == c || o->nkept == 0 || now - __atomic_load_n(
+		    &o->traded, __ATOMIC_RELAXED) < IDLE_TRADES ||
 		    (g->thread_safe && pthread_mutex_trylock(&o->lock) != 0))
 			continue;
 		bytes += depot_trim_locked(g, o, k, 0, false);
@@ -376,8 +386,8 @@ reclaim_idle(struct beamalloc_gpa *g, struct depot *d, size_t c)
 
 /* Trim class c's depot (depot_trim_locked()): a growth trim (not full)
  * keeps some all-free slabs (trim_keep()), first taking the budget back
- * from idle classes if others hold it; a full trim keeps none.  Under
- * the depot's lock; the bytes released. */
+ * from idle classes if others hold half of it; a full trim keeps
+ * none.  Under the depot's lock; the bytes released. */
 size_t
 ba_gpa_depot_trim(struct beamalloc_gpa *g, struct depot *d, size_t c,
     bool full)
@@ -386,10 +396,11 @@ ba_gpa_depot_trim(struct beamalloc_gpa *g, struct depot *d, size_t c,
 
 	lock(g, &g->lock);
 	if (g->scanning == 0) {
-		if (!full && g->nkept > d->nkept)
+		if (!full && g->nkept - d->nkept * slab_span(c) >=
+		    KEEP_FREE / 2)
 			bytes += reclaim_idle(g, d, c);
 		bytes += depot_trim_locked(g, d, c, full ? 0 :
-		    trim_keep(g, d), full);
+		    trim_keep(g, d, c), full);
 	}
 	unlock(g, &g->lock);
 	return bytes;
@@ -414,9 +425,9 @@ ba_gpa_trim_next(const struct depot *d, size_t c)
 static bool
 dead_many(const struct depot *d, size_t c)
 {
-	size_t per = SLAB_SIZE / class_size(c);
-	size_t out = d->nslots - d->nfull - (d->cur != NULL ?
-	    d->cur_hi - d->cur_lo - d->next_slot : 0);
+	size_t per = slab_span(c) / class_size(c);
+	size_t out = d->nslots - d->nfull - (d->cur != NULL ? cur_left(d) :
+	    0);
 
 	/* A class in steady use (three quarters of its slots used or
 	 * cached) keeps its slabs: they would only be made again.  Slots
@@ -571,6 +582,17 @@ ba_gpa_tc_blocks(const struct tcache *tc)
 
 static void tc_bound(struct beamalloc_gpa *g, struct tcache *tc, size_t c);
 
+/* The cache traded a magazine with its depot d: not idle
+ * (reclaim_idle()).  By the owner, under d's lock. */
+static inline void
+traded(struct tcache *tc, struct depot *d)
+{
+	uint32_t n = tc->trades + 1;
+
+	__atomic_store_n(&tc->trades, n, __ATOMIC_RELAXED);
+	__atomic_store_n(&d->traded, n, __ATOMIC_RELAXED);
+}
+
 /* The loaded magazine of class c is empty: swap in the other one if it
  * has slots, else trade it for a full one from the depot, else fill it
  * with fresh slots.  False when memory ran out. */
@@ -588,6 +610,7 @@ refill(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 		return true;
 	}
 	lock(g, &d->lock);
+	traded(tc, d);
 	if ((full = d->full) != NULL) {
 		d->full = full->next;
 		d->nfull -= full->n;
@@ -612,9 +635,8 @@ refill(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 			/* A new slab (or quarter) only for an empty magazine:
 			 * one taken to top a magazine up would hold a whole
 			 * frame for a few slots. */
-			if ((d->cur == NULL || d->next_slot == d->cur_hi -
-			    d->cur_lo) && (m->n != 0 ||
-			    !ba_gpa_slots_new(g, d, c)))
+			if ((d->cur == NULL || cur_left(d) == 0) &&
+			    (m->n != 0 || !ba_gpa_slots_new(g, d, c)))
 				break;
 			s = d->cur;
 			i = d->cur_hi - 1 - d->next_slot++;
@@ -646,6 +668,7 @@ flush(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 		return true;
 	}
 	lock(g, &d->lock);
+	traded(tc, d);
 	if ((m = mag_get(g, d)) != NULL) {
 		if (tc->prev[c] == &ba_gpa_no_mag)
 			tc->prev[c] = tc->loaded[c];

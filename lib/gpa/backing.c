@@ -81,32 +81,32 @@ block_get(struct beamalloc_gpa *g, size_t len)
 	return p;
 }
 
-/* A region of n slabs at SLAB_SIZE alignment out of an 8-aligned block.
- * The unaligned head and tail (SLAB_SIZE - 8 bytes together) are parts
- * of the slabs on either side, a partial slab each when it has room for
- * TAIL_MIN bytes: the head the top of the slab below, the tail the start
- * of the one past the last.  The header goes at the very start, so that
- * the pointer the GPA keeps (g->regions) is to the block's start: a leak
- * checker run at exit with the GPA still there (the global one) then
- * sees the block reachable, not "possibly lost".  When the head is too
- * short for it, the header is the GPA's metadata instead (reused, given
- * back at destroy), holding that pointer.  Regions grow with the number
- * held.  Under g->lock. */
+/* A region of n frames at FRAME_SIZE alignment out of an 8-aligned
+ * block.  The unaligned head and tail (FRAME_SIZE - 8 bytes together)
+ * are parts of the frames on either side, a partial slab each when it
+ * has room for TAIL_MIN bytes: the head the top of the frame below, the
+ * tail the start of the one past the last.  The header goes at the very
+ * start, so that the pointer the GPA keeps (g->regions) is to the
+ * block's start: a leak checker run at exit with the GPA still there
+ * (the global one) then sees the block reachable, not "possibly lost".
+ * When the head is too short for it, the header is the GPA's metadata
+ * instead (reused, given back at destroy), holding that pointer.
+ * Regions grow with the number held.  Under g->lock. */
 struct region *
 ba_gpa_region_new(struct beamalloc_gpa *g)
 {
-	size_t n = ba_min(REGION_MAX_SLABS, (size_t)1 << ba_min(g->nregions,
+	size_t n = ba_min(REGION_FRAMES, (size_t)2 << ba_min(g->nregions,
 	    16));
-	size_t len = n * SLAB_SIZE + SLAB_SIZE - BEAMALLOC_MIN_ALIGN;
+	size_t len = n * FRAME_SIZE + FRAME_SIZE - BEAMALLOC_MIN_ALIGN;
 	uintptr_t mem, base, start, end, tail;
 	struct region *r;
 
-	_Static_assert(REGION_MAX_SLABS < REGION_HEAD, "a bit for the tail");
+	_Static_assert(REGION_FRAMES < REGION_HEAD, "a bit for the tail");
 	mem = (uintptr_t)ba_gpa_backing_get(g, len);
 	if (mem == 0)
 		return NULL;
-	base = ba_align_forward(mem, SLAB_SIZE);
-	tail = base + n * SLAB_SIZE;
+	base = ba_align_forward(mem, FRAME_SIZE);
+	tail = base + n * FRAME_SIZE;
 	start = mem;
 	end = mem + len;
 	if (base - mem >= sizeof(*r) + 16) {
@@ -119,7 +119,7 @@ ba_gpa_region_new(struct beamalloc_gpa *g)
 		return NULL;
 	}
 	*r = (struct region){ .mem = (void *)mem, .len = len, .base = base,
-	    .nslabs = (uint32_t)n, .next = g->regions,
+	    .nframes = (uint32_t)n, .next = g->regions,
 	    .meta = (uintptr_t)r != mem,
 	    .head = base - start >= TAIL_MIN ? (uint32_t)(base - start) : 0,
 	    .tail = end - tail >= TAIL_MIN ? (uint32_t)(end - tail) : 0 };
@@ -127,14 +127,43 @@ ba_gpa_region_new(struct beamalloc_gpa *g)
 		g->regions->prev = r;
 	g->regions = r;
 	g->nregions++;
-	BA_TOOL_NOACCESS((void *)(base - r->head), r->head + n * SLAB_SIZE +
+	ba_gpa_region_avail(g, r);
+	BA_TOOL_NOACCESS((void *)(base - r->head), r->head + n * FRAME_SIZE +
 	    r->tail);
 	return r;
+}
+
+/* r on g->ravail when a whole frame of it is free, off it when none is,
+ * so that a new slab looks at no full region.  Under g->lock. */
+void
+ba_gpa_region_avail(struct beamalloc_gpa *g, struct region *r)
+{
+	bool avail = (~r->used & (((uint64_t)1 << r->nframes) - 1)) != 0;
+
+	if (avail == r->avail)
+		return;
+	r->avail = avail;
+	if (avail) {
+		r->aprev = NULL;
+		r->anext = g->ravail;
+		if (r->anext != NULL)
+			r->anext->aprev = r;
+		g->ravail = r;
+		return;
+	}
+	if (r->aprev != NULL)
+		r->aprev->anext = r->anext;
+	else
+		g->ravail = r->anext;
+	if (r->anext != NULL)
+		r->anext->aprev = r->aprev;
 }
 
 void
 ba_gpa_region_free(struct beamalloc_gpa *g, struct region *r)
 {
+	r->used = ~(uint64_t)0;
+	ba_gpa_region_avail(g, r);
 	if (r->spare)
 		g->spare -= r->len;
 	if (r->prev != NULL)

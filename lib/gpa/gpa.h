@@ -12,18 +12,19 @@
  * table.c, large.c, quarantine.c, exit.c, leak.c (leaks, trimming),
  * create.c, global.c, and check.c, guard.c, trace.c, decay.c.
  *
- * Small blocks (up to 16 KiB, alignment included) live in 64 KiB slabs
- * aligned to 64 KiB, carved from regions taken from the backing
- * allocator (the backing only needs to give 8-byte alignment).  A
- * region's unaligned head and tail (64 KiB less 8 bytes together) are
- * parts of the slabs on either side: each of 16 KiB or more is a partial
- * slab, with fewer slots but records for a whole one, where each class
- * gets its first slab; a pointer past its slots (another block of the
- * backing's) is not a slot.  Every slot has a
+ * Small blocks (up to 16 KiB, alignment included) live in slabs carved
+ * from regions taken from the backing allocator (the backing only needs
+ * to give 8-byte alignment): a slab is one 32 KiB frame, aligned to it,
+ * for the classes up to 4 KiB, two (64 KiB, aligned to that) for the
+ * larger ones.  A region's unaligned head and tail (a frame less 8 bytes
+ * together) are parts of the frames on either side: each of 8 KiB or
+ * more is a partial slab, with fewer slots but records for a whole one,
+ * where a one-frame class gets its first slab; a pointer past its slots
+ * (another block of the backing's) is not a slot.  Every slot has a
  * record out of band, in the slab's metadata: a state byte (new, used,
  * freed) and, with safety on, the requested length, alignment and call
- * site.  A hash table maps a slab's address to its records, so a free
- * finds its slot in O(1) and a pointer the GPA never gave out finds
+ * site.  A hash table maps each frame of a slab to its records, so a
+ * free finds its slot in O(1) and a pointer the GPA never gave out finds
  * nothing.  Larger or more aligned blocks come straight from the backing
  * allocator and are kept in a second hash table.
  *
@@ -39,7 +40,7 @@
  * (but for shared slabs: a depot's first slots of a class up to
  * SHARE_MAX are a quarter of a slab it shares with up to three other
  * depots once SHARE_CACHES threads have caches, so that a thread's
- * first few blocks hold 16 KiB, not 64; no slot crosses a quarter), and
+ * first few blocks hold 8 KiB, not 32; no slot crosses a quarter), and
  * none writes into a cache line another thread's blocks are in.
  * The state byte makes leak detection exact whatever sits in caches
  * (cached slots are freed, not live) and catches a double free even
@@ -67,8 +68,9 @@
  * in use keeps its region), unless the empty regions kept for the next
  * slabs stay within REGION_SPARE: those go at a full trim.  A trim made
  * as a depot grows keeps all-free slabs, an eighth of its class's or
- * more while the kept slabs of every class stay within KEEP_FREE (a
- * class idle for IDLE_TRIMS trims gives its own back to make room); a
+ * more while the kept slabs of every class stay within KEEP_FREE (once
+ * the others hold half of it, a class of the cache idle for IDLE_TRADES
+ * of its trades gives its own back to make room); a
  * full trim keeps none.  A thread remembers the slabs it freed into
  * (the memo) with the GPA's epoch, which every release advances, so a
  * slab's address may come back for another class.  A leak check trims
@@ -86,8 +88,18 @@
 
 #include "internal.h"
 
-#define SLAB_SHIFT 16
+/* Slabs are a frame (32 KiB, aligned to it) for the classes up to
+ * FRAME_MAX, and two frames (64 KiB, aligned to that) for the larger
+ * ones, which then still get four slots or more a slab.  Each class
+ * holds a slab being carved, half of it uncarved on average: with 64
+ * KiB slabs for every class, 10,000 random blocks of up to 4 KiB (6.7
+ * MB) left 1 MB uncarved (bench/README.md, "Slabs of one 32 KiB
+ * frame").  The slab table and the memo are by frame. */
+#define FRAME_SHIFT 15
+#define FRAME_SIZE ((size_t)1 << FRAME_SHIFT)
+#define SLAB_SHIFT 16			/* the largest slab */
 #define SLAB_SIZE ((size_t)1 << SLAB_SHIFT)
+#define FRAME_MAX 4096			/* classes with one-frame slabs */
 /* Small classes: 8, 16, 24 and 32 bytes, then four per power of two
  * (40, 48, 56, 64, 80, 96, ... 14336, 16384), as jemalloc and mimalloc
  * space theirs: a block wastes 1/8 of its slot on average, not 1/3 as
@@ -102,24 +114,26 @@
 #define TC_BYTES (256 * 1024)		/* free slots a thread cache keeps */
 #define TRIM_MIN (64 * 1024)		/* depot bytes below which no trim */
 #define DECAY_MS_VM 500			/* default decay_ms in the VM */
-#define REGION_MAX_SLABS 16		/* regions grow to 1 MiB */
+#define REGION_FRAMES 16		/* regions grow to 512 KiB */
 #define REGION_SPARE (8u << 20)		/* empty regions kept until a full
 					   trim (bench/README.md) */
 #define KEEP_FREE (8u << 20)		/* all-free slabs the growth trims
 					   keep, in all classes, until a
 					   full trim (bench/README.md) */
-#define IDLE_TRIMS 64			/* a class not trimmed in as many of
-					   the GPA's trims gives its kept
-					   slabs to one that is */
-#define TAIL_MIN (16 * 1024)		/* a region's tail worth a slab */
+#define IDLE_TRADES 64			/* a class that traded no magazine
+					   in as many of its cache's trades
+					   gives its kept slabs to one that
+					   trims, when they run short */
+#define TAIL_MIN (8 * 1024)		/* a region's tail worth a slab */
 #define TAIL_SLOTS 4			/* slots a class needs in one */
-#define QUARTER_SHIFT (SLAB_SHIFT - 2)	/* a shared slab's four parts */
+#define QUARTER_SHIFT (FRAME_SHIFT - 2)	/* a shared slab's four parts */
 #define NQUARTER 4
 #define SHARE_MAX 4096			/* classes whose depots start on a
 					   quarter of a shared slab, */
 #define SHARE_CACHES 8			/* once the GPA has this many
 					   thread caches (bench/README.md) */
-#define REGION_HEAD 63			/* the head slab's bit */
+_Static_assert(SHARE_MAX <= FRAME_MAX, "shared slabs are one frame");
+#define REGION_HEAD 63			/* the head frame's bit */
 #define STAB_TOMB ((uintptr_t)1)	/* a released slab's table key */
 #define TKEY_TOMB ((uintptr_t)1)	/* a thread cache slot given back */
 #define META_CHUNK (32 * 1024)		/* metadata blocks, when needed */
@@ -127,8 +141,8 @@
 #define NTHREADS (1 << NTHREADS_BITS)
 #define CREDIT_BATCH (256 * 1024)	/* per-thread stats settle past this */
 #define HASH_MUL 0x9E3779B97F4A7C15ull
-#define NMEMO 128			/* slabs each thread remembers (8 KiB),
-				 * by address: 8 MiB of slabs side by
+#define NMEMO 256			/* frames each thread remembers (16
+				 * KiB), by address: 8 MiB of slabs side by
 				 * side without a conflict; a miss costs
 				 * a table lookup and a second pass
 				 * (bench/README.md) */
@@ -170,7 +184,7 @@ _Static_assert(SMALL_MAX <= UINT16_MAX,
 
 /* One slab's metadata; records follow the header. */
 struct slab {
-	uintptr_t base;			/* SLAB_SIZE-aligned slots */
+	uintptr_t base;			/* slots, aligned to slab_span() */
 	struct slab *next, *prev;	/* every slab, newest first */
 	uint32_t *ftids;		/* per slot: the first free's trace id
 					   (traces on), or NULL */
@@ -202,21 +216,23 @@ struct slab {
 };
 #define Q_VOID ((struct depot *)1)
 
-/* A block of up to REGION_MAX_SLABS slabs from the backing; this header
- * sits at its start (or is the GPA's metadata: meta).  Slab nslabs,
+/* A block of up to REGION_FRAMES frames from the backing; this header
+ * sits at its start (or is the GPA's metadata: meta).  Frame nframes,
  * when tail is not 0, is a partial one: its first tail bytes are the
- * region's; so are the last head bytes of the slab below base (bit
+ * region's; so are the last head bytes of the frame below base (bit
  * REGION_HEAD of used). */
 struct region {
 	void *mem;
 	size_t len;
 	uintptr_t base;			/* first slab */
-	uint64_t used;			/* bit i: slab i in use */
-	uint32_t nslabs;
-	uint32_t head, tail;		/* bytes of the partial slabs, or 0 */
+	uint64_t used;			/* bit i: frame i in a slab */
+	uint32_t nframes;
+	uint32_t head, tail;		/* bytes of the partial frames, or 0 */
 	bool spare;			/* empty, kept (g->spare) */
 	bool meta;			/* the header is not in the block */
+	bool avail;			/* on g->ravail */
 	struct region *next, *prev;
+	struct region *anext, *aprev;	/* g->ravail */
 };
 
 /* Slab table entry: key = base | class, so one load finds both. */
@@ -285,8 +301,8 @@ struct depot {
 					   (slow start) */
 			uint32_t nkept;	/* slabs the last trim found
 					   all free and kept */
-			uint32_t trimmed; /* g->stamp at the last trim
-					   (both under g->lock) */
+			uint32_t traded; /* its cache's trades at its
+					   last (relaxed atomics) */
 			uint32_t nslabs; /* slabs (and quarters of
 					   shared ones) of this class */
 			size_t nfull;	/* slots in the full magazines */
@@ -324,6 +340,8 @@ struct tcache {
 	 * tells the next general path to set the bounds again. */
 	unsigned busy, steal, stolen;
 	unsigned slow;			/* slow paths, for tc_bound() */
+	uint32_t trades;		/* with its depots; by the owner,
+					   read by trims (relaxed) */
 	ptrdiff_t hi;
 	struct tcache *next;		/* every cache of this GPA */
 	/* Slabs this thread freed into lately, direct-mapped by address
@@ -448,20 +466,21 @@ struct beamalloc_gpa {
 	size_t nbb, bbcap;
 	struct chunk chunks[NCHUNKS];
 	struct region *regions;
+	struct region *ravail;		/* those with a whole frame free */
 	struct region *region_free;	/* headers to reuse (metadata) */
 	/* Bytes of empty regions kept for the next slabs, up to
 	 * REGION_SPARE: a program that fills and empties a few MB over and
 	 * over would otherwise hand them to the backing and have its pages
 	 * faulted in again each time.  Full trims give them back. */
 	size_t spare;
-	/* Slabs the depots' last growth trims kept all free, in all
-	 * classes (each depot's nkept, summed): they stay within
-	 * KEEP_FREE, for the same reason. */
+	/* Bytes of the slabs the depots' last growth trims kept all
+	 * free, in all classes (each depot's nkept, by its slabs' span):
+	 * they stay within KEEP_FREE, for the same reason. */
 	size_t nkept;
 	/* Shared slabs with a quarter free, by class. */
 	struct slab *qavail[NCLASS];
 	unsigned nregions;
-	size_t nslabs, nstab;		/* live slabs; table keys with tombs */
+	size_t nkeys, nstab;		/* table keys: live; with tombs */
 	_Atomic(struct slab *) slabs;
 	unsigned scanning;		/* leak scans walking the slab list */
 	uint32_t stamp;			/* of the last trim */
@@ -858,6 +877,13 @@ class_size(size_t c)
 	return ba_classes[c].size;
 }
 
+/* The bytes of a slab of class c, and its alignment. */
+static inline size_t
+slab_span(size_t c)
+{
+	return class_size(c) <= FRAME_MAX ? FRAME_SIZE : SLAB_SIZE;
+}
+
 /* Slot index of a byte offset into a slab of class c (exact for any
  * offset below 2^16: the error of the rounded inverse stays below one
  * part in 2^16). */
@@ -922,14 +948,20 @@ thread_home(uintptr_t k)
 	return (uint32_t)k * 0x9E3779B1u >> (32 - NTHREADS_BITS);
 }
 
-/* The entry for p's slab: the byte offset straight from the address
- * (shift and mask, no scaling). */
+/* The entry for p's frame: the byte offset straight from the address
+ * (shift and mask, no scaling).  Both frames of a two-frame slab have
+ * an entry with the slab's base; so the fast free's one test, an offset
+ * from the entry's base below SLAB_SIZE, holds only for p in the
+ * entry's slab (entries that share a line of the memo are NMEMO frames
+ * apart, far more than SLAB_SIZE). */
 static inline struct memo *
 memo_of(struct tcache *tc, uintptr_t p)
 {
 	_Static_assert(sizeof(struct memo) == 64, "struct memo: 64 bytes");
+	_Static_assert(NMEMO * FRAME_SIZE > 2 * SLAB_SIZE, "memo entries "
+	    "on one line are slabs apart");
 	return (struct memo *)(void *)((unsigned char *)tc->memo +
-	    ((p >> (SLAB_SHIFT - 6)) & ((NMEMO - 1) << 6)));
+	    ((p >> (FRAME_SHIFT - 6)) & ((NMEMO - 1) << 6)));
 }
 
 /* Fast: the cache in the home slot of the thread pointer, if it is the
@@ -1122,6 +1154,7 @@ BA_HIDDEN void *ba_gpa_backing_get(struct beamalloc_gpa *g, size_t len);
 BA_HIDDEN void ba_gpa_backing_put(struct beamalloc_gpa *g, void *p, size_t len);
 BA_HIDDEN struct region *ba_gpa_region_new(struct beamalloc_gpa *g);
 BA_HIDDEN void ba_gpa_region_free(struct beamalloc_gpa *g, struct region *r);
+BA_HIDDEN void ba_gpa_region_avail(struct beamalloc_gpa *g, struct region *r);
 BA_HIDDEN size_t ba_gpa_spares_free(struct beamalloc_gpa *g);
 BA_HIDDEN void *ba_gpa_meta_zalloc(struct beamalloc_gpa *g, size_t len);
 
@@ -1202,35 +1235,36 @@ sampled(const struct beamalloc_gpa *g, int *left)
 }
 
 static inline size_t
-stab_hash(const struct stab *t, uintptr_t base)
+stab_hash(const struct stab *t, uintptr_t frame)
 {
-	return (size_t)(((uint64_t)(base >> SLAB_SHIFT) * HASH_MUL) >>
+	return (size_t)(((uint64_t)(frame >> FRAME_SHIFT) * HASH_MUL) >>
 	    t->hshift);
 }
 
-/* The slab holding p, if any. */
+/* The slab holding p, if any: the table has a key for each of a slab's
+ * frames, and the class says where the slab starts. */
 static inline bool
 slab_find(const struct beamalloc_gpa *g, uintptr_t p, struct where *w)
 {
 	const struct stab *t = atomic_load_explicit(&g->stab,
 	    memory_order_acquire);
-	uintptr_t base = p & ~(uintptr_t)(SLAB_SIZE - 1);
-	size_t i = stab_hash(t, base);
+	uintptr_t frame = p & ~(uintptr_t)(FRAME_SIZE - 1);
+	size_t i = stab_hash(t, frame);
 
 	/* No slab is at 0, but both the empty key (0) and a tombstone
-	 * (STAB_TOMB) read as base 0: a pointer below SLAB_SIZE (NULL's
+	 * (STAB_TOMB) read as frame 0: a pointer below FRAME_SIZE (NULL's
 	 * field, say) would match them and their stale or missing records. */
-	if (BA_UNLIKELY(base == 0))
+	if (BA_UNLIKELY(frame == 0))
 		return false;
 	for (;;) {
 		uintptr_t k = atomic_load_explicit(&t->e[i].key,
 		    memory_order_acquire);
 
-		/* base is not 0, so neither an empty key nor a tombstone
+		/* frame is not 0, so neither an empty key nor a tombstone
 		 * matches */
-		if (BA_LIKELY((k & ~(uintptr_t)(SLAB_SIZE - 1)) == base)) {
-			w->base = base;
-			w->cls = (size_t)(k & (SLAB_SIZE - 1));
+		if (BA_LIKELY((k & ~(uintptr_t)(FRAME_SIZE - 1)) == frame)) {
+			w->cls = (size_t)(k & (FRAME_SIZE - 1));
+			w->base = p & ~(uintptr_t)(slab_span(w->cls) - 1);
 			w->recs = t->e[i].recs;
 			return true;
 		}
@@ -1261,6 +1295,13 @@ qtaken(const struct slab *s, unsigned q)
 	struct depot *d = qhome_get(s, q);
 
 	return d != Q_VOID ? d : NULL;
+}
+
+/* The slots of d->cur that depot d has yet to carve. */
+static inline uint32_t
+cur_left(const struct depot *d)
+{
+	return (uint32_t)(d->cur_hi - d->cur_lo) - d->next_slot;
 }
 
 /* The quarter of its shared slab that depot d carves now. */

@@ -35,7 +35,7 @@ ba_gpa_stab_new(struct beamalloc_gpa *g, size_t cap)
 static bool
 stab_put(struct stab *t, uintptr_t key, unsigned char *recs)
 {
-	size_t i = stab_hash(t, key & ~(uintptr_t)(SLAB_SIZE - 1));
+	size_t i = stab_hash(t, key & ~(uintptr_t)(FRAME_SIZE - 1));
 	uintptr_t k;
 
 	while ((k = atomic_load_explicit(&t->e[i].key,
@@ -58,7 +58,7 @@ stab_insert(struct beamalloc_gpa *g, uintptr_t key, unsigned char *recs)
 		size_t cap = 64;
 		struct stab *n;
 
-		while (cap < (g->nslabs + 1) * 4)
+		while (cap < (g->nkeys + 1) * 4)
 			cap *= 2;
 		if ((n = ba_gpa_stab_new(g, cap)) == NULL)
 			return false;
@@ -71,100 +71,125 @@ stab_insert(struct beamalloc_gpa *g, uintptr_t key, unsigned char *recs)
 		}
 		atomic_store_explicit(&g->stab, n, memory_order_release);
 		t = n;
-		g->nstab = g->nslabs;
+		g->nstab = g->nkeys;
 	}
 	g->nstab += stab_put(t, key, recs);
-	g->nslabs++;
+	g->nkeys++;
 	return true;
 }
 
 /* Under g->lock. */
 static void
-stab_remove(struct beamalloc_gpa *g, uintptr_t base)
+stab_remove(struct beamalloc_gpa *g, uintptr_t frame)
 {
 	struct stab *t = atomic_load_explicit(&g->stab, memory_order_relaxed);
 
-	for (size_t i = stab_hash(t, base);; i = (i + 1) & t->mask) {
+	for (size_t i = stab_hash(t, frame);; i = (i + 1) & t->mask) {
 		uintptr_t k = atomic_load_explicit(&t->e[i].key,
 		    memory_order_relaxed);
 
-		if ((k & ~(uintptr_t)(SLAB_SIZE - 1)) == base) {
+		if ((k & ~(uintptr_t)(FRAME_SIZE - 1)) == frame) {
 			atomic_store_explicit(&t->e[i].key, STAB_TOMB,
 			    memory_order_release);
 			break;
 		}
 	}
-	g->nslabs--;
+	g->nkeys--;
 }
 
 /* Frame i of region r (REGION_HEAD: the one below base). */
 static uintptr_t
 frame_base(const struct region *r, unsigned i)
 {
-	return i == REGION_HEAD ? r->base - SLAB_SIZE :
-	    r->base + (uintptr_t)i * SLAB_SIZE;
+	return i == REGION_HEAD ? r->base - FRAME_SIZE :
+	    r->base + (uintptr_t)i * FRAME_SIZE;
 }
 
-/* The slots of a slot size that frame i of r holds, from *first. */
+/* The slots of class c that a slab at frame i of r holds, from *first
+ * (a partial frame's slab has fewer: only one-frame slabs are made in
+ * one). */
 static uint32_t
-frame_slots(const struct region *r, unsigned i, size_t size,
-    uint32_t *first)
+frame_slots(const struct region *r, unsigned i, size_t c, uint32_t *first)
 {
-	uint32_t all = (uint32_t)(SLAB_SIZE / size);
+	size_t size = class_size(c);
+	uint32_t all = (uint32_t)(slab_span(c) / size);
 
 	*first = 0;
-	if (i < r->nslabs)
+	if (i < r->nframes)
 		return all;
-	if (i == r->nslabs)
+	if (i == r->nframes)
 		return (uint32_t)(r->tail / size);
-	*first = (uint32_t)((SLAB_SIZE - r->head + size - 1) / size);
+	*first = (uint32_t)((FRAME_SIZE - r->head + size - 1) / size);
 	return all - ba_min(all, *first);
 }
 
-/* A partial frame of r free for TAIL_SLOTS slots at least: the head's
- * frame may be another region's tail's, and the other way round, so the
- * table is asked too.  REGION_HEAD + 1: none. */
+/* A partial frame of r free for TAIL_SLOTS slots of class c at least:
+ * the head's frame may be another region's tail's, and the other way
+ * round, so the table is asked too.  REGION_HEAD + 1: none. */
 static unsigned
-frame_part(const struct beamalloc_gpa *g, const struct region *r,
-    size_t size)
+frame_part(const struct beamalloc_gpa *g, const struct region *r, size_t c)
 {
-	unsigned cand[2] = { r->nslabs, REGION_HEAD };
+	unsigned cand[2] = { r->nframes, REGION_HEAD };
 	uint32_t first;
 	struct where w;
 
 	for (int k = 0; k < 2; k++)
 		if ((r->used >> cand[k] & 1) == 0 &&
-		    frame_slots(r, cand[k], size, &first) >= TAIL_SLOTS &&
+		    frame_slots(r, cand[k], c, &first) >= TAIL_SLOTS &&
 		    !slab_find(g, frame_base(r, cand[k]), &w))
 			return cand[k];
 	return REGION_HEAD + 1;
 }
 
+/* The whole frames of r free for a slab of class c: for a two-frame
+ * slab, the first of two free ones at SLAB_SIZE alignment; for a
+ * one-frame slab, those beside another one-frame slab first (or in no
+ * such pair), so that one-frame slabs do not break up the pairs that
+ * two-frame ones need. */
+static uint64_t
+frames_free(const struct region *r, size_t c)
+{
+	uint64_t f = ~r->used & (((uint64_t)1 << r->nframes) - 1);
+	/* The first frame of each pair at SLAB_SIZE alignment. */
+	uint64_t pair = (r->base & (SLAB_SIZE - 1)) == 0 ?
+	    0x5555555555555555ull : 0xaaaaaaaaaaaaaaaaull;
+	uint64_t beside;
+
+	if (slab_span(c) != FRAME_SIZE)
+		return f & f >> 1 & pair;
+	beside = (r->used >> 1 & pair) | (r->used & pair) << 1 |
+	    ~(pair | pair << 1);
+	return (f & beside) != 0 ? f & beside : f;
+}
+
 /* The frame for a new slab of class c: a partial one (a region's head
- * or tail) for a class's first slab (a class little used wastes less of
- * it, and its bytes are lost otherwise), else the first whole one free,
- * else a partial one.  Its index in *i; NULL: none free.  Under
- * g->lock. */
+ * or tail) for a one-frame class's first slab (a class little used
+ * wastes less of it, and its bytes are lost otherwise), else the first
+ * whole one free, else a partial one.  Its index in *i; NULL: none
+ * free.  Under g->lock. */
 static struct region *
 frame_find(struct beamalloc_gpa *g, size_t c, bool first, unsigned *i)
 {
 	struct region *r, *whole = NULL, *part = NULL;
+	bool parts = slab_span(c) == FRAME_SIZE;
 	unsigned pi = 0;
 	uint64_t free_bits = 0;
 
-	for (r = g->regions; r != NULL; r = r->next) {
-		uint64_t f = ~r->used & (((uint64_t)1 << r->nslabs) - 1);
-
-		if (part == NULL && (r->head | r->tail) != 0 &&
-		    (pi = frame_part(g, r, class_size(c))) <= REGION_HEAD)
-			part = r;
-		if (whole == NULL && f != 0) {
+	/* Whole frames from the regions with one free; a partial frame,
+	 * looked for in all, only where it would be taken: for a first
+	 * slab, or when no whole frame is free. */
+	for (r = g->ravail; r != NULL; r = r->anext)
+		if ((free_bits = frames_free(r, c)) != 0) {
 			whole = r;
-			free_bits = f;
-		}
-		if (part != NULL && whole != NULL)
 			break;
-	}
+		}
+	if (parts && (first || whole == NULL))
+		for (r = g->regions; r != NULL; r = r->next)
+			if ((r->head | r->tail) != 0 &&
+			    (pi = frame_part(g, r, c)) <= REGION_HEAD) {
+				part = r;
+				break;
+			}
 	if (part != NULL && (first || whole == NULL)) {
 		*i = pi;
 		return part;
@@ -174,14 +199,36 @@ frame_find(struct beamalloc_gpa *g, size_t c, bool first, unsigned *i)
 	return whole;
 }
 
+/* The frames bit i of a region stands for, for a slab of class c. */
+static uint64_t
+frame_bits(size_t c, unsigned i)
+{
+	return (slab_span(c) == FRAME_SIZE ? (uint64_t)1 : (uint64_t)3) << i;
+}
+
+/* Slab s's keys in the table, one a frame.  Under g->lock. */
+static bool
+slab_keys(struct beamalloc_gpa *g, struct slab *s)
+{
+	for (uintptr_t f = s->base; f < s->base + slab_span(s->cls);
+	    f += FRAME_SIZE)
+		if (!stab_insert(g, f | s->cls, s->recs)) {
+			while (f > s->base)
+				stab_remove(g, f -= FRAME_SIZE);
+			return false;
+		}
+	return true;
+}
+
 /* A new slab for class c (its first: first), its records in a block of
- * their own; a partial slab has records for a whole one, so that any
- * pointer into its frame (another block's, past the region) finds a
- * record, never to be used.  Under the class's depot lock. */
+ * their own, a key in the table for each of its frames; a partial slab
+ * has records for a whole one, so that any pointer into its frame
+ * (another block's, past the region) finds a record, never to be used.
+ * Under the class's depot lock. */
 struct slab *
 ba_gpa_slab_new(struct beamalloc_gpa *g, size_t c, bool first)
 {
-	uint32_t nslots = (uint32_t)(SLAB_SIZE / class_size(c));
+	uint32_t nslots = (uint32_t)(slab_span(c) / class_size(c));
 	size_t recs_len = ba_align_forward((size_t)nslots << g->rec_shift,
 	    16);
 	/* The backing gives 8-byte alignment, the records want 16. */
@@ -193,11 +240,11 @@ ba_gpa_slab_new(struct beamalloc_gpa *g, size_t c, bool first)
 	unsigned i;
 
 	lock(g, &g->lock);
-	if ((r = frame_find(g, c, first, &i)) == NULL) {
-		if ((r = ba_gpa_region_new(g)) == NULL)
+	/* A new region has room, but for a two-frame slab when it is
+	 * the first one, of two frames, not aligned to SLAB_SIZE. */
+	while ((r = frame_find(g, c, first, &i)) == NULL)
+		if (ba_gpa_region_new(g) == NULL)
 			goto out;
-		r = frame_find(g, c, first, &i);
-	}
 	if ((meta = ba_gpa_backing_get(g, meta_len)) == NULL)
 		goto unused;
 	s = (struct slab *)ba_align_forward((uintptr_t)meta, 16);
@@ -208,15 +255,16 @@ ba_gpa_slab_new(struct beamalloc_gpa *g, size_t c, bool first)
 	    recs_len) : NULL;
 	s->region = r;
 	s->meta_len = meta_len;
-	s->nslots = frame_slots(r, i, class_size(c), &s->first);
+	s->nslots = frame_slots(r, i, c, &s->first);
 	s->size = (uint32_t)class_size(c);
 	s->cls = (uint8_t)c;
-	if (!stab_insert(g, s->base | c, s->recs)) {
+	if (!slab_keys(g, s)) {
 		ba_gpa_backing_put(g, meta, meta_len);
 		s = NULL;
 		goto unused;
 	}
-	r->used |= (uint64_t)1 << i;
+	r->used |= frame_bits(c, i);
+	ba_gpa_region_avail(g, r);
 	if (r->spare) {
 		r->spare = false;
 		g->spare -= r->len;
@@ -246,7 +294,9 @@ ba_gpa_slab_release(struct beamalloc_gpa *g, struct slab *s)
 	size_t bytes = s->meta_len;
 	unsigned i;
 
-	stab_remove(g, s->base);
+	for (uintptr_t f = s->base; f < s->base + slab_span(s->cls);
+	    f += FRAME_SIZE)
+		stab_remove(g, f);
 	atomic_fetch_add_explicit(&g->epoch, 1, memory_order_release);
 	if (s->prev != NULL)
 		s->prev->next = s->next;
@@ -256,10 +306,11 @@ ba_gpa_slab_release(struct beamalloc_gpa *g, struct slab *s)
 	if (s->next != NULL)
 		s->next->prev = s->prev;
 	i = s->base < r->base ? REGION_HEAD :
-	    (unsigned)((s->base - r->base) >> SLAB_SHIFT);
+	    (unsigned)((s->base - r->base) >> FRAME_SHIFT);
 	BA_TOOL_NOACCESS((void *)(s->base + (size_t)s->first * s->size),
 	    (size_t)s->nslots * s->size);
-	r->used &= ~((uint64_t)1 << i);
+	r->used &= ~frame_bits(s->cls, i);
+	ba_gpa_region_avail(g, r);
 	ba_gpa_backing_put(g, s->meta, s->meta_len);
 	if (r->used == 0) {
 		if (g->spare + r->len <= REGION_SPARE) {
@@ -435,7 +486,7 @@ quarter_new(struct beamalloc_gpa *g, struct depot *d, size_t c)
  * cur_hi): a quarter of a shared slab while d has no more than a run of
  * them, for classes up to SHARE_MAX once the GPA has SHARE_CACHES
  * thread caches (a thread that makes a few blocks of a class then holds
- * 16 KiB of frame for them, not 64: with a depot per thread, a frame
+ * 8 KiB of frame for them, not 32: with a depot per thread, a frame
  * per thread and class added up), else a slab of its own.  With fewer
  * threads, a slab each costs little memory, and keeps every free of
  * the slab's slots on the way to its magazine: the frees of a slab two

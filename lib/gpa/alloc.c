@@ -72,6 +72,9 @@ const struct ba_class ba_classes[NCLASS] = {
 };
 _Static_assert(CLASS_SIZE(NCLASS - 1) == SMALL_MAX, "the classes end at "
     "SMALL_MAX");
+_Static_assert(CLASS_SIZE(FRAME_CLASSES - 1) == FRAME_MAX &&
+    CLASS_SIZE(FRAME_CLASSES) > FRAME_MAX, "FRAME_CLASSES: the classes up "
+    "to FRAME_MAX");
 
 /* ------------------------------------------------------------------------
  * Depot: magazines between thread caches and slabs

@@ -99,7 +99,8 @@
 #define FRAME_SIZE ((size_t)1 << FRAME_SHIFT)
 #define SLAB_SHIFT 16			/* the largest slab */
 #define SLAB_SIZE ((size_t)1 << SLAB_SHIFT)
-#define FRAME_MAX 4096			/* classes with one-frame slabs */
+#define FRAME_MAX 4096			/* slots of one-frame slabs, */
+#define FRAME_CLASSES 32		/* classes 0 .. 31 */
 /* Small classes: 8, 16, 24 and 32 bytes, then four per power of two
  * (40, 48, 56, 64, 80, 96, ... 14336, 16384), as jemalloc and mimalloc
  * space theirs: a block wastes 1/8 of its slot on average, not 1/3 as
@@ -881,7 +882,7 @@ class_size(size_t c)
 static inline size_t
 slab_span(size_t c)
 {
-	return class_size(c) <= FRAME_MAX ? FRAME_SIZE : SLAB_SIZE;
+	return c < FRAME_CLASSES ? FRAME_SIZE : SLAB_SIZE;
 }
 
 /* Slot index of a byte offset into a slab of class c (exact for any

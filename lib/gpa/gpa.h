@@ -225,7 +225,7 @@ struct slab {
 struct region {
 	void *mem;
 	size_t len;
-	uintptr_t base;			/* first slab */
+	uintptr_t base;			/* first whole frame */
 	uint64_t used;			/* bit i: frame i in a slab */
 	uint32_t nframes;
 	uint32_t head, tail;		/* bytes of the partial frames, or 0 */
@@ -236,7 +236,7 @@ struct region {
 	struct region *anext, *aprev;	/* g->ravail */
 };
 
-/* Slab table entry: key = base | class, so one load finds both. */
+/* Slab table entry: key = frame | class, so one load finds both. */
 struct sent {
 	_Atomic uintptr_t key;		/* 0: empty */
 	unsigned char *recs;

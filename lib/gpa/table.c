@@ -149,16 +149,16 @@ frame_part(const struct beamalloc_gpa *g, const struct region *r, size_t c)
 static uint64_t
 frames_free(const struct region *r, size_t c)
 {
-	uint64_t f = ~r->used & (((uint64_t)1 << r->nframes) - 1);
-	/* The first frame of each pair at SLAB_SIZE alignment. */
-	uint64_t pair = (r->base & (SLAB_SIZE - 1)) == 0 ?
-	    0x5555555555555555ull : 0xaaaaaaaaaaaaaaaaull;
-	uint64_t beside;
+	uint64_t all = ((uint64_t)1 << r->nframes) - 1, f = ~r->used & all;
+	/* The first frame of each pair at SLAB_SIZE alignment within the
+	 * region; the frames of no pair (at most one at either end). */
+	uint64_t pair = ((r->base & (SLAB_SIZE - 1)) == 0 ?
+	    0x5555555555555555ull : 0xaaaaaaaaaaaaaaaaull) & all >> 1;
+	uint64_t single = all & ~(pair | pair << 1), beside;
 
 	if (slab_span(c) != FRAME_SIZE)
 		return f & f >> 1 & pair;
-	beside = (r->used >> 1 & pair) | (r->used & pair) << 1 |
-	    ~(pair | pair << 1);
+	beside = (r->used >> 1 & pair) | (r->used & pair) << 1 | single;
 	return (f & beside) != 0 ? f & beside : f;
 }
 

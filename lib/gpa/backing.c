@@ -133,17 +133,14 @@ ba_gpa_region_new(struct beamalloc_gpa *g)
 	return r;
 }
 
-/* r on g->ravail when a whole frame of it is free, off it when none is,
- * so that a new slab looks at no full region.  Under g->lock. */
-void
-ba_gpa_region_avail(struct beamalloc_gpa *g, struct region *r)
+/* r on g->ravail (on) or off it.  Under g->lock. */
+static void
+ravail_set(struct beamalloc_gpa *g, struct region *r, bool on)
 {
-	bool avail = (~r->used & (((uint64_t)1 << r->nframes) - 1)) != 0;
-
-	if (avail == r->avail)
+	if (on == r->avail)
 		return;
-	r->avail = avail;
-	if (avail) {
+	r->avail = on;
+	if (on) {
 		r->aprev = NULL;
 		r->anext = g->ravail;
 		if (r->anext != NULL)
@@ -159,11 +156,19 @@ ba_gpa_region_avail(struct beamalloc_gpa *g, struct region *r)
 		r->anext->aprev = r->aprev;
 }
 
+/* r on g->ravail when a whole frame of it is free, off it when none is,
+ * so that a new slab looks at no full region.  Under g->lock. */
+void
+ba_gpa_region_avail(struct beamalloc_gpa *g, struct region *r)
+{
+	ravail_set(g, r, (~r->used & (((uint64_t)1 << r->nframes) - 1)) !=
+	    0);
+}
+
 void
 ba_gpa_region_free(struct beamalloc_gpa *g, struct region *r)
 {
-	r->used = ~(uint64_t)0;
-	ba_gpa_region_avail(g, r);
+	ravail_set(g, r, false);
 	if (r->spare)
 		g->spare -= r->len;
 	if (r->prev != NULL)

@@ -343,6 +343,11 @@ struct tcache {
 	unsigned slow;			/* slow paths, for tc_bound() */
 	uint32_t trades;		/* with its depots; by the owner,
 					   read by trims (relaxed) */
+	/* Sampled traces or guard pages: allocations until the next
+	 * sampled one (the general path samples at 0 and starts again from
+	 * the GPA's N).  On the line of owner and room, which every fast
+	 * path touches already. */
+	int sample_left;
 	ptrdiff_t hi;
 	struct tcache *next;		/* every cache of this GPA */
 	/* Slabs this thread freed into lately, direct-mapped by address
@@ -376,9 +381,6 @@ struct tcache {
 	ptrdiff_t nblk;
 	unsigned seq;
 	struct tcache *free_next;	/* g->tc_free: its thread ended */
-	/* Sampled traces: allocations until the next traced one (the
-	 * general path traces at 0 and starts again from the GPA's N). */
-	int sample_left;
 	struct depot dep[NCLASS];	/* this cache's slabs, by class */
 };
 _Static_assert(offsetof(struct tcache, end) -

@@ -5,8 +5,8 @@
  * failure an errno.
  */
 /* GCC merges identical tails of the inlined fast paths (cross-jumping):
- * the guarded-sampling path then jumps to a tail that gpa-fast's falls
- * into (4-6% of a pair64 or lifo1000 pair, timed: bench/README.md).
+ * one path then jumps to a tail that gpa-fast's falls into (4-6% of a
+ * pair64 or lifo1000 pair, timed: bench/README.md).
  * Before the headers: the fast paths are inlined from gpa.h. */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-crossjumping")
@@ -38,17 +38,14 @@ alloc_at(beamalloc_allocator a, size_t len, size_t align, uintptr_t ra)
 	 * only the compares (one instruction each: ba_gpa_fvt).  gpa-fast's
 	 * first, the one with safety (the global GPA's: checked third, it
 	 * took 13% longer on pair64, timed), then the same as the first
-	 * with guarded sampling and with sampled traces (their price: the
-	 * countdown and the compares). */
+	 * with sampled traces (their price: the compares and the record's
+	 * trace id).  Guarded sampling has gpa-fast's (or gpa-safe's). */
 	if (BA_UNLIKELY(a.vtable == ba_gpa_fvt[BA_FVT_TS]))
 		return ba_gpa_fast_alloc(a.ctx, len, align, ra, true, false,
 		    false);
 	if (BA_UNLIKELY(a.vtable == ba_gpa_fvt[BA_FVT_TS_SAFE]))
 		return ba_gpa_fast_alloc(a.ctx, len, align, ra, true, true,
 		    false);
-	if (BA_UNLIKELY(a.vtable == ba_gpa_fvt[BA_FVT_GUARD]))
-		return ba_gpa_fast_alloc(a.ctx, len, align, ra, true, false,
-		    BA_SMP_GUARD);
 	if (BA_UNLIKELY(a.vtable == ba_gpa_fvt[BA_FVT_SAMPLED]))
 		return ba_gpa_fast_alloc(a.ctx, len, align, ra, true, false,
 		    BA_SMP_TRACE);

@@ -284,6 +284,29 @@ guard_overflow_16(void)
 	return 0;
 }
 
+/* A guarded block freed twice, with a trim between for half of them: a
+ * "double free" naming it (its slot knows it was freed), not an invalid
+ * free. */
+static size_t
+guard_double_free(void)
+{
+	beamalloc_gpa *g = make(false, false, 0, 1);
+	beamalloc_allocator a = beamalloc_gpa_allocator(g);
+
+	for (int i = 0; i < RUNS; i++) {
+		unsigned char *p = beamalloc_alloc(a, 48);
+
+		beamalloc_free(a, p, 48);
+		if (i % 2 == 0)
+			(void)beamalloc_gpa_trim(g);
+		expect(p, 48);
+		beamalloc_free(a, p, 48);
+	}
+	beamalloc_gpa_destroy(g);
+	return seen.kind[BEAMALLOC_REPORT_DOUBLE_FREE] == RUNS &&
+	    seen.kind[BEAMALLOC_REPORT_INVALID_FREE] == 0 ? seen.named : 0;
+}
+
 /* Guarded blocks pass through at most GUARD_SLOTS (512) slots: this many
  * guarded allocations after a write to a freed one hand its slot out
  * again, whatever the order. */
@@ -656,7 +679,7 @@ quarantine_counted(void)
 int
 main(void)
 {
-	plan(24);
+	plan(25);
 	quarantine_counted();
 	counted(overflow_1, RUNS, "canary: 1-byte overflow of a 24 B block, "
 	    "reported at free with its site, of 1000");
@@ -684,6 +707,9 @@ main(void)
 	    "overflow of a 24 B block faults");
 	guarded(guard_overflow_16, "overflow past block", "guard: a 16-byte "
 	    "overflow of a 48 B block faults");
+	counted(guard_double_free, RUNS, "guard: a freed 48 B block freed "
+	    "again (after a trim for half) is a double free naming it, of "
+	    "1000");
 	counted(guard_waf, RUNS, "guard: a write to a freed 48 B block, "
 	    "reported when its slot comes back, of 1000");
 	counted(guard_waf_edges, RUNS, "guard: the same at the first and "

@@ -7,6 +7,7 @@
  * split; lib/gpa/gpa.h has the overview.
  */
 #define _GNU_SOURCE
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -1290,6 +1291,8 @@ again:
 	if (BA_UNLIKELY(g->depth != 0))
 		((struct rec *)(void *)e.rec)->tid = sampled(g,
 		    &tc->sample_left) ? ba_trace_id(g->traces, g->depth, ra) : 0;
+	else if (BA_UNLIKELY(tc->sample_left < 0) && !g->guard_fast)
+		tc->sample_left = INT_MAX;	/* nothing to sample */
 	state_set(e.rec, REC_USED);
 	if (g->tools)
 		BA_TOOL_ALLOC(e.p, len);
@@ -1555,22 +1558,6 @@ CHECK_PAIR(chk_ts_safe, true, true)
 CHECK_PAIR(chk_st, false, false)
 CHECK_PAIR(chk_st_safe, false, true)
 
-/* guard_sample alone: the fast paths, with the thread's countdown in
- * front (see guard_due()).  A guarded block is in no slab: its free
- * misses the memo and goes to the general path. */
-#define GUARD_ALLOC(name, ts, safety)					\
-static void *								\
-name##_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)	\
-{									\
-	return ba_gpa_fast_alloc(ctx, len, align, ra, ts, safety,	\
-	    BA_SMP_GUARD);						\
-}
-
-GUARD_ALLOC(guard_ts, true, false)
-GUARD_ALLOC(guard_ts_safe, true, true)
-GUARD_ALLOC(guard_st, false, false)
-GUARD_ALLOC(guard_st_safe, false, true)
-
 /* In place within the size class; the records follow the new length. */
 static bool
 small_resize(struct beamalloc_gpa *g, void *mem, const struct where *w,
@@ -1754,13 +1741,6 @@ const beamalloc_vtable ba_gpa_vtables[GPA_NVT] = {
 	    smp_ts_free },
 	[GPA_VT_SAMPLED + 3] = { smp_ts_safe_alloc, gpa_resize, gpa_remap,
 	    smp_ts_safe_free },
-	[GPA_VT_GUARD] = { guard_st_alloc, gpa_resize, gpa_remap, fast_st_free },
-	[GPA_VT_GUARD + 1] = { guard_st_safe_alloc, gpa_resize, gpa_remap,
-	    fast_st_safe_free },
-	[GPA_VT_GUARD + 2] = { guard_ts_alloc, gpa_resize, gpa_remap,
-	    fast_ts_free },
-	[GPA_VT_GUARD + 3] = { guard_ts_safe_alloc, gpa_resize, gpa_remap,
-	    fast_ts_safe_free },
 	[GPA_VT_CHECK] = { chk_st_alloc, gpa_resize, gpa_remap, chk_st_free },
 	[GPA_VT_CHECK + 1] = { chk_st_safe_alloc, gpa_resize, gpa_remap,
 	    chk_st_safe_free },
@@ -1773,7 +1753,6 @@ const beamalloc_vtable ba_gpa_vtables[GPA_NVT] = {
 const beamalloc_vtable *const ba_gpa_fvt[BA_NFVT] = {
 	[BA_FVT_TS] = &ba_gpa_vtables[GPA_VT_TS],
 	[BA_FVT_TS_SAFE] = &ba_gpa_vtables[GPA_VT_TS_SAFE],
-	[BA_FVT_GUARD] = &ba_gpa_vtables[GPA_VT_GUARD + 2],
 	[BA_FVT_SAMPLED] = &ba_gpa_vtables[GPA_VT_SAMPLED + 2],
 };
 

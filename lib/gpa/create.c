@@ -118,7 +118,8 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 	g->vtable = &ba_gpa_vtables[GPA_VT_GENERAL];
 	/* The fast paths unless a check needs the general one: traces of
 	 * every block do, sampled ones only once in N; guarded sampling
-	 * alone keeps them (its countdown in front). */
+	 * keeps them (every fast path counts down for it), but beside
+	 * sampled traces, whose countdown it is. */
 	if (g->batched && !g->tools && !g->canary && !g->junk &&
 	    (g->depth == 0 || g->sample != 0)) {
 		if (g->depth != 0) {
@@ -127,15 +128,16 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 				    2 * g->thread_safe + g->safety];
 		} else {
 			g->guard_fast = g->guard_sample != 0;
-			g->vtable = &ba_gpa_vtables[(g->guard_fast ?
-			    GPA_VT_GUARD : GPA_VT_ST) + 2 * g->thread_safe +
-			    g->safety];
+			g->vtable = &ba_gpa_vtables[GPA_VT_ST +
+			    2 * g->thread_safe + g->safety];
 		}
 	} else if (g->batched && !g->tools && c.quarantine == 0 &&
-	    /* Canary or junk alone: the fast paths with their checks. */
-	    g->depth == 0 && g->guard_sample == 0)
+	    g->depth == 0) {
+		/* Canary or junk: the fast paths with their checks. */
+		g->guard_fast = g->guard_sample != 0;
 		g->vtable = &ba_gpa_vtables[GPA_VT_CHECK +
 		    2 * g->thread_safe + g->safety];
+	}
 	g->report = c.report;
 	g->report_user = c.report_user;
 	g->rec_shift = g->safety || g->depth != 0 ?

@@ -343,10 +343,11 @@ struct tcache {
 	unsigned slow;			/* slow paths, for tc_bound() */
 	uint32_t trades;		/* with its depots; by the owner,
 					   read by trims (relaxed) */
-	/* Sampled traces or guard pages: allocations until the next
-	 * sampled one (the general path samples at 0 and starts again from
-	 * the GPA's N).  On the line of owner and room, which every fast
-	 * path touches already. */
+	/* Allocations until the next one the fast paths send to the
+	 * general path: every fast path counts down, and the general path
+	 * starts again from N (sampled traces, guard pages: it samples
+	 * this one) or, with neither, from INT_MAX.  On the line of owner
+	 * and room, which every fast path touches already. */
 	int sample_left;
 	ptrdiff_t hi;
 	struct tcache *next;		/* every cache of this GPA */
@@ -513,27 +514,27 @@ struct beamalloc_gpa {
 	struct ba_quar *quar;		/* NULL: no quarantine */
 	unsigned guard_sample;		/* 0: no guard pages */
 	/* Counted by the fast paths in each thread's sample_left (no trace
-	 * sampling then), else by guard_count. */
+	 * sampling then: it counts those), else by guard_count. */
 	bool guard_fast;
 	_Atomic unsigned guard_count;	/* the general path's count */
 };
 
 /* The vtables: the general one first, then the fast ones by
- * [thread_safe][safety], then the same with sampled traces, with guarded
- * sampling, and with canary or junk. */
+ * [thread_safe][safety] (guarded sampling's too: every fast path counts
+ * down for it), then the same with sampled traces, and with canary or
+ * junk. */
 enum { GPA_VT_GENERAL, GPA_VT_ST, GPA_VT_ST_SAFE, GPA_VT_TS, GPA_VT_TS_SAFE,
-    GPA_VT_SAMPLED, GPA_VT_GUARD = GPA_VT_SAMPLED + 4,
-    GPA_VT_CHECK = GPA_VT_GUARD + 4, GPA_NVT = GPA_VT_CHECK + 4 };
+    GPA_VT_SAMPLED, GPA_VT_CHECK = GPA_VT_SAMPLED + 4,
+    GPA_NVT = GPA_VT_CHECK + 4 };
 BA_HIDDEN extern const beamalloc_vtable ba_gpa_vtables[GPA_NVT];
 /* The thread-safe fast vtables the front-end calls straight, as
  * pointers stored in memory (alloc.c): a compare with one is a single
  * instruction (cmp with a memory operand), where an address needs a lea
  * first. */
-enum { BA_FVT_TS, BA_FVT_TS_SAFE, BA_FVT_GUARD, BA_FVT_SAMPLED, BA_NFVT };
+enum { BA_FVT_TS, BA_FVT_TS_SAFE, BA_FVT_SAMPLED, BA_NFVT };
 BA_HIDDEN extern const beamalloc_vtable *const ba_gpa_fvt[BA_NFVT];
-/* Their free functions, the same way: gpa-fast's free serves guarded
- * sampling too (a guarded block is in no slab), so the front-end's free
- * asks the vtable's free, one compare for both. */
+/* Their free functions, the same way (a guarded block is in no slab:
+ * the fast free sends it to the general path). */
 enum { BA_FFREE_TS, BA_FFREE_SAMPLED, BA_NFFREE };
 BA_HIDDEN extern void (*const ba_gpa_ffree[BA_NFFREE])(void *ctx, void *mem,
     size_t len, size_t align, uintptr_t ra);
@@ -1388,9 +1389,10 @@ lg_extra(const struct beamalloc_gpa *g)
 }
 
 /* One allocation in guard_sample goes against a guard page.  With the
- * fast paths, by the thread's countdown, as sampled() counts traces (a
- * shared one was a cache line written by every allocation of every
- * thread); else by a shared count, on the general path's slower line. */
+ * fast paths, by the thread's countdown, which every fast path keeps (a
+ * shared count was a cache line written by every allocation of every
+ * thread); else (sampled traces have the countdown) by a shared count,
+ * on the general path's slower line. */
 static inline bool
 guard_due(struct beamalloc_gpa *g)
 {
@@ -1419,16 +1421,20 @@ guard_due(struct beamalloc_gpa *g)
  * traces, memory limit or memory checker: a pop or push on the thread's
  * bin, the state byte, the credit.  Anything else (an empty or full bin,
  * a large block, a bad free, a thread without a home slot) goes to the
- * general path, which checks everything again.  With sample, for GPAs
- * that trace 1 allocation in N: the thread's countdown sends every Nth
- * allocation, and the free of a traced block, to the general path;
- * the others clear the record's trace id.  With sample BA_SMP_GUARD, for
- * guarded sampling without traces, the same countdown sends one
- * allocation in guard_sample there, and the records have no trace id.
- * With check (canary or junk, neither quarantine nor traces), the checks
- * and fills of check.c around the pop and the push; a bad canary goes to
- * the general path, which reports it. */
-enum { BA_SMP_TRACE = 1, BA_SMP_GUARD = 2 };
+ * general path, which checks everything again.  Every allocation counts
+ * the thread's countdown down, and the one that takes it below 0 goes
+ * there too: the one in guard_sample placed against a guard page, with
+ * no path of its own (a compare in the front-end and a copy of the fast
+ * path cost gpa-guard1000 6 instructions a pair, +4 %; the countdown
+ * costs every other GPA 2, on a line the fast path writes anyway, and
+ * one trip to the general path in 2^31 allocations).  With sample, for
+ * GPAs that trace 1 allocation in N: the countdown sends every Nth
+ * allocation, and the free of a traced block, to the general path; the
+ * others clear the record's trace id.  With check (canary or junk,
+ * neither quarantine nor traces), the checks and fills of check.c
+ * around the pop and the push; a bad canary goes to the general path,
+ * which reports it. */
+enum { BA_SMP_TRACE = 1 };
 
 static inline __attribute__((always_inline)) void *
 ba_gpa_fast_alloc_chk(void *ctx, size_t len, size_t align, uintptr_t ra,
@@ -1464,7 +1470,7 @@ ba_gpa_fast_alloc_chk(void *ctx, size_t len, size_t align, uintptr_t ra,
 	 * this thread's, and before its record changes, so that the report
 	 * names the freed block. */
 	if (BA_UNLIKELY((uintptr_t)top <= (uintptr_t)tc->bot[c] ||
-	    (sample && (tc->sample_left -= 1) < 0) ||
+	    (tc->sample_left -= 1) < 0 ||
 	    (check && g->junk && state_get(top[-1].rec) == REC_FREE &&
 	    !ba_slot_junk_is(top[-1].p, class_size(c))))) {
 		if (ts)

@@ -350,6 +350,14 @@ depot_trim_locked(struct beamalloc_gpa *g, struct depot *d, size_t c,
 empties:
 	bytes += ba_gpa_depot_empties(g, d, 2);
 	d->ntrim = d->nfull;
+	/* Then the class carves as a new cache's does, a few slots first:
+	 * a refill that carved a whole magazine for each of the classes a
+	 * thread uses (16 KiB each) put the cache past TC_BYTES, whose
+	 * bound sent them home, to be refilled again: 100 live random
+	 * blocks after a trim took 1.6x the instructions (bench/README.md,
+	 * "After a full trim"), and every leak check and decay is one. */
+	if (full)
+		d->carve = 0;
 	return bytes;
 }
 

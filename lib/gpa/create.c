@@ -126,18 +126,18 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 			if (g->guard_sample == 0)
 				g->vtable = &ba_gpa_vtables[GPA_VT_SAMPLED +
 				    2 * g->thread_safe + g->safety];
-		} else {
-			g->guard_fast = g->guard_sample != 0;
+		} else
 			g->vtable = &ba_gpa_vtables[GPA_VT_ST +
 			    2 * g->thread_safe + g->safety];
-		}
 	} else if (g->batched && !g->tools && c.quarantine == 0 &&
-	    g->depth == 0) {
+	    g->depth == 0)
 		/* Canary or junk: the fast paths with their checks. */
-		g->guard_fast = g->guard_sample != 0;
 		g->vtable = &ba_gpa_vtables[GPA_VT_CHECK +
 		    2 * g->thread_safe + g->safety];
-	}
+	/* Fast paths but the sampled ones (never with guard pages) count
+	 * down for the guarded blocks. */
+	g->guard_fast = g->guard_sample != 0 &&
+	    g->vtable != &ba_gpa_vtables[GPA_VT_GENERAL];
 	g->report = c.report;
 	g->report_user = c.report_user;
 	g->rec_shift = g->safety || g->depth != 0 ?

@@ -68,11 +68,12 @@ ba_bytes_are(const void *p, size_t n, unsigned char v)
 	return true;
 }
 
-/* Any span, and no byte outside it touched. */
+/* Any span, and no byte outside it touched: a short one inline, a long
+ * one (a large block's) by memset's wide stores. */
 static void
 fill(unsigned char *p, size_t n, unsigned char v)
 {
-	if (n >= 8)
+	if (n >= 8 && n <= SMALL_MAX)
 		ba_span_fill(p, n, BA_BYTES8(v));
 	else
 		memset(p, v, n);
@@ -153,7 +154,7 @@ ba_chk_fill_freed(const struct beamalloc_gpa *g, unsigned char *p,
 		BA_VG_QUIET_BEGIN();
 	}
 	if (room > SMALL_MAX)
-		ba_span_fill(p, room, BA_BYTES8(BA_JUNK_FREED));
+		memset(p, BA_JUNK_FREED, room);
 	else
 		ba_slot_junk_fill(p, room);
 	if (g->tools)

@@ -359,9 +359,10 @@ beamalloc_gpa_destroy(beamalloc_gpa *g)
 		struct large *l = lg_at(g, g->ltab, i);
 
 		if (l->state == LG_LIVE && !l->guard)
-			ba_raw_free(g->backing, (void *)l->addr, l->len +
-			    lg_extra(g), (size_t)1 << l->lalign, 0);
+			ba_raw_free(g->backing, (void *)l->addr, l->held,
+			    (size_t)1 << l->lalign, 0);
 	}
+	ba_gpa_large_trim(g);
 	if (g->guard_sample != 0)
 		ba_guard_release(g);
 	ba_quar_delete(g->quar);

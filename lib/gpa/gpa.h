@@ -121,6 +121,10 @@
 #define KEEP_FREE (8u << 20)		/* all-free slabs the growth trims
 					   keep, in all classes, until a
 					   full trim (bench/README.md) */
+#define LKEEP_N 8			/* freed large blocks kept, */
+#define LKEEP_BYTES (8u << 20)		/* in all at most, until a trim */
+#define LSLACK_MAX (8u << 20)		/* live large blocks' slack past
+					   twice their length (large.c) */
 #define IDLE_TRADES 64			/* a class that traded no magazine
 					   in as many of its cache's trades
 					   gives its kept slabs to one that
@@ -394,6 +398,9 @@ _Static_assert(offsetof(struct tcache, end) -
 struct large {
 	uintptr_t addr;			/* 0: empty slot */
 	size_t len;
+	size_t held;			/* from the backing: len and the
+					   canary's room, or more (a kept
+					   block handed out again) */
 	uintptr_t ra;
 	uint8_t lalign;
 	uint8_t state;			/* LG_* */
@@ -409,6 +416,13 @@ enum { LG_EMPTY, LG_LIVE, LG_FREED,
 union large_copy {
 	struct large l;
 	uintptr_t w[sizeof(struct large) / sizeof(uintptr_t)];
+};
+
+/* A freed large block kept for the next (large.c). */
+struct lkept {
+	uintptr_t addr;
+	size_t held;
+	uint8_t lalign;			/* of its allocation from the backing */
 };
 
 /* A block taken from the backing for regions or metadata. */
@@ -502,6 +516,11 @@ struct beamalloc_gpa {
 	struct large *ltab;
 	size_t lcap, lused, llive;	/* slots, live + freed, live */
 	size_t lstride;
+	struct lkept lkept[LKEEP_N];	/* oldest first */
+	unsigned nlkept;
+	size_t lkept_bytes;		/* their held bytes */
+	size_t lslack;			/* live blocks' slack past twice
+					   their length */
 
 	/* Decay (decay.c): trimmed every decay_ms by its thread. */
 	unsigned decay_ms;		/* 0: never; set only if registered */
@@ -1188,6 +1207,7 @@ BA_HIDDEN void ba_gpa_large_free(struct beamalloc_gpa *g, uintptr_t p,
     size_t len, size_t align, uintptr_t ra);
 BA_HIDDEN void ba_gpa_large_release(struct beamalloc_gpa *g, void *p,
     size_t held, size_t align, uintptr_t ra);
+BA_HIDDEN size_t ba_gpa_large_trim(struct beamalloc_gpa *g);
 BA_HIDDEN void *ba_gpa_large_change(struct beamalloc_gpa *g, uintptr_t p,
     size_t len, size_t align, size_t new_len, bool move, uintptr_t ra);
 BA_HIDDEN bool ba_gpa_lg_canary(struct beamalloc_gpa *g, const struct large *l,

@@ -1,6 +1,7 @@
 /*
- * large.c - the GPA's large blocks (past 16 KiB or more aligned): straight
- * from the backing, recorded in an open-addressing table.
+ * large.c - the GPA's large blocks (past 16 KiB or more aligned): from
+ * the backing, recorded in an open-addressing table; a few freed ones
+ * are kept for the next, until a trim.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -90,6 +91,116 @@ lg_insert(struct beamalloc_gpa *g, uintptr_t addr)
 	return l;
 }
 
+/* ------------------------------------------------------------------------
+ * Kept blocks.  A freed large block is kept (the newest LKEEP_N, up to
+ * LKEEP_BYTES in all) for the next large allocation it fits, and a trim
+ * gives them back.  A buffer grown to 1 MiB by realloc and freed, again
+ * and again, then takes one block whose pages are touched already and
+ * grows in it without a copy, where the backing would map and fault
+ * every page afresh (bench/README.md, "Kept large blocks").  A block
+ * handed out keeps its slack for growth in place; slack past twice a
+ * block's length counts in lslack, up to LSLACK_MAX, so that kept
+ * blocks cannot pin much memory under small long-lived ones.  Under a
+ * memory checker nothing is kept: its reports of a large block used
+ * after its free stay as they were.
+ * ---------------------------------------------------------------------- */
+
+/* l's slack past twice its length (its canary's room counted in). */
+static size_t
+lg_over(const struct beamalloc_gpa *g, const struct large *l)
+{
+	size_t need = l->len + lg_extra(g);
+
+	return l->guard || l->held - need <= need ? 0 : l->held - need;
+}
+
+/* The smallest kept block for need bytes at align, taken out; 0 if
+ * none fits, or if it would hold too much slack.  Under large_lock. */
+static uintptr_t
+lk_take(struct beamalloc_gpa *g, size_t need, size_t align, size_t *held)
+{
+	unsigned best = LKEEP_N;
+	struct lkept k;
+
+	for (unsigned i = 0; i < g->nlkept; i++)
+		if (g->lkept[i].held >= need &&
+		    g->lkept[i].lalign == log2_of(align) && (best == LKEEP_N ||
+		    g->lkept[i].held < g->lkept[best].held))
+			best = i;
+	if (best == LKEEP_N)
+		return 0;
+	k = g->lkept[best];
+	if (k.held - need > need && g->lslack + (k.held - need) > LSLACK_MAX)
+		return 0;
+	memmove(&g->lkept[best], &g->lkept[best + 1],
+	    (g->nlkept - best - 1) * sizeof(k));
+	g->nlkept--;
+	g->lkept_bytes -= k.held;
+	*held = k.held;
+	return k.addr;
+}
+
+/* Blocks out of the kept list, back to the backing (no lock held). */
+static size_t
+lk_free(struct beamalloc_gpa *g, const struct lkept *k, unsigned n)
+{
+	size_t bytes = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		ba_raw_free(g->backing, (void *)k[i].addr, k[i].held,
+		    (size_t)1 << k[i].lalign, 0);
+		bytes += k[i].held;
+	}
+	atomic_fetch_sub_explicit(&g->backing_bytes, bytes,
+	    memory_order_relaxed);
+	return bytes;
+}
+
+/* Keep freed block p, the oldest kept ones going back to make room;
+ * false (nothing changed) when it is not to be kept. */
+static bool
+lk_keep(struct beamalloc_gpa *g, void *p, size_t held, size_t align)
+{
+	struct lkept out[LKEEP_N];
+	unsigned nout = 0;
+
+	if (g->tools || held > LKEEP_BYTES)
+		return false;
+	lock(g, &g->large_lock);
+	while (g->nlkept == LKEEP_N || g->lkept_bytes + held > LKEEP_BYTES) {
+		out[nout++] = g->lkept[0];
+		g->lkept_bytes -= g->lkept[0].held;
+		memmove(&g->lkept[0], &g->lkept[1],
+		    --g->nlkept * sizeof(out[0]));
+	}
+	g->lkept[g->nlkept++] = (struct lkept){ .addr = (uintptr_t)p,
+	    .held = held, .lalign = (uint8_t)log2_of(align) };
+	g->lkept_bytes += held;
+	unlock(g, &g->large_lock);
+	lk_free(g, out, nout);
+	return true;
+}
+
+/* Every kept block back to the backing (a trim).  Bytes released. */
+size_t
+ba_gpa_large_trim(struct beamalloc_gpa *g)
+{
+	struct lkept out[LKEEP_N];
+	unsigned n;
+
+	lock(g, &g->large_lock);
+	n = g->nlkept;
+	memcpy(out, g->lkept, n * sizeof(out[0]));
+	g->nlkept = 0;
+	g->lkept_bytes = 0;
+	unlock(g, &g->large_lock);
+	return lk_free(g, out, n);
+}
+
+/* ------------------------------------------------------------------------
+ * Allocation, free, resize and remap
+ * ---------------------------------------------------------------------- */
+
 /* Report a bad call on a large block (l its record, NULL if none). */
 void
 ba_gpa_report_large(struct beamalloc_gpa *g, beamalloc_report_kind kind,
@@ -167,9 +278,10 @@ void *
 ba_gpa_large_alloc(struct beamalloc_gpa *g, size_t len, size_t align,
     uintptr_t ra, bool guard)
 {
-	size_t extra = guard ? 0 : lg_extra(g);
+	size_t extra = guard ? 0 : lg_extra(g), held = len + extra;
 	uint32_t atid = 0;
 	struct large *l;
+	bool kept = false;
 	void *p;
 
 	/* Not for a guarded block: a ba_gpa_settle leaves the thread no room, and
@@ -200,11 +312,16 @@ ba_gpa_large_alloc(struct beamalloc_gpa *g, size_t len, size_t align,
 			ba_gpa_charge_exact(g, -(ptrdiff_t)len, -1);
 			return NULL;
 		}
-	} else if (len + extra < len) {
+	} else if (held < len) {
 		p = NULL;
 		errno = ENOMEM;
-	} else
-		p = ba_raw_alloc(g->backing, len + extra, align, ra);
+	} else {
+		lock(g, &g->large_lock);
+		p = (void *)lk_take(g, held, align, &held);
+		unlock(g, &g->large_lock);
+		if (!(kept = p != NULL))
+			p = ba_raw_alloc(g->backing, held, align, ra);
+	}
 	if (p == NULL) {
 		ba_gpa_charge_exact(g, -(ptrdiff_t)len, -1);
 		/* The front-end calls this GPA straight: errno is ours. */
@@ -213,20 +330,24 @@ ba_gpa_large_alloc(struct beamalloc_gpa *g, size_t len, size_t align,
 	lock(g, &g->large_lock);
 	if ((l = lg_insert(g, (uintptr_t)p)) != NULL) {
 		l->len = len;
+		l->held = held;
 		l->lalign = (uint8_t)log2_of(align);
 		l->ra = ra;
 		l->guard = guard;
 		l->atid = atid;
-		if (!guard)
-			atomic_fetch_add_explicit(&g->backing_bytes,
-			    len + extra, memory_order_relaxed);
+		g->lslack += lg_over(g, l);
+		if (!guard && !kept)
+			atomic_fetch_add_explicit(&g->backing_bytes, held,
+			    memory_order_relaxed);
 	}
 	unlock(g, &g->large_lock);
 	if (l == NULL) {
 		if (guard)
 			ba_guard_free(p);
+		else if (kept)
+			ba_gpa_large_release(g, p, held, align, ra);
 		else
-			ba_raw_free(g->backing, p, len + extra, align, ra);
+			ba_raw_free(g->backing, p, held, align, ra);
 		ba_gpa_charge_exact(g, -(ptrdiff_t)len, -1);
 		return ba_fail(ENOMEM);
 	}
@@ -248,14 +369,16 @@ ba_gpa_lg_canary(struct beamalloc_gpa *g, const struct large *l,
 	return false;
 }
 
-/* A freed large block (not guarded) of `held` bytes back to the backing,
- * now or as it leaves quarantine.  Its canary and junk were poisoned for
- * ASan: a backing that ASan does not manage (the VM's allocators) would
- * hand those bytes out again still poisoned. */
+/* A freed large block (not guarded) of `held` bytes kept or back to the
+ * backing, now or as it leaves quarantine.  Its canary and junk were
+ * poisoned for ASan: a backing that ASan does not manage (the VM's
+ * allocators) would hand those bytes out again still poisoned. */
 void
 ba_gpa_large_release(struct beamalloc_gpa *g, void *p, size_t held,
     size_t align, uintptr_t ra)
 {
+	if (lk_keep(g, p, held, align))
+		return;
 	BA_ASAN_UNPOISON(p, held);
 	ba_raw_free(g->backing, p, held, align, ra);
 	atomic_fetch_sub_explicit(&g->backing_bytes, held,
@@ -268,13 +391,15 @@ ba_gpa_large_free(struct beamalloc_gpa *g, uintptr_t p, size_t len,
 {
 	union large_copy copy;
 	struct large *l;
-	size_t rlen = 0, ralign = 0;
+	size_t rlen = 0, rheld = 0, ralign = 0;
 	bool guard = false, over = false;
 
 	lock(g, &g->large_lock);
 	if ((l = lg_live(g, p, len, align, ra)) != NULL) {
 		rlen = l->len;
+		rheld = l->held;
 		ralign = (size_t)1 << l->lalign;
+		g->lslack -= lg_over(g, l);
 		guard = l->guard;
 		over = g->canary && !ba_gpa_lg_canary(g, l, &copy);
 		l->state = LG_FREED;
@@ -296,10 +421,9 @@ ba_gpa_large_free(struct beamalloc_gpa *g, uintptr_t p, size_t len,
 		 * when it goes back (ba_gpa_large_release()). */
 		if (g->quar == NULL ||
 		    !ba_gpa_quar_hold(g, NULL, &(struct ba_qent){
-		    .p = p, .room = rlen + lg_extra(g), .len = rlen,
+		    .p = p, .room = rheld, .len = rlen,
 		    .lalign = (uint8_t)log2_of(ralign), .large = true }))
-			ba_gpa_large_release(g, (void *)p, rlen + lg_extra(g),
-			    ralign, ra);
+			ba_gpa_large_release(g, (void *)p, rheld, ralign, ra);
 	}
 	if (!guard)
 		settle_mine(g);
@@ -316,7 +440,7 @@ ba_gpa_large_change(struct beamalloc_gpa *g, uintptr_t p, size_t len,
 	struct large *l;
 	void *q = NULL;
 	ptrdiff_t delta = (ptrdiff_t)new_len - (ptrdiff_t)len;
-	size_t extra = lg_extra(g);
+	size_t extra = lg_extra(g), held;
 	bool over = false;
 
 	settle_mine(g);
@@ -331,6 +455,7 @@ ba_gpa_large_change(struct beamalloc_gpa *g, uintptr_t p, size_t len,
 		goto out;
 	len = l->len;
 	align = (size_t)1 << l->lalign;
+	held = l->held;
 	/* A moved block needs a new record: make room first. */
 	if (move && (g->lused + 1) * 2 > g->lcap) {
 		if (!lg_grow(g))
@@ -339,21 +464,31 @@ ba_gpa_large_change(struct beamalloc_gpa *g, uintptr_t p, size_t len,
 	}
 	if (delta > 0 && !ba_gpa_charge_exact(g, delta, 0))
 		goto out;
-	ba_chk_canary_expose(g, (unsigned char *)p, len, len + extra, true);
-	q = move ? ba_raw_remap(g->backing, (void *)p, len + extra, align,
-	    new_len + extra, ra) : ba_raw_resize(g->backing, (void *)p,
-	    len + extra, align, new_len + extra, ra) ? (void *)p : NULL;
-	if (q == NULL) {
+	/* Growth within what the block holds (a kept block handed out
+	 * bigger) stays in place; a shrink gives back what the backing
+	 * takes back. */
+	if (delta > 0 && new_len + extra <= held)
+		q = (void *)p;
+	else {
 		ba_chk_canary_expose(g, (unsigned char *)p, len, len + extra,
-		    false);
-		if (delta > 0)
-			ba_gpa_charge_exact(g, -delta, 0);
-		goto out;
+		    true);
+		q = move ? ba_raw_remap(g->backing, (void *)p, held, align,
+		    new_len + extra, ra) : ba_raw_resize(g->backing, (void *)p,
+		    held, align, new_len + extra, ra) ? (void *)p : NULL;
+		if (q == NULL) {
+			ba_chk_canary_expose(g, (unsigned char *)p, len,
+			    len + extra, false);
+			if (delta > 0)
+				ba_gpa_charge_exact(g, -delta, 0);
+			goto out;
+		}
+		atomic_fetch_add_explicit(&g->backing_bytes, new_len + extra -
+		    held, memory_order_relaxed);
+		held = new_len + extra;
 	}
 	if (delta < 0)
 		ba_gpa_charge_exact(g, delta, 0);
-	atomic_fetch_add_explicit(&g->backing_bytes, (size_t)delta,
-	    memory_order_relaxed);
+	g->lslack -= lg_over(g, l);
 	if ((uintptr_t)q != p) {
 		/* The old address reads as freed (by this remap). */
 		memcpy(&copy, l, g->lstride);
@@ -364,6 +499,8 @@ ba_gpa_large_change(struct beamalloc_gpa *g, uintptr_t p, size_t len,
 		l->addr = (uintptr_t)q;
 	}
 	l->len = new_len;
+	l->held = held;
+	g->lslack += lg_over(g, l);
 	ba_chk_canary_set(g, q, new_len, new_len + extra);
 out:
 	unlock(g, &g->large_lock);

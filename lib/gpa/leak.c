@@ -383,7 +383,7 @@ gpa_trim(struct beamalloc_gpa *g)
 	lock(g, &g->lock);
 	bytes += ba_gpa_spares_free(g);
 	unlock(g, &g->lock);
-	return bytes;
+	return bytes + ba_gpa_large_trim(g);
 }
 
 /* From the decay thread, which has no cache here and none is made. */

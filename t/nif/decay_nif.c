@@ -2,9 +2,11 @@
  * decay_nif.c - for decay.erl: blocks held in GPAs inside the VM and
  * freed, so the test can watch erlang:memory(system) come back down.
  *
- *   hold(Which, N) -> ok      N random blocks of 8..4096 B, written to, in
- *                             Which: default (config_init: decay on in the
- *                             VM), global (beamalloc_general_purpose()), or
+ *   hold(Which, N) -> ok      N random blocks of 8..4096 B and NLARGE of
+ *                             1 MiB (freed, a GPA keeps those for the
+ *                             next large block), written to, in Which:
+ *                             default (config_init: decay on in the VM),
+ *                             global (beamalloc_general_purpose()), or
  *                             nodecay (decay_ms = 0)
  *   drop(Which) -> ok         free them all (the GPA stays)
  *   decay_ms() -> integer     what config_init gives in the VM
@@ -15,12 +17,13 @@
 #include "beamalloc.h"
 
 #define MAXN 20000
+#define NLARGE 6
 enum { W_DEFAULT, W_GLOBAL, W_NODECAY, NW };
 
 static struct {
 	beamalloc_gpa *gpa;
-	void *p[MAXN];
-	size_t len[MAXN];
+	void *p[MAXN + NLARGE];
+	size_t len[MAXN + NLARGE];
 	unsigned n;
 } held[NW];
 
@@ -49,9 +52,9 @@ hold(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	    held[w].n != 0)
 		return enif_make_badarg(env);
 	a = beamalloc_gpa_allocator(held[w].gpa);
-	for (unsigned i = 0; i < n; i++) {
+	for (unsigned i = 0; i < n + NLARGE; i++) {
 		x = x * 1103515245u + 12345u;
-		held[w].len[i] = 8 + (x >> 8) % 4089;
+		held[w].len[i] = i < n ? 8 + (x >> 8) % 4089 : (size_t)1 << 20;
 		if ((held[w].p[i] = beamalloc_alloc(a, held[w].len[i])) ==
 		    NULL)
 			return enif_make_atom(env, "enomem");

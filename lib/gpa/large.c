@@ -14,9 +14,9 @@
 #include "tools.h"
 
 /* ------------------------------------------------------------------------
- * Large blocks: straight from the backing, recorded in an open-addressing
- * table.  A freed block's record stays (for double-free reports) until
- * the table is rebuilt or the address comes back.
+ * The table: large blocks' records, open addressing.  A freed block's
+ * record stays (for double-free reports) until the table is rebuilt or
+ * the address comes back.
  * ---------------------------------------------------------------------- */
 
 /* The record for addr (live or freed), or NULL.  Under large_lock. */

@@ -247,7 +247,8 @@ BEAMALLOC_API beamalloc_gpa *beamalloc_gpa_create(beamalloc_allocator backing,
 BEAMALLOC_API beamalloc_allocator beamalloc_gpa_allocator(beamalloc_gpa *gpa);
 BEAMALLOC_API size_t beamalloc_gpa_detect_leaks(beamalloc_gpa *gpa);
 /* Give back to the backing what the GPA does not need: the caches of
- * threads not inside it right now, and every empty slab.  Bytes released. */
+ * threads not inside it right now, every empty slab, and the freed large
+ * blocks it keeps for the next.  Bytes released. */
 BEAMALLOC_API size_t beamalloc_gpa_trim(beamalloc_gpa *gpa);
 BEAMALLOC_API size_t beamalloc_gpa_destroy(beamalloc_gpa *gpa);
 /* An empty GPA for one scope, kept for reuse: checkin detects leaks as

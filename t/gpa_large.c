@@ -65,6 +65,18 @@ make(testalloc *ta, bool safety)
 	return beamalloc_gpa_create(testalloc_allocator(ta), &cfg);
 }
 
+/* Destroy g (no leak: what asks for it frees all first) and check that
+ * every block went back to ta, each with the length ta handed out. */
+static void
+finish(testalloc *ta, beamalloc_gpa *g, const char *what)
+{
+	is_size(beamalloc_gpa_destroy(g), 0, "%s: no leak", what);
+	ok(ta->nblocks == 0 && ta->bad_calls == 0,
+	    "%s: every block back, each with its exact length (%zu bad "
+	    "calls)", what, ta->bad_calls);
+	free(ta);
+}
+
 /* A buffer grown 32 KiB -> 1 MiB by realloc and freed, 20 times: the
  * first round takes its blocks from the backing (which cannot grow one
  * in place), the next ones take the kept blocks and free none. */
@@ -119,11 +131,7 @@ grow_rounds(bool safety)
 		ok(beamalloc_gpa_trim(g) >= MiB && ta->frees > frees,
 		    "safety %d: a trim gives the kept blocks back", safety);
 	}
-	is_size(beamalloc_gpa_destroy(g), 0, "safety %d: no leak", safety);
-	ok(ta->nblocks == 0 && ta->bad_calls == 0,
-	    "safety %d: every block back, each with its exact length (%zu "
-	    "bad calls)", safety, ta->bad_calls);
-	free(ta);
+	finish(ta, g, safety ? "safety 1" : "safety 0");
 }
 
 /* 20 blocks of 1 MiB freed: 8 at most are kept, 8 MiB in all; a leak
@@ -151,9 +159,7 @@ kept_bound(void)
 	ok(ta->live_bytes - base < MiB,
 	    "a leak check gives them back (%zu KiB left)",
 	    (ta->live_bytes - base) / KiB);
-	beamalloc_gpa_destroy(g);
-	ok(ta->nblocks == 0 && ta->bad_calls == 0, "destroy: all back");
-	free(ta);
+	finish(ta, g, "20 blocks of 1 MiB, destroyed");
 }
 
 /* A kept 1 MiB block handed out for 20 KiB holds its slack while the
@@ -192,11 +198,7 @@ slack_bound(void)
 	for (int i = 1; i < 40; i++)
 		beamalloc_free(a, small[i], 20 * KiB);
 	beamalloc_free(a, big, MiB);
-	is_size(beamalloc_gpa_destroy(g), 0, "no leak");
-	ok(ta->nblocks == 0 && ta->bad_calls == 0,
-	    "every block back with its exact length (%zu bad calls)",
-	    ta->bad_calls);
-	free(ta);
+	finish(ta, g, "40 rounds");
 }
 
 /* Freed twice: the second is a double free, reported; the kept block
@@ -223,17 +225,15 @@ double_free(void)
 	ok(q[0] == 1 && q[256 * KiB - 1] == 1, "each its own");
 	beamalloc_free(a, q, 256 * KiB);
 	beamalloc_free(a, r, 256 * KiB);
-	is_size(beamalloc_gpa_destroy(g), 0, "no leak");
-	ok(ta->nblocks == 0 && ta->bad_calls == 0 && others == 0,
-	    "all back, nothing else reported");
-	free(ta);
+	ok(others == 0, "nothing else reported");
+	finish(ta, g, "a double free");
 }
 
 int
 main(void)
 {
 	checker = UNDER_ASAN || UNDER_VALGRIND();
-	plan(28);
+	plan(30);
 	if (checker)
 		diag("under a memory checker: nothing is kept");
 	grow_rounds(false);

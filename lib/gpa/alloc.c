@@ -916,7 +916,7 @@ ba_gpa_tcache_new(struct beamalloc_gpa *g)
 			ob_bounds(tc, c);
 			pthread_mutex_init(&tc->dep[c].lock, NULL);
 			tc->dep[c].mag_cap = (uint32_t)(cap > MAG_MAX ?
-			    MAG_MAX : cap < mag_min(c) ? mag_min(c) : cap);
+			    MAG_MAX : ba_max(cap, mag_min(c)));
 		}
 		memo_clear(tc);
 		tc->next = g->tcaches;

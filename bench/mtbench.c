@@ -244,8 +244,13 @@ lran2(struct lran2_st *d)
 #define LA_SEED 4141
 #define LA_GENS 4			/* successors per thread line */
 
+/* One thread line's state, on cache lines of its own: each step writes
+ * allocs and rgen and reads array and blksize, and with the records side
+ * by side one thread's count shared a line with the next one's pointers,
+ * a line bouncing between the CPUs at every step, whatever the allocator
+ * (bench/README.md, "larson: the harness's own false sharing"). */
 struct larson {
-	const struct subject *s;
+	_Alignas(64) const struct subject *s;
 	char **array;
 	size_t *blksize;
 	long numblocks;
@@ -300,7 +305,8 @@ larson(const struct subject *s, int nthreads, struct result *r)
 	size_t n = (size_t)nthreads * LA_CHUNKS;
 	char **blkp = calloc(n, sizeof(*blkp));
 	size_t *blksize = calloc(n, sizeof(*blksize));
-	struct larson *d = calloc((size_t)nthreads, sizeof(*d));
+	struct larson *d = aligned_alloc(_Alignof(struct larson),
+	    (size_t)nthreads * sizeof(*d));
 	struct lran2_st rgen;
 	atomic_int running = nthreads;
 	long total = 0;

@@ -155,7 +155,7 @@ ratios(Allocs, Wls, Res) ->
     Want = [{enif, 'gpa-fast', pair64, 10.0}, {enif, 'gpa-fast', lifo1000, 0},
             {enif, 'gpa-fast', rand1k, 0}, {enif, 'gpa-safe', pair64, 0},
             {enif, arena, reset10k, 0}, {enif, beam, pair64, 0},
-            {malloc, 'gpa-fast', pair64, 0}],
+            {malloc, 'gpa-fast', pair64, 0}, {enif, 'gpa-fast', grow1m, 0}],
     io:format("~n~-34s ~8s ~8s ~8s~n", ["ratio (ns per op)", "normal",
                                          "dirty", "target"]),
     lists:filtermap(

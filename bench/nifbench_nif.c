@@ -26,6 +26,7 @@
 #define K_H int
 #define K_ALLOC(h, n, al) ((void)(h), enif_alloc(n))
 #define K_FREE(h, p, n, al) ((void)(h), enif_free(p))
+#define K_REALLOC(h, p, n, al, m) ((void)(h), enif_realloc((p), (m)))
 #include "kernels.h"
 
 /* mc_*: malloc and free directly (memory the VM does not see). */
@@ -33,6 +34,7 @@
 #define K_H int
 #define K_ALLOC(h, n, al) ((void)(h), malloc(n))
 #define K_FREE(h, p, n, al) ((void)(h), free(p))
+#define K_REALLOC(h, p, n, al, m) ((void)(h), realloc((p), (m)))
 #include "kernels.h"
 
 /* fe_*: through libbeamalloc's front-end. */
@@ -40,6 +42,7 @@
 #define K_H beamalloc_allocator
 #define K_ALLOC(h, n, al) beamalloc_alloc_aligned((h), (n), (al))
 #define K_FREE(h, p, n, al) beamalloc_free_aligned((h), (p), (n), (al))
+#define K_REALLOC(h, p, n, al, m) beamalloc_realloc((h), (p), (n), (al), (m))
 #include "kernels.h"
 
 /* ---- allocators and workloads ------------------------------------------ */
@@ -49,7 +52,7 @@ static const char *const anames[NA] = {
 	"enif", "beam", "gpa-fast", "gpa-safe", "arena", "malloc"
 };
 
-enum { WL_PAIR, WL_LIFO, WL_RAND, WL_RESET, WL_REFILL, NWL };
+enum { WL_PAIR, WL_LIFO, WL_RAND, WL_RESET, WL_REFILL, WL_GROW, NWL };
 static struct wl wls[NWL] = {
 	{ .name = "pair64", .unit = "pair", .kind = W_PAIR, .size = 64,
 	  .align = 8, .ops = 200000 },
@@ -62,9 +65,13 @@ static struct wl wls[NWL] = {
 	/* A NIF's temporaries, call after call: 4 MB taken and freed. */
 	{ .name = "refill4m", .unit = "block", .kind = W_BATCH, .size = 4096,
 	  .align = 8, .live = 1000, .ops = 10 },
+	/* A NIF's growing buffer (a binary being built), call after call:
+	 * 16 B to 1 MiB by doubling, one byte written per new page. */
+	{ .name = "grow1m", .unit = "realloc", .kind = W_GROW, .align = 8,
+	  .ops = 200 },
 };
-static const uint32_t wl_lo[NWL] = { 0, 0, 8, 16, 0 };
-static const uint32_t wl_hi[NWL] = { 0, 0, 4096, 128, 0 };
+static const uint32_t wl_lo[NWL] = { 0, 0, 8, 16, 0, 0 };
+static const uint32_t wl_hi[NWL] = { 0, 0, 4096, 128, 0, 0 };
 
 /* The instances the timed runs use: made at load, kept until unload. */
 static struct {
@@ -139,6 +146,7 @@ run_one(int which, struct wl *w, int k)
 		case WL_PAIR: return en_pair(0, w);
 		case WL_LIFO: return en_lifo(0, w);
 		case WL_RAND: return en_rand(0, w);
+		case WL_GROW: return en_grow(0, w);
 		default: return en_batch(0, w, NULL, NULL);
 		}
 	case A_MALLOC:
@@ -146,6 +154,7 @@ run_one(int which, struct wl *w, int k)
 		case WL_PAIR: return mc_pair(0, w);
 		case WL_LIFO: return mc_lifo(0, w);
 		case WL_RAND: return mc_rand(0, w);
+		case WL_GROW: return mc_grow(0, w);
 		default: return mc_batch(0, w, NULL, NULL);
 		}
 	default:
@@ -155,6 +164,7 @@ run_one(int which, struct wl *w, int k)
 	case WL_PAIR: ops = fe_pair(a, w); break;
 	case WL_LIFO: ops = fe_lifo(a, w); break;
 	case WL_RAND: ops = fe_rand(a, w); break;
+	case WL_GROW: ops = fe_grow(a, w); break;
 	default:
 		ops = fe_batch(a, w, which == A_ARENA ? arena_reset_cb : NULL,
 		    inst.arena);
@@ -212,7 +222,9 @@ run(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	    !enif_get_int(env, argv[1], &k) || k < 0 || k >= NWL ||
 	    !enif_get_double(env, argv[2], &scale) || !(scale > 0))
 		return enif_make_badarg(env);
-	if (!available(which))
+	/* An arena frees nothing before its reset: 200 grown buffers
+	 * would hold 400 MB. */
+	if (!available(which) || (which == A_ARENA && k == WL_GROW))
 		return mk_atom(env, "unavailable");
 	w = wls[k];
 	w.ops = (size_t)((double)w.ops * scale);

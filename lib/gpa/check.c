@@ -3,8 +3,8 @@
  * canary bytes after each block's requested length, junk written over
  * freed and new blocks, and a quarantine that holds freed blocks back
  * (FIFO, up to a number of bytes) so that a write after free is still
- * there to be seen when the block leaves it.  alloc.c decides when each
- * runs and reports what they find.
+ * there to be seen when the block leaves it.  alloc.c and the fast
+ * paths in gpa.h decide when each runs, and report what they find.
  *
  * Under a memory checker (g->tools) the bytes looked at here are
  * inaccessible to the program (slack after a block, a freed slot): they

@@ -7,10 +7,11 @@
  * paths, which the front-end includes to call the library's own
  * thread-safe GPAs directly, without the indirect call through the
  * vtable (the global GPA is what NIF code calls most).
- * The files, by concern: alloc.c (depot, thread caches, credit, small
- * blocks, vtables: the hot group, one unit so it inlines), backing.c,
+ * The files, by concern: alloc.c (size classes, credit, small blocks,
+ * vtables: the hot group, one unit so it inlines), tcache.c (thread
+ * caches and their magazines), depot.c (the depots and trims), backing.c,
  * table.c, large.c, quarantine.c, exit.c, leak.c (leaks, trimming),
- * create.c, global.c, and check.c, guard.c, trace.c, decay.c.
+ * create.c, global.c, lease.c, and check.c, guard.c, trace.c, decay.c.
  *
  * Small blocks (up to 16 KiB, alignment included) live in slabs carved
  * from regions taken from the backing allocator (the backing only needs
@@ -1134,15 +1135,25 @@ struct where {
 BA_HIDDEN extern struct mag ba_gpa_no_mag;	/* the empty magazine */
 BA_HIDDEN extern struct tcache ba_gpa_no_tc;	/* no cache yet */
 
-/* alloc.c: reports, depot, thread caches, credit, small blocks */
-BA_HIDDEN void ba_gpa_emit(struct beamalloc_gpa *g, const beamalloc_report *r);
-BA_HIDDEN void ba_gpa_set_traces(const struct beamalloc_gpa *g,
-    beamalloc_report *r, uint32_t atid, uint32_t ftid, const uintptr_t *site);
+/* depot.c: magazines in the depot, its trims */
+BA_HIDDEN struct mag *ba_gpa_mag_get(struct beamalloc_gpa *g, struct depot *d);
+BA_HIDDEN void ba_gpa_depot_give(struct beamalloc_gpa *g, struct depot *d,
+    size_t c, struct mag *m);
+BA_HIDDEN void ba_gpa_depot_grew(struct beamalloc_gpa *g, struct depot *d,
+    size_t c);
 BA_HIDDEN size_t ba_gpa_depot_empties(struct beamalloc_gpa *g,
     struct depot *d, size_t keep);
 BA_HIDDEN size_t ba_gpa_depot_trim(struct beamalloc_gpa *g, struct depot *d,
     size_t c, bool full);
 BA_HIDDEN size_t ba_gpa_trim_next(const struct depot *d, size_t c);
+
+/* tcache.c: thread caches, their magazines and trades */
+BA_HIDDEN bool ba_gpa_refill(struct beamalloc_gpa *g, struct tcache *tc,
+    size_t c);
+BA_HIDDEN bool ba_gpa_flush(struct beamalloc_gpa *g, struct tcache *tc,
+    size_t c);
+BA_HIDDEN bool ba_gpa_ob_room(struct beamalloc_gpa *g, struct tcache *tc,
+    size_t c);
 BA_HIDDEN void ba_gpa_tc_give(struct beamalloc_gpa *g, struct tcache *tc,
     size_t c);
 BA_HIDDEN void ba_gpa_tc_drain(struct beamalloc_gpa *g, struct tcache *tc,
@@ -1155,6 +1166,11 @@ BA_HIDDEN struct tcache *ba_gpa_tcache_slow(struct beamalloc_gpa *g);
 BA_HIDDEN struct tcache *ba_gpa_shared_tc(struct beamalloc_gpa *g);
 BA_HIDDEN void ba_gpa_tc_enter_wait(struct beamalloc_gpa *g, struct tcache *tc);
 BA_HIDDEN void ba_gpa_tc_leave_wait(struct beamalloc_gpa *g, struct tcache *tc);
+
+/* alloc.c: reports, size classes, credit, small blocks, vtables */
+BA_HIDDEN void ba_gpa_emit(struct beamalloc_gpa *g, const beamalloc_report *r);
+BA_HIDDEN void ba_gpa_set_traces(const struct beamalloc_gpa *g,
+    beamalloc_report *r, uint32_t atid, uint32_t ftid, const uintptr_t *site);
 BA_HIDDEN void ba_gpa_settle(struct beamalloc_gpa *g, struct tcache *tc);
 BA_HIDDEN bool ba_gpa_charge_exact(struct beamalloc_gpa *g, ptrdiff_t bytes,
     ptrdiff_t blocks);
@@ -1363,6 +1379,34 @@ static inline size_t
 mag_len(uint32_t cap)
 {
 	return sizeof(struct mag) + cap * sizeof(struct entry);
+}
+
+/* The slab of a cached slot of class c, with no table lookup: a slab
+ * has records for its whole span, partial or not, so the slot's record
+ * is slot_index() records past the slab's first (a trim asks this of
+ * every slot in the depot). */
+static inline struct slab *
+slab_at(const struct beamalloc_gpa *g, size_t c, const struct entry *e)
+{
+	size_t i = slot_index((uintptr_t)e->p & (slab_span(c) - 1), c);
+
+	return slab_of(e->rec - (i << g->rec_shift));
+}
+
+/* The depot a cached slot goes home to. */
+static inline struct depot *
+slot_home(const struct beamalloc_gpa *g, size_t c, const struct entry *e)
+{
+	return slab_home(slab_at(g, c, e), (uintptr_t)e->p);
+}
+
+static inline void
+mag_put(struct mag *m, struct mag **list)
+{
+	if (m != &ba_gpa_no_mag) {
+		m->next = *list;
+		*list = m;
+	}
 }
 
 static inline struct tcache *

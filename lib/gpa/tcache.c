@@ -1,0 +1,596 @@
+/*
+ * tcache.c - thread caches: a thread's cache is found from its thread
+ * pointer (a slot claimed once, given back when the thread ends), and
+ * holds two magazines and an outbox per class.  Here the magazines are
+ * loaded, traded with the cache's depot when empty or full, and the
+ * outbox's slots, freed by this thread but another cache's, sent home.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpa.h"
+#include "tools.h"
+
+/* The records of no slab: a fresh cache's memo points here, with the
+ * slot size of a whole slab, so only p == 0 can match it and reads
+ * REC_NEW (not live): the general path handles that.  Never written. */
+static const _Alignas(16) unsigned char no_recs[sizeof(struct rec)];
+
+/* A free thread cache slot's: the owner of no thread.  Never written. */
+struct tcache ba_gpa_no_tc;
+
+/* ------------------------------------------------------------------------
+ * A class's magazines in the cache: top, bottom and end pointers
+ * ---------------------------------------------------------------------- */
+
+static inline uint32_t
+ld_n(const struct tcache *tc, size_t c)
+{
+	/* From the magazine's base, not bot: a trim may have left a
+	 * sentinel there. */
+	return (uint32_t)(tc->top[c] - tc->loaded[c]->e);
+}
+
+static void
+ld_save(struct tcache *tc, size_t c)
+{
+	if (tc->loaded[c] != &ba_gpa_no_mag)
+		tc->loaded[c]->n = ld_n(tc, c);
+}
+
+/* What class c's loaded magazine gave out since it was loaded. */
+static inline ptrdiff_t
+ld_given(const struct tcache *tc, size_t c)
+{
+	return (ptrdiff_t)(__atomic_load_n(&tc->mark[c], __ATOMIC_RELAXED) -
+	    (uintptr_t)__atomic_load_n(&tc->top[c], __ATOMIC_RELAXED)) /
+	    (ptrdiff_t)sizeof(struct entry);
+}
+
+/* Point top[c] into tc->loaded[c], after folding what the magazine it
+ * pointed into gave out into nblk. */
+static void
+ld_top(struct tcache *tc, size_t c)
+{
+	struct mag *m = tc->loaded[c];
+	unsigned s = tc->seq;
+
+	__atomic_store_n(&tc->seq, s + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	__atomic_store_n(&tc->nblk, tc->nblk + ld_given(tc, c),
+	    __ATOMIC_RELAXED);
+	__atomic_store_n(&tc->top[c], m->e + m->n, __ATOMIC_RELAXED);
+	__atomic_store_n(&tc->mark[c], (uintptr_t)tc->top[c],
+	    __ATOMIC_RELAXED);
+	__atomic_store_n(&tc->seq, s + 2, __ATOMIC_RELEASE);
+}
+
+static void
+ld_bounds(struct tcache *tc, size_t c)
+{
+	struct mag *m = tc->loaded[c];
+
+	__atomic_store_n(&tc->bot[c], m->e, __ATOMIC_RELAXED);
+	__atomic_store_n(&tc->end[c], m->e + m->cap, __ATOMIC_RELAXED);
+}
+
+/* Load tc->loaded[c] into the three pointers. */
+static void
+ld_load(struct tcache *tc, size_t c)
+{
+	ld_top(tc, c);
+	ld_bounds(tc, c);
+}
+
+/* The spare magazine of class c becomes the loaded one, and the loaded
+ * one the spare.  True, for the callers' return. */
+static bool
+ld_swap(struct tcache *tc, size_t c)
+{
+	struct mag *m = tc->prev[c];
+
+	tc->prev[c] = tc->loaded[c];
+	tc->loaded[c] = m;
+	ld_load(tc, c);
+	return true;
+}
+
+/* Slots in class c's outbox: frees not yet counted in nblk. */
+static inline ptrdiff_t
+ob_n(const struct tcache *tc, size_t c)
+{
+	return __atomic_load_n(&tc->otop[c], __ATOMIC_RELAXED) -
+	    __atomic_load_n(&tc->obot[c], __ATOMIC_RELAXED);
+}
+
+/* Point class c's outbox at tc->out[c], empty, after counting the n
+ * slots it held (sent home) freed in nblk: one step for stats (the
+ * seqlock, as ld_top()). */
+static void
+ob_set(struct tcache *tc, size_t c, ptrdiff_t n)
+{
+	unsigned s = tc->seq;
+
+	__atomic_store_n(&tc->seq, s + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	__atomic_store_n(&tc->nblk, tc->nblk - n, __ATOMIC_RELAXED);
+	__atomic_store_n(&tc->obot[c], tc->out[c]->e, __ATOMIC_RELAXED);
+	__atomic_store_n(&tc->otop[c], tc->out[c]->e, __ATOMIC_RELAXED);
+	__atomic_store_n(&tc->seq, s + 2, __ATOMIC_RELEASE);
+}
+
+static void
+ob_bounds(struct tcache *tc, size_t c)
+{
+	__atomic_store_n(&tc->oend[c], tc->out[c]->e + tc->out[c]->cap,
+	    __ATOMIC_RELAXED);
+}
+
+/* The cache's live blocks, read from any thread (a seqlock reader). */
+ptrdiff_t
+ba_gpa_tc_blocks(const struct tcache *tc)
+{
+	unsigned s;
+	ptrdiff_t n;
+
+	do {
+		s = __atomic_load_n(&tc->seq, __ATOMIC_ACQUIRE);
+		n = __atomic_load_n(&tc->nblk, __ATOMIC_RELAXED);
+		for (size_t c = 0; c < NCLASS; c++)
+			n += ld_given(tc, c) - ob_n(tc, c);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	} while ((s & 1) != 0 ||
+	    s != __atomic_load_n(&tc->seq, __ATOMIC_RELAXED));
+	return n;
+}
+
+/* ------------------------------------------------------------------------
+ * Thread caches: made, found, claimed
+ * ---------------------------------------------------------------------- */
+
+static void
+memo_clear(struct tcache *tc)
+{
+	for (size_t i = 0; i < NMEMO; i++)
+		tc->memo[i] = (struct memo){ .base = 0,
+		    .div = (uint64_t)1 << (32 - SLAB_SHIFT),
+		    .recs = (unsigned char *)no_recs, .top = &tc->top[0] };
+}
+
+/* Slots per magazine at least: MAG_BYTES' worth is only 4 slots of a
+ * 4 KiB class, and a batch of such blocks took a slow path every 8
+ * (refill4m: 311 instructions a block); 16 up to 4 KiB (64 KiB a
+ * magazine), 8 above, where 16 would reach the cache's whole bound. */
+static inline size_t
+mag_min(size_t c)
+{
+	return class_size(c) <= 4096 ? 16 : 8;
+}
+
+struct tcache *
+ba_gpa_tcache_new(struct beamalloc_gpa *g)
+{
+	struct tcache *tc;
+
+	lock(g, &g->lock);
+	tc = ba_gpa_meta_zalloc(g, sizeof(*tc));
+	if (tc != NULL) {
+		for (size_t c = 0; c < NCLASS; c++) {
+			size_t cap = MAG_BYTES / class_size(c);
+
+			tc->loaded[c] = tc->prev[c] = tc->out[c] =
+			    &ba_gpa_no_mag;
+			ld_load(tc, c);
+			ob_set(tc, c, 0);
+			ob_bounds(tc, c);
+			pthread_mutex_init(&tc->dep[c].lock, NULL);
+			tc->dep[c].mag_cap = (uint32_t)(cap > MAG_MAX ?
+			    MAG_MAX : ba_max(cap, mag_min(c)));
+		}
+		memo_clear(tc);
+		tc->next = g->tcaches;
+		g->tcaches = tc;
+		g->ncaches++;
+	}
+	unlock(g, &g->lock);
+	return tc;
+}
+
+/* A cache for a slot about to be claimed: one a thread gave back when
+ * it ended (or made for a slot another thread took first), or a new
+ * one. */
+static struct tcache *
+tcache_take(struct beamalloc_gpa *g)
+{
+	struct tcache *tc;
+
+	lock(g, &g->lock);
+	if ((tc = g->tc_free) != NULL)
+		g->tc_free = tc->free_next;
+	unlock(g, &g->lock);
+	return tc != NULL ? tc : ba_gpa_tcache_new(g);
+}
+
+/* The calling thread's cache when its home slot is not its own: probe,
+ * or claim a slot.  Slots are probed linearly; a slot given back when
+ * its thread ended keeps a tombstone key (TKEY_TOMB), so that the probe
+ * of a thread placed past it goes on, and is claimed again by the next
+ * thread that finds no slot of its own before an empty one.  The cache
+ * exists before the key is claimed and is stored right after, before
+ * the only thread that can match the key leaves this function.  NULL
+ * when every slot is taken or memory ran out: the caller then shares tc0
+ * under a lock. */
+struct tcache *
+ba_gpa_tcache_slow(struct beamalloc_gpa *g)
+{
+	uintptr_t k = thread_key(), cur;
+	size_t h = thread_home(k), i, tomb;
+	struct tcache *tc;
+
+again:
+	tomb = NTHREADS;
+	for (size_t n = 0; n < NTHREADS; n++) {
+		i = (h + n) & (NTHREADS - 1);
+		cur = atomic_load_explicit(&g->tkey[i], memory_order_acquire);
+		/* A thread that ended without giving its slot back (its
+		 * exit hook could not be set) leaves its slot and cache to
+		 * the next thread given the same thread pointer. */
+		if (cur == k) {
+			tc = atomic_load_explicit(&g->tcs[i],
+			    memory_order_relaxed);
+			return tc != &ba_gpa_no_tc ? tc : NULL;
+		}
+		if (cur == TKEY_TOMB && tomb == NTHREADS)
+			tomb = i;
+		if (cur == 0)
+			goto claim;
+	}
+	if (tomb == NTHREADS) {
+		if (g->safety)
+			/* every slot taken: many threads */
+			ba_gpa_go_shared(g);
+		return NULL;
+	}
+claim:
+	if (tomb != NTHREADS) {
+		i = tomb;
+		cur = TKEY_TOMB;
+	}
+	if ((tc = tcache_take(g)) == NULL)
+		return NULL;
+	if (!atomic_compare_exchange_strong(&g->tkey[i], &cur, k)) {
+		/* Another thread took the slot: keep the cache for later. */
+		lock(g, &g->lock);
+		tc->free_next = g->tc_free;
+		g->tc_free = tc;
+		unlock(g, &g->lock);
+		goto again;
+	}
+	__atomic_store_n(&tc->owner, k, __ATOMIC_RELAXED);
+	atomic_store_explicit(&g->tcs[i], tc, memory_order_release);
+	ba_gpa_exit_note(g, i);
+	/* A second thread: frees may race from now on. */
+	if (atomic_fetch_add(&g->nclaimed, 1) != 0 && g->safety)
+		ba_gpa_go_shared(g);
+	return tc;
+}
+
+/* A thread-safe GPA's shared cache, for threads without one of their
+ * own, made at its first use.  Under g->shared_lock; stored atomically,
+ * since the general paths below ask whether theirs is it without the
+ * lock (a thread that uses it made or found it itself). */
+struct tcache *
+ba_gpa_shared_tc(struct beamalloc_gpa *g)
+{
+	struct tcache *tc = g->tc0;
+
+	if (tc == NULL && (tc = ba_gpa_tcache_new(g)) != NULL)
+		__atomic_store_n(&g->tc0, tc, __ATOMIC_RELEASE);
+	return tc;
+}
+
+static inline bool
+is_shared_tc(struct beamalloc_gpa *g, const struct tcache *tc)
+{
+	return tc == __atomic_load_n(&g->tc0, __ATOMIC_RELAXED);
+}
+
+/* The general paths wait while their cache is being emptied, then set
+ * the bounds again if a trim left sentinels there. */
+void
+ba_gpa_tc_enter_wait(struct beamalloc_gpa *g, struct tcache *tc)
+{
+	if (!g->thread_safe || is_shared_tc(g, tc))
+		return;			/* tc0: its own lock */
+	while (!tc_enter(tc))
+		sched_yield();
+	if (BA_UNLIKELY(__atomic_load_n(&tc->stolen, __ATOMIC_ACQUIRE))) {
+		for (size_t c = 0; c < NCLASS; c++) {
+			ld_bounds(tc, c);
+			ob_bounds(tc, c);
+		}
+		__atomic_store_n(&tc->stolen, 0, __ATOMIC_RELAXED);
+	}
+}
+
+void
+ba_gpa_tc_leave_wait(struct beamalloc_gpa *g, struct tcache *tc)
+{
+	if (g->thread_safe && !is_shared_tc(g, tc))
+		tc_leave(tc);
+}
+
+/* ------------------------------------------------------------------------
+ * Trades with the depot: a magazine empty or full, the outbox home
+ * ---------------------------------------------------------------------- */
+
+static void tc_bound(struct beamalloc_gpa *g, struct tcache *tc, size_t c);
+
+/* The cache traded a magazine with its depot d: not idle
+ * (depot.c's reclaim_idle()).  By the owner, under d's lock. */
+static inline void
+traded(struct tcache *tc, struct depot *d)
+{
+	uint32_t n = tc->trades + 1;
+
+	__atomic_store_n(&tc->trades, n, __ATOMIC_RELAXED);
+	__atomic_store_n(&d->traded, n, __ATOMIC_RELAXED);
+}
+
+/* The loaded magazine of class c is empty: swap in the other one if it
+ * has slots, else trade it for a full one from the depot, else fill it
+ * with fresh slots.  False when memory ran out. */
+bool
+ba_gpa_refill(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
+{
+	struct depot *d = &tc->dep[c];
+	struct mag *m = tc->prev[c], *full;
+
+	ld_save(tc, c);
+	if (m->n != 0)
+		return ld_swap(tc, c);
+	lock(g, &d->lock);
+	traded(tc, d);
+	if ((full = d->full) != NULL) {
+		d->full = full->next;
+		d->nfull -= full->n;
+		mag_put(m, &d->empty);
+		tc->prev[c] = tc->loaded[c];
+		tc->loaded[c] = full;
+	} else {
+		if ((m = tc->loaded[c]) == &ba_gpa_no_mag &&
+		    (m = ba_gpa_mag_get(g, d)) != NULL)
+			tc->loaded[c] = m;
+		/* Fresh slots, lowest address on top of the stack; a few the
+		 * first time, a magazine after: a GPA made for one short call
+		 * (a leak-checked NIF) carves, drains and trims 8 slots, and
+		 * a busy class pays one refill more. */
+		uint32_t want = d->carve == 0 ? CARVE_MIN : d->mag_cap;
+
+		d->carve = d->mag_cap;
+		while (m != NULL && m->n < m->cap && want-- != 0) {
+			struct slab *s;
+			size_t i;
+
+			/* A new slab (or quarter) only for an empty magazine:
+			 * one taken to top a magazine up would hold a whole
+			 * frame for a few slots. */
+			if ((d->cur == NULL || cur_left(d) == 0) &&
+			    (m->n != 0 || !ba_gpa_slots_new(g, d, c)))
+				break;
+			s = d->cur;
+			i = d->cur_hi - 1 - d->next_slot++;
+			m->e[m->n++] = (struct entry){
+				(unsigned char *)s->base + i * s->size,
+				s->recs + (i << g->rec_shift) };
+		}
+	}
+	unlock(g, &d->lock);
+	ld_load(tc, c);
+	tc_bound(g, tc, c);
+	return ld_n(tc, c) != 0;
+}
+
+/* The loaded magazine of class c is full: swap in the other one if it
+ * has room, else hand it to the depot for an empty one.  False when
+ * memory ran out (no empty magazine). */
+bool
+ba_gpa_flush(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
+{
+	struct depot *d = &tc->dep[c];
+	struct mag *m = tc->prev[c];
+
+	ld_save(tc, c);
+	if (m->n < m->cap)
+		return ld_swap(tc, c);
+	lock(g, &d->lock);
+	traded(tc, d);
+	if ((m = ba_gpa_mag_get(g, d)) != NULL) {
+		if (tc->prev[c] == &ba_gpa_no_mag)
+			tc->prev[c] = tc->loaded[c];
+		else
+			ba_gpa_depot_give(g, d, c, tc->loaded[c]);
+		tc->loaded[c] = m;
+	}
+	unlock(g, &d->lock);
+	ld_load(tc, c);
+	tc_bound(g, tc, c);
+	return m != NULL;
+}
+
+/* Class c's outbox home.  Its slots all of one depot (the rule: a
+ * thread that frees what another made, as a consumer does its
+ * producer's), the outbox goes there whole, as a full magazine, and an
+ * empty one of that depot's takes its place: the slots' entries are
+ * written once, by the thread that freed them, and read once, by the
+ * one they go to.  Else each slot goes into the depot whose slab holds
+ * it, one depot at a time, onto the partly full magazine at the head
+ * of its full list, then into empty ones.  A slot no magazine can be had
+ * for is dropped: it stays freed and unused, never handed out twice.
+ * The outbox is then empty; its bounds are left alone (the caller's).
+ * Its owner only, or ba_gpa_steal_idle() while the owner waits. */
+static void
+ob_send(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
+{
+	struct entry *e = tc->obot[c];
+	ptrdiff_t sent = ob_n(tc, c);
+	size_t n = (size_t)sent, k = 1;
+	struct depot *home;
+	struct mag *empty;
+
+	if (n == 0)
+		return;
+	home = slot_home(g, c, &e[0]);
+	while (k < n && slot_home(g, c, &e[k]) == home)
+		k++;
+	if (k == n) {
+		lock(g, &home->lock);
+		if ((empty = ba_gpa_mag_get(g, home)) != NULL) {
+			tc->out[c]->n = (uint32_t)n;
+			mag_put(tc->out[c], &home->full);
+			home->nfull += n;
+			ba_gpa_depot_grew(g, home, c);
+		}
+		unlock(g, &home->lock);
+		if (empty != NULL) {
+			empty->n = 0;
+			tc->out[c] = empty;
+			ob_set(tc, c, sent);
+			return;
+		}
+	}
+	while (n != 0) {
+		struct depot *h = slot_home(g, c, &e[0]);
+		size_t keep = 0, got = 0;
+
+		lock(g, &h->lock);
+		for (size_t i = 0; i < n; i++) {
+			struct mag *m = h->full;
+
+			if (slot_home(g, c, &e[i]) != h) {
+				e[keep++] = e[i];
+				continue;
+			}
+			if (m == NULL || m->n == m->cap) {
+				if ((m = ba_gpa_mag_get(g, h)) == NULL)
+					continue;
+				m->n = 0;
+				mag_put(m, &h->full);
+			}
+			m->e[m->n++] = e[i];
+			got++;
+		}
+		h->nfull += got;
+		if (got != 0)
+			ba_gpa_depot_grew(g, h, c);
+		unlock(g, &h->lock);
+		n = keep;
+	}
+	ob_set(tc, c, sent);
+}
+
+/* Room in class c's outbox (full, or none yet): its slots sent home, or
+ * an empty magazine from the cache's own depot.  False when memory ran
+ * out. */
+bool
+ba_gpa_ob_room(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
+{
+	struct depot *d = &tc->dep[c];
+	struct mag *m;
+
+	if (tc->out[c] != &ba_gpa_no_mag) {
+		ob_send(g, tc, c);
+		ob_bounds(tc, c);
+		return true;
+	}
+	lock(g, &d->lock);
+	m = ba_gpa_mag_get(g, d);
+	unlock(g, &d->lock);
+	if (m == NULL)
+		return false;
+	m->n = 0;
+	tc->out[c] = m;
+	ob_set(tc, c, 0);
+	ob_bounds(tc, c);
+	return true;
+}
+
+/* Class c's magazines into the cache's depot, its outbox's slots home
+ * and the outbox to the depot too (the cache then has none of that
+ * class).  The bounds are left alone: ba_gpa_steal_idle() keeps its
+ * sentinels there. */
+void
+ba_gpa_tc_give(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
+{
+	struct depot *d = &tc->dep[c];
+	struct mag *ob = tc->out[c];
+
+	if (ob != &ba_gpa_no_mag) {
+		ob_send(g, tc, c);
+		ob = tc->out[c];	/* another, if it went whole */
+		tc->out[c] = &ba_gpa_no_mag;
+		ob_set(tc, c, 0);
+	}
+	if (tc->loaded[c] == &ba_gpa_no_mag &&
+	    tc->prev[c] == &ba_gpa_no_mag && ob == &ba_gpa_no_mag)
+		return;
+	ld_save(tc, c);
+	lock(g, &d->lock);
+	ba_gpa_depot_give(g, d, c, tc->loaded[c]);
+	ba_gpa_depot_give(g, d, c, tc->prev[c]);
+	ba_gpa_depot_give(g, d, c, ob);
+	unlock(g, &d->lock);
+	tc->loaded[c] = tc->prev[c] = &ba_gpa_no_mag;
+	ld_top(tc, c);
+}
+
+void
+ba_gpa_tc_drain(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
+{
+	ba_gpa_tc_give(g, tc, c);
+	ld_bounds(tc, c);
+	ob_bounds(tc, c);
+}
+
+/* After every TC_BOUND_EVERY-th slow path (in class c): a cache holding
+ * more than TC_BYTES of free slots gives the magazines of other classes
+ * to their depots, largest classes first.  Not at each: the count walks
+ * every class, and a slow path adds one magazine at most. */
+static void
+tc_bound(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
+{
+	size_t bytes = 0;
+
+	if ((++tc->slow & (TC_BOUND_EVERY - 1)) != 0)
+		return;
+	for (size_t k = 0; k < NCLASS; k++)
+		bytes += ((size_t)ld_n(tc, k) + tc->prev[k]->n +
+		    (size_t)ob_n(tc, k)) * class_size(k);
+	/* Outboxes first (other caches' slots, of no use here), then the
+	 * spare magazines: the loaded ones are what the next calls use. */
+	for (size_t k = NCLASS; k-- > 0 && bytes > TC_BYTES;)
+		if (ob_n(tc, k) != 0) {
+			bytes -= (size_t)ob_n(tc, k) * class_size(k);
+			ob_send(g, tc, k);
+			ob_bounds(tc, k);
+		}
+	for (size_t k = NCLASS; k-- > 0 && bytes > TC_BYTES;)
+		if (k != c && tc->prev[k]->n != 0) {
+			struct depot *d = &tc->dep[k];
+
+			bytes -= (size_t)tc->prev[k]->n * class_size(k);
+			lock(g, &d->lock);
+			ba_gpa_depot_give(g, d, k, tc->prev[k]);
+			unlock(g, &d->lock);
+			tc->prev[k] = &ba_gpa_no_mag;
+		}
+	for (size_t k = NCLASS; k-- > 0 && bytes > TC_BYTES;)
+		if (k != c) {
+			bytes -= (size_t)ld_n(tc, k) * class_size(k);
+			ba_gpa_tc_drain(g, tc, k);
+		}
+}

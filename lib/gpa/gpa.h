@@ -1569,18 +1569,8 @@ ba_gpa_fast_alloc_chk(void *ctx, size_t len, size_t align, uintptr_t ra,
 	over = credit_up(tc, len);
 	if (st && BA_UNLIKELY(!st_left(g, me, prev)))
 		return ba_gpa_st_late(g, tc, e.p, NULL, len, align, ra, over);
-	/* A new high: kept inline, no call, since a thread whose blocks
-	 * others free (a producer), or any filling phase, has one at every
-	 * allocation; settled out of line once past CREDIT_BATCH. */
-	if (over) {
-		/* Loaded again, so that the hot path's subtraction stays
-		 * one instruction on memory (not a load, a subtraction and
-		 * a store). */
-		tc->hi -= *(volatile ptrdiff_t *)&tc->room;
-		tc->room = 0;
-		if (BA_UNLIKELY(tc->hi > CREDIT_BATCH))
-			return ba_gpa_credit_high(g, tc, e.p);
-	}
+	if (over)
+		return ba_gpa_credit_high(g, tc, e.p);
 	return e.p;
 }
 

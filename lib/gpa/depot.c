@@ -7,11 +7,9 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "gpa.h"
-#include "tools.h"
 
 /* Threads start with this in every class: empty and full at once, so
  * both fast paths take the general path, which gives real magazines.

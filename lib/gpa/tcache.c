@@ -9,11 +9,8 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "gpa.h"
-#include "tools.h"
 
 /* The records of no slab: a fresh cache's memo points here, with the
  * slot size of a whole slab, so only p == 0 can match it and reads

@@ -147,9 +147,9 @@ _Static_assert(SHARE_MAX <= FRAME_MAX, "shared slabs are one frame");
 #define NTHREADS (1 << NTHREADS_BITS)
 #define CREDIT_BATCH (256 * 1024)	/* per-thread stats settle past this */
 #define HASH_MUL 0x9E3779B97F4A7C15ull
-#define NMEMO 256			/* frames each thread remembers (16
-				 * KiB), by address: 8 MiB of slabs side by
-				 * side without a conflict; a miss costs
+#define NMEMO 512			/* frames each thread remembers (32
+				 * KiB), by address: 16 MiB of slabs side
+				 * by side without a conflict; a miss costs
 				 * a table lookup and a second pass
 				 * (bench/README.md) */
 
@@ -357,8 +357,9 @@ struct tcache {
 	ptrdiff_t hi;
 	struct tcache *next;		/* every cache of this GPA */
 	/* Slabs this thread freed into lately, direct-mapped by address
-	 * (stale once the GPA's epoch moves on). */
-	struct memo memo[NMEMO];
+	 * (stale once the GPA's epoch moves on).  Each entry on a line of
+	 * its own (in a cache only 16-byte aligned, most spanned two). */
+	_Alignas(64) struct memo memo[NMEMO];
 	/* The loaded magazine of each class as three pointers (fewer
 	 * instructions on the fast paths than a count and an index); its
 	 * own n is stale until the next exchange.  Three arrays, so that

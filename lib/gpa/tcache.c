@@ -174,8 +174,13 @@ ba_gpa_tcache_new(struct beamalloc_gpa *g)
 	struct tcache *tc;
 
 	lock(g, &g->lock);
-	tc = ba_gpa_meta_zalloc(g, sizeof(*tc));
+	/* Metadata is 16-byte aligned, the cache's memo to a line: the
+	 * cache takes the rest (it is never freed alone). */
+	tc = ba_gpa_meta_zalloc(g, sizeof(*tc) + _Alignof(struct tcache) -
+	    16);
 	if (tc != NULL) {
+		tc = (struct tcache *)(void *)ba_align_forward((uintptr_t)tc,
+		    _Alignof(struct tcache));
 		for (size_t c = 0; c < NCLASS; c++) {
 			size_t cap = MAG_BYTES / class_size(c);
 

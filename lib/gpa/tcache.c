@@ -174,10 +174,10 @@ ba_gpa_tcache_new(struct beamalloc_gpa *g)
 	struct tcache *tc;
 
 	lock(g, &g->lock);
-	/* Metadata is 16-byte aligned, the cache's memo to a line: the
-	 * cache takes the rest (it is never freed alone). */
+	/* The memo is aligned to a line, so the cache is: room to align
+	 * it within metadata of any alignment (a cache is never freed). */
 	tc = ba_gpa_meta_zalloc(g, sizeof(*tc) + _Alignof(struct tcache) -
-	    16);
+	    1);
 	if (tc != NULL) {
 		tc = (struct tcache *)(void *)ba_align_forward((uintptr_t)tc,
 		    _Alignof(struct tcache));

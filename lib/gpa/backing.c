@@ -133,7 +133,12 @@ ba_gpa_region_new(struct beamalloc_gpa *g)
 	return r;
 }
 
-/* r on g->ravail (on) or off it.  Under g->lock. */
+/* r on g->ravail (on) or off it.  The list is in address order, so that
+ * new slabs take the lowest free frames: after a mass of frees the free
+ * frames are spread over the peak's regions, and slabs made in whichever
+ * came free last would spread the next blocks as widely, past what a
+ * thread's memo covers (bench/README.md, "After a peak").  Under
+ * g->lock. */
 static void
 ravail_set(struct beamalloc_gpa *g, struct region *r, bool on)
 {
@@ -141,11 +146,17 @@ ravail_set(struct beamalloc_gpa *g, struct region *r, bool on)
 		return;
 	r->avail = on;
 	if (on) {
-		r->aprev = NULL;
-		r->anext = g->ravail;
+		struct region **p = &g->ravail, *prev = NULL;
+
+		while (*p != NULL && (*p)->base < r->base) {
+			prev = *p;
+			p = &prev->anext;
+		}
+		r->aprev = prev;
+		r->anext = *p;
 		if (r->anext != NULL)
 			r->anext->aprev = r;
-		g->ravail = r;
+		*p = r;
 		return;
 	}
 	if (r->aprev != NULL)

@@ -130,14 +130,16 @@ trim_keep(const struct beamalloc_gpa *g, const struct depot *d, size_t c)
 /* Count the depot's free slots per slab (uncarved ones included): a slab
  * with all of them here has none live or in a thread cache, so its slots
  * are taken out of the magazines (packed in place) and it is given back,
- * but for `keep` of them (a shared slab's quarters: quarters_put()).
+ * but for `keep` of them (a shared slab's quarters: quarters_put()); a
+ * sweep's keeps its own slabs to carve again (ba_gpa_reset_put()).
  * The depot then keeps two empty magazines at most.  Under the depot's
  * lock and g->lock (no leak scan may start walking the slabs); returns
  * the bytes released. */
 static size_t
 depot_trim_locked(struct beamalloc_gpa *g, struct depot *d, size_t c,
-    size_t keep, bool full)
+    size_t keep, enum trim how)
 {
+	bool full = how != TRIM_GROW;
 	struct slab *dead = NULL, *s;
 	struct mag *rm, *wm, *m;
 	uint32_t stamp, wi = 0;
@@ -246,7 +248,10 @@ depot_trim_locked(struct beamalloc_gpa *g, struct depot *d, size_t c,
 		if (s == d->cur)
 			d->cur = NULL;
 		d->nslots -= s->nslots;
-		bytes += ba_gpa_slab_release(g, s);
+		if (how == TRIM_SWEEP)
+			ba_gpa_reset_put(g, s);
+		else
+			bytes += ba_gpa_slab_release(g, s);
 		d->nslabs--;
 	}
 empties:
@@ -291,33 +296,86 @@ reclaim_idle(struct beamalloc_gpa *g, struct depot *d, size_t c)
 		    &o->traded, __ATOMIC_RELAXED) < IDLE_TRADES ||
 		    (g->thread_safe && pthread_mutex_trylock(&o->lock) != 0))
 			continue;
-		bytes += depot_trim_locked(g, o, k, 0, false);
+		bytes += depot_trim_locked(g, o, k, 0, TRIM_GROW);
 		o->trim_at = ba_gpa_trim_next(o, k);
 		unlock(g, &o->lock);
 	}
 	return bytes;
 }
 
-/* Trim class c's depot (depot_trim_locked()): a growth trim (not full)
- * keeps some all-free slabs (trim_keep()), first taking the budget back
- * from idle classes if others hold half of it; a full trim keeps
- * none.  Under the depot's lock; the bytes released. */
+/* Trim class c's depot (depot_trim_locked()): a growth trim keeps some
+ * all-free slabs (trim_keep()), first taking the budget back from idle
+ * classes if others hold half of it; a full trim keeps none, a sweep's
+ * all (outside the depot).  Under the depot's lock; the bytes
+ * released. */
 size_t
 ba_gpa_depot_trim(struct beamalloc_gpa *g, struct depot *d, size_t c,
-    bool full)
+    enum trim how)
 {
 	size_t bytes = 0;
 
 	lock(g, &g->lock);
 	if (g->scanning == 0) {
-		if (!full && g->nkept - d->nkept * slab_span(c) >=
+		if (how == TRIM_GROW && g->nkept - d->nkept * slab_span(c) >=
 		    KEEP_FREE / 2)
 			bytes += reclaim_idle(g, d, c);
-		bytes += depot_trim_locked(g, d, c, full ? 0 :
-		    trim_keep(g, d, c), full);
+		bytes += depot_trim_locked(g, d, c, how == TRIM_GROW ?
+		    trim_keep(g, d, c) : 0, how);
 	}
 	unlock(g, &g->lock);
 	return bytes;
+}
+
+/* Every depot of every cache trimmed, fully (then an idle class keeps no
+ * magazine either: with 40 classes, and as many per cache, they add up)
+ * or for a sweep.  With no depot's lock; the bytes released. */
+size_t
+ba_gpa_trim_all(struct beamalloc_gpa *g, enum trim how)
+{
+	struct tcache *tc;
+	size_t bytes = 0;
+
+	lock(g, &g->lock);
+	tc = g->tcaches;		/* caches are only ever added in front */
+	unlock(g, &g->lock);
+	for (; tc != NULL; tc = tc->next)
+		for (size_t c = 0; c < NCLASS; c++) {
+			struct depot *d = &tc->dep[c];
+
+			lock(g, &d->lock);
+			bytes += ba_gpa_depot_trim(g, d, c, how);
+			if (how == TRIM_FULL)
+				bytes += ba_gpa_depot_empties(g, d, 0);
+			d->trim_at = ba_gpa_trim_next(d, c);
+			unlock(g, &d->lock);
+		}
+	return bytes;
+}
+
+/* A mass of frees is ending (tcache.c's sweep_due()): the cache's own
+ * magazines go to their depots, and every depot takes the slabs it
+ * finds all free out of its magazines, kept whole (records, table keys,
+ * frames) to be carved again in address order (ba_gpa_reset_put()).
+ * Without it, a mass of frees in random order ends with the cache's
+ * last magazines holding slots in nearly every slab of their classes;
+ * the next calls take those first, every slab then has a block live
+ * again, and the blocks after them spread over the peak's slabs through
+ * the magazines' random order: rand10k after rand100k, 1.3x the time
+ * (bench/README.md, "After a peak").  Nothing is released, so the next
+ * peak makes no slab again; a full trim gives them back.  By the
+ * cache's owner, inside it, with no depot's lock; live: what it saw
+ * live. */
+void
+ba_gpa_sweep(struct beamalloc_gpa *g, struct tcache *tc, ptrdiff_t live)
+{
+	for (size_t c = 0; c < NCLASS; c++)
+		ba_gpa_tc_drain(g, tc, c);
+	ba_gpa_trim_all(g, TRIM_SWEEP);
+	lock(g, &g->lock);
+	__atomic_store_n(&g->sweep_live, live, __ATOMIC_RELAXED);
+	__atomic_store_n(&g->sweep_slabs, g->slab_bytes, __ATOMIC_RELAXED);
+	__atomic_store_n(&g->slab_peak, g->slab_bytes, __ATOMIC_RELAXED);
+	unlock(g, &g->lock);
 }
 
 /* After a trim: the next one when a quarter more (or TRIM_MIN) has come
@@ -365,7 +423,7 @@ void
 ba_gpa_depot_grew(struct beamalloc_gpa *g, struct depot *d, size_t c)
 {
 	if (d->nfull * class_size(c) > d->trim_at || dead_many(d, c)) {
-		ba_gpa_depot_trim(g, d, c, false);
+		ba_gpa_depot_trim(g, d, c, TRIM_GROW);
 		d->trim_at = ba_gpa_trim_next(d, c);
 	}
 }

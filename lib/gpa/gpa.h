@@ -122,6 +122,13 @@
 #define KEEP_FREE (8u << 20)		/* all-free slabs the growth trims
 					   keep, in all classes, until a
 					   full trim (bench/README.md) */
+#define SWEEP_MIN (32u << 20)		/* slab bytes, past the last sweep,
+					   for a mass of frees to be swept */
+#define SWEEP_FIRST 512			/* once slabs are this many times
+					   live (ba_gpa_sweep()), */
+#define SWEEP_NEXT 2			/* again each time live is this
+					   many times less, */
+#define SWEEP_LAST 1024			/* while it was this much at least */
 #define LKEEP_N 8			/* freed large blocks kept, */
 #define LKEEP_BYTES (8u << 20)		/* in all at most, until a trim */
 #define LSLACK_MAX (8u << 20)		/* live large blocks' slack past
@@ -200,7 +207,9 @@ struct slab {
 	void *meta;			/* the block holding this header, */
 	size_t meta_len;		/* records and traces */
 	uint32_t nslots;
-	struct slab *dead;		/* trim: the next to release */
+	/* A trim's next to release; on g->reset[cls], the next there (no
+	 * slot of such a slab is in a depot, so no trim meets it). */
+	struct slab *dead;
 	uint32_t stamp, cnt;		/* trim: slots in the depot */
 	uint32_t size;			/* slot size */
 	uint8_t cls;			/* size class */
@@ -493,6 +502,16 @@ struct beamalloc_gpa {
 	 * over would otherwise hand them to the backing and have its pages
 	 * faulted in again each time.  Full trims give them back. */
 	size_t spare;
+	/* Slabs a sweep found all free, by class, lowest address first:
+	 * carved again before any slab is made (ba_gpa_sweep()). */
+	struct slab *reset[NCLASS];
+	/* Bytes of the slabs the depots have (their spans: not those in
+	 * reset), the most since the last sweep, and that sweep's: bytes
+	 * live then, and of slabs after it.  Written under g->lock, read
+	 * without it: atomic loads and stores. */
+	size_t slab_bytes, slab_peak;
+	ptrdiff_t sweep_live;
+	size_t sweep_slabs;
 	/* Bytes of the slabs the depots' last growth trims kept all
 	 * free, in all classes (each depot's nkept, by its slabs' span):
 	 * they stay within KEEP_FREE, for the same reason. */
@@ -1144,9 +1163,15 @@ BA_HIDDEN void ba_gpa_depot_grew(struct beamalloc_gpa *g, struct depot *d,
     size_t c);
 BA_HIDDEN size_t ba_gpa_depot_empties(struct beamalloc_gpa *g,
     struct depot *d, size_t keep);
+/* A trim as a depot grows keeps some all-free slabs; a full one gives
+ * every one back; a sweep's keeps them all for carving again. */
+enum trim { TRIM_GROW, TRIM_FULL, TRIM_SWEEP };
 BA_HIDDEN size_t ba_gpa_depot_trim(struct beamalloc_gpa *g, struct depot *d,
-    size_t c, bool full);
+    size_t c, enum trim how);
 BA_HIDDEN size_t ba_gpa_trim_next(const struct depot *d, size_t c);
+BA_HIDDEN size_t ba_gpa_trim_all(struct beamalloc_gpa *g, enum trim how);
+BA_HIDDEN void ba_gpa_sweep(struct beamalloc_gpa *g, struct tcache *tc,
+    ptrdiff_t live);
 
 /* tcache.c: thread caches, their magazines and trades */
 BA_HIDDEN bool ba_gpa_refill(struct beamalloc_gpa *g, struct tcache *tc,
@@ -1203,6 +1228,8 @@ BA_HIDDEN struct stab *ba_gpa_stab_new(struct beamalloc_gpa *g, size_t cap);
 BA_HIDDEN struct slab *ba_gpa_slab_new(struct beamalloc_gpa *g, size_t c,
     bool first);
 BA_HIDDEN size_t ba_gpa_slab_release(struct beamalloc_gpa *g, struct slab *s);
+BA_HIDDEN void ba_gpa_reset_put(struct beamalloc_gpa *g, struct slab *s);
+BA_HIDDEN size_t ba_gpa_reset_free(struct beamalloc_gpa *g);
 BA_HIDDEN bool ba_gpa_slots_new(struct beamalloc_gpa *g, struct depot *d,
     size_t c);
 BA_HIDDEN size_t ba_gpa_quarter_put(struct beamalloc_gpa *g, struct slab *s,

@@ -365,22 +365,10 @@ gpa_trim(struct beamalloc_gpa *g)
 				ba_gpa_tc_drain(g, g->tc0, c);
 		pthread_mutex_unlock(&g->shared_lock);
 	}
+	bytes += ba_gpa_trim_all(g, TRIM_FULL);
 	lock(g, &g->lock);
-	tc = g->tcaches;		/* caches are only ever added in front */
-	unlock(g, &g->lock);
-	for (; tc != NULL; tc = tc->next)
-		for (size_t c = 0; c < NCLASS; c++) {
-			struct depot *d = &tc->dep[c];
-
-			lock(g, &d->lock);
-			bytes += ba_gpa_depot_trim(g, d, c, true);
-			/* An idle class keeps no magazine either: with 40
-			 * classes (and as many per cache) they add up. */
-			bytes += ba_gpa_depot_empties(g, d, 0);
-			d->trim_at = ba_gpa_trim_next(d, c);
-			unlock(g, &d->lock);
-		}
-	lock(g, &g->lock);
+	if (g->scanning == 0)
+		bytes += ba_gpa_reset_free(g);
 	bytes += ba_gpa_spares_free(g);
 	unlock(g, &g->lock);
 	return bytes + ba_gpa_large_trim(g);

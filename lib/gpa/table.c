@@ -220,6 +220,18 @@ slab_keys(struct beamalloc_gpa *g, struct slab *s)
 	return true;
 }
 
+/* The depots' slab bytes grew or shrank by bytes (g->slab_bytes, read
+ * without the lock by tcache.c's sweep_due()).  Under g->lock. */
+static void
+slab_count(struct beamalloc_gpa *g, ptrdiff_t bytes)
+{
+	size_t now = g->slab_bytes + (size_t)bytes;
+
+	__atomic_store_n(&g->slab_bytes, now, __ATOMIC_RELAXED);
+	if (now > g->slab_peak)
+		__atomic_store_n(&g->slab_peak, now, __ATOMIC_RELAXED);
+}
+
 /* A new slab for class c (its first: first), its records in a block of
  * their own, a key in the table for each of its frames; a partial slab
  * has records for a whole one, so that any pointer into its frame
@@ -273,6 +285,7 @@ ba_gpa_slab_new(struct beamalloc_gpa *g, size_t c, bool first)
 	if (s->next != NULL)
 		s->next->prev = s;
 	atomic_store_explicit(&g->slabs, s, memory_order_release);
+	slab_count(g, (ptrdiff_t)slab_span(c));
 	goto out;
 unused:
 	if (r->used == 0 && !r->spare)
@@ -297,6 +310,7 @@ ba_gpa_slab_release(struct beamalloc_gpa *g, struct slab *s)
 	for (uintptr_t f = s->base; f < s->base + slab_span(s->cls);
 	    f += FRAME_SIZE)
 		stab_remove(g, f);
+	slab_count(g, -(ptrdiff_t)slab_span(s->cls));
 	atomic_fetch_add_explicit(&g->epoch, 1, memory_order_release);
 	if (s->prev != NULL)
 		s->prev->next = s->next;
@@ -321,6 +335,56 @@ ba_gpa_slab_release(struct beamalloc_gpa *g, struct slab *s)
 			ba_gpa_region_free(g, r);
 		}
 	}
+	return bytes;
+}
+
+/* A sweep found slab s (a depot's own) all free: kept, records and all,
+ * on g->reset[its class] in address order, to be carved again from its
+ * lowest slot, not made again.  Under g->lock. */
+void
+ba_gpa_reset_put(struct beamalloc_gpa *g, struct slab *s)
+{
+	struct slab **p = &g->reset[s->cls];
+
+	while (*p != NULL && (*p)->base < s->base)
+		p = &(*p)->dead;
+	s->dead = *p;
+	*p = s;
+	slab_count(g, -(ptrdiff_t)slab_span(s->cls));
+}
+
+/* The lowest slab of class c kept for depot d to carve again, or NULL.
+ * Only d's own: threads' memos send the slots of a slab to its home, and
+ * another home would need them all made stale.  Under g->lock. */
+static struct slab *
+reset_take(struct beamalloc_gpa *g, struct depot *d, size_t c)
+{
+	struct slab **p = &g->reset[c], *s;
+
+	while ((s = *p) != NULL && s->home != d)
+		p = &s->dead;
+	if (s != NULL) {
+		*p = s->dead;
+		slab_count(g, (ptrdiff_t)slab_span(c));
+	}
+	return s;
+}
+
+/* Give back every slab kept for carving again (a full trim).  Under
+ * g->lock; the bytes released. */
+size_t
+ba_gpa_reset_free(struct beamalloc_gpa *g)
+{
+	size_t bytes = 0;
+
+	for (size_t c = 0; c < NCLASS; c++)
+		while (g->reset[c] != NULL) {
+			struct slab *s = g->reset[c];
+
+			g->reset[c] = s->dead;
+			slab_count(g, (ptrdiff_t)slab_span(c));
+			bytes += ba_gpa_slab_release(g, s);
+		}
 	return bytes;
 }
 
@@ -497,6 +561,13 @@ ba_gpa_slots_new(struct beamalloc_gpa *g, struct depot *d, size_t c)
 {
 	struct slab *s;
 
+	lock(g, &g->lock);
+	s = reset_take(g, d, c);
+	unlock(g, &g->lock);
+	if (s != NULL) {
+		carve_from(d, s, s->first, s->nslots);
+		return true;
+	}
 	if (class_size(c) <= SHARE_MAX && (d->nslabs == 0 ||
 	    (d->cur != NULL && d->cur->home == NULL)) &&
 	    quarter_new(g, d, c))

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #include "gpa.h"
 
@@ -343,6 +344,33 @@ traded(struct tcache *tc, struct depot *d)
 	__atomic_store_n(&d->traded, n, __ATOMIC_RELAXED);
 }
 
+/* A mass of frees is ending: the slabs, at their most since the last
+ * sweep, grew SWEEP_MIN past what it left and are SWEEP_FIRST times the
+ * bytes live now; then, while live was SWEEP_LAST or more at the last
+ * sweep, each time live is SWEEP_NEXT times less.  So the sweeps come
+ * at the end of a mass of frees (the first reads the depots' slots of
+ * the slabs some 200 blocks still pin, the later ones fewer), the last
+ * with a few blocks live or none.  A refill or a flush asks: the end of
+ * a mass of frees has no event of its own.  Live as far as this thread
+ * knows: the settled count and its own credit (the others' unsettled
+ * frees only make a sweep later).  Racy reads: a hint.  The cache that
+ * threads past NTHREADS share is not swept. */
+static void
+sweep_due(struct beamalloc_gpa *g, struct tcache *tc)
+{
+	size_t peak = __atomic_load_n(&g->slab_peak, __ATOMIC_RELAXED);
+	ptrdiff_t live = atomic_load_explicit(&g->live, memory_order_relaxed) +
+	    tc->hi - tc->room;
+	ptrdiff_t last = __atomic_load_n(&g->sweep_live, __ATOMIC_RELAXED);
+
+	if (BA_LIKELY(live >= (ptrdiff_t)(peak / SWEEP_FIRST) ||
+	    peak < __atomic_load_n(&g->sweep_slabs, __ATOMIC_RELAXED) +
+	    SWEEP_MIN) && (last < SWEEP_LAST || live >= last / SWEEP_NEXT))
+		return;
+	if (!g->thread_safe || !is_shared_tc(g, tc))
+		ba_gpa_sweep(g, tc, live);
+}
+
 /* The loaded magazine of class c is empty: swap in the other one if it
  * has slots, else trade it for a full one from the depot, else fill it
  * with fresh slots.  False when memory ran out. */
@@ -350,14 +378,32 @@ bool
 ba_gpa_refill(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 {
 	struct depot *d = &tc->dep[c];
-	struct mag *m = tc->prev[c], *full;
+	struct mag *m, *full;
 
+	sweep_due(g, tc);
+	m = tc->prev[c];
 	ld_save(tc, c);
 	if (m->n != 0)
 		return ld_swap(tc, c);
 	lock(g, &d->lock);
 	traded(tc, d);
-	if ((full = d->full) != NULL) {
+	full = d->full;
+	/* The first refill after a full trim (carve 0) takes a few slots,
+	 * as a new cache carves them.  A trim leaves the depot the slots of
+	 * the slabs that a few blocks pin, and a whole magazine for each
+	 * class a thread uses would put its cache past TC_BYTES, whose
+	 * bound sends them back, to be refilled again (bench/README.md,
+	 * "After a peak"). */
+	if (full != NULL && d->carve == 0 && full->n > CARVE_MIN &&
+	    ((m = tc->loaded[c]) != &ba_gpa_no_mag ||
+	    (m = ba_gpa_mag_get(g, d)) != NULL)) {
+		tc->loaded[c] = m;
+		m->n = CARVE_MIN;
+		full->n -= CARVE_MIN;
+		memcpy(m->e, full->e + full->n, CARVE_MIN * sizeof(*m->e));
+		d->nfull -= CARVE_MIN;
+		d->carve = d->mag_cap;
+	} else if (full != NULL) {
 		d->full = full->next;
 		d->nfull -= full->n;
 		mag_put(m, &d->empty);
@@ -404,8 +450,10 @@ bool
 ba_gpa_flush(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 {
 	struct depot *d = &tc->dep[c];
-	struct mag *m = tc->prev[c];
+	struct mag *m;
 
+	sweep_due(g, tc);
+	m = tc->prev[c];
 	ld_save(tc, c);
 	if (m->n < m->cap)
 		return ld_swap(tc, c);

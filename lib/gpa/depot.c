@@ -369,7 +369,7 @@ void
 ba_gpa_sweep(struct beamalloc_gpa *g, struct tcache *tc, ptrdiff_t live)
 {
 	for (size_t c = 0; c < NCLASS; c++)
-		ba_gpa_tc_drain(g, tc, c);
+		ba_gpa_tc_drain(g, tc, c, false);
 	ba_gpa_trim_all(g, TRIM_SWEEP);
 	lock(g, &g->lock);
 	__atomic_store_n(&g->sweep_live, live, __ATOMIC_RELAXED);
@@ -429,9 +429,11 @@ ba_gpa_depot_grew(struct beamalloc_gpa *g, struct depot *d, size_t c)
 }
 
 /* A magazine from its cache into depot d: full (or partly) or empty.
- * Under the depot's lock. */
+ * No trim: the caller asks ba_gpa_depot_grew() once it has given all
+ * it gives, or not at all when a trim of its own follows.  Under the
+ * depot's lock. */
 void
-ba_gpa_depot_give(struct beamalloc_gpa *g, struct depot *d, size_t c, struct mag *m)
+ba_gpa_depot_put(struct depot *d, struct mag *m)
 {
 	if (m == &ba_gpa_no_mag)
 		return;
@@ -441,5 +443,12 @@ ba_gpa_depot_give(struct beamalloc_gpa *g, struct depot *d, size_t c, struct mag
 	}
 	mag_put(m, &d->full);
 	d->nfull += m->n;
+}
+
+/* The same, then the trim that the depot's growth may call for. */
+void
+ba_gpa_depot_give(struct beamalloc_gpa *g, struct depot *d, size_t c, struct mag *m)
+{
+	ba_gpa_depot_put(d, m);
 	ba_gpa_depot_grew(g, d, c);
 }

@@ -90,7 +90,7 @@ slot_release(struct beamalloc_gpa *g, size_t i)
 		return;
 	ba_gpa_tc_enter_wait(g, tc);
 	for (size_t c = 0; c < NCLASS; c++)
-		ba_gpa_tc_drain(g, tc, c);
+		ba_gpa_tc_drain(g, tc, c, true);
 	ba_gpa_tc_leave_wait(g, tc);
 	if (g->batched)
 		ba_gpa_settle(g, tc);

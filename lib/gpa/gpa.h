@@ -1157,6 +1157,7 @@ BA_HIDDEN extern struct tcache ba_gpa_no_tc;	/* no cache yet */
 
 /* depot.c: magazines in the depot, its trims */
 BA_HIDDEN struct mag *ba_gpa_mag_get(struct beamalloc_gpa *g, struct depot *d);
+BA_HIDDEN void ba_gpa_depot_put(struct depot *d, struct mag *m);
 BA_HIDDEN void ba_gpa_depot_give(struct beamalloc_gpa *g, struct depot *d,
     size_t c, struct mag *m);
 BA_HIDDEN void ba_gpa_depot_grew(struct beamalloc_gpa *g, struct depot *d,
@@ -1181,9 +1182,9 @@ BA_HIDDEN bool ba_gpa_flush(struct beamalloc_gpa *g, struct tcache *tc,
 BA_HIDDEN bool ba_gpa_ob_room(struct beamalloc_gpa *g, struct tcache *tc,
     size_t c);
 BA_HIDDEN void ba_gpa_tc_give(struct beamalloc_gpa *g, struct tcache *tc,
-    size_t c);
+    size_t c, bool trim);
 BA_HIDDEN void ba_gpa_tc_drain(struct beamalloc_gpa *g, struct tcache *tc,
-    size_t c);
+    size_t c, bool trim);
 BA_HIDDEN ptrdiff_t ba_gpa_tc_blocks(const struct tcache *tc);
 BA_HIDDEN struct tcache *ba_gpa_tcache_new(struct beamalloc_gpa *g);
 BA_HIDDEN struct tcache *ba_gpa_tcache_slow(struct beamalloc_gpa *g);

@@ -331,7 +331,7 @@ ba_gpa_steal_idle(struct beamalloc_gpa *g, struct tcache *mine)
 			    __atomic_load_n(&tc->steal, __ATOMIC_RELAXED) == 2 &&
 			    __atomic_load_n(&tc->busy, __ATOMIC_ACQUIRE) == 0)
 				for (size_t c = 0; c < NCLASS; c++)
-					ba_gpa_tc_give(g, tc, c);
+					ba_gpa_tc_give(g, tc, c, false);
 	pthread_mutex_lock(&g->lock);
 	for (tc = g->tcaches; tc != NULL; tc = tc->next)
 		__atomic_store_n(&tc->steal, 0, __ATOMIC_RELEASE);
@@ -354,7 +354,7 @@ gpa_trim(struct beamalloc_gpa *g)
 	if (tc != NULL) {
 		ba_gpa_tc_enter_wait(g, tc);
 		for (size_t c = 0; c < NCLASS; c++)
-			ba_gpa_tc_drain(g, tc, c);
+			ba_gpa_tc_drain(g, tc, c, false);
 		ba_gpa_tc_leave_wait(g, tc);
 	}
 	ba_gpa_steal_idle(g, tc);
@@ -362,7 +362,7 @@ gpa_trim(struct beamalloc_gpa *g)
 		pthread_mutex_lock(&g->shared_lock);
 		if (g->tc0 != NULL)
 			for (size_t c = 0; c < NCLASS; c++)
-				ba_gpa_tc_drain(g, g->tc0, c);
+				ba_gpa_tc_drain(g, g->tc0, c, false);
 		pthread_mutex_unlock(&g->shared_lock);
 	}
 	bytes += ba_gpa_trim_all(g, TRIM_FULL);

@@ -571,10 +571,13 @@ ba_gpa_ob_room(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 
 /* Class c's magazines into the cache's depot, its outbox's slots home
  * and the outbox to the depot too (the cache then has none of that
- * class).  The bounds are left alone: ba_gpa_steal_idle() keeps its
- * sentinels there. */
+ * class).  The depot is then trimmed if its growth calls for it, but
+ * not if the caller trims every depot next (trim false): a leak check's
+ * or a sweep's trim would walk the same slots again.  The bounds are
+ * left alone: ba_gpa_steal_idle() keeps its sentinels there. */
 void
-ba_gpa_tc_give(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
+ba_gpa_tc_give(struct beamalloc_gpa *g, struct tcache *tc, size_t c,
+    bool trim)
 {
 	struct depot *d = &tc->dep[c];
 	struct mag *ob = tc->out[c];
@@ -590,18 +593,21 @@ ba_gpa_tc_give(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 		return;
 	ld_save(tc, c);
 	lock(g, &d->lock);
-	ba_gpa_depot_give(g, d, c, tc->loaded[c]);
-	ba_gpa_depot_give(g, d, c, tc->prev[c]);
-	ba_gpa_depot_give(g, d, c, ob);
+	ba_gpa_depot_put(d, tc->loaded[c]);
+	ba_gpa_depot_put(d, tc->prev[c]);
+	ba_gpa_depot_put(d, ob);
+	if (trim)
+		ba_gpa_depot_grew(g, d, c);
 	unlock(g, &d->lock);
 	tc->loaded[c] = tc->prev[c] = &ba_gpa_no_mag;
 	ld_top(tc, c);
 }
 
 void
-ba_gpa_tc_drain(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
+ba_gpa_tc_drain(struct beamalloc_gpa *g, struct tcache *tc, size_t c,
+    bool trim)
 {
-	ba_gpa_tc_give(g, tc, c);
+	ba_gpa_tc_give(g, tc, c, trim);
 	ld_bounds(tc, c);
 	ob_bounds(tc, c);
 }
@@ -641,6 +647,6 @@ tc_bound(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 	for (size_t k = NCLASS; k-- > 0 && bytes > TC_BYTES;)
 		if (k != c) {
 			bytes -= (size_t)ld_n(tc, k) * class_size(k);
-			ba_gpa_tc_drain(g, tc, k);
+			ba_gpa_tc_drain(g, tc, k, true);
 		}
 }

@@ -256,7 +256,12 @@ depot_trim_locked(struct beamalloc_gpa *g, struct depot *d, size_t c,
 	}
 empties:
 	bytes += ba_gpa_depot_empties(g, d, 2);
-	d->ntrim = d->nfull;
+	/* A sweep leaves the growth trims' marks where they were (and
+	 * ba_gpa_trim_all() trim_at): set from the near-empty depots it
+	 * leaves, they would trim the next peak's drain at each doubling
+	 * of each class (bench/README.md, "What rand100k's round pays"). */
+	if (how != TRIM_SWEEP)
+		d->ntrim = d->nfull;
 	/* Then the class carves as a new cache's does, a few slots first:
 	 * a refill that carved a whole magazine for each of the classes a
 	 * thread uses (16 KiB each) put the cache past TC_BYTES, whose
@@ -346,7 +351,8 @@ ba_gpa_trim_all(struct beamalloc_gpa *g, enum trim how)
 			bytes += ba_gpa_depot_trim(g, d, c, how);
 			if (how == TRIM_FULL)
 				bytes += ba_gpa_depot_empties(g, d, 0);
-			d->trim_at = ba_gpa_trim_next(d, c);
+			if (how != TRIM_SWEEP)
+				d->trim_at = ba_gpa_trim_next(d, c);
 			unlock(g, &d->lock);
 		}
 	return bytes;

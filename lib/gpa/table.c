@@ -370,12 +370,14 @@ reset_take(struct beamalloc_gpa *g, struct depot *d, size_t c)
 	return s;
 }
 
-/* Give back every slab kept for carving again (a full trim).  Under
+/* Give back every slab kept for carving again (a full trim).  Each is
+ * counted back in for ba_gpa_slab_release() to count out, which moves
+ * the depots' slab bytes by nothing: nor may it move their peak.  Under
  * g->lock; the bytes released. */
 size_t
 ba_gpa_reset_free(struct beamalloc_gpa *g)
 {
-	size_t bytes = 0;
+	size_t bytes = 0, peak = g->slab_peak;
 
 	for (size_t c = 0; c < NCLASS; c++)
 		while (g->reset[c] != NULL) {
@@ -385,6 +387,8 @@ ba_gpa_reset_free(struct beamalloc_gpa *g)
 			slab_count(g, (ptrdiff_t)slab_span(c));
 			bytes += ba_gpa_slab_release(g, s);
 		}
+	__atomic_store_n(&g->slab_peak, ba_max(peak, g->slab_bytes),
+	    __ATOMIC_RELAXED);
 	return bytes;
 }
 

@@ -425,7 +425,8 @@ gpa_alloc(struct beamalloc_gpa *g, size_t len, size_t align, uintptr_t ra)
 		return p;
 	if (c >= NCLASS)
 		return ba_gpa_large_alloc(g, len, align, ra, false);
-	if ((tc = tcache_of(g)) != NULL || (tc = ba_gpa_tcache_slow(g)) != NULL)
+	if ((tc = tcache_of(g)) != NULL ||
+	    (tc = ba_gpa_tcache_slow(g, NULL)) != NULL)
 		return small_alloc(g, tc, c, len, align, ra);
 	/* More threads than cache slots: they share one, locked. */
 	pthread_mutex_lock(&g->shared_lock);
@@ -450,7 +451,8 @@ ba_gpa_free_core(struct beamalloc_gpa *g, void *mem, size_t len, size_t align,
 	/* The cache first: a new thread's registers it, and makes the
 	 * first thread's fast frees atomic, before this one races them. */
 	if ((tc = tcache_of(g)) == NULL)
-		tc = ba_gpa_tcache_slow(g);
+		tc = ba_gpa_tcache_slow(g, depot_tc(slab_home(slab_of(w.recs),
+		    (uintptr_t)mem), w.cls));
 	if ((rec = live_slot(g, (uintptr_t)mem, &w, len, align, ra)) == NULL)
 		return;
 	/* Another thread's free of the same block got in between. */
@@ -465,6 +467,8 @@ ba_gpa_free_core(struct beamalloc_gpa *g, void *mem, size_t len, size_t align,
 		slot_canary(g, mem, &w, len, align, ra);
 	if (tc != NULL) {
 		ba_gpa_small_free(g, tc, mem, rec, w.cls, len, ra);
+		if (BA_UNLIKELY(tc->adopt != NULL))
+			ba_gpa_tc_adopt(g, tc);
 		return;
 	}
 	pthread_mutex_lock(&g->shared_lock);
@@ -618,7 +622,7 @@ small_resize(struct beamalloc_gpa *g, void *mem, const struct where *w,
 	if (class_of(new_len + g->canary, align) != w->cls)
 		return false;
 	if ((tc = tcache_of(g)) == NULL)
-		tc = ba_gpa_tcache_slow(g);
+		tc = ba_gpa_tcache_slow(g, NULL);
 	/* Threads without a cache of their own count exactly. */
 	ok = tc != NULL ? charge(g, tc, (ptrdiff_t)new_len - (ptrdiff_t)len) :
 	    ba_gpa_charge_exact(g, (ptrdiff_t)new_len - (ptrdiff_t)len, 0);

@@ -404,8 +404,7 @@ static bool
 dead_many(const struct depot *d, size_t c)
 {
 	size_t per = slab_span(c) / class_size(c);
-	size_t out = d->nslots - d->nfull - (d->cur != NULL ? cur_left(d) :
-	    0);
+	size_t out = depot_out(d);
 
 	/* A class in steady use (three quarters of its slots used or
 	 * cached) keeps its slabs: they would only be made again.  Slots

@@ -88,18 +88,10 @@ slot_release(struct beamalloc_gpa *g, size_t i)
 	if (atomic_load_explicit(&g->tkey[i], memory_order_relaxed) != k ||
 	    tc == &ba_gpa_no_tc || tc->owner != k)
 		return;
-	ba_gpa_tc_enter_wait(g, tc);
-	for (size_t c = 0; c < NCLASS; c++)
-		ba_gpa_tc_drain(g, tc, c, true);
-	ba_gpa_tc_leave_wait(g, tc);
-	if (g->batched)
-		ba_gpa_settle(g, tc);
+	ba_gpa_tc_retire(g, tc);
 	atomic_store_explicit(&g->tcs[i], &ba_gpa_no_tc, memory_order_release);
 	atomic_store_explicit(&g->tkey[i], TKEY_TOMB, memory_order_release);
-	lock(g, &g->lock);
-	tc->free_next = g->tc_free;
-	g->tc_free = tc;
-	unlock(g, &g->lock);
+	ba_gpa_tc_free_put(g, tc);
 }
 
 /* The key's destructor (once per thread, and again if a later

@@ -397,6 +397,13 @@ struct tcache {
 	ptrdiff_t nblk;
 	unsigned seq;
 	struct tcache *free_next;	/* g->tc_free: its thread ended */
+	/* On g->tc_free: written under g->lock, read without it by another
+	 * cache's outbox (a hint, looked at again under the lock). */
+	unsigned ended;
+	/* The cache of an ended thread that this one's outbox went home to:
+	 * taken over at the end of the free (ba_gpa_tc_adopt()), unless it
+	 * is adopt_no, the last one not taken.  The owner's. */
+	struct tcache *adopt, *adopt_no;
 	struct depot dep[NCLASS];	/* this cache's slabs, by class */
 };
 _Static_assert(offsetof(struct tcache, end) -
@@ -1187,7 +1194,12 @@ BA_HIDDEN void ba_gpa_tc_drain(struct beamalloc_gpa *g, struct tcache *tc,
     size_t c, bool trim);
 BA_HIDDEN ptrdiff_t ba_gpa_tc_blocks(const struct tcache *tc);
 BA_HIDDEN struct tcache *ba_gpa_tcache_new(struct beamalloc_gpa *g);
-BA_HIDDEN struct tcache *ba_gpa_tcache_slow(struct beamalloc_gpa *g);
+BA_HIDDEN struct tcache *ba_gpa_tcache_slow(struct beamalloc_gpa *g,
+    struct tcache *want);
+BA_HIDDEN void ba_gpa_tc_retire(struct beamalloc_gpa *g, struct tcache *tc);
+BA_HIDDEN void ba_gpa_tc_free_put(struct beamalloc_gpa *g,
+    struct tcache *tc);
+BA_HIDDEN void ba_gpa_tc_adopt(struct beamalloc_gpa *g, struct tcache *tc);
 /* The shared cache of a thread-safe GPA, made if need be (under
  * g->shared_lock; NULL when out of memory). */
 BA_HIDDEN struct tcache *ba_gpa_shared_tc(struct beamalloc_gpa *g);
@@ -1373,6 +1385,14 @@ cur_left(const struct depot *d)
 	return (uint32_t)(d->cur_hi - d->cur_lo) - d->next_slot;
 }
 
+/* The slots of depot d's slabs outside it: live, or in a cache.  Under
+ * d's lock. */
+static inline size_t
+depot_out(const struct depot *d)
+{
+	return d->nslots - d->nfull - (d->cur != NULL ? cur_left(d) : 0);
+}
+
 /* The quarter of its shared slab that depot d carves now. */
 static inline unsigned
 cur_quarter(const struct depot *d)
@@ -1388,6 +1408,14 @@ slab_home(const struct slab *s, uintptr_t p)
 {
 	return s->home != NULL ? s->home :
 	    qhome_get(s, (unsigned)((p - s->base) >> QUARTER_SHIFT));
+}
+
+/* The cache that holds depot d of class c. */
+static inline struct tcache *
+depot_tc(struct depot *d, size_t c)
+{
+	return (struct tcache *)(void *)((char *)(d - c) -
+	    offsetof(struct tcache, dep));
 }
 
 /* slab_find() for a pointer from outside: a partial slab's frame holds

@@ -59,7 +59,7 @@ quar_release(struct beamalloc_gpa *g, struct tcache *tc,
 	}
 	rec = w.recs + (slot_index(e->p - w.base, w.cls) << g->rec_shift);
 	if (tc == NULL && (tc = tcache_of(g)) == NULL &&
-	    (!claim || (tc = ba_gpa_tcache_slow(g)) == NULL)) {
+	    (!claim || (tc = ba_gpa_tcache_slow(g, NULL)) == NULL)) {
 		/* As in ba_gpa_free_core(): no cache of its own, the shared
 		 * one. */
 		pthread_mutex_lock(&g->shared_lock);

@@ -203,19 +203,151 @@ ba_gpa_tcache_new(struct beamalloc_gpa *g)
 	return tc;
 }
 
+/* The slots of tc's slabs outside its depots: live, or cached. */
+static size_t
+slots_out(struct beamalloc_gpa *g, struct tcache *tc)
+{
+	size_t n = 0;
+
+	for (size_t c = 0; c < NCLASS; c++) {
+		lock(g, &tc->dep[c].lock);
+		n += depot_out(&tc->dep[c]);
+		unlock(g, &tc->dep[c].lock);
+	}
+	return n;
+}
+
+/* Caches given back that a claim compares, at most: it takes the one
+ * with the fewest slots out, not one whose slabs another thread's
+ * blocks fill (whose frees would all go through the outbox). */
+#define TAKE_LOOK 4
+
+/* Takes tc off g->tc_free, if it is there.  Under g->lock. */
+static bool
+free_take(struct beamalloc_gpa *g, struct tcache *tc)
+{
+	for (struct tcache **p = &g->tc_free; *p != NULL; p = &(*p)->free_next)
+		if (*p == tc) {
+			*p = tc->free_next;
+			__atomic_store_n(&tc->ended, 0, __ATOMIC_RELAXED);
+			tc->adopt = tc->adopt_no = NULL;	/* the last owner's */
+			return true;
+		}
+	return false;
+}
+
 /* A cache for a slot about to be claimed: one a thread gave back when
  * it ended (or made for a slot another thread took first), or a new
  * one. */
 static struct tcache *
-tcache_take(struct beamalloc_gpa *g)
+tcache_take(struct beamalloc_gpa *g, struct tcache *want)
 {
-	struct tcache *tc;
+	struct tcache *look[TAKE_LOOK], *tc = NULL;
+	size_t n = 0, best = SIZE_MAX;
 
 	lock(g, &g->lock);
-	if ((tc = g->tc_free) != NULL)
-		g->tc_free = tc->free_next;
+	if (want != NULL && free_take(g, want))
+		tc = want;
+	for (struct tcache *f = g->tc_free; tc == NULL && f != NULL &&
+	    n < TAKE_LOOK; f = f->free_next)
+		look[n++] = f;
+	unlock(g, &g->lock);
+	if (tc != NULL)
+		return tc;
+	/* Depot locks come before g->lock: counted outside it.  Caches are
+	 * never freed, so the pointers stay good. */
+	for (size_t i = 0; i < n && best != 0; i++) {
+		size_t out = slots_out(g, look[i]);
+
+		if (out < best) {
+			best = out;
+			tc = look[i];
+		}
+	}
+	lock(g, &g->lock);
+	if (tc == NULL || !free_take(g, tc))
+		if ((tc = g->tc_free) != NULL)
+			(void)free_take(g, tc);
 	unlock(g, &g->lock);
 	return tc != NULL ? tc : ba_gpa_tcache_new(g);
+}
+
+/* A cache no thread owns, for the next (tcache_take()). */
+void
+ba_gpa_tc_free_put(struct beamalloc_gpa *g, struct tcache *tc)
+{
+	lock(g, &g->lock);
+	tc->free_next = g->tc_free;
+	g->tc_free = tc;
+	__atomic_store_n(&tc->ended, 1, __ATOMIC_RELAXED);
+	unlock(g, &g->lock);
+}
+
+/* A cache whose thread is done with it: its magazines to the depots
+ * (waiting out a ba_gpa_steal_idle() at work on them), its credit into
+ * the counters.  Its block count stays with it. */
+void
+ba_gpa_tc_retire(struct beamalloc_gpa *g, struct tcache *tc)
+{
+	ba_gpa_tc_enter_wait(g, tc);
+	for (size_t c = 0; c < NCLASS; c++)
+		ba_gpa_tc_drain(g, tc, c, true);
+	ba_gpa_tc_leave_wait(g, tc);
+	if (g->batched)
+		ba_gpa_settle(g, tc);
+}
+
+/* The slot of the calling thread (key k), whose cache is tc: its home,
+ * or one past it (ba_gpa_tcache_slow()).  NTHREADS if none. */
+static size_t
+slot_mine(struct beamalloc_gpa *g, uintptr_t k, const struct tcache *tc)
+{
+	size_t i = thread_home(k);
+
+	for (size_t n = 0; n < NTHREADS; n++, i = (i + 1) & (NTHREADS - 1))
+		if (atomic_load_explicit(&g->tkey[i],
+		    memory_order_relaxed) == k)
+			return atomic_load_explicit(&g->tcs[i],
+			    memory_order_relaxed) == tc ? i : NTHREADS;
+	return NTHREADS;
+}
+
+/* The calling thread frees what an ended thread left (a successor
+ * given its predecessor's work, as larson's threads are): its frees go
+ * home to that thread's cache, an outbox at a time, while its own cache
+ * carves slabs anew.  It takes that cache over instead, slabs, memo and
+ * all, and gives its own back: the frees are its own again.  Only if
+ * the ended cache has more slots out than its own, so that two caches
+ * never change hands back and forth; a cache not taken is not asked
+ * about again. */
+void
+ba_gpa_tc_adopt(struct beamalloc_gpa *g, struct tcache *tc)
+{
+	struct tcache *a = tc->adopt;
+	uintptr_t k = thread_key();
+	size_t i;
+	bool found;
+
+	tc->adopt = NULL;
+	if (a == tc->adopt_no)
+		return;
+	if (slots_out(g, a) <= slots_out(g, tc)) {
+		tc->adopt_no = a;
+		return;
+	}
+	if ((i = slot_mine(g, k, tc)) == NTHREADS)
+		return;
+	lock(g, &g->lock);
+	found = free_take(g, a);
+	unlock(g, &g->lock);
+	if (!found)
+		return;			/* claimed since the hint */
+	ba_gpa_tc_enter_wait(g, a);
+	__atomic_store_n(&a->owner, k, __ATOMIC_RELAXED);
+	atomic_store_explicit(&g->tcs[i], a, memory_order_release);
+	ba_gpa_tc_leave_wait(g, a);
+	ba_gpa_tc_retire(g, tc);
+	ba_gpa_tc_free_put(g, tc);
 }
 
 /* The calling thread's cache when its home slot is not its own: probe,
@@ -228,7 +360,7 @@ tcache_take(struct beamalloc_gpa *g)
  * when every slot is taken or memory ran out: the caller then shares tc0
  * under a lock. */
 struct tcache *
-ba_gpa_tcache_slow(struct beamalloc_gpa *g)
+ba_gpa_tcache_slow(struct beamalloc_gpa *g, struct tcache *want)
 {
 	uintptr_t k = thread_key(), cur;
 	size_t h = thread_home(k), i, tomb;
@@ -263,14 +395,11 @@ claim:
 		i = tomb;
 		cur = TKEY_TOMB;
 	}
-	if ((tc = tcache_take(g)) == NULL)
+	if ((tc = tcache_take(g, want)) == NULL)
 		return NULL;
 	if (!atomic_compare_exchange_strong(&g->tkey[i], &cur, k)) {
 		/* Another thread took the slot: keep the cache for later. */
-		lock(g, &g->lock);
-		tc->free_next = g->tc_free;
-		g->tc_free = tc;
-		unlock(g, &g->lock);
+		ba_gpa_tc_free_put(g, tc);
 		goto again;
 	}
 	__atomic_store_n(&tc->owner, k, __ATOMIC_RELAXED);
@@ -553,6 +682,14 @@ ba_gpa_ob_room(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 	struct mag *m;
 
 	if (tc->out[c] != &ba_gpa_no_mag) {
+		/* Home to an ended thread's cache: take it over after this
+		 * free (ba_gpa_tc_adopt()). */
+		struct tcache *h = ob_n(tc, c) == 0 || is_shared_tc(g, tc) ?
+		    NULL : depot_tc(slot_home(g, c, tc->obot[c]), c);
+
+		if (h != NULL && BA_UNLIKELY(__atomic_load_n(&h->ended,
+		    __ATOMIC_RELAXED)))
+			tc->adopt = h;
 		ob_send(g, tc, c);
 		ob_bounds(tc, c);
 		return true;

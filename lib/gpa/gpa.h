@@ -1410,10 +1410,13 @@ slab_home(const struct slab *s, uintptr_t p)
 	    qhome_get(s, (unsigned)((p - s->base) >> QUARTER_SHIFT));
 }
 
-/* The cache that holds depot d of class c. */
+/* The cache that holds depot d of class c; NULL for none (a free
+ * quarter's home, or a quarter's with no slot: a bad pointer's). */
 static inline struct tcache *
 depot_tc(struct depot *d, size_t c)
 {
+	if (d == NULL || d == Q_VOID)
+		return NULL;
 	return (struct tcache *)(void *)((char *)(d - c) -
 	    offsetof(struct tcache, dep));
 }

@@ -9,9 +9,13 @@
  *      the frees going home to the ended one fill an outbox.
  *   3. Not back and forth: the cache given up, once its blocks are
  *      freed too, is not taken back while the one taken holds more.
+ *   4. Racing: successors with caches of their own free every ended
+ *      maker's blocks at once (two may want one cache) while the main
+ *      thread trims; blocks keep their contents.
  * The counts stay exact and nothing leaks.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +124,128 @@ successor_early(void *arg)
 	return NULL;
 }
 
+/* 4. Racing: makers that all end, then successors that each free a
+ * share of every maker's blocks at once (each may take over a maker's
+ * cache, and two may want the same one), and allocate and free more,
+ * while the main thread trims. */
+#define NMAKER 4
+#define PER 3000
+#define NFREER 4
+
+static struct {
+	unsigned char *p;
+	size_t len;
+} race[NMAKER * PER];
+static size_t race_bad[NFREER];
+static atomic_int racing;
+static pthread_barrier_t race_go;
+
+static size_t
+race_len(size_t i)
+{
+	return 8 + (i * 2654435761u) % 3000;
+}
+
+static void *
+race_make(void *arg)
+{
+	size_t base = (size_t)(uintptr_t)arg * PER;
+
+	for (size_t i = base; i < base + PER; i++) {
+		race[i].len = race_len(i);
+		if ((race[i].p = beamalloc_alloc(A, race[i].len)) != NULL)
+			memset(race[i].p, (int)(i & 0xff), race[i].len);
+	}
+	return NULL;
+}
+
+static void *
+race_free(void *arg)
+{
+	size_t f = (size_t)(uintptr_t)arg;
+	void *mine[64];
+
+	/* A cache of its own first; the makers start and end after. */
+	beamalloc_free(A, beamalloc_alloc(A, 24), 24);
+	pthread_barrier_wait(&race_go);
+	pthread_barrier_wait(&race_go);
+	for (size_t i = f; i < NMAKER * PER; i += NFREER) {
+		for (size_t k = 0; k < race[i].len; k++)
+			if (race[i].p[k] != (unsigned char)(i & 0xff)) {
+				race_bad[f]++;
+				break;
+			}
+		beamalloc_free(A, race[i].p, race[i].len);
+		/* Blocks of its own between the frees, in whichever cache
+		 * it holds by then. */
+		if (i % 64 == f) {
+			for (size_t k = 0; k < 64; k++)
+				if ((mine[k] = beamalloc_alloc(A, race_len(k))) !=
+				    NULL)
+					memset(mine[k], (int)k, race_len(k));
+			for (size_t k = 0; k < 64; k++) {
+				if (mine[k] == NULL)
+					continue;
+				if (((unsigned char *)mine[k])[race_len(k) - 1] !=
+				    (unsigned char)k)
+					race_bad[f]++;
+				beamalloc_free(A, mine[k], race_len(k));
+			}
+		}
+	}
+	atomic_fetch_sub(&racing, 1);
+	return NULL;
+}
+
+static void
+race_case(beamalloc_gpa *g)
+{
+	pthread_t t[NFREER];
+	beamalloc_gpa_stats st;
+	size_t nmade = 0, nbad = 0;
+	unsigned trims = 0;
+
+	pthread_t mk[NMAKER];
+
+	pthread_barrier_init(&race_go, NULL, NFREER + 1);
+	atomic_store(&racing, NFREER);
+	for (uintptr_t f = 0; f < NFREER; f++)
+		if (pthread_create(&t[f], NULL, race_free, (void *)f) != 0)
+			bail("pthread_create");
+	pthread_barrier_wait(&race_go);
+	for (uintptr_t m = 0; m < NMAKER; m++)
+		if (pthread_create(&mk[m], NULL, race_make, (void *)m) != 0)
+			bail("pthread_create");
+	for (size_t m = 0; m < NMAKER; m++)
+		pthread_join(mk[m], NULL);
+	for (size_t i = 0; i < NMAKER * PER; i++)
+		nmade += race[i].p != NULL;
+	is_size(nmade, NMAKER * PER, "racing: %d makers made %d blocks "
+	    "and ended", NMAKER, NMAKER * PER);
+	pthread_barrier_wait(&race_go);
+	while (atomic_load(&racing) != 0) {
+		beamalloc_gpa_trim(g);
+		trims++;
+	}
+	for (size_t f = 0; f < NFREER; f++) {
+		pthread_join(t[f], NULL);
+		nbad += race_bad[f];
+	}
+	pthread_barrier_destroy(&race_go);
+	diag("racing: %u trims while %d threads freed", trims, NFREER);
+	is_size(nbad, 0, "racing: every block held what was written");
+	beamalloc_gpa_get_stats(g, &st);
+	is_size(st.live_blocks, 0, "racing: none counted live");
+	is_size(beamalloc_gpa_detect_leaks(g), 0, "racing: no leak found");
+	beamalloc_gpa_trim(g);
+	beamalloc_gpa_get_stats(g, &st);
+	/* What a trim cannot give back: the GPA's own metadata, a few
+	 * caches and their magazines (the slabs all go). */
+	ok(st.backing_bytes < 2u << 20, "racing: a trim gives the slabs "
+	    "back (%zu bytes held)", st.backing_bytes);
+	is_size(beamalloc_gpa_destroy(g), 0, "racing: no leak at destroy");
+}
+
 static beamalloc_gpa *
 make_gpa(void)
 {
@@ -153,7 +279,7 @@ main(void)
 	beamalloc_gpa *g;
 	pthread_t t;
 
-	plan(4 + 5);
+	plan(4 + 5 + 6);
 
 	/* 1. The maker ends, then another thread's cache is given back
 	 * after it; the successor's first call frees a maker's block. */
@@ -187,5 +313,8 @@ main(void)
 	 * not take it back. */
 	is_size(own_back, 0, "early: its first cache was not taken back");
 	finish(g, 0, "early");
+
+	A = beamalloc_gpa_allocator(g = make_gpa());
+	race_case(g);
 	return done_testing();
 }

@@ -336,6 +336,7 @@ beamalloc_gpa_destroy(beamalloc_gpa *g)
 	}
 	while (g->regions != NULL)
 		ba_gpa_region_free(g, g->regions);
+	(void)ba_gpa_mspare_free(g);
 	for (struct tcache *tc = g->tcaches; tc != NULL; tc = tc->next)
 		for (size_t c = 0; c < NCLASS; c++) {
 			struct mag *lists[2] = { tc->dep[c].full,

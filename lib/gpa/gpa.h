@@ -122,6 +122,9 @@
 #define KEEP_FREE (8u << 20)		/* all-free slabs the growth trims
 					   keep, in all classes, until a
 					   full trim (bench/README.md) */
+#define MAG_KEEP (2u << 20)		/* empty magazines the growth trims
+					   and sweeps keep, for all depots,
+					   until a full trim (depot.c) */
 #define SWEEP_MIN (32u << 20)		/* slab bytes, past the last sweep,
 					   for a mass of frees to be swept */
 #define SWEEP_FIRST 512			/* once slabs are this many times
@@ -523,6 +526,11 @@ struct beamalloc_gpa {
 	 * free, in all classes (each depot's nkept, by its slabs' span):
 	 * they stay within KEEP_FREE, for the same reason. */
 	size_t nkept;
+	/* Empty magazines the trims kept, by class (all of a class have
+	 * one capacity), for any depot of it to take before the backing
+	 * is asked; their bytes, within MAG_KEEP. */
+	struct mag *mspare[NCLASS];
+	size_t mkept;
 	/* Shared slabs with a quarter free, by class. */
 	struct slab *qavail[NCLASS];
 	unsigned nregions;
@@ -1163,14 +1171,16 @@ BA_HIDDEN extern struct mag ba_gpa_no_mag;	/* the empty magazine */
 BA_HIDDEN extern struct tcache ba_gpa_no_tc;	/* no cache yet */
 
 /* depot.c: magazines in the depot, its trims */
-BA_HIDDEN struct mag *ba_gpa_mag_get(struct beamalloc_gpa *g, struct depot *d);
+BA_HIDDEN struct mag *ba_gpa_mag_get(struct beamalloc_gpa *g, struct depot *d,
+    size_t c);
 BA_HIDDEN void ba_gpa_depot_put(struct depot *d, struct mag *m);
 BA_HIDDEN void ba_gpa_depot_give(struct beamalloc_gpa *g, struct depot *d,
     size_t c, struct mag *m);
 BA_HIDDEN void ba_gpa_depot_grew(struct beamalloc_gpa *g, struct depot *d,
     size_t c);
 BA_HIDDEN size_t ba_gpa_depot_empties(struct beamalloc_gpa *g,
-    struct depot *d, size_t keep);
+    struct depot *d, size_t c, size_t keep, bool spare);
+BA_HIDDEN size_t ba_gpa_mspare_free(struct beamalloc_gpa *g);
 /* A trim as a depot grows keeps some all-free slabs; a full one gives
  * every one back; a sweep's keeps them all for carving again. */
 enum trim { TRIM_GROW, TRIM_FULL, TRIM_SWEEP };

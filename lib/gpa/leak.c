@@ -370,6 +370,7 @@ gpa_trim(struct beamalloc_gpa *g)
 	if (g->scanning == 0)
 		bytes += ba_gpa_reset_free(g);
 	bytes += ba_gpa_spares_free(g);
+	bytes += ba_gpa_mspare_free(g);
 	unlock(g, &g->lock);
 	return bytes + ba_gpa_large_trim(g);
 }

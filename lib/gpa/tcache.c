@@ -525,7 +525,7 @@ ba_gpa_refill(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 	 * "After a peak"). */
 	if (full != NULL && d->carve == 0 && full->n > CARVE_MIN &&
 	    ((m = tc->loaded[c]) != &ba_gpa_no_mag ||
-	    (m = ba_gpa_mag_get(g, d)) != NULL)) {
+	    (m = ba_gpa_mag_get(g, d, c)) != NULL)) {
 		tc->loaded[c] = m;
 		m->n = CARVE_MIN;
 		full->n -= CARVE_MIN;
@@ -540,7 +540,7 @@ ba_gpa_refill(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 		tc->loaded[c] = full;
 	} else {
 		if ((m = tc->loaded[c]) == &ba_gpa_no_mag &&
-		    (m = ba_gpa_mag_get(g, d)) != NULL)
+		    (m = ba_gpa_mag_get(g, d, c)) != NULL)
 			tc->loaded[c] = m;
 		/* Fresh slots, lowest address on top of the stack; a few the
 		 * first time, a magazine after: a GPA made for one short call
@@ -588,7 +588,7 @@ ba_gpa_flush(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 		return ld_swap(tc, c);
 	lock(g, &d->lock);
 	traded(tc, d);
-	if ((m = ba_gpa_mag_get(g, d)) != NULL) {
+	if ((m = ba_gpa_mag_get(g, d, c)) != NULL) {
 		if (tc->prev[c] == &ba_gpa_no_mag)
 			tc->prev[c] = tc->loaded[c];
 		else
@@ -628,7 +628,7 @@ ob_send(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 		k++;
 	if (k == n) {
 		lock(g, &home->lock);
-		if ((empty = ba_gpa_mag_get(g, home)) != NULL) {
+		if ((empty = ba_gpa_mag_get(g, home, c)) != NULL) {
 			tc->out[c]->n = (uint32_t)n;
 			mag_put(tc->out[c], &home->full);
 			home->nfull += n;
@@ -655,7 +655,7 @@ ob_send(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 				continue;
 			}
 			if (m == NULL || m->n == m->cap) {
-				if ((m = ba_gpa_mag_get(g, h)) == NULL)
+				if ((m = ba_gpa_mag_get(g, h, c)) == NULL)
 					continue;
 				m->n = 0;
 				mag_put(m, &h->full);
@@ -695,7 +695,7 @@ ba_gpa_ob_room(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 		return true;
 	}
 	lock(g, &d->lock);
-	m = ba_gpa_mag_get(g, d);
+	m = ba_gpa_mag_get(g, d, c);
 	unlock(g, &d->lock);
 	if (m == NULL)
 		return false;

@@ -148,6 +148,7 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 	mutex_init(&g->shared_lock);
 	mutex_init(&g->steal_lock);
 	mutex_init(&g->large_lock);
+	mutex_init(&g->mspare_lock);
 	if (g->thread_safe)
 		g->mb_cmd = ba_gpa_membarrier_cmd();
 	/* Nothing to make other threads' fast frees wait with. */
@@ -382,6 +383,7 @@ beamalloc_gpa_destroy(beamalloc_gpa *g)
 	pthread_mutex_destroy(&g->shared_lock);
 	pthread_mutex_destroy(&g->steal_lock);
 	pthread_mutex_destroy(&g->large_lock);
+	pthread_mutex_destroy(&g->mspare_lock);
 	ba_depot_destroy(g->traces);
 	ba_raw_free(g->backing, g, sizeof(*g), BEAMALLOC_MIN_ALIGN, 0);
 	return n;

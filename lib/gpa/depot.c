@@ -28,13 +28,13 @@ ba_gpa_mag_get(struct beamalloc_gpa *g, struct depot *d, size_t c)
 		return m;
 	}
 	if (__atomic_load_n(&g->mspare[c], __ATOMIC_RELAXED) != NULL) {
-		lock(g, &g->lock);
+		lock(g, &g->mspare_lock);
 		if ((m = g->mspare[c]) != NULL) {
 			__atomic_store_n(&g->mspare[c], m->next,
 			    __ATOMIC_RELAXED);
 			g->mkept -= mag_len(m->cap);
 		}
-		unlock(g, &g->lock);
+		unlock(g, &g->mspare_lock);
 		if (m != NULL)
 			return m;
 	}
@@ -111,7 +111,7 @@ quarters_put(struct beamalloc_gpa *g, struct depot *d, struct slab *s)
  * and took each from the backing again: rand100k's drain (100,000 frees)
  * took about 3,000 of them a round, and ran in 1.9 times the time
  * (bench/README.md, "A mass of frees: empty magazines kept").  Under
- * its lock and g->lock; the bytes released. */
+ * its lock; the bytes released. */
 size_t
 ba_gpa_depot_empties(struct beamalloc_gpa *g, struct depot *d, size_t c,
     size_t keep, bool spare)
@@ -121,6 +121,10 @@ ba_gpa_depot_empties(struct beamalloc_gpa *g, struct depot *d, size_t c,
 
 	for (; *p != NULL && keep != 0; keep--)
 		p = &(*p)->next;
+	if (*p == NULL)
+		return 0;
+	if (spare)
+		lock(g, &g->mspare_lock);
 	while ((m = *p) != NULL) {
 		size_t len = mag_len(m->cap);
 
@@ -134,26 +138,32 @@ ba_gpa_depot_empties(struct beamalloc_gpa *g, struct depot *d, size_t c,
 		bytes += len;
 		ba_gpa_backing_put(g, m, len);
 	}
+	if (spare)
+		unlock(g, &g->mspare_lock);
 	return bytes;
 }
 
-/* Give back the empty magazines the trims kept (a full trim).  Under
- * g->lock; the bytes released. */
+/* Give back the empty magazines the trims kept (a full trim); the
+ * bytes released. */
 size_t
 ba_gpa_mspare_free(struct beamalloc_gpa *g)
 {
-	size_t bytes = g->mkept;
+	struct mag *list[NCLASS], *m, *next;
+	size_t bytes;
 
+	lock(g, &g->mspare_lock);
+	bytes = g->mkept;
 	for (size_t c = 0; c < NCLASS; c++) {
-		struct mag *m, *next;
-
-		for (m = g->mspare[c]; m != NULL; m = next) {
-			next = m->next;
-			ba_gpa_backing_put(g, m, mag_len(m->cap));
-		}
+		list[c] = g->mspare[c];
 		__atomic_store_n(&g->mspare[c], NULL, __ATOMIC_RELAXED);
 	}
 	g->mkept = 0;
+	unlock(g, &g->mspare_lock);
+	for (size_t c = 0; c < NCLASS; c++)
+		for (m = list[c]; m != NULL; m = next) {
+			next = m->next;
+			ba_gpa_backing_put(g, m, mag_len(m->cap));
+		}
 	return bytes;
 }
 

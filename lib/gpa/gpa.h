@@ -528,7 +528,10 @@ struct beamalloc_gpa {
 	size_t nkept;
 	/* Empty magazines the trims kept, by class (all of a class have
 	 * one capacity), for any depot of it to take before the backing
-	 * is asked; their bytes, within MAG_KEEP. */
+	 * is asked; their bytes, within MAG_KEEP.  Under mspare_lock, the
+	 * innermost lock: a depot out of empty magazines must not wait
+	 * for g->lock, which a trim holds across every depot. */
+	pthread_mutex_t mspare_lock;
 	struct mag *mspare[NCLASS];
 	size_t mkept;
 	/* Shared slabs with a quarter free, by class. */

@@ -349,12 +349,7 @@ beamalloc_gpa_destroy(beamalloc_gpa *g)
 					ba_gpa_backing_put(g, *m,
 					    mag_len((*m)->cap));
 			for (size_t i = 0; i < 2; i++)
-				for (struct mag *m = lists[i], *next;
-				    m != NULL; m = next) {
-					next = m->next;
-					ba_gpa_backing_put(g, m,
-					    mag_len(m->cap));
-				}
+				(void)ba_gpa_mags_free(g, lists[i]);
 			pthread_mutex_destroy(&tc->dep[c].lock);
 		}
 	for (size_t i = 0; i < g->lcap; i++) {

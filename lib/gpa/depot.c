@@ -117,29 +117,39 @@ ba_gpa_depot_empties(struct beamalloc_gpa *g, struct depot *d, size_t c,
     size_t keep, bool spare)
 {
 	struct mag **p = &d->empty, *m;
-	size_t bytes = 0;
+	size_t bytes;
 
 	for (; *p != NULL && keep != 0; keep--)
 		p = &(*p)->next;
 	if (*p == NULL)
 		return 0;
-	if (spare)
+	if (spare) {
 		lock(g, &g->mspare_lock);
-	while ((m = *p) != NULL) {
-		size_t len = mag_len(m->cap);
-
-		*p = m->next;
-		if (spare && g->mkept + len <= MAG_KEEP) {
+		while ((m = *p) != NULL &&
+		    g->mkept + mag_len(m->cap) <= MAG_KEEP) {
+			*p = m->next;
 			m->next = g->mspare[c];
 			__atomic_store_n(&g->mspare[c], m, __ATOMIC_RELAXED);
-			g->mkept += len;
-			continue;
+			g->mkept += mag_len(m->cap);
 		}
-		bytes += len;
-		ba_gpa_backing_put(g, m, len);
-	}
-	if (spare)
 		unlock(g, &g->mspare_lock);
+	}
+	bytes = ba_gpa_mags_free(g, *p);
+	*p = NULL;
+	return bytes;
+}
+
+/* Give back a list of magazines; the bytes released. */
+size_t
+ba_gpa_mags_free(struct beamalloc_gpa *g, struct mag *m)
+{
+	size_t bytes = 0;
+
+	for (struct mag *next; m != NULL; m = next) {
+		next = m->next;
+		bytes += mag_len(m->cap);
+		ba_gpa_backing_put(g, m, mag_len(m->cap));
+	}
 	return bytes;
 }
 
@@ -148,7 +158,7 @@ ba_gpa_depot_empties(struct beamalloc_gpa *g, struct depot *d, size_t c,
 size_t
 ba_gpa_mspare_free(struct beamalloc_gpa *g)
 {
-	struct mag *list[NCLASS], *m, *next;
+	struct mag *list[NCLASS];
 	size_t bytes;
 
 	lock(g, &g->mspare_lock);
@@ -160,10 +170,7 @@ ba_gpa_mspare_free(struct beamalloc_gpa *g)
 	g->mkept = 0;
 	unlock(g, &g->mspare_lock);
 	for (size_t c = 0; c < NCLASS; c++)
-		for (m = list[c]; m != NULL; m = next) {
-			next = m->next;
-			ba_gpa_backing_put(g, m, mag_len(m->cap));
-		}
+		(void)ba_gpa_mags_free(g, list[c]);
 	return bytes;
 }
 

@@ -1183,6 +1183,7 @@ BA_HIDDEN void ba_gpa_depot_grew(struct beamalloc_gpa *g, struct depot *d,
     size_t c);
 BA_HIDDEN size_t ba_gpa_depot_empties(struct beamalloc_gpa *g,
     struct depot *d, size_t c, size_t keep, bool spare);
+BA_HIDDEN size_t ba_gpa_mags_free(struct beamalloc_gpa *g, struct mag *m);
 BA_HIDDEN size_t ba_gpa_mspare_free(struct beamalloc_gpa *g);
 /* A trim as a depot grows keeps some all-free slabs; a full one gives
  * every one back; a sweep's keeps them all for carving again. */

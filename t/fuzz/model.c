@@ -29,8 +29,11 @@
 #include "../testalloc.h"
 
 #ifdef BA_ASAN
-/* In every ASan runtime; gcc ships no header declaring it. */
-size_t __sanitizer_get_current_allocated_bytes(void);
+/* In every ASan runtime; gcc ships no header declaring them. */
+int __sanitizer_install_malloc_and_free_hooks(
+    void (*)(const volatile void *, size_t), void (*)(const volatile void *));
+int __sanitizer_get_ownership(const volatile void *);
+size_t __sanitizer_get_allocated_size(const volatile void *);
 #endif
 
 #define SLOTS 64
@@ -124,7 +127,7 @@ struct run {
 	beamalloc_allocator backing;
 	beamalloc_allocator wide;	/* wide_on(&backing) */
 	beamalloc_allocator inner;	/* wide_gpa: the GPA under wide */
-	size_t asan_base;	/* ASan's allocated bytes at open */
+	size_t asan_base;	/* malloc_net at open */
 	beamalloc_arena *arena;
 	beamalloc_fixed fixed;
 	beamalloc_failing failing;
@@ -870,12 +873,34 @@ step(struct run *r)
  * ---------------------------------------------------------------------- */
 
 /* beam (the malloc fallback outside the VM) and libc: the only counts are
- * ASan's, exact to the byte: the model knows what malloc holds. */
+ * ASan's, exact to the byte: the model knows what malloc holds.  They are
+ * taken by ASan's hooks, which run on the calling thread, and kept per
+ * thread: a process-wide count also moves with other threads' mallocs
+ * (libFuzzer's RSS watcher starts while the first inputs run). */
+#ifdef BA_ASAN
+static __thread size_t malloc_net;	/* this thread's mallocs - frees */
+
+static void
+malloc_hook(const volatile void *p, size_t n)
+{
+	(void)p;
+	malloc_net += n;
+}
+
+static void
+free_hook(const volatile void *p)
+{
+	/* Runs before ASan checks the free: a bad one is left to its report. */
+	if (p != NULL && __sanitizer_get_ownership(p))
+		malloc_net -= __sanitizer_get_allocated_size(p);
+}
+#endif
+
 static void
 base_account(struct run *r)
 {
 #ifdef BA_ASAN
-	size_t now = __sanitizer_get_current_allocated_bytes() - r->asan_base;
+	size_t now = malloc_net - r->asan_base;
 
 	CHECK(r, now == r->host, "malloc holds %zu bytes, model %zu", now,
 	    r->host);
@@ -889,7 +914,17 @@ base_open(struct run *r, beamalloc_allocator a)
 {
 	r->a = a;
 #ifdef BA_ASAN
-	r->asan_base = __sanitizer_get_current_allocated_bytes();
+	static bool hooked;
+
+	if (!hooked) {
+		hooked = __sanitizer_install_malloc_and_free_hooks(malloc_hook,
+		    free_hook) != 0;
+		if (!hooked) {
+			fprintf(stderr, "fuzz model: no ASan malloc hooks\n");
+			abort();
+		}
+	}
+	r->asan_base = malloc_net;
 #endif
 }
 

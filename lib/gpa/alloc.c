@@ -583,26 +583,31 @@ FAST_PAIR(smp_st, false, false, true)
 FAST_PAIR(smp_st_safe, false, true, true)
 
 /* Canary or junk alone (no quarantine, traces or checker): the fast
- * paths with the checks around them, by [thread_safe][safety]. */
-#define CHECK_PAIR(name, ts, safety)					\
+ * paths with the checks around them, by [checks][thread_safe][safety]. */
+#define CHECK_PAIR(name, ts, safety, check)				\
 static void *								\
 name##_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)	\
 {									\
 	return ba_gpa_fast_alloc_chk(ctx, len, align, ra, ts, safety,	\
-	    0, true);							\
+	    0, check);							\
 }									\
 static void								\
 name##_free(void *ctx, void *mem, size_t len, size_t align,		\
     uintptr_t ra)							\
 {									\
 	ba_gpa_fast_free_chk(ctx, mem, len, align, ra, ts, safety,	\
-	    false, true);						\
+	    false, check);						\
 }
 
-CHECK_PAIR(chk_ts, true, false)
-CHECK_PAIR(chk_ts_safe, true, true)
-CHECK_PAIR(chk_st, false, false)
-CHECK_PAIR(chk_st_safe, false, true)
+#define CHECK_PAIRS(name, check)					\
+CHECK_PAIR(name##_st, false, false, check)				\
+CHECK_PAIR(name##_st_safe, false, true, check)				\
+CHECK_PAIR(name##_ts, true, false, check)				\
+CHECK_PAIR(name##_ts_safe, true, true, check)
+
+CHECK_PAIRS(chk_c, BA_CHK_CANARY)
+CHECK_PAIRS(chk_j, BA_CHK_JUNK)
+CHECK_PAIRS(chk_cj, BA_CHK_CANARY | BA_CHK_JUNK)
 
 /* In place within the size class; the records follow the new length. */
 static bool
@@ -772,6 +777,16 @@ gpa_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 	return gpa_change_at(ctx, mem, len, align, new_len, true, ra);
 }
 
+#define CHECK_VTS(name, check)						\
+	[GPA_VT_CHECK + 4 * ((check) - 1)] = { name##_st_alloc, gpa_resize, \
+	    gpa_remap, name##_st_free },				\
+	[GPA_VT_CHECK + 4 * ((check) - 1) + 1] = { name##_st_safe_alloc, \
+	    gpa_resize, gpa_remap, name##_st_safe_free },		\
+	[GPA_VT_CHECK + 4 * ((check) - 1) + 2] = { name##_ts_alloc,	\
+	    gpa_resize, gpa_remap, name##_ts_free },			\
+	[GPA_VT_CHECK + 4 * ((check) - 1) + 3] = { name##_ts_safe_alloc, \
+	    gpa_resize, gpa_remap, name##_ts_safe_free },
+
 const beamalloc_vtable ba_gpa_vtables[GPA_NVT] = {
 	[GPA_VT_GENERAL] = { ba_gpa_alloc, gpa_resize, gpa_remap, ba_gpa_free },
 	[GPA_VT_ST] = { fast_st_alloc, gpa_resize, gpa_remap, fast_st_free },
@@ -787,13 +802,9 @@ const beamalloc_vtable ba_gpa_vtables[GPA_NVT] = {
 	    smp_ts_free },
 	[GPA_VT_SAMPLED + 3] = { smp_ts_safe_alloc, gpa_resize, gpa_remap,
 	    smp_ts_safe_free },
-	[GPA_VT_CHECK] = { chk_st_alloc, gpa_resize, gpa_remap, chk_st_free },
-	[GPA_VT_CHECK + 1] = { chk_st_safe_alloc, gpa_resize, gpa_remap,
-	    chk_st_safe_free },
-	[GPA_VT_CHECK + 2] = { chk_ts_alloc, gpa_resize, gpa_remap,
-	    chk_ts_free },
-	[GPA_VT_CHECK + 3] = { chk_ts_safe_alloc, gpa_resize, gpa_remap,
-	    chk_ts_safe_free },
+	CHECK_VTS(chk_c, BA_CHK_CANARY)
+	CHECK_VTS(chk_j, BA_CHK_JUNK)
+	CHECK_VTS(chk_cj, BA_CHK_CANARY | BA_CHK_JUNK)
 };
 
 const beamalloc_vtable *const ba_gpa_fvt[BA_NFVT] = {
@@ -825,7 +836,7 @@ ba_gpa_has_canary(const beamalloc_allocator *a)
 
 	return (v == &ba_gpa_vtables[GPA_VT_GENERAL] ||
 	    (uintptr_t)v - (uintptr_t)&ba_gpa_vtables[GPA_VT_CHECK] <
-	    4 * sizeof(ba_gpa_vtables[0])) &&
+	    (GPA_NVT - GPA_VT_CHECK) * sizeof(ba_gpa_vtables[0])) &&
 	    ((const struct beamalloc_gpa *)a->ctx)->canary;
 }
 

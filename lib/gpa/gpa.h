@@ -579,11 +579,11 @@ struct beamalloc_gpa {
 
 /* The vtables: the general one first, then the fast ones by
  * [thread_safe][safety] (guarded sampling's too: every fast path counts
- * down for it), then the same with sampled traces, and with canary or
- * junk. */
+ * down for it), then the same with sampled traces, and with canary,
+ * junk, or both (GPA_VT_CHECK + 4 * (BA_CHK_* - 1)). */
 enum { GPA_VT_GENERAL, GPA_VT_ST, GPA_VT_ST_SAFE, GPA_VT_TS, GPA_VT_TS_SAFE,
     GPA_VT_SAMPLED, GPA_VT_CHECK = GPA_VT_SAMPLED + 4,
-    GPA_NVT = GPA_VT_CHECK + 4 };
+    GPA_NVT = GPA_VT_CHECK + 12 };
 BA_HIDDEN extern const beamalloc_vtable ba_gpa_vtables[GPA_NVT];
 /* The thread-safe fast vtables the front-end calls straight, as
  * pointers stored in memory (alloc.c): a compare with one is a single
@@ -1568,19 +1568,23 @@ guard_due(struct beamalloc_gpa *g)
  * one trip to the general path in 2^31 allocations).  With sample, for
  * GPAs that trace 1 allocation in N: the countdown sends every Nth
  * allocation, and the free of a traced block, to the general path; the
- * others clear the record's trace id.  With check (canary or junk,
- * neither quarantine nor traces), the checks and fills of check.c
- * around the pop and the push; a bad canary goes to the general path,
- * which reports it. */
+ * others clear the record's trace id.  With check (BA_CHK_CANARY,
+ * BA_CHK_JUNK or both, as the GPA has them; neither quarantine nor
+ * traces), the checks and fills of check.c around the pop and the
+ * push; a bad canary goes to the general path, which reports it.  The
+ * checks are the vtable's, not read from the GPA: 6 % of a canary and
+ * junk pair's instructions went to reading and testing its flags
+ * (bench/README.md). */
 enum { BA_SMP_TRACE = 1 };
+enum { BA_CHK_CANARY = 1, BA_CHK_JUNK = 2 };
 
 static inline __attribute__((always_inline)) void *
 ba_gpa_fast_alloc_chk(void *ctx, size_t len, size_t align, uintptr_t ra,
-    bool ts, bool safety, unsigned sample, bool check)
+    bool ts, bool safety, unsigned sample, unsigned check)
 {
 	struct beamalloc_gpa *g = ctx;
 	/* A canary needs one byte of slack at least (as the general path). */
-	size_t c = class_of(len + (check && g->canary), align);
+	size_t c = class_of(len + ((check & BA_CHK_CANARY) != 0), align);
 	struct tcache *tc;
 	struct entry *top, e;
 	uintptr_t me = 0, prev = 0;
@@ -1609,7 +1613,7 @@ ba_gpa_fast_alloc_chk(void *ctx, size_t len, size_t align, uintptr_t ra,
 	 * names the freed block. */
 	if (BA_UNLIKELY((uintptr_t)top <= (uintptr_t)tc->bot[c] ||
 	    (tc->sample_left -= 1) < 0 ||
-	    (check && g->junk && state_get(top[-1].rec) == REC_FREE &&
+	    ((check & BA_CHK_JUNK) && state_get(top[-1].rec) == REC_FREE &&
 	    !ba_slot_junk_is(top[-1].p, class_size(c))))) {
 		if (ts)
 			tc_leave(tc);
@@ -1628,7 +1632,8 @@ ba_gpa_fast_alloc_chk(void *ctx, size_t len, size_t align, uintptr_t ra,
 	if (safety)
 		rec_fill(e.rec, len, align, ra);
 	if (check)
-		ba_slot_fill_new(e.p, len, class_size(c), g->junk, g->canary);
+		ba_slot_fill_new(e.p, len, class_size(c), check & BA_CHK_JUNK,
+		    check & BA_CHK_CANARY);
 	/* Traces without safety: the record's first word (state, no length
 	 * or alignment, no trace) in one store, as the free loads it: its
 	 * tid and state as two stores made an immediate free's load wait
@@ -1650,7 +1655,7 @@ ba_gpa_fast_alloc_chk(void *ctx, size_t len, size_t align, uintptr_t ra,
 
 static inline __attribute__((always_inline)) void
 ba_gpa_fast_free_chk(void *ctx, void *mem, size_t len, size_t align,
-    uintptr_t ra, bool ts, bool safety, bool sample, bool check)
+    uintptr_t ra, bool ts, bool safety, bool sample, unsigned check)
 {
 	struct beamalloc_gpa *g = ctx;
 	uintptr_t p = (uintptr_t)mem, off, q;
@@ -1701,7 +1706,7 @@ ba_gpa_fast_free_chk(void *ctx, void *mem, size_t len, size_t align,
 		goto leave;
 	/* A length past the slot (without safety, nothing checked it) goes
 	 * to the general path too. */
-	if (check && g->canary && BA_UNLIKELY(len >= m->size))
+	if ((check & BA_CHK_CANARY) && BA_UNLIKELY(len >= m->size))
 		goto leave;
 	tp = m->top;
 	top = *tp;
@@ -1722,7 +1727,7 @@ ba_gpa_fast_free_chk(void *ctx, void *mem, size_t len, size_t align,
 	/* The canary once the slot is ours: a free that lost a race for it
 	 * must not read the winner's junk in the slack.  A bad one is
 	 * reported, and the free finished, off the fast path. */
-	if (check && g->canary &&
+	if ((check & BA_CHK_CANARY) &&
 	    BA_UNLIKELY(!ba_slot_canary_is(mem, len, m->size))) {
 		if (ts)
 			tc_leave(tc);
@@ -1732,7 +1737,7 @@ ba_gpa_fast_free_chk(void *ctx, void *mem, size_t len, size_t align,
 			    false);
 		return;
 	}
-	if (check && g->junk)
+	if (check & BA_CHK_JUNK)
 		ba_slot_junk_fill(mem, m->size);
 	*top = (struct entry){ mem, rec };
 	*tp = top + 1;

@@ -778,14 +778,14 @@ gpa_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 }
 
 #define CHECK_VTS(name, check)						\
-	[GPA_VT_CHECK + 4 * ((check) - 1)] = { name##_st_alloc, gpa_resize, \
+	[GPA_VT_CHK(check, 0, 0)] = { name##_st_alloc, gpa_resize,	\
 	    gpa_remap, name##_st_free },				\
-	[GPA_VT_CHECK + 4 * ((check) - 1) + 1] = { name##_st_safe_alloc, \
-	    gpa_resize, gpa_remap, name##_st_safe_free },		\
-	[GPA_VT_CHECK + 4 * ((check) - 1) + 2] = { name##_ts_alloc,	\
-	    gpa_resize, gpa_remap, name##_ts_free },			\
-	[GPA_VT_CHECK + 4 * ((check) - 1) + 3] = { name##_ts_safe_alloc, \
-	    gpa_resize, gpa_remap, name##_ts_safe_free },
+	[GPA_VT_CHK(check, 0, 1)] = { name##_st_safe_alloc, gpa_resize,	\
+	    gpa_remap, name##_st_safe_free },				\
+	[GPA_VT_CHK(check, 1, 0)] = { name##_ts_alloc, gpa_resize,	\
+	    gpa_remap, name##_ts_free },				\
+	[GPA_VT_CHK(check, 1, 1)] = { name##_ts_safe_alloc, gpa_resize,	\
+	    gpa_remap, name##_ts_safe_free },
 
 const beamalloc_vtable ba_gpa_vtables[GPA_NVT] = {
 	[GPA_VT_GENERAL] = { ba_gpa_alloc, gpa_resize, gpa_remap, ba_gpa_free },

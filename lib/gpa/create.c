@@ -132,10 +132,9 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 	} else if (g->batched && !g->tools && c.quarantine == 0 &&
 	    g->depth == 0)
 		/* Canary or junk: the fast paths with their checks. */
-		g->vtable = &ba_gpa_vtables[GPA_VT_CHECK + 4 *
-		    ((g->canary ? BA_CHK_CANARY : 0) +
-		    (g->junk ? BA_CHK_JUNK : 0) - 1) +
-		    2 * g->thread_safe + g->safety];
+		g->vtable = &ba_gpa_vtables[GPA_VT_CHK(
+		    (g->canary ? BA_CHK_CANARY : 0) |
+		    (g->junk ? BA_CHK_JUNK : 0), g->thread_safe, g->safety)];
 	/* Fast paths but the sampled ones (never with guard pages) count
 	 * down for the guarded blocks. */
 	g->guard_fast = g->guard_sample != 0 &&

@@ -580,10 +580,13 @@ struct beamalloc_gpa {
 /* The vtables: the general one first, then the fast ones by
  * [thread_safe][safety] (guarded sampling's too: every fast path counts
  * down for it), then the same with sampled traces, and with canary,
- * junk, or both (GPA_VT_CHECK + 4 * (BA_CHK_* - 1)). */
+ * junk, or both (GPA_VT_CHK()). */
 enum { GPA_VT_GENERAL, GPA_VT_ST, GPA_VT_ST_SAFE, GPA_VT_TS, GPA_VT_TS_SAFE,
     GPA_VT_SAMPLED, GPA_VT_CHECK = GPA_VT_SAMPLED + 4,
     GPA_NVT = GPA_VT_CHECK + 12 };
+/* The check vtable of check (BA_CHK_*, not 0), thread_safe and safety. */
+#define GPA_VT_CHK(check, ts, safety) \
+	(GPA_VT_CHECK + 4 * ((check) - 1) + 2 * (ts) + (safety))
 BA_HIDDEN extern const beamalloc_vtable ba_gpa_vtables[GPA_NVT];
 /* The thread-safe fast vtables the front-end calls straight, as
  * pointers stored in memory (alloc.c): a compare with one is a single

@@ -158,7 +158,7 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 	t = ba_gpa_stab_new(g, 64);
 	if (t == NULL || (c.quarantine != 0 && (g->quar =
 	    ba_quar_new(backing, c.quarantine, &g->backing_bytes)) == NULL) ||
-	    (!g->thread_safe && (g->tc0 = ba_gpa_tcache_new(g)) == NULL) ||
+	    (!g->thread_safe && ba_gpa_tcache_new(g, true) == NULL) ||
 	    (g->depth != 0 && (g->traces = ba_depot_new(backing,
 	    &g->backing_bytes)) == NULL)) {
 		beamalloc_gpa_destroy(g);

@@ -1210,7 +1210,8 @@ BA_HIDDEN void ba_gpa_tc_give(struct beamalloc_gpa *g, struct tcache *tc,
 BA_HIDDEN void ba_gpa_tc_drain(struct beamalloc_gpa *g, struct tcache *tc,
     size_t c, bool trim);
 BA_HIDDEN ptrdiff_t ba_gpa_tc_blocks(const struct tcache *tc);
-BA_HIDDEN struct tcache *ba_gpa_tcache_new(struct beamalloc_gpa *g);
+BA_HIDDEN struct tcache *ba_gpa_tcache_new(struct beamalloc_gpa *g,
+    bool shared);
 BA_HIDDEN struct tcache *ba_gpa_tcache_slow(struct beamalloc_gpa *g,
     struct tcache *want);
 BA_HIDDEN void ba_gpa_tc_retire(struct beamalloc_gpa *g, struct tcache *tc);

@@ -292,17 +292,20 @@ ba_gpa_go_shared(struct beamalloc_gpa *g)
 void
 ba_gpa_steal_idle(struct beamalloc_gpa *g, struct tcache *mine)
 {
-	struct tcache *first, *tc;
+	struct tcache *first, *tc, *shared;
 	bool any = false;
 
 	if (!g->thread_safe || g->mb_cmd == 0)
 		return;
 	pthread_mutex_lock(&g->steal_lock);
+	/* The caches from first on were linked, and the shared one among
+	 * them known, under this lock (ba_gpa_tcache_new()). */
 	pthread_mutex_lock(&g->lock);
 	first = g->tcaches;
+	shared = __atomic_load_n(&g->tc0, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&g->lock);
 	for (tc = first; tc != NULL; tc = tc->next)
-		if (tc != mine && tc != g->tc0) {
+		if (tc != mine && tc != shared) {
 			__atomic_store_n(&tc->steal, 1, __ATOMIC_RELAXED);
 			any = true;
 		}
@@ -312,7 +315,7 @@ ba_gpa_steal_idle(struct beamalloc_gpa *g, struct tcache *mine)
 		first = NULL;		/* no barrier: touch nothing */
 	any = false;
 	for (tc = first; tc != NULL; tc = tc->next) {
-		if (tc == mine || tc == g->tc0 ||
+		if (tc == mine || tc == shared ||
 		    __atomic_load_n(&tc->busy, __ATOMIC_ACQUIRE) != 0)
 			continue;
 		for (size_t c = 0; c < NCLASS; c++) {
@@ -327,7 +330,7 @@ ba_gpa_steal_idle(struct beamalloc_gpa *g, struct tcache *mine)
 	}
 	if (any && barrier_all(g))
 		for (tc = first; tc != NULL; tc = tc->next)
-			if (tc != mine && tc != g->tc0 &&
+			if (tc != mine && tc != shared &&
 			    __atomic_load_n(&tc->steal, __ATOMIC_RELAXED) == 2 &&
 			    __atomic_load_n(&tc->busy, __ATOMIC_ACQUIRE) == 0)
 				for (size_t c = 0; c < NCLASS; c++)

@@ -169,8 +169,15 @@ mag_min(size_t c)
 	return class_size(c) <= 4096 ? 16 : 8;
 }
 
+/* A new cache; shared: the GPA's shared one (g->tc0), published under
+ * the lock that links it into g->tcaches, so that no trim walking them
+ * ever takes it for a thread's idle cache and steals its magazines:
+ * nothing would put its bounds back (it has no busy flag; its users
+ * hold g->shared_lock).  That happened when a thread that could not
+ * have a cache of its own made the shared one while a trim ran
+ * (t/gpa_oom). */
 struct tcache *
-ba_gpa_tcache_new(struct beamalloc_gpa *g)
+ba_gpa_tcache_new(struct beamalloc_gpa *g, bool shared)
 {
 	struct tcache *tc;
 
@@ -198,6 +205,8 @@ ba_gpa_tcache_new(struct beamalloc_gpa *g)
 		tc->next = g->tcaches;
 		g->tcaches = tc;
 		g->ncaches++;
+		if (shared)
+			__atomic_store_n(&g->tc0, tc, __ATOMIC_RELEASE);
 	}
 	unlock(g, &g->lock);
 	return tc;
@@ -269,7 +278,7 @@ tcache_take(struct beamalloc_gpa *g, struct tcache *want)
 		if ((tc = g->tc_free) != NULL)
 			(void)free_take(g, tc);
 	unlock(g, &g->lock);
-	return tc != NULL ? tc : ba_gpa_tcache_new(g);
+	return tc != NULL ? tc : ba_gpa_tcache_new(g, false);
 }
 
 /* A cache no thread owns, for the next (tcache_take()). */
@@ -420,9 +429,7 @@ ba_gpa_shared_tc(struct beamalloc_gpa *g)
 {
 	struct tcache *tc = g->tc0;
 
-	if (tc == NULL && (tc = ba_gpa_tcache_new(g)) != NULL)
-		__atomic_store_n(&g->tc0, tc, __ATOMIC_RELEASE);
-	return tc;
+	return tc != NULL ? tc : ba_gpa_tcache_new(g, true);
 }
 
 static inline bool
@@ -507,7 +514,7 @@ bool
 ba_gpa_refill(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 {
 	struct depot *d = &tc->dep[c];
-	struct mag *m, *full;
+	struct mag *m, *full, *few;
 
 	sweep_due(g, tc);
 	m = tc->prev[c];
@@ -522,14 +529,16 @@ ba_gpa_refill(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 	 * the slabs that a few blocks pin, and a whole magazine for each
 	 * class a thread uses would put its cache past TC_BYTES, whose
 	 * bound sends them back, to be refilled again (bench/README.md,
-	 * "After a peak"). */
+	 * "After a peak").  With no magazine to be had for them, the whole
+	 * full one, as any other refill; m (the empty one to give back)
+	 * must stay as it is for that. */
 	if (full != NULL && d->carve == 0 && full->n > CARVE_MIN &&
-	    ((m = tc->loaded[c]) != &ba_gpa_no_mag ||
-	    (m = ba_gpa_mag_get(g, d, c)) != NULL)) {
-		tc->loaded[c] = m;
-		m->n = CARVE_MIN;
+	    ((few = tc->loaded[c]) != &ba_gpa_no_mag ||
+	    (few = ba_gpa_mag_get(g, d, c)) != NULL)) {
+		tc->loaded[c] = few;
+		few->n = CARVE_MIN;
 		full->n -= CARVE_MIN;
-		memcpy(m->e, full->e + full->n, CARVE_MIN * sizeof(*m->e));
+		memcpy(few->e, full->e + full->n, CARVE_MIN * sizeof(*few->e));
 		d->nfull -= CARVE_MIN;
 		d->carve = d->mag_cap;
 	} else if (full != NULL) {

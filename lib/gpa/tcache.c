@@ -175,7 +175,7 @@ mag_min(size_t c)
  * nothing would put its bounds back (it has no busy flag; its users
  * hold g->shared_lock).  That happened when a thread that could not
  * have a cache of its own made the shared one while a trim ran
- * (t/gpa_oom). */
+ * (t/oom). */
 struct tcache *
 ba_gpa_tcache_new(struct beamalloc_gpa *g, bool shared)
 {

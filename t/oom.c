@@ -1,17 +1,22 @@
 /*
- * gpa_oom.c - the GPA when its backing allocator runs out of memory.
+ * oom.c - every allocator over a backing that runs out of memory: the
+ * GPA (its regions, slab records, magazines, thread caches, large
+ * blocks, leak checks; with its checks on, over threads, over the wide
+ * allocator), the wide allocator, the arena, the pool and the stack
+ * fallback.
  *
  * Each scenario runs once to count the calls it makes to its backing,
  * then again for each of those calls (a spread of them when there are
  * many), each run in a child process of its own: once with that call and
  * every later one failing (the memory is gone), once with that call
  * alone failing (a passing shortage).  In every run: no crash; each
- * allocation the GPA cannot serve is NULL with errno ENOMEM (a failed
+ * allocation that cannot be served is NULL with errno ENOMEM (a failed
  * realloc leaves the block as it was); live blocks keep their bytes;
- * nothing is reported but the leaks a leak check is asked for; and
- * destroy gives the backing back every byte it took.  It began with a
- * review's find: a refill after a full trim wrote through the NULL of
- * a magazine it could not get (ba_gpa_refill()).
+ * nothing is reported but the leaks a leak check is asked for; and at
+ * the end (destroy, or every block freed) the backing has every byte
+ * back.  It began with a review's find: the GPA's refill after a full
+ * trim wrote through the NULL of a magazine it could not get
+ * (ba_gpa_refill()).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -115,6 +120,7 @@ o_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
 
 static const beamalloc_vtable o_vtable = { o_alloc, o_resize, o_remap,
 	o_free };
+static const beamalloc_allocator o_back = { NULL, &o_vtable };
 
 /* ------------------------------------------------------------------------
  * A run: what it found wrong, the GPA's reports, blocks that carry
@@ -145,9 +151,15 @@ on_report(void *user, const beamalloc_report *r)
 
 struct blk {
 	unsigned char *p;
-	size_t len;
+	size_t len, align;	/* align 0: BEAMALLOC_MIN_ALIGN */
 	unsigned char tag;
 };
+
+static size_t
+align_of(const struct blk *b)
+{
+	return b->align != 0 ? b->align : BEAMALLOC_MIN_ALIGN;
+}
 
 static void
 fill(struct blk *b)
@@ -187,12 +199,14 @@ static void
 b_alloc(beamalloc_allocator a, struct blk *b, size_t len)
 {
 	errno = 0;
-	b->p = beamalloc_alloc(a, len);
+	b->p = beamalloc_alloc_aligned(a, len, align_of(b));
 	b->len = b->p != NULL ? len : 0;
 	b->tag++;
-	if (b->p != NULL)
+	if (b->p != NULL) {
+		if (((uintptr_t)b->p & (align_of(b) - 1)) != 0)
+			wrong("alloc: misaligned", len, align_of(b));
 		fill(b);
-	else if (errno != ENOMEM)
+	} else if (errno != ENOMEM)
 		wrong("alloc: NULL without ENOMEM", len, (size_t)errno);
 }
 
@@ -202,7 +216,7 @@ b_free(beamalloc_allocator a, struct blk *b)
 	if (b->p == NULL)
 		return;
 	check(b);
-	beamalloc_free(a, b->p, b->len);
+	beamalloc_free_aligned(a, b->p, b->len, align_of(b));
 	b->p = NULL;
 	b->len = 0;
 }
@@ -220,7 +234,7 @@ b_realloc(beamalloc_allocator a, struct blk *b, size_t len)
 	}
 	check(b);
 	errno = 0;
-	q = beamalloc_realloc(a, b->p, b->len, BEAMALLOC_MIN_ALIGN, len);
+	q = beamalloc_realloc(a, b->p, b->len, align_of(b), len);
 	if (q == NULL) {
 		if (errno != ENOMEM)
 			wrong("realloc: NULL without ENOMEM", len,
@@ -230,6 +244,8 @@ b_realloc(beamalloc_allocator a, struct blk *b, size_t len)
 	}
 	if (first_not(q, keep, b->tag) != keep)
 		wrong("realloc lost bytes", len, first_not(q, keep, b->tag));
+	if (((uintptr_t)q & (align_of(b) - 1)) != 0)
+		wrong("realloc: misaligned", len, align_of(b));
 	b->p = q;
 	b->len = len;
 	b->tag++;
@@ -264,13 +280,14 @@ rnd_size(size_t lo, size_t hi)
 struct opts {
 	bool safety, ts, checks;
 	unsigned decay_ms;
+	const beamalloc_allocator *backing;	/* NULL: o_back */
 };
 
 /* NULL (and ENOMEM, else it is wrong) when the backing has no memory. */
 static beamalloc_gpa *
 gpa_new(const struct opts *o)
 {
-	beamalloc_allocator back = { NULL, &o_vtable };
+	beamalloc_allocator back = o->backing != NULL ? *o->backing : o_back;
 	beamalloc_gpa_config cfg;
 	beamalloc_gpa *g;
 
@@ -498,6 +515,143 @@ s_threads(void)
 	destroy(g);
 }
 
+/* The GPA over the wide allocator over the backing, as the global one
+ * is made: small blocks at alignments up to 4 KiB, large ones up to
+ * 64 KiB. */
+static void
+s_gpa_wide(void)
+{
+	static beamalloc_allocator w;
+	beamalloc_gpa *g;
+	beamalloc_allocator a;
+
+	w = beamalloc_wide_on(&o_back);
+	if ((g = gpa_new(&(struct opts){ .safety = true, .ts = true,
+	    .backing = &w })) == NULL)
+		return;
+	a = beamalloc_gpa_allocator(g);
+	for (size_t i = 0; i < 300; i++) {
+		blks[i].align = (size_t)8 << (rnd() % 14);
+		b_alloc(a, &blks[i], rnd_size(8, i % 10 == 0 ? 100000 : 3000));
+	}
+	for (size_t i = 0; i < 300; i += 3)
+		b_realloc(a, &blks[i], rnd_size(8, 50000));
+	(void)beamalloc_gpa_trim(g);
+	for (size_t i = 0; i < 300; i++)
+		b_free(a, &blks[i]);
+	destroy(g);
+}
+
+/* The wide allocator itself: alignments from 8 to 64 KiB, blocks moved
+ * by realloc at theirs. */
+static void
+s_wide(void)
+{
+	beamalloc_allocator a = beamalloc_wide_on(&o_back);
+
+	for (size_t i = 0; i < 64; i++) {
+		blks[i].align = (size_t)8 << (rnd() % 14);
+		b_alloc(a, &blks[i], rnd_size(1, 20000));
+	}
+	for (size_t i = 0; i < 64; i += 2)
+		b_realloc(a, &blks[i], rnd_size(1, 40000));
+	for (size_t i = 0; i < 64; i++)
+		b_free(a, &blks[i]);
+}
+
+/* An arena: blocks at alignments up to 256, every tenth grown while it
+ * is the last; reset three ways (the blocks are gone), then destroyed. */
+static void
+s_arena(void)
+{
+	static const beamalloc_arena_reset_mode mode[] = {
+		BEAMALLOC_ARENA_RETAIN_CAPACITY,
+		BEAMALLOC_ARENA_RETAIN_WITH_LIMIT, BEAMALLOC_ARENA_FREE_ALL };
+	beamalloc_arena *ar;
+	beamalloc_allocator a;
+
+	errno = 0;
+	if ((ar = beamalloc_arena_create(o_back)) == NULL) {
+		if (errno != ENOMEM)
+			wrong("arena: NULL without ENOMEM", 0, (size_t)errno);
+		return;
+	}
+	a = beamalloc_arena_allocator(ar);
+	for (size_t round = 0; round < 3; round++) {
+		for (size_t i = 0; i < 300; i++) {
+			blks[i].align = (size_t)8 << (rnd() % 6);
+			b_alloc(a, &blks[i], rnd_size(8, i % 100 == 0 ?
+			    70000 : 2000));
+			if (i % 10 == 9)
+				b_realloc(a, &blks[i], rnd_size(8, 8000));
+		}
+		for (size_t i = 0; i < 300; i++)
+			if (blks[i].p != NULL)
+				check(&blks[i]);
+		memset(blks, 0, 300 * sizeof(blks[0]));
+		(void)beamalloc_arena_reset_with(ar, mode[round], 100000);
+	}
+	beamalloc_arena_destroy(ar);
+}
+
+/* A growable pool of 48-byte items: through its allocator and
+ * beamalloc_pool_get()/put(). */
+static void
+s_pool(void)
+{
+	beamalloc_pool *pl;
+	beamalloc_allocator a;
+	void *items[100];
+
+	errno = 0;
+	if ((pl = beamalloc_pool_create(o_back, 48, 16, 8, true)) == NULL) {
+		if (errno != ENOMEM)
+			wrong("pool: NULL without ENOMEM", 0, (size_t)errno);
+		return;
+	}
+	a = beamalloc_pool_allocator(pl);
+	for (size_t i = 0; i < 400; i++) {
+		blks[i].align = 16;
+		b_alloc(a, &blks[i], 1 + rnd() % 48);
+	}
+	for (size_t i = 0; i < 100; i++) {
+		errno = 0;
+		if ((items[i] = beamalloc_pool_get(pl)) == NULL &&
+		    errno != ENOMEM)
+			wrong("pool_get: NULL without ENOMEM", i,
+			    (size_t)errno);
+	}
+	for (size_t i = 0; i < 400; i += 2)
+		b_free(a, &blks[i]);
+	for (size_t i = 0; i < 400; i++)
+		if (blks[i].p == NULL)
+			b_alloc(a, &blks[i], 1 + rnd() % 48);
+	for (size_t i = 0; i < 100; i++)
+		if (items[i] != NULL)
+			beamalloc_pool_put(pl, items[i]);
+	for (size_t i = 0; i < 400; i++)
+		b_free(a, &blks[i]);
+	beamalloc_pool_destroy(pl);
+}
+
+/* A stack fallback: a 2 KiB buffer, the rest from the backing. */
+static void
+s_stackfb(void)
+{
+	static unsigned char buf[2048];
+	beamalloc_stackfb sf;
+	beamalloc_allocator a;
+
+	beamalloc_stackfb_init(&sf, buf, sizeof(buf), o_back);
+	a = beamalloc_stackfb_allocator(&sf);
+	for (size_t i = 0; i < 200; i++)
+		b_alloc(a, &blks[i], rnd_size(8, 3000));
+	for (size_t i = 0; i < 200; i += 3)
+		b_realloc(a, &blks[i], rnd_size(8, 6000));
+	for (size_t i = 0; i < 200; i++)
+		b_free(a, &blks[i]);
+}
+
 /* Runs per mode at most: natively, and under valgrind (its runs are
  * some hundred times as slow). */
 static const struct scenario {
@@ -513,6 +667,12 @@ static const struct scenario {
 	{ "leak check", s_leakcheck, 100, 12 },
 	{ "a peak of 60,000 blocks freed in random order", s_peak, 8, 2 },
 	{ "three threads, frees sent home, decay", s_threads, 64, 6 },
+	{ "the GPA over the wide allocator, alignments to 64 KiB", s_gpa_wide,
+	    64, 8 },
+	{ "wide allocator, alignments to 64 KiB", s_wide, 64, 8 },
+	{ "arena, reset three ways", s_arena, 64, 8 },
+	{ "pool of 48-byte items, growable", s_pool, 64, 8 },
+	{ "stack fallback", s_stackfb, 64, 8 },
 };
 #define NSCEN (sizeof(scenarios) / sizeof(scenarios[0]))
 

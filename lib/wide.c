@@ -70,7 +70,14 @@ struct entry {
 	beamalloc_allocator backing;	/* by value: equal backings agree */
 	size_t len;
 	size_t align;
+	/* Being remapped: the backing may free it before the remap comes
+	 * back to the registry, and another thread be given the address
+	 * (its entry, put in this one's place, has moving clear). */
+	bool moving;
 };
+
+/* What checked_block() does to the entry of a block it vouches for. */
+enum { ENTRY_KEEP, ENTRY_TAKE, ENTRY_MOVING };
 
 /* Open addressing with linear probing; never more than 3/4 full, so a
  * remove followed by an insert never needs to grow. */
@@ -273,12 +280,12 @@ report_bad(int kind, const struct entry *e, const void *mem, size_t len,
 }
 
 /* The backing block behind an over-aligned mem named exactly as the
- * registry holds it (a free also takes it out); otherwise the call is
- * reported and false returned.  Nothing is read before the registry
- * vouches for mem. */
+ * registry holds it (a free takes it out: ENTRY_TAKE; a remap marks it
+ * ENTRY_MOVING); otherwise the call is reported and false returned.
+ * Nothing is read before the registry vouches for mem. */
 static bool
 checked_block(const beamalloc_allocator *b, void *mem, size_t len,
-    size_t align, uintptr_t ra, bool take, struct backing_block *bb)
+    size_t align, uintptr_t ra, int how, struct backing_block *bb)
 {
 	struct entry *e, copy;
 	int bad;
@@ -288,8 +295,10 @@ checked_block(const beamalloc_allocator *b, void *mem, size_t len,
 	bad = verdict(e, b, len, align);
 	if (e != NULL)
 		copy = *e;
-	if (!bad && take)
+	if (!bad && how == ENTRY_TAKE)
 		reg_remove(e);
+	else if (!bad && how == ENTRY_MOVING)
+		e->moving = true;
 	pthread_mutex_unlock(&reg.lock);
 	if (bad) {
 		report_bad(bad, e != NULL ? &copy : NULL, mem, len, align, ra);
@@ -400,6 +409,7 @@ wide_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 	e.backing = *b;
 	e.len = len;
 	e.align = align;
+	e.moving = false;
 	pthread_mutex_lock(&reg.lock);
 	in = reg_add(&e);
 	pthread_mutex_unlock(&reg.lock);
@@ -432,7 +442,7 @@ wide_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 			backing_errno_fail();
 		return done;
 	}
-	if (!checked_block(b, mem, len, align, ra, false, &bb))
+	if (!checked_block(b, mem, len, align, ra, ENTRY_KEEP, &bb))
 		return refuse();
 	tail_check(&bb, mem, len, align, ra);
 	if (!ba_add_len(new_len, align + bb.canary, &new_total)) {
@@ -464,6 +474,7 @@ wide_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 	struct entry *e, moved;
 	unsigned char *base;
 	size_t new_total, old_off, new_off;
+	bool fits;
 
 	if (passes_through(b, align)) {
 		if (misnamed_wide(b, mem, len, align, ra))
@@ -474,15 +485,25 @@ wide_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 			backing_errno_fail();
 		return base;
 	}
-	if (!checked_block(b, mem, len, align, ra, false, &bb))
+	if (!checked_block(b, mem, len, align, ra, ENTRY_MOVING, &bb))
 		return ba_fail(EINVAL);
 	tail_check(&bb, mem, len, align, ra);
-	if (!ba_add_len(new_len, align + bb.canary, &new_total))
-		return ba_fail(ENOMEM);
 	old_off = (size_t)((unsigned char *)mem - bb.base);
-	backing_errno_clear();
-	base = ba_raw_remap(*b, bb.base, bb.len, bb.align, new_total, ra);
+	fits = ba_add_len(new_len, align + bb.canary, &new_total);
+	base = NULL;
+	if (fits) {
+		backing_errno_clear();
+		base = ba_raw_remap(*b, bb.base, bb.len, bb.align, new_total,
+		    ra);
+	}
 	if (base == NULL) {
+		/* The block stays where it was, and so its entry. */
+		pthread_mutex_lock(&reg.lock);
+		if ((e = reg_find((uintptr_t)mem)) != NULL)
+			e->moving = false;
+		pthread_mutex_unlock(&reg.lock);
+		if (!fits)
+			return ba_fail(ENOMEM);
 		backing_errno_fail();
 		return NULL;
 	}
@@ -493,9 +514,13 @@ wide_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 	moved.backing = *b;
 	moved.len = new_len;
 	moved.align = align;
-	/* One entry out, one in: the table never needs to grow here. */
+	moved.moving = false;
+	/* The old entry out, unless the backing gave its address to another
+	 * thread meanwhile, whose entry took its place (found by a review:
+	 * that thread's block lost its entry, and its free was called
+	 * invalid).  One entry out, one in: the table grows only then. */
 	pthread_mutex_lock(&reg.lock);
-	if ((e = reg_find((uintptr_t)mem)) != NULL)
+	if ((e = reg_find((uintptr_t)mem)) != NULL && e->moving)
 		reg_remove(e);
 	(void)reg_add(&moved);
 	pthread_mutex_unlock(&reg.lock);
@@ -515,7 +540,7 @@ wide_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
 			ba_raw_free(*b, mem, len, align, ra);
 		return;
 	}
-	if (checked_block(b, mem, len, align, ra, true, &bb)) {
+	if (checked_block(b, mem, len, align, ra, ENTRY_TAKE, &bb)) {
 		tail_check(&bb, mem, len, align, ra);
 		ba_raw_free(*b, bb.base, bb.len, bb.align, ra);
 	}

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "beamalloc.h"
+#include "plant.h"
 #include "tap.h"
 
 struct seen {
@@ -99,7 +100,7 @@ main(void)
 	void *p;
 	bool all = true;
 
-	plan(27);
+	plan(33);
 
 	/* A clean scope, then the same GPA again, empty. */
 	g = beamalloc_gpa_checkout(beamalloc_libc(), &c1);
@@ -158,6 +159,54 @@ main(void)
 	p = beamalloc_alloc(a, 48);
 	is_size(beamalloc_gpa_checkin(g), 1, "with a quarantine, a leak found");
 	is_size(s3.leaks, 1, "and reported to the holder");
+
+	/* Junk: one holder's write after free must not be reported to the
+	 * next, whose allocation would reuse the slot (found by a review:
+	 * the GPA was kept).  Guarded sampling, whose freed guard slots are
+	 * checked as they are reused, is not kept either. */
+	{
+		struct seen sj1 = { 0 }, sj2 = { 0 };
+		beamalloc_gpa_config cj1 = cfg_to(&sj1), cj2 = cfg_to(&sj2);
+		unsigned char *q;
+		bool quiet = true;
+
+		cj1.junk = cj2.junk = true;
+		g = beamalloc_gpa_checkout(beamalloc_libc(), &cj1);
+		a = beamalloc_gpa_allocator(g);
+		q = beamalloc_alloc(a, 64);
+		beamalloc_free(a, q, 64);
+		plant(q + 8, 1, 0x42);		/* a write after free */
+		is_size(beamalloc_gpa_checkin(g), 0,
+		    "junk: the holder that wrote after free checks in clean");
+		g = beamalloc_gpa_checkout(beamalloc_libc(), &cj2);
+		a = beamalloc_gpa_allocator(g);
+		for (int i = 0; i < 8; i++) {
+			void *r = beamalloc_alloc(a, 64);
+
+			quiet = quiet && r != NULL;
+			beamalloc_free(a, r, 64);
+		}
+		is_size(beamalloc_gpa_checkin(g), 0, "the next holder too");
+		ok(quiet && sj2.other == 0,
+		    "and hears nothing of the first one's write (%zu reports)",
+		    sj2.other);
+	}
+
+	/* A kept GPA's peak starts again from 0, as a new one's. */
+	{
+		beamalloc_gpa_stats st;
+
+		g = beamalloc_gpa_checkout(beamalloc_libc(), &c1);
+		a = beamalloc_gpa_allocator(g);
+		p = beamalloc_alloc(a, 1 << 20);
+		beamalloc_free(a, p, 1 << 20);
+		is_size(beamalloc_gpa_checkin(g), 0, "a 1 MiB block, freed");
+		g2 = beamalloc_gpa_checkout(beamalloc_libc(), &c1);
+		beamalloc_gpa_get_stats(g2, &st);
+		ok(g2 == g && st.peak_bytes == 0 && st.live_bytes == 0,
+		    "the kept GPA comes back with peak 0 (%zu)", st.peak_bytes);
+		is_size(beamalloc_gpa_checkin(g2), 0, "clean");
+	}
 
 	/* More holders at once than the table keeps. */
 	for (size_t i = 0; i < 300; i++) {

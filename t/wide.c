@@ -287,6 +287,88 @@ misuse(void)
 	free(t);
 }
 
+/* A remap whose backing frees the old block before the registry hears
+ * of the move, while the address goes to another block: the backing
+ * below moves every remapped block, and as it does (the old block freed,
+ * the remap not yet back) allocates another over-aligned block, which
+ * the backing places where the old one was, as a malloc may hand a
+ * freed block to another thread.  That block's entry once went with the
+ * old one's (found by a review): its correct free was called invalid. */
+static beamalloc_allocator race_wide;
+static unsigned char *race_old, *race_other;
+static size_t race_other_base;
+
+static void *
+race_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
+{
+	void *p;
+
+	(void)ctx, (void)ra;
+	/* The block just freed, if it fits: at once, as a free list would. */
+	if (race_old != NULL && len <= race_other_base) {
+		p = race_old;
+		race_old = NULL;
+		return p;
+	}
+	return aligned_alloc(align < 16 ? 16 : align, (len + 15) & ~(size_t)15);
+}
+
+static bool
+race_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
+    uintptr_t ra)
+{
+	(void)ctx, (void)mem, (void)len, (void)align, (void)new_len, (void)ra;
+	return false;
+}
+
+static void *
+race_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
+    uintptr_t ra)
+{
+	unsigned char *n = aligned_alloc(16, (new_len + 15) & ~(size_t)15);
+
+	(void)ctx, (void)align, (void)ra;
+	if (n == NULL)
+		return NULL;
+	memcpy(n, mem, len < new_len ? len : new_len);
+	/* "Freed": kept for the next allocation, which comes now. */
+	race_old = mem;
+	race_other_base = len;
+	race_other = beamalloc_alloc_aligned(race_wide, 200, 64);
+	return n;
+}
+
+static void
+race_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
+{
+	(void)ctx, (void)len, (void)align, (void)ra;
+	free(mem);
+}
+
+static const beamalloc_vtable race_vtable = { race_alloc, race_resize,
+	race_remap, race_free };
+
+static void
+remap_race(void)
+{
+	static beamalloc_allocator back = { NULL, &race_vtable };
+	unsigned char *p, *q;
+
+	race_wide = beamalloc_wide_on(&back);
+	beamalloc_report_set_default(record, NULL, false);
+	nseen = 0;
+	p = beamalloc_alloc_aligned(race_wide, 1000, 64);
+	q = p != NULL ? beamalloc_remap(race_wide, p, 1000, 64, 5000) : NULL;
+	ok(q != NULL && q != p && race_other == p,
+	    "remap moved the block, and its old address went to another one");
+	beamalloc_free_aligned(race_wide, race_other, 200, 64);
+	ok(nseen == 0, "that block's free is taken, not reported (%zu)",
+	    nseen);
+	beamalloc_free_aligned(race_wide, q, 5000, 64);
+	ok(nseen == 0, "and the moved one's");
+	beamalloc_report_set_default(NULL, NULL, false);
+}
+
 int
 main(void)
 {
@@ -304,5 +386,6 @@ main(void)
 	ok(beamalloc_native_align(beamalloc_wide()) >= ((size_t)1 << 20),
 	    "wide reports any alignment as native");
 	misuse();
+	remap_race();
 	return done_testing();
 }

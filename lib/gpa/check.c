@@ -141,6 +141,17 @@ ba_chk_canary_ok(const struct beamalloc_gpa *g, unsigned char *p, size_t len,
 	return ok;
 }
 
+/* The junk of a freed block of room bytes is bounded as a slot's (gpa.h)
+ * from 8 bytes to SMALL_MAX; any other span is junked whole, and byte by
+ * byte below 8: a large block shrunk by resize may be shorter than the
+ * word the inline helpers would read and write around it (found by a
+ * review: a 4-byte block at the start of a page). */
+static bool
+junk_as_slot(size_t room)
+{
+	return room >= 8 && room <= SMALL_MAX;
+}
+
 /* Called before the block is announced freed to a checker: the caller
  * closes it then. */
 void
@@ -153,10 +164,10 @@ ba_chk_fill_freed(const struct beamalloc_gpa *g, unsigned char *p,
 		BA_ASAN_UNPOISON(p, room);
 		BA_VG_QUIET_BEGIN();
 	}
-	if (room > SMALL_MAX)
-		memset(p, BA_JUNK_FREED, room);
-	else
+	if (junk_as_slot(room))
 		ba_slot_junk_fill(p, room);
+	else
+		memset(p, BA_JUNK_FREED, room);
 	if (g->tools)
 		BA_VG_QUIET_END();
 }
@@ -169,8 +180,8 @@ ba_chk_freed_ok(const struct beamalloc_gpa *g, unsigned char *p, size_t room)
 	if (!g->junk)
 		return true;
 	open_bytes(g, p, room);
-	ok = room > SMALL_MAX ? ba_span_is(p, room, BA_BYTES8(BA_JUNK_FREED)) :
-	    ba_slot_junk_is(p, room);
+	ok = junk_as_slot(room) ? ba_slot_junk_is(p, room) :
+	    ba_bytes_are(p, room, BA_JUNK_FREED);
 	close_bytes(g, p, room);
 	return ok;
 }

@@ -16,10 +16,13 @@
  * its stack), so a kept GPA reports through its entry here, which holds
  * the current caller's callback.  Kept GPAs decay like any other (their
  * slabs go back to the VM while idle) and are destroyed when the library
- * is unloaded.  A GPA with a quarantine is never kept: its freed blocks
- * are checked later, by a trim on the decay thread among others, and a
- * finding must not reach the next holder (or a holder's stack from
- * another thread).
+ * is unloaded.  A GPA whose freed blocks are checked later is never
+ * kept: with a quarantine (checked as they leave it, by a trim on the
+ * decay thread among others), with junk or guarded sampling (checked
+ * when their slots are handed out again): a finding must not reach the
+ * next holder (or a holder's stack from another thread).  Junk was
+ * found by a review: one holder's write after free was reported to the
+ * next.  A kept GPA's peak restarts, as a new one's would.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -154,7 +157,7 @@ beamalloc_gpa_checkout(beamalloc_allocator backing,
 	pthread_once(&once, lease_init);
 	ba_gpa_config_read(&key, cfg);
 	made = key;
-	if (key.quarantine != 0)
+	if (key.quarantine != 0 || key.junk || key.guard_sample != 0)
 		return beamalloc_gpa_create(backing, &made);
 	key.report = NULL;
 	key.report_user = NULL;
@@ -201,6 +204,7 @@ beamalloc_gpa_checkin(beamalloc_gpa *g)
 		return beamalloc_gpa_destroy(g);
 	beamalloc_gpa_get_stats(g, &st);
 	if (st.live_blocks == 0 && e->reports == 0) {
+		(void)beamalloc_gpa_reset_peak(g);
 		e->report = NULL;	/* the holder's frame is going */
 		pthread_mutex_lock(&ls.lock);
 		e->out = false;

@@ -105,6 +105,17 @@ ba_gpa_settle(struct beamalloc_gpa *g, struct tcache *tc)
 	tc->hi = tc->room = 0;
 }
 
+/* The caller's own credit settled, so that its peak is exact (before a
+ * large block counts, when the peak restarts). */
+void
+ba_gpa_settle_mine(struct beamalloc_gpa *g)
+{
+	struct tcache *tc;
+
+	if (g->batched && (tc = tcache_of(g)) != NULL)
+		ba_gpa_settle(g, tc);
+}
+
 /* Exact: a memory limit, large blocks. */
 bool
 ba_gpa_charge_exact(struct beamalloc_gpa *g, ptrdiff_t bytes, ptrdiff_t blocks)

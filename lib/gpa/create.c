@@ -297,16 +297,11 @@ size_t
 beamalloc_gpa_reset_peak(beamalloc_gpa *g)
 {
 	beamalloc_gpa_stats before, now;
-	struct tcache *tc;
 
 	if (g == NULL)
 		return 0;
 	beamalloc_gpa_get_stats(g, &before);
-	if (g->batched) {
-		tc = g->thread_safe ? tcache_of(g) : g->tc0;
-		if (tc != NULL)
-			ba_gpa_settle(g, tc);
-	}
+	ba_gpa_settle_mine(g);
 	beamalloc_gpa_get_stats(g, &now);
 	atomic_store_explicit(&g->peak, now.live_bytes, memory_order_relaxed);
 	return before.peak_bytes;

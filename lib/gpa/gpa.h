@@ -1229,6 +1229,7 @@ BA_HIDDEN void ba_gpa_emit(struct beamalloc_gpa *g, const beamalloc_report *r);
 BA_HIDDEN void ba_gpa_set_traces(const struct beamalloc_gpa *g,
     beamalloc_report *r, uint32_t atid, uint32_t ftid, const uintptr_t *site);
 BA_HIDDEN void ba_gpa_settle(struct beamalloc_gpa *g, struct tcache *tc);
+BA_HIDDEN void ba_gpa_settle_mine(struct beamalloc_gpa *g);
 BA_HIDDEN bool ba_gpa_charge_exact(struct beamalloc_gpa *g, ptrdiff_t bytes,
     ptrdiff_t blocks);
 BA_HIDDEN void ba_gpa_describe_slot(const struct beamalloc_gpa *g,

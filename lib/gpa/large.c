@@ -252,17 +252,6 @@ lg_live(struct beamalloc_gpa *g, uintptr_t p, size_t len, size_t align,
 	return NULL;
 }
 
-/* Before a large block counts: the caller's own credit first, so that
- * one thread's peak stays exact. */
-static void
-settle_mine(struct beamalloc_gpa *g)
-{
-	struct tcache *tc;
-
-	if (g->batched && (tc = tcache_of(g)) != NULL)
-		ba_gpa_settle(g, tc);
-}
-
 /* The bytes a large block may check past its length: its canary's; a
  * guarded block's up to the guard page, where its alignment put it. */
 static inline size_t
@@ -289,7 +278,7 @@ ba_gpa_large_alloc(struct beamalloc_gpa *g, size_t len, size_t align,
 	 * path (lifo1000: 9 instructions an op); the peak may miss the
 	 * thread's unsettled credit then, as with several threads. */
 	if (!guard)
-		settle_mine(g);
+		ba_gpa_settle_mine(g);
 	if (!ba_gpa_charge_exact(g, (ptrdiff_t)len, 1))
 		return ba_fail(ENOMEM);
 	if (g->depth != 0 && (g->sample == 0 || atomic_fetch_add_explicit(
@@ -426,7 +415,7 @@ ba_gpa_large_free(struct beamalloc_gpa *g, uintptr_t p, size_t len,
 			ba_gpa_large_release(g, (void *)p, rheld, ralign, ra);
 	}
 	if (!guard)
-		settle_mine(g);
+		ba_gpa_settle_mine(g);
 	ba_gpa_charge_exact(g, -(ptrdiff_t)rlen, -1);
 }
 
@@ -443,7 +432,7 @@ ba_gpa_large_change(struct beamalloc_gpa *g, uintptr_t p, size_t len,
 	size_t extra = lg_extra(g), held;
 	bool over = false;
 
-	settle_mine(g);
+	ba_gpa_settle_mine(g);
 	lock(g, &g->large_lock);
 	if ((l = lg_live(g, p, len, align, ra)) == NULL) {
 		errno = EINVAL;		/* reported: refused, not "cannot" */

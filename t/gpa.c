@@ -7,7 +7,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -710,6 +712,116 @@ single_threaded(void)
 	free(t);
 }
 
+/* ------------------------------------------------------------------------
+ * Exact counts when memory is short (found by a review): a request the
+ * limit refuses must not make another thread's fail; a failed
+ * allocation is no peak; a guarded block's bytes and the thread's
+ * unsettled credit make one peak.
+ * ---------------------------------------------------------------------- */
+
+static atomic_int hog_stop;
+static atomic_size_t hog_served;
+
+static void *
+hog(void *arg)
+{
+	beamalloc_allocator *a = arg;
+
+	while (!atomic_load(&hog_stop)) {
+		void *p = beamalloc_alloc(*a, (size_t)2 << 20);
+
+		if (p != NULL) {
+			atomic_fetch_add(&hog_served, 1);
+			beamalloc_free(*a, p, (size_t)2 << 20);
+		}
+	}
+	return NULL;
+}
+
+static void
+short_memory(void)
+{
+	beamalloc_failing f;
+	beamalloc_gpa_config cfg;
+	beamalloc_gpa_stats st;
+	beamalloc_gpa *g;
+	beamalloc_allocator a;
+	pthread_t t;
+	unsigned char *p[16], *q, *r;
+	size_t failed = 0;
+	bool served;
+
+	/* The backing runs out: a large allocation and a realloc fail. */
+	beamalloc_failing_init(&f, beamalloc_libc(), BEAMALLOC_NEVER,
+	    BEAMALLOC_NEVER);
+	beamalloc_gpa_config_init(&cfg);
+	g = beamalloc_gpa_create(beamalloc_failing_allocator(&f), &cfg);
+	a = beamalloc_gpa_allocator(g);
+	p[0] = beamalloc_alloc(a, 100);
+	q = beamalloc_alloc(a, 40000);
+	f.fail_index = f.allocations;
+	f.resize_fail_index = f.resizes;
+	errno = 0;
+	r = beamalloc_alloc(a, (size_t)1 << 20);
+	ok(r == NULL && errno == ENOMEM, "backing out of memory: 1 MiB, "
+	    "NULL + ENOMEM");
+	errno = 0;
+	r = beamalloc_realloc(a, q, 40000, 8, (size_t)1 << 20);
+	ok(r == NULL && errno == ENOMEM, "a realloc to 1 MiB too");
+	beamalloc_gpa_get_stats(g, &st);
+	ok(st.live_bytes == 40100 && st.peak_bytes == 40100,
+	    "neither is a peak (live %zu, peak %zu)", st.live_bytes,
+	    st.peak_bytes);
+	beamalloc_free(a, p[0], 100);
+	beamalloc_free(a, q, 40000);
+	is_size(beamalloc_gpa_destroy(g), 0, "no leak");
+
+	/* Guarded sampling: one block in 4 a large one, against a page. */
+	beamalloc_gpa_config_init(&cfg);
+	cfg.guard_sample = 4;
+	g = beamalloc_gpa_create(beamalloc_libc(), &cfg);
+	a = beamalloc_gpa_allocator(g);
+	for (int i = 0; i < 16; i++)
+		p[i] = beamalloc_alloc(a, 1000);
+	beamalloc_gpa_get_stats(g, &st);
+	ok(st.live_bytes == 16000 && st.peak_bytes == 16000,
+	    "guarded sampling: 16 blocks of 1000 live, peak 16000 (%zu)",
+	    st.peak_bytes);
+	for (int i = 0; i < 16; i++)
+		beamalloc_free(a, p[i], 1000);
+	beamalloc_gpa_get_stats(g, &st);
+	ok(st.live_bytes == 0 && st.peak_bytes == 16000,
+	    "all freed: the peak stays 16000 (%zu)", st.peak_bytes);
+	is_size(beamalloc_gpa_destroy(g), 0, "no leak");
+
+	/* A limit of 1 MiB; one thread asks for 2 MiB over and over, the
+	 * other's 64 B blocks are all served. */
+	beamalloc_gpa_config_init(&cfg);
+	cfg.memory_limit = (size_t)1 << 20;
+	g = beamalloc_gpa_create(beamalloc_libc(), &cfg);
+	a = beamalloc_gpa_allocator(g);
+	atomic_store(&hog_stop, 0);
+	if (pthread_create(&t, NULL, hog, &a) != 0)
+		bail("pthread_create");
+	for (int i = 0; i < 100000; i++) {
+		void *s = beamalloc_alloc(a, 64);
+
+		if (s == NULL)
+			failed++;
+		else
+			beamalloc_free(a, s, 64);
+	}
+	atomic_store(&hog_stop, 1);
+	pthread_join(t, NULL);
+	served = atomic_load(&hog_served) == 0;
+	ok(failed == 0 && served, "memory limit: 100,000 64 B blocks served "
+	    "beside a thread refused 2 MiB (%zu failed)", failed);
+	beamalloc_gpa_get_stats(g, &st);
+	ok(st.peak_bytes <= ((size_t)1 << 20),
+	    "and the peak never passed the limit (%zu)", st.peak_bytes);
+	is_size(beamalloc_gpa_destroy(g), 0, "no leak");
+}
+
 int
 main(void)
 {
@@ -729,5 +841,6 @@ main(void)
 	churn(true);
 	churn(false);
 	single_threaded();
+	short_memory();
 	return done_testing();
 }

@@ -116,22 +116,32 @@ ba_gpa_settle_mine(struct beamalloc_gpa *g)
 		ba_gpa_settle(g, tc);
 }
 
-/* Exact: a memory limit, large blocks. */
+/* Exact: a memory limit, large blocks.  The peak is the caller's to
+ * note (ba_gpa_peak_live()) once the memory was had: a request that
+ * fails after its charge is no peak (found by a review: a failed 64 TiB
+ * allocation stayed the peak). */
 bool
-ba_gpa_charge_exact(struct beamalloc_gpa *g, ptrdiff_t bytes, ptrdiff_t blocks)
+ba_gpa_reserve(struct beamalloc_gpa *g, ptrdiff_t bytes, ptrdiff_t blocks)
 {
 	ptrdiff_t now;
 
 	/* A request near 2^63 must not overflow the count (no backing could
-	 * give it anyway): it fails as over any limit. */
+	 * give it anyway): it fails as over any limit.  Checked before the
+	 * count moves, in one step: a request refused must not make the
+	 * count look past the limit to another thread's (found by a review:
+	 * one thread asking for 2 MiB of a 1 MiB limit over and over failed
+	 * another's 64 B allocations). */
 	if (g->thread_safe) {
-		if (__builtin_add_overflow(atomic_fetch_add_explicit(&g->live,
-		    bytes, memory_order_relaxed), bytes, &now) ||
-		    (bytes > 0 && g->limit != 0 && (size_t)now > g->limit)) {
-			atomic_fetch_sub_explicit(&g->live, bytes,
-			    memory_order_relaxed);
-			return false;
-		}
+		ptrdiff_t was = atomic_load_explicit(&g->live,
+		    memory_order_relaxed);
+
+		do {
+			if (__builtin_add_overflow(was, bytes, &now) ||
+			    (bytes > 0 && g->limit != 0 &&
+			    (size_t)now > g->limit))
+				return false;
+		} while (!atomic_compare_exchange_weak_explicit(&g->live,
+		    &was, now, memory_order_relaxed, memory_order_relaxed));
 		atomic_fetch_add_explicit(&g->blocks, blocks,
 		    memory_order_relaxed);
 	} else {
@@ -145,7 +155,31 @@ ba_gpa_charge_exact(struct beamalloc_gpa *g, ptrdiff_t bytes, ptrdiff_t blocks)
 		    atomic_load_explicit(&g->blocks, memory_order_relaxed),
 		    memory_order_relaxed);
 	}
+	return true;
+}
+
+/* What is live now is a peak candidate: the counters and the caller's
+ * own credit not yet settled (a guarded large block leaves it so). */
+void
+ba_gpa_peak_live(struct beamalloc_gpa *g)
+{
+	ptrdiff_t now = atomic_load_explicit(&g->live, memory_order_relaxed);
+	struct tcache *tc;
+
+	if (g->batched && (tc = tcache_of(g)) != NULL)
+		now += tc->hi - tc->room;
 	peak_note(g, now);
+}
+
+/* A change that cannot fail past its charge (a resize in place, any
+ * decrease). */
+bool
+ba_gpa_charge_exact(struct beamalloc_gpa *g, ptrdiff_t bytes, ptrdiff_t blocks)
+{
+	if (!ba_gpa_reserve(g, bytes, blocks))
+		return false;
+	if (bytes > 0)
+		ba_gpa_peak_live(g);
 	return true;
 }
 
@@ -322,13 +356,17 @@ small_alloc(struct beamalloc_gpa *g, struct tcache *tc, size_t c,
 {
 	struct entry e;
 
-	if (BA_UNLIKELY(!charge(g, tc, (ptrdiff_t)len)))
+	/* A limit is checked before a slot is taken; the bytes count, and
+	 * may be a peak, once the slot is had (below): an allocation that
+	 * fails for want of memory is no peak. */
+	if (BA_UNLIKELY(!g->batched && !ba_gpa_reserve(g, (ptrdiff_t)len, 0)))
 		return ba_fail(ENOMEM);
 again:
 	ba_gpa_tc_enter_wait(g, tc);
 	if (tc->top[c] == tc->bot[c] && !ba_gpa_refill(g, tc, c)) {
 		ba_gpa_tc_leave_wait(g, tc);
-		charge(g, tc, -(ptrdiff_t)len);
+		if (!g->batched)
+			(void)ba_gpa_reserve(g, -(ptrdiff_t)len, 0);
 		return ba_fail(ENOMEM);
 	}
 	e = *--tc->top[c];
@@ -351,6 +389,10 @@ again:
 		BA_TOOL_ALLOC(e.p, len);
 	if (BA_UNLIKELY(g->canary || g->junk))
 		ba_chk_fill_new(g, e.p, len, class_size(c));
+	if (g->batched)
+		credit(g, tc, (ptrdiff_t)len);
+	else
+		ba_gpa_peak_live(g);
 	return e.p;
 }
 

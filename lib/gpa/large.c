@@ -261,6 +261,25 @@ lg_room(const struct beamalloc_gpa *g, size_t len, size_t align, bool guard)
 	    lg_extra(g);
 }
 
+/* Whose credit a large block's bytes go through, or NULL: the shared
+ * counters, exactly, the caller's own credit settled first so that one
+ * thread's peak stays exact.  A guarded block's go through the thread's
+ * credit, as a small block's: a settle leaves the thread no room, and
+ * its next allocations up to a new high would each take the slow path
+ * (lifo1000: 9 instructions an op), while counting the bytes apart from
+ * an unsettled credit lost the peak the two made together (found by a
+ * review: 16 blocks of 1000 live, then a peak of 12,000).  Its block
+ * is counted exactly either way. */
+static struct tcache *
+lg_credit_tc(struct beamalloc_gpa *g, bool guard)
+{
+	struct tcache *tc = guard && g->batched ? tcache_of(g) : NULL;
+
+	if (tc == NULL)
+		ba_gpa_settle_mine(g);
+	return tc;
+}
+
 /* guard: mapped against a guard page (NULL, no report, when that cannot
  * be done: the caller places the block as usual). */
 void *
@@ -268,18 +287,16 @@ ba_gpa_large_alloc(struct beamalloc_gpa *g, size_t len, size_t align,
     uintptr_t ra, bool guard)
 {
 	size_t extra = guard ? 0 : lg_extra(g), held = len + extra;
+	struct tcache *tc = lg_credit_tc(g, guard);
+	/* The bytes the shared counters take now; the credit's wait for
+	 * the block (a failed allocation is no peak). */
+	ptrdiff_t now = tc != NULL ? 0 : (ptrdiff_t)len;
 	uint32_t atid = 0;
 	struct large *l;
 	bool kept = false;
 	void *p;
 
-	/* Not for a guarded block: a ba_gpa_settle leaves the thread no room, and
-	 * its next allocations up to a new high would each take the slow
-	 * path (lifo1000: 9 instructions an op); the peak may miss the
-	 * thread's unsettled credit then, as with several threads. */
-	if (!guard)
-		ba_gpa_settle_mine(g);
-	if (!ba_gpa_charge_exact(g, (ptrdiff_t)len, 1))
+	if (!ba_gpa_reserve(g, now, 1))
 		return ba_fail(ENOMEM);
 	if (g->depth != 0 && (g->sample == 0 || atomic_fetch_add_explicit(
 	    &g->lsample, 1, memory_order_relaxed) % g->sample == 0))
@@ -298,7 +315,7 @@ ba_gpa_large_alloc(struct beamalloc_gpa *g, size_t len, size_t align,
 			    .ra = old.ra, .lalign = (uint8_t)log2_of(old.align),
 			    .state = LG_FREED }, old.len, old.align, ra);
 		if (p == NULL) {
-			ba_gpa_charge_exact(g, -(ptrdiff_t)len, -1);
+			(void)ba_gpa_reserve(g, -now, -1);
 			return NULL;
 		}
 	} else if (held < len) {
@@ -312,7 +329,7 @@ ba_gpa_large_alloc(struct beamalloc_gpa *g, size_t len, size_t align,
 			p = ba_raw_alloc(g->backing, held, align, ra);
 	}
 	if (p == NULL) {
-		ba_gpa_charge_exact(g, -(ptrdiff_t)len, -1);
+		(void)ba_gpa_reserve(g, -now, -1);
 		/* The front-end calls this GPA straight: errno is ours. */
 		return ba_fail_from_vtable();
 	}
@@ -337,9 +354,13 @@ ba_gpa_large_alloc(struct beamalloc_gpa *g, size_t len, size_t align,
 			ba_gpa_large_release(g, p, held, align, ra);
 		else
 			ba_raw_free(g->backing, p, held, align, ra);
-		ba_gpa_charge_exact(g, -(ptrdiff_t)len, -1);
+		(void)ba_gpa_reserve(g, -now, -1);
 		return ba_fail(ENOMEM);
 	}
+	if (tc != NULL)
+		credit(g, tc, (ptrdiff_t)len);
+	else
+		ba_gpa_peak_live(g);
 	if (BA_UNLIKELY(g->canary || g->junk))
 		ba_chk_fill_new(g, p, len, lg_room(g, len, align, guard));
 	return p;
@@ -380,6 +401,7 @@ ba_gpa_large_free(struct beamalloc_gpa *g, uintptr_t p, size_t len,
 {
 	union large_copy copy;
 	struct large *l;
+	struct tcache *tc;
 	size_t rlen = 0, rheld = 0, ralign = 0;
 	bool guard = false, over = false;
 
@@ -414,9 +436,11 @@ ba_gpa_large_free(struct beamalloc_gpa *g, uintptr_t p, size_t len,
 		    .lalign = (uint8_t)log2_of(ralign), .large = true }))
 			ba_gpa_large_release(g, (void *)p, rheld, ralign, ra);
 	}
-	if (!guard)
-		ba_gpa_settle_mine(g);
-	ba_gpa_charge_exact(g, -(ptrdiff_t)rlen, -1);
+	if ((tc = lg_credit_tc(g, guard)) != NULL) {
+		credit(g, tc, -(ptrdiff_t)rlen);
+		(void)ba_gpa_reserve(g, 0, -1);
+	} else
+		ba_gpa_charge_exact(g, -(ptrdiff_t)rlen, -1);
 }
 
 /* resize (move false) or remap (move true) of a large block.  All under
@@ -451,7 +475,7 @@ ba_gpa_large_change(struct beamalloc_gpa *g, uintptr_t p, size_t len,
 			goto out;
 		l = ba_gpa_lg_find(g, p);
 	}
-	if (delta > 0 && !ba_gpa_charge_exact(g, delta, 0))
+	if (delta > 0 && !ba_gpa_reserve(g, delta, 0))
 		goto out;
 	/* Growth within what the block holds (a kept block handed out
 	 * bigger) stays in place; a shrink gives back what the backing
@@ -477,6 +501,8 @@ ba_gpa_large_change(struct beamalloc_gpa *g, uintptr_t p, size_t len,
 	}
 	if (delta < 0)
 		ba_gpa_charge_exact(g, delta, 0);
+	else
+		ba_gpa_peak_live(g);
 	g->lslack -= lg_over(g, l);
 	if ((uintptr_t)q != p) {
 		/* The old address reads as freed (by this remap). */

@@ -693,8 +693,10 @@ run(const struct scenario *s, size_t from, size_t to, size_t *ncalls,
 
 	fflush(stdout);
 	fflush(stderr);
-	if (pipe(fd) != 0 || (pid = fork()) < 0)
-		bail("pipe, fork");
+	if (pipe(fd) != 0)
+		bail("pipe");
+	if ((pid = fork()) < 0)
+		bail("fork");
 	if (pid == 0) {
 		size_t out[2];
 

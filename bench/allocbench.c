@@ -218,7 +218,7 @@ struct subject {
 	enum call call;
 	int ext;			/* S_EXT: enum ext_id */
 	bool safety, thread_safe;	/* S_GPA */
-	bool shared;			/* S_GPA: a second thread used it */
+	bool shared;			/* S_GPA: another thread freed a block */
 	unsigned depth;
 	bool canary, junk;		/* S_GPA: issue 16's checks */
 	size_t quarantine;
@@ -253,11 +253,12 @@ static struct subject subjects[] = {
 	{ SUBJ("gpa-safe", S_GPA, GPA_CAPS,
 	    "GPA: safety on, no traces, thread-safe; one thread"),
 	    .safety = true, .thread_safe = true },
-	/* With safety, once a second thread has used a GPA every free
+	/* With safety, once a thread has freed another's block every free
 	 * claims its slot with a compare-and-swap: this prices it, and runs
-	 * the threaded workloads (which would make gpa-safe shared too). */
+	 * the threaded workloads (their threads free their own blocks, and
+	 * would not make gpa-safe shared; this one is from the start). */
 	{ SUBJ("gpa-safe-mt", S_GPA, GPA_CAPS | C_THREADS,
-	    "gpa-safe after a second thread used it (atomic frees)"),
+	    "gpa-safe after a thread freed another's block (atomic frees)"),
 	    .safety = true, .thread_safe = true, .shared = true },
 	{ SUBJ("gpa-trace8", S_GPA, GPA_CAPS,
 	    "GPA: safety on, 8-frame traces, thread-safe"),
@@ -348,22 +349,29 @@ subject_check(struct subject *s)
 	}
 }
 
+struct share {
+	beamalloc_allocator a;
+	void *p;
+};
+
 static void *
 share_thread(void *arg)
 {
-	beamalloc_allocator *a = arg;
+	struct share *sh = arg;
 
-	beamalloc_free(*a, beamalloc_alloc(*a, 8), 8);
+	beamalloc_free(sh->a, sh->p, 8);
 	return NULL;
 }
 
-/* One allocation and free on another thread: the GPA is shared. */
+/* A block allocated here and freed on another thread: the GPA is
+ * shared (every free atomic from now on). */
 static int
 share_gpa(beamalloc_allocator a)
 {
+	struct share sh = { a, beamalloc_alloc(a, 8) };
 	pthread_t t;
 
-	if (pthread_create(&t, NULL, share_thread, &a) != 0)
+	if (sh.p == NULL || pthread_create(&t, NULL, share_thread, &sh) != 0)
 		return -1;
 	return pthread_join(t, NULL) == 0 ? 0 : -1;
 }

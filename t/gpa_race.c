@@ -8,6 +8,9 @@
  *      there a racing double free is undefined, as in malloc, and is not
  *      tested; with canary and junk the loser reports the double free
  *      only, not the winner's junk in the canary as an overflow;
+ *      The first free of a block another thread allocated, racing the
+ *      owner's free of it (the owner's frees use plain stores until
+ *      then);
  *   2. a GPA made with thread_safe off, entered by a second thread while
  *      the first is inside it: reported as "used by two threads at once"
  *      before anything else, and nothing is lost.
@@ -201,6 +204,119 @@ double_free_race(const char *what, bool safety, unsigned depth, size_t limit,
 	free(seen);
 }
 
+/* A GPA with safety frees with plain stores until a thread frees a block
+ * another thread allocated: that first free waits for every free in
+ * progress, then claims atomically.  Each round a new GPA: its owner
+ * thread allocates a block, then frees it as the other thread frees it
+ * too (that GPA's first such free), the owner after a spin of its own
+ * length each round, so that its free falls before, during or after
+ * the other's wait.  One double free reported, and the slot given out
+ * once after (the other's copy sent home by a trim). */
+struct first {
+	struct meet m;
+	beamalloc_gpa *g;		/* set before a meet */
+	void *block;			/* __atomic loads and stores */
+	unsigned rounds, dups;
+};
+
+static void
+spin(unsigned n)
+{
+	for (volatile unsigned i = 0; i < n; i = i + 1)
+		;
+}
+
+static void *
+first_owner(void *arg)
+{
+	struct first *f = arg;
+	unsigned local = 0;
+	enum { N = 512 };
+	void *seen[N];
+
+	for (unsigned i = 0; i < f->rounds; i++) {
+		meet(&f->m, 3, &local);		/* the GPA is there */
+		beamalloc_allocator a = beamalloc_gpa_allocator(f->g);
+		void *p = beamalloc_alloc(a, BLOCK);
+
+		/* A few of its own first: its slots come from its cache. */
+		for (int k = 0; k < 8; k++)
+			seen[k] = beamalloc_alloc(a, BLOCK);
+		for (int k = 0; k < 8; k++)
+			beamalloc_free(a, seen[k], BLOCK);
+		__atomic_store_n(&f->block, p, __ATOMIC_RELEASE);
+		meet(&f->m, 3, &local);		/* the block is there */
+		spin((i % 64) * 40);
+		beamalloc_free(a, p, BLOCK);
+		meet(&f->m, 3, &local);		/* both frees done */
+		meet(&f->m, 3, &local);		/* the other has trimmed */
+		for (int k = 0; k < N; k++)
+			seen[k] = beamalloc_alloc(a, BLOCK);
+		qsort(seen, N, sizeof(*seen), cmp_ptr);
+		for (int k = 1; k < N; k++)
+			f->dups += seen[k] == seen[k - 1];
+		for (int k = 0; k < N; k++)
+			beamalloc_free(a, seen[k], BLOCK);
+		meet(&f->m, 3, &local);		/* the round is over */
+	}
+	return NULL;
+}
+
+static void *
+first_other(void *arg)
+{
+	struct first *f = arg;
+	unsigned local = 0;
+
+	for (unsigned i = 0; i < f->rounds; i++) {
+		meet(&f->m, 3, &local);
+		meet(&f->m, 3, &local);
+		beamalloc_free(beamalloc_gpa_allocator(f->g),
+		    __atomic_load_n(&f->block, __ATOMIC_ACQUIRE), BLOCK);
+		meet(&f->m, 3, &local);
+		beamalloc_gpa_trim(f->g);
+		meet(&f->m, 3, &local);
+		meet(&f->m, 3, &local);
+	}
+	return NULL;
+}
+
+static void
+first_foreign_free(unsigned rounds)
+{
+	struct first f = { .rounds = rounds };
+	pthread_t t[2];
+	unsigned local = 0, wrong = 0, first_bad = 0, leaked = 0;
+
+	if (pthread_create(&t[0], NULL, first_owner, &f) != 0 ||
+	    pthread_create(&t[1], NULL, first_other, &f) != 0)
+		bail("pthread_create");
+	for (unsigned i = 0; i < rounds; i++) {
+		beamalloc_gpa *g = make_gpa(beamalloc_libc(), true, true, 0);
+
+		if (g == NULL)
+			bail("no GPA");
+		f.g = g;
+		meet(&f.m, 3, &local);
+		meet(&f.m, 3, &local);
+		meet(&f.m, 3, &local);
+		if ((nkind(BEAMALLOC_REPORT_DOUBLE_FREE) != 1 || nall() != 1) &&
+		    wrong++ == 0)
+			first_bad = i;
+		meet(&f.m, 3, &local);
+		meet(&f.m, 3, &local);
+		leaked += beamalloc_gpa_destroy(g) != 0;
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	if (!ok(wrong == 0, "the first free of another thread's block, "
+	    "racing its owner's free, in %u new GPAs: one double free "
+	    "reported each time, nothing else", rounds))
+		diag("  %u rounds wrong (first: %u)", wrong, first_bad);
+	is_int(f.dups, 0, "and the slot was given out once after, each time");
+	is_int(leaked, 0, "and no GPA leaked");
+}
+
 /* ------------------------------------------------------------------------
  * 2. A single-thread GPA entered by two threads
  * ---------------------------------------------------------------------- */
@@ -377,7 +493,7 @@ main(void)
 {
 	unsigned rounds = UNDER_VALGRIND() ? 300 : 100000;
 
-	plan(4 * 4 + 5 * 2 + 2);
+	plan(4 * 4 + 3 + 5 * 2 + 2);
 	double_free_race("fast path, safety on", true, 0, 0, rounds);
 	double_free_race("general path, safety on (traces)", true, 4, 0,
 	    rounds / 20);
@@ -387,6 +503,7 @@ main(void)
 	double_free_race("canary and junk, safety on (no overflow seen "
 	    "in the winner's junk)", true, 0, 0, rounds / 2);
 	with_checks = false;
+	first_foreign_free(UNDER_VALGRIND() ? 30 : 3000);
 	single_thread_misuse("thread_safe off, safety on", 0);
 	single_thread_misuse("thread_safe off, traces", 4);
 	single_thread_handover();

@@ -464,6 +464,17 @@ ba_gpa_slot_push_held(struct beamalloc_gpa *g, struct tcache *tc,
  * Vtable
  * ---------------------------------------------------------------------- */
 
+/* A slot is freed by a thread whose cache did not hand it out: with
+ * safety, every free claims its slot atomically from now on (a thread
+ * frees the slots of its own cache with plain stores until then). */
+static inline void
+shared_first(struct beamalloc_gpa *g)
+{
+	if (g->safety && g->thread_safe &&
+	    !atomic_load_explicit(&g->shared, memory_order_acquire))
+		ba_gpa_go_shared(g);
+}
+
 /* The general paths: any configuration, any thread. */
 static void *
 gpa_alloc(struct beamalloc_gpa *g, size_t len, size_t align, uintptr_t ra)
@@ -501,13 +512,18 @@ ba_gpa_free_core(struct beamalloc_gpa *g, void *mem, size_t len, size_t align,
 		ba_gpa_large_free(g, (uintptr_t)mem, len, align, ra);
 		return;
 	}
-	/* The cache first: a new thread's registers it, and makes the
-	 * first thread's fast frees atomic, before this one races them. */
+	/* The cache first: a new thread's may be the ended owner's of the
+	 * slot's slab, taken over (the slot is then its own). */
 	if ((tc = tcache_of(g)) == NULL)
 		tc = ba_gpa_tcache_slow(g, depot_tc(slab_home(slab_of(w.recs),
 		    (uintptr_t)mem), w.cls));
 	if ((rec = live_slot(g, (uintptr_t)mem, &w, len, align, ra)) == NULL)
 		return;
+	/* Another cache's slot (or any, without a cache): its owner's fast
+	 * frees claim atomically from now on, before this one races them. */
+	if (tc == NULL || slab_home(slab_of(w.recs), (uintptr_t)mem) !=
+	    &tc->dep[w.cls])
+		shared_first(g);
 	/* Another thread's free of the same block got in between. */
 	if (BA_UNLIKELY(!state_release(rec))) {
 		ba_gpa_report_slot(g, BEAMALLOC_REPORT_DOUBLE_FREE,
@@ -591,9 +607,14 @@ memo_fill(struct beamalloc_gpa *g, struct tcache *tc, uintptr_t p)
 	m->recs = w.recs;
 	if (home == NULL)
 		home = memo_shared(s);
-	/* Another cache's slab: its slots go home through the outbox. */
-	m->top = home == &tc->dep[w.cls] ? &tc->top[w.cls] :
-	    &tc->otop[w.cls];
+	/* Another cache's slab: its slots go home through the outbox, and
+	 * the fast frees of every thread claim theirs atomically first. */
+	if (home == &tc->dep[w.cls])
+		m->top = &tc->top[w.cls];
+	else {
+		m->top = &tc->otop[w.cls];
+		shared_first(g);
+	}
 	return true;
 }
 

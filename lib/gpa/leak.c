@@ -250,8 +250,9 @@ barrier_all(struct beamalloc_gpa *g)
 #endif
 }
 
-/* A second thread uses a GPA with safety: from now on every free claims
- * its slot atomically.  Store, barrier, load, as in ba_gpa_steal_idle():
+/* A thread frees a slot another cache handed out, in a GPA with safety
+ * (shared_first() in alloc.c): from now on every free claims its slot
+ * atomically.  Store, barrier, load, as in ba_gpa_steal_idle():
  * after the barrier, a fast free that read shared clear still shows
  * busy, and is waited for; any later one reads it set.  Without membarrier(2) a GPA
  * is shared from the start (beamalloc_gpa_create()).  No lock is held

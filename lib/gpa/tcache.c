@@ -393,12 +393,8 @@ again:
 		if (cur == 0)
 			goto claim;
 	}
-	if (tomb == NTHREADS) {
-		if (g->safety)
-			/* every slot taken: many threads */
-			ba_gpa_go_shared(g);
-		return NULL;
-	}
+	if (tomb == NTHREADS)
+		return NULL;		/* every slot taken: many threads */
 claim:
 	if (tomb != NTHREADS) {
 		i = tomb;
@@ -414,9 +410,6 @@ claim:
 	__atomic_store_n(&tc->owner, k, __ATOMIC_RELAXED);
 	atomic_store_explicit(&g->tcs[i], tc, memory_order_release);
 	ba_gpa_exit_note(g, i);
-	/* A second thread: frees may race from now on. */
-	if (atomic_fetch_add(&g->nclaimed, 1) != 0 && g->safety)
-		ba_gpa_go_shared(g);
 	return tc;
 }
 

@@ -2,13 +2,16 @@
  * gpa_threads.c - one thread-safe GPA hammered by several threads: blocks
  * freed by the thread that made them and by the other one, none lost or
  * handed out twice, leaks counted exactly while the threads are parked;
- * and more threads at once than the GPA has thread caches.
+ * and more threads at once than the GPA has thread caches; a report made
+ * on a thread past the caches, whose callback allocates from the GPA.
  */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "beamalloc.h"
 #include "tap.h"
@@ -312,6 +315,120 @@ crowd(void)
 	pthread_barrier_destroy(&crowd_out);
 }
 
+/* Past the GPA's 256 thread caches, threads share one under a lock.  A
+ * write after free found there (as its slot is handed out again, or as
+ * the block leaves the quarantine) is reported with that lock held, and
+ * the report callback may allocate from the same GPA: small and large
+ * blocks, here.  In a child, so that a deadlock is an alarm, not a hung
+ * suite. */
+#define PAST 264		/* threads alive: more than the caches */
+
+static pthread_barrier_t past_in, past_out;
+static atomic_size_t past_waf, past_cb_bad;
+
+static void
+alloc_in_report(void *user, const beamalloc_report *r)
+{
+	void *p = beamalloc_alloc(A, 72), *q = beamalloc_alloc(A, 300000);
+
+	(void)user;
+	if (r->kind == BEAMALLOC_REPORT_WRITE_AFTER_FREE)
+		atomic_fetch_add(&past_waf, 1);
+	if (p == NULL || q == NULL)
+		atomic_fetch_add(&past_cb_bad, 1);
+	beamalloc_free(A, p, 72);
+	beamalloc_free(A, q, 300000);
+}
+
+static void *
+past_holder(void *arg)
+{
+	void *p = beamalloc_alloc(A, 32);
+
+	(void)arg;
+	pthread_barrier_wait(&past_in);
+	pthread_barrier_wait(&past_out);
+	beamalloc_free(A, p, 32);
+	return NULL;
+}
+
+/* The thread past the caches: a 64 B block written after its free, then
+ * the slot handed out again (no quarantine) or 300 more blocks freed
+ * (the quarantine lets it go). */
+static void *
+past_culprit(void *arg)
+{
+	bool quarantine = arg != NULL;
+	unsigned char *p = beamalloc_alloc(A, 64), *q;
+
+	beamalloc_free(A, p, 64);
+	p[5] = 0x5a;
+	for (int i = 0; i < (quarantine ? 300 : 1); i++) {
+		q = beamalloc_alloc(A, 64);
+		beamalloc_free(A, q, 64);
+	}
+	return NULL;
+}
+
+static int
+past_run(bool quarantine)
+{
+	beamalloc_gpa_config cfg;
+	pthread_t th[PAST], c;
+
+	alarm(120);
+	beamalloc_gpa_config_init(&cfg);
+	cfg.safety = true;
+	cfg.junk = true;
+	cfg.canary = false;
+	cfg.guard_sample = 0;
+	cfg.quarantine = quarantine ? 4096 : 0;
+	cfg.report = alloc_in_report;
+	if ((G = beamalloc_gpa_create(beamalloc_libc(), &cfg)) == NULL)
+		return 3;
+	A = beamalloc_gpa_allocator(G);
+	pthread_barrier_init(&past_in, NULL, PAST + 1);
+	pthread_barrier_init(&past_out, NULL, PAST + 1);
+	for (int t = 0; t < PAST; t++)
+		if (pthread_create(&th[t], NULL, past_holder, NULL) != 0)
+			return 4;
+	pthread_barrier_wait(&past_in);
+	if (pthread_create(&c, NULL, past_culprit,
+	    quarantine ? (void *)&cfg : NULL) != 0)
+		return 4;
+	pthread_join(c, NULL);
+	pthread_barrier_wait(&past_out);
+	for (int t = 0; t < PAST; t++)
+		pthread_join(th[t], NULL);
+	if (beamalloc_gpa_destroy(G) != 0)
+		return 5;
+	return atomic_load(&past_waf) == 1 && atomic_load(&past_cb_bad) == 0 ?
+	    0 : 6;
+}
+
+static void
+report_past_caches(bool quarantine)
+{
+	const char *what = quarantine ? "at the quarantine's end" :
+	    "as its slot is handed out";
+	int st = 0;
+	pid_t pid;
+
+	fflush(stdout);
+	if ((pid = fork()) < 0)
+		bail("fork");
+	if (pid == 0)
+		_exit(past_run(quarantine));
+	if (waitpid(pid, &st, 0) != pid)
+		bail("waitpid");
+	if (!ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%d threads: a write "
+	    "after free %s, on a thread past the caches, reported once to a "
+	    "callback that allocates from the GPA", PAST, what))
+		diag("  child: %s %d (14: alarm, a deadlock; 6: reports)",
+		    WIFEXITED(st) ? "exit" : "signal",
+		    WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+}
+
 /* Short-lived threads one after another: each finds a cache. */
 static void *
 brief_life(void *arg)
@@ -430,6 +547,8 @@ main(void)
 	two_threads(false);
 	two_threads(true);
 	crowd();
+	report_past_caches(false);
+	report_past_caches(true);
 	succession();
 	stats_while_busy();
 	return done_testing();

@@ -471,7 +471,8 @@ static inline void
 shared_first(struct beamalloc_gpa *g)
 {
 	if (g->safety && g->thread_safe &&
-	    !atomic_load_explicit(&g->shared, memory_order_acquire))
+	    atomic_load_explicit(&g->shared, memory_order_acquire) !=
+	    SHARED_YES)
 		ba_gpa_go_shared(g);
 }
 

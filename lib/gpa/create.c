@@ -82,6 +82,23 @@ mutex_init(pthread_mutex_t *m)
 	pthread_mutex_init(m, NULL);
 }
 
+/* The shared cache's lock is held across its general paths, which may
+ * report (a write after free found as a slot is handed out, or as a
+ * block leaves the quarantine), and the report callback may allocate
+ * from this GPA: on the same thread, with no cache of its own, that
+ * takes the lock again.  The paths leave the magazines before they
+ * report, as every cache's do, so the nested call finds them whole. */
+static void
+mutex_init_recursive(pthread_mutex_t *m)
+{
+	pthread_mutexattr_t at;
+
+	pthread_mutexattr_init(&at);
+	pthread_mutexattr_settype(&at, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(m, &at);
+	pthread_mutexattr_destroy(&at);
+}
+
 beamalloc_gpa *
 beamalloc_gpa_create(beamalloc_allocator backing,
     const beamalloc_gpa_config *cfg)
@@ -146,7 +163,7 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 	g->lstride = sizeof(struct large);
 	atomic_store(&g->backing_bytes, sizeof(*g));
 	mutex_init(&g->lock);
-	mutex_init(&g->shared_lock);
+	mutex_init_recursive(&g->shared_lock);
 	mutex_init(&g->steal_lock);
 	mutex_init(&g->large_lock);
 	mutex_init(&g->mspare_lock);
@@ -154,7 +171,7 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 		g->mb_cmd = ba_gpa_membarrier_cmd();
 	/* Nothing to make other threads' fast frees wait with. */
 	if (g->thread_safe && g->mb_cmd == 0)
-		atomic_store(&g->shared, 1);
+		atomic_store(&g->shared, SHARED_YES);
 	t = ba_gpa_stab_new(g, 64);
 	if (t == NULL || (c.quarantine != 0 && (g->quar =
 	    ba_quar_new(backing, c.quarantine, &g->backing_bytes)) == NULL) ||

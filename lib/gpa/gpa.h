@@ -458,6 +458,9 @@ struct chunk {
 
 #define NCHUNKS 8
 
+/* g->shared: whether every free claims its slot atomically. */
+enum { SHARED_NO, SHARED_GOING, SHARED_YES };
+
 struct beamalloc_gpa {
 	/* Read by every operation. */
 	/* Thread cache slots: the cache (&no_tc while free), which holds
@@ -474,7 +477,10 @@ struct beamalloc_gpa {
 	 * use plain loads and stores: no other free can race them.  (The
 	 * general paths always claim atomically.)  Not at a second thread:
 	 * a NIF's schedulers mostly free their own temporaries, and the
-	 * compare-exchange took 4.4 of a 64 B pair's 11.7 ns. */
+	 * compare-exchange took 4.4 of a 64 B pair's 11.7 ns.  SHARED_GOING
+	 * while the first such free waits for the fast frees in flight: the
+	 * fast frees claim atomically from then on, but a claim off them
+	 * waits for SHARED_YES. */
 	_Atomic unsigned shared;
 	bool thread_safe, safety, batched, abort_on_error;
 	unsigned depth;
@@ -549,7 +555,8 @@ struct beamalloc_gpa {
 	struct tcache *tc_free;		/* caches no thread owns */
 	uint64_t gid;			/* thread_safe: unique in the process */
 	struct beamalloc_gpa *reg_next;	/* live thread-safe GPAs */
-	pthread_mutex_t shared_lock;	/* threads past NTHREADS share tc0 */
+	pthread_mutex_t shared_lock;	/* threads past NTHREADS share tc0;
+					   recursive (create.c) */
 	pthread_mutex_t steal_lock;	/* one steal_idle() at a time */
 
 	/* Large blocks. */

@@ -254,17 +254,30 @@ barrier_all(struct beamalloc_gpa *g)
  * (shared_first() in alloc.c): from now on every free claims its slot
  * atomically.  Store, barrier, load, as in ba_gpa_steal_idle():
  * after the barrier, a fast free that read shared clear still shows
- * busy, and is waited for; any later one reads it set.  Without membarrier(2) a GPA
- * is shared from the start (beamalloc_gpa_create()).  No lock is held
+ * busy, and is waited for; any later one reads it set.  A thread that
+ * comes while another waits (SHARED_GOING) waits for it to end: it read
+ * the flag set, but an owner's plain free may still be in flight.
+ * Without membarrier(2) a GPA is shared from the start
+ * (beamalloc_gpa_create()).  No lock is held
  * while waiting: a busy general path may need any of them. */
 void
 ba_gpa_go_shared(struct beamalloc_gpa *g)
 {
 	struct tcache *tc;
+	unsigned s = atomic_load_explicit(&g->shared, memory_order_acquire);
 
-	if (atomic_load_explicit(&g->shared, memory_order_acquire))
+	if (s == SHARED_YES)
 		return;
-	atomic_store_explicit(&g->shared, 1, memory_order_relaxed);
+	if (s != SHARED_NO || !atomic_compare_exchange_strong(&g->shared, &s,
+	    SHARED_GOING)) {
+		/* Another thread's barrier and wait are under way: until
+		 * they end, an owner's plain free may still be in flight,
+		 * and a claim of ours could race it. */
+		while (atomic_load_explicit(&g->shared, memory_order_acquire) !=
+		    SHARED_YES)
+			sched_yield();
+		return;
+	}
 	/* It worked at create; should it fail now, the wait below still
 	 * covers all but a free caught between its two loads. */
 	(void)barrier_all(g);
@@ -276,6 +289,7 @@ ba_gpa_go_shared(struct beamalloc_gpa *g)
 	for (; tc != NULL; tc = tc->next)
 		while (__atomic_load_n(&tc->busy, __ATOMIC_ACQUIRE) != 0)
 			sched_yield();
+	atomic_store_explicit(&g->shared, SHARED_YES, memory_order_release);
 }
 
 /* Empty the caches of threads not inside the GPA right now (idle ones,

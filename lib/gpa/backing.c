@@ -106,6 +106,15 @@ ba_gpa_region_new(struct beamalloc_gpa *g)
 	if (mem == 0)
 		return NULL;
 	base = ba_align_forward(mem, FRAME_SIZE);
+	/* Watched by a memory checker, no slot may start where the backing's
+	 * block does: valgrind took a slot's MALLOCLIKE block for the
+	 * backing's malloc block at that address ("mismatched free" at the
+	 * slot's free and the region's).  The frame at the start becomes the
+	 * head (header and partial slab). */
+	if (BA_UNLIKELY(g->tools) && base == mem) {
+		base += FRAME_SIZE;
+		n--;
+	}
 	tail = base + n * FRAME_SIZE;
 	start = mem;
 	end = mem + len;

@@ -86,7 +86,8 @@ slot_release(struct beamalloc_gpa *g, size_t i)
 	    memory_order_acquire);
 
 	if (atomic_load_explicit(&g->tkey[i], memory_order_relaxed) != k ||
-	    tc == &ba_gpa_no_tc || tc->owner != k)
+	    tc == &ba_gpa_no_tc ||
+	    __atomic_load_n(&tc->owner, __ATOMIC_RELAXED) != k)
 		return;
 	ba_gpa_tc_retire(g, tc);
 	atomic_store_explicit(&g->tcs[i], &ba_gpa_no_tc, memory_order_release);

@@ -1049,7 +1049,9 @@ tcache_mine(struct beamalloc_gpa *g, struct tcache **tc)
 
 	*tc = atomic_load_explicit(&g->tcs[thread_home(k)],
 	    memory_order_acquire);	/* a plain mov on x86 */
-	return (*tc)->owner == k;
+	/* Relaxed: the cache may be one another thread is claiming (the
+	 * slot's last owner ended); its key is never this thread's. */
+	return __atomic_load_n(&(*tc)->owner, __ATOMIC_RELAXED) == k;
 }
 
 /* The owner starts an operation on its magazines.  With the store-load

@@ -13,10 +13,10 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "beamalloc.h"
+#include "child.h"
 #include "tap.h"
 #include "testalloc.h"
 
@@ -484,30 +484,33 @@ old_config(void)
 	beamalloc_gpa_destroy(g);
 }
 
+static int
+double_free(void *unused)
+{
+	beamalloc_gpa_config cfg;
+	beamalloc_allocator a;
+	void *p;
+
+	(void)unused;
+	beamalloc_gpa_config_init(&cfg);
+	cfg.abort_on_error = true;
+	cfg.report = capture_report;
+	a = beamalloc_gpa_allocator(beamalloc_gpa_create(beamalloc_libc(),
+	    &cfg));
+	p = beamalloc_alloc(a, 8);
+	beamalloc_free(a, p, 8);
+	beamalloc_free(a, p, 8);
+	return 0;
+}
+
 static void
 aborts(void)
 {
-	pid_t pid = fork();
-	int status = 0;
+	char how[32];
+	int st = child_run(double_free, NULL, 0, NULL, 0);
 
-	if (pid == 0) {
-		beamalloc_gpa_config cfg;
-		beamalloc_allocator a;
-		void *p;
-
-		beamalloc_gpa_config_init(&cfg);
-		cfg.abort_on_error = true;
-		cfg.report = capture_report;
-		a = beamalloc_gpa_allocator(beamalloc_gpa_create(
-		    beamalloc_libc(), &cfg));
-		p = beamalloc_alloc(a, 8);
-		beamalloc_free(a, p, 8);
-		beamalloc_free(a, p, 8);
-		_exit(0);
-	}
-	waitpid(pid, &status, 0);
-	ok(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
-	    "abort_on_error: a double free aborts");
+	ok(child_killed(st, SIGABRT), "abort_on_error: a double free aborts "
+	    "(%s)", child_how(st, how));
 }
 
 static void

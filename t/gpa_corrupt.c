@@ -17,10 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "beamalloc.h"
+#include "child.h"
 #include "tap.h"
 #include "tools.h"
 #include "plant.h"
@@ -559,48 +559,37 @@ struct result {
 	char err[4096];
 };
 
+/* The child's count, in memory it shares with the parent. */
+static size_t *child_count;
+
+struct step {
+	size_t (*fn)(void);
+};
+
+static int
+count_in_child(void *arg)
+{
+	*child_count = ((struct step *)arg)->fn();
+	return 0;
+}
+
 static void
 run(size_t (*fn)(void), struct result *res)
 {
-	int cnt[2], err[2];
-	pid_t pid;
-	ssize_t n;
-	size_t got = 0;
+	struct step s = { fn };
 
-	memset(res, 0, sizeof(*res));
-	if (pipe(cnt) != 0 || pipe(err) != 0)
-		bail("pipe");
-	fflush(NULL);
-	if ((pid = fork()) < 0)
-		bail("fork");
-	if (pid == 0) {
-		size_t c;
-
-		close(cnt[0]);
-		close(err[0]);
-		dup2(err[1], STDERR_FILENO);
-		c = fn();
-		if (write(cnt[1], &c, sizeof(c)) != sizeof(c))
-			_exit(4);
-		_exit(0);
-	}
-	close(cnt[1]);
-	close(err[1]);
-	while (got < sizeof(res->err) - 1 && (n = read(err[0],
-	    res->err + got, sizeof(res->err) - 1 - got)) > 0)
-		got += (size_t)n;
-	if (read(cnt[0], &res->count, sizeof(res->count)) !=
-	    sizeof(res->count))
-		res->count = (size_t)-1;
-	close(cnt[0]);
-	close(err[0]);
-	waitpid(pid, &res->status, 0);
+	if (child_count == NULL)
+		child_count = child_shared(sizeof(*child_count));
+	*child_count = (size_t)-1;
+	res->status = child_run(count_in_child, &s, 0, res->err,
+	    sizeof(res->err));
+	res->count = *child_count;
 }
 
 static bool
 exited_ok(const struct result *r)
 {
-	return WIFEXITED(r->status) && WEXITSTATUS(r->status) == 0;
+	return child_exited(r->status, 0);
 }
 
 static void

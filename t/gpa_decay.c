@@ -10,11 +10,11 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "beamalloc.h"
+#include "child.h"
 #include "tap.h"
 
 #define NBLK 10000
@@ -145,14 +145,30 @@ busy_pair(beamalloc_gpa_config *c, const char *what)
 	(void)beamalloc_gpa_destroy(busy_gpa);
 }
 
+/* In a child of fork(), made while g's decay thread runs. */
+static int
+forked(void *g)
+{
+	beamalloc_gpa *h;
+
+	alarm(60);
+	h = make(1, true);
+	(void)churn(h);
+	sleep_ms(20);
+	/* CHILD_EXIT: the library's destructor joins the child's decay
+	 * thread, as at any normal exit. */
+	return beamalloc_gpa_destroy(h) == 0 &&
+	    beamalloc_gpa_destroy(g) == 0 ? 0 : 1;
+}
+
 int
 main(void)
 {
 	beamalloc_gpa_config c;
 	beamalloc_gpa *g, *ref;
 	size_t peak, target, got, before;
-	pid_t pid;
-	int status;
+	char how[32];
+	int st;
 
 	plan(15);
 	beamalloc_gpa_config_init(&c);
@@ -220,25 +236,9 @@ main(void)
 	/* fork() while the thread exists: the child makes a decaying GPA
 	 * (a thread of its own), uses it and exits; no hang, no crash. */
 	g = make(1, true);
-	fflush(stdout);
-	if ((pid = fork()) == 0) {
-		beamalloc_gpa *h;
-
-		alarm(60);
-		h = make(1, true);
-		(void)churn(h);
-		sleep_ms(20);
-		/* exit(), not _exit(): the library's destructor joins the
-		 * child's decay thread, as at any normal exit. */
-		exit(beamalloc_gpa_destroy(h) == 0 &&
-		    beamalloc_gpa_destroy(g) == 0 ? 0 : 1);
-	}
-	status = -1;
-	if (pid > 0 && waitpid(pid, &status, 0) != pid)
-		status = -1;
-	ok(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
-	    "fork: the child uses decay and exits cleanly (status %#x)",
-	    (unsigned)status);
+	st = child_run(forked, g, CHILD_EXIT, NULL, 0);
+	ok(child_exited(st, 0), "fork: the child uses decay and exits "
+	    "cleanly (%s)", child_how(st, how));
 	(void)churn(g);
 	got = wait_down(g, 512 * 1024);
 	ok(got <= 512 * 1024, "the parent's thread still decays (%zu bytes)",

@@ -24,11 +24,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "beamalloc.h"
 #include "gpa/gpa.h"
+#include "child.h"
 #include "tap.h"
 
 #define BLOCK 64
@@ -229,13 +229,14 @@ second_foreign(void *arg)	/* F */
 /* The child: 0 when one double free was reported, nothing else, x came
  * out once and nothing leaked; else which of these failed. */
 static int
-race(void)
+race(void *unused)
 {
 	beamalloc_gpa_config cfg;
 	struct sigaction sa;
 	pthread_t t[3];
 	void *twice;
 
+	(void)unused;
 	alarm(60);
 	beamalloc_gpa_config_init(&cfg);
 	cfg.thread_safe = true;
@@ -275,17 +276,9 @@ main(void)
 
 	plan(1);
 	for (int i = 0; i < RUNS; i++) {
-		int st = 0;
-		pid_t pid;
+		int st = child_run(race, NULL, 0, NULL, 0);
 
-		fflush(stdout);
-		if ((pid = fork()) < 0)
-			bail("fork");
-		if (pid == 0)
-			_exit(race());
-		if (waitpid(pid, &st, 0) != pid)
-			bail("waitpid");
-		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		if (!child_exited(st, 0)) {
 			bad++;
 			last = WIFEXITED(st) ? WEXITSTATUS(st) : 100 +
 			    WTERMSIG(st);

@@ -13,11 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "beamalloc.h"
+#include "child.h"
 #include "tap.h"
 #include "testalloc.h"
 
@@ -281,46 +281,47 @@ static const beamalloc_vtable edge_vtable = { edge_alloc, edge_resize,
  * checked at its free (and as it leaves a quarantine) without a byte
  * outside it: the word-wide helpers of the slots once read and wrote the
  * bytes below it (found by a review).  In a child: it faulted. */
+static int
+junk_short_child(void *unused)
+{
+	beamalloc_allocator back = { NULL, &edge_vtable }, a;
+	beamalloc_gpa_config cfg;
+	beamalloc_gpa *g;
+	unsigned char *p;
+	int bad = 0;
+
+	(void)unused;
+	beamalloc_gpa_config_init(&cfg);
+	cfg.junk = true;
+	for (int quar = 0; quar < 2; quar++) {
+		cfg.quarantine = quar ? 65536 : 0;
+		if ((g = beamalloc_gpa_create(back, &cfg)) == NULL)
+			return 2;
+		a = beamalloc_gpa_allocator(g);
+		for (size_t len = 1; len < 8; len++) {
+			if ((p = beamalloc_alloc(a, 20000)) == NULL ||
+			    !beamalloc_resize(a, p, 20000, 8, len))
+				bad++;
+			else
+				beamalloc_free(a, p, len);
+		}
+		if (beamalloc_gpa_destroy(g) != 0)
+			bad++;
+	}
+	return bad != 0;
+}
+
 static void
 junk_short(void)
 {
-	pid_t pid;
-	int status = -1;
+	char how[32];
+	int st;
 
 	pg = (size_t)sysconf(_SC_PAGESIZE);
-	fflush(stdout);
-	if ((pid = fork()) == 0) {
-		beamalloc_allocator back = { NULL, &edge_vtable }, a;
-		beamalloc_gpa_config cfg;
-		beamalloc_gpa *g;
-		unsigned char *p;
-		int bad = 0;
-
-		beamalloc_gpa_config_init(&cfg);
-		cfg.junk = true;
-		for (int quar = 0; quar < 2; quar++) {
-			cfg.quarantine = quar ? 65536 : 0;
-			if ((g = beamalloc_gpa_create(back, &cfg)) == NULL)
-				_exit(2);
-			a = beamalloc_gpa_allocator(g);
-			for (size_t len = 1; len < 8; len++) {
-				if ((p = beamalloc_alloc(a, 20000)) == NULL ||
-				    !beamalloc_resize(a, p, 20000, 8, len))
-					bad++;
-				else
-					beamalloc_free(a, p, len);
-			}
-			if (beamalloc_gpa_destroy(g) != 0)
-				bad++;
-		}
-		exit(bad != 0);
-	}
-	if (pid > 0 && waitpid(pid, &status, 0) != pid)
-		status = -1;
-	ok(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
-	    "junk: large blocks shrunk to 1-7 bytes freed, with and without "
-	    "a quarantine, no byte below them touched (status %#x)",
-	    (unsigned)status);
+	st = child_run(junk_short_child, NULL, CHILD_EXIT, NULL, 0);
+	ok(child_exited(st, 0), "junk: large blocks shrunk to 1-7 bytes "
+	    "freed, with and without a quarantine, no byte below them "
+	    "touched (%s)", child_how(st, how));
 }
 
 int

@@ -10,10 +10,10 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "beamalloc.h"
+#include "child.h"
 #include "plant.h"
 #include "tap.h"
 
@@ -372,8 +372,9 @@ past_culprit(void *arg)
 }
 
 static int
-past_run(bool quarantine)
+past_run(void *arg)
 {
+	bool quarantine = *(const bool *)arg;
 	beamalloc_gpa_config cfg;
 	pthread_t th[PAST], c;
 
@@ -412,22 +413,14 @@ report_past_caches(bool quarantine)
 {
 	const char *what = quarantine ? "at the quarantine's end" :
 	    "as its slot is handed out";
-	int st = 0;
-	pid_t pid;
+	int st = child_run(past_run, &quarantine, 0, NULL, 0);
+	char how[32];
 
-	fflush(stdout);
-	if ((pid = fork()) < 0)
-		bail("fork");
-	if (pid == 0)
-		_exit(past_run(quarantine));
-	if (waitpid(pid, &st, 0) != pid)
-		bail("waitpid");
-	if (!ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%d threads: a write "
-	    "after free %s, on a thread past the caches, reported once to a "
-	    "callback that allocates from the GPA", PAST, what))
-		diag("  child: %s %d (14: alarm, a deadlock; 6: reports)",
-		    WIFEXITED(st) ? "exit" : "signal",
-		    WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+	if (!ok(child_exited(st, 0), "%d threads: a write after free %s, on "
+	    "a thread past the caches, reported once to a callback that "
+	    "allocates from the GPA", PAST, what))
+		diag("  child: %s (14: alarm, a deadlock; 6: reports)",
+		    child_how(st, how));
 }
 
 /* Short-lived threads one after another: each finds a cache. */

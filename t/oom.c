@@ -24,11 +24,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "beamalloc.h"
+#include "child.h"
 #include "tap.h"
 
 #ifdef HAVE_VALGRIND_MEMCHECK_H
@@ -680,62 +680,60 @@ static const struct scenario {
  * Runs in children
  * ---------------------------------------------------------------------- */
 
+/* What a child tells its parent, in memory they share. */
+struct told {
+	size_t calls;			/* backing calls made */
+	char wrong[sizeof(first_wrong)];	/* the first thing wrong */
+};
+static struct told *told;
+
+struct run {
+	const struct scenario *s;
+	size_t from, to;
+};
+
+static int
+run_child(void *arg)
+{
+	const struct run *r = arg;
+
+	fail_from = r->from;
+	fail_to = r->to;
+	rng = 0x9e3779b97f4a7c15ull;
+	r->s->fn();
+	told->calls = atomic_load(&calls);
+	if (atomic_load(&outstanding) != 0)
+		wrong("backing bytes not given back",
+		    atomic_load(&outstanding), 0);
+	if (atomic_load(&nbad) != 0)
+		wrong("backing freed with another length",
+		    atomic_load(&nbad), 0);
+	memcpy(told->wrong, first_wrong, sizeof(told->wrong));
+	return atomic_load(&nwrong) != 0 ? 1 : 0;
+}
+
 /* Run s with calls [from, to) failing, in a child: its status; *ncalls
  * the backing calls it made. */
 static int
 run(const struct scenario *s, size_t from, size_t to, size_t *ncalls,
     char *why, size_t whylen)
 {
-	int fd[2], status;
-	pid_t pid;
-	char msg[200] = "";
-	ssize_t n;
+	struct run r = { s, from, to };
+	char how[32];
+	int st;
 
-	fflush(stdout);
-	fflush(stderr);
-	if (pipe(fd) != 0)
-		bail("pipe");
-	if ((pid = fork()) < 0)
-		bail("fork");
-	if (pid == 0) {
-		size_t out[2];
-
-		close(fd[0]);
-		fail_from = from;
-		fail_to = to;
-		rng = 0x9e3779b97f4a7c15ull;
-		s->fn();
-		out[0] = atomic_load(&calls);
-		if (atomic_load(&outstanding) != 0)
-			wrong("backing bytes not given back",
-			    atomic_load(&outstanding), 0);
-		if (atomic_load(&nbad) != 0)
-			wrong("backing freed with another length",
-			    atomic_load(&nbad), 0);
-		out[1] = atomic_load(&nwrong);
-		if (write(fd[1], out, sizeof(out)) != sizeof(out) ||
-		    write(fd[1], first_wrong, strlen(first_wrong)) < 0)
-			_exit(3);
-		/* exit(), not _exit(): the library's destructor joins the
-		 * decay thread (else valgrind finds its stack lost). */
-		exit(out[1] != 0 ? 1 : 0);
-	}
-	close(fd[1]);
-	{
-		size_t out[2] = { 0, 0 };
-
-		if (read(fd[0], out, sizeof(out)) == sizeof(out) &&
-		    (n = read(fd[0], msg, sizeof(msg) - 1)) > 0)
-			msg[n] = '\0';
-		*ncalls = out[0];
-	}
-	close(fd[0]);
-	waitpid(pid, &status, 0);
-	if (WIFSIGNALED(status))
-		snprintf(why, whylen, "killed by signal %d", WTERMSIG(status));
+	if (told == NULL)
+		told = child_shared(sizeof(*told));
+	memset(told, 0, sizeof(*told));
+	/* CHILD_EXIT: the library's destructor joins the decay thread
+	 * (else valgrind finds its stack lost). */
+	st = child_run(run_child, &r, CHILD_EXIT, NULL, 0);
+	*ncalls = told->calls;
+	if (WIFSIGNALED(st))
+		snprintf(why, whylen, "killed by %s", child_how(st, how));
 	else
-		snprintf(why, whylen, "%s", msg);
-	return status;
+		snprintf(why, whylen, "%s", told->wrong);
+	return st;
 }
 
 /* Every call of s failing from there on (gone) or alone (passing). */
@@ -755,7 +753,7 @@ sweep(const struct scenario *s, size_t total, bool gone)
 		    sizeof(why));
 
 		runs++;
-		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		if (!child_exited(st, 0)) {
 			if (bad++ == 0) {
 				first = k;
 				snprintf(first_why, sizeof(first_why), "%s",
@@ -781,7 +779,7 @@ main(void)
 		char why[200];
 		int st = run(s, SIZE_MAX, SIZE_MAX, &total, why, sizeof(why));
 
-		if (!ok(WIFEXITED(st) && WEXITSTATUS(st) == 0 && total > 0,
+		if (!ok(child_exited(st, 0) && total > 0,
 		    "%s: with memory, no finding (%zu backing calls)",
 		    s->name, total)) {
 			diag("%s", why);

@@ -18,10 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "beamalloc.h"
+#include "child.h"
 #include "tap.h"
 #include "tools.h"		/* BA_ASAN */
 
@@ -401,40 +401,28 @@ struct outcome {
 static const char *valgrind = "valgrind";
 static char self[4096];		/* this program's binary (not a wrapper) */
 
+/* The bug, under ASan in this child itself, else this program run again
+ * under valgrind. */
+static int
+bug_child(void *name)
+{
+#ifdef BA_ASAN
+	(void)valgrind, (void)self;
+	return child(name);
+#else
+	execlp(valgrind, valgrind, "--error-exitcode=99", "--quiet",
+	    "--leak-check=no", self, "--child", (const char *)name,
+	    (char *)NULL);
+	return 127;
+#endif
+}
+
 static void
 run_child(const char *name, struct outcome *o)
 {
-	int fd[2], st;
-	pid_t pid = -1;
-	size_t n = 0;
-	ssize_t k;
-	char drain[512];
+	int st = child_run(bug_child, (void *)name, 0, o->text,
+	    sizeof(o->text));
 
-	if (pipe(fd) != 0 || (pid = fork()) < 0)
-		bail("pipe/fork: %s", strerror(errno));
-	if (pid == 0) {
-		close(fd[0]);
-		dup2(fd[1], 2);
-		close(fd[1]);
-#ifdef BA_ASAN
-		(void)valgrind, (void)self;
-		_exit(child(name));
-#else
-		execlp(valgrind, valgrind, "--error-exitcode=99", "--quiet",
-		    "--leak-check=no", self, "--child", name,
-		    (char *)NULL);
-		_exit(127);
-#endif
-	}
-	close(fd[1]);
-	while (n < sizeof(o->text) - 1 &&
-	    (k = read(fd[0], o->text + n, sizeof(o->text) - 1 - n)) > 0)
-		n += (size_t)k;
-	o->text[n] = '\0';
-	while (read(fd[0], drain, sizeof(drain)) > 0)
-		;
-	close(fd[0]);
-	waitpid(pid, &st, 0);
 	o->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 

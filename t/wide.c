@@ -7,10 +7,10 @@
 #include <signal.h>
 #include <stdalign.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "beamalloc.h"
+#include "child.h"
 #include "tap.h"
 #include "testalloc.h"
 
@@ -229,39 +229,28 @@ cross_allocators(beamalloc_allocator w1, beamalloc_allocator w2)
 
 /* With no handler: the report is printed to stderr; abort_on_error makes
  * the call abort after it.  In a child, whose stderr is a pipe. */
+static int
+free_misaligned(void *unused)
+{
+	beamalloc_allocator w = beamalloc_wide();
+	void *p;
+
+	(void)unused;
+	beamalloc_report_set_default(NULL, NULL, true);
+	p = beamalloc_alloc_aligned(w, 100, 64);
+	beamalloc_free(w, p, 100);
+	return 0;
+}
+
 static void
 default_handler_aborts(void)
 {
-	int fds[2], status;
-	char out[1024];
-	size_t got = 0;
-	ssize_t n;
-	pid_t pid = -1;
+	char out[1024], how[32];
+	int st = child_run(free_misaligned, NULL, 0, out, sizeof(out));
 
-	if (pipe(fds) != 0 || (pid = fork()) < 0)
-		bail("pipe/fork: %s", strerror(errno));
-	if (pid == 0) {
-		beamalloc_allocator w = beamalloc_wide();
-		void *p;
-
-		dup2(fds[1], 2);
-		close(fds[0]);
-		beamalloc_report_set_default(NULL, NULL, true);
-		p = beamalloc_alloc_aligned(w, 100, 64);
-		beamalloc_free(w, p, 100);
-		_exit(0);
-	}
-	close(fds[1]);
-	/* The report comes in several writes (stderr is unbuffered). */
-	while (got < sizeof(out) - 1 &&
-	    (n = read(fds[0], out + got, sizeof(out) - 1 - got)) > 0)
-		got += (size_t)n;
-	out[got] = '\0';
-	close(fds[0]);
-	waitpid(pid, &status, 0);
-	if (!ok(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+	if (!ok(child_killed(st, SIGABRT),
 	    "abort_on_error: the bad free aborts after its report"))
-		diag("  wait status %#x", (unsigned)status);
+		diag("  child: %s", child_how(st, how));
 	if (!ok(strstr(out, "beamalloc: alignment mismatch: 100 bytes at") !=
 	    NULL && strstr(out, "(align 64), but the call gave 100 bytes, "
 	    "align 8") != NULL, "handler NULL: the GPA's text on stderr"))

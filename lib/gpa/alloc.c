@@ -587,7 +587,15 @@ memo_shared(const struct slab *s)
 	return h;
 }
 
-/* Remember p's slab in the memo.  False for a pointer in no slab. */
+/* Remember p's slab in the memo.  False for a pointer in no slab's
+ * slots: one beside them in a partial slab's frame (a large block past
+ * the region) goes to the general path without reading the slab, which
+ * another thread may be making or giving back.  So that the fast free
+ * sends such pointers here too, the memo's base and records are moved
+ * (by whole slots) to where its one test, an offset below SLAB_SIZE,
+ * holds for the slab's slots alone: the first slot is the base when
+ * there are bytes of the frame below it (a region's head), else the
+ * base is as far below the slab as puts its end at SLAB_SIZE or past. */
 static bool
 memo_fill(struct beamalloc_gpa *g, struct tcache *tc, uintptr_t p)
 {
@@ -595,17 +603,22 @@ memo_fill(struct beamalloc_gpa *g, struct tcache *tc, uintptr_t p)
 	    memory_order_acquire);
 	struct where w;
 
-	if (!slab_find(g, p, &w))
+	if (!slot_find(g, p, &w))
 		return false;
 	struct memo *m = memo_of(tc, p);
 	struct slab *s = slab_of(w.recs);
 	struct depot *home = s->home;
+	size_t size = class_size(w.cls);
+	/* In slots: how far the memo's base is above the slab's. */
+	ptrdiff_t move = w.lo != 0 ? (ptrdiff_t)(w.lo / size) :
+	    -(ptrdiff_t)((SLAB_SIZE - w.hi + size - 1) / size);
 
 	m->epoch = epoch;
-	m->base = w.base;
+	m->base = w.base + (uintptr_t)(move * (ptrdiff_t)size);
 	m->div = ba_classes[w.cls].inv;
-	m->size = class_size(w.cls);
-	m->recs = w.recs;
+	m->size = size;
+	m->recs = (unsigned char *)((uintptr_t)w.recs +
+	    (uintptr_t)(move * ((ptrdiff_t)1 << g->rec_shift)));
 	if (home == NULL)
 		home = memo_shared(s);
 	/* Another cache's slab: its slots go home through the outbox, and

@@ -253,11 +253,18 @@ struct region {
 	struct region *anext, *aprev;	/* g->ravail */
 };
 
-/* Slab table entry: key = frame | class, so one load finds both. */
+/* Slab table entry: key = frame | class, so one load finds both; with
+ * the slab's records and where its slots lie, so that a pointer from
+ * outside them (a partial slab's frame holds other blocks: a large block
+ * beside the region) is told apart without reading the slab's header,
+ * which another thread may be writing or giving back.  The fields after
+ * the key are read between two loads of it (slab_find()). */
 struct sent {
 	_Atomic uintptr_t key;		/* 0: empty */
-	unsigned char *recs;
+	unsigned char *_Atomic recs;
+	_Atomic uint64_t slots;		/* lo | hi << 32: SLOTS() */
 };
+#define SLOTS(lo, hi) ((uint64_t)(lo) | (uint64_t)(hi) << 32)
 
 struct stab {
 	size_t mask;
@@ -1177,11 +1184,13 @@ rec_matches(const unsigned char *rec, size_t len, size_t align)
  * the small helpers they all inline
  * ---------------------------------------------------------------------- */
 
-/* A slab found by address: slab_find()'s answer. */
+/* A slab found by address: slab_find()'s answer.  Its slots are the
+ * bytes [base + lo, base + hi). */
 struct where {
 	uintptr_t base;
 	size_t cls;
 	unsigned char *recs;
+	uint32_t lo, hi;
 };
 
 BA_HIDDEN extern struct mag ba_gpa_no_mag;	/* the empty magazine */
@@ -1377,9 +1386,21 @@ slab_find(const struct beamalloc_gpa *g, uintptr_t p, struct where *w)
 		/* frame is not 0, so neither an empty key nor a tombstone
 		 * matches */
 		if (BA_LIKELY((k & ~(uintptr_t)(FRAME_SIZE - 1)) == frame)) {
+			uint64_t slots = atomic_load_explicit(&t->e[i].slots,
+			    memory_order_relaxed);
+
+			w->recs = atomic_load_explicit(&t->e[i].recs,
+			    memory_order_relaxed);
+			/* The key again: an entry taken by another slab
+			 * since (a tombstone's, stab_put()) is read again. */
+			atomic_thread_fence(memory_order_acquire);
+			if (BA_UNLIKELY(atomic_load_explicit(&t->e[i].key,
+			    memory_order_relaxed) != k))
+				continue;
 			w->cls = (size_t)(k & (FRAME_SIZE - 1));
 			w->base = p & ~(uintptr_t)(slab_span(w->cls) - 1);
-			w->recs = t->e[i].recs;
+			w->lo = (uint32_t)slots;
+			w->hi = (uint32_t)(slots >> 32);
 			return true;
 		}
 		if (k == 0)
@@ -1459,13 +1480,7 @@ depot_tc(struct depot *d, size_t c)
 static inline bool
 slot_find(const struct beamalloc_gpa *g, uintptr_t p, struct where *w)
 {
-	const struct slab *s;
-
-	if (!slab_find(g, p, w))
-		return false;
-	s = slab_of(w->recs);
-	return p - w->base - (uintptr_t)s->first * s->size <
-	    (uintptr_t)s->nslots * s->size;
+	return slab_find(g, p, w) && p - w->base - w->lo < w->hi - w->lo;
 }
 
 static inline size_t

@@ -30,10 +30,12 @@ ba_gpa_stab_new(struct beamalloc_gpa *g, size_t cap)
 	return t;
 }
 
-/* A tombstone's slot is taken again: a reader that still matches the
- * old key can only be looking for a released slab's pointer. */
+/* A tombstone's slot is taken again: a reader that matched the old key
+ * reads the key again after the fields, and, finding it changed, looks
+ * again (the fence orders the tombstone before the new fields, as a
+ * seqlock's writer does). */
 static bool
-stab_put(struct stab *t, uintptr_t key, unsigned char *recs)
+stab_put(struct stab *t, uintptr_t key, unsigned char *recs, uint64_t slots)
 {
 	size_t i = stab_hash(t, key & ~(uintptr_t)(FRAME_SIZE - 1));
 	uintptr_t k;
@@ -41,7 +43,9 @@ stab_put(struct stab *t, uintptr_t key, unsigned char *recs)
 	while ((k = atomic_load_explicit(&t->e[i].key,
 	    memory_order_relaxed)) != 0 && k != STAB_TOMB)
 		i = (i + 1) & t->mask;
-	t->e[i].recs = recs;
+	atomic_thread_fence(memory_order_release);
+	atomic_store_explicit(&t->e[i].recs, recs, memory_order_relaxed);
+	atomic_store_explicit(&t->e[i].slots, slots, memory_order_relaxed);
 	atomic_store_explicit(&t->e[i].key, key, memory_order_release);
 	return k == 0;
 }
@@ -50,7 +54,8 @@ stab_put(struct stab *t, uintptr_t key, unsigned char *recs)
  * one with room for twice the live slabs; the old one stays (readers may
  * still be in it) until destroy. */
 static bool
-stab_insert(struct beamalloc_gpa *g, uintptr_t key, unsigned char *recs)
+stab_insert(struct beamalloc_gpa *g, uintptr_t key, unsigned char *recs,
+    uint64_t slots)
 {
 	struct stab *t = atomic_load_explicit(&g->stab, memory_order_relaxed);
 
@@ -67,13 +72,16 @@ stab_insert(struct beamalloc_gpa *g, uintptr_t key, unsigned char *recs)
 			    memory_order_relaxed);
 
 			if (k != 0 && k != STAB_TOMB)
-				stab_put(n, k, t->e[i].recs);
+				stab_put(n, k, atomic_load_explicit(
+				    &t->e[i].recs, memory_order_relaxed),
+				    atomic_load_explicit(&t->e[i].slots,
+				    memory_order_relaxed));
 		}
 		atomic_store_explicit(&g->stab, n, memory_order_release);
 		t = n;
 		g->nstab = g->nkeys;
 	}
-	g->nstab += stab_put(t, key, recs);
+	g->nstab += stab_put(t, key, recs, slots);
 	g->nkeys++;
 	return true;
 }
@@ -206,13 +214,16 @@ frame_bits(size_t c, unsigned i)
 	return (slab_span(c) == FRAME_SIZE ? (uint64_t)1 : (uint64_t)3) << i;
 }
 
-/* Slab s's keys in the table, one a frame.  Under g->lock. */
+/* Slab s's keys in the table, one a frame, with where its slots lie.
+ * Under g->lock. */
 static bool
 slab_keys(struct beamalloc_gpa *g, struct slab *s)
 {
+	uint32_t lo = s->first * s->size, hi = lo + s->nslots * s->size;
+
 	for (uintptr_t f = s->base; f < s->base + slab_span(s->cls);
 	    f += FRAME_SIZE)
-		if (!stab_insert(g, f | s->cls, s->recs)) {
+		if (!stab_insert(g, f | s->cls, s->recs, SLOTS(lo, hi))) {
 			while (f > s->base)
 				stab_remove(g, f -= FRAME_SIZE);
 			return false;

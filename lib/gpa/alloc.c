@@ -384,11 +384,11 @@ again:
 		    &tc->sample_left) ? ba_trace_id(g->traces, g->depth, ra) : 0;
 	else if (BA_UNLIKELY(tc->sample_left < 0) && !g->guard_fast)
 		tc->sample_left = INT_MAX;	/* nothing to sample */
-	state_set(e.rec, REC_USED);
 	if (g->tools)
 		BA_TOOL_ALLOC(e.p, len);
 	if (BA_UNLIKELY(g->canary || g->junk))
 		ba_chk_fill_new(g, e.p, len, class_size(c));
+	state_publish(e.rec);
 	if (g->batched)
 		credit(g, tc, (ptrdiff_t)len);
 	else
@@ -723,11 +723,14 @@ small_resize(struct beamalloc_gpa *g, void *mem, const struct where *w,
 		errno = ENOMEM;
 		return false;
 	}
-	if (g->safety)
-		((struct rec *)(void *)rec)->len = (uint16_t)new_len;
 	if (g->tools)
 		BA_TOOL_RESIZE(mem, len, new_len);
+	/* The canary first: a leak check on another thread that reads the
+	 * new length finds the canary after it (either length finds one). */
 	ba_chk_canary_set(g, mem, new_len, class_size(w->cls));
+	if (g->safety)
+		__atomic_store_n(&((struct rec *)(void *)rec)->len,
+		    (uint16_t)new_len, __ATOMIC_RELEASE);
 	return true;
 }
 

@@ -992,6 +992,15 @@ state_set(unsigned char *rec, uint8_t s)
 	__atomic_store_n(rec, s, __ATOMIC_RELAXED);
 }
 
+/* A new block live, once its record, junk and canary are written: a leak
+ * check on another thread (ba_gpa_leaks_small(), an acquire) that finds
+ * it live reads them whole.  A plain store on x86. */
+static inline void
+state_publish(unsigned char *rec)
+{
+	__atomic_store_n(rec, REC_USED, __ATOMIC_RELEASE);
+}
+
 /* USED -> FREE as one atomic step: of two frees of one block racing on
  * two threads, exactly one wins; the other sees FREE and is reported.
  * Relaxed: the slot's contents are handed on by the magazine push that
@@ -1168,7 +1177,7 @@ rec_used_untraced(const unsigned char *rec)
 static inline void
 rec_set_used_untraced(unsigned char *rec)
 {
-	__atomic_store_n((uint64_t *)(void *)rec, REC_USED, __ATOMIC_RELAXED);
+	__atomic_store_n((uint64_t *)(void *)rec, REC_USED, __ATOMIC_RELEASE);
 }
 
 static inline bool
@@ -1677,7 +1686,7 @@ ba_gpa_fast_alloc_chk(void *ctx, size_t len, size_t align, uintptr_t ra,
 	else {
 		if (sample == BA_SMP_TRACE)
 			((struct rec *)(void *)e.rec)->tid = 0;
-		state_set(e.rec, REC_USED);
+		state_publish(e.rec);
 	}
 	over = credit_up(tc, len);
 	if (st && BA_UNLIKELY(!st_left(g, me, prev)))

@@ -333,6 +333,10 @@ ba_gpa_large_alloc(struct beamalloc_gpa *g, size_t len, size_t align,
 		/* The front-end calls this GPA straight: errno is ours. */
 		return ba_fail_from_vtable();
 	}
+	/* Junk and canary before the block is in the table, where a leak
+	 * check on another thread looks at its canary. */
+	if (BA_UNLIKELY(g->canary || g->junk))
+		ba_chk_fill_new(g, p, len, lg_room(g, len, align, guard));
 	lock(g, &g->large_lock);
 	if ((l = lg_insert(g, (uintptr_t)p)) != NULL) {
 		l->len = len;
@@ -361,8 +365,6 @@ ba_gpa_large_alloc(struct beamalloc_gpa *g, size_t len, size_t align,
 		credit(g, tc, (ptrdiff_t)len);
 	else
 		ba_gpa_peak_live(g);
-	if (BA_UNLIKELY(g->canary || g->junk))
-		ba_chk_fill_new(g, p, len, lg_room(g, len, align, guard));
 	return p;
 }
 

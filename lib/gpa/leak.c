@@ -89,7 +89,9 @@ ba_gpa_leaks_small(struct beamalloc_gpa *g, struct leak_snap *sn)
 			    ((size_t)i << g->rec_shift);
 			uintptr_t p = s->base + (size_t)i * s->size;
 
-			if (state_get(rec) != REC_USED)
+			/* Acquire: a live block's canary is written
+			 * (state_publish()). */
+			if (__atomic_load_n(rec, __ATOMIC_ACQUIRE) != REC_USED)
 				continue;
 			n++;
 			if (sn == NULL) {
@@ -101,7 +103,8 @@ ba_gpa_leaks_small(struct beamalloc_gpa *g, struct leak_snap *sn)
 			if (copy && (copy = snap_room(g, sn)))
 				sn->small[sn->ns++] = p | (g->canary &&
 				    !ba_chk_canary_ok(g, (unsigned char *)p,
-				    ((const struct rec *)(const void *)rec)->len,
+				    __atomic_load_n(&((const struct rec *)
+				    (const void *)rec)->len, __ATOMIC_ACQUIRE),
 				    s->size));
 			else
 				leak_slot(g, s, i);

@@ -60,7 +60,8 @@ lease_report(void *user, const beamalloc_report *r)
 {
 	struct lease *e = user;
 
-	e->reports++;
+	/* Atomic: the holder's threads may report at once. */
+	__atomic_add_fetch(&e->reports, 1, __ATOMIC_RELAXED);
 	if (e->report != NULL)
 		e->report(e->report_user, r);
 	else
@@ -175,7 +176,7 @@ beamalloc_gpa_checkout(beamalloc_allocator backing,
 	/* Ours alone until checked in. */
 	e->report = made.report;
 	e->report_user = made.report_user;
-	e->reports = 0;
+	__atomic_store_n(&e->reports, 0, __ATOMIC_RELAXED);
 	if (e->gpa != NULL)
 		return e->gpa;
 	made.report = lease_report;
@@ -203,7 +204,8 @@ beamalloc_gpa_checkin(beamalloc_gpa *g)
 	if (e == NULL)			/* made past a full table */
 		return beamalloc_gpa_destroy(g);
 	beamalloc_gpa_get_stats(g, &st);
-	if (st.live_blocks == 0 && e->reports == 0) {
+	if (st.live_blocks == 0 &&
+	    __atomic_load_n(&e->reports, __ATOMIC_RELAXED) == 0) {
 		/* The peak restarts, as beamalloc_gpa_reset_peak() would
 		 * have it, without its two more reads of the stats (they
 		 * doubled a checkout's and checkin's cost): st is exact, no

@@ -212,6 +212,49 @@ last(void)
 	return ncaught ? &caught[ncaught - 1].r : NULL;
 }
 
+/* In a child: for every size class from 16 B, a free of the last 8 bytes
+ * of each block of two slabs and more (the last slot's too, past where
+ * the memo reaches when the size does not divide the slab) is one invalid
+ * free; then the blocks free cleanly.  The last slot's looped for ever
+ * once. */
+static int
+interior_frees(void *arg)
+{
+	bool safety = *(bool *)arg;
+	beamalloc_gpa *g = new_gpa(beamalloc_libc(), safety, 0);
+	beamalloc_allocator a = beamalloc_gpa_allocator(g);
+	beamalloc_gpa_class_stats cls[BEAMALLOC_GPA_NCLASS];
+	enum { MAXB = 2 * 65536 / 16 + 2 };
+	static unsigned char *b[MAXB];
+	size_t nclass, bad = 0, want = 0;
+
+	alarm(180);		/* valgrind, a busy machine */
+	nclass = beamalloc_gpa_get_class_stats(g, cls, BEAMALLOC_GPA_NCLASS,
+	    NULL);
+	for (size_t c = 0; c < nclass; c++) {
+		size_t size = cls[c].size, n = 2 * 65536 / size + 2, before;
+
+		if (size < 16)
+			continue;	/* 8 bytes in is the next block */
+		for (size_t i = 0; i < n; i++)
+			if ((b[i] = beamalloc_alloc(a, size)) == NULL)
+				return 2;
+		before = ncaught;
+		for (size_t i = 0; i < n; i++)
+			beamalloc_free(a, b[i] + size - 8, size);
+		want += n;
+		if (safety && ncaught - before != n)
+			bad++;
+		for (size_t i = 0; i < n; i++)
+			beamalloc_free(a, b[i], size);
+	}
+	if (bad != 0)
+		return 3;
+	if (beamalloc_gpa_destroy(g) != 0)
+		return 4;
+	return want > 0 ? 0 : 5;
+}
+
 /* Double, invalid and mismatched frees, small and large, each reported
  * and then ignored. */
 static void
@@ -225,6 +268,14 @@ bad_frees(bool safety)
 	unsigned char *p, *q, *r, *big;
 	const beamalloc_report *rp;
 	void *foreign = malloc(64);
+	char how[32];
+	int st = child_run(interior_frees, &safety, 0, NULL, 0);
+
+	if (!ok(child_exited(st, 0), "%s: every class, a free inside each "
+	    "block of two slabs (their last ones too): %s, and it returns",
+	    m, safety ? "one invalid free each" : "ignored"))
+		diag("  child: %s (14: alarm, a loop; 3: reports)",
+		    child_how(st, how));
 
 	ncaught = 0;
 	p = beamalloc_alloc(a, 24);

@@ -635,13 +635,17 @@ memo_fill(struct beamalloc_gpa *g, struct tcache *tc, uintptr_t p)
 /* Free's memo missed: look the slab up in the table, remember it, and
  * free again through the vtable (the same fast function, now hitting).
  * A pointer in no slab (a large block, or not ours) goes to the general
- * path. */
+ * path, and so does one the memo still misses: inside the last slot,
+ * past the memo's reach (memo_fill() moves it by whole slots), where
+ * the fast free would come back here for ever. */
 __attribute__((noinline)) void
 ba_gpa_memo_miss(struct beamalloc_gpa *g, struct tcache *tc, void *mem, size_t len,
     size_t align, uintptr_t ra)
 {
-	if (memo_fill(g, tc, (uintptr_t)mem) && memo_of(tc,
-	    (uintptr_t)mem)->epoch == atomic_load_explicit(&g->epoch,
+	const struct memo *m = memo_of(tc, (uintptr_t)mem);
+
+	if (memo_fill(g, tc, (uintptr_t)mem) && (uintptr_t)mem - m->base <
+	    SLAB_SIZE && m->epoch == atomic_load_explicit(&g->epoch,
 	    memory_order_relaxed))
 		g->vtable->free(g, mem, len, align, ra);
 	else

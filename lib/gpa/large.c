@@ -356,8 +356,11 @@ ba_gpa_large_alloc(struct beamalloc_gpa *g, size_t len, size_t align,
 			ba_guard_free(p);
 		else if (kept)
 			ba_gpa_large_release(g, p, held, align, ra);
-		else
+		else {
+			/* Filled above: its canary poisoned for ASan. */
+			BA_ASAN_UNPOISON(p, held);
 			ba_raw_free(g->backing, p, held, align, ra);
+		}
 		(void)ba_gpa_reserve(g, -now, -1);
 		return ba_fail(ENOMEM);
 	}

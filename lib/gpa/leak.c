@@ -72,6 +72,24 @@ snap_room(struct beamalloc_gpa *g, struct leak_snap *sn)
 	return true;
 }
 
+/* A live slot's canary overwritten.  Other threads may resize or free
+ * the block while it is looked at (a grown block's new bytes written,
+ * a freed one's junk): a canary found overwritten is looked at again,
+ * with the length then, and counts only if the block is still live. */
+static bool
+canary_bad(const struct beamalloc_gpa *g, unsigned char *rec,
+    unsigned char *p, size_t room)
+{
+	for (int k = 0; k < 2; k++) {
+		if (ba_chk_canary_ok(g, p, __atomic_load_n(&((struct rec *)
+		    (void *)rec)->len, __ATOMIC_ACQUIRE), room))
+			return false;
+		if (__atomic_load_n(rec, __ATOMIC_ACQUIRE) != REC_USED)
+			return false;
+	}
+	return true;
+}
+
 /* Live small blocks: copied into sn, or with sn NULL (destroy) only
  * counted and shown to memory checkers as freed.  The caller holds
  * g->scanning up (no slab is released while the list is walked: trims
@@ -102,9 +120,7 @@ ba_gpa_leaks_small(struct beamalloc_gpa *g, struct leak_snap *sn)
 			/* Bit 0: its canary was overwritten. */
 			if (copy && (copy = snap_room(g, sn)))
 				sn->small[sn->ns++] = p | (g->canary &&
-				    !ba_chk_canary_ok(g, (unsigned char *)p,
-				    __atomic_load_n(&((const struct rec *)
-				    (const void *)rec)->len, __ATOMIC_ACQUIRE),
+				    canary_bad(g, rec, (unsigned char *)p,
 				    s->size));
 			else
 				leak_slot(g, s, i);

@@ -246,14 +246,16 @@ slab_count(struct beamalloc_gpa *g, ptrdiff_t bytes)
 /* A new slab for class c (its first: first), its records in a block of
  * their own, a key in the table for each of its frames; a partial slab
  * has records for a whole one, so that any pointer into its frame
- * (another block's, past the region) finds a record, never to be used.
- * Under the class's depot lock. */
+ * (another block's, past the region) finds a record, never to be used;
+ * and one more, never used either, for the slot start past the last
+ * slot when the size does not divide the span (a head slab's memo
+ * reaches it: memo_fill()).  Under the class's depot lock. */
 struct slab *
 ba_gpa_slab_new(struct beamalloc_gpa *g, size_t c, bool first)
 {
 	uint32_t nslots = (uint32_t)(slab_span(c) / class_size(c));
-	size_t recs_len = ba_align_forward((size_t)nslots << g->rec_shift,
-	    16);
+	size_t recs_len = ba_align_forward((size_t)(nslots + 1) <<
+	    g->rec_shift, 16);
 	/* The backing gives 8-byte alignment, the records want 16. */
 	size_t meta_len = sizeof(struct slab) + recs_len + (g->depth != 0 ?
 	    (size_t)nslots * sizeof(uint32_t) : 0) + 8;

@@ -591,11 +591,10 @@ memo_shared(const struct slab *s)
  * slots: one beside them in a partial slab's frame (a large block past
  * the region) goes to the general path without reading the slab, which
  * another thread may be making or giving back.  So that the fast free
- * sends such pointers here too, the memo's base and records are moved
- * (by whole slots) to where its one test, an offset below SLAB_SIZE,
- * holds for the slab's slots alone: the first slot is the base when
- * there are bytes of the frame below it (a region's head), else the
- * base is as far below the slab as puts its end at SLAB_SIZE or past. */
+ * sends such pointers here too, the memo's base and records are moved,
+ * by whole slots, to where its one test, an offset below SLAB_SIZE,
+ * holds for the slab's slots alone (the table's entry says how far:
+ * table.c's slab_keys()). */
 static bool
 memo_fill(struct beamalloc_gpa *g, struct tcache *tc, uintptr_t p)
 {
@@ -609,9 +608,7 @@ memo_fill(struct beamalloc_gpa *g, struct tcache *tc, uintptr_t p)
 	struct slab *s = slab_of(w.recs);
 	struct depot *home = s->home;
 	size_t size = class_size(w.cls);
-	/* In slots: how far the memo's base is above the slab's. */
-	ptrdiff_t move = w.lo != 0 ? (ptrdiff_t)(w.lo / size) :
-	    -(ptrdiff_t)((SLAB_SIZE - w.hi + size - 1) / size);
+	ptrdiff_t move = w.memo;	/* slots */
 
 	m->epoch = epoch;
 	m->base = w.base + (uintptr_t)(move * (ptrdiff_t)size);

@@ -262,9 +262,15 @@ struct region {
 struct sent {
 	_Atomic uintptr_t key;		/* 0: empty */
 	unsigned char *_Atomic recs;
-	_Atomic uint64_t slots;		/* lo | hi << 32: SLOTS() */
+	_Atomic uint64_t slots;		/* SLOTS(lo, hi, memo) */
 };
-#define SLOTS(lo, hi) ((uint64_t)(lo) | (uint64_t)(hi) << 32)
+/* Where the slots lie (bytes [lo, hi) past the slab's base), and how
+ * many slots the memo's base is moved by (memo_fill()), signed. */
+#define SLOTS(lo, hi, memo) ((uint64_t)(lo) | (uint64_t)(hi) << 21 | \
+	(uint64_t)(int64_t)(memo) << 42)
+#define SLOTS_LO(x) ((uint32_t)((x) & 0x1fffff))
+#define SLOTS_HI(x) ((uint32_t)((x) >> 21 & 0x1fffff))
+#define SLOTS_MEMO(x) ((int32_t)((int64_t)(x) >> 42))
 
 struct stab {
 	size_t mask;
@@ -1194,12 +1200,14 @@ rec_matches(const unsigned char *rec, size_t len, size_t align)
  * ---------------------------------------------------------------------- */
 
 /* A slab found by address: slab_find()'s answer.  Its slots are the
- * bytes [base + lo, base + hi). */
+ * bytes [base + lo, base + hi); a memo of it has its base moved by memo
+ * slots. */
 struct where {
 	uintptr_t base;
 	size_t cls;
 	unsigned char *recs;
 	uint32_t lo, hi;
+	int32_t memo;
 };
 
 BA_HIDDEN extern struct mag ba_gpa_no_mag;	/* the empty magazine */
@@ -1408,8 +1416,9 @@ slab_find(const struct beamalloc_gpa *g, uintptr_t p, struct where *w)
 				continue;
 			w->cls = (size_t)(k & (FRAME_SIZE - 1));
 			w->base = p & ~(uintptr_t)(slab_span(w->cls) - 1);
-			w->lo = (uint32_t)slots;
-			w->hi = (uint32_t)(slots >> 32);
+			w->lo = SLOTS_LO(slots);
+			w->hi = SLOTS_HI(slots);
+			w->memo = SLOTS_MEMO(slots);
 			return true;
 		}
 		if (k == 0)

@@ -214,16 +214,24 @@ frame_bits(size_t c, unsigned i)
 	return (slab_span(c) == FRAME_SIZE ? (uint64_t)1 : (uint64_t)3) << i;
 }
 
-/* Slab s's keys in the table, one a frame, with where its slots lie.
- * Under g->lock. */
+/* Slab s's keys in the table, one a frame, with where its slots lie,
+ * and how far a memo of it moves its base: so that the fast free's one
+ * test, an offset below SLAB_SIZE, holds for the slab's slots alone
+ * (memo_fill()), the first slot is the base when there are bytes of the
+ * frame below it (a region's head), else the base is as many slots below
+ * the slab as put the end of its slots at SLAB_SIZE or past.  Under
+ * g->lock. */
 static bool
 slab_keys(struct beamalloc_gpa *g, struct slab *s)
 {
 	uint32_t lo = s->first * s->size, hi = lo + s->nslots * s->size;
+	int32_t memo = lo != 0 ? (int32_t)s->first :
+	    -(int32_t)((SLAB_SIZE - hi + s->size - 1) / s->size);
 
 	for (uintptr_t f = s->base; f < s->base + slab_span(s->cls);
 	    f += FRAME_SIZE)
-		if (!stab_insert(g, f | s->cls, s->recs, SLOTS(lo, hi))) {
+		if (!stab_insert(g, f | s->cls, s->recs, SLOTS(lo, hi,
+		    memo))) {
 			while (f > s->base)
 				stab_remove(g, f -= FRAME_SIZE);
 			return false;

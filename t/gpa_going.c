@@ -29,59 +29,13 @@
 #include "beamalloc.h"
 #include "gpa/gpa.h"
 #include "child.h"
+#include "pages.h"
 #include "tap.h"
 
 #define BLOCK 64
-#define PAGE 4096
-
-/* ------------------------------------------------------------------------
- * A backing of whole pages
- * ---------------------------------------------------------------------- */
-
-static size_t
-pages(size_t len)
-{
-	return (len + PAGE - 1) & ~(size_t)(PAGE - 1);
-}
-
-static void *
-mm_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
-{
-	void *p;
-
-	(void)ctx, (void)ra;
-	if (align > PAGE)
-		return NULL;
-	p = mmap(NULL, pages(len), PROT_READ | PROT_WRITE,
-	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	return p == MAP_FAILED ? NULL : p;
-}
-
-static bool
-mm_resize(void *ctx, void *mem, size_t len, size_t align, size_t nl,
-    uintptr_t ra)
-{
-	(void)ctx, (void)mem, (void)len, (void)align, (void)nl, (void)ra;
-	return false;
-}
-
-static void *
-mm_remap(void *ctx, void *mem, size_t len, size_t align, size_t nl,
-    uintptr_t ra)
-{
-	(void)ctx, (void)mem, (void)len, (void)align, (void)nl, (void)ra;
-	return NULL;
-}
-
-static void
-mm_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
-{
-	(void)ctx, (void)align, (void)ra;
-	munmap(mem, pages(len));
-}
-
-static const beamalloc_vtable mm_vt = { mm_alloc, mm_resize, mm_remap,
-    mm_free };
+/* A backing of whole pages (pages.h). */
+static const beamalloc_vtable mm_vt = { pages_alloc, pages_resize,
+    pages_remap, pages_free };
 
 /* ------------------------------------------------------------------------
  * The three threads, in steps

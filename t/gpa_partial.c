@@ -23,10 +23,10 @@
 #include "beamalloc.h"
 #include "gpa/gpa.h"
 #include "child.h"
+#include "pages.h"
 #include "tap.h"
 
 #define FRAME ((uintptr_t)32768)
-#define PAGE 4096
 #define LARGE 17000
 #define POOL (16 * FRAME)
 
@@ -38,12 +38,6 @@
 static unsigned char *pool;
 static uintptr_t region_at, large_at;
 static size_t live;
-
-static size_t
-pages(size_t len)
-{
-	return (len + PAGE - 1) & ~(size_t)(PAGE - 1);
-}
 
 static void *
 bk_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
@@ -59,8 +53,7 @@ bk_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 	} else if (len == LARGE && large_at != 0) {
 		p = (void *)large_at;
 		large_at = 0;
-	} else if ((p = mmap(NULL, pages(len), PROT_READ | PROT_WRITE,
-	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)) == MAP_FAILED)
+	} else if ((p = pages_map(len, PROT_READ | PROT_WRITE)) == NULL)
 		return NULL;
 	live += len;
 	return p;
@@ -75,24 +68,8 @@ bk_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
 		munmap(mem, pages(len));
 }
 
-static bool
-bk_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
-    uintptr_t ra)
-{
-	(void)ctx, (void)mem, (void)len, (void)align, (void)new_len, (void)ra;
-	return false;
-}
-
-static void *
-bk_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
-    uintptr_t ra)
-{
-	(void)ctx, (void)mem, (void)len, (void)align, (void)new_len, (void)ra;
-	return NULL;
-}
-
-static const beamalloc_vtable bk_vt = { bk_alloc, bk_resize, bk_remap,
-	bk_free };
+static const beamalloc_vtable bk_vt = { bk_alloc, pages_resize,
+	pages_remap, bk_free };
 
 /* ------------------------------------------------------------------------
  * The child

@@ -24,9 +24,9 @@
 
 #include "beamalloc.h"
 #include "child.h"
+#include "pages.h"
 #include "tap.h"
 
-#define PAGE 4096
 #define BIG 40000
 
 /* ------------------------------------------------------------------------
@@ -35,12 +35,6 @@
 
 static int armed;
 static uintptr_t ro_lo, ro_hi;
-
-static size_t
-pages(size_t len)
-{
-	return (len + PAGE - 1) & ~(size_t)(PAGE - 1);
-}
 
 static void *
 mm_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
@@ -52,9 +46,8 @@ mm_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 	(void)ctx, (void)ra;
 	if (align > PAGE)
 		return NULL;
-	p = mmap(NULL, pages(len), ro ? PROT_READ : PROT_READ | PROT_WRITE,
-	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
+	if ((p = pages_map(len, ro ? PROT_READ : PROT_READ | PROT_WRITE)) ==
+	    NULL)
 		return NULL;
 	if (ro) {
 		ro_lo = (uintptr_t)p;
@@ -64,31 +57,8 @@ mm_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 	return p;
 }
 
-static bool
-mm_resize(void *ctx, void *mem, size_t len, size_t align, size_t nl,
-    uintptr_t ra)
-{
-	(void)ctx, (void)mem, (void)len, (void)align, (void)nl, (void)ra;
-	return false;
-}
-
-static void *
-mm_remap(void *ctx, void *mem, size_t len, size_t align, size_t nl,
-    uintptr_t ra)
-{
-	(void)ctx, (void)mem, (void)len, (void)align, (void)nl, (void)ra;
-	return NULL;
-}
-
-static void
-mm_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
-{
-	(void)ctx, (void)align, (void)ra;
-	munmap(mem, pages(len));
-}
-
-static const beamalloc_vtable mm_vt = { mm_alloc, mm_resize, mm_remap,
-    mm_free };
+static const beamalloc_vtable mm_vt = { mm_alloc, pages_resize, pages_remap,
+    pages_free };
 
 /* ------------------------------------------------------------------------
  * The child

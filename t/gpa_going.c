@@ -45,6 +45,9 @@ static const beamalloc_vtable mm_vt = { pages_alloc, pages_resize,
  * x; 4 G's free returned; 5 F's free returned; 6 O took its blocks back;
  * 7 F sent its outbox home. */
 static int step;
+/* G and F have their caches: no slab is made after O seals the page (a
+ * new slab links into the list beside x's slab header, on that page). */
+static int ready;
 static unsigned long ndouble, nother, faults;
 static beamalloc_gpa *g;
 static beamalloc_allocator a;
@@ -122,6 +125,8 @@ owner(void *arg)
 	y = beamalloc_alloc(a, BLOCK);
 	z = beamalloc_alloc(a, BLOCK);
 	beamalloc_free(a, z, BLOCK);	/* the memo: the slab is home */
+	while (__atomic_load_n(&ready, __ATOMIC_SEQ_CST) < 2)
+		sched_yield();
 	rec_page = (uintptr_t)rec_of(x) & ~(uintptr_t)(PAGE - 1);
 	if (mprotect((void *)rec_page, PAGE, PROT_READ) != 0)
 		abort();
@@ -149,6 +154,7 @@ first_foreign(void *arg)	/* G */
 {
 	(void)arg;
 	beamalloc_free(a, beamalloc_alloc(a, 1000), 1000);	/* a cache */
+	__atomic_add_fetch(&ready, 1, __ATOMIC_SEQ_CST);
 	await(1);
 	set(2);
 	beamalloc_free(a, y, BLOCK);	/* waits for O's free in flight */
@@ -161,6 +167,7 @@ second_foreign(void *arg)	/* F */
 {
 	(void)arg;
 	beamalloc_free(a, beamalloc_alloc(a, 2000), 2000);	/* a cache */
+	__atomic_add_fetch(&ready, 1, __ATOMIC_SEQ_CST);
 	await(2);
 	/* G has marked the GPA and waits for O (unless every free was
 	 * atomic from the start: no membarrier(2)). */

@@ -501,15 +501,44 @@ churn(void *arg)
 	return (void *)(uintptr_t)(bad == 0 ? n : 0);
 }
 
+/* Class stats as the churn sees them: no class holds more requested
+ * bytes than its slots (the walk over the records may see a block freed
+ * behind it and one made ahead, so the number of blocks has no bound
+ * during the churn).  With safety on they read the records' lengths
+ * that each allocation writes: a ThreadSanitizer build checks that
+ * those accesses are atomic. */
+static bool
+class_stats_sane(size_t *blocks, size_t *blocks64, size_t *bytes64)
+{
+	beamalloc_gpa_class_stats cls[BEAMALLOC_GPA_NCLASS], lg;
+	size_t n = beamalloc_gpa_get_class_stats(G, cls,
+	    BEAMALLOC_GPA_NCLASS, &lg);
+	bool sane = n == BEAMALLOC_GPA_NCLASS;
+
+	*blocks = lg.live_blocks;
+	*blocks64 = *bytes64 = 0;
+	for (size_t c = 0; c < n; c++) {
+		*blocks += cls[c].live_blocks;
+		sane = sane && cls[c].live_bytes <= cls[c].live_blocks *
+		    cls[c].size;
+		if (cls[c].size == 64) {
+			*blocks64 = cls[c].live_blocks;
+			*bytes64 = cls[c].live_bytes;
+		}
+	}
+	return sane;
+}
+
 static void
-stats_while_busy(void)
+stats_while_busy(bool safety)
 {
 	beamalloc_gpa_stats st;
-	size_t outside = 0, reads = 0, max = 0;
+	size_t outside = 0, insane = 0, reads = 0, max = 0, n, n64, b64;
+	const char *how = safety ? "safety on" : "safety off";
 	pthread_t th;
 	void *left;
 
-	start_gpa(false);
+	start_gpa(safety);
 	atomic_store(&churn_stop, 0);
 	atomic_store(&churn_started, 0);
 	pthread_create(&th, NULL, churn, NULL);
@@ -521,18 +550,27 @@ stats_while_busy(void)
 			outside++;
 		if (st.live_blocks > max)
 			max = st.live_blocks;
+		if (reads % 16 == 0 && !class_stats_sane(&n, &n64, &b64))
+			insane++;
 	}
 	atomic_store(&churn_stop, 1);
 	pthread_join(th, &left);
-	is_size(outside, 0, "stats during churn: %zu reads, every count at "
-	    "most 2 x %d (max seen %zu)", reads, CHURN_MAX, max);
+	is_size(outside, 0, "stats during churn, %s: %zu reads, every count "
+	    "at most 2 x %d (max seen %zu)", how, reads, CHURN_MAX, max);
+	is_size(insane, 0, "class stats during churn, %s: bytes within the "
+	    "slots, %zu reads", how, reads / 16 + 1);
 	beamalloc_gpa_get_stats(G, &st);
 	ok((size_t)(uintptr_t)left == CHURN_KEEP &&
 	    st.live_blocks == CHURN_KEEP && st.live_bytes == CHURN_KEEP * 64,
-	    "stats after churn: exact (%zu blocks, %zu bytes live)",
-	    st.live_blocks, st.live_bytes);
+	    "stats after churn, %s: exact (%zu blocks, %zu bytes live)",
+	    how, st.live_blocks, st.live_bytes);
+	insane = !class_stats_sane(&n, &n64, &b64);
+	ok(!insane && n == CHURN_KEEP &&
+	    n64 == CHURN_KEEP && b64 == CHURN_KEEP * 64, "class stats after "
+	    "churn, %s: exact (%zu blocks, %zu of 64 B, %zu bytes)", how, n,
+	    n64, b64);
 	is_size(beamalloc_gpa_destroy(G), CHURN_KEEP,
-	    "the blocks kept are the leaks");
+	    "the blocks kept are the leaks (%s)", how);
 }
 
 int
@@ -544,6 +582,7 @@ main(void)
 	report_past_caches(false);
 	report_past_caches(true);
 	succession();
-	stats_while_busy();
+	stats_while_busy(false);
+	stats_while_busy(true);
 	return done_testing();
 }

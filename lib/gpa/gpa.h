@@ -1156,12 +1156,15 @@ credit_down(struct tcache *tc, size_t bytes)
 	tc->room += (ptrdiff_t)bytes;
 }
 
+/* The length by a relaxed store (a plain one on every target): class
+ * stats read it from other threads, with no lock, while the slot is
+ * reused (beamalloc_gpa_get_class_stats()). */
 static inline void
 rec_fill(unsigned char *rec, size_t len, size_t align, uintptr_t ra)
 {
 	struct rec *sr = (void *)rec;
 
-	sr->len = (uint16_t)len;
+	__atomic_store_n(&sr->len, (uint16_t)len, __ATOMIC_RELAXED);
 	sr->lalign = (uint8_t)log2_of(align);
 	sr->ra = ra;
 }

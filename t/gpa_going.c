@@ -30,6 +30,7 @@
 #include "gpa/gpa.h"
 #include "child.h"
 #include "pages.h"
+#include "steps.h"
 #include "tap.h"
 
 #define BLOCK 64
@@ -43,45 +44,19 @@ static const beamalloc_vtable mm_vt = { pages_alloc, pages_resize,
 
 /* Steps: 1 O held in its free of x; 2 G about to free y; 3 F about to free
  * x; 4 G's free returned; 5 F's free returned; 6 O took its blocks back;
- * 7 F sent its outbox home. */
-static int step;
+ * 7 F sent its outbox home.  Without a wait to make (no membarrier(2), so
+ * every free is atomic from the start; or ASan and valgrind builds, whose
+ * GPA takes its general paths), G's free returns before F is about to
+ * free x: set() never takes a step back. */
+
 /* G and F have their caches: no slab is made after O seals the page (a
  * new slab links into the list beside x's slab header, on that page). */
 static int ready;
-static unsigned long ndouble, nother, faults;
+static unsigned long faults;
 static beamalloc_gpa *g;
 static beamalloc_allocator a;
 static void *x, *y, *keep[8];
 static uintptr_t rec_page;
-
-/* Steps only go up: without a wait to make (no membarrier(2), so every
- * free is atomic from the start; or ASan and valgrind builds, whose GPA
- * takes its general paths), G's free returns before F is about to free
- * x, and F must not take the step back. */
-static void
-set(int v)
-{
-	int cur = __atomic_load_n(&step, __ATOMIC_SEQ_CST);
-
-	while (cur < v && !__atomic_compare_exchange_n(&step, &cur, v, false,
-	    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
-		;
-}
-
-static void
-await(int v)
-{
-	while (__atomic_load_n(&step, __ATOMIC_SEQ_CST) < v)
-		sched_yield();
-}
-
-static void
-report(void *user, const beamalloc_report *r)
-{
-	(void)user;
-	__atomic_add_fetch(r->kind == BEAMALLOC_REPORT_DOUBLE_FREE ?
-	    &ndouble : &nother, 1, __ATOMIC_SEQ_CST);
-}
 
 /* O's plain store to x's record faulted: hold O there (its cache busy)
  * until F is about to free x, and 100 ms more, so that F's free meets
@@ -205,7 +180,8 @@ race(void *unused)
 	cfg.canary = cfg.junk = false;	/* the fast vtable, whatever */
 	cfg.quarantine = 0;		/* BEAMALLOC_GPA_OPTIONS says */
 	cfg.guard_sample = 0;
-	cfg.report = report;
+	cfg.report = tally;
+	tallied = BEAMALLOC_REPORT_DOUBLE_FREE;
 	g = beamalloc_gpa_create((beamalloc_allocator){ NULL, &mm_vt }, &cfg);
 	if (g == NULL)
 		return 10;
@@ -222,7 +198,7 @@ race(void *unused)
 	pthread_join(t[2], NULL);
 	if (faults != 1)
 		return 11;		/* O was not held: no race made */
-	if (ndouble != 1 || nother != 0)
+	if (ntallied != 1 || nother != 0)
 		return 12;
 	if (twice != NULL)
 		return 13;

@@ -25,6 +25,7 @@
 #include "beamalloc.h"
 #include "child.h"
 #include "pages.h"
+#include "steps.h"
 #include "tap.h"
 
 #define BIG 40000
@@ -65,24 +66,9 @@ static const beamalloc_vtable mm_vt = { mm_alloc, pages_resize, pages_remap,
  * ---------------------------------------------------------------------- */
 
 /* Steps: 1 T held at its fault; 2 the scan made. */
-static int step;
-static unsigned long noverflow, nother, faults;
+
+static unsigned long faults;
 static beamalloc_allocator A;
-
-static void
-await(int v)
-{
-	while (__atomic_load_n(&step, __ATOMIC_SEQ_CST) < v)
-		sched_yield();
-}
-
-static void
-report(void *user, const beamalloc_report *r)
-{
-	(void)user;
-	__atomic_add_fetch(r->kind == BEAMALLOC_REPORT_OVERFLOW ? &noverflow :
-	    &nother, 1, __ATOMIC_SEQ_CST);
-}
 
 /* T's first write to the block faulted: hold T until the scan is made. */
 static void
@@ -95,7 +81,7 @@ on_segv(int sig, siginfo_t *si, void *uc)
 		signal(sig, SIG_DFL);
 		return;			/* not ours: faults again, and dies */
 	}
-	__atomic_store_n(&step, 1, __ATOMIC_SEQ_CST);
+	set(1);
 	await(2);
 	mprotect((void *)ro_lo, ro_hi - ro_lo, PROT_READ | PROT_WRITE);
 }
@@ -133,7 +119,8 @@ child(void *unused)
 	cfg.canary = cfg.junk = true;
 	cfg.quarantine = 0;		/* whatever BEAMALLOC_GPA_OPTIONS says */
 	cfg.guard_sample = 0;
-	cfg.report = report;
+	cfg.report = tally;
+	tallied = BEAMALLOC_REPORT_OVERFLOW;
 	if ((g = beamalloc_gpa_create((beamalloc_allocator){ NULL, &mm_vt },
 	    &cfg)) == NULL)
 		return 2;
@@ -142,10 +129,10 @@ child(void *unused)
 		return 3;
 	await(1);
 	(void)beamalloc_gpa_detect_leaks(g);	/* T's block not yet out */
-	__atomic_store_n(&step, 2, __ATOMIC_SEQ_CST);
+	set(2);
 	if (pthread_join(t, &p) != 0 || p == NULL)
 		return 4;
-	if (__atomic_load_n(&noverflow, __ATOMIC_SEQ_CST) != 0)
+	if (__atomic_load_n(&ntallied, __ATOMIC_SEQ_CST) != 0)
 		return 5;
 	if (beamalloc_gpa_detect_leaks(g) != 0 || beamalloc_gpa_destroy(g) !=
 	    0 || __atomic_load_n(&nother, __ATOMIC_SEQ_CST) != 0)

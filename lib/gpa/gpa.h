@@ -19,9 +19,10 @@
  * for the classes up to 4 KiB, two (64 KiB, aligned to that) for the
  * larger ones.  A region's unaligned head and tail (a frame less 8 bytes
  * together) are parts of the frames on either side: each of 8 KiB or
- * more is a partial slab, with fewer slots but records for a whole one,
- * where a one-frame class gets its first slab; a pointer past its slots
- * (another block of the backing's) is not a slot.  Every slot has a
+ * more is a partial slab, with fewer slots (its records indexed from
+ * the frame's start, up to its last slot), where a one-frame class gets
+ * its first slab; a pointer past its slots (another block of the
+ * backing's) is not a slot.  Every slot has a
  * record out of band, in the slab's metadata: a state byte (new, used,
  * freed) and, with safety on, the requested length, alignment and call
  * site.  A hash table maps each frame of a slab to its records, so a
@@ -1510,10 +1511,10 @@ mag_len(uint32_t cap)
 	return sizeof(struct mag) + cap * sizeof(struct entry);
 }
 
-/* The slab of a cached slot of class c, with no table lookup: a slab
- * has records for its whole span, partial or not, so the slot's record
- * is slot_index() records past the slab's first (a trim asks this of
- * every slot in the depot). */
+/* The slab of a cached slot of class c, with no table lookup: a slab's
+ * records are indexed from its base, partial or not, so the slot's
+ * record is slot_index() records past the slab's first (a trim asks
+ * this of every slot in the depot). */
 static inline struct slab *
 slab_at(const struct beamalloc_gpa *g, size_t c, const struct entry *e)
 {

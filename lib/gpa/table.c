@@ -252,21 +252,20 @@ slab_count(struct beamalloc_gpa *g, ptrdiff_t bytes)
 }
 
 /* A new slab for class c (its first: first), its records in a block of
- * their own, a key in the table for each of its frames; a partial slab
- * has records for a whole one, so that any pointer into its frame
- * (another block's, past the region) finds a record, never to be used;
- * and one more, never used either, for the slot start past the last
- * slot when the size does not divide the span (a head slab's memo
- * reaches it: memo_fill()).  Under the class's depot lock. */
+ * their own, a key in the table for each of its frames.  The records
+ * are indexed from the slab's base and run to its last slot, and one
+ * more, never used, for the slot start past the last slot when the
+ * size does not divide the span (a head slab's memo reaches it:
+ * memo_fill()); a head slab's below its first slot are never used
+ * either.  A tail slab has none past its slots: nothing reads there
+ * (the memo's one test and slot_find() stop at its slots), and with
+ * safety's 16-byte records a whole frame's worth would often be more
+ * than the partial slab's slots.  Under the class's depot lock. */
 struct slab *
 ba_gpa_slab_new(struct beamalloc_gpa *g, size_t c, bool first)
 {
-	uint32_t nslots = (uint32_t)(slab_span(c) / class_size(c));
-	size_t recs_len = ba_align_forward((size_t)(nslots + 1) <<
-	    g->rec_shift, 16);
-	/* The backing gives 8-byte alignment, the records want 16. */
-	size_t meta_len = sizeof(struct slab) + recs_len + (g->depth != 0 ?
-	    (size_t)nslots * sizeof(uint32_t) : 0) + 8;
+	uint32_t nslots, first_slot, end;
+	size_t recs_len, meta_len;
 	void *meta;
 	struct region *r;
 	struct slab *s = NULL;
@@ -278,6 +277,12 @@ ba_gpa_slab_new(struct beamalloc_gpa *g, size_t c, bool first)
 	while ((r = frame_find(g, c, first, &i)) == NULL)
 		if (ba_gpa_region_new(g) == NULL)
 			goto out;
+	nslots = frame_slots(r, i, c, &first_slot);
+	end = first_slot + nslots;
+	recs_len = ba_align_forward((size_t)(end + 1) << g->rec_shift, 16);
+	/* The backing gives 8-byte alignment, the records want 16. */
+	meta_len = sizeof(struct slab) + recs_len + (g->depth != 0 ?
+	    (size_t)end * sizeof(uint32_t) : 0) + 8;
 	if ((meta = ba_gpa_backing_get(g, meta_len)) == NULL)
 		goto unused;
 	s = (struct slab *)ba_align_forward((uintptr_t)meta, 16);
@@ -288,7 +293,8 @@ ba_gpa_slab_new(struct beamalloc_gpa *g, size_t c, bool first)
 	    recs_len) : NULL;
 	s->region = r;
 	s->meta_len = meta_len;
-	s->nslots = frame_slots(r, i, c, &s->first);
+	s->nslots = nslots;
+	s->first = first_slot;
 	s->size = (uint32_t)class_size(c);
 	s->cls = (uint8_t)c;
 	if (!slab_keys(g, s)) {

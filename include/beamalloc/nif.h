@@ -447,6 +447,43 @@ beamalloc_nif_erl_name_(ERL_NIF_TERM (*self)(ErlNifEnv *, int,
 	return fallback;
 }
 
+/* The env of the NIF call or destructor this thread is in, where the
+ * helpers below know it (a leak-checked call, a chain's step, an owned
+ * object's or a chain's destructor): a report made there is sent with it
+ * (beamalloc_nif_logger_report()).  One per translation unit. */
+static __thread ErlNifEnv *beamalloc_nif_env_;
+
+static inline ErlNifEnv *
+beamalloc_nif_env_enter_(ErlNifEnv *env)
+{
+	ErlNifEnv *outer = beamalloc_nif_env_;
+
+	beamalloc_nif_env_ = env;
+	return outer;
+}
+
+/* A resource type of this instance of the library, whose objects keep
+ * it: its name made unique (name@N, N the load's monotonic time), not
+ * taken over at upgrade.  ERTS then keeps the instance's library mapped
+ * until the last object of the type goes, and runs that library's
+ * destructor, which may call its own code (a cleanup function; with
+ * libbeamalloc.a, the allocator itself).  A takeover would hand the old
+ * objects to the new library's destructor, and unmap the old library,
+ * code and allocator state with it, at the purge. */
+static inline ErlNifResourceType *
+beamalloc_nif_open_type_(ErlNifEnv *env, const char *name,
+    ErlNifResourceDtor *dtor)
+{
+	char unique[256];
+	int n = snprintf(unique, sizeof(unique), "%s@%llx", name,
+	    (unsigned long long)enif_monotonic_time(ERL_NIF_NSEC));
+
+	if (n < 0 || (size_t)n >= sizeof(unique))
+		return NULL;
+	return enif_open_resource_type(env, NULL, unique, dtor,
+	    ERL_NIF_RT_CREATE, NULL);
+}
+
 /* The leak check; the exception names self's Erlang name when the
  * library's table has it (looked up only then), else name. */
 static inline ERL_NIF_TERM
@@ -459,13 +496,16 @@ beamalloc_nif_leak_check_run_(ErlNifEnv *env, int argc,
 	beamalloc_gpa_config c;
 	beamalloc_gpa *gpa;
 	ERL_NIF_TERM result;
+	ErlNifEnv *outer;
 
 	beamalloc_nif_collect_into_(&c, cfg, &f);
 	gpa = beamalloc_gpa_checkout(beamalloc_wide(), &c);
 	if (gpa == NULL)
 		return enif_raise_exception(env, enif_make_atom(env, "enomem"));
+	outer = beamalloc_nif_env_enter_(env);
 	result = body(env, argc, argv, beamalloc_gpa_allocator(gpa));
 	(void)beamalloc_gpa_checkin(gpa);
+	(void)beamalloc_nif_env_enter_(outer);
 	if (f.leak_blocks == 0 && f.misuses == 0)
 		return result;
 	if (self != NULL)
@@ -649,8 +689,10 @@ beamalloc_nif_chain_release_(beamalloc_nif_chain *ch)
 static inline void
 beamalloc_nif_chain_dtor_(ErlNifEnv *env, void *obj)
 {
-	(void)env;
+	ErlNifEnv *outer = beamalloc_nif_env_enter_(env);
+
 	beamalloc_nif_chain_release_((beamalloc_nif_chain *)obj);
+	(void)beamalloc_nif_env_enter_(outer);
 }
 
 static inline ERL_NIF_TERM
@@ -658,13 +700,15 @@ beamalloc_nif_chain_run_(ErlNifEnv *env, beamalloc_nif_chain *ch,
     beamalloc_nif_step step, int argc, const ERL_NIF_TERM argv[])
 {
 	ERL_NIF_TERM result;
+	ErlNifEnv *outer = beamalloc_nif_env_enter_(env);
 
 	ch->scheduled_ = 0;
 	result = step(env, argc, argv, ch);
+	if (!ch->scheduled_)	/* the last step returned, or one raised */
+		beamalloc_nif_chain_release_(ch);
+	(void)beamalloc_nif_env_enter_(outer);
 	if (ch->scheduled_)
 		return result;		/* the next step's, scheduled */
-	/* The last step returned, or a step raised: the GPA goes now. */
-	beamalloc_nif_chain_release_(ch);
 	if (ch->f_.leak_blocks == 0 && ch->f_.misuses == 0)
 		return result;
 	return beamalloc_nif_raise_findings(env, ch->name_, ch->argc_,
@@ -897,8 +941,8 @@ static inline void
 beamalloc_nif_owned_dtor_(ErlNifEnv *env, void *obj)
 {
 	beamalloc_nif_owner *o = (beamalloc_nif_owner *)obj;
+	ErlNifEnv *outer = beamalloc_nif_env_enter_(env);
 
-	(void)env;
 	if (o->cleanup_ != NULL && o->allocator.vtable != NULL)
 		o->cleanup_(obj, o->allocator);
 	if (o->gpa_ != NULL)
@@ -907,17 +951,17 @@ beamalloc_nif_owned_dtor_(ErlNifEnv *env, void *obj)
 		beamalloc_arena_destroy(o->arena_);
 	o->gpa_ = NULL;
 	o->arena_ = NULL;
+	(void)beamalloc_nif_env_enter_(outer);
 }
 
-/* Open (or take over, on upgrade) a resource type whose objects start
- * with a beamalloc_nif_owner; call it from load and upgrade. */
+/* Open a resource type whose objects start with a beamalloc_nif_owner;
+ * call it from load and upgrade.  Each instance opens a type of its own
+ * (beamalloc_nif_open_type_()): objects made before an upgrade stay the
+ * old instance's, which ERTS keeps loaded until they go. */
 static inline ErlNifResourceType *
 beamalloc_nif_owned_type(ErlNifEnv *env, const char *name)
 {
-	return enif_open_resource_type(env, NULL, name,
-	    beamalloc_nif_owned_dtor_,
-	    (ErlNifResourceFlags)(ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER),
-	    NULL);
+	return beamalloc_nif_open_type_(env, name, beamalloc_nif_owned_dtor_);
 }
 
 /*
@@ -1043,6 +1087,36 @@ beamalloc_nif_kind_atom_(beamalloc_report_kind k)
 	return "unknown";
 }
 
+/* Send msg (in the process-independent env) to lg's process, with the
+ * caller's env: that of the call this thread is in, or NULL on a thread
+ * the VM did not make (what enif_whereis_pid() and enif_send() allow). */
+static inline int
+beamalloc_nif_deliver_(ErlNifEnv *caller, const beamalloc_nif_logger *lg,
+    ErlNifEnv *env, ERL_NIF_TERM msg)
+{
+	ErlNifPid to = lg->pid;
+
+	return (lg->name[0] == '\0' || enif_whereis_pid(caller,
+	    enif_make_atom(env, lg->name), &to)) &&
+	    enif_send(caller, &to, env, msg);
+}
+
+struct beamalloc_nif_sender_ {
+	const beamalloc_nif_logger *lg;
+	ErlNifEnv *env;
+	ERL_NIF_TERM msg;
+	int sent;
+};
+
+static inline void *
+beamalloc_nif_sender_main_(void *arg)
+{
+	struct beamalloc_nif_sender_ *s = (struct beamalloc_nif_sender_ *)arg;
+
+	s->sent = beamalloc_nif_deliver_(NULL, s->lg, s->env, s->msg);
+	return NULL;
+}
+
 /*
  * A report function (beamalloc_report_fn, user a beamalloc_nif_logger)
  * that sends each finding, from any thread, as the message
@@ -1056,10 +1130,10 @@ beamalloc_nif_logger_report(void *user, const beamalloc_report *r)
 {
 	const beamalloc_nif_logger *lg = (const beamalloc_nif_logger *)user;
 	ErlNifEnv *env = enif_alloc_env();
-	ErlNifPid to = lg->pid;
-	ERL_NIF_TERM keys[7], vals[7], map;
+	ERL_NIF_TERM keys[7], vals[7], map, msg;
 	char text[8192];
 	size_t n;
+	int sent;
 
 	if (env == NULL) {
 		beamalloc_report_print(stderr, r);
@@ -1084,12 +1158,23 @@ beamalloc_nif_logger_report(void *user, const beamalloc_report *r)
 	vals[6] = enif_make_uint64(env, r->given_align);
 	if (!enif_make_map_from_arrays(env, keys, vals, 7, &map))
 		map = vals[1];
-	/* A NULL caller env: the report may come from any thread, inside a
-	 * NIF call or not, and has no env of its own. */
-	if ((lg->name[0] != '\0' && !enif_whereis_pid(NULL,
-	    enif_make_atom(env, lg->name), &to)) ||
-	    !enif_send(NULL, &to, env, enif_make_tuple2(env,
-	    enif_make_atom(env, "beamalloc_report"), map)))
+	msg = enif_make_tuple2(env, enif_make_atom(env, "beamalloc_report"),
+	    map);
+	if (beamalloc_nif_env_ != NULL ||
+	    enif_thread_type() == ERL_NIF_THR_UNDEFINED)
+		sent = beamalloc_nif_deliver_(beamalloc_nif_env_, lg, env, msg);
+	else {
+		/* A scheduler thread, in a call whose env is unknown here (a
+		 * NULL env there crashes a dirty scheduler): a thread of its
+		 * own sends, as one the VM did not make. */
+		struct beamalloc_nif_sender_ s = { lg, env, msg, 0 };
+		ErlNifTid tid;
+
+		sent = enif_thread_create((char *)"beamalloc_report", &tid,
+		    beamalloc_nif_sender_main_, &s, NULL) == 0 &&
+		    enif_thread_join(tid, NULL) == 0 && s.sent;
+	}
+	if (!sent)
 		beamalloc_report_print(stderr, r);
 	enif_free_env(env);
 }
@@ -1119,10 +1204,8 @@ beamalloc_nif_logger_install(beamalloc_nif_logger *lg,
 static inline int
 beamalloc_nif_init(ErlNifEnv *env)
 {
-	beamalloc_nif_state_.chain_rt = enif_open_resource_type(env, NULL,
-	    "beamalloc_nif_chain", beamalloc_nif_chain_dtor_,
-	    (ErlNifResourceFlags)(ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER),
-	    NULL);
+	beamalloc_nif_state_.chain_rt = beamalloc_nif_open_type_(env,
+	    "beamalloc_nif_chain", beamalloc_nif_chain_dtor_);
 	if (beamalloc_nif_state_.lock == NULL)
 		beamalloc_nif_state_.lock = enif_mutex_create(
 		    (char *)"beamalloc_nif");

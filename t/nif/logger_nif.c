@@ -1,13 +1,15 @@
 /*
  * logger_nif.c - findings sent to an Erlang process
- * (beamalloc_nif_logger_report): from a NIF call, from a thread the VM
- * did not make, and through the process-wide default report.
+ * (beamalloc_nif_logger_report): from a NIF call (normal or dirty,
+ * leak-checked or not), from a thread the VM did not make, and through the
+ * process-wide default report.
  */
 #include <pthread.h>
 
 #include <beamalloc/nif.h>
 
 static beamalloc_nif_logger lg;
+static beamalloc_gpa_config checked_cfg;	/* the leak checks' */
 
 /* setup(Dest): findings go to Dest, a pid or a registered name. */
 static ERL_NIF_TERM
@@ -16,6 +18,8 @@ setup(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	(void)argc;
 	if (!beamalloc_nif_logger_init(env, argv[0], &lg))
 		return enif_make_badarg(env);
+	beamalloc_gpa_config_init(&checked_cfg);
+	beamalloc_nif_logger_install(&lg, &checked_cfg);
 	return enif_make_atom(env, "ok");
 }
 
@@ -57,6 +61,19 @@ double_free(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	return enif_make_atom(env, "ok");
 }
 
+/* checked_leak(): 24 bytes leaked in a leak-checked call, whose report
+ * goes to lg. */
+static ERL_NIF_TERM
+checked_leak_body(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[],
+    beamalloc_allocator a)
+{
+	(void)argc, (void)argv;
+	(void)beamalloc_alloc(a, 24);
+	return enif_make_atom(env, "ok");
+}
+
+BEAMALLOC_NIF_LEAK_CHECKED_WITH(checked_leak, checked_leak_body, &checked_cfg)
+
 /* leak_on_thread(): the same leak on a plain pthread, joined. */
 static ERL_NIF_TERM
 leak_on_thread(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
@@ -88,6 +105,9 @@ static ErlNifFunc funcs[] = {
 	{ "setup", 1, setup, 0 },
 	{ "leak", 0, leak, 0 },
 	{ "double_free", 0, double_free, 0 },
+	{ "dirty_double_free", 0, double_free, ERL_NIF_DIRTY_JOB_CPU_BOUND },
+	{ "checked_leak", 0, checked_leak, 0 },
+	{ "dirty_checked_leak", 0, checked_leak, ERL_NIF_DIRTY_JOB_CPU_BOUND },
 	{ "leak_on_thread", 0, leak_on_thread, 0 },
 	{ "wide_bad_free", 0, wide_bad_free, 0 },
 };

@@ -20,7 +20,7 @@ event() ->
 has(Text, Part) -> binary:match(Text, Part) =/= nomatch.
 
 main() ->
-    tap:plan(9),
+    tap:plan(12),
     Line = list_to_binary(os:getenv("LOGGER_LEAK_LINE")),
     ok = logger:add_handler(beamalloc_test, ?MODULE, #{config => #{to => self()}}),
     {ok, _} = beamalloc_logger:start(),
@@ -48,6 +48,17 @@ main() ->
     tap:is(case event() of {error, T3, #{kind := K3}} -> {K3, has(T3, <<"double free">>)};
                            E3 -> E3 end,
            {double_free, true}, "a double free: logged as an error"),
+    %% On a dirty scheduler, to the registered name: a NULL env there
+    %% crashed the VM in enif_whereis_pid().
+    ok = logger_nif:dirty_double_free(),
+    tap:is(case event() of {error, _, #{kind := K6}} -> K6; E6 -> E6 end, double_free,
+           "a double free on a dirty scheduler: logged (the VM lives)"),
+    {'EXIT', {{memory_leak, _, _}, _}} = (catch logger_nif:checked_leak()),
+    tap:is(case event() of {warning, _, #{kind := K7, size := S7}} -> {K7, S7}; E7 -> E7 end,
+           {leak, 24}, "a leak-checked NIF's leak: raised and logged"),
+    {'EXIT', {{memory_leak, _, _}, _}} = (catch logger_nif:dirty_checked_leak()),
+    tap:is(case event() of {warning, _, #{kind := K8, size := S8}} -> {K8, S8}; E8 -> E8 end,
+           {leak, 24}, "the same on a dirty scheduler: raised and logged"),
     ok = logger_nif:wide_bad_free(),
     tap:is(case event() of {error, _, #{kind := K4, address := _}} -> K4; E4 -> E4 end,
            invalid_free,

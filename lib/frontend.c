@@ -144,6 +144,23 @@ refused(void)
 	return errno == EINVAL;
 }
 
+/* To the same length the block stays as it is, once the allocator has
+ * had it to check: a resize in place, which a GPA refuses (reported,
+ * EINVAL) for a freed, foreign or wrong-length block.  Any other failure
+ * (an allocator that resizes nothing in place) still keeps it. */
+static bool
+same_len_kept(beamalloc_allocator a, void *mem, size_t len, size_t align,
+    uintptr_t ra)
+{
+	int saved = errno;
+
+	errno = 0;
+	if (!ba_raw_resize(a, mem, len, align, len, ra) && refused())
+		return false;
+	errno = saved;
+	return true;
+}
+
 bool
 beamalloc_resize(beamalloc_allocator a, void *mem, size_t len, size_t align,
     size_t new_len)
@@ -165,7 +182,7 @@ beamalloc_resize(beamalloc_allocator a, void *mem, size_t len, size_t align,
 		return false;
 	}
 	if (new_len == len)
-		return true;
+		return same_len_kept(a, mem, len, align, ra);
 	saved = errno;
 	errno = 0;
 	if (ba_raw_resize(a, mem, len, align, new_len, ra)) {
@@ -193,7 +210,7 @@ beamalloc_remap(beamalloc_allocator a, void *mem, size_t len, size_t align,
 	if (len == 0 || new_len > BA_MAX_LEN)
 		return ba_fail(ENOMEM);
 	if (new_len == len)
-		return mem;
+		return same_len_kept(a, mem, len, align, ra) ? mem : NULL;
 	saved = errno;
 	errno = 0;
 	p = ba_raw_remap(a, mem, len, align, new_len, ra);
@@ -222,7 +239,7 @@ beamalloc_realloc(beamalloc_allocator a, void *mem, size_t len, size_t align,
 	if (new_len > BA_MAX_LEN)
 		return ba_fail(ENOMEM);
 	if (new_len == len)
-		return mem;
+		return same_len_kept(a, mem, len, align, ra) ? mem : NULL;
 	saved = errno;
 	errno = 0;
 	p = ba_raw_remap(a, mem, len, align, new_len, ra);

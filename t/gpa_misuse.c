@@ -167,6 +167,64 @@ one_config(bool safety, bool ts)
 	free(t);
 }
 
+/* Resize, remap and realloc to the same length reach the GPA too: a
+ * freed block (small or large) and a live one given with another length
+ * are refused and reported, as at any other length; a good block stays
+ * where it is, errno untouched.  They used to return true or the block
+ * without a look. */
+static void
+same_length(bool ts)
+{
+	beamalloc_gpa *g = make(beamalloc_libc(), true, ts);
+	beamalloc_allocator a = beamalloc_gpa_allocator(g);
+	size_t lens[2] = { 100, 100000 }, refused = 0, calls = 0;
+	unsigned char *p;
+
+	memset(reports, 0, sizeof(reports));
+	nreports = 0;
+	for (int k = 0; k < 2; k++) {
+		size_t n = lens[k], before = nreports;
+
+		p = beamalloc_alloc(a, n);
+		errno = 0;
+		if (!beamalloc_resize(a, p, n, 8, n) || errno != 0 ||
+		    beamalloc_remap(a, p, n, 8, n) != p || errno != 0 ||
+		    beamalloc_realloc(a, p, n, 8, n) != p || errno != 0 ||
+		    nreports != before)
+			refused += 100;		/* a good block refused */
+		/* Given with another length: a size mismatch each. */
+		errno = 0;
+		refused += !beamalloc_resize(a, p, n - 40, 8, n - 40) &&
+		    errno == EINVAL;
+		errno = 0;
+		refused += beamalloc_remap(a, p, n - 40, 8, n - 40) == NULL &&
+		    errno == EINVAL;
+		errno = 0;
+		refused += beamalloc_realloc(a, p, n - 40, 8, n - 40) ==
+		    NULL && errno == EINVAL;
+		beamalloc_free(a, p, n);
+		/* Freed: a double free each. */
+		errno = 0;
+		refused += !beamalloc_resize(a, p, n, 8, n) && errno == EINVAL;
+		errno = 0;
+		refused += beamalloc_remap(a, p, n, 8, n) == NULL &&
+		    errno == EINVAL;
+		errno = 0;
+		refused += beamalloc_realloc(a, p, n, 8, n) == NULL &&
+		    errno == EINVAL;
+		calls += 6;
+	}
+	ok(refused == calls && reports[BEAMALLOC_REPORT_SIZE_MISMATCH] == 6 &&
+	    reports[BEAMALLOC_REPORT_DOUBLE_FREE] == 6 && nreports == 12,
+	    "ts %d: to the same length, a good block stays (small and large); "
+	    "one with another length and a freed one are refused, EINVAL, "
+	    "%zu of %zu, reported (%zu size mismatches, %zu double frees, "
+	    "%zu in all)", ts, refused, calls,
+	    reports[BEAMALLOC_REPORT_SIZE_MISMATCH],
+	    reports[BEAMALLOC_REPORT_DOUBLE_FREE], nreports);
+	is_size(beamalloc_gpa_destroy(g), 0, "ts %d: no leak", ts);
+}
+
 /* The global GPA reports to stderr: count the lines. */
 static void
 global(void)
@@ -224,6 +282,8 @@ main(void)
 	for (int s = 0; s <= 1; s++)
 		for (int ts = 0; ts <= 1; ts++)
 			one_config(s, ts);
+	same_length(false);
+	same_length(true);
 	global();
 	return done_testing();
 }

@@ -151,7 +151,8 @@ typedef enum beamalloc_report_kind {
 typedef struct beamalloc_report {
 	beamalloc_report_kind kind;
 	const void *addr;		/* the block */
-	size_t size;			/* its recorded length (0 if unknown) */
+	size_t size;			/* its recorded length (0 if unknown;
+					   a GPA without safety: the slot's) */
 	size_t align;			/* its recorded alignment (0 if unknown) */
 	size_t given_size;		/* length passed by the caller */
 	size_t given_align;		/* alignment passed by the caller */

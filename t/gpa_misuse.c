@@ -225,6 +225,36 @@ same_length(bool ts)
 	is_size(beamalloc_gpa_destroy(g), 0, "ts %d: no leak", ts);
 }
 
+/* The functions beamalloc_gpa(3) says accept a NULL gpa: nothing
+ * happens, zeros come back (get_stats(NULL) crashed). */
+static void
+null_gpa(void)
+{
+	beamalloc_gpa_stats st;
+	beamalloc_gpa_class_stats cls[BEAMALLOC_GPA_NCLASS], lg;
+	size_t counts = 0;
+
+	memset(&st, 0xa5, sizeof(st));
+	memset(cls, 0xa5, sizeof(cls));
+	memset(&lg, 0xa5, sizeof(lg));
+	beamalloc_gpa_get_stats(NULL, &st);
+	is_size(beamalloc_gpa_get_class_stats(NULL, cls, BEAMALLOC_GPA_NCLASS,
+	    &lg), BEAMALLOC_GPA_NCLASS, "get_class_stats(NULL): the number "
+	    "of classes");
+	for (size_t c = 0; c < BEAMALLOC_GPA_NCLASS; c++)
+		counts += cls[c].live_blocks + cls[c].live_bytes +
+		    cls[c].slabs;
+	ok(st.live_bytes == 0 && st.live_blocks == 0 && st.peak_bytes == 0 &&
+	    st.backing_bytes == 0 && counts == 0 && cls[0].size == 8 &&
+	    lg.live_blocks == 0 && lg.live_bytes == 0,
+	    "get_stats(NULL) and get_class_stats(NULL): zero counts");
+	ok(beamalloc_gpa_detect_leaks(NULL) == 0 &&
+	    beamalloc_gpa_trim(NULL) == 0 && beamalloc_gpa_destroy(NULL) == 0 &&
+	    beamalloc_gpa_checkin(NULL) == 0 &&
+	    beamalloc_gpa_reset_peak(NULL) == 0,
+	    "detect_leaks, trim, destroy, checkin and reset_peak of NULL: 0");
+}
+
 /* The global GPA reports to stderr: count the lines. */
 static void
 global(void)
@@ -284,6 +314,7 @@ main(void)
 			one_config(s, ts);
 	same_length(false);
 	same_length(true);
+	null_gpa();
 	global();
 	return done_testing();
 }

@@ -203,6 +203,10 @@ beamalloc_gpa_get_stats(beamalloc_gpa *g, beamalloc_gpa_stats *st)
 {
 	ptrdiff_t live, blocks, hi = 0;
 
+	if (g == NULL) {
+		memset(st, 0, sizeof(*st));
+		return;
+	}
 	lock(g, &g->lock);
 	live = atomic_load_explicit(&g->live, memory_order_relaxed);
 	blocks = atomic_load_explicit(&g->blocks, memory_order_relaxed);

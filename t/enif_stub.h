@@ -14,4 +14,10 @@ STUB_EXPORT void enif_free(void *ptr);
 extern size_t stub_live_blocks;	/* blocks allocated and not yet freed */
 extern size_t stub_calls;	/* calls to any of the three */
 
+/* Live blocks and their bytes, read under the stub's lock (other threads
+ * may be calling it). */
+void stub_held(size_t *blocks, size_t *bytes);
+/* Called with each block's length as it is freed, when set. */
+extern void (*stub_free_hook)(size_t len);
+
 #endif

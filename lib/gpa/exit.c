@@ -21,7 +21,7 @@
  * be destroyed before a thread that used it ends: thread-safe GPAs are
  * registered here while they live, and the destructor touches only
  * registered ones, under the registry's lock, which destroy takes first.
- * (The global GPA is never destroyed.)
+ * (The global GPA too, when the library is unloaded: global.c.)
  * ---------------------------------------------------------------------- */
 
 struct tclaim {

@@ -648,6 +648,10 @@ BA_HIDDEN bool ba_gpa_decay_register(struct beamalloc_gpa *g, unsigned ms);
 BA_HIDDEN void ba_gpa_decay_unregister(struct beamalloc_gpa *g);
 BA_HIDDEN void ba_gpa_decay_trim(struct beamalloc_gpa *g);
 
+/* Unloading: global.c's destructor destroys the idle kept GPAs of
+ * lease.c first. */
+BA_HIDDEN void ba_gpa_lease_fini(void);
+
 /* ------------------------------------------------------------------------
  * Corruption checks (check.c): canaries after a block's requested
  * length, junk in freed and new blocks, a quarantine of freed blocks.

@@ -122,9 +122,10 @@ lease_init(void)
 }
 
 /* The library is being unloaded (or the process ends): idle GPAs give
- * their memory back to the VM before their code goes away. */
-static void __attribute__((destructor))
-lease_fini(void)
+ * their memory back to the VM before their code goes away.  Called by
+ * the library's destructor (global.c), before the global GPA's turn. */
+void
+ba_gpa_lease_fini(void)
 {
 	pthread_mutex_lock(&ls.lock);
 	for (size_t i = 0; i < LEASE_MAX; i++) {

@@ -135,6 +135,8 @@ BA_HIDDEN void ba_symbols_release(void);
 BA_HIDDEN size_t ba_native_align(beamalloc_allocator a);
 BA_HIDDEN extern const beamalloc_vtable ba_base_vtable;	/* base.c */
 BA_HIDDEN extern const beamalloc_vtable ba_wide_vtable;	/* wide.c */
+/* wide.c: at unload, the registry's table goes if empty (global.c). */
+BA_HIDDEN void ba_wide_fini(void);
 BA_HIDDEN extern const beamalloc_allocator ba_beam_allocator; /* base.c */
 BA_HIDDEN size_t ba_base_native_align(const void *ctx);	/* base.c */
 BA_HIDDEN extern const beamalloc_vtable ba_arena_vtable;	/* arena.c */

@@ -80,7 +80,14 @@ struct entry {
 enum { ENTRY_KEEP, ENTRY_TAKE, ENTRY_MOVING };
 
 /* Open addressing with linear probing; never more than 3/4 full, so a
- * remove followed by an insert never needs to grow. */
+ * remove followed by an insert never needs to grow.  The table comes from
+ * the BEAM allocator, which the VM counts, as it counts the blocks (found
+ * by a review: malloc's, 1,000,000 blocks at alignment 64 took 100 MB
+ * the VM never saw, and kept it when they were freed).  An eighth full,
+ * it halves, down to REG_MIN entries; empty, it goes when the library is
+ * unloaded (ba_wide_fini()). */
+#define REG_MIN ((size_t)64)
+
 static struct {
 	pthread_mutex_t lock;
 	struct entry *tab;
@@ -138,28 +145,57 @@ reg_put(const struct entry *e)
 	reg.tab[i] = *e;
 }
 
+static void
+reg_table_free(struct entry *tab, size_t cap)
+{
+	if (tab != NULL)
+		ba_raw_free(ba_beam_allocator, tab, cap * sizeof(*tab),
+		    BEAMALLOC_MIN_ALIGN, 0);
+}
+
+/* The entries into a new table of cap; without memory the old one stays
+ * and false is returned. */
+static bool
+reg_rehash(size_t cap)
+{
+	size_t old_cap = reg.cap;
+	struct entry *old = reg.tab, *tab;
+
+	tab = ba_raw_alloc(ba_beam_allocator, cap * sizeof(*tab),
+	    BEAMALLOC_MIN_ALIGN, 0);
+	if (tab == NULL)
+		return false;
+	memset(tab, 0, cap * sizeof(*tab));
+	reg.tab = tab;
+	reg.cap = cap;
+	reg.used = 0;
+	for (size_t i = 0; i < old_cap; i++)
+		if (old[i].addr != 0) {
+			atomic_fetch_sub_explicit(filter_of(old[i].addr), 1,
+			    memory_order_relaxed);
+			reg_put(&old[i]);
+		}
+	reg_table_free(old, old_cap);
+	return true;
+}
+
 static bool
 reg_add(const struct entry *e)
 {
-	if ((reg.used + 1) * 4 > reg.cap * 3) {
-		size_t old_cap = reg.cap, cap = old_cap ? old_cap * 2 : 64;
-		struct entry *old = reg.tab, *tab = calloc(cap, sizeof(*tab));
-
-		if (tab == NULL)
-			return false;
-		reg.tab = tab;
-		reg.cap = cap;
-		reg.used = 0;
-		for (size_t i = 0; i < old_cap; i++)
-			if (old[i].addr != 0) {
-				atomic_fetch_sub_explicit(filter_of(
-				    old[i].addr), 1, memory_order_relaxed);
-				reg_put(&old[i]);
-			}
-		free(old);
-	}
+	if ((reg.used + 1) * 4 > reg.cap * 3 &&
+	    !reg_rehash(reg.cap != 0 ? reg.cap * 2 : REG_MIN))
+		return false;
 	reg_put(e);
 	return true;
+}
+
+/* After a free (not in reg_remove(): a remap's remove and add must not
+ * allocate).  Without memory the table stays as it is. */
+static void
+reg_shrink(void)
+{
+	if (reg.cap > REG_MIN && reg.used * 8 <= reg.cap)
+		(void)reg_rehash(reg.cap / 2);
 }
 
 /* Backward-shift deletion: no tombstones, lookups stay short. */
@@ -295,8 +331,10 @@ checked_block(const beamalloc_allocator *b, void *mem, size_t len,
 	bad = verdict(e, b, len, align);
 	if (e != NULL)
 		copy = *e;
-	if (!bad && how == ENTRY_TAKE)
+	if (!bad && how == ENTRY_TAKE) {
 		reg_remove(e);
+		reg_shrink();
+	}
 	else if (!bad && how == ENTRY_MOVING)
 		e->moving = true;
 	pthread_mutex_unlock(&reg.lock);
@@ -549,6 +587,22 @@ wide_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
 const beamalloc_vtable ba_wide_vtable = {
 	wide_alloc, wide_resize, wide_remap, wide_free
 };
+
+/* The library is being unloaded (or the process ends; global.c calls it
+ * last): an empty table goes back.  Under the lock, so whoever else is
+ * inside; a table with entries stays, as their blocks may still be freed
+ * (by code that runs later, such as a C++ static destructor). */
+void
+ba_wide_fini(void)
+{
+	pthread_mutex_lock(&reg.lock);
+	if (reg.used == 0) {
+		reg_table_free(reg.tab, reg.cap);
+		reg.tab = NULL;
+		reg.cap = 0;
+	}
+	pthread_mutex_unlock(&reg.lock);
+}
 
 /* ------------------------------------------------------------------------
  * Constructors

@@ -37,6 +37,7 @@
 
 #define NBLK 4000		/* blocks per thread per round */
 #define NTHR 2
+#define NWIDE 10000		/* over-aligned blocks */
 
 /* A loaded copy and the functions the test calls in it. */
 struct copy {
@@ -47,6 +48,9 @@ struct copy {
 	void (*stats)(beamalloc_gpa *, beamalloc_gpa_stats *);
 	void *(*alloc)(beamalloc_allocator, size_t);
 	void (*free)(beamalloc_allocator, void *, size_t);
+	beamalloc_allocator (*wide)(void);
+	void *(*alloc_aligned)(beamalloc_allocator, size_t, size_t);
+	void (*free_aligned)(beamalloc_allocator, void *, size_t, size_t);
 };
 
 /* What a worker thread does with the copy's global GPA. */
@@ -84,6 +88,9 @@ copy_open(struct copy *c)
 	sym(c, &c->stats, "beamalloc_gpa_get_stats");
 	sym(c, &c->alloc, "beamalloc_alloc");
 	sym(c, &c->free, "beamalloc_free");
+	sym(c, &c->wide, "beamalloc_wide");
+	sym(c, &c->alloc_aligned, "beamalloc_alloc_aligned");
+	sym(c, &c->free_aligned, "beamalloc_free_aligned");
 	return true;
 }
 
@@ -202,6 +209,41 @@ one_live(void)
 	    "the live block stays usable");
 }
 
+/* The wide allocator's registry of over-aligned blocks is the VM's memory
+ * too (48-byte entries, at most 3/4 full), shrinks as they are freed, and
+ * goes with the copy. */
+static void
+wide_registry(void)
+{
+	static void *p[NWIDE];
+	struct copy c;
+	beamalloc_allocator w;
+	size_t y0, held;
+
+	y0 = held_bytes();
+	if (!copy_open(&c)) {
+		skip(3, "no copy");
+		return;
+	}
+	w = c.wide();
+	for (size_t i = 0; i < NWIDE; i++)
+		if ((p[i] = c.alloc_aligned(w, 16, 64)) == NULL)
+			bail("alloc_aligned");
+	held = held_bytes() - y0;
+	diag("%d blocks of 16 B at 64: %zu bytes of the stub's, %zu past "
+	    "the blocks'", NWIDE, held, held - NWIDE * (16 + 64));
+	ok(held >= (size_t)NWIDE * (16 + 64 + 48),
+	    "%d blocks of 16 B at alignment 64: the registry is the VM's "
+	    "memory too", NWIDE);
+	for (size_t i = 0; i < NWIDE; i++)
+		c.free_aligned(w, p[i], 16, 64);
+	held = held_bytes() - y0;
+	ok(held <= 64 * 48, "all freed: the registry shrank to its "
+	    "smallest (%zu bytes)", held);
+	dlclose(c.h);
+	is_size(held_bytes(), y0, "and went with the copy");
+}
+
 /* Frees the stub saw since exit(3) began (in the child; read by the
  * parent). */
 static atomic_size_t *exit_frees;
@@ -274,10 +316,11 @@ main(void)
 	    top != NULL ? top : ".");
 	if (access(lib_path, R_OK) != 0)
 		skip_all("%s: no shared library (--disable-shared)", lib_path);
-	plan(11);
+	plan(14);
 	alarm(600);
 	all_freed();
 	one_live();
+	wide_registry();
 	exit_frees = child_shared(sizeof(*exit_frees));
 	st = child_run(exit_idle, NULL, CHILD_EXIT, err, sizeof(err));
 	if (!ok(child_exited(st, 0) && atomic_load(exit_frees) == 0,

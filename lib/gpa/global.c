@@ -101,8 +101,9 @@ beamalloc_general_purpose(void)
 	return beamalloc_gpa_allocator(beamalloc_gpa_global());
 }
 
-/* The library is being unloaded (or the process ends).  Kept GPAs go
- * first: they may be over the global one. */
+/* The library is being unloaded (or the process ends).  In this order:
+ * kept GPAs may be over the global one, whose blocks may be the wide
+ * registry's last entries. */
 static void __attribute__((destructor))
 global_fini(void)
 {
@@ -123,4 +124,5 @@ global_fini(void)
 		} else
 			(void)beamalloc_gpa_trim(g);
 	}
+	ba_wide_fini();
 }

@@ -1133,7 +1133,7 @@ beamalloc_nif_logger_report(void *user, const beamalloc_report *r)
 	ERL_NIF_TERM keys[7], vals[7], map, msg;
 	char text[8192];
 	size_t n;
-	int sent;
+	int sent, t;
 
 	if (env == NULL) {
 		beamalloc_report_print(stderr, r);
@@ -1160,13 +1160,18 @@ beamalloc_nif_logger_report(void *user, const beamalloc_report *r)
 		map = vals[1];
 	msg = enif_make_tuple2(env, enif_make_atom(env, "beamalloc_report"),
 	    map);
-	if (beamalloc_nif_env_ != NULL ||
-	    enif_thread_type() == ERL_NIF_THR_UNDEFINED)
+	t = enif_thread_type();
+	if (beamalloc_nif_env_ != NULL || lg->name[0] == '\0' ||
+	    (t != ERL_NIF_THR_DIRTY_CPU_SCHEDULER &&
+	    t != ERL_NIF_THR_DIRTY_IO_SCHEDULER))
 		sent = beamalloc_nif_deliver_(beamalloc_nif_env_, lg, env, msg);
 	else {
-		/* A scheduler thread, in a call whose env is unknown here (a
-		 * NULL env there crashes a dirty scheduler): a thread of its
-		 * own sends, as one the VM did not make. */
+		/* A name to look up on a dirty scheduler, in a call whose env
+		 * is unknown here: enif_whereis_pid() with a NULL env crashes
+		 * the VM there, so a thread of its own (one the VM did not
+		 * make, where NULL is the rule) looks up and sends, joined
+		 * at once.  Elsewhere a NULL env does (a send to a pid, or a
+		 * normal scheduler). */
 		struct beamalloc_nif_sender_ s = { lg, env, msg, 0 };
 		ErlNifTid tid;
 

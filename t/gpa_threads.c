@@ -40,16 +40,22 @@ count_report(void *user, const beamalloc_report *r)
 
 /* A fresh thread-safe GPA over libc as G and A, its reports counted. */
 static void
+start_gpa_cfg(beamalloc_gpa_config *cfg)
+{
+	cfg->report = count_report;
+	G = beamalloc_gpa_create(beamalloc_libc(), cfg);
+	A = beamalloc_gpa_allocator(G);
+	atomic_store(&reports, 0);
+}
+
+static void
 start_gpa(bool safety)
 {
 	beamalloc_gpa_config cfg;
 
 	beamalloc_gpa_config_init(&cfg);
 	cfg.safety = safety;
-	cfg.report = count_report;
-	G = beamalloc_gpa_create(beamalloc_libc(), &cfg);
-	A = beamalloc_gpa_allocator(G);
-	atomic_store(&reports, 0);
+	start_gpa_cfg(&cfg);
 }
 
 /* The block's tag in every byte, its address in the first word. */
@@ -535,10 +541,18 @@ stats_while_busy(bool safety)
 	beamalloc_gpa_stats st;
 	size_t outside = 0, insane = 0, reads = 0, max = 0, n, n64, b64;
 	const char *how = safety ? "safety on" : "safety off";
+	beamalloc_gpa_config cfg;
 	pthread_t th;
 	void *left;
 
-	start_gpa(safety);
+	/* A 64 B block in the 64 B class, none in a guarded slot (which no
+	 * class counts), whatever BEAMALLOC_GPA_OPTIONS says. */
+	beamalloc_gpa_config_init(&cfg);
+	cfg.safety = safety;
+	cfg.canary = cfg.junk = false;
+	cfg.quarantine = 0;
+	cfg.guard_sample = 0;
+	start_gpa_cfg(&cfg);
 	atomic_store(&churn_stop, 0);
 	atomic_store(&churn_started, 0);
 	pthread_create(&th, NULL, churn, NULL);

@@ -6,7 +6,7 @@
 #include <stdatomic.h>
 #include <time.h>
 
-#include <beamalloc/nif.h>
+#include "common.h"
 
 /* Reports captured from the GPAs of chains, threads and resources. */
 static _Atomic size_t got_leaks, got_leak_bytes, got_misuses, got_cleanups;
@@ -390,14 +390,11 @@ static ERL_NIF_TERM
 own_sum(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
 	struct vec *x;
-	int64_t s = 0;
 
 	(void)argc;
 	if (!enif_get_resource(env, argv[0], vec_rt, (void **)&x))
 		return enif_make_badarg(env);
-	for (size_t i = 0; i < x->n; i++)
-		s += x->v[i];
-	return enif_make_int64(env, s);
+	return int64s_total(env, x->v, x->n);
 }
 
 static int

@@ -5,7 +5,7 @@
  * (t/nif/owned.erl).  Each object holds a vector from its own allocator,
  * freed by a cleanup function of this library.
  */
-#include <beamalloc/nif.h>
+#include "common.h"
 
 struct vec {
 	beamalloc_nif_owner own;
@@ -68,14 +68,11 @@ static ERL_NIF_TERM
 sum(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
 	struct vec *x;
-	int64_t s = 0;
 
 	(void)argc;
 	if (!enif_get_resource(env, argv[0], vec_rt, (void **)&x))
 		return enif_make_badarg(env);
-	for (size_t i = 0; i < x->n; i++)
-		s += x->v[i];
-	return enif_make_int64(env, s);
+	return int64s_total(env, x->v, x->n);
 }
 
 static ErlNifFunc funcs[] = {

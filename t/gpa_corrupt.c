@@ -284,6 +284,25 @@ guard_overflow_16(void)
 	return 0;
 }
 
+/* A program that ignores SIGSEGV keeps ignoring one sent to it (raise)
+ * once the guard pages' handler is in: it returns 1, not killed by it. */
+static size_t
+guard_sent_ignored(void)
+{
+	beamalloc_gpa *g;
+	beamalloc_allocator a;
+	unsigned char *p;
+
+	signal(SIGSEGV, SIG_IGN);
+	g = make(false, false, 0, 1);
+	a = beamalloc_gpa_allocator(g);
+	p = beamalloc_alloc(a, 24);	/* guarded: the handler goes in */
+	raise(SIGSEGV);
+	beamalloc_free(a, p, 24);
+	beamalloc_gpa_destroy(g);
+	return 1;
+}
+
 /* A guarded block freed twice, with a trim between for half of them: a
  * "double free" naming it (its slot knows it was freed), not an invalid
  * free. */
@@ -668,7 +687,7 @@ quarantine_counted(void)
 int
 main(void)
 {
-	plan(25);
+	plan(26);
 	quarantine_counted();
 	counted(overflow_1, RUNS, "canary: 1-byte overflow of a 24 B block, "
 	    "reported at free with its site, of 1000");
@@ -696,6 +715,8 @@ main(void)
 	    "overflow of a 24 B block faults");
 	guarded(guard_overflow_16, "overflow past block", "guard: a 16-byte "
 	    "overflow of a 48 B block faults");
+	counted(guard_sent_ignored, 1, "guard: a SIGSEGV sent to a program "
+	    "that ignores it stays ignored with the handler in");
 	counted(guard_double_free, RUNS, "guard: a freed 48 B block freed "
 	    "again (after a trim for half) is a double free naming it, of "
 	    "1000");

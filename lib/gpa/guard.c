@@ -172,6 +172,10 @@ on_segv(int sig, siginfo_t *si, void *uc)
 		old_segv.sa_handler(sig);
 		return;
 	}
+	/* Sent to a program that ignored it: ignored, as before the handler
+	 * (a fault repeats, and the kernel kills whatever the disposition). */
+	if (old_segv.sa_handler == SIG_IGN && si->si_code <= 0)
+		return;
 	signal(sig, SIG_DFL);
 	/* Sent, not a fault: returning would not repeat it. */
 	if (si->si_code <= 0)

@@ -142,6 +142,51 @@ junk_read(void)
 	return n + seen.kind[BEAMALLOC_REPORT_WRITE_AFTER_FREE];
 }
 
+/* The bytes a resize or realloc grows a block by read as the junk pattern
+ * too, in its slot and in a large block, with the canary or without:
+ * 0xdb, not a freed block's junk, the canary or the backing's bytes. */
+static size_t
+junk_grown(void)
+{
+	static const size_t grow[][2] = {
+		{ 10, 14 }, { 40, 47 }, { 100, 110 }, { 20000, 30000 },
+		{ 100000, 400000 },
+	};
+	size_t n = 0;
+
+	for (int canary = 0; canary < 2; canary++) {
+		beamalloc_gpa *g = make(canary, true, 0, 0);
+		beamalloc_allocator a = beamalloc_gpa_allocator(g);
+
+		for (int i = 0; i < 20; i++)
+			for (size_t k = 0; k < 5; k++) {
+				size_t l0 = grow[k][0], l1 = grow[k][1];
+				unsigned char *p = beamalloc_alloc(a, l0), *q;
+
+				memset(p, 0x11, l0);
+				/* Half by resize (in place, or not at all). */
+				if (i % 2 == 0 && beamalloc_resize(a, p, l0, 8,
+				    l1))
+					q = p;
+				else
+					q = beamalloc_realloc(a, p, l0, 8, l1);
+				if (q == NULL)
+					exit(3);
+#if defined(HAVE_VALGRIND_MEMCHECK_H) && !defined(BA_ASAN)
+				VALGRIND_MAKE_MEM_DEFINED(q + l0, l1 - l0);
+#endif
+				p = q + l0;
+				while (p < q + l1 && *p == 0xdb)
+					p++;
+				n += p == q + l1;
+				beamalloc_free(a, q, l1);
+			}
+		beamalloc_gpa_destroy(g);
+	}
+	return n + seen.kind[BEAMALLOC_REPORT_WRITE_AFTER_FREE] +
+	    seen.kind[BEAMALLOC_REPORT_OVERFLOW];
+}
+
 /* Junk only: the write is seen when the slot comes back. */
 static size_t
 waf_reuse(void)
@@ -687,7 +732,7 @@ quarantine_counted(void)
 int
 main(void)
 {
-	plan(26);
+	plan(27);
 	quarantine_counted();
 	counted(overflow_1, RUNS, "canary: 1-byte overflow of a 24 B block, "
 	    "reported at free with its site, of 1000");
@@ -698,6 +743,8 @@ main(void)
 	    "by a resize, which moves it");
 	counted(junk_read, RUNS, "junk: a new 40 B block reads 0xdb, of 1000 "
 	    "(no false write-after-free)");
+	counted(junk_grown, 200, "junk: the bytes a resize or realloc grows "
+	    "a block by read 0xdb (small and large, canary or not), of 200");
 	counted(waf_reuse, RUNS, "junk: a write to a freed 48 B block, "
 	    "reported when its slot comes back, of 1000");
 	counted(waf_quarantine, RUNS, "junk + quarantine: a write to a freed "

@@ -726,6 +726,7 @@ small_resize(struct beamalloc_gpa *g, void *mem, const struct where *w,
 	}
 	if (g->tools)
 		BA_TOOL_RESIZE(mem, len, new_len);
+	ba_chk_fill_grown(g, mem, len, new_len);
 	/* The canary first: a leak check on another thread that reads the
 	 * new length finds the canary after it (either length finds one). */
 	ba_chk_canary_set(g, mem, new_len, class_size(w->cls));

@@ -104,6 +104,20 @@ ba_chk_fill_new(const struct beamalloc_gpa *g, unsigned char *p, size_t len,
 	ba_chk_canary_set(g, p, len, room);
 }
 
+void
+ba_chk_fill_grown(const struct beamalloc_gpa *g, unsigned char *p, size_t len,
+    size_t new_len)
+{
+	if (!g->junk || new_len <= len)
+		return;
+	/* The caller's bytes now (they may have been the canary's). */
+	if (g->tools)
+		BA_ASAN_UNPOISON(p + len, new_len - len);
+	fill(p + len, new_len - len, BA_JUNK_NEW);
+	if (g->tools)
+		BA_VG_MAKE_UNDEFINED(p + len, new_len - len);
+}
+
 /* The canary span of a block of room bytes from the backing, opened to
  * a checker (ASan) while the backing may copy the block (a remap, which
  * reads all room bytes) or hand those bytes to the caller (a resize that

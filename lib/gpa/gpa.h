@@ -863,6 +863,11 @@ BA_HIDDEN bool ba_chk_canary_ok(const struct beamalloc_gpa *g,
  * a call that lets the backing copy or extend it. */
 BA_HIDDEN void ba_chk_canary_expose(const struct beamalloc_gpa *g,
     unsigned char *p, size_t len, size_t room, bool open);
+/* Junk over the bytes a resize or remap grew a block by, [p + len,
+ * p + new_len), as over a new block's: else they read a freed block's
+ * junk, the canary or whatever the backing left there. */
+BA_HIDDEN void ba_chk_fill_grown(const struct beamalloc_gpa *g,
+    unsigned char *p, size_t len, size_t new_len);
 /* Rewrite the canary after a resize to new_len. */
 BA_HIDDEN void ba_chk_canary_set(const struct beamalloc_gpa *g,
     unsigned char *p, size_t len, size_t room);

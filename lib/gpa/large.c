@@ -521,6 +521,7 @@ ba_gpa_large_change(struct beamalloc_gpa *g, uintptr_t p, size_t len,
 	l->len = new_len;
 	l->held = held;
 	g->lslack += lg_over(g, l);
+	ba_chk_fill_grown(g, q, len, new_len);
 	ba_chk_canary_set(g, q, new_len, new_len + extra);
 out:
 	unlock(g, &g->large_lock);

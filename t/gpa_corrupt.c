@@ -329,6 +329,25 @@ guard_overflow_16(void)
 	return 0;
 }
 
+/* p[-1] of a page-long guarded block faults in the guard page between
+ * it and the guarded block before it: the line names p ("access before
+ * block"), the nearer, not the neighbour as overflowed. */
+static size_t
+guard_underflow_page(void)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	beamalloc_gpa *g = make(false, false, 0, 1);
+	beamalloc_allocator a = beamalloc_gpa_allocator(g);
+	unsigned char *before = beamalloc_alloc(a, page);
+	unsigned char *p = beamalloc_alloc(a, page);
+
+	fprintf(stderr, "neighbour %p, block %p\n", (void *)before,
+	    (void *)p);
+	fflush(stderr);
+	((volatile unsigned char *)p)[-1] = 1;
+	return 0;
+}
+
 /* A program that ignores SIGSEGV keeps ignoring one sent to it (raise)
  * once the guard pages' handler is in: it returns 1, not killed by it. */
 static size_t
@@ -732,7 +751,7 @@ quarantine_counted(void)
 int
 main(void)
 {
-	plan(27);
+	plan(29);
 	quarantine_counted();
 	counted(overflow_1, RUNS, "canary: 1-byte overflow of a 24 B block, "
 	    "reported at free with its site, of 1000");
@@ -762,6 +781,8 @@ main(void)
 	    "overflow of a 24 B block faults");
 	guarded(guard_overflow_16, "overflow past block", "guard: a 16-byte "
 	    "overflow of a 48 B block faults");
+	guarded(guard_underflow_page, "access before block", "guard: p[-1] "
+	    "of a page-long block after another faults naming it");
 	counted(guard_sent_ignored, 1, "guard: a SIGSEGV sent to a program "
 	    "that ignores it stays ignored with the handler in");
 	counted(guard_double_free, RUNS, "guard: a freed 48 B block freed "

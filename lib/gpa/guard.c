@@ -149,19 +149,30 @@ on_segv(int sig, siginfo_t *si, void *uc)
 	uintptr_t a = (uintptr_t)si->si_addr;
 
 	/* A guard page lies between the block before it (an overflow) and
-	 * the one after it (an access before that one). */
+	 * the one after it (an access before that one): the nearer of the
+	 * two that hold a block is named, as GWP-ASan does (the one before,
+	 * always, named a page-long block's p[-1] as an overflow of its
+	 * neighbour). */
 	if (pool != 0 && a >= pool && a - pool < pool_len) {
 		size_t k = (a - pool) / page_size, i = k / 2;
-		int st;
+		int st_prev = GS_EMPTY, st_next = GS_EMPTY;
 
-		if (k % 2 == 0 && i > 0 && ((st = atomic_load_explicit(
-		    &slots[i - 1].state, memory_order_acquire)) == GS_LIVE ||
-		    st == GS_FREED))
-			describe(&slots[i - 1], a, st);
-		else if (i < GUARD_SLOTS && ((st = atomic_load_explicit(
-		    &slots[i].state, memory_order_acquire)) == GS_LIVE ||
-		    st == GS_FREED))
-			describe(&slots[i], a, st);
+		if (k % 2 == 0 && i > 0)
+			st_prev = atomic_load_explicit(&slots[i - 1].state,
+			    memory_order_acquire);
+		if (i < GUARD_SLOTS)
+			st_next = atomic_load_explicit(&slots[i].state,
+			    memory_order_acquire);
+		if (st_prev != GS_LIVE && st_prev != GS_FREED)
+			st_prev = GS_EMPTY;
+		if (st_next != GS_LIVE && st_next != GS_FREED)
+			st_next = GS_EMPTY;
+		if (st_prev != GS_EMPTY && (st_next == GS_EMPTY ||
+		    a - (slots[i - 1].block + slots[i - 1].len) <=
+		    slots[i].block - a))
+			describe(&slots[i - 1], a, st_prev);
+		else if (st_next != GS_EMPTY)
+			describe(&slots[i], a, st_next);
 	}
 	if ((old_segv.sa_flags & SA_SIGINFO) != 0 &&
 	    old_segv.sa_sigaction != NULL) {

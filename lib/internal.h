@@ -107,15 +107,17 @@ BA_HIDDEN void *ba_no_remap(void *ctx, void *mem, size_t len, size_t align,
  * beamalloc_report_set_default() (report.c), then abort() if it says so;
  * for allocators that have no report config of their own. */
 BA_HIDDEN void ba_report_default(const beamalloc_report *r);
-/* The same for a bad call naming mem: the block's recorded size and
- * alignment (0 if unknown), those the caller gave, its call site. */
-/* Canaries (gpa/check.c): the byte after a block's requested length;
- * whether every byte of [p, p + n) is v; whether a is a GPA with
- * canary on (the wide allocator over it checks its blocks' tails). */
+/* Canaries (gpa/check.c): the byte after a block's requested length,
+ * and how many of those bytes a GPA checks at most; whether every byte
+ * of [p, p + n) is v; whether a is a GPA with canary on (the wide
+ * allocator over it checks its blocks' tails). */
 #define BA_CANARY_BYTE 0xfb
+#define BA_CANARY_MAX 32
 BA_HIDDEN bool ba_bytes_are(const void *p, size_t n, unsigned char v);
 BA_HIDDEN bool ba_gpa_has_canary(const beamalloc_allocator *a);
 
+/* The same for a bad call naming mem: the block's recorded size and
+ * alignment (0 if unknown), those the caller gave, its call site. */
 BA_HIDDEN void ba_report_call(beamalloc_report_kind kind, const void *mem,
     size_t size, size_t align, size_t given_size, size_t given_align,
     uintptr_t ra);

@@ -12,8 +12,8 @@
  *
  * offset <= 8 + align - n <= align, so len + align always suffices: at most
  * one word beyond the len + align - 1 that any aligned over-allocation
- * needs.  free() gives the backing exactly (base, len + align, n).  (A
- * word more over a GPA with canary: see below.)
+ * needs.  free() gives the backing exactly (base, len + align, n).  (32
+ * bytes more over a GPA with canary: see below.)
  *
  * Every over-aligned block is also entered in a process-wide registry:
  *
@@ -40,12 +40,14 @@
  *
  * Over a GPA with canary on (beamalloc_wide_on(&gpa)), the slack of an
  * over-aligned block, from aligned + len to base + len + align, holds
- * the GPA's canary byte (a word at least: the block takes
- * len + align + 8), checked at free, resize and remap (reported as
- * an overflow of the block named by its aligned address and length):
- * the GPA's own canary lies past the whole backing block, out of reach
- * of a 1-byte overflow.  All of the slack, not a bounded part: wide
- * blocks are few and large.
+ * the GPA's canary byte (BA_CANARY_MAX bytes at least: the block takes
+ * len + align + 32), checked at free, resize and remap (reported as
+ * an overflow of the block named by its aligned address and length).
+ * The GPA's own canary lies past the whole backing block, so an
+ * overflow of up to 32 bytes is reported once, as the wide block's;
+ * with a word of slack, a review found one of 9-32 bytes reported
+ * again as an overflow of the hidden backing block.  All of the slack,
+ * not a bounded part: wide blocks are few and large.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -284,13 +286,13 @@ place(unsigned char *base, size_t off)
 	return base + off;
 }
 
-/* Over a GPA with canary, room for one more word: the slack after the
- * block is otherwise empty when the backing's block is aligned already
- * (offset = align). */
+/* Over a GPA with canary, room for as many canary bytes as the GPA
+ * checks after its own blocks: the slack after the block is otherwise
+ * empty when the backing's block is aligned already (offset = align). */
 static inline size_t
 canary_room(const beamalloc_allocator *b)
 {
-	return ba_gpa_has_canary(b) ? sizeof(uint64_t) : 0;
+	return ba_gpa_has_canary(b) ? BA_CANARY_MAX : 0;
 }
 
 static struct backing_block

@@ -2,8 +2,9 @@
  * wide_canary.c - the wide allocator over a GPA with canary on checks
  * the slack after each over-aligned block (issue 16, item 5): a 1-byte
  * overflow is reported at free, resize and remap, naming the block's
- * address and length; nothing is reported without one, nor over a GPA
- * without canary.  The overflows are planted (plant.h): under a memory
+ * address and length, and so is one of 32 bytes, once (not again by the
+ * GPA as an overflow of the backing block); nothing is reported without
+ * one, nor over a GPA without canary.  The overflows are planted (plant.h): under a memory
  * checker too, it is the wide allocator's check that must see them.
  */
 #include "config.h"
@@ -54,14 +55,15 @@ make(bool canary)
 
 	beamalloc_gpa_config_init(&cfg);
 	cfg.canary = canary;
+	cfg.report = record;	/* the GPA's own findings count too */
 	return beamalloc_gpa_create(beamalloc_libc(), &cfg);
 }
 
-/* RUNS blocks of len bytes at align, each overflowing by one byte, or
- * not: how many frees reported exactly what they should (an overflow,
+/* RUNS blocks of len bytes at align, each overflowing by over bytes (0:
+ * none): how many frees reported exactly what they should (one overflow,
  * when caught, else nothing). */
 static size_t
-at_free(beamalloc_allocator w, size_t len, size_t align, bool over,
+at_free(beamalloc_allocator w, size_t len, size_t align, size_t over,
     bool caught)
 {
 	size_t good = 0;
@@ -72,10 +74,10 @@ at_free(beamalloc_allocator w, size_t len, size_t align, bool over,
 		if (p == NULL)
 			break;
 		memset(p, 0x5a, len);
-		if (over)
-			plant(p + len, 1, 0x5a);
+		if (over != 0)
+			plant(p + len, over, 0x5a);
 		beamalloc_free_aligned(w, p, len, align);
-		good += over && caught ? overflow_reported(p, len) :
+		good += over != 0 && caught ? overflow_reported(p, len) :
 		    none_reported();
 	}
 	return good;
@@ -135,7 +137,7 @@ main(void)
 	beamalloc_gpa *g = make(true), *plain = make(false);
 	beamalloc_allocator a, pa, w, pw;
 
-	plan(2 * 9 + 1);
+	plan(2 * 10 + 1);
 	if (g == NULL || plain == NULL)
 		bail("GPA");
 	a = beamalloc_gpa_allocator(g);
@@ -146,15 +148,18 @@ main(void)
 	for (size_t i = 0; i < 2; i++) {
 		size_t al = aligns[i];
 
-		is_size(at_free(w, 24, al, true, true), RUNS,
+		is_size(at_free(w, 24, al, 1, true), RUNS,
 		    "%zu: 1-byte overflow of 24 B reported at free, with address "
 		    "and size, in %d of %d", al, RUNS, RUNS);
-		is_size(at_free(w, 24, al, false, true), RUNS,
+		is_size(at_free(w, 100, al, 32, true), RUNS,
+		    "%zu: 32-byte overflow of 100 B reported once, as the wide "
+		    "block's, in %d of %d", al, RUNS, RUNS);
+		is_size(at_free(w, 24, al, 0, true), RUNS,
 		    "%zu: no report without an overflow (%d runs)", al, RUNS);
 		resizes(w, al);
 	}
 	/* (24 B at 4096 from an 8 KiB slot: the byte after is the slot's.) */
-	is_size(at_free(pw, 24, 4096, true, false), RUNS,
+	is_size(at_free(pw, 24, 4096, 1, false), RUNS,
 	    "over a GPA without canary: nothing checked, nothing reported");
 	beamalloc_report_set_default(NULL, NULL, false);
 	beamalloc_gpa_destroy(g);

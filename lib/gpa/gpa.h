@@ -661,7 +661,6 @@ BA_HIDDEN void ba_gpa_lease_fini(void);
 #define BA_JUNK_NEW 0xdb		/* a new block */
 #define BA_JUNK_FREED 0xdf		/* a freed block */
 #define BA_CANARY_LARGE 16		/* extra bytes of a large block */
-#define BA_CANARY_MAX 32		/* canary bytes checked at most */
 #define BA_JUNK_HEAD 1024		/* freed junk: whole up to here, */
 #define BA_JUNK_STRIDE 512		/* then one word every this many */
 

@@ -1133,7 +1133,7 @@ beamalloc_nif_logger_report(void *user, const beamalloc_report *r)
 	ERL_NIF_TERM keys[7], vals[7], map, msg;
 	char text[8192];
 	size_t n;
-	int sent, t;
+	int sent = 0, t, dirty;
 
 	if (env == NULL) {
 		beamalloc_report_print(stderr, r);
@@ -1161,17 +1161,24 @@ beamalloc_nif_logger_report(void *user, const beamalloc_report *r)
 	msg = enif_make_tuple2(env, enif_make_atom(env, "beamalloc_report"),
 	    map);
 	t = enif_thread_type();
-	if (beamalloc_nif_env_ != NULL || lg->name[0] == '\0' ||
-	    (t != ERL_NIF_THR_DIRTY_CPU_SCHEDULER &&
-	    t != ERL_NIF_THR_DIRTY_IO_SCHEDULER))
+	dirty = t == ERL_NIF_THR_DIRTY_CPU_SCHEDULER ||
+	    t == ERL_NIF_THR_DIRTY_IO_SCHEDULER;
+	if (beamalloc_nif_env_ != NULL || lg->name[0] == '\0' || !dirty)
 		sent = beamalloc_nif_deliver_(beamalloc_nif_env_, lg, env, msg);
-	else {
-		/* A name to look up on a dirty scheduler, in a call whose env
-		 * is unknown here: enif_whereis_pid() with a NULL env crashes
-		 * the VM there, so a thread of its own (one the VM did not
-		 * make, where NULL is the rule) looks up and sends, joined
-		 * at once.  Elsewhere a NULL env does (a send to a pid, or a
-		 * normal scheduler). */
+	/*
+	 * On a dirty scheduler a thread of its own (one the VM did not make,
+	 * where a NULL env is the rule) looks up and sends, joined at once:
+	 *  - a name to look up in a call whose env is unknown here:
+	 *    enif_whereis_pid() with a NULL env crashes the VM there;
+	 *  - after the call's env was refused: on a dirty scheduler
+	 *    enif_send() and enif_whereis_pid() fail with the env of a
+	 *    process that is exiting (killed while in the call), and the
+	 *    report would miss a logger that is there.
+	 * Elsewhere a NULL env does (a send to a pid, or a normal
+	 * scheduler).  A failed send leaves env and msg as they were.
+	 */
+	if (!sent && dirty &&
+	    (beamalloc_nif_env_ != NULL || lg->name[0] != '\0')) {
 		struct beamalloc_nif_sender_ s = { lg, env, msg, 0 };
 		ErlNifTid tid;
 

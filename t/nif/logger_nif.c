@@ -5,6 +5,7 @@
  * process-wide default report.
  */
 #include <pthread.h>
+#include <unistd.h>
 
 #include <beamalloc/nif.h>
 
@@ -74,6 +75,31 @@ checked_leak_body(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[],
 
 BEAMALLOC_NIF_LEAK_CHECKED_WITH(checked_leak, checked_leak_body, &checked_cfg)
 
+/* dirty_checked_leak_killed(Pid): a leak on a dirty scheduler, reported
+ * once the calling process is exiting: the body sends in_call to Pid, the
+ * test kills the caller, the body waits for that (up to a minute).  enif_send() and enif_whereis_pid() refuse the
+ * env of an exiting process there: the report went to stderr, not to
+ * the logger that was there. */
+static ERL_NIF_TERM
+killed_leak_body(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[],
+    beamalloc_allocator a)
+{
+	int i;
+
+	ErlNifPid parent;
+
+	(void)argc;
+	(void)beamalloc_alloc(a, 32);
+	if (!enif_get_local_pid(env, argv[0], &parent) ||
+	    !enif_send(env, &parent, NULL, enif_make_atom(env, "in_call")))
+		return enif_make_badarg(env);
+	for (i = 0; i < 60000 && enif_is_current_process_alive(env); i++)
+		usleep(1000);
+	return enif_make_atom(env, i < 60000 ? "killed" : "alive");
+}
+
+BEAMALLOC_NIF_LEAK_CHECKED_WITH(killed_leak, killed_leak_body, &checked_cfg)
+
 /* leak_on_thread(): the same leak on a plain pthread, joined. */
 static ERL_NIF_TERM
 leak_on_thread(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
@@ -108,6 +134,8 @@ static ErlNifFunc funcs[] = {
 	{ "dirty_double_free", 0, double_free, ERL_NIF_DIRTY_JOB_CPU_BOUND },
 	{ "checked_leak", 0, checked_leak, 0 },
 	{ "dirty_checked_leak", 0, checked_leak, ERL_NIF_DIRTY_JOB_CPU_BOUND },
+	{ "dirty_checked_leak_killed", 1, killed_leak,
+	    ERL_NIF_DIRTY_JOB_CPU_BOUND },
 	{ "leak_on_thread", 0, leak_on_thread, 0 },
 	{ "wide_bad_free", 0, wide_bad_free, 0 },
 };

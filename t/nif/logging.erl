@@ -20,7 +20,7 @@ event() ->
 has(Text, Part) -> binary:match(Text, Part) =/= nomatch.
 
 main() ->
-    tap:plan(12),
+    tap:plan(13),
     Line = list_to_binary(os:getenv("LOGGER_LEAK_LINE")),
     ok = logger:add_handler(beamalloc_test, ?MODULE, #{config => #{to => self()}}),
     {ok, _} = beamalloc_logger:start(),
@@ -59,6 +59,16 @@ main() ->
     {'EXIT', {{memory_leak, _, _}, _}} = (catch logger_nif:dirty_checked_leak()),
     tap:is(case event() of {warning, _, #{kind := K8, size := S8}} -> {K8, S8}; E8 -> E8 end,
            {leak, 24}, "the same on a dirty scheduler: raised and logged"),
+    %% The same with the caller killed during the call: on a dirty
+    %% scheduler enif_send() and enif_whereis_pid() refuse an exiting
+    %% process's env, and the report went to stderr instead.
+    Self = self(),
+    P9 = spawn(fun() -> logger_nif:dirty_checked_leak_killed(Self) end),
+    M9 = monitor(process, P9),
+    receive in_call -> exit(P9, kill) end,
+    receive {'DOWN', M9, process, P9, _} -> ok end,
+    tap:is(case event() of {warning, _, #{kind := K9, size := S9}} -> {K9, S9}; E9 -> E9 end,
+           {leak, 32}, "... its caller killed meanwhile: logged all the same"),
     ok = logger_nif:wide_bad_free(),
     tap:is(case event() of {error, _, #{kind := K4, address := _}} -> K4; E4 -> E4 end,
            invalid_free,

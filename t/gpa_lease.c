@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "beamalloc.h"
@@ -90,6 +91,104 @@ holder(void *arg)
 	return arg;
 }
 
+/*
+ * A backing that gives the block of a GPA freed by a checkin back, at
+ * once, to the next GPA made: as malloc() hands a freed block of the same
+ * size to the next caller, on another thread, while the checkin is still
+ * in beamalloc_gpa_destroy().  That next holder's scope runs inside the
+ * free (rb_hook), made here on one thread, in order; no other freed GPA's
+ * block is given out again in this test (rb_grave).  Before the fix the
+ * leaking holder's table entry still named the freed GPA there, and the
+ * new GPA at that address was checked in through it (and destroyed,
+ * that entry having counted the first holder's report), while its own
+ * entry stayed checked out, naming freed memory, for good.  With threads
+ * the same mix-up let two holders share a GPA, missed leaks, sent
+ * reports to a holder whose frame was gone, and crashed.
+ */
+static void *rb_armed;		/* the GPA whose free runs the hook */
+static void *rb_grave[16];	/* later GPAs' blocks, not reused */
+static size_t rb_ngrave;
+static void *rb_spare;		/* its block, for the next alloc */
+static size_t rb_spare_len;
+static beamalloc_allocator rb;
+static beamalloc_gpa *rb_g2;
+static size_t rb_g2_checkin = 99;
+
+static void *
+rb_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
+{
+	void *p;
+
+	(void)ctx, (void)ra;
+	if (rb_spare != NULL && len == rb_spare_len) {
+		p = rb_spare;
+		rb_spare = NULL;
+		return p;
+	}
+	if (posix_memalign(&p, align < sizeof(void *) ? sizeof(void *) :
+	    align, len) != 0)
+		return NULL;
+	return p;
+}
+
+static bool
+rb_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
+    uintptr_t ra)
+{
+	(void)ctx, (void)mem, (void)len, (void)align, (void)new_len, (void)ra;
+	return false;
+}
+
+static void *
+rb_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
+    uintptr_t ra)
+{
+	(void)ctx, (void)mem, (void)len, (void)align, (void)new_len, (void)ra;
+	return NULL;
+}
+
+static void rb_hook(void);
+
+static void
+rb_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
+{
+	(void)ctx, (void)align, (void)ra;
+	if (mem != NULL && mem == rb_armed) {
+		rb_armed = NULL;
+		rb_spare = mem;
+		rb_spare_len = len;
+		rb_hook();
+		return;
+	}
+	/* After the hook, a freed GPA's block is not given out again, so
+	 * that the only address shared is the one the hook made. */
+	if (rb_spare_len != 0 && len == rb_spare_len &&
+	    rb_ngrave < sizeof(rb_grave) / sizeof(rb_grave[0])) {
+		rb_grave[rb_ngrave++] = mem;
+		return;
+	}
+	free(mem);
+}
+
+static const beamalloc_vtable rb_vt = { rb_alloc, rb_resize, rb_remap,
+    rb_free };
+
+/* The next holder, clean, inside the leaking one's checkin. */
+static void
+rb_hook(void)
+{
+	struct seen s = { 0 };
+	beamalloc_gpa_config c = cfg_to(&s);
+	void *p;
+
+	rb_g2 = beamalloc_gpa_checkout(rb, &c);
+	if (rb_g2 == NULL)
+		return;
+	p = beamalloc_alloc(beamalloc_gpa_allocator(rb_g2), 32);
+	beamalloc_free(beamalloc_gpa_allocator(rb_g2), p, 32);
+	rb_g2_checkin = beamalloc_gpa_checkin(rb_g2);
+}
+
 int
 main(void)
 {
@@ -100,7 +199,7 @@ main(void)
 	void *p;
 	bool all = true;
 
-	plan(33);
+	plan(37);
 
 	/* A clean scope, then the same GPA again, empty. */
 	g = beamalloc_gpa_checkout(beamalloc_libc(), &c1);
@@ -240,6 +339,32 @@ main(void)
 		}
 		ok(fine, "%d threads x %d scopes: each leak found by its own "
 		    "holder, nothing else reported", NTHREADS, NCALLS);
+	}
+
+	/* A GPA made at the address of one a checkin is destroying. */
+	{
+		struct seen sl = { 0 }, sn = { 0 };
+		beamalloc_gpa_config cl = cfg_to(&sl), cn = cfg_to(&sn);
+		beamalloc_gpa *g3;
+
+		rb = (beamalloc_allocator){ NULL, &rb_vt };
+		g = beamalloc_gpa_checkout(rb, &cl);
+		(void)beamalloc_alloc(beamalloc_gpa_allocator(g), 40);
+		rb_armed = g;
+		is_size(beamalloc_gpa_checkin(g), 1,
+		    "address reuse: the leaking holder's checkin finds its leak");
+		ok(rb_g2 == g && rb_g2_checkin == 0,
+		    "... while a clean holder, given a GPA at the same address "
+		    "(%p, %p), checked in (%zu)", (void *)g, (void *)rb_g2,
+		    rb_g2_checkin);
+		g3 = beamalloc_gpa_checkout(rb, &cn);
+		ok(g3 == rb_g2, "that clean GPA is lent again (its entry was "
+		    "not left checked out)");
+		(void)beamalloc_alloc(beamalloc_gpa_allocator(g3), 24);
+		is_size(beamalloc_gpa_checkin(g3) + sn.leaks + sl.leaks, 3,
+		    "and its next holder's leak is found and reported to it");
+		while (rb_ngrave > 0)
+			free(rb_grave[--rb_ngrave]);
 	}
 
 	/* Careless input. */

@@ -220,10 +220,18 @@ beamalloc_gpa_checkin(beamalloc_gpa *g)
 		pthread_mutex_unlock(&ls.lock);
 		return 0;
 	}
-	/* Reported to this holder, by the walk that names each leak. */
-	leaks = beamalloc_gpa_destroy(g);
+	/* Reported to this holder, by the walk that names each leak.  The
+	 * entry lets go of g before g is freed, but stays out (neither
+	 * idle nor free) until the walk has reported through it: a GPA
+	 * made meanwhile may have g's address, and an entry still naming
+	 * a freed g would be taken for that one's by lease_of() (found by
+	 * a review: two holders then shared a GPA, reports went to a
+	 * holder's frame that was gone, and the VM crashed). */
 	pthread_mutex_lock(&ls.lock);
 	e->gpa = NULL;
+	pthread_mutex_unlock(&ls.lock);
+	leaks = beamalloc_gpa_destroy(g);
+	pthread_mutex_lock(&ls.lock);
 	e->out = false;
 	pthread_mutex_unlock(&ls.lock);
 	return leaks;

@@ -49,13 +49,19 @@ while read -r alias page; do
 	ln -s "$page.3" "$scratch/man3/$alias.3"
 done < "$man/aliases"
 
-# 1. Every declared function and function-like macro of the installed
-# headers (names ending in _ are private helpers), and every symbol the
-# built library exports, has a page listing it.
+# 1. Every declared function, function-like macro and constant macro
+# (BEAMALLOC_VERSION ...; not the include guards, nor the attribute
+# helpers, defined empty or as __attribute__) of the installed headers
+# (names ending in _ are private helpers), and every symbol the built
+# library exports, has a page listing it.
 lib="$top_builddir/lib/.libs/libbeamalloc.so"
 for fn in $({ cat "$hdr" "$nifhdr" 2>/dev/null |
     grep -oE '\b(beamalloc_[a-z0-9_]+|BEAMALLOC_[A-Z_]+)[[:space:]]*\(' |
     tr -d ' (' | grep -v '_$'
+    cat "$hdr" "$nifhdr" 2>/dev/null |
+    grep -E '^#[[:space:]]*define[[:space:]]+BEAMALLOC_[A-Z0-9_]+[[:space:]]+[^[:space:]]' |
+    grep -v '__attribute__' |
+    sed -E 's/^#[[:space:]]*define[[:space:]]+([A-Z0-9_]+).*/\1/' | grep -v '_$'
     cat "$hdr" "$nifhdr" 2>/dev/null | grep -E '^typedef' |
     grep -oE '\(\*beamalloc_[a-z0-9_]+\)|^typedef (struct|enum) beamalloc_[a-z0-9_]+' |
     grep -oE 'beamalloc_[a-z0-9_]+'

@@ -18,6 +18,9 @@ trap 'rm -rf "$scratch"' EXIT
 libs="$top_builddir/lib/.libs"
 
 for f in "$man"/*.3; do
+	# A git checkout also holds man/aliases as links to the pages: each
+	# page's examples once, as in a dist tarball, which has no links.
+	[ -L "$f" ] && continue
 	head -n 1 "$f" | grep -q '^\.so ' && continue
 	page=${f##*/}; page=${page%.3}
 	# Write each literal block of EXAMPLES to $scratch/PAGE-K.c.

@@ -160,7 +160,9 @@ ba_zero_ptr(size_t align)
 	return (void *)(UINTPTR_MAX & ~(uintptr_t)(align - 1));
 }
 
-/* options.c: BEAMALLOC_GPA_OPTIONS over cfg's defaults (parsed once). */
+/* options.c: BEAMALLOC_GPA_OPTIONS over cfg's defaults (parsed once);
+ * BEAMALLOC_GPA_TRACES into *depth, if set and good. */
 BA_HIDDEN void ba_options_apply(beamalloc_gpa_config *cfg);
+BA_HIDDEN bool ba_options_traces(unsigned *depth);
 
 #endif /* BEAMALLOC_INTERNAL_H */

@@ -101,6 +101,8 @@ parse_item(const char *s, size_t n, bool set[], unsigned long long value[])
 		if (strlen(opts[i].name) != name_len ||
 		    memcmp(opts[i].name, s, name_len) != 0)
 			continue;
+		if (set[i])		/* which one was meant? */
+			return "given twice";
 		if (!parse_value(&opts[i], eq + 1, n - name_len - 1,
 		    &value[i]))
 			return opts[i].kind == OPT_BOOL ? "not 0 or 1" :
@@ -134,6 +136,27 @@ parse_env(void)
 	}
 	memcpy(parsed.set, set, sizeof(set));
 	memcpy(parsed.value, value, sizeof(value));
+}
+
+/* BEAMALLOC_GPA_TRACES, 0.1's variable: the global GPA's trace depth,
+ * read as the list's traces=N; a bad value gets a warning and is
+ * ignored (false). */
+bool
+ba_options_traces(unsigned *depth)
+{
+	const char *env = secure_getenv("BEAMALLOC_GPA_TRACES");
+	unsigned long long v;
+
+	if (env == NULL)
+		return false;
+	if (!parse_value(&opts[0], env, strlen(env), &v)) {
+		fprintf(stderr, "beamalloc: BEAMALLOC_GPA_TRACES: '%s': not a "
+		    "number from 0 to %d; ignored\n", env,
+		    BEAMALLOC_GPA_MAX_TRACE);
+		return false;
+	}
+	*depth = (unsigned)v;
+	return true;
 }
 
 /* ------------------------------------------------------------------------

@@ -24,7 +24,7 @@ run() {
 first() { head -n 1 "$scratch/out"; }
 quiet() { [ ! -s "$scratch/err" ]; }
 
-echo 1..19
+echo 1..24
 run -
 [ "$(first)" = "$defaults" ] && quiet; ok $? "unset: the defaults, nothing on stderr"
 run ''
@@ -39,7 +39,7 @@ ok $? "empty items are skipped; traces=32 is the maximum: $(first)"
 # Bad items: the defaults kept, and exactly one line on stderr naming it.
 for bad in 'traces=8,colour=1' 'traces=33' 'safety=2' 'traces=-1' \
     'traces=0x10' 'traces=' 'quarantine=1t' 'sample' 'canary=1,junk=yes' \
-    'guard_sample=99999999999' 'traces= 8'; do
+    'guard_sample=99999999999' 'traces= 8' 'canary=1,canary=0'; do
 	run "$bad"
 	item=${bad##*,}
 	[ "$(first)" = "$defaults" ] && [ "$(wc -l <"$scratch/err")" -eq 1 ] &&
@@ -65,3 +65,16 @@ sed 's/^/# /' "$scratch/err"
 run 'traces=8' leak0
 grep -q '^beamalloc: leak: 40 bytes' "$scratch/err" && ! grep -q '#1 ' "$scratch/err"
 ok $? "traces=8, but the program sets stack_trace_depth = 0 itself: it wins"
+
+# BEAMALLOC_GPA_TRACES (0.1's): the global GPA's trace depth; a bad value
+# warns once and is ignored.
+BEAMALLOC_GPA_TRACES=8 "$prog" gleak >"$scratch/out" 2>"$scratch/err"
+grep -q '^beamalloc: leak: 40 bytes' "$scratch/err" && grep -q '#1 ' "$scratch/err" &&
+    ! grep -q 'BEAMALLOC_GPA_TRACES' "$scratch/err"
+ok $? "BEAMALLOC_GPA_TRACES=8: the global GPA's leak report has the allocation trace"
+for bad in abc -1 33; do
+	BEAMALLOC_GPA_TRACES=$bad "$prog" gleak >"$scratch/out" 2>"$scratch/err"
+	grep -q '^beamalloc: leak: 40 bytes' "$scratch/err" && ! grep -q '#1 ' "$scratch/err" &&
+	    [ "$(grep -c "BEAMALLOC_GPA_TRACES: '$bad'" "$scratch/err")" -eq 1 ]
+	ok $? "BEAMALLOC_GPA_TRACES=$bad: one warning, no traces: $(grep TRACES "$scratch/err")"
+done

@@ -4,7 +4,8 @@
  * BEAMALLOC_GPA_OPTIONS, and with an argument makes a GPA leak one block:
  *   leak    a GPA made with a NULL config (so the options alone decide);
  *   leak0   one whose program sets stack_trace_depth = 0 after init;
- *   reread  change the variable, then init again: it was read once.
+ *   reread  change the variable, then init again: it was read once;
+ *   gleak   the global GPA leaks one block (BEAMALLOC_GPA_TRACES).
  */
 #include <beamalloc.h>
 #include <stdio.h>
@@ -53,6 +54,16 @@ main(int argc, char **argv)
 		beamalloc_gpa_config_init(&c);
 		c.stack_trace_depth = 0;
 		return leak(&c);
+	}
+	if (strcmp(argv[1], "gleak") == 0) {
+		beamalloc_gpa *g = beamalloc_gpa_global();
+		void *p = beamalloc_alloc(beamalloc_gpa_allocator(g), 40);
+
+		if (p == NULL)
+			return 1;
+		printf("leaks=%zu\n", beamalloc_gpa_detect_leaks(g));
+		beamalloc_free(beamalloc_gpa_allocator(g), p, 40);
+		return 0;
 	}
 	if (strcmp(argv[1], "reread") == 0) {
 		setenv("BEAMALLOC_GPA_OPTIONS", "traces=3", 1);

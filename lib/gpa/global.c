@@ -62,11 +62,9 @@ global_new(void)
 {
 	beamalloc_gpa_config cfg;
 	beamalloc_gpa *g;
-	const char *env = getenv("BEAMALLOC_GPA_TRACES");
 
 	beamalloc_gpa_config_init(&cfg);
-	if (env != NULL)
-		cfg.stack_trace_depth = (unsigned)strtoul(env, NULL, 10);
+	(void)ba_options_traces(&cfg.stack_trace_depth);
 	g = beamalloc_gpa_create(beamalloc_wide(), &cfg);
 	if (g != NULL)
 		g->global = true;

@@ -18,6 +18,12 @@
 #ifndef BEAMALLOC_HPP
 #define BEAMALLOC_HPP
 
+/* One clear message, not a cascade of errors, under an older standard:
+ * the rest is skipped. */
+#if __cplusplus < 201703L
+#error "<beamalloc.hpp> needs C++17 (std::pmr): compile with -std=c++17 or later"
+#else /* the rest: C++17 */
+
 #include <beamalloc.h>
 
 #include <cstddef>
@@ -281,4 +287,5 @@ private:
 
 } /* namespace beamalloc */
 
+#endif /* C++17 */
 #endif /* BEAMALLOC_HPP */

@@ -2,10 +2,10 @@
 # cxx-compilers.sh - <beamalloc.hpp> and <beamalloc/new.hpp> with each C++ compiler
 # configure found (g++, clang++) at -std=c++17 -Wall -Wextra -Werror:
 # t/cxx.cpp and t/cxx_new.cpp built and run by each, and the README's C++
-# example.  A missing compiler SKIPs its tests, or fails them when
+# example; at -std=c++14 each header says, once, that it needs C++17.  A missing compiler SKIPs its tests, or fails them when
 # BEAMALLOC_REQUIRE_TOOLS=1 (CI).
 . "$top_srcdir/t/cxx-lib.sh"
-echo 1..7
+echo 1..9
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/beamalloc-cxx.XXXXXX") || exit 1
 trap 'rm -rf "$scratch"' EXIT
 n=0
@@ -48,6 +48,21 @@ bare() {
 		sed 's/^/# /' "$scratch/err"
 	fi
 }
+# Under C++14 the compile fails with one error per header, its #error.
+printf '#include <beamalloc.hpp>\n#include <beamalloc/new.hpp>\n' >"$scratch/old.cpp"
+older() {
+	n=$((n + 1))
+	if $cxx -std=c++14 -I"$top_srcdir/include" -c -o "$scratch/old.o" \
+	    "$scratch/old.cpp" 2>"$scratch/err"; then
+		echo "not ok $n - $cxx_name: the headers compile at -std=c++14"
+	elif [ "$(grep -c 'error:' "$scratch/err")" -eq 2 ] &&
+	    [ "$(grep -c 'needs C++17' "$scratch/err")" -ge 2 ]; then
+		echo "ok $n - $cxx_name: at -std=c++14, one error per header: it needs C++17"
+	else
+		echo "not ok $n - $cxx_name: at -std=c++14, not one clear error per header"
+		sed 's/^/# /' "$scratch/err"
+	fi
+}
 for which in gcc clang; do
 	if cxx_pick "$which"; then
 		build_run "cxx-$which" "$top_srcdir/t/cxx.cpp"
@@ -58,8 +73,9 @@ for which in gcc clang; do
 			build_run "cxx_new-$which" "$top_srcdir/t/cxx_new.cpp"
 		fi
 		bare
+		older
 	else
-		for i in 1 2 3; do
+		for i in 1 2 3 4; do
 			n=$((n + 1))
 			echo "ok $n # SKIP $cxx_why"
 		done

@@ -23,6 +23,12 @@
 #ifndef BEAMALLOC_NEW_HPP
 #define BEAMALLOC_NEW_HPP
 
+/* One clear message, not a cascade of errors, under an older standard:
+ * the rest is skipped. */
+#if __cplusplus < 201703L
+#error "<beamalloc/new.hpp> needs C++17 (aligned operator new): compile with -std=c++17 or later"
+#else /* the rest: C++17 */
+
 #include <beamalloc.h>
 
 #include <cstddef>
@@ -302,4 +308,5 @@ operator delete[](void *p, std::align_val_t al,
 
 #undef BEAMALLOC_NEW_DEF
 
+#endif /* C++17 */
 #endif /* BEAMALLOC_NEW_HPP */

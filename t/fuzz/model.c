@@ -1001,10 +1001,10 @@ wide_close(struct run *r)
 
 /* wide over a GPA with canary and junk (and often a quarantine), over
  * the strict backing: an over-aligned block's slack holds the GPA's
- * canary word (lib/wide.c), checked at every free, resize and remap of
- * the wide block, and nothing of a correct program may be reported.
- * The GPA's own counts are the model's: a block at an alignment above
- * 8 takes len + align + 8 of it, any other len. */
+ * canary, 32 bytes at least (lib/wide.c), checked at every free, resize
+ * and remap of the wide block, and nothing of a correct program may be
+ * reported.  The GPA's own counts are the model's: a block at an
+ * alignment above 8 takes len + align + 32 of it, any other len. */
 static void
 wide_gpa_open(struct run *r)
 {
@@ -1026,8 +1026,7 @@ wide_gpa_open(struct run *r)
 static size_t
 wide_gpa_host(size_t len, size_t align)
 {
-	return align <= BEAMALLOC_MIN_ALIGN ? len : len + align +
-	    sizeof(uint64_t);
+	return align <= BEAMALLOC_MIN_ALIGN ? len : len + align + 32;
 }
 
 /* A GPA target's common checks: no report, no bad call to the backing,

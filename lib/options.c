@@ -149,7 +149,7 @@ ba_options_traces(unsigned *depth)
 
 	if (env == NULL)
 		return false;
-	if (!parse_value(&opts[0], env, strlen(env), &v)) {
+	if (!parse_value(&opts[0], env, strlen(env), &v)) {	/* traces */
 		fprintf(stderr, "beamalloc: BEAMALLOC_GPA_TRACES: '%s': not a "
 		    "number from 0 to %d; ignored\n", env,
 		    BEAMALLOC_GPA_MAX_TRACE);

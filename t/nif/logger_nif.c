@@ -77,16 +77,16 @@ BEAMALLOC_NIF_LEAK_CHECKED_WITH(checked_leak, checked_leak_body, &checked_cfg)
 
 /* dirty_checked_leak_killed(Pid): a leak on a dirty scheduler, reported
  * once the calling process is exiting: the body sends in_call to Pid, the
- * test kills the caller, the body waits for that (up to a minute).  enif_send() and enif_whereis_pid() refuse the
+ * test kills the caller, the body waits for that (a minute at most: a
+ * guard, not a measure).  enif_send() and enif_whereis_pid() refuse the
  * env of an exiting process there: the report went to stderr, not to
  * the logger that was there. */
 static ERL_NIF_TERM
 killed_leak_body(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[],
     beamalloc_allocator a)
 {
-	int i;
-
 	ErlNifPid parent;
+	int i;
 
 	(void)argc;
 	(void)beamalloc_alloc(a, 32);

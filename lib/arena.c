@@ -227,7 +227,7 @@ beamalloc_arena_allocator(beamalloc_arena *arena)
 {
 	beamalloc_allocator al = { arena, &ba_arena_vtable };
 
-	return al;
+	return arena != NULL ? al : ba_empty_allocator();
 }
 
 /* Every chunk is kept: a loop that resets after each round stops calling

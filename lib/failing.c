@@ -152,5 +152,5 @@ beamalloc_failing_allocator(beamalloc_failing *f)
 {
 	beamalloc_allocator a = { f, &ba_failing_vtable };
 
-	return a;
+	return f != NULL ? a : ba_empty_allocator();
 }

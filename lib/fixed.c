@@ -105,7 +105,7 @@ beamalloc_fixed_allocator(beamalloc_fixed *fb)
 {
 	beamalloc_allocator a = { fb, &ba_fixed_vtable };
 
-	return a;
+	return fb != NULL ? a : ba_empty_allocator();
 }
 
 void

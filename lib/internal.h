@@ -145,6 +145,8 @@ BA_HIDDEN extern const beamalloc_vtable ba_arena_vtable;	/* arena.c */
 BA_HIDDEN extern const beamalloc_vtable ba_fixed_vtable;	/* fixed.c */
 BA_HIDDEN extern const beamalloc_vtable ba_failing_vtable; /* failing.c */
 BA_HIDDEN extern const beamalloc_vtable ba_pool_vtable;	/* pool.c */
+/* The allocator with no memory, for a constructor given NULL (empty.c). */
+BA_HIDDEN beamalloc_allocator ba_empty_allocator(void);
 /* Wrappers whose ctx starts with the allocator they pass calls to. */
 BA_HIDDEN extern const beamalloc_vtable ba_stackfb_vtable; /* stackfb.c */
 BA_HIDDEN extern const beamalloc_vtable ba_locked_vtable;	/* locked.c */

@@ -102,7 +102,7 @@ beamalloc_locked_allocator(beamalloc_locked *l)
 {
 	beamalloc_allocator a = { l, &ba_locked_vtable };
 
-	return a;
+	return l != NULL ? a : ba_empty_allocator();
 }
 
 void

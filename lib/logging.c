@@ -118,5 +118,5 @@ beamalloc_logging_allocator(beamalloc_logging *l)
 {
 	beamalloc_allocator a = { l, &ba_logging_vtable };
 
-	return a;
+	return l != NULL ? a : ba_empty_allocator();
 }

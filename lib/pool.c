@@ -303,7 +303,7 @@ beamalloc_pool_allocator(beamalloc_pool *pool)
 {
 	beamalloc_allocator a = { pool, &ba_pool_vtable };
 
-	return a;
+	return pool != NULL ? a : ba_empty_allocator();
 }
 
 void *

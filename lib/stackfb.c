@@ -85,5 +85,5 @@ beamalloc_stackfb_allocator(beamalloc_stackfb *s)
 {
 	beamalloc_allocator a = { s, &ba_stackfb_vtable };
 
-	return a;
+	return s != NULL ? a : ba_empty_allocator();
 }

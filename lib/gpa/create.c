@@ -193,8 +193,12 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 beamalloc_allocator
 beamalloc_gpa_allocator(beamalloc_gpa *gpa)
 {
-	beamalloc_allocator a = { gpa, gpa->vtable };
+	beamalloc_allocator a;
 
+	if (gpa == NULL)
+		return ba_empty_allocator();
+	a.ctx = gpa;
+	a.vtable = gpa->vtable;
 	return a;
 }
 

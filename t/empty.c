@@ -1,0 +1,122 @@
+/*
+ * empty.c - an allocator constructor given NULL (a create that failed,
+ * its NULL not checked) returns the allocator with no memory: every
+ * allocation fails with ENOMEM, and a block freed, resized or remapped
+ * through it (it never gave one) is reported as an invalid free by
+ * address and size, and left as it was.  Before, each of these calls
+ * crashed inside the library.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "beamalloc.h"
+#include "tap.h"
+
+#define FAILS(expr, err) (errno = 0, (expr) == 0 && errno == (err))
+
+static struct {
+	size_t n;
+	beamalloc_report last;
+} seen;
+
+static void
+count_report(void *user, const beamalloc_report *r)
+{
+	(void)user;
+	seen.n++;
+	seen.last = *r;
+}
+
+static beamalloc_allocator
+from_null(int i, const char **name)
+{
+	switch (i) {
+	case 0: *name = "beamalloc_gpa_allocator(NULL)";
+		return beamalloc_gpa_allocator(NULL);
+	case 1: *name = "beamalloc_arena_allocator(NULL)";
+		return beamalloc_arena_allocator(NULL);
+	case 2: *name = "beamalloc_pool_allocator(NULL)";
+		return beamalloc_pool_allocator(NULL);
+	case 3: *name = "beamalloc_fixed_allocator(NULL)";
+		return beamalloc_fixed_allocator(NULL);
+	case 4: *name = "beamalloc_failing_allocator(NULL)";
+		return beamalloc_failing_allocator(NULL);
+	case 5: *name = "beamalloc_stackfb_allocator(NULL)";
+		return beamalloc_stackfb_allocator(NULL);
+	case 6: *name = "beamalloc_locked_allocator(NULL)";
+		return beamalloc_locked_allocator(NULL);
+	default: *name = "beamalloc_logging_allocator(NULL)";
+		return beamalloc_logging_allocator(NULL);
+	}
+}
+#define NCTORS 8
+
+static bool
+intact(const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != (unsigned char)(i * 7 + 1))
+			return false;
+	return true;
+}
+
+static void
+empty(int i)
+{
+	const char *name;
+	beamalloc_allocator a = from_null(i, &name);
+	beamalloc_allocator w = beamalloc_wide_on(&a);
+	unsigned char *mine = malloc(48);
+	size_t bad = 0;
+	int e;
+
+	if (mine == NULL)
+		bail("no memory");
+	for (size_t k = 0; k < 48; k++)
+		mine[k] = (unsigned char)(k * 7 + 1);
+
+	bad += !FAILS(beamalloc_alloc(a, 64), ENOMEM);
+	bad += !FAILS(beamalloc_alloc_aligned(a, 100, 4096), ENOMEM);
+	bad += !FAILS(beamalloc_alloc_zeroed(a, 4, 16, 8), ENOMEM);
+	bad += !FAILS(beamalloc_dup(a, "abc", 4), ENOMEM);
+	bad += !FAILS(beamalloc_realloc(a, NULL, 0, 8, 100), ENOMEM);
+	bad += !FAILS(beamalloc_alloc_aligned(w, 100, 8192), ENOMEM);
+	is_size(bad, 0, "%s: alloc, aligned, zeroed, dup, realloc from "
+	    "NULL, and the wide allocator over it: NULL + ENOMEM", name);
+	ok(beamalloc_alloc(a, 0) != NULL && beamalloc_native_align(a) >=
+	    BEAMALLOC_MIN_ALIGN, "%s: zero length and native alignment as "
+	    "for any allocator", name);
+
+	seen.n = 0;
+	errno = 12345;
+	beamalloc_free(a, mine, 48);
+	e = errno;
+	if (!ok(seen.n == 1 && seen.last.kind ==
+	    BEAMALLOC_REPORT_INVALID_FREE && seen.last.addr == mine &&
+	    seen.last.given_size == 48 && e == 12345 && intact(mine, 48),
+	    "%s: a free is one invalid-free report naming the block and "
+	    "its length, the block untouched, errno kept", name))
+		diag("  %zu reports, kind %d, addr %p (block %p), size %zu, "
+		    "errno %d", seen.n, (int)seen.last.kind, seen.last.addr,
+		    (void *)mine, seen.last.given_size, e);
+
+	seen.n = 0;
+	ok(FAILS(beamalloc_resize(a, mine, 48, 8, 64), EINVAL) &&
+	    FAILS(beamalloc_remap(a, mine, 48, 8, 16), EINVAL) &&
+	    FAILS(beamalloc_realloc(a, mine, 48, 8, 96), EINVAL) &&
+	    seen.n == 3 && intact(mine, 48), "%s: resize, remap and realloc "
+	    "of a block: false/NULL + EINVAL, each reported, the block "
+	    "untouched", name);
+	free(mine);
+}
+
+int
+main(void)
+{
+	beamalloc_report_set_default(count_report, NULL, false);
+	plan(NCTORS * 4);
+	for (int i = 0; i < NCTORS; i++)
+		empty(i);
+	return done_testing();
+}

@@ -361,7 +361,8 @@ BEAMALLOC_API void beamalloc_fixed_reset(beamalloc_fixed *fb);
  * the size, EINVAL above the alignment) and resizes in place within the
  * item.  A free of the item freed last (a double free of it) is reported
  * and ignored; with the allocator's free, so is a pointer no chunk holds.
- * Not thread-safe (see beamalloc_locked).
+ * The allocator's resize and remap report both too, and refuse them
+ * (EINVAL).  Not thread-safe (see beamalloc_locked).
  * ---------------------------------------------------------------------- */
 
 typedef struct beamalloc_pool beamalloc_pool;	/* opaque */

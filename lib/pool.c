@@ -214,14 +214,36 @@ pool_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 	return get(pool, len, ra);
 }
 
-/* Within the item, always; beyond it, never. */
+/* What is wrong with a block named to resize or remap: not an item
+ * handed out (reported as an invalid free), or the item freed last
+ * (a double free); 0 when neither.  As for free, an older freed item
+ * is not caught. */
+static int
+bad_block(const beamalloc_pool *pool, const void *mem)
+{
+	if (!owns(pool, mem))
+		return BEAMALLOC_REPORT_INVALID_FREE;
+	if (mem == pool->free)
+		return BEAMALLOC_REPORT_DOUBLE_FREE;
+	return 0;
+}
+
+/* Within the item, always; beyond it, never.  A block that is not a live
+ * item is reported and refused (EINVAL), as free reports it: a success
+ * would let the caller write new_len bytes over memory the pool does not
+ * own, or over a free item the next get hands out again. */
 static bool
 pool_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
     uintptr_t ra)
 {
 	beamalloc_pool *pool = ctx;
+	int bad = bad_block(pool, mem);
 
-	(void)align, (void)ra;
+	if (BA_UNLIKELY(bad != 0)) {
+		report((beamalloc_report_kind)bad, pool, mem, len, align, ra);
+		errno = EINVAL;
+		return false;
+	}
 	if (new_len > pool->item_size)
 		return false;
 	if (new_len > len)

@@ -245,6 +245,70 @@ misuse(void)
 	free(t);
 }
 
+/* Resize, remap and realloc of a block that is not a live item: each is
+ * reported once and refused (EINVAL), as free reports it; a success let
+ * the caller write past a 4-byte int on the stack, or into the item the
+ * next get hands out again (found by a review). */
+static void
+refused_resize(void)
+{
+	beamalloc_pool *p = beamalloc_pool_create(beamalloc_beam(), 24, 8, 4,
+	    false);
+	beamalloc_allocator a;
+	unsigned char *x, *y, *z;
+	int other = 7;
+
+	if (p == NULL)
+		bail("pool_create failed");
+	a = beamalloc_pool_allocator(p);
+	beamalloc_report_set_default(record, NULL, false);
+	x = beamalloc_alloc(a, 24);
+	y = beamalloc_alloc(a, 8);
+	nreports = 0;
+	errno = 0;
+	ok(!beamalloc_resize(a, &other, 4, 8, 16) && errno == EINVAL &&
+	    nreports == 1 && last_report.kind == BEAMALLOC_REPORT_INVALID_FREE &&
+	    last_report.addr == &other && last_report.size == 24 &&
+	    last_report.given_size == 4,
+	    "resize of a stack address: false + EINVAL, one invalid-free "
+	    "report naming it");
+	errno = 0;
+	ok(beamalloc_remap(a, &other, 4, 8, 16) == NULL && errno == EINVAL &&
+	    nreports == 2, "remap of it: NULL + EINVAL, reported");
+	errno = 0;
+	ok(beamalloc_realloc(a, &other, 4, 8, 16) == NULL && errno == EINVAL &&
+	    nreports == 3 && beamalloc_pool_live(p) == 2,
+	    "realloc of it: NULL + EINVAL, reported once, nothing allocated");
+	errno = 0;
+	ok(beamalloc_realloc(a, &other, 4, 8, 4) == NULL && errno == EINVAL &&
+	    nreports == 4, "realloc to the same length: refused too");
+	errno = 0;
+	ok(!beamalloc_resize(a, x + 8, 8, 8, 16) && errno == EINVAL &&
+	    nreports == 5 && last_report.addr == x + 8,
+	    "resize of an interior pointer: refused, reported");
+	beamalloc_free(a, y, 8);
+	nreports = 0;
+	errno = 0;
+	ok(!beamalloc_resize(a, y, 8, 8, 24) && errno == EINVAL &&
+	    nreports == 1 && last_report.kind == BEAMALLOC_REPORT_DOUBLE_FREE &&
+	    last_report.addr == y,
+	    "resize of the item freed last: false + EINVAL, a double-free "
+	    "report");
+	errno = 0;
+	ok(beamalloc_realloc(a, y, 8, 8, 16) == NULL && errno == EINVAL &&
+	    nreports == 2, "realloc of it: NULL + EINVAL");
+	z = beamalloc_alloc(a, 24);
+	ok(z == y && beamalloc_alloc(a, 24) != y,
+	    "the freed item is handed out once, not twice");
+	is_size(beamalloc_pool_live(p), 3, "3 live: x, z and the last");
+	nreports = 0;
+	ok(beamalloc_resize(a, x, 24, 8, 10) &&
+	    beamalloc_remap(a, x, 10, 8, 24) == x && nreports == 0,
+	    "a live item still resizes and remaps within itself, unreported");
+	beamalloc_report_set_default(NULL, NULL, false);
+	beamalloc_pool_destroy(p);
+}
+
 /* Zig's example: a list of nodes, created and destroyed one by one. */
 struct node {
 	struct node *next;
@@ -284,6 +348,7 @@ main(void)
 	growth();
 	as_allocator();
 	misuse();
+	refused_resize();
 	typed();
 	return done_testing();
 }

@@ -333,15 +333,15 @@ BEAMALLOC_API size_t beamalloc_arena_reset_with(beamalloc_arena *arena,
  * in an arena, only the most recent allocation can be freed or grown in
  * place, and a free of it gives its bytes back once.  The buffer belongs to
  * the allocator from init on (memory checkers see its unused bytes as
- * inaccessible; under ASan only for a buffer off the calling thread's
- * stack, whose poison would outlive the frame).  Not thread-safe.
+ * inaccessible; only for a buffer off the calling thread's stack, whose
+ * marks would outlive its scope).  Not thread-safe.
  * ---------------------------------------------------------------------- */
 
 typedef struct beamalloc_fixed {
 	unsigned char *start;
 	unsigned char *ptr;		/* first free byte */
 	unsigned char *end;
-	bool poison;			/* ASan builds: buffer off the stack */
+	bool poison;			/* memory checkers: buffer off the stack */
 	unsigned char *last;		/* start of the last block, or NULL */
 } beamalloc_fixed;
 

@@ -18,10 +18,14 @@
  * addressable but undefined when handed out and inaccessible when freed,
  * shrunk or reset: overruns and use after free/reset are still caught.
  *
- * ASan poisoning is optional (asan argument): it suits chunks the owner
- * opens again before giving them back, not caller memory such as a fixed
- * buffer on the stack, whose poison ASan would leave behind for later
- * frames.  Valgrind marks reused stack afresh, so it is always told.
+ * Telling the memory checkers is optional (tools argument): it suits
+ * chunks the owner opens again before giving them back, not caller memory
+ * such as a fixed buffer on the stack, whose marks neither ASan nor
+ * valgrind would drop when the buffer's scope ends: the compiler gives its
+ * stack slot to later variables of the same frame (a block scope, an
+ * inlined function), and their correct use was reported (found by a
+ * review: valgrind's "Invalid write" on a memset of a local array).
+ * Valgrind marks the stack afresh only when the stack pointer moves.
  */
 #ifndef BEAMALLOC_BUMP_H
 #define BEAMALLOC_BUMP_H
@@ -42,21 +46,24 @@ BA_HIDDEN extern bool ba_under_valgrind;
 #define BA_VG_CLOSE(p, n) ((void)(p), (void)(n))
 #endif
 
-/* Bytes become usable (contents undefined) / untouchable. */
+/* Bytes become usable (contents undefined) / untouchable, to the memory
+ * checkers when tools is true. */
 static inline void
-ba_region_open(void *p, size_t n, bool asan)
+ba_region_open(void *p, size_t n, bool tools)
 {
-	if (asan)
+	if (tools) {
 		BA_ASAN_UNPOISON(p, n);
-	BA_VG_UNDEFINED(p, n);
+		BA_VG_UNDEFINED(p, n);
+	}
 }
 
 static inline void
-ba_region_close(void *p, size_t n, bool asan)
+ba_region_close(void *p, size_t n, bool tools)
 {
-	if (asan)
+	if (tools) {
 		BA_ASAN_POISON(p, n);
-	BA_VG_CLOSE(p, n);
+		BA_VG_CLOSE(p, n);
+	}
 }
 
 /* Padding that brings p up to align. */
@@ -80,7 +87,7 @@ ba_bump_fits(const unsigned char *p, const unsigned char *end, size_t len,
  * the block becomes the last one. */
 static inline void *
 ba_bump_alloc(unsigned char **ptr, unsigned char **last, unsigned char *end,
-    size_t len, size_t align, bool asan)
+    size_t len, size_t align, bool tools)
 {
 	unsigned char *p = *ptr;
 
@@ -89,7 +96,7 @@ ba_bump_alloc(unsigned char **ptr, unsigned char **last, unsigned char *end,
 	p += ba_bump_pad(p, align);
 	*ptr = p + len;
 	*last = p;
-	ba_region_open(p, len, asan);
+	ba_region_open(p, len, tools);
 	return p;
 }
 
@@ -105,7 +112,7 @@ ba_bump_is_last(const unsigned char *ptr, const unsigned char *last,
  * block's, so nothing is poisoned. */
 static inline bool
 ba_bump_resize(unsigned char **ptr, const unsigned char *last,
-    unsigned char *end, void *mem, size_t len, size_t new_len, bool asan)
+    unsigned char *end, void *mem, size_t len, size_t new_len, bool tools)
 {
 	unsigned char *p = mem;
 
@@ -114,9 +121,9 @@ ba_bump_resize(unsigned char **ptr, const unsigned char *last,
 	if (new_len > len) {
 		if (new_len - len > (size_t)(end - *ptr))
 			return false;
-		ba_region_open(p + len, new_len - len, asan);
+		ba_region_open(p + len, new_len - len, tools);
 	} else
-		ba_region_close(p + new_len, len - new_len, asan);
+		ba_region_close(p + new_len, len - new_len, tools);
 	*ptr = p + new_len;
 	return true;
 }
@@ -125,13 +132,13 @@ ba_bump_resize(unsigned char **ptr, const unsigned char *last,
  * any other may be stale, overlapping live blocks. */
 static inline void
 ba_bump_free(unsigned char **ptr, unsigned char **last, void *mem,
-    size_t len, bool asan)
+    size_t len, bool tools)
 {
 	if (!ba_bump_is_last(*ptr, *last, mem, len))
 		return;
 	*ptr = mem;
 	*last = NULL;
-	ba_region_close(mem, len, asan);
+	ba_region_close(mem, len, tools);
 }
 
 #endif /* BEAMALLOC_BUMP_H */

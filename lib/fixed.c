@@ -6,31 +6,52 @@
 #define _GNU_SOURCE	/* pthread_getattr_np */
 #include "bump.h"
 
-#ifdef BA_ASAN
+#if defined(BA_ASAN) || defined(HAVE_VALGRIND_MEMCHECK_H)
 #include <pthread.h>
 #endif
 
 /* ------------------------------------------------------------------------
- * The buffer is the caller's.  Valgrind is always told which bytes are
- * handed out; ASan only for a buffer off the calling thread's stack: a
- * stack buffer's poison would outlive its frame and trip later ones.
+ * The buffer is the caller's.  Memory checkers (ASan, valgrind) are told
+ * which bytes are handed out only for a buffer off the calling thread's
+ * stack: a stack buffer's marks would outlive its scope, whose stack slot
+ * the compiler gives to later variables of the same frame (see bump.h).
  * ---------------------------------------------------------------------- */
+
+#if defined(BA_ASAN) || defined(HAVE_VALGRIND_MEMCHECK_H)
+/* The calling thread's stack, asked once per thread: for the main thread
+ * glibc reads /proc/self/maps, too slow for a stack fallback made at
+ * every call of a function under a checker. */
+static __thread uintptr_t stack_lo;
+static __thread size_t stack_len;	/* 0: not known yet */
+
+static bool
+on_stack(const void *buf)
+{
+	pthread_attr_t at;
+	void *lo;
+	size_t n;
+
+	if (stack_len == 0 && pthread_getattr_np(pthread_self(), &at) == 0) {
+		if (pthread_attr_getstack(&at, &lo, &n) == 0) {
+			stack_lo = (uintptr_t)lo;
+			stack_len = n;
+		}
+		pthread_attr_destroy(&at);
+	}
+	/* When in doubt, never tell. */
+	return stack_len == 0 || (uintptr_t)buf - stack_lo < stack_len;
+}
+#endif
 
 static bool
 may_poison(const void *buf)
 {
-#ifdef BA_ASAN
-	pthread_attr_t at;
-	void *lo;
-	size_t n;
-	bool on_stack = true;	/* when in doubt, never poison */
-
-	if (pthread_getattr_np(pthread_self(), &at) == 0) {
-		if (pthread_attr_getstack(&at, &lo, &n) == 0)
-			on_stack = (uintptr_t)buf - (uintptr_t)lo < n;
-		pthread_attr_destroy(&at);
-	}
-	return !on_stack;
+#if defined(BA_ASAN)
+	return !on_stack(buf);
+#elif defined(HAVE_VALGRIND_MEMCHECK_H)
+	/* Outside valgrind nothing is told: no need to ask (the main
+	 * thread's stack is read from /proc/self/maps). */
+	return BA_UNLIKELY(ba_under_valgrind) && !on_stack(buf);
 #else
 	(void)buf;
 	return false;

@@ -100,11 +100,14 @@ ba_bump_alloc(unsigned char **ptr, unsigned char **last, unsigned char *end,
 	return p;
 }
 
+/* Compared as a distance: mem + len would be arithmetic on NULL (no last
+ * block; a NULL given with a length) or past the region (a wrong length
+ * near SIZE_MAX), undefined either way. */
 static inline bool
 ba_bump_is_last(const unsigned char *ptr, const unsigned char *last,
     const void *mem, size_t len)
 {
-	return mem == last && (const unsigned char *)mem + len == ptr;
+	return last != NULL && mem == last && (size_t)(ptr - last) == len;
 }
 
 /* In place: the last block grows up to end or shrinks, giving bytes back.

@@ -161,6 +161,27 @@ same_len_kept(beamalloc_allocator a, void *mem, size_t len, size_t align,
 	return true;
 }
 
+/* NULL given with a length, which the allocator neither refused nor
+ * could tell from a block (a fixed buffer, an arena check none): a
+ * pointer never given out, reported as one; NULL + EINVAL. */
+static void *
+null_block(size_t len, size_t align, uintptr_t ra)
+{
+	ba_report_call(BEAMALLOC_REPORT_INVALID_FREE, NULL, 0, 0, len, align,
+	    ra);
+	return ba_fail(EINVAL);
+}
+
+/* The same length: the block itself, once the allocator has kept it. */
+static void *
+same_len_block(beamalloc_allocator a, void *mem, size_t len, size_t align,
+    uintptr_t ra)
+{
+	if (!same_len_kept(a, mem, len, align, ra))
+		return NULL;
+	return BA_LIKELY(mem != NULL) ? mem : null_block(len, align, ra);
+}
+
 bool
 beamalloc_resize(beamalloc_allocator a, void *mem, size_t len, size_t align,
     size_t new_len)
@@ -210,7 +231,7 @@ beamalloc_remap(beamalloc_allocator a, void *mem, size_t len, size_t align,
 	if (len == 0 || new_len > BA_MAX_LEN)
 		return ba_fail(ENOMEM);
 	if (new_len == len)
-		return same_len_kept(a, mem, len, align, ra) ? mem : NULL;
+		return same_len_block(a, mem, len, align, ra);
 	saved = errno;
 	errno = 0;
 	p = ba_raw_remap(a, mem, len, align, new_len, ra);
@@ -239,7 +260,7 @@ beamalloc_realloc(beamalloc_allocator a, void *mem, size_t len, size_t align,
 	if (new_len > BA_MAX_LEN)
 		return ba_fail(ENOMEM);
 	if (new_len == len)
-		return same_len_kept(a, mem, len, align, ra) ? mem : NULL;
+		return same_len_block(a, mem, len, align, ra);
 	saved = errno;
 	errno = 0;
 	p = ba_raw_remap(a, mem, len, align, new_len, ra);
@@ -251,6 +272,10 @@ beamalloc_realloc(beamalloc_allocator a, void *mem, size_t len, size_t align,
 	 * length): nothing is copied or freed, nor reported again. */
 	if (refused())
 		return NULL;
+	/* NULL with a length: there is nothing to copy from (found by a
+	 * review: memcpy from NULL, a crash). */
+	if (BA_UNLIKELY(mem == NULL))
+		return null_block(len, align, ra);
 	/* The allocator cannot move it itself: copy, and only free the old
 	 * block once the new one exists, so failure loses nothing. */
 	p = ba_raw_alloc(a, new_len, align, ra);

@@ -151,9 +151,40 @@ empty(void)
 	    "one-byte buffer: one byte");
 }
 
+/* A free or resize of the last block with a wrong length near SIZE_MAX
+ * is a no-op, as any wrong length is; bump.h added it to the block's
+ * address first (clang's UBSan: "addition of unsigned offset ...
+ * overflowed"), and a resize of NULL added 16 to NULL ("applying
+ * non-zero offset 16 to null pointer"). */
+static void
+wrong_lengths(void)
+{
+	static unsigned char buf[256];
+	beamalloc_fixed fb;
+	beamalloc_allocator a;
+	unsigned char *p, *q;
+
+	beamalloc_fixed_init(&fb, buf, sizeof(buf));
+	a = beamalloc_fixed_allocator(&fb);
+	ok(!beamalloc_resize(a, NULL, 16, 8, 32),
+	    "resize of NULL with no block given out: false");
+	p = beamalloc_alloc(a, 16);
+	beamalloc_free(a, p, SIZE_MAX - 8);
+	beamalloc_free(a, p, (size_t)PTRDIFF_MAX + 1);
+	ok(beamalloc_resize(a, p, SIZE_MAX - 8, 8, 16 + 240),
+	    "resize with a length near SIZE_MAX: a shrink of a block that "
+	    "is not the last, kept as it is");
+	q = beamalloc_alloc(a, 16);
+	ok(p != NULL && q == p + 16,
+	    "frees with lengths near SIZE_MAX: no-ops, the block stays");
+	beamalloc_free(a, q, 16);
+	beamalloc_free(a, p, 16);
+}
+
 int
 main(void)
 {
+	wrong_lengths();
 	exhaustion();
 	resizing();
 	alignment();

@@ -202,11 +202,76 @@ libc_rules(void)
 	beamalloc_free(a, p, 4);
 }
 
+static size_t nreports;
+static beamalloc_report last_report;
+
+static void
+record(void *user, const beamalloc_report *r)
+{
+	(void)user;
+	nreports++;
+	last_report = *r;
+}
+
+/* NULL given with a length to realloc and resize, on allocators that
+ * check no block (a fixed buffer, an arena): realloc copied len bytes
+ * from NULL (found by a review: a crash, UBSan's "null pointer passed as
+ * argument 2").  Now one invalid-free report naming NULL and the length,
+ * NULL + EINVAL, nothing allocated. */
+static void
+null_with_length(void)
+{
+	static unsigned char buf[256];
+	beamalloc_fixed fb;
+	beamalloc_arena *ar = beamalloc_arena_create(beamalloc_libc());
+	beamalloc_allocator as[2];
+	const char *names[2] = { "fixed", "arena" };
+	void *first[2];
+
+	if (ar == NULL)
+		bail("arena_create failed");
+	beamalloc_fixed_init(&fb, buf, sizeof(buf));
+	as[0] = beamalloc_fixed_allocator(&fb);
+	as[1] = beamalloc_arena_allocator(ar);
+	beamalloc_report_set_default(record, NULL, false);
+	for (int i = 0; i < 2; i++) {
+		void *p;
+
+		nreports = 0;
+		errno = 0;
+		p = beamalloc_realloc(as[i], NULL, 16, 8, 32);
+		ok(p == NULL && errno == EINVAL && nreports == 1 &&
+		    last_report.kind == BEAMALLOC_REPORT_INVALID_FREE &&
+		    last_report.addr == NULL && last_report.given_size == 16,
+		    "%s: realloc of NULL with length 16: NULL + EINVAL, one "
+		    "invalid-free report naming NULL and 16", names[i]);
+		errno = 0;
+		ok(!beamalloc_resize(as[i], NULL, 16, 8, 32) && errno == ENOMEM,
+		    "%s: resize of NULL with length 16: false", names[i]);
+		ok(beamalloc_remap(as[i], NULL, 16, 8, 32) == NULL,
+		    "%s: remap of it: NULL", names[i]);
+		nreports = 0;
+		errno = 0;
+		ok(beamalloc_realloc(as[i], NULL, 16, 8, 16) == NULL &&
+		    errno == EINVAL && nreports == 1 &&
+		    beamalloc_remap(as[i], NULL, 16, 8, 16) == NULL &&
+		    errno == EINVAL && nreports == 2,
+		    "%s: realloc and remap of it to the same length: NULL + "
+		    "EINVAL, reported", names[i]);
+		first[i] = beamalloc_alloc(as[i], 8);
+		ok(first[i] != NULL, "%s: still serves", names[i]);
+	}
+	ok(first[0] == buf, "fixed: nothing was taken from the buffer");
+	beamalloc_report_set_default(NULL, NULL, false);
+	beamalloc_arena_destroy(ar);
+}
+
 int
 main(void)
 {
 	strict_backing();
 	realloc_failure();
 	libc_rules();
+	null_with_length();
 	return done_testing();
 }

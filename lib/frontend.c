@@ -290,7 +290,13 @@ beamalloc_realloc(beamalloc_allocator a, void *mem, size_t len, size_t align,
 void *
 beamalloc_dup(beamalloc_allocator a, const void *src, size_t len)
 {
-	void *p = alloc_at(a, len, BEAMALLOC_MIN_ALIGN, BA_RET_ADDR());
+	void *p;
+
+	/* Nothing to copy from: refused before any allocation (found by a
+	 * review: a memcpy from NULL, a crash). */
+	if (BA_UNLIKELY(src == NULL && len != 0))
+		return ba_fail(EINVAL);
+	p = alloc_at(a, len, BEAMALLOC_MIN_ALIGN, BA_RET_ADDR());
 
 	if (p != NULL && len != 0)
 		memcpy(p, src, len);

@@ -266,6 +266,23 @@ null_with_length(void)
 	beamalloc_arena_destroy(ar);
 }
 
+/* beamalloc_dup of NULL with a length copied from NULL (a crash); now
+ * NULL + EINVAL before any allocation. */
+static void
+dup_null(void)
+{
+	testalloc *t = testalloc_new();
+	beamalloc_allocator a = testalloc_allocator(t);
+
+	errno = 0;
+	ok(beamalloc_dup(a, NULL, 16) == NULL && errno == EINVAL,
+	    "dup of NULL with length 16: NULL + EINVAL");
+	is_size(t->nblocks, 0, "dup of NULL: nothing allocated");
+	ok(beamalloc_dup(a, NULL, 0) != NULL,
+	    "dup of NULL with length 0: a zero-length pointer");
+	free(t);
+}
+
 int
 main(void)
 {
@@ -273,5 +290,6 @@ main(void)
 	realloc_failure();
 	libc_rules();
 	null_with_length();
+	dup_null();
 	return done_testing();
 }

@@ -279,7 +279,8 @@ beamalloc_check_alloc_failures_opt(beamalloc_allocator backing,
 {
 	struct checker c;
 	struct outcome local;
-	int err, rc;
+	int entry_errno = errno, err, rc;
+	bool ran;
 
 	memset(&c, 0, sizeof(c));
 	beamalloc_check_options_init(&c.opt);
@@ -305,6 +306,7 @@ beamalloc_check_alloc_failures_opt(beamalloc_allocator backing,
 	}
 	rc = check(&c);
 	err = errno;
+	ran = rc == 0;
 	if (rc != 0)
 		fprintf(c.out, "beamalloc_check: cannot run the function: "
 		    "%s\n", strerror(err));
@@ -322,7 +324,11 @@ beamalloc_check_alloc_failures_opt(beamalloc_allocator backing,
 	fflush(c.out);
 	if (result != NULL)
 		*result = c.r;
-	errno = err;
+	/* errno tells why only when the function could not be run; after
+	 * the runs it is the caller's again.  It held what the runs and
+	 * the printing of findings left (ENOMEM of the induced failures,
+	 * EINVAL after a leak's report), which read as "fn is NULL". */
+	errno = ran ? entry_errno : err;
 	return rc;
 }
 

@@ -215,8 +215,10 @@ passes(void)
 	uint16_t out[4] = { 0 };
 	int rc;
 
+	errno = ERANGE;
 	rc = beamalloc_check_alloc_failures_opt(testalloc_allocator(t), good,
 	    NULL, &opt, &r);
+	is_int(errno, ERANGE, "a clean check leaves errno as it was");
 	ok(rc == 0 && r.clean_run_ok && r.allocations == 4 && r.runs == 4 &&
 	    r.leaking_runs == 0 && r.first_bad_index == BEAMALLOC_NEVER,
 	    "a correct function passes: %zu allocations, %zu runs",
@@ -248,12 +250,17 @@ planted_leak(void)
 	beamalloc_check_result r;
 	beamalloc_check_options opt = capture(false);
 	const char *text;
-	int rc;
+	int rc, saved_errno;
 
+	errno = 0;
 	rc = beamalloc_check_alloc_failures_opt(testalloc_allocator(t), leaky,
 	    NULL, &opt, &r);
+	saved_errno = errno;
 	text = report_of(&opt);
 	ok(rc == -1, "the planted leak fails the check");
+	if (!ok(saved_errno == 0, "a finding leaves errno as it was (errno "
+	    "says why only when the function could not be run)"))
+		diag("errno %d (%s)", saved_errno, strerror(saved_errno));
 	ok(r.clean_run_ok && r.allocations == 3 && r.runs == 3,
 	    "every index was tried");
 	ok(r.leaking_runs == 1 && r.first_bad_index == 2,

@@ -1035,11 +1035,17 @@ beamalloc_nif_module_open(beamalloc_nif_module *m,
 
 /* In unload: the leak check (each leak to cfg's report function), then
  * everything goes back.  Returns the number of leaked blocks;
- * m->findings holds the totals. */
+ * m->findings holds the totals.  The leaks of a check made before (a
+ * beamalloc_gpa_detect_leaks() on m->gpa, whose blocks may have been
+ * freed since) are not counted again: only this check's. */
 static inline size_t
 beamalloc_nif_module_close(beamalloc_nif_module *m)
 {
 	if (m->gpa != NULL) {
+		m->findings.leak_bytes = 0;
+		m->findings.leak_blocks = 0;
+		m->findings.nsites = 0;
+		memset(m->findings.sites, 0, sizeof(m->findings.sites));
 		(void)beamalloc_gpa_destroy(m->gpa);
 		m->gpa = NULL;
 		m->allocator.vtable = NULL;

@@ -23,7 +23,7 @@ wait_reports(Path, Want, N) ->
     end.
 
 main() ->
-    tap:plan(6),
+    tap:plan(7),
     Dir = filename:dirname(code:which(modgpa)),
     Rep = filename:join(Dir, "reports.txt"),
     os:putenv("MODGPA_REPORTS", Rep),
@@ -48,7 +48,7 @@ main() ->
     ok = modgpa_mod:keep(8),
     %% Purging the old code unloads the old instance: its leak check.
     true = code:soft_purge(modgpa_mod),
-    Want1 = <<"instance 1 leak 24\ninstance 1 leak 100\n">>,
+    Want1 = <<"instance 1 leak 24\ninstance 1 leak 100\ninstance 1 closed 2\n">>,
     Got1 = wait_reports(Rep, Want1),
     tap:is(lists:sort(binary:split(Got1, <<"\n">>, [global, trim])),
            lists:sort(binary:split(Want1, <<"\n">>, [global, trim])),
@@ -68,6 +68,22 @@ main() ->
     ok = modgpa_mod:keep(40),
     true = code:delete(modgpa_mod),
     true = code:soft_purge(modgpa_mod),
-    tap:is(wait_reports(Rep, <<"instance 1 leak 40\n">>), <<"instance 1 leak 40\n">>,
+    Want6 = <<"instance 1 leak 40\ninstance 1 closed 1\n">>,
+    tap:is(wait_reports(Rep, Want6), Want6,
            "load, leak 40 B, unload: the leak is reported at unload"),
+    %% A leak check while the library lives, a block freed after it:
+    %% the unload counts its own check's leaks, not that one's too.
+    ok = file:delete(Rep),
+    {module, modgpa_mod} = code:ensure_loaded(modgpa_mod),
+    ok = modgpa_mod:keep(40),
+    1 = modgpa_mod:check(),
+    ok = modgpa_mod:drop(),
+    ok = modgpa_mod:keep(16),
+    ok = file:delete(Rep),
+    true = code:delete(modgpa_mod),
+    true = code:soft_purge(modgpa_mod),
+    Want7 = <<"instance 1 leak 16\ninstance 1 closed 1\n">>,
+    tap:is(wait_reports(Rep, Want7), Want7,
+           "a leak check before: beamalloc_nif_module_close() returns "
+           "its own check's 1 leak, not 2"),
     tap:done().

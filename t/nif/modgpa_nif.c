@@ -3,8 +3,9 @@
  * beamalloc_nif_module): opened in load, a fresh one in upgrade for the
  * new instance, leak-checked in unload.  The leaks found at unload are
  * appended to the file named by the load info (a string) as "instance N
- * leak BYTES", since the library is gone by the time the test looks
- * (t/nif/modgpa.erl).
+ * leak BYTES", then "instance N closed COUNT" with what
+ * beamalloc_nif_module_close() returned when not 0, since the library is
+ * gone by the time the test looks (t/nif/modgpa.erl).
  */
 #include <stdio.h>
 
@@ -78,8 +79,16 @@ unload(ErlNifEnv *env, void *priv_data)
 {
 	struct priv *p = (struct priv *)priv_data;
 
+	size_t leaks;
+	FILE *f;
+
 	(void)env;
-	(void)beamalloc_nif_module_close(&p->mod);
+	/* The count it returns, when not 0: this check's leaks only. */
+	leaks = beamalloc_nif_module_close(&p->mod);
+	if (leaks != 0 && (f = fopen(p->path, "a")) != NULL) {
+		fprintf(f, "instance %d closed %zu\n", p->instance, leaks);
+		fclose(f);
+	}
 	enif_free(p);
 }
 
@@ -116,6 +125,16 @@ drop(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	return enif_make_atom(env, "ok");
 }
 
+/* check() -> N: a leak check of the library's GPA, while it lives. */
+static ERL_NIF_TERM
+check(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+	struct priv *p = enif_priv_data(env);
+
+	(void)argc, (void)argv;
+	return enif_make_uint64(env, beamalloc_gpa_detect_leaks(p->mod.gpa));
+}
+
 /* info() -> {Instance, StatsMap} */
 static ERL_NIF_TERM
 info(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
@@ -131,6 +150,7 @@ static ErlNifFunc funcs[] = {
 	{ "keep", 1, keep, 0 },
 	{ "drop", 0, drop, 0 },
 	{ "info", 0, info, 0 },
+	{ "check", 0, check, 0 },
 };
 
 ERL_NIF_INIT(modgpa_mod, funcs, load, NULL, upgrade, unload)

@@ -215,7 +215,7 @@ typedef struct beamalloc_gpa_config {
 	unsigned stack_trace_depth;	/* frames per trace, 0 = none */
 	bool safety;			/* record and verify sizes/alignments */
 	bool thread_safe;		/* usable from several threads at once */
-	bool abort_on_error;		/* abort() after reporting a bad free */
+	bool abort_on_error;		/* abort() after any report but a leak */
 	size_t memory_limit;		/* bytes requested, 0 = none */
 	beamalloc_report_fn report;	/* NULL: beamalloc_report_print to stderr */
 	void *report_user;		/* passed to report */

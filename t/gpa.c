@@ -554,6 +554,30 @@ double_free(void *unused)
 	return 0;
 }
 
+/* An overflow found by a leak check: not a bad call, aborted on too
+ * (beamalloc_gpa(3): every report but a leak); a leak alone is not. */
+static int
+overflow_at_check(void *leak_only)
+{
+	beamalloc_gpa_config cfg;
+	beamalloc_gpa *g;
+	char *p;
+
+	beamalloc_gpa_config_init(&cfg);
+	cfg.abort_on_error = true;
+	cfg.canary = true;
+	cfg.report = capture_report;
+	g = beamalloc_gpa_create(beamalloc_libc(), &cfg);
+	if (g == NULL)
+		return 2;
+	p = beamalloc_alloc(beamalloc_gpa_allocator(g), 100);
+	if (p == NULL)
+		return 2;
+	if (leak_only == NULL)
+		p[100] = 'x';
+	return beamalloc_gpa_detect_leaks(g) == 1 ? 0 : 3;
+}
+
 static void
 aborts(void)
 {
@@ -561,6 +585,12 @@ aborts(void)
 	int st = child_run(double_free, NULL, 0, NULL, 0);
 
 	ok(child_killed(st, SIGABRT), "abort_on_error: a double free aborts "
+	    "(%s)", child_how(st, how));
+	st = child_run(overflow_at_check, NULL, 0, NULL, 0);
+	ok(child_killed(st, SIGABRT), "abort_on_error: an overflow found by "
+	    "a leak check aborts (%s)", child_how(st, how));
+	st = child_run(overflow_at_check, "", 0, NULL, 0);
+	ok(child_exited(st, 0), "abort_on_error: a leak alone does not "
 	    "(%s)", child_how(st, how));
 }
 

@@ -5,7 +5,8 @@
 -module(follow).
 -export([main/0]).
 -export([reports/0, st_alloc/3, st_free_all/1, st_stats/1, st_peak/0,
-         st_time/2, chain3/1, chain_raise/1, chain_last_step/0, thr/2,
+         st_time/2, chain3/1, chain_raise/1, chain_wide/1,
+         chain_last_step/0, thr/2,
          own_new/2, own_push/2, own_sum/1]).
 -on_load(init/0).
 
@@ -19,6 +20,7 @@ st_peak() -> erlang:nif_error(not_loaded).
 st_time(_, _) -> erlang:nif_error(not_loaded).
 chain3(_) -> erlang:nif_error(not_loaded).
 chain_raise(_) -> erlang:nif_error(not_loaded).
+chain_wide(_) -> erlang:nif_error(not_loaded).
 chain_last_step() -> erlang:nif_error(not_loaded).
 thr(_, _) -> erlang:nif_error(not_loaded).
 own_new(_, _) -> erlang:nif_error(not_loaded).
@@ -153,6 +155,17 @@ chains() ->
             {1, 16, 0, 0}},
            "chain raising in step 2 with its state live: the allocator is "
            "released at once, its leak reported and raised"),
+    Wide1 = {run(fun() -> chain_wide(true) end), chain_last_step(), reports()},
+    Wide2 = {run(fun() -> chain_wide(false) end), chain_last_step(), reports()},
+    tap:is({Wide1, Wide2},
+           {{{error, badarg}, 1, {0, 0, 0, 0}},
+            {{error, {memory_leak,
+                      <<"memory leak detected in function chain_wide/1: "
+                        "16 bytes in 1 block">>,
+                      #{function => <<"chain_wide/1">>, bytes => 16,
+                        blocks => 1}}}, 1, {1, 16, 0, 0}}},
+           "a next step with BEAMALLOC_NIF_CHAIN_MAX_ARGS + 1 arguments: "
+           "badarg, which ends the chain (its leak raised in its place)"),
     %% Many chains, none left behind.
     [{ok, {done, 3}} = run(fun() -> chain3(false) end) || _ <- lists:seq(1, 200)],
     tap:is(reports(), {0, 0, 0, 0}, "200 more clean chains: nothing reported").
@@ -232,7 +245,7 @@ owned() ->
            "a live resource keeps its allocator").
 
 main() ->
-    tap:plan(22),
+    tap:plan(23),
     tap:diag("the leak reports below are captured, not printed"),
     stats(),
     chains(),

@@ -266,6 +266,45 @@ chain_raise(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	    "chain_raise", &cap_cfg);
 }
 
+/* chain_wide(Free): a step asks for a next step with one argument more
+ * than a chain carries: badarg, which ends the chain with its check (a
+ * leak, unless Free, raised in its place). */
+static ERL_NIF_TERM
+chain_wide_b(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[],
+    beamalloc_nif_chain *ch)
+{
+	(void)argc, (void)argv, (void)ch;
+	atomic_store(&last_step, 2);
+	return enif_make_atom(env, "not_reached");
+}
+
+static ERL_NIF_TERM
+chain_wide_a(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[],
+    beamalloc_nif_chain *ch)
+{
+	ERL_NIF_TERM args[BEAMALLOC_NIF_CHAIN_MAX_ARGS + 1];
+	int i;
+
+	(void)argc;
+	atomic_store(&last_step, 1);
+	if ((ch->state = beamalloc_alloc(ch->allocator, 16)) == NULL)
+		return beamalloc_nif_raise_errno(env);
+	if (enif_is_identical(argv[0], enif_make_atom(env, "true")))
+		beamalloc_free(ch->allocator, ch->state, 16);
+	for (i = 0; i <= BEAMALLOC_NIF_CHAIN_MAX_ARGS; i++)
+		args[i] = argv[0];
+	return beamalloc_nif_chain_next(env, ch, "chain_wide_b", 0,
+	    chain_wide_b, BEAMALLOC_NIF_CHAIN_MAX_ARGS + 1, args);
+}
+
+static ERL_NIF_TERM
+chain_wide(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+	atomic_store(&last_step, 0);
+	return beamalloc_nif_chain_start(env, argc, argv, chain_wide_a,
+	    "chain_wide", &cap_cfg);
+}
+
 static ERL_NIF_TERM
 chain_last_step(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 {
@@ -434,6 +473,7 @@ static ErlNifFunc funcs[] = {
 	{ "st_time", 2, st_time, 0 },
 	{ "chain3", 1, chain3, 0 },
 	{ "chain_raise", 1, chain_raise, 0 },
+	{ "chain_wide", 1, chain_wide, 0 },
 	{ "chain_last_step", 0, chain_last_step, 0 },
 	{ "thr", 2, thr, 0 },
 	{ "own_new", 2, own_new, 0 },

@@ -4,16 +4,14 @@
  * allocation fails with ENOMEM, and a block freed, resized or remapped
  * through it (it never gave one) is reported as an invalid free by
  * address and size, and left as it was.  Before, each of these calls
- * crashed inside the library.  So did beamalloc_general_purpose() when
- * the global GPA could not be made: here the stubbed BEAM (enif_stub.c)
- * runs out of memory for it.
+ * crashed inside the library.  (beamalloc_general_purpose() while the
+ * global GPA cannot be made: t/gpa_noglobal.c.)
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "beamalloc.h"
-#include "enif_stub.h"
 #include "tap.h"
 
 #define FAILS(expr, err) (errno = 0, (expr) == 0 && errno == (err))
@@ -114,41 +112,12 @@ empty(int i)
 	free(mine);
 }
 
-/* The global GPA, over the wide allocator over the BEAM: made on first
- * use, which fails while the VM has no memory, and succeeds later. */
-static void
-global_gpa(void)
-{
-	beamalloc_allocator a;
-	void *p;
-	int mine;
-
-	stub_no_memory = true;
-	ok(beamalloc_gpa_global() == NULL, "global GPA: not made while "
-	    "enif_alloc fails");
-	a = beamalloc_general_purpose();
-	seen.n = 0;
-	ok(FAILS(beamalloc_alloc(a, 64), ENOMEM), "global GPA: "
-	    "beamalloc_general_purpose() then gives NULL + ENOMEM");
-	beamalloc_free(a, &mine, sizeof(mine));
-	ok(seen.n == 1 && seen.last.addr == &mine, "global GPA: a free "
-	    "through it is reported, and ignored");
-	stub_no_memory = false;
-	a = beamalloc_general_purpose();
-	p = beamalloc_alloc(a, 64);
-	ok(p != NULL && beamalloc_gpa_global() != NULL && stub_live_blocks >
-	    0, "global GPA: made at the next call once enif_alloc serves, "
-	    "its memory from it");
-	beamalloc_free(a, p, 64);
-}
-
 int
 main(void)
 {
 	beamalloc_report_set_default(count_report, NULL, false);
-	plan(NCTORS * 4 + 4);
+	plan(NCTORS * 4);
 	for (int i = 0; i < NCTORS; i++)
 		empty(i);
-	global_gpa();
 	return done_testing();
 }

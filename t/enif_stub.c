@@ -11,7 +11,6 @@
  * blocks themselves, memcheck called them possibly lost).
  */
 #include <pthread.h>
-#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +29,6 @@ _Static_assert(STUB_HDR % 16 == 8, "user blocks are 8 mod 16");
 size_t stub_live_blocks;
 size_t stub_calls;
 void (*stub_free_hook)(size_t len);
-_Atomic bool stub_no_memory;
 static size_t stub_live_bytes;
 static struct stub_hdr **stub_blocks;	/* stub_live_blocks of them */
 static size_t stub_cap;
@@ -41,7 +39,7 @@ enif_alloc(size_t size)
 {
 	struct stub_hdr *h, **n;
 
-	if (size > SIZE_MAX - STUB_HDR - 15 || stub_no_memory)
+	if (size > SIZE_MAX - STUB_HDR - 15)
 		return NULL;
 	h = aligned_alloc(16, (size + STUB_HDR + 15) & ~(size_t)15);
 	if (h == NULL)

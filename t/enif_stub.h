@@ -2,7 +2,6 @@
 #ifndef BEAMALLOC_ENIF_STUB_H
 #define BEAMALLOC_ENIF_STUB_H
 
-#include <stdbool.h>
 #include <stddef.h>
 
 /* Default visibility even under -fvisibility=hidden: the library must be
@@ -20,7 +19,5 @@ extern size_t stub_calls;	/* calls to any of the three */
 void stub_held(size_t *blocks, size_t *bytes);
 /* Called with each block's length as it is freed, when set. */
 extern void (*stub_free_hook)(size_t len);
-/* While set, enif_alloc and enif_realloc fail, as a VM out of memory. */
-extern _Atomic bool stub_no_memory;
 
 #endif

@@ -3,7 +3,6 @@
  * and what the library gives back when it is unloaded.
  */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -98,31 +97,22 @@ beamalloc_gpa_global(void)
  * be made (its backing out of memory at the first use): an allocator
  * that tries again at each call and, once the GPA is there, serves
  * through it, so that a caller that kept it (a NIF's load) is served
- * when memory comes back.  Until then an allocation fails with ENOMEM,
- * and a block named to resize, remap or free cannot be the GPA's: a
- * foreign pointer, reported as an invalid free through the process-wide
- * handler and refused (EINVAL), nothing read at the address. */
-static bool
-late_gpa(beamalloc_allocator *a)
+ * when memory comes back.  Until then each call goes to the allocator
+ * with no memory (empty.c): an allocation fails with ENOMEM, and a
+ * block named to resize, remap or free, which cannot be the GPA's, is
+ * reported as an invalid free and refused (EINVAL). */
+static beamalloc_allocator
+late(void)
 {
-	beamalloc_gpa *g = beamalloc_gpa_global();
-
-	if (g == NULL)
-		return false;
-	*a = beamalloc_gpa_allocator(g);
-	return true;
+	return beamalloc_gpa_allocator(beamalloc_gpa_global());
 }
 
 static void *
 late_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 {
-	beamalloc_allocator a;
+	beamalloc_allocator a = late();
 
 	(void)ctx;
-	if (!late_gpa(&a)) {
-		errno = ENOMEM;
-		return NULL;
-	}
 	return a.vtable->alloc(a.ctx, len, align, ra);
 }
 
@@ -130,15 +120,9 @@ static bool
 late_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
     uintptr_t ra)
 {
-	beamalloc_allocator a;
+	beamalloc_allocator a = late();
 
 	(void)ctx;
-	if (!late_gpa(&a)) {
-		ba_report_call(BEAMALLOC_REPORT_INVALID_FREE, mem, 0, 0, len,
-		    align, ra);
-		errno = EINVAL;
-		return false;
-	}
 	return a.vtable->resize(a.ctx, mem, len, align, new_len, ra);
 }
 
@@ -146,29 +130,18 @@ static void *
 late_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
     uintptr_t ra)
 {
-	beamalloc_allocator a;
+	beamalloc_allocator a = late();
 
 	(void)ctx;
-	if (!late_gpa(&a)) {
-		ba_report_call(BEAMALLOC_REPORT_INVALID_FREE, mem, 0, 0, len,
-		    align, ra);
-		errno = EINVAL;
-		return NULL;
-	}
 	return a.vtable->remap(a.ctx, mem, len, align, new_len, ra);
 }
 
 static void
 late_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
 {
-	beamalloc_allocator a;
+	beamalloc_allocator a = late();
 
 	(void)ctx;
-	if (!late_gpa(&a)) {
-		ba_report_call(BEAMALLOC_REPORT_INVALID_FREE, mem, 0, 0, len,
-		    align, ra);
-		return;
-	}
 	a.vtable->free(a.ctx, mem, len, align, ra);
 }
 
@@ -176,9 +149,6 @@ static const beamalloc_vtable late_vtable = {
 	late_alloc, late_resize, late_remap, late_free,
 };
 
-/* With no global GPA, beamalloc_gpa_allocator(NULL) would read through
- * NULL (found by a docs review: SIGSEGV here when the backing failed the
- * GPA's first use). */
 beamalloc_allocator
 beamalloc_general_purpose(void)
 {

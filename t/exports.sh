@@ -69,7 +69,7 @@ main(void)
 PROG
 deplibs=$(sed -n "s/^dependency_libs='\(.*\)'/\1/p" "$la")
 # shellcheck disable=SC2086
-if ${CC:-cc} -I"$top_srcdir/include" -o "$scratch/clash" "$scratch/clash.c" \
+if ${CC:-cc} $SANITIZER_CFLAGS -I"$top_srcdir/include" -o "$scratch/clash" "$scratch/clash.c" \
 	"$a" $deplibs > "$scratch/cc.log" 2>&1; then
 	echo "ok 6 - a program defining ba_classes and ba_gpa_slab_new links libbeamalloc.a"
 	out=$("$scratch/clash")

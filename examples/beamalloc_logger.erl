@@ -6,8 +6,11 @@
 %% This process, registered as beamalloc_logger, logs each one: a leak as a
 %% warning, anything else (a double free, an invalid free...) as an error,
 %% with the report's text as the message and the rest of the map as the
-%% metadata key beamalloc, in the domain [beamalloc].  So logger's
-%% handlers, and the log capture of common_test and ExUnit, see them.
+%% metadata key beamalloc, and no domain: OTP's default handler logs only
+%% events with no domain or the domain [otp] (its filter_default is stop),
+%% so a domain of our own would hide every report from it.  So logger's
+%% handlers, the default one included, and the log capture of common_test
+%% and ExUnit, see them; a filter can pick them by the beamalloc key.
 %%
 %% Start it before the NIF reports, e.g. in your application's supervisor
 %% (start_link/0) or a test's setup (start/0); copy it into your project.
@@ -41,8 +44,7 @@ loop() ->
         {beamalloc_report, #{kind := Kind, text := Text} = Report} ->
             Level = case Kind of leak -> warning; _ -> error end,
             logger:log(Level, "~ts", [string:trim(Text, trailing)],
-                       #{domain => [beamalloc],
-                         beamalloc => maps:remove(text, Report)}),
+                       #{beamalloc => maps:remove(text, Report)}),
             loop();
         stop ->
             ok;

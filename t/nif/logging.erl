@@ -6,12 +6,13 @@
 -export([main/0, log/2]).
 
 %% The handler: every event to the test process.
+log(Event, #{config := #{to := Pid, tag := Tag}}) -> Pid ! {Tag, Event};
 log(Event, #{config := #{to := Pid}}) -> Pid ! {logged, Event}.
 
 %% The next beamalloc event, or timeout.
 event() ->
     receive
-        {logged, #{level := L, msg := {Fmt, Args}, meta := #{domain := [beamalloc]} = M}} ->
+        {logged, #{level := L, msg := {Fmt, Args}, meta := #{beamalloc := _} = M}} ->
             {L, iolist_to_binary(io_lib:format(Fmt, Args)), maps:get(beamalloc, M)};
         {logged, _} -> event()
     after 10000 -> timeout
@@ -20,9 +21,17 @@ event() ->
 has(Text, Part) -> binary:match(Text, Part) =/= nomatch.
 
 main() ->
-    tap:plan(13),
+    tap:plan(14),
     Line = list_to_binary(os:getenv("LOGGER_LEAK_LINE")),
     ok = logger:add_handler(beamalloc_test, ?MODULE, #{config => #{to => self()}}),
+    %% A second handler filtering as OTP's default one does (the handler
+    %% that prints to the console unless an application replaces it): a
+    %% report with a domain of its own was dropped there.
+    {ok, #{filters := DFilters, filter_default := DDefault}} =
+        logger:get_handler_config(default),
+    ok = logger:add_handler(beamalloc_default, ?MODULE,
+                            #{config => #{to => self(), tag => default_logged},
+                              filters => DFilters, filter_default => DDefault}),
     {ok, _} = beamalloc_logger:start(),
     tap:is(logger_nif:setup(beamalloc_logger), ok,
            "setup(beamalloc_logger): findings go to the registered name"),
@@ -36,10 +45,14 @@ main() ->
             tap:is(maps:with([kind, size, align], M1),
                    #{kind => leak, size => 40, align => 8},
                    "... metadata beamalloc => #{kind => leak, size => 40, align => 8}"),
-            tap:diag(io_lib:format("logged: ~ts", [T1]));
+            tap:diag(io_lib:format("logged: ~ts", [T1])),
+            tap:ok(receive {default_logged, #{meta := #{beamalloc := #{kind := leak}}}} -> true
+                   after 5000 -> false end,
+                   "... and passed by the filters of OTP's default handler (it prints it)");
         E1 ->
             tap:is(E1, {warning, '...'}, "a leak in a NIF call is logged"),
-            tap:ok(false, "... text"), tap:ok(false, "... metadata")
+            tap:ok(false, "... text"), tap:ok(false, "... metadata"),
+            tap:ok(false, "... default handler")
     end,
     ok = logger_nif:leak_on_thread(),
     tap:is(case event() of {warning, _, #{kind := K2}} -> K2; E2 -> E2 end, leak,
@@ -84,4 +97,5 @@ main() ->
     ok = logger_nif:setup(beamalloc_logger),
     tap:is(logger_nif:leak(), ok, "with no process by that name: stderr, no crash"),
     logger:remove_handler(beamalloc_test),
+    logger:remove_handler(beamalloc_default),
     tap:done().

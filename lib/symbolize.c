@@ -122,30 +122,115 @@ ba_symbols_release(void)
 	pthread_mutex_unlock(&dw_lock);
 }
 
-/* The name of the innermost function at pc (module address) when it was
- * inlined there: the symbol table names only the function it went into,
- * while the line is the inlined code's. */
+/* Whether file is one of the library's installed headers, whose static
+ * inline helpers (the term decoders of <beamalloc/nif.h>, the operators
+ * of <beamalloc/new.hpp>) allocate on their caller's behalf: the
+ * caller's line is the one a report must name. */
+static bool
+ours(const char *file)
+{
+	static const char *const tails[] = { "/beamalloc/nif.h",
+	    "/beamalloc/new.hpp", "/beamalloc.h" };
+	size_t n;
+
+	if (file == NULL)
+		return false;
+	n = strlen(file);
+	for (size_t i = 0; i < sizeof(tails) / sizeof(tails[0]); i++) {
+		size_t k = strlen(tails[i]);
+
+		if (n >= k && strcmp(file + n - k, tails[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The source file of an inlined subroutine's call, from its CU's table. */
 static const char *
-inlined_name(Dwfl_Module *m, Dwarf_Addr pc)
+call_file(Dwarf_Die *cu, Dwarf_Die *die)
+{
+	Dwarf_Attribute at;
+	Dwarf_Files *files;
+	Dwarf_Word idx;
+	size_t nfiles;
+
+	if (dwarf_attr(die, DW_AT_call_file, &at) == NULL ||
+	    dwarf_formudata(&at, &idx) != 0 ||
+	    dwarf_getsrcfiles(cu, &files, &nfiles) != 0 || idx >= nfiles)
+		return NULL;
+	return dwarf_filesrc(files, idx, NULL, NULL);
+}
+
+/* The innermost function at pc (module address) when it was inlined
+ * there, into *name: the symbol table names only the function it went
+ * into, while the line is the inlined code's.  When that function is one
+ * of the library's header helpers (inlined in turn, perhaps, into
+ * another), the name is that of the function the outermost of them went
+ * into, and *file and *line those of its call: the helper's own line,
+ * in the library's header, would name no line of the caller's.  False
+ * when pc is in no inlined code. */
+static bool
+inlined_at(Dwfl_Module *m, Dwarf_Addr pc, const char **name,
+    const char **file, int *line)
 {
 	Dwarf_Addr bias;
 	Dwarf_Die *cu = dwfl_module_addrdie(m, pc, &bias), *scopes = NULL;
-	const char *name = NULL;
-	int n;
+	Dwarf_Die inner;
+	bool found = false, climbing = true;
+	int n, i;
 
+	*name = *file = NULL;
+	*line = 0;
 	if (cu == NULL || (n = dwarf_getscopes(cu, pc - bias, &scopes)) <= 0)
-		return NULL;
-	for (int i = 0; i < n; i++) {
+		return false;
+	/* The innermost function there.  dwarf_getscopes() goes on from an
+	 * inlined instance to the scopes of its abstract definition; the
+	 * functions it was inlined into are its parents in the tree. */
+	for (i = 0; i < n && dwarf_tag(&scopes[i]) !=
+	    DW_TAG_inlined_subroutine && dwarf_tag(&scopes[i]) !=
+	    DW_TAG_subprogram; i++)
+		;
+	if (i == n || dwarf_tag(&scopes[i]) != DW_TAG_inlined_subroutine) {
+		free(scopes);
+		return false;
+	}
+	inner = scopes[i];
+	free(scopes);
+	scopes = NULL;
+	if ((n = dwarf_getscopes_die(&inner, &scopes)) <= 0)
+		return false;
+	for (i = 0; i < n; i++) {
 		int tag = dwarf_tag(&scopes[i]);
+		Dwarf_Attribute at;
+		Dwarf_Word w;
 
-		if (tag == DW_TAG_inlined_subroutine)
-			name = dwarf_diename(&scopes[i]);
-		if (tag == DW_TAG_inlined_subroutine ||
-		    tag == DW_TAG_subprogram)
+		if (tag != DW_TAG_inlined_subroutine &&
+		    tag != DW_TAG_subprogram)
+			continue;
+		if (found && !climbing)
 			break;
+		if (tag == DW_TAG_subprogram) {
+			/* The caller of a helper: name it, unless the
+			 * symbol table names it (not inlined). */
+			break;
+		}
+		*name = dwarf_diename(&scopes[i]);
+		found = true;
+		climbing = ours(dwarf_decl_file(&scopes[i]));
+		if (climbing) {
+			const char *f = call_file(cu, &scopes[i]);
+
+			if (f != NULL && dwarf_attr(&scopes[i], DW_AT_call_line,
+			    &at) != NULL && dwarf_formudata(&at, &w) == 0 &&
+			    w > 0) {
+				*file = f;
+				*line = (int)w;
+				*name = NULL;	/* the next scope's */
+			}
+		}
 	}
 	free(scopes);
-	return name;
+	return found;
 }
 
 static void
@@ -154,23 +239,28 @@ dw_lookup(uintptr_t pc, beamalloc_symbol *s)
 	Dwfl *d;
 	Dwfl_Module *m;
 	Dwfl_Line *line;
-	const char *name, *file;
+	const char *name = NULL, *file = NULL;
 	GElf_Off off;
 	GElf_Sym sym;
 	int lineno = 0;
+	bool inlined;
 
 	pthread_mutex_lock(&dw_lock);
 	if ((d = dw_current()) == NULL ||
 	    (m = dwfl_addrmodule(d, pc)) == NULL)
 		goto out;
-	if ((name = inlined_name(m, pc)) != NULL)
+	inlined = inlined_at(m, pc, &name, &file, &lineno);
+	if (inlined && name != NULL)
 		copy_str(s->function, sizeof(s->function), name);
 	else if ((name = dwfl_module_addrinfo(m, pc, &off, &sym, NULL, NULL,
 	    NULL)) != NULL) {
 		copy_str(s->function, sizeof(s->function), name);
 		s->offset = (uintptr_t)off + 1;	/* of the return address */
 	}
-	if ((line = dwfl_module_getsrc(m, pc)) != NULL &&
+	if (file != NULL && lineno > 0) {	/* a helper's call */
+		copy_str(s->file, sizeof(s->file), file);
+		s->line = (unsigned)lineno;
+	} else if ((line = dwfl_module_getsrc(m, pc)) != NULL &&
 	    (file = dwfl_lineinfo(line, NULL, &lineno, NULL, NULL, NULL)) !=
 	    NULL && lineno > 0) {
 		copy_str(s->file, sizeof(s->file), file);

@@ -2,6 +2,7 @@
 %% check (Zigler's leak_check: true) and allocator-aware term decoding.
 -module(leakcheck).
 -export([main/0]).
+-export([leaky_doubles/1, optimized/0]).
 -export([clean/1, leaky/1, leaky_sum/1, leaky_traced/1, bad_align/1, leaky_quiet/1, leaky_dirty/1, leaky_raise/0,
          clean_raise/0, double_free/0, leaky_chained/1, chained_reports/0,
          sum_ints/1, sum_ints_noclean/1, sum_ints_beam/1, sum_ints_oom/2,
@@ -13,6 +14,8 @@ init() -> erlang:load_nif(filename:join(os:getenv("NIF_DIR"), "leakcheck_nif"), 
 clean(_) -> erlang:nif_error(not_loaded).
 leaky(_) -> erlang:nif_error(not_loaded).
 leaky_sum(_) -> erlang:nif_error(not_loaded).
+leaky_doubles(_) -> erlang:nif_error(not_loaded).
+optimized() -> erlang:nif_error(not_loaded).
 leaky_traced(_) -> erlang:nif_error(not_loaded).
 bad_align(_) -> erlang:nif_error(not_loaded).
 leaky_quiet(_) -> erlang:nif_error(not_loaded).
@@ -183,7 +186,7 @@ rterm(D) ->
     end.
 
 main() ->
-    tap:plan(39),
+    tap:plan(40),
     %% The leak check itself.
     tap:is(run(fun() -> clean(100) end), {ok, ok},
            "clean(100): a clean NIF returns, no exception"),
@@ -227,6 +230,23 @@ main() ->
          "BEAMALLOC_NIF_LEAK_CHECKED_WITH (a config with traces): leaky_traced/1"),
     sites(fun() -> leaky_traced(1000) end, [{1000, SiteN}, {100, Site100}],
           "leaky_traced(1000), 8-frame traces: sites leakcheck_nif.c:~b (1000 B), :~b (100 B)"),
+    %% A leak of what a decoder of <beamalloc/nif.h> allocated, inlined
+    %% into the body: the site is the body's call, in the author's file.
+    SiteList = list_to_integer(os:getenv("LEAK_SITE_LIST")),
+    ListName = io_lib:format("leaky_doubles([1.5]): the site is the decoder's "
+                             "call, leakcheck_nif.c:~b in leaky_doubles_body, "
+                             "not <beamalloc/nif.h>", [SiteList]),
+    case {optimized(), run(fun() -> leaky_doubles([1.5]) end)} of
+        {false, _} ->
+            tap:ok(true, [ListName, " # SKIP built without optimization: the decoder is not inlined"]);
+        {true, {error, {memory_leak, _, #{sites := [#{function := LF, file := LFile,
+                                                     line := LLine}] = LSites}}}} ->
+            tap:is({LF, lists:suffix("leakcheck_nif.c", binary_to_list(LFile)), LLine},
+                   {<<"leaky_doubles_body">>, true, SiteList}, ListName),
+            tap:diag(io_lib:format("sites: ~p", [LSites]));
+        {true, LOther} ->
+            tap:is(LOther, {error, {memory_leak, '...', #{sites => ['...']}}}, ListName)
+    end,
     tap:is({run(fun() -> bad_align(3) end), run(fun() -> bad_align(64) end)},
            {{error, einval}, {ok, ok}},
            "an alignment the allocator refuses (3): einval, not badarg; 64: ok"),

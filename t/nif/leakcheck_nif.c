@@ -144,6 +144,35 @@ sum_doubles_body(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[],
 	return enif_make_double(env, total);
 }
 
+/* leaky_doubles(List): decodes List and keeps the array.  The helper
+ * allocates, inlined here (at -O1 and above): the site must be this call,
+ * not the helper's line in <beamalloc/nif.h>. */
+static ERL_NIF_TERM
+leaky_doubles_body(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[],
+    beamalloc_allocator a)
+{
+	double *v;
+	size_t n;
+
+	(void)argc;
+	v = beamalloc_nif_get_double_list(env, argv[0], a, &n); /* SITE LIST */
+	if (v == NULL)
+		return beamalloc_nif_raise_errno(env);
+	return enif_make_uint64(env, n);
+}
+
+/* Whether this library was built optimized (its helpers inlined). */
+static ERL_NIF_TERM
+optimized(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+	(void)argc, (void)argv;
+#ifdef __OPTIMIZE__
+	return enif_make_atom(env, "true");
+#else
+	return enif_make_atom(env, "false");
+#endif
+}
+
 /* bin_info(Bin) -> {Size, ByteSum, Reversed} from a copy of Bin. */
 static ERL_NIF_TERM
 bin_info_body(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[],
@@ -175,6 +204,7 @@ bin_info_body(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[],
 BEAMALLOC_NIF_LEAK_CHECKED(clean, clean_body)
 BEAMALLOC_NIF_LEAK_CHECKED(leaky, leaky_body)
 BEAMALLOC_NIF_LEAK_CHECKED(sum_ints, sum_ints_body)
+BEAMALLOC_NIF_LEAK_CHECKED(leaky_doubles, leaky_doubles_body)
 
 /* C names other than the Erlang ones (leaky_sum/1, leaky_traced/1): the
  * exception names the Erlang function; the second with its own config,
@@ -308,6 +338,8 @@ static ErlNifFunc funcs[] = {
 	{ "sum_doubles", 1, sum_doubles, 0 },
 	{ "bin_info", 1, bin_info, 0 },
 	{ "clean_dirty", 0, clean_dirty, ERL_NIF_DIRTY_JOB_CPU_BOUND },
+	{ "leaky_doubles", 1, leaky_doubles, 0 },
+	{ "optimized", 0, optimized, 0 },
 };
 
 static int

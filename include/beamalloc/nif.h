@@ -252,6 +252,40 @@ beamalloc_nif_site_add_(beamalloc_nif_findings *f, uintptr_t addr,
 	f->sites[i].blocks++;
 }
 
+/* Whether the frame at addr is in this header's code, not inlined into
+ * the caller's (a decoder below allocates on its caller's behalf):
+ * its source file, or without debug information its name. */
+static inline int
+beamalloc_nif_frame_ours_(uintptr_t addr)
+{
+	static const char tail[] = "/beamalloc/nif.h";
+	beamalloc_symbol s;
+	size_t n;
+
+	if (!beamalloc_symbolize(addr, &s))
+		return 0;
+	if (s.file[0] != '\0') {
+		n = strlen(s.file);
+		return n >= sizeof(tail) - 1 &&
+		    strcmp(s.file + n - (sizeof(tail) - 1), tail) == 0;
+	}
+	return strncmp(s.function, "beamalloc_nif_", 14) == 0;
+}
+
+/* A leaked block's site: the first frame of its trace outside this
+ * header's own functions (a decoder built without inlining, at -O0),
+ * else the first; only a trace knows the frames past it. */
+static inline uintptr_t
+beamalloc_nif_site_of_(const beamalloc_report *r)
+{
+	size_t i = 0;
+
+	while (i + 1 < r->alloc_trace_len &&
+	    beamalloc_nif_frame_ours_(r->alloc_trace[i]))
+		i++;
+	return r->alloc_trace[i];
+}
+
 static inline void
 beamalloc_nif_collect_(void *user, const beamalloc_report *r)
 {
@@ -261,7 +295,8 @@ beamalloc_nif_collect_(void *user, const beamalloc_report *r)
 		f->leak_bytes += r->size;
 		f->leak_blocks++;
 		if (r->alloc_trace_len > 0)
-			beamalloc_nif_site_add_(f, r->alloc_trace[0], r->size);
+			beamalloc_nif_site_add_(f, beamalloc_nif_site_of_(r),
+			    r->size);
 	} else if (f->misuses++ == 0) {
 		f->first_misuse = r->kind;
 	}

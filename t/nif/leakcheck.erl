@@ -2,7 +2,7 @@
 %% check (Zigler's leak_check: true) and allocator-aware term decoding.
 -module(leakcheck).
 -export([main/0]).
--export([leaky_doubles/1, optimized/0]).
+-export([leaky_doubles/1, leaky_doubles_outline/1, optimized/0]).
 -export([clean/1, leaky/1, leaky_sum/1, leaky_traced/1, bad_align/1, leaky_quiet/1, leaky_dirty/1, leaky_raise/0,
          clean_raise/0, double_free/0, leaky_chained/1, chained_reports/0,
          sum_ints/1, sum_ints_noclean/1, sum_ints_beam/1, sum_ints_oom/2,
@@ -15,6 +15,7 @@ clean(_) -> erlang:nif_error(not_loaded).
 leaky(_) -> erlang:nif_error(not_loaded).
 leaky_sum(_) -> erlang:nif_error(not_loaded).
 leaky_doubles(_) -> erlang:nif_error(not_loaded).
+leaky_doubles_outline(_) -> erlang:nif_error(not_loaded).
 optimized() -> erlang:nif_error(not_loaded).
 leaky_traced(_) -> erlang:nif_error(not_loaded).
 bad_align(_) -> erlang:nif_error(not_loaded).
@@ -186,7 +187,7 @@ rterm(D) ->
     end.
 
 main() ->
-    tap:plan(40),
+    tap:plan(41),
     %% The leak check itself.
     tap:is(run(fun() -> clean(100) end), {ok, ok},
            "clean(100): a clean NIF returns, no exception"),
@@ -246,6 +247,21 @@ main() ->
             tap:diag(io_lib:format("sites: ~p", [LSites]));
         {true, LOther} ->
             tap:is(LOther, {error, {memory_leak, '...', #{sites => ['...']}}}, ListName)
+    end,
+    %% The decoder not inlined (as at -O0), traces on: the trace's first
+    %% frame is the decoder's, in <beamalloc/nif.h>; the site is its caller.
+    SiteOut = list_to_integer(os:getenv("LEAK_SITE_OUTLINE")),
+    OutName = io_lib:format("leaky_doubles_outline([1.5]), the decoder not inlined, "
+                            "8-frame traces: the site is its caller, leakcheck_nif.c:~b",
+                            [SiteOut]),
+    case run(fun() -> leaky_doubles_outline([1.5]) end) of
+        {error, {memory_leak, _, #{sites := [#{function := OF, file := OFile,
+                                               line := OLine}] = OSites}}} ->
+            tap:is({OF, lists:suffix("leakcheck_nif.c", binary_to_list(OFile)), OLine},
+                   {<<"leaky_doubles_outline_body">>, true, SiteOut}, OutName),
+            tap:diag(io_lib:format("sites: ~p", [OSites]));
+        OOther ->
+            tap:is(OOther, {error, {memory_leak, '...', #{sites => ['...']}}}, OutName)
     end,
     tap:is({run(fun() -> bad_align(3) end), run(fun() -> bad_align(64) end)},
            {{error, einval}, {ok, ok}},

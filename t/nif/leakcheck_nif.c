@@ -161,6 +161,27 @@ leaky_doubles_body(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[],
 	return enif_make_uint64(env, n);
 }
 
+/* leaky_doubles_outline(List): the same through a pointer to the generic
+ * decoder, which is then not inlined (as at -O0), under a config with
+ * traces: the site is still this call, the trace's next frame. */
+static ERL_NIF_TERM
+leaky_doubles_outline_body(ErlNifEnv *env, int argc,
+    const ERL_NIF_TERM argv[], beamalloc_allocator a)
+{
+	void *(*volatile get)(ErlNifEnv *, ERL_NIF_TERM, beamalloc_allocator,
+	    size_t, size_t, beamalloc_nif_get_elem_fn, size_t *) =
+	    beamalloc_nif_get_list;
+	void *v;
+	size_t n;
+
+	(void)argc;
+	v = get(env, argv[0], a, sizeof(double), 8, /* SITE OUTLINE */
+	    beamalloc_nif_get_double_, &n);
+	if (v == NULL)
+		return beamalloc_nif_raise_errno(env);
+	return enif_make_uint64(env, n);
+}
+
 /* Whether this library was built optimized (its helpers inlined). */
 static ERL_NIF_TERM
 optimized(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
@@ -212,6 +233,8 @@ BEAMALLOC_NIF_LEAK_CHECKED(leaky_doubles, leaky_doubles_body)
 static beamalloc_gpa_config traced_cfg;
 BEAMALLOC_NIF_LEAK_CHECKED(nif_leaky_sum, leaky_body)
 BEAMALLOC_NIF_LEAK_CHECKED_WITH(nif_leaky_traced, leaky_body, &traced_cfg)
+BEAMALLOC_NIF_LEAK_CHECKED_WITH(leaky_doubles_outline,
+    leaky_doubles_outline_body, &traced_cfg)
 
 /* bad_align(Align): 16 bytes aligned to Align, freed. */
 static ERL_NIF_TERM
@@ -339,6 +362,7 @@ static ErlNifFunc funcs[] = {
 	{ "bin_info", 1, bin_info, 0 },
 	{ "clean_dirty", 0, clean_dirty, ERL_NIF_DIRTY_JOB_CPU_BOUND },
 	{ "leaky_doubles", 1, leaky_doubles, 0 },
+	{ "leaky_doubles_outline", 1, leaky_doubles_outline, 0 },
 	{ "optimized", 0, optimized, 0 },
 };
 

@@ -316,7 +316,7 @@ beamalloc_symbolize(uintptr_t addr, beamalloc_symbol *s)
 
 /* "0x... f (file.c:12)" with a line, "0x... f+0x12 (obj)" without one,
  * "0x... (obj+0x1234)" for an address in no known function (addr2line
- * resolves it). */
+ * resolves it less 1: the offset is the return address's). */
 void
 ba_print_pc(FILE *f, uintptr_t a)
 {

@@ -32,6 +32,15 @@
 #include <erl_nif.h>
 #include <beamalloc.h>
 
+/* C++ with exceptions: a body's exception is caught at the boundary
+ * (BEAMALLOC_NIF_CALL_ below); the C++ headers go outside extern "C". */
+#if defined(__cplusplus) && \
+    (defined(__cpp_exceptions) || defined(__EXCEPTIONS))
+#include <exception>
+#include <new>
+#define BEAMALLOC_NIF_CXX_EH_ 1
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -519,6 +528,48 @@ beamalloc_nif_open_type_(ErlNifEnv *env, const char *name,
 	    ERL_NIF_RT_CREATE, NULL);
 }
 
+/* A C++ exception must not leave a NIF: the VM's C frames have no
+ * handler, so it ends in std::terminate() and the VM aborts, and the
+ * GPA is not checked.  Caught around a body (or a chain's step):
+ * std::bad_alloc (beamalloc::stl_allocator's and beamalloc::resource's
+ * failure, bad_array_new_length among them) raises enomem, as the
+ * library's own failures do; any other raises {cxx_exception, What},
+ * What its what() as a binary.  The leak check runs after it, as after
+ * a return. */
+#ifdef BEAMALLOC_NIF_CXX_EH_
+static inline ERL_NIF_TERM
+beamalloc_nif_cxx_raise_(ErlNifEnv *env, const char *what)
+{
+	ERL_NIF_TERM bin;
+	size_t n = strlen(what);
+	unsigned char *b = enif_make_new_binary(env, n, &bin);
+
+	if (b == NULL)
+		return enif_raise_exception(env, enif_make_atom(env, "enomem"));
+	memcpy(b, what, n);
+	return enif_raise_exception(env, enif_make_tuple2(env,
+	    enif_make_atom(env, "cxx_exception"), bin));
+}
+
+#define BEAMALLOC_NIF_CALL_(env, r, call)				\
+	do {								\
+		try {							\
+			(r) = (call);					\
+		} catch (const std::bad_alloc &) {			\
+			(r) = enif_raise_exception((env),		\
+			    enif_make_atom((env), "enomem"));		\
+		} catch (const std::exception &beamalloc_e_) {		\
+			(r) = beamalloc_nif_cxx_raise_((env),		\
+			    beamalloc_e_.what());			\
+		} catch (...) {						\
+			(r) = beamalloc_nif_cxx_raise_((env),		\
+			    "unknown exception");			\
+		}							\
+	} while (0)
+#else
+#define BEAMALLOC_NIF_CALL_(env, r, call) ((r) = (call))
+#endif
+
 /* The leak check; the exception names self's Erlang name when the
  * library's table has it (looked up only then), else name. */
 static inline ERL_NIF_TERM
@@ -538,7 +589,8 @@ beamalloc_nif_leak_check_run_(ErlNifEnv *env, int argc,
 	if (gpa == NULL)
 		return enif_raise_exception(env, enif_make_atom(env, "enomem"));
 	outer = beamalloc_nif_env_enter_(env);
-	result = body(env, argc, argv, beamalloc_gpa_allocator(gpa));
+	BEAMALLOC_NIF_CALL_(env, result,
+	    body(env, argc, argv, beamalloc_gpa_allocator(gpa)));
 	(void)beamalloc_gpa_checkin(gpa);
 	(void)beamalloc_nif_env_enter_(outer);
 	if (f.leak_blocks == 0 && f.misuses == 0)
@@ -738,7 +790,7 @@ beamalloc_nif_chain_run_(ErlNifEnv *env, beamalloc_nif_chain *ch,
 	ErlNifEnv *outer = beamalloc_nif_env_enter_(env);
 
 	ch->scheduled_ = 0;
-	result = step(env, argc, argv, ch);
+	BEAMALLOC_NIF_CALL_(env, result, step(env, argc, argv, ch));
 	if (!ch->scheduled_)	/* the last step returned, or one raised */
 		beamalloc_nif_chain_release_(ch);
 	(void)beamalloc_nif_env_enter_(outer);

@@ -2,7 +2,7 @@
 %% t/nif/cxx-gcc.sh and t/nif/cxx-clang.sh; NIF_NAME names the build).
 -module(cxx).
 -export([main/0]).
--export([leak_vector/1, pmr_vector/2, last_capacity/0, new_array/1,
+-export([leak_vector/1, pmr_vector/2, throw_in_body/1, last_capacity/0, new_array/1,
          delete_array/0, aligned_new/1, plain_news/1, new_bound/0]).
 -on_load(init/0).
 
@@ -10,6 +10,7 @@ init() -> erlang:load_nif(filename:join(os:getenv("NIF_DIR"), os:getenv("NIF_NAM
 
 leak_vector(_) -> erlang:nif_error(not_loaded).
 pmr_vector(_, _) -> erlang:nif_error(not_loaded).
+throw_in_body(_) -> erlang:nif_error(not_loaded).
 last_capacity() -> erlang:nif_error(not_loaded).
 new_array(_) -> erlang:nif_error(not_loaded).
 delete_array() -> erlang:nif_error(not_loaded).
@@ -43,7 +44,7 @@ settle() ->
     erlang:memory(system).
 
 main() ->
-    tap:plan(9),
+    tap:plan(13),
     tap:diag("====== the following leak reports are expected: ===== START"),
     leak(fun() -> leak_vector(1000) end, "leak_vector/1", 8,
          "std::vector<uint64_t, stl_allocator> of 1000 leaked: memory_leak, bytes = capacity x 8"),
@@ -52,6 +53,18 @@ main() ->
     tap:diag("==================================================== END"),
     tap:is(run(fun() -> pmr_vector(5000, 0) end), {ok, ok},
            "std::pmr::vector<uint32_t> of 5000, destroyed: no leak, no size mismatch"),
+    %% A C++ exception out of a leak-checked body: an Erlang exception,
+    %% not std::terminate() (the VM aborted), and the GPA checked in.
+    tap:is(run(fun() -> throw_in_body(0) end), {error, enomem},
+           "leak-checked body throwing std::bad_alloc (stl_allocator): error:enomem"),
+    R1 = run(fun() -> throw_in_body(1) end),
+    tap:ok(case R1 of {error, {cxx_exception, <<_, _/binary>>}} -> true; _ -> false end,
+           io_lib:format("... throwing std::out_of_range: error:{cxx_exception, What} (~w)", [R1])),
+    tap:is(run(fun() -> throw_in_body(2) end),
+           {error, {cxx_exception, <<"unknown exception">>}},
+           "... throwing an int: error:{cxx_exception, <<\"unknown exception\">>}"),
+    tap:is(run(fun() -> pmr_vector(100, 0) end), {ok, ok},
+           "the next leak-checked call runs clean"),
     tap:is(new_bound(), true, "the NIF's operator new is the one of <beamalloc/new.hpp>"),
     Before = settle(),
     Addr = new_array(4000000),

@@ -66,6 +66,35 @@ pmr_vector_body(ErlNifEnv *env, int, const ERL_NIF_TERM argv[],
 }
 BEAMALLOC_NIF_LEAK_CHECKED(pmr_vector, pmr_vector_body)
 
+/* throw_in_body(Kind): a leak-checked body that throws with a vector
+ * over its allocator live (unwinding frees it): 0, std::bad_alloc from
+ * stl_allocator (2^63 bytes asked); 1, std::out_of_range from at(); 2,
+ * an int.  The leak check turns each into an Erlang exception. */
+ERL_NIF_TERM
+throw_in_body_body(ErlNifEnv *env, int, const ERL_NIF_TERM argv[],
+    beamalloc_allocator a)
+{
+	std::vector<std::uint64_t, beamalloc::stl_allocator<std::uint64_t>>
+	    v{beamalloc::stl_allocator<std::uint64_t>(a)};
+	int kind;
+
+	if (!enif_get_int(env, argv[0], &kind))
+		return enif_make_badarg(env);
+	v.assign(100, 1);
+	switch (kind) {
+	case 0:
+		(void)v.get_allocator().allocate(std::size_t(1) << 60);
+		break;
+	case 1:
+		(void)v.at(100);
+		break;
+	case 2:
+		throw 42;
+	}
+	return enif_make_atom(env, "ok");
+}
+BEAMALLOC_NIF_LEAK_CHECKED(throw_in_body, throw_in_body_body)
+
 ERL_NIF_TERM
 last_capacity(ErlNifEnv *env, int, const ERL_NIF_TERM[])
 {
@@ -157,6 +186,7 @@ new_bound(ErlNifEnv *env, int, const ERL_NIF_TERM[])
 ErlNifFunc funcs[] = {
 	{ "leak_vector", 1, leak_vector, 0 },
 	{ "pmr_vector", 2, pmr_vector, 0 },
+	{ "throw_in_body", 1, throw_in_body, 0 },
 	{ "last_capacity", 0, last_capacity, 0 },
 	{ "new_array", 1, new_array, 0 },
 	{ "delete_array", 0, delete_array, 0 },

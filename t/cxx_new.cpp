@@ -9,6 +9,7 @@
 #include <beamalloc/new.hpp>
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -42,6 +43,17 @@ handler()
 	std::set_new_handler(nullptr);	/* give up the second time */
 }
 
+/* malloc's block, its origin hidden from the compiler (GCC warns of a
+ * mismatched delete it can see). */
+void *
+from_malloc(std::size_t n)
+{
+	void *p = std::malloc(n);
+
+	__asm__("" : "+r"(p));
+	return p;
+}
+
 /* A length no allocator can serve (the front-end refuses it at once). */
 constexpr std::size_t huge = SIZE_MAX / 2;
 
@@ -57,7 +69,7 @@ main()
 	 * where a failing new must throw. */
 	if (RUNNING_ON_VALGRIND)
 		skip_all("valgrind replaces operator new and delete");
-	plan(17);
+	plan(19);
 	ok(beamalloc::new_is_bound(), "operator new is the header's");
 
 	for (std::size_t i = 0; i < 300; i++) {
@@ -119,6 +131,21 @@ main()
 	}
 	ok(threw && handler_calls == 1,
 	    "a new-handler is called (once: it removes itself), then bad_alloc");
+
+	/* A block from libstdc++.so's own operator new (malloc's: in the
+	 * BEAM, std::string's buffers under C++17) deleted by the header's
+	 * operator delete (the string's destructor, inlined into the NIF):
+	 * no tag below it, so it goes back to free(). */
+	void *m = from_malloc(100);
+	::operator delete(m);
+	m = from_malloc(5000);
+	::operator delete(m, std::size_t(5000));
+	ok(true, "malloc's blocks deleted by the header's operator delete "
+	    "(unsized, sized): given to free()");
+	char *own = new char[40];
+	std::memset(own, 0, 40);
+	delete[] own;
+	ok(true, "and the header's own blocks still to beamalloc_beam()");
 
 	/* The standard library's own use, through the header. */
 	std::vector<std::string> v;

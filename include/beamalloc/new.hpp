@@ -13,12 +13,14 @@
  *
  * enif_alloc gives 8-byte alignment, operator new must give
  * __STDCPP_DEFAULT_NEW_ALIGNMENT__ (16), and unsized delete must find the
- * length: so each block carries one word below it, the length and where
- * the enif_alloc block starts.  Over-aligned new goes through
+ * length: so each block carries two words below it, the length and where
+ * the enif_alloc block starts, and a tag.  Over-aligned new goes through
  * beamalloc_wide(), which checks each free; its per-block registry (one
  * lock) is too slow for every plain new.  Code compiled into libstdc++.so
- * (std::string's buffers, locales, streams) keeps libstdc++'s own operator
- * new: those bytes are not counted.  See beamalloc_cxx(3).
+ * (std::string's buffers under C++17, locales, streams) keeps libstdc++'s
+ * own operator new: those bytes are not counted, and a block of it that
+ * the NIF's own code deletes (a std::string's destructor, inlined) lacks
+ * the tag and goes back to free().  See beamalloc_cxx(3).
  */
 #ifndef BEAMALLOC_NEW_HPP
 #define BEAMALLOC_NEW_HPP
@@ -35,6 +37,9 @@
 #include <cstdint>
 #include <cstdlib>
 #include <new>
+#if defined(__SANITIZE_ADDRESS__) || defined(__has_feature)
+#include <dlfcn.h>	/* free_foreign() under AddressSanitizer */
+#endif
 
 namespace beamalloc {
 namespace new_detail {
@@ -59,28 +64,86 @@ static_assert(base_align >= 2 * word && base_align % 8 == 0,
     "the header needs two words below a default-aligned block");
 
 /*
- * Default alignment: n + base_align bytes from beamalloc_beam(), the block
- * at the first base_align boundary at least one word above its start
- * (8-aligned, so that is at most base_align bytes in).  The word below
- * the block holds n * base_align + (block - start) / 8 - 1.
+ * Default alignment: n + base_align + word bytes from beamalloc_beam(),
+ * the block at the first base_align boundary at least two words above
+ * its start (8-aligned, so that is at most base_align + word bytes in).
+ * The word below the block holds h = n * base_align + (block - start) /
+ * 8 - 1, the word below that a tag, the block's address ^ h ^ tag_key.
+ *
+ * The tag tells the header's blocks from libstdc++'s: in the BEAM,
+ * libstdc++.so keeps its own operator new (malloc), and with libstdc++'s
+ * templates declared extern (C++17 and before), std::string's buffers are
+ * allocated inside libstdc++.so (_M_create) but freed by code inlined
+ * into the NIF (_M_dispose): without the tag, the NIF's delete read a
+ * length below a malloc block and handed enif_free a wild pointer.  A
+ * block without the tag goes back to std::free().
  */
+constexpr std::size_t tag_key = static_cast<std::size_t>(
+    0x62a5e1a770c9d3b1ULL);
+
+/* Reads below a block that may be malloc's: inside its chunk header,
+ * which AddressSanitizer poisons (its redzone). */
+#if defined(__clang__) || defined(__GNUC__)
+__attribute__((no_sanitize_address))
+#endif
+inline bool
+ours(const unsigned char *p, std::size_t *h) noexcept
+{
+	const std::size_t *w = reinterpret_cast<const std::size_t *>(p);
+
+	*h = w[-1];
+	return w[-2] == (reinterpret_cast<std::uintptr_t>(p) ^ *h ^ tag_key);
+}
+
+/* A block of libstdc++'s operator new: malloc's, so free()'s.  Under
+ * AddressSanitizer its runtime's operator new serves libstdc++ (and free()
+ * of one is an alloc-dealloc-mismatch): its operator delete, the first in
+ * the global scope, unless that is this one (a program, not a NIF). */
+#if defined(__SANITIZE_ADDRESS__)
+#define BEAMALLOC_NEW_ASAN_ 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BEAMALLOC_NEW_ASAN_ 1
+#endif
+#endif
+inline void
+free_foreign(void *p) noexcept
+{
+#ifdef BEAMALLOC_NEW_ASAN_
+	using del = void (*)(void *) noexcept;
+	static del next = reinterpret_cast<del>(
+	    dlsym(RTLD_DEFAULT, "_ZdlPv"));
+	del self = ::operator delete;
+
+	if (next != nullptr && next != self) {
+		next(p);
+		return;
+	}
+#endif
+	std::free(p);
+}
+
 inline void *
 try_new(std::size_t n) noexcept
 {
 	unsigned char *start, *p;
 	std::uintptr_t u;
+	std::size_t h;
 
 	__atomic_add_fetch(&calls, 1, __ATOMIC_RELAXED);
-	if (n > (static_cast<std::size_t>(-1) - base_align) / base_align)
+	if (n > (static_cast<std::size_t>(-1) - base_align - word) /
+	    base_align)
 		return nullptr;
 	start = static_cast<unsigned char *>(
-	    beamalloc_alloc(beamalloc_beam(), n + base_align));
+	    beamalloc_alloc(beamalloc_beam(), n + base_align + word));
 	if (start == nullptr)
 		return nullptr;
-	u = reinterpret_cast<std::uintptr_t>(start) + word;
-	p = start + word + (-u & (base_align - 1));
-	reinterpret_cast<std::size_t *>(p)[-1] =
-	    n * base_align + static_cast<std::size_t>(p - start) / 8 - 1;
+	u = reinterpret_cast<std::uintptr_t>(start) + 2 * word;
+	p = start + 2 * word + (-u & (base_align - 1));
+	h = n * base_align + static_cast<std::size_t>(p - start) / 8 - 1;
+	reinterpret_cast<std::size_t *>(p)[-1] = h;
+	reinterpret_cast<std::size_t *>(p)[-2] =
+	    reinterpret_cast<std::uintptr_t>(p) ^ h ^ tag_key;
 	return p;
 }
 
@@ -92,9 +155,13 @@ do_delete(void *mem) noexcept
 
 	if (p == nullptr)
 		return;
-	h = reinterpret_cast<std::size_t *>(p)[-1];
+	if (!ours(p, &h)) {
+		free_foreign(p);	/* libstdc++'s operator new's */
+		return;
+	}
+	reinterpret_cast<std::size_t *>(p)[-2] = 0;	/* not ours again */
 	beamalloc_free(beamalloc_beam(), p - (h % base_align + 1) * 8,
-	    h / base_align + base_align);
+	    h / base_align + base_align + word);
 }
 
 /*

@@ -3,7 +3,8 @@
 -module(cxx).
 -export([main/0]).
 -export([leak_vector/1, pmr_vector/2, throw_in_body/1, last_capacity/0, new_array/1,
-         delete_array/0, aligned_new/1, plain_news/1, new_bound/0]).
+         delete_array/0, aligned_new/1, plain_news/1, new_bound/0,
+         long_string/1]).
 -on_load(init/0).
 
 init() -> erlang:load_nif(filename:join(os:getenv("NIF_DIR"), os:getenv("NIF_NAME")), 0).
@@ -17,6 +18,7 @@ delete_array() -> erlang:nif_error(not_loaded).
 aligned_new(_) -> erlang:nif_error(not_loaded).
 plain_news(_) -> erlang:nif_error(not_loaded).
 new_bound() -> erlang:nif_error(not_loaded).
+long_string(_) -> erlang:nif_error(not_loaded).
 
 run(F) ->
     try F() of R -> {ok, R}
@@ -44,7 +46,7 @@ settle() ->
     erlang:memory(system).
 
 main() ->
-    tap:plan(13),
+    tap:plan(14),
     tap:diag("====== the following leak reports are expected: ===== START"),
     leak(fun() -> leak_vector(1000) end, "leak_vector/1", 8,
          "std::vector<uint64_t, stl_allocator> of 1000 leaked: memory_leak, bytes = capacity x 8"),
@@ -80,4 +82,6 @@ main() ->
            "500 plain new char[1..500]: every address 0 mod 16 (__STDCPP_DEFAULT_NEW_ALIGNMENT__)"),
     tap:is([aligned_new(A) rem A || A <- [16, 64, 4096]], [0, 0, 0],
            "new of alignas(16), alignas(64), alignas(4096) objects: aligned, deleted"),
+    tap:is(long_string(1000), 3000,
+           "std::string and ostringstream buffers of libstdc++.so freed by the NIF's inlined destructors"),
     tap:done().

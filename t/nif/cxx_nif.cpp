@@ -9,6 +9,8 @@
 
 #include <cstdint>
 #include <memory_resource>
+#include <sstream>
+#include <string>
 #include <vector>
 
 namespace {
@@ -176,6 +178,26 @@ plain_news(ErlNifEnv *env, int, const ERL_NIF_TERM argv[])
 	return enif_make_uint64(env, bits & (~bits + 1));
 }
 
+/* long_string(N): std::string of N chars, grown to 2N, and a stream's
+ * text.  Under C++17 libstdc++.so allocates their buffers (extern
+ * templates: _M_create, with its own operator new) and the destructors
+ * inlined here free them with the header's operator delete. */
+ERL_NIF_TERM
+long_string(ErlNifEnv *env, int, const ERL_NIF_TERM argv[])
+{
+	unsigned long n;
+
+	if (!enif_get_ulong(env, argv[0], &n))
+		return enif_make_badarg(env);
+	std::string s(n, 'x');
+	s += std::string(n, 'y');
+	std::ostringstream os;
+	for (unsigned long i = 0; i < n; i++)
+		os << i % 10;
+	std::string t = os.str();
+	return enif_make_uint64(env, s.size() + t.size());
+}
+
 ERL_NIF_TERM
 new_bound(ErlNifEnv *env, int, const ERL_NIF_TERM[])
 {
@@ -193,6 +215,7 @@ ErlNifFunc funcs[] = {
 	{ "aligned_new", 1, aligned_new, 0 },
 	{ "plain_news", 1, plain_news, 0 },
 	{ "new_bound", 0, new_bound, 0 },
+	{ "long_string", 1, long_string, 0 },
 };
 
 } /* namespace */

@@ -12,22 +12,10 @@
 #include <string.h>
 
 #include "beamalloc.h"
+#include "lastreport.h"
 #include "tap.h"
 
 #define FAILS(expr, err) (errno = 0, (expr) == 0 && errno == (err))
-
-static struct {
-	size_t n;
-	beamalloc_report last;
-} seen;
-
-static void
-count_report(void *user, const beamalloc_report *r)
-{
-	(void)user;
-	seen.n++;
-	seen.last = *r;
-}
 
 static beamalloc_allocator
 from_null(int i, const char **name)
@@ -89,24 +77,24 @@ empty(int i)
 	    BEAMALLOC_MIN_ALIGN, "%s: zero length and native alignment as "
 	    "for any allocator", name);
 
-	seen.n = 0;
+	nreports = 0;
 	errno = 12345;
 	beamalloc_free(a, mine, 48);
 	e = errno;
-	if (!ok(seen.n == 1 && seen.last.kind ==
-	    BEAMALLOC_REPORT_INVALID_FREE && seen.last.addr == mine &&
-	    seen.last.given_size == 48 && e == 12345 && intact(mine, 48),
+	if (!ok(nreports == 1 && last_report.kind ==
+	    BEAMALLOC_REPORT_INVALID_FREE && last_report.addr == mine &&
+	    last_report.given_size == 48 && e == 12345 && intact(mine, 48),
 	    "%s: a free is one invalid-free report naming the block and "
 	    "its length, the block untouched, errno kept", name))
 		diag("  %zu reports, kind %d, addr %p (block %p), size %zu, "
-		    "errno %d", seen.n, (int)seen.last.kind, seen.last.addr,
-		    (void *)mine, seen.last.given_size, e);
+		    "errno %d", nreports, (int)last_report.kind, last_report.addr,
+		    (void *)mine, last_report.given_size, e);
 
-	seen.n = 0;
+	nreports = 0;
 	ok(FAILS(beamalloc_resize(a, mine, 48, 8, 64), EINVAL) &&
 	    FAILS(beamalloc_remap(a, mine, 48, 8, 16), EINVAL) &&
 	    FAILS(beamalloc_realloc(a, mine, 48, 8, 96), EINVAL) &&
-	    seen.n == 3 && intact(mine, 48), "%s: resize, remap and realloc "
+	    nreports == 3 && intact(mine, 48), "%s: resize, remap and realloc "
 	    "of a block: false/NULL + EINVAL, each reported, the block "
 	    "untouched", name);
 	free(mine);
@@ -115,7 +103,7 @@ empty(int i)
 int
 main(void)
 {
-	beamalloc_report_set_default(count_report, NULL, false);
+	beamalloc_report_set_default(record, NULL, false);
 	plan(NCTORS * 4);
 	for (int i = 0; i < NCTORS; i++)
 		empty(i);

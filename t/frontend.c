@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "beamalloc.h"
+#include "lastreport.h"
 #include "tap.h"
 #include "testalloc.h"
 
@@ -200,17 +201,6 @@ libc_rules(void)
 	ok(!beamalloc_resize(a, p, 4, 8, 1 << 20),
 	    "libc: resize never grows (it would move)");
 	beamalloc_free(a, p, 4);
-}
-
-static size_t nreports;
-static beamalloc_report last_report;
-
-static void
-record(void *user, const beamalloc_report *r)
-{
-	(void)user;
-	nreports++;
-	last_report = *r;
 }
 
 /* NULL given with a length to realloc and resize, on allocators that

@@ -8,19 +8,9 @@
 #include <string.h>
 
 #include "beamalloc.h"
+#include "lastreport.h"
 #include "tap.h"
 #include "testalloc.h"
-
-static size_t nreports;
-static beamalloc_report last_report;
-
-static void
-record(void *user, const beamalloc_report *r)
-{
-	(void)user;
-	nreports++;
-	last_report = *r;
-}
 
 static void
 creation(void)

@@ -302,7 +302,8 @@ BEAMALLOC_API beamalloc_allocator beamalloc_general_purpose(void);
  * reuse, destroy() gives each back.  Not thread-safe. */
 typedef struct beamalloc_arena beamalloc_arena;	/* opaque */
 
-/* NULL + ENOMEM when backing cannot give the first chunk (4 KiB). */
+/* NULL + ENOMEM when backing cannot give the first chunk (4 KiB), EINVAL
+ * when backing was never set ({0}). */
 BEAMALLOC_API beamalloc_arena *beamalloc_arena_create(
     beamalloc_allocator backing);
 BEAMALLOC_API beamalloc_allocator beamalloc_arena_allocator(
@@ -367,8 +368,9 @@ BEAMALLOC_API void beamalloc_fixed_reset(beamalloc_fixed *fb);
 
 typedef struct beamalloc_pool beamalloc_pool;	/* opaque */
 
-/* NULL + EINVAL for item_size 0 or a bad alignment, ENOMEM when the
- * backing cannot give the pool or its preheated items. */
+/* NULL + EINVAL for item_size 0, a bad alignment or a backing never set
+ * ({0}), ENOMEM when the backing cannot give the pool or its preheated
+ * items. */
 BEAMALLOC_API beamalloc_pool *beamalloc_pool_create(
     beamalloc_allocator backing, size_t item_size, size_t item_align,
     size_t preheat, bool growable);

@@ -208,6 +208,8 @@ beamalloc_arena_create(beamalloc_allocator backing)
 	struct chunk *c;
 	beamalloc_arena *a;
 
+	if (backing.vtable == NULL)
+		return ba_fail(EINVAL);
 	c = ba_raw_alloc(backing, FIRST_CHUNK, align, BA_RET_ADDR());
 	if (c == NULL)
 		return ba_fail(ENOMEM);

@@ -293,7 +293,7 @@ beamalloc_check_alloc_failures_opt(beamalloc_allocator backing,
 	c.r.first_bad_index = BEAMALLOC_NEVER;
 	if (result != NULL)
 		*result = c.r;
-	if (fn == NULL) {
+	if (fn == NULL || backing.vtable == NULL) {
 		errno = EINVAL;
 		return -1;
 	}

@@ -5,6 +5,10 @@
  * as allocations failing with ENOMEM, not as a crash inside the library.
  * It never handed out a block: one freed, resized or remapped through it
  * is reported as an invalid free, by address and size, and left alone.
+ *
+ * Its twin, the unset allocator, stands for an allocator never set (all
+ * zero: a static one used before the code that sets it ran): the same,
+ * but its allocations fail with EINVAL, as the mistake is the caller's.
  */
 #include <errno.h>
 
@@ -14,11 +18,15 @@
  * Vtable
  * ---------------------------------------------------------------------- */
 
+/* The empty allocator's ctx: any other (NULL, or whatever an allocator
+ * never set holds beside its null vtable) is the unset one's. */
+static const char no_memory;
+
 static void *
 empty_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 {
-	(void)ctx, (void)len, (void)align, (void)ra;
-	return ba_fail(ENOMEM);
+	(void)len, (void)align, (void)ra;
+	return ba_fail(ctx == &no_memory ? ENOMEM : EINVAL);
 }
 
 /* Not one of its blocks: reported, and refused with EINVAL (the
@@ -59,18 +67,20 @@ empty_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
 	errno = saved;		/* free sets no errno */
 }
 
-static const beamalloc_vtable empty_vtable = {
+const beamalloc_vtable ba_empty_vtable = {
 	empty_alloc, empty_resize, empty_remap, empty_free
 };
 
 /* ------------------------------------------------------------------------
- * Constructor
+ * Constructors
  * ---------------------------------------------------------------------- */
+
+const beamalloc_allocator ba_unset = { NULL, &ba_empty_vtable };
 
 beamalloc_allocator
 ba_empty_allocator(void)
 {
-	beamalloc_allocator a = { NULL, &empty_vtable };
+	beamalloc_allocator a = { (void *)&no_memory, &ba_empty_vtable };
 
 	return a;
 }

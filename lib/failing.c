@@ -132,7 +132,7 @@ void
 beamalloc_failing_init(beamalloc_failing *f, beamalloc_allocator backing,
     size_t fail_index, size_t resize_fail_index)
 {
-	f->backing = backing;
+	f->backing = ba_set(backing);
 	f->fail_index = fail_index;
 	f->resize_fail_index = resize_fail_index;
 	f->allocations = 0;

@@ -49,7 +49,7 @@ alloc_at(beamalloc_allocator a, size_t len, size_t align, uintptr_t ra)
 	if (BA_UNLIKELY(a.vtable == ba_gpa_fvt[BA_FVT_SAMPLED]))
 		return ba_gpa_fast_alloc(a.ctx, len, align, ra, true, false,
 		    BA_SMP_TRACE);
-	p = ba_raw_alloc(a, len, align, ra);
+	p = ba_raw_alloc(ba_set(a), len, align, ra);
 	return BA_LIKELY(p != NULL) ? p : ba_fail_from_vtable();
 }
 
@@ -68,7 +68,7 @@ free_at(beamalloc_allocator a, void *mem, size_t len, size_t align,
 	 * and restore one.  Told apart by their free function, which
 	 * gpa-fast and guarded sampling share, and which the others' call
 	 * loads anyway (a tail jump). */
-	f = a.vtable->free;
+	f = ba_set(a).vtable->free;
 	if (BA_UNLIKELY(f == ba_gpa_ffree[BA_FFREE_TS]))
 		ba_gpa_fast_free(a.ctx, mem, len, align, ra, true, false, false);
 	else if (BA_UNLIKELY(f == ba_gpa_ffree[BA_FFREE_SAMPLED]))
@@ -189,6 +189,7 @@ beamalloc_resize(beamalloc_allocator a, void *mem, size_t len, size_t align,
 	uintptr_t ra = BA_RET_ADDR();
 	int saved;
 
+	a = ba_set(a);
 	if (!ba_is_pow2(align)) {
 		errno = EINVAL;
 		return false;
@@ -222,6 +223,7 @@ beamalloc_remap(beamalloc_allocator a, void *mem, size_t len, size_t align,
 	void *p;
 	int saved;
 
+	a = ba_set(a);
 	if (!ba_is_pow2(align))
 		return ba_fail(EINVAL);
 	if (new_len == 0) {
@@ -249,6 +251,7 @@ beamalloc_realloc(beamalloc_allocator a, void *mem, size_t len, size_t align,
 	void *p;
 	int saved;
 
+	a = ba_set(a);
 	if (!ba_is_pow2(align))
 		return ba_fail(EINVAL);
 	if (len == 0)

@@ -93,7 +93,7 @@ const beamalloc_vtable ba_locked_vtable = {
 int
 beamalloc_locked_init(beamalloc_locked *l, beamalloc_allocator child)
 {
-	l->child = child;
+	l->child = ba_set(child);
 	return pthread_mutex_init(mutex(l), NULL);
 }
 

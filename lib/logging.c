@@ -107,7 +107,7 @@ void
 beamalloc_logging_init(beamalloc_logging *l, beamalloc_allocator backing,
     const char *scope, beamalloc_log_fn fn, void *user)
 {
-	l->backing = backing;
+	l->backing = ba_set(backing);
 	l->scope = scope != NULL ? scope : "beamalloc";
 	l->fn = fn != NULL ? fn : beamalloc_log_print;
 	l->user = user;

@@ -291,7 +291,8 @@ beamalloc_pool_create(beamalloc_allocator backing, size_t item_size,
 	beamalloc_pool *pool;
 	size_t place;
 
-	if (item_size == 0 || !ba_is_pow2(item_align))
+	if (item_size == 0 || !ba_is_pow2(item_align) ||
+	    backing.vtable == NULL)
 		return ba_fail(EINVAL);
 	if (item_size > (size_t)PTRDIFF_MAX || item_align > PTRDIFF_MAX / 2)
 		return ba_fail(ENOMEM);

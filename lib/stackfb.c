@@ -76,7 +76,7 @@ void
 beamalloc_stackfb_init(beamalloc_stackfb *s, void *buf, size_t len,
     beamalloc_allocator backing)
 {
-	s->backing = backing;
+	s->backing = ba_set(backing);
 	beamalloc_fixed_init(&s->fixed, buf, len);
 }
 

@@ -431,7 +431,7 @@ backing_errno_fail(void)
 static void *
 wide_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 {
-	const beamalloc_allocator *b = ctx;
+	const beamalloc_allocator *b = ba_set_at(ctx);
 	struct entry e;
 	unsigned char *base;
 	size_t total, extra;
@@ -467,7 +467,7 @@ static bool
 wide_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
     uintptr_t ra)
 {
-	const beamalloc_allocator *b = ctx;
+	const beamalloc_allocator *b = ba_set_at(ctx);
 	struct backing_block bb;
 	struct entry *e;
 	size_t new_total;
@@ -509,7 +509,7 @@ static void *
 wide_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
     uintptr_t ra)
 {
-	const beamalloc_allocator *b = ctx;
+	const beamalloc_allocator *b = ba_set_at(ctx);
 	struct backing_block bb;
 	struct entry *e, moved;
 	unsigned char *base;
@@ -572,7 +572,7 @@ wide_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
 static void
 wide_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
 {
-	const beamalloc_allocator *b = ctx;
+	const beamalloc_allocator *b = ba_set_at(ctx);
 	struct backing_block bb;
 
 	if (passes_through(b, align)) {

@@ -5,7 +5,9 @@
  * through it (it never gave one) is reported as an invalid free by
  * address and size, and left as it was.  Before, each of these calls
  * crashed inside the library.  (beamalloc_general_purpose() while the
- * global GPA cannot be made: t/gpa_noglobal.c.)
+ * global GPA cannot be made: t/gpa_noglobal.c.)  An allocator never set
+ * ({0}), used or given as a backing, is the same but fails with EINVAL;
+ * it crashed too.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -17,9 +19,27 @@
 
 #define FAILS(expr, err) (errno = 0, (expr) == 0 && errno == (err))
 
-static beamalloc_allocator
-from_null(int i, const char **name)
+static beamalloc_stackfb stackfb;
+static unsigned char stackfb_buf[1];
+static beamalloc_logging logging;
+static beamalloc_failing failing;
+static beamalloc_locked locked;
+
+static void
+quiet(void *user, const beamalloc_log_entry *e)
 {
+	(void)user, (void)e;
+}
+
+/* Cases 0-7: a constructor given NULL (the empty allocator: ENOMEM);
+ * from 8 on, an allocator never set, alone and as each wrapper's backing
+ * (the unset allocator: EINVAL). */
+static beamalloc_allocator
+from_null(int i, const char **name, int *err)
+{
+	static const beamalloc_allocator zero;
+
+	*err = i < 8 ? ENOMEM : EINVAL;
 	switch (i) {
 	case 0: *name = "beamalloc_gpa_allocator(NULL)";
 		return beamalloc_gpa_allocator(NULL);
@@ -35,11 +55,28 @@ from_null(int i, const char **name)
 		return beamalloc_stackfb_allocator(NULL);
 	case 6: *name = "beamalloc_locked_allocator(NULL)";
 		return beamalloc_locked_allocator(NULL);
-	default: *name = "beamalloc_logging_allocator(NULL)";
+	case 7: *name = "beamalloc_logging_allocator(NULL)";
 		return beamalloc_logging_allocator(NULL);
+	case 8: *name = "an allocator never set ({0})";
+		return zero;
+	case 9: *name = "a stack fallback over {0}";
+		beamalloc_stackfb_init(&stackfb, stackfb_buf,
+		    sizeof(stackfb_buf), zero);
+		return beamalloc_stackfb_allocator(&stackfb);
+	case 10: *name = "a logging allocator over {0}";
+		beamalloc_logging_init(&logging, zero, NULL, quiet, NULL);
+		return beamalloc_logging_allocator(&logging);
+	case 11: *name = "a failing allocator over {0}";
+		beamalloc_failing_init(&failing, zero, BEAMALLOC_NEVER,
+		    BEAMALLOC_NEVER);
+		return beamalloc_failing_allocator(&failing);
+	default: *name = "a locked allocator over {0}";
+		if (beamalloc_locked_init(&locked, zero) != 0)
+			bail("pthread_mutex_init");
+		return beamalloc_locked_allocator(&locked);
 	}
 }
-#define NCTORS 8
+#define NCTORS 13
 
 static bool
 intact(const unsigned char *p, size_t n)
@@ -54,7 +91,8 @@ static void
 empty(int i)
 {
 	const char *name;
-	beamalloc_allocator a = from_null(i, &name);
+	int err;
+	beamalloc_allocator a = from_null(i, &name, &err);
 	beamalloc_allocator w = beamalloc_wide_on(&a);
 	unsigned char *mine = malloc(48);
 	size_t bad = 0;
@@ -65,14 +103,15 @@ empty(int i)
 	for (size_t k = 0; k < 48; k++)
 		mine[k] = (unsigned char)(k * 7 + 1);
 
-	bad += !FAILS(beamalloc_alloc(a, 64), ENOMEM);
-	bad += !FAILS(beamalloc_alloc_aligned(a, 100, 4096), ENOMEM);
-	bad += !FAILS(beamalloc_alloc_zeroed(a, 4, 16, 8), ENOMEM);
-	bad += !FAILS(beamalloc_dup(a, "abc", 4), ENOMEM);
-	bad += !FAILS(beamalloc_realloc(a, NULL, 0, 8, 100), ENOMEM);
-	bad += !FAILS(beamalloc_alloc_aligned(w, 100, 8192), ENOMEM);
+	bad += !FAILS(beamalloc_alloc(a, 64), err);
+	bad += !FAILS(beamalloc_alloc_aligned(a, 100, 4096), err);
+	bad += !FAILS(beamalloc_alloc_zeroed(a, 4, 16, 8), err);
+	bad += !FAILS(beamalloc_dup(a, "abc", 4), err);
+	bad += !FAILS(beamalloc_realloc(a, NULL, 0, 8, 100), err);
+	bad += !FAILS(beamalloc_alloc_aligned(w, 100, 8192), err);
 	is_size(bad, 0, "%s: alloc, aligned, zeroed, dup, realloc from "
-	    "NULL, and the wide allocator over it: NULL + ENOMEM", name);
+	    "NULL, and the wide allocator over it: NULL + %s", name,
+	    err == ENOMEM ? "ENOMEM" : "EINVAL");
 	ok(beamalloc_alloc(a, 0) != NULL && beamalloc_native_align(a) >=
 	    BEAMALLOC_MIN_ALIGN, "%s: zero length and native alignment as "
 	    "for any allocator", name);
@@ -100,12 +139,51 @@ empty(int i)
 	free(mine);
 }
 
+static int
+never_called(beamalloc_allocator a, void *arg)
+{
+	(void)a;
+	*(int *)arg = 1;
+	return 0;
+}
+
+/* A constructor given an allocator never set as its backing refuses it. */
+static void
+unset_backing(void)
+{
+	const beamalloc_allocator zero = { NULL, NULL };
+	beamalloc_check_result r;
+	int called = 0;
+	size_t bad = 0;
+	beamalloc_allocator w = beamalloc_wide_on(NULL);
+	unsigned char *mine = malloc(48);
+
+	if (mine == NULL)
+		bail("no memory");
+	bad += !FAILS(beamalloc_gpa_create(zero, NULL), EINVAL);
+	bad += !FAILS(beamalloc_gpa_checkout(zero, NULL), EINVAL);
+	bad += !FAILS(beamalloc_arena_create(zero), EINVAL);
+	bad += !FAILS(beamalloc_pool_create(zero, 16, 8, 4, true), EINVAL);
+	errno = 0;
+	bad += !(beamalloc_check_alloc_failures(zero, never_called, &called,
+	    &r) == -1 && errno == EINVAL && called == 0);
+	bad += !FAILS(beamalloc_alloc_aligned(w, 64, 8192), EINVAL);
+	nreports = 0;
+	beamalloc_free_aligned(w, mine, 48, 8);
+	bad += !(nreports == 1 && last_report.addr == mine);
+	free(mine);
+	is_size(bad, 0, "{0} as the backing of a GPA (create, checkout), an "
+	    "arena, a pool, the checker, and beamalloc_wide_on(NULL): "
+	    "refused with EINVAL, nothing run; the wide one's free reported");
+}
+
 int
 main(void)
 {
 	beamalloc_report_set_default(record, NULL, false);
-	plan(NCTORS * 4);
+	plan(NCTORS * 4 + 1);
 	for (int i = 0; i < NCTORS; i++)
 		empty(i);
+	unset_backing();
 	return done_testing();
 }

@@ -124,13 +124,14 @@ ba_symbols_release(void)
 
 /* Whether file is one of the library's installed headers, whose static
  * inline helpers (the term decoders of <beamalloc/nif.h>, the operators
- * of <beamalloc/new.hpp>) allocate on their caller's behalf: the
- * caller's line is the one a report must name. */
+ * of <beamalloc/new.hpp>, the allocate members of <beamalloc.hpp>)
+ * allocate on their caller's behalf: the caller's line is the one a
+ * report must name. */
 static bool
 ours(const char *file)
 {
 	static const char *const tails[] = { "/beamalloc/nif.h",
-	    "/beamalloc/new.hpp", "/beamalloc.h" };
+	    "/beamalloc/new.hpp", "/beamalloc.hpp", "/beamalloc.h" };
 	size_t n;
 
 	if (file == NULL)

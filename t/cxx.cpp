@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <list>
 #include <map>
 #include <memory_resource>
@@ -24,6 +25,7 @@ struct reports {
 	std::size_t count[16];
 	std::size_t last_size, last_given_size;
 	beamalloc_report_kind last_kind;
+	std::uintptr_t last_site;
 };
 
 void
@@ -35,6 +37,7 @@ record(void *user, const beamalloc_report *r)
 	rep->last_kind = r->kind;
 	rep->last_size = r->size;
 	rep->last_given_size = r->given_size;
+	rep->last_site = r->alloc_trace_len > 0 ? r->alloc_trace[0] : 0;
 }
 
 /* A GPA over libc whose reports go to *rep. */
@@ -223,6 +226,11 @@ test_owners()
 	beamalloc::gpa h(std::move(g));
 	ok(!g && h, "moved: the source is empty, the target owns");
 	is_size(g.destroy(), 0, "destroy() of the moved-from owner: 0");
+	errno = 0;
+	ok(beamalloc_alloc(g.allocator(), 16) == nullptr && errno == ENOMEM &&
+	    g.detect_leaks() == 0 && g.stats().live_blocks == 0,
+	    "an empty gpa owner: its allocator has no memory (NULL + "
+	    "ENOMEM), no leaks, zero stats");
 	is_size(h.destroy(), 1, "destroy() reports the one leaked block");
 	is_size(rep.last_size, 48, "of 48 bytes");
 
@@ -255,6 +263,11 @@ test_owners()
 	ok(!a && b, "moved arena: target owns");
 	b.destroy();
 	ok(!b, "destroyed arena is empty");
+	b.reset();
+	errno = 0;
+	ok(b.capacity() == 0 && beamalloc_alloc(b.allocator(), 16) == nullptr &&
+	    errno == ENOMEM, "an empty arena owner: reset() does nothing, "
+	    "capacity 0, its allocator has no memory");
 
 	/* An arena over a GPA: the owner gives every chunk back. */
 	reports rep2{};
@@ -267,15 +280,65 @@ test_owners()
 	    "arena owner over a GPA gone: every chunk given back");
 }
 
+bool
+ends_with(const char *s, const char *tail)
+{
+	std::size_t n = std::strlen(s), k = std::strlen(tail);
+
+	return n >= k && std::strcmp(s + n - k, tail) == 0;
+}
+
+int *volatile kept;
+unsigned leak_line;
+
+/* A block leaked from stl_allocator::allocate, called here (inlined:
+ * flatten, so that it is at every optimization level). */
+__attribute__((noinline, flatten)) void
+leak_through_allocate(beamalloc_allocator a)
+{
+	beamalloc::stl_allocator<int> al(a);
+
+	leak_line = __LINE__ + 1;
+	kept = al.allocate(10);
+}
+
+/* The header allocates on its caller's behalf: a leak's site is the line
+ * that called it, not the header's own (the inline chain climbed). */
+void
+test_leak_site()
+{
+	reports rep{};
+	beamalloc::gpa g = counted_gpa(&rep);
+	beamalloc_symbol sym;
+
+	leak_through_allocate(g.allocator());
+	(void)g.detect_leaks();
+	if (!beamalloc_symbolize(rep.last_site, &sym))
+		sym.file[0] = sym.function[0] = '\0';
+#ifdef __OPTIMIZE__
+	ok(ends_with(sym.file, "/cxx.cpp") && sym.line == leak_line,
+	    "a leak from stl_allocator::allocate names its caller's line "
+	    "(%s:%u, want %u), not the header's", sym.file, sym.line,
+	    leak_line);
+#else
+	/* -O0 inlines nothing: the site is allocate()'s own frame, a
+	 * function of its own, with nothing to climb. */
+	ok(ends_with(sym.file, "/beamalloc.hpp"), "not inlined (-O0): the "
+	    "leak's site is allocate()'s own frame (%s, %s:%u)", sym.function,
+	    sym.file, sym.line);
+#endif
+}
+
 } /* namespace */
 
 int
 main()
 {
-	plan(51);
+	plan(54);
 	test_pmr();
 	test_bad_alloc();
 	test_stl();
 	test_owners();
+	test_leak_site();
 	return done_testing();
 }

@@ -306,7 +306,10 @@ beamalloc_nif_collect_(void *user, const beamalloc_report *r)
 		if (r->alloc_trace_len > 0)
 			beamalloc_nif_site_add_(f, beamalloc_nif_site_of_(r),
 			    r->size);
-	} else if (f->misuses++ == 0) {
+	} else if (__atomic_fetch_add(&f->misuses, 1, __ATOMIC_RELAXED) ==
+	    0) {
+		/* Atomic: a bad free of the call's block may come from
+		 * another thread (a resource's destructor) meanwhile. */
 		f->first_misuse = r->kind;
 	}
 	/* Each finding is still shown (with its address and trace), as

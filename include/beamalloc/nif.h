@@ -540,18 +540,25 @@ beamalloc_nif_open_type_(ErlNifEnv *env, const char *name,
  * What its what() as a binary.  The leak check runs after it, as after
  * a return. */
 #ifdef BEAMALLOC_NIF_CXX_EH_
+/* {cxx_exception, What}, or enomem when What cannot be made. */
 static inline ERL_NIF_TERM
-beamalloc_nif_cxx_raise_(ErlNifEnv *env, const char *what)
+beamalloc_nif_cxx_term_(ErlNifEnv *env, const char *what)
 {
 	ERL_NIF_TERM bin;
 	size_t n = strlen(what);
 	unsigned char *b = enif_make_new_binary(env, n, &bin);
 
 	if (b == NULL)
-		return enif_raise_exception(env, enif_make_atom(env, "enomem"));
+		return enif_make_atom(env, "enomem");
 	memcpy(b, what, n);
-	return enif_raise_exception(env, enif_make_tuple2(env,
-	    enif_make_atom(env, "cxx_exception"), bin));
+	return enif_make_tuple2(env, enif_make_atom(env, "cxx_exception"),
+	    bin);
+}
+
+static inline ERL_NIF_TERM
+beamalloc_nif_cxx_raise_(ErlNifEnv *env, const char *what)
+{
+	return enif_raise_exception(env, beamalloc_nif_cxx_term_(env, what));
 }
 
 #define BEAMALLOC_NIF_CALL_(env, r, call)				\
@@ -905,20 +912,49 @@ struct beamalloc_nif_thread_ {
 	char name[96];
 };
 
+/* fn's result; in C++, an exception leaving it (which would end in
+ * std::terminate(), the VM aborting) is caught as a body's is, and its
+ * term (enomem, {cxx_exception, What}) is returned with *threw set. */
+static inline ERL_NIF_TERM
+beamalloc_nif_thread_call_(struct beamalloc_nif_thread_ *t, int *threw)
+{
+	beamalloc_allocator a = beamalloc_gpa_allocator(t->gpa);
+
+	*threw = 0;
+#ifdef BEAMALLOC_NIF_CXX_EH_
+	try {
+		return t->fn(t->env, t->arg, a);
+	} catch (const std::bad_alloc &) {
+		*threw = 1;
+		return enif_make_atom(t->env, "enomem");
+	} catch (const std::exception &e) {
+		*threw = 1;
+		return beamalloc_nif_cxx_term_(t->env, e.what());
+	} catch (...) {
+		*threw = 1;
+		return beamalloc_nif_cxx_term_(t->env, "unknown exception");
+	}
+#else
+	return t->fn(t->env, t->arg, a);
+#endif
+}
+
 static inline void *
 beamalloc_nif_thread_main_(void *p)
 {
 	struct beamalloc_nif_thread_ *t = (struct beamalloc_nif_thread_ *)p;
 	ERL_NIF_TERM r;
+	int threw;
 
-	r = t->fn(t->env, t->arg, beamalloc_gpa_allocator(t->gpa));
+	r = beamalloc_nif_thread_call_(t, &threw);
 	(void)beamalloc_gpa_destroy(t->gpa);
 	t->gpa = NULL;
 	if (t->f.leak_blocks != 0 || t->f.misuses != 0)
 		r = enif_make_tuple2(t->env, enif_make_atom(t->env, "error"),
 		    beamalloc_nif_findings_term(t->env, t->name, -1, &t->f));
 	else
-		r = enif_make_tuple2(t->env, enif_make_atom(t->env, "ok"), r);
+		r = enif_make_tuple2(t->env, enif_make_atom(t->env,
+		    threw ? "error" : "ok"), r);
 	(void)enif_send(NULL, &t->to, t->env, enif_make_tuple3(t->env,
 	    enif_make_atom(t->env, "beamalloc_thread"), t->ref, r));
 	enif_free_env(t->env);
@@ -956,8 +992,10 @@ beamalloc_nif_thread_reap_(int all)
  *     {beamalloc_thread, Ref, {ok, Result}}
  * or, after a leak or bad free, {beamalloc_thread, Ref, {error, E}} with
  * E the term the leak check raises ({memory_leak, Message, #{function =>
- * Name, ...}}).  Needs beamalloc_nif_init(); beamalloc_nif_fini() waits
- * for every thread.  Raises enomem (or badarg without init).
+ * Name, ...}}); in C++, after an exception left fn (and no leak),
+ * {error, enomem} for std::bad_alloc, else {error, {cxx_exception,
+ * What}}.  Needs beamalloc_nif_init(); beamalloc_nif_fini() waits for
+ * every thread.  Raises enomem (or badarg without init).
  */
 static inline ERL_NIF_TERM
 beamalloc_nif_thread_spawn(ErlNifEnv *env, const char *name,

@@ -2,7 +2,8 @@
 %% t/nif/cxx-gcc.sh and t/nif/cxx-clang.sh; NIF_NAME names the build).
 -module(cxx).
 -export([main/0]).
--export([leak_vector/1, pmr_vector/2, throw_in_body/1, last_capacity/0, new_array/1,
+-export([leak_vector/1, pmr_vector/2, throw_in_body/1, throw_in_thread/1,
+         last_capacity/0, new_array/1,
          delete_array/0, aligned_new/1, plain_news/1, new_bound/0,
          long_string/1]).
 -on_load(init/0).
@@ -12,6 +13,7 @@ init() -> erlang:load_nif(filename:join(os:getenv("NIF_DIR"), os:getenv("NIF_NAM
 leak_vector(_) -> erlang:nif_error(not_loaded).
 pmr_vector(_, _) -> erlang:nif_error(not_loaded).
 throw_in_body(_) -> erlang:nif_error(not_loaded).
+throw_in_thread(_) -> erlang:nif_error(not_loaded).
 last_capacity() -> erlang:nif_error(not_loaded).
 new_array(_) -> erlang:nif_error(not_loaded).
 delete_array() -> erlang:nif_error(not_loaded).
@@ -40,13 +42,17 @@ leak(F, Fn, Size, Name) ->
                        #{function => list_to_binary(Fn), bytes => Bytes, blocks => 1}}},
            io_lib:format("~s (capacity ~b x ~b = ~b bytes)", [Name, last_capacity(), Size, Bytes])).
 
+in_thread(Kind) ->
+    Ref = throw_in_thread(Kind),
+    receive {beamalloc_thread, Ref, R} -> R after 10000 -> timeout end.
+
 settle() ->
     erlang:garbage_collect(),
     timer:sleep(50),
     erlang:memory(system).
 
 main() ->
-    tap:plan(14),
+    tap:plan(18),
     tap:diag("====== the following leak reports are expected: ===== START"),
     leak(fun() -> leak_vector(1000) end, "leak_vector/1", 8,
          "std::vector<uint64_t, stl_allocator> of 1000 leaked: memory_leak, bytes = capacity x 8"),
@@ -65,6 +71,16 @@ main() ->
     tap:is(run(fun() -> throw_in_body(2) end),
            {error, {cxx_exception, <<"unknown exception">>}},
            "... throwing an int: error:{cxx_exception, <<\"unknown exception\">>}"),
+    %% The same from a thread of beamalloc_nif_thread_spawn(): a message,
+    %% not std::terminate().
+    tap:is(in_thread(0), {error, enomem},
+           "thread throwing std::bad_alloc: {beamalloc_thread, Ref, {error, enomem}}"),
+    R2 = in_thread(1),
+    tap:ok(case R2 of {error, {cxx_exception, <<_, _/binary>>}} -> true; _ -> false end,
+           io_lib:format("thread throwing std::out_of_range: {error, {cxx_exception, What}} (~w)", [R2])),
+    tap:is(in_thread(2), {error, {cxx_exception, <<"unknown exception">>}},
+           "thread throwing an int: {error, {cxx_exception, <<\"unknown exception\">>}}"),
+    tap:is(in_thread(3), {ok, ok}, "thread returning: {ok, ok}"),
     tap:is(run(fun() -> pmr_vector(100, 0) end), {ok, ok},
            "the next leak-checked call runs clean"),
     tap:is(new_bound(), true, "the NIF's operator new is the one of <beamalloc/new.hpp>"),

@@ -97,6 +97,22 @@ throw_in_body_body(ErlNifEnv *env, int, const ERL_NIF_TERM argv[],
 }
 BEAMALLOC_NIF_LEAK_CHECKED(throw_in_body, throw_in_body_body)
 
+/* throw_in_thread(Kind): the same body on a thread of
+ * beamalloc_nif_thread_spawn(); 3 returns ok.  Before the catch, an
+ * exception ended in std::terminate(): the VM aborted. */
+ERL_NIF_TERM
+throw_in_thread_fn(ErlNifEnv *env, ERL_NIF_TERM arg, beamalloc_allocator a)
+{
+	return throw_in_body_body(env, 1, &arg, a);
+}
+
+ERL_NIF_TERM
+throw_in_thread(ErlNifEnv *env, int, const ERL_NIF_TERM argv[])
+{
+	return beamalloc_nif_thread_spawn(env, "throw_in_thread",
+	    throw_in_thread_fn, argv[0], NULL);
+}
+
 ERL_NIF_TERM
 last_capacity(ErlNifEnv *env, int, const ERL_NIF_TERM[])
 {
@@ -209,6 +225,7 @@ ErlNifFunc funcs[] = {
 	{ "leak_vector", 1, leak_vector, 0 },
 	{ "pmr_vector", 2, pmr_vector, 0 },
 	{ "throw_in_body", 1, throw_in_body, 0 },
+	{ "throw_in_thread", 1, throw_in_thread, 0 },
 	{ "last_capacity", 0, last_capacity, 0 },
 	{ "new_array", 1, new_array, 0 },
 	{ "delete_array", 0, delete_array, 0 },
@@ -218,6 +235,18 @@ ErlNifFunc funcs[] = {
 	{ "long_string", 1, long_string, 0 },
 };
 
+int
+load(ErlNifEnv *env, void **, ERL_NIF_TERM)
+{
+	return beamalloc_nif_init(env);
+}
+
+void
+unload(ErlNifEnv *, void *)
+{
+	beamalloc_nif_fini();		/* joins the threads */
+}
+
 } /* namespace */
 
-ERL_NIF_INIT(cxx, funcs, NULL, NULL, NULL, NULL)
+ERL_NIF_INIT(cxx, funcs, load, NULL, NULL, unload)

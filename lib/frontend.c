@@ -306,23 +306,6 @@ beamalloc_dup(beamalloc_allocator a, const void *src, size_t len)
 	return p;
 }
 
-/* Shared by allocators that cannot change a block in place. */
-bool
-ba_no_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
-    uintptr_t ra)
-{
-	(void)ctx, (void)mem, (void)len, (void)align, (void)new_len, (void)ra;
-	return false;
-}
-
-void *
-ba_no_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
-    uintptr_t ra)
-{
-	(void)ctx, (void)mem, (void)len, (void)align, (void)new_len, (void)ra;
-	return NULL;
-}
-
 size_t
 beamalloc_native_align(beamalloc_allocator a)
 {

@@ -96,13 +96,6 @@ ba_raw_free(beamalloc_allocator a, void *mem, size_t len, size_t align,
 	a.vtable->free(a.ctx, mem, len, align, ra);
 }
 
-/* Vtable functions that always refuse: for allocators that cannot resize
- * or remap in place. */
-BA_HIDDEN bool ba_no_resize(void *ctx, void *mem, size_t len, size_t align,
-    size_t new_len, uintptr_t ra);
-BA_HIDDEN void *ba_no_remap(void *ctx, void *mem, size_t len, size_t align,
-    size_t new_len, uintptr_t ra);
-
 /* Report through the process-wide default handler of
  * beamalloc_report_set_default() (report.c), then abort() if it says so;
  * for allocators that have no report config of their own. */

@@ -162,6 +162,79 @@ call_file(Dwarf_Die *cu, Dwarf_Die *die)
 	return dwarf_filesrc(files, idx, NULL, NULL);
 }
 
+/* The compile unit holding pc (module address).  libdw (before 0.191)
+ * finds it through .debug_aranges alone, which clang does not write
+ * unless given -gdwarf-aranges: in a module without any, each unit's own
+ * ranges are searched (a NIF built by clang had no line in reports). */
+static Dwarf_Die *
+cu_at(Dwfl_Module *m, Dwarf_Addr pc, Dwarf_Addr *bias)
+{
+	Dwarf_Die *cu = dwfl_module_addrdie(m, pc, bias);
+	Dwarf *d;
+	Dwarf_Aranges *ar;
+	size_t nar;
+
+	if (cu != NULL || (d = dwfl_module_getdwarf(m, bias)) == NULL ||
+	    dwarf_getaranges(d, &ar, &nar) != 0 || nar != 0)
+		return cu;
+	while ((cu = dwfl_module_nextcu(m, cu, bias)) != NULL)
+		if (dwarf_haspc(cu, pc - *bias) > 0)
+			return cu;
+	return NULL;
+}
+
+/* pc's source line from its unit's line table, into *file and *line. */
+static bool
+line_at(Dwfl_Module *m, Dwarf_Addr pc, const char **file, int *line)
+{
+	Dwarf_Addr bias;
+	Dwarf_Die *cu = cu_at(m, pc, &bias);
+	Dwarf_Line *l;
+
+	if (cu == NULL || (l = dwarf_getsrc_die(cu, pc - bias)) == NULL ||
+	    (*file = dwarf_linesrc(l, NULL, NULL)) == NULL ||
+	    dwarf_lineno(l, line) != 0)
+		return false;
+	return *line > 0;
+}
+
+/* The innermost function (subprogram or inlined instance) at pc (unit
+ * address) below die, into *fn; false when none below it holds pc.
+ * dwarf_getscopes() would do, but libdw 0.188 finds nothing in clang's
+ * units (found with a C++ NIF built by clang++). */
+static bool
+function_at(Dwarf_Die *die, Dwarf_Addr pc, Dwarf_Die *fn)
+{
+	Dwarf_Die c;
+
+	if (dwarf_child(die, &c) != 0)
+		return false;
+	do {
+		switch (dwarf_tag(&c)) {
+		case DW_TAG_namespace:
+		case DW_TAG_class_type:
+		case DW_TAG_structure_type:
+			if (function_at(&c, pc, fn))
+				return true;
+			break;
+		case DW_TAG_lexical_block:
+			if (dwarf_haspc(&c, pc) > 0)
+				return function_at(&c, pc, fn);
+			break;
+		case DW_TAG_subprogram:
+		case DW_TAG_inlined_subroutine:
+			if (dwarf_haspc(&c, pc) <= 0)
+				break;
+			*fn = c;
+			(void)function_at(&c, pc, fn);	/* one inlined in it */
+			return true;
+		default:
+			break;
+		}
+	} while (dwarf_siblingof(&c, &c) == 0);
+	return false;
+}
+
 /* The innermost function at pc (module address) when it was inlined
  * there, into *name: the symbol table names only the function it went
  * into, while the line is the inlined code's.  When that function is one
@@ -175,30 +248,17 @@ inlined_at(Dwfl_Module *m, Dwarf_Addr pc, const char **name,
     const char **file, int *line)
 {
 	Dwarf_Addr bias;
-	Dwarf_Die *cu = dwfl_module_addrdie(m, pc, &bias), *scopes = NULL;
+	Dwarf_Die *cu = cu_at(m, pc, &bias), *scopes = NULL;
 	Dwarf_Die inner;
 	bool found = false, climbing = true;
 	int n, i;
 
 	*name = *file = NULL;
 	*line = 0;
-	if (cu == NULL || (n = dwarf_getscopes(cu, pc - bias, &scopes)) <= 0)
-		return false;
-	/* The innermost function there.  dwarf_getscopes() goes on from an
-	 * inlined instance to the scopes of its abstract definition; the
-	 * functions it was inlined into are its parents in the tree. */
-	for (i = 0; i < n && dwarf_tag(&scopes[i]) !=
-	    DW_TAG_inlined_subroutine && dwarf_tag(&scopes[i]) !=
-	    DW_TAG_subprogram; i++)
-		;
-	if (i == n || dwarf_tag(&scopes[i]) != DW_TAG_inlined_subroutine) {
-		free(scopes);
-		return false;
-	}
-	inner = scopes[i];
-	free(scopes);
-	scopes = NULL;
-	if ((n = dwarf_getscopes_die(&inner, &scopes)) <= 0)
+	/* The functions it was inlined into are its parents in the tree. */
+	if (cu == NULL || !function_at(cu, pc - bias, &inner) ||
+	    dwarf_tag(&inner) != DW_TAG_inlined_subroutine ||
+	    (n = dwarf_getscopes_die(&inner, &scopes)) <= 0)
 		return false;
 	for (i = 0; i < n; i++) {
 		int tag = dwarf_tag(&scopes[i]);
@@ -239,7 +299,6 @@ dw_lookup(uintptr_t pc, beamalloc_symbol *s)
 {
 	Dwfl *d;
 	Dwfl_Module *m;
-	Dwfl_Line *line;
 	const char *name = NULL, *file = NULL;
 	GElf_Off off;
 	GElf_Sym sym;
@@ -258,12 +317,8 @@ dw_lookup(uintptr_t pc, beamalloc_symbol *s)
 		copy_str(s->function, sizeof(s->function), name);
 		s->offset = (uintptr_t)off + 1;	/* of the return address */
 	}
-	if (file != NULL && lineno > 0) {	/* a helper's call */
-		copy_str(s->file, sizeof(s->file), file);
-		s->line = (unsigned)lineno;
-	} else if ((line = dwfl_module_getsrc(m, pc)) != NULL &&
-	    (file = dwfl_lineinfo(line, NULL, &lineno, NULL, NULL, NULL)) !=
-	    NULL && lineno > 0) {
+	if ((file != NULL && lineno > 0) ||	/* a helper's call */
+	    line_at(m, pc, &file, &lineno)) {
 		copy_str(s->file, sizeof(s->file), file);
 		s->line = (unsigned)lineno;
 	}

@@ -3,8 +3,9 @@
 #   cxx_pick gcc|clang
 #
 # sets cxx (the compiler configure found: BEAMALLOC_GXX or BEAMALLOC_CLANGXX), cxx_name
-# and cxx_flags (-std=c++17 -Wall -Wextra -Werror, plus the sanitizer
-# flags of a sanitizer build), or returns 1 with the reason in cxx_why.
+# and cxx_flags (-std=c++17 -Wall -Wextra -Werror -O2 -g, plus the sanitizer
+# flags of a sanitizer build: -g, as t/cxx.cpp's leak-site test reads its
+# own file and line), or returns 1 with the reason in cxx_why.
 # A missing compiler is a failure (Bail out!) when BEAMALLOC_REQUIRE_TOOLS=1.
 # In a sanitizer build only the compiler of CC's family is used: the other
 # one's sanitizer runtime is not the one the library was built with.
@@ -15,7 +16,7 @@ cxx_pick() {
 	clang) cxx=${BEAMALLOC_CLANGXX:-no}; cxx_pkg=clang ;;
 	esac
 	cxx_name=$cxx
-	cxx_flags="-std=c++17 -Wall -Wextra -Werror -O2 ${SANITIZER_CFLAGS:-}"
+	cxx_flags="-std=c++17 -Wall -Wextra -Werror -O2 -g ${SANITIZER_CFLAGS:-}"
 	if [ -z "$cxx" ] || [ "$cxx" = no ] || ! command -v "$cxx" >/dev/null 2>&1; then
 		if [ "${BEAMALLOC_REQUIRE_TOOLS:-0}" = 1 ]; then
 			echo "Bail out! no $1 C++ compiler (install $cxx_pkg) but BEAMALLOC_REQUIRE_TOOLS=1"

@@ -2,6 +2,7 @@
  * create.c - a GPA's construction, statistics and destruction.
  */
 #define _GNU_SOURCE
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -74,6 +75,13 @@ ba_gpa_config_read(beamalloc_gpa_config *out, const beamalloc_gpa_config *cfg)
 #undef TAKE
 	if (out->stack_trace_depth > BEAMALLOC_GPA_MAX_TRACE)
 		out->stack_trace_depth = BEAMALLOC_GPA_MAX_TRACE;
+	/* The countdowns are ints: 1 in N past INT_MAX turned negative and
+	 * sampled every allocation (found by a review: guard_sample =
+	 * UINT_MAX, meant as "hardly ever", guarded all of them). */
+	if (out->trace_sample > INT_MAX)
+		out->trace_sample = INT_MAX;
+	if (out->guard_sample > INT_MAX)
+		out->guard_sample = INT_MAX;
 }
 
 static void

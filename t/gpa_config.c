@@ -1,11 +1,13 @@
 /*
- * gpa_config.c - a GPA configured carelessly: numeric fields at the ends
- * of their range.  Each case checks what the man page promises of the
- * value, and that the GPA still serves and destroys clean.
+ * gpa_config.c - a GPA configured carelessly, or out of resources:
+ * numeric fields at the ends of their range, a backing that runs out
+ * while blocks are freed.  Each case checks what the man page promises,
+ * and that the GPA still serves and destroys clean.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,10 +29,16 @@ count_report(void *user, const beamalloc_report *r)
 }
 
 static beamalloc_gpa *
-make(beamalloc_gpa_config *cfg)
+make_over(beamalloc_allocator backing, beamalloc_gpa_config *cfg)
 {
 	cfg->report = count_report;
-	return beamalloc_gpa_create(beamalloc_libc(), cfg);
+	return beamalloc_gpa_create(backing, cfg);
+}
+
+static beamalloc_gpa *
+make(beamalloc_gpa_config *cfg)
+{
+	return make_over(beamalloc_libc(), cfg);
 }
 
 /* Whether the byte at p can be read: write(2) of it to a pipe fails with
@@ -102,9 +110,121 @@ huge_samples(void)
 	}
 }
 
+/* A backing that fails while `failing` is set. */
+static bool failing;
+
+static void *
+f_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
+{
+	beamalloc_allocator b = beamalloc_libc();
+
+	(void)ctx;
+	return failing ? NULL : b.vtable->alloc(b.ctx, len, align, ra);
+}
+
+static bool
+f_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
+    uintptr_t ra)
+{
+	(void)ctx, (void)mem, (void)len, (void)align, (void)new_len, (void)ra;
+	return false;
+}
+
+static void *
+f_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
+    uintptr_t ra)
+{
+	(void)ctx, (void)mem, (void)len, (void)align, (void)new_len, (void)ra;
+	return NULL;
+}
+
+static void
+f_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
+{
+	beamalloc_allocator b = beamalloc_libc();
+
+	(void)ctx;
+	b.vtable->free(b.ctx, mem, len, align, ra);
+}
+
+static const beamalloc_vtable f_vtable = { f_alloc, f_resize, f_remap,
+	f_free };
+
+/* Frees while the backing has no memory (no magazine for the slots):
+ * once it has again, a trim gives every all-free slab back, as the man
+ * page says, and the slots serve again.  Before, they stayed unused for
+ * good and pinned their slabs. */
+#define NFREE 20000
+
+static void *p[NFREE];
+static beamalloc_allocator alloc_of;
+
+static void *
+alloc_all(void *arg)
+{
+	size_t *n = arg;
+
+	for (size_t i = 0; i < NFREE; i++)
+		*n += (p[i] = beamalloc_alloc(alloc_of, 64)) != NULL;
+	return NULL;
+}
+
+/* other: the blocks made by another thread (the frees go through the
+ * outbox to that thread's cache). */
+static void
+short_frees(bool ts, bool junk, bool other)
+{
+	beamalloc_allocator back = { NULL, &f_vtable }, a;
+	beamalloc_gpa_class_stats cls[BEAMALLOC_GPA_NCLASS], large;
+	beamalloc_gpa_config cfg;
+	beamalloc_gpa *g;
+	size_t n = 0, slabs = 0, again = 0;
+
+	beamalloc_gpa_config_init(&cfg);
+	cfg.thread_safe = ts;
+	cfg.junk = junk;
+	cfg.quarantine = 0;
+	cfg.guard_sample = 0;
+	cfg.decay_ms = 0;
+	g = make_over(back, &cfg);
+	a = alloc_of = beamalloc_gpa_allocator(g);
+	if (other) {
+		pthread_t t;
+
+		if (pthread_create(&t, NULL, alloc_all, &n) != 0)
+			bail("pthread_create");
+		pthread_join(t, NULL);
+	} else
+		(void)alloc_all(&n);
+	failing = true;
+	for (size_t i = 0; i < NFREE; i++)
+		beamalloc_free(a, p[i], 64);
+	failing = false;
+	(void)beamalloc_gpa_trim(g);
+	(void)beamalloc_gpa_get_class_stats(g, cls, BEAMALLOC_GPA_NCLASS,
+	    &large);
+	for (size_t c = 0; c < BEAMALLOC_GPA_NCLASS; c++)
+		slabs += cls[c].slabs;
+	ok(n == NFREE && slabs == 0, "thread_safe %d, junk %d, other %d: %d "
+	    "blocks freed with the backing out of memory, then a trim: %zu "
+	    "slabs left (0)", ts, junk, other, NFREE, slabs);
+	for (size_t i = 0; i < NFREE; i++)
+		again += (p[i] = beamalloc_alloc(a, 64)) != NULL;
+	for (size_t i = 0; i < NFREE; i++)
+		beamalloc_free(a, p[i], 64);
+	nreports = 0;
+	ok(again == NFREE && beamalloc_gpa_destroy(g) == 0 && nreports == 0,
+	    "thread_safe %d, junk %d, other %d: served again, destroyed "
+	    "clean, nothing reported", ts, junk, other);
+}
+
 int
 main(void)
 {
 	huge_samples();
+	short_frees(true, false, false);
+	short_frees(false, false, false);
+	short_frees(true, true, false);
+	short_frees(true, false, true);
 	return done_testing();
 }

@@ -426,9 +426,64 @@ ba_gpa_small_free(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
 	slot_push(g, tc, p, rec, c, held);
 }
 
+/* A freed slot no cache can take (no magazine: out of memory) is marked
+ * lost, never handed out twice; the next trim finds it and puts it back
+ * (found by a review: such slots stayed unused for good, and pinned
+ * their slabs, which no trim gave back: after every free of 100,000
+ * blocks failed to get a magazine, 8 MB stayed with the GPA, and the
+ * same blocks again took new slabs). */
+void
+ba_gpa_slot_lost(struct beamalloc_gpa *g, unsigned char *rec)
+{
+	state_set(rec, REC_LOST);
+	atomic_fetch_add_explicit(&g->nlost, 1, memory_order_relaxed);
+}
+
+/* Every lost slot back into a cache (the caller's, else the shared
+ * one), whence the trim that follows takes it: before it, at each trim
+ * that finds some.  A slot still without a magazine is lost again. */
+void
+ba_gpa_lost_recover(struct beamalloc_gpa *g)
+{
+	struct tcache *tc;
+
+	if (atomic_load_explicit(&g->nlost, memory_order_relaxed) == 0)
+		return;
+	lock(g, &g->lock);
+	g->scanning++;			/* no slab released meanwhile */
+	unlock(g, &g->lock);
+	for (struct slab *s = atomic_load_explicit(&g->slabs,
+	    memory_order_acquire); s != NULL; s = s->next)
+		for (uint32_t i = s->first; i < s->first + s->nslots; i++) {
+			unsigned char *rec = s->recs + ((size_t)i <<
+			    g->rec_shift), lost = REC_LOST;
+
+			/* One recoverer: trims may run at once. */
+			if (!__atomic_compare_exchange_n(rec, &lost, REC_FREE,
+			    false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+				continue;
+			atomic_fetch_sub_explicit(&g->nlost, 1,
+			    memory_order_relaxed);
+			if ((tc = tcache_of(g)) != NULL) {
+				ba_gpa_slot_push_held(g, tc, (unsigned char *)
+				    s->base + (size_t)i * s->size, rec, s->cls);
+				continue;
+			}
+			pthread_mutex_lock(&g->shared_lock);
+			if ((tc = ba_gpa_shared_tc(g)) != NULL)
+				ba_gpa_slot_push_held(g, tc, (unsigned char *)
+				    s->base + (size_t)i * s->size, rec, s->cls);
+			else
+				ba_gpa_slot_lost(g, rec);
+			pthread_mutex_unlock(&g->shared_lock);
+		}
+	lock(g, &g->lock);
+	g->scanning--;
+	unlock(g, &g->lock);
+}
+
 /* Put a freed slot into tc's magazine.  Without a magazine (out of
- * memory) the slot is dropped: it stays freed and unused, never handed
- * out twice. */
+ * memory) the slot is lost until the next trim (ba_gpa_slot_lost()). */
 static inline __attribute__((always_inline)) void
 slot_push(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
     unsigned char *rec, size_t c, bool held)
@@ -442,13 +497,17 @@ slot_push(struct beamalloc_gpa *g, struct tcache *tc, unsigned char *p,
 	if (BA_UNLIKELY(slot_home(g, c, &e) != &tc->dep[c])) {
 		if (tc->otop[c] != tc->oend[c] || ba_gpa_ob_room(g, tc, c))
 			*tc->otop[c]++ = e;
-		else
+		else {
 			__atomic_store_n(&tc->nblk, tc->nblk - 1,
 			    __ATOMIC_RELAXED);
+			ba_gpa_slot_lost(g, rec);
+		}
 	} else if (tc->top[c] != tc->end[c] || ba_gpa_flush(g, tc, c))
 		*tc->top[c]++ = e;
-	else
+	else {
 		__atomic_store_n(&tc->nblk, tc->nblk - 1, __ATOMIC_RELAXED);
+		ba_gpa_slot_lost(g, rec);
+	}
 	ba_gpa_tc_leave_wait(g, tc);
 }
 
@@ -542,9 +601,11 @@ ba_gpa_free_core(struct beamalloc_gpa *g, void *mem, size_t len, size_t align,
 		return;
 	}
 	pthread_mutex_lock(&g->shared_lock);
-	/* Without a cache the slot is dropped, as in ba_gpa_small_free(). */
+	/* Without a cache the slot is lost, as in slot_push(). */
 	if ((tc = ba_gpa_shared_tc(g)) != NULL)
 		ba_gpa_small_free(g, tc, mem, rec, w.cls, len, ra);
+	else
+		ba_gpa_slot_lost(g, rec);
 	pthread_mutex_unlock(&g->shared_lock);
 }
 

@@ -182,8 +182,10 @@ BA_HIDDEN uint32_t ba_trace_id(struct ba_depot *d, unsigned depth,
 BA_HIDDEN void ba_gpa_config_read(beamalloc_gpa_config *out,
     const beamalloc_gpa_config *cfg);
 
-/* Slot states; records start zeroed, as REC_NEW. */
-enum { REC_NEW, REC_USED, REC_FREE };
+/* Slot states; records start zeroed, as REC_NEW.  REC_LOST: freed, but
+ * no magazine could be had for it (out of memory): in no cache, found
+ * again by the next trim (ba_gpa_lost_recover()). */
+enum { REC_NEW, REC_USED, REC_FREE, REC_LOST };
 
 /* A slot's record with safety or traces on; else only the state byte. */
 struct rec {
@@ -598,6 +600,8 @@ struct beamalloc_gpa {
 	 * sampling then: it counts those), else by guard_count. */
 	bool guard_fast;
 	_Atomic unsigned guard_count;	/* the general path's count */
+	/* Freed slots no magazine could be had for (REC_LOST). */
+	_Atomic size_t nlost;
 };
 
 /* The vtables: the general one first, then the fast ones by
@@ -1295,6 +1299,8 @@ BA_HIDDEN void ba_gpa_small_free(struct beamalloc_gpa *g, struct tcache *tc,
     uintptr_t ra);
 BA_HIDDEN void ba_gpa_slot_push_held(struct beamalloc_gpa *g,
     struct tcache *tc, unsigned char *p, unsigned char *rec, size_t c);
+BA_HIDDEN void ba_gpa_slot_lost(struct beamalloc_gpa *g, unsigned char *rec);
+BA_HIDDEN void ba_gpa_lost_recover(struct beamalloc_gpa *g);
 BA_HIDDEN void ba_gpa_free_core(struct beamalloc_gpa *g, void *mem, size_t len,
     size_t align, uintptr_t ra);
 

@@ -387,6 +387,7 @@ gpa_trim(struct beamalloc_gpa *g)
 
 	if (g->quar != NULL)
 		ba_gpa_quar_drain(g);
+	ba_gpa_lost_recover(g);
 	tc = tcache_of(g);
 	if (tc != NULL) {
 		ba_gpa_tc_enter_wait(g, tc);

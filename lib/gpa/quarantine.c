@@ -65,6 +65,8 @@ quar_release(struct beamalloc_gpa *g, struct tcache *tc,
 		pthread_mutex_lock(&g->shared_lock);
 		if ((tc = ba_gpa_shared_tc(g)) != NULL)
 			ba_gpa_slot_push_held(g, tc, p, rec, w.cls);
+		else
+			ba_gpa_slot_lost(g, rec);
 		pthread_mutex_unlock(&g->shared_lock);
 		return;
 	}

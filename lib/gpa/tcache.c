@@ -611,7 +611,7 @@ ba_gpa_flush(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
  * one they go to.  Else each slot goes into the depot whose slab holds
  * it, one depot at a time, onto the partly full magazine at the head
  * of its full list, then into empty ones.  A slot no magazine can be had
- * for is dropped: it stays freed and unused, never handed out twice.
+ * for is lost until the next trim (ba_gpa_slot_lost()).
  * The outbox is then empty; its bounds are left alone (the caller's).
  * Its owner only, or ba_gpa_steal_idle() while the owner waits. */
 static void
@@ -657,8 +657,10 @@ ob_send(struct beamalloc_gpa *g, struct tcache *tc, size_t c)
 				continue;
 			}
 			if (m == NULL || m->n == m->cap) {
-				if ((m = ba_gpa_mag_get(g, h, c)) == NULL)
+				if ((m = ba_gpa_mag_get(g, h, c)) == NULL) {
+					ba_gpa_slot_lost(g, e[i].rec);
 					continue;
+				}
 				m->n = 0;
 				mag_put(m, &h->full);
 			}

@@ -12,10 +12,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "beamalloc.h"
+#include "child.h"
 #include "tap.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
 
 static size_t nreports, nsampled;
 
@@ -218,9 +228,89 @@ short_frees(bool ts, bool junk, bool other)
 	    "clean, nothing reported", ts, junk, other);
 }
 
+/* The process's address space in bytes (VmSize), or 0. */
+static size_t
+vm_size(void)
+{
+	FILE *f = fopen("/proc/self/statm", "r");
+	size_t pages = 0;
+
+	if (f == NULL)
+		return 0;
+	if (fscanf(f, "%zu", &pages) != 1)
+		pages = 0;
+	fclose(f);
+	return pages * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Guarded blocks among 16 of BLK bytes (-1: one not served). */
+static int
+guarded_of(beamalloc_allocator a)
+{
+	void *b[16];
+	int n = 0;
+
+	for (size_t i = 0; i < 16; i++)
+		if ((b[i] = beamalloc_alloc(a, BLK)) == NULL)
+			n = -1;
+		else if (n >= 0)
+			n += !readable((char *)b[i] + BLK);
+	for (size_t i = 0; i < 16; i++)
+		beamalloc_free(a, b[i], BLK);
+	return n;
+}
+
+/* In a child: the first guarded blocks come while the address space is
+ * too short for the guard pool (RLIMIT_AS), then with room.  How many
+ * were guarded, into got[0] and got[1]; exit 0 if all went well. */
+static int
+pool_later(void *arg)
+{
+	int *got = arg;
+	beamalloc_gpa_config cfg;
+	beamalloc_gpa *g;
+	beamalloc_allocator a;
+	struct rlimit old, tight;
+
+	beamalloc_gpa_config_init(&cfg);
+	cfg.guard_sample = 1;
+	if ((g = make(&cfg)) == NULL || getrlimit(RLIMIT_AS, &old) != 0)
+		return 1;
+	a = beamalloc_gpa_allocator(g);
+	tight = old;
+	tight.rlim_cur = vm_size() + (1u << 20);	/* the pool is 4 MiB */
+	if (setrlimit(RLIMIT_AS, &tight) != 0)
+		return 1;
+	got[0] = guarded_of(a);
+	if (setrlimit(RLIMIT_AS, &old) != 0)
+		return 1;
+	got[1] = guarded_of(a);
+	return got[0] < 0 || got[1] < 0 || beamalloc_gpa_destroy(g) != 0;
+}
+
+static void
+guard_pool_later(void)
+{
+	int *got = child_shared(2 * sizeof(int)), st;
+
+#ifdef UNDER_ASAN
+	skip(2, "ASan reserves its own address space: no RLIMIT_AS here");
+	return;
+#endif
+	got[0] = got[1] = -1;
+	st = child_run(pool_later, got, 0, NULL, 0);
+	ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "guard_sample = 1, the "
+	    "guard pool not to be had at first: every block served, "
+	    "destroyed clean");
+	ok(got[0] == 0 && got[1] == 16, "guarded blocks of 16, the address "
+	    "space short, then with room: %d, then %d (0, then 16)", got[0],
+	    got[1]);
+}
+
 int
 main(void)
 {
+	guard_pool_later();
 	huge_samples();
 	short_frees(true, false, false);
 	short_frees(false, false, false);

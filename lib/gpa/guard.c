@@ -57,9 +57,9 @@ struct gslot {
 
 static struct gslot slots[GUARD_SLOTS];
 static struct sigaction old_segv;
-static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
+static bool handler_set;		/* under pool_lock */
 static size_t page_size;
-static uintptr_t pool;			/* 0: not reserved */
+static uintptr_t pool;			/* 0: not reserved (yet) */
 static size_t pool_len;
 
 /* Under pool_lock: the slots opened so far (0 .. nopen-1), those free among
@@ -193,26 +193,36 @@ on_segv(int sig, siginfo_t *si, void *uc)
 		raise(sig);
 }
 
-/* The pool is reserved with the handler, once: all inaccessible until a
- * slot's page is opened. */
-static void
-install(void)
+/* The pool is reserved, and the handler installed, by the first guarded
+ * block: all inaccessible until a slot's page is opened.  A reservation
+ * that fails (the address space exhausted: RLIMIT_AS) is tried again by
+ * the next guarded block, not given up for the process (found by a
+ * review: once failed, no block was ever guarded again, silently).
+ * Under pool_lock; false while there is no pool. */
+static bool
+reserve(void)
 {
 	struct sigaction sa;
 	void *m;
 
+	if (pool != 0)
+		return true;
 	page_size = (size_t)sysconf(_SC_PAGESIZE);
 	pool_len = page_size + 2 * page_size * GUARD_SLOTS;
 	m = mmap(NULL, pool_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS |
 	    MAP_NORESERVE, -1, 0);
 	if (m == MAP_FAILED)
-		return;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_segv;
-	sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGSEGV, &sa, &old_segv);
-	pool = (uintptr_t)m;
+		return false;
+	if (!handler_set) {
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_sigaction = on_segv;
+		sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGSEGV, &sa, &old_segv);
+		handler_set = true;
+	}
+	__atomic_store_n(&pool, (uintptr_t)m, __ATOMIC_RELEASE);
+	return true;
 }
 
 /* ------------------------------------------------------------------------
@@ -266,11 +276,12 @@ ba_guard_alloc(const void *owner, size_t len, size_t align, uintptr_t ra,
 	struct gslot *s;
 	int i;
 
-	pthread_once(&handler_once, install);
-	if (pool == 0 || len == 0 || len > page_size || align > page_size)
+	if (len == 0 || (__atomic_load_n(&pool, __ATOMIC_ACQUIRE) != 0 &&
+	    (len > page_size || align > page_size)))
 		return NULL;
 	pthread_mutex_lock(&pool_lock);
-	if ((i = slot_take()) < 0) {
+	if (!reserve() || len > page_size || align > page_size ||
+	    (i = slot_take()) < 0) {
 		pthread_mutex_unlock(&pool_lock);
 		return NULL;
 	}

@@ -307,9 +307,44 @@ guard_pool_later(void)
 	    got[1]);
 }
 
+/* struct_size 0 is no version's config: refused, not read as "every
+ * field its default" (the report callback and the limit ignored). */
+static void
+zero_struct_size(void)
+{
+	beamalloc_gpa_config zeroed, designated = { .memory_limit = 4096 },
+	    big;
+	beamalloc_gpa *g;
+
+	memset(&zeroed, 0, sizeof(zeroed));
+	errno = 0;
+	ok(beamalloc_gpa_create(beamalloc_libc(), &zeroed) == NULL &&
+	    errno == EINVAL, "struct_size 0 (a zeroed config): create NULL + "
+	    "EINVAL");
+	errno = 0;
+	ok(beamalloc_gpa_checkout(beamalloc_libc(), &zeroed) == NULL &&
+	    errno == EINVAL, "struct_size 0: checkout NULL + EINVAL");
+	errno = 0;
+	ok(beamalloc_gpa_create(beamalloc_libc(), &designated) == NULL &&
+	    errno == EINVAL, "struct_size 0 (designated initializers only): "
+	    "create NULL + EINVAL");
+	/* Larger than this version's: every field read. */
+	beamalloc_gpa_config_init(&big);
+	big.struct_size = SIZE_MAX;
+	big.memory_limit = 4096;
+	g = make(&big);
+	errno = 0;
+	ok(g != NULL && beamalloc_alloc(beamalloc_gpa_allocator(g), 8192) ==
+	    NULL && errno == ENOMEM, "struct_size SIZE_MAX: served, with its "
+	    "memory_limit");
+	ok(beamalloc_gpa_destroy(g) == 0, "struct_size SIZE_MAX: destroyed "
+	    "clean");
+}
+
 int
 main(void)
 {
+	zero_struct_size();
 	guard_pool_later();
 	huge_samples();
 	short_frees(true, false, false);

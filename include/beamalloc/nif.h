@@ -596,8 +596,8 @@ beamalloc_nif_leak_check_run_(ErlNifEnv *env, int argc,
 
 	beamalloc_nif_collect_into_(&c, cfg, &f);
 	gpa = beamalloc_gpa_checkout(beamalloc_wide(), &c);
-	if (gpa == NULL)
-		return enif_raise_exception(env, enif_make_atom(env, "enomem"));
+	if (gpa == NULL)		/* enomem, or einval for a bad cfg */
+		return beamalloc_nif_raise_errno(env);
 	outer = beamalloc_nif_env_enter_(env);
 	BEAMALLOC_NIF_CALL_(env, result,
 	    body(env, argc, argv, beamalloc_gpa_allocator(gpa)));
@@ -619,7 +619,7 @@ beamalloc_nif_leak_check_run_(ErlNifEnv *env, int argc,
  * A leak or bad free raises an exception naming name/argc, replacing the
  * body's result (or exception); each finding also goes to cfg's report
  * callback (NULL: printed to stderr).  A GPA that cannot be created
- * raises enomem.  Everything from a is gone when the call returns: do not
+ * raises enomem (einval: a cfg that beamalloc_gpa_create() refuses).  Everything from a is gone when the call returns: do not
  * keep it in resources or across enif_schedule_nif() (for those, see
  * beamalloc_nif_owned_new() and beamalloc_nif_chain_start() below).
  */
@@ -842,6 +842,7 @@ beamalloc_nif_chain_start(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[],
 	beamalloc_gpa_config c;
 	beamalloc_nif_chain *ch;
 	ERL_NIF_TERM self;
+	int err;
 
 	if (beamalloc_nif_state_.chain_rt == NULL)
 		return enif_make_badarg(env);
@@ -854,10 +855,13 @@ beamalloc_nif_chain_start(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[],
 	snprintf(ch->name_, sizeof(ch->name_), "%s", name);
 	ch->argc_ = argc;
 	ch->gpa_ = beamalloc_gpa_create(beamalloc_wide(), &c);
+	err = errno;
 	self = enif_make_resource(env, ch);
 	enif_release_resource(ch);	/* the term holds it now */
-	if (ch->gpa_ == NULL)
-		return enif_raise_exception(env, enif_make_atom(env, "enomem"));
+	if (ch->gpa_ == NULL) {		/* enomem, or einval for a bad cfg */
+		errno = err;
+		return beamalloc_nif_raise_errno(env);
+	}
 	ch->allocator = beamalloc_gpa_allocator(ch->gpa_);
 	ch->self_ = self;
 	return beamalloc_nif_chain_run_(env, ch, first, argc, argv);

@@ -51,6 +51,17 @@ beamalloc_gpa_config_init(beamalloc_gpa_config *cfg)
 	ba_options_apply(cfg);
 }
 
+/* A config no version's beamalloc_gpa_config_init() filled: struct_size
+ * 0 (a zeroed struct, "= { .memory_limit = N }") would have every field
+ * ignored, silently, the report callback too (found by a review: a
+ * leak-checked NIF's collector then never saw its leaks, which were
+ * not raised).  Refused instead. */
+bool
+ba_gpa_config_ok(const beamalloc_gpa_config *cfg)
+{
+	return cfg == NULL || cfg->struct_size != 0;
+}
+
 /* cfg (NULL: the defaults) as this version's struct, its padding zero. */
 void
 ba_gpa_config_read(beamalloc_gpa_config *out, const beamalloc_gpa_config *cfg)
@@ -115,7 +126,7 @@ beamalloc_gpa_create(beamalloc_allocator backing,
 	struct beamalloc_gpa *g;
 	struct stab *t;
 
-	if (backing.vtable == NULL)
+	if (backing.vtable == NULL || !ba_gpa_config_ok(cfg))
 		return ba_fail(EINVAL);
 	ba_gpa_config_read(&c, cfg);
 	g = ba_raw_alloc(backing, sizeof(*g), BEAMALLOC_MIN_ALIGN,

@@ -179,6 +179,7 @@ BA_HIDDEN const uintptr_t *ba_depot_get(const struct ba_depot *d, uint32_t id,
 BA_HIDDEN uint32_t ba_trace_id(struct ba_depot *d, unsigned depth,
     uintptr_t ra);
 
+BA_HIDDEN bool ba_gpa_config_ok(const beamalloc_gpa_config *cfg);
 BA_HIDDEN void ba_gpa_config_read(beamalloc_gpa_config *out,
     const beamalloc_gpa_config *cfg);
 

@@ -152,7 +152,7 @@ beamalloc_gpa_checkout(beamalloc_allocator backing,
 	struct lease *e;
 	beamalloc_gpa *g;
 
-	if (backing.vtable == NULL) {
+	if (backing.vtable == NULL || !ba_gpa_config_ok(cfg)) {
 		errno = EINVAL;
 		return NULL;
 	}

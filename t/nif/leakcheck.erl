@@ -3,6 +3,7 @@
 -module(leakcheck).
 -export([main/0]).
 -export([leaky_doubles/1, leaky_doubles_outline/1, optimized/0]).
+-export([leaky_zeroed/1]).
 -export([clean/1, leaky/1, leaky_sum/1, leaky_traced/1, bad_align/1, leaky_quiet/1, leaky_dirty/1, leaky_raise/0,
          clean_raise/0, double_free/0, leaky_chained/1, chained_reports/0,
          sum_ints/1, sum_ints_noclean/1, sum_ints_beam/1, sum_ints_oom/2,
@@ -18,6 +19,7 @@ leaky_doubles(_) -> erlang:nif_error(not_loaded).
 leaky_doubles_outline(_) -> erlang:nif_error(not_loaded).
 optimized() -> erlang:nif_error(not_loaded).
 leaky_traced(_) -> erlang:nif_error(not_loaded).
+leaky_zeroed(_) -> erlang:nif_error(not_loaded).
 bad_align(_) -> erlang:nif_error(not_loaded).
 leaky_quiet(_) -> erlang:nif_error(not_loaded).
 leaky_dirty(_) -> erlang:nif_error(not_loaded).
@@ -187,7 +189,7 @@ rterm(D) ->
     end.
 
 main() ->
-    tap:plan(41),
+    tap:plan(42),
     %% The leak check itself.
     tap:is(run(fun() -> clean(100) end), {ok, ok},
            "clean(100): a clean NIF returns, no exception"),
@@ -227,6 +229,8 @@ main() ->
     Site100 = list_to_integer(os:getenv("LEAK_SITE_100")),
     sites(fun() -> leaky_sum(24) end, [{100, Site100}, {24, SiteN}],
           "leaky_sum(24): sites, by bytes: leakcheck_nif.c:~b (100 B), :~b (24 B)"),
+    tap:is(run(fun() -> leaky_zeroed(1000) end), {error, einval},
+           "BEAMALLOC_NIF_LEAK_CHECKED_WITH a config never initialised (struct_size 0): einval, not a leak gone unraised"),
     leak(fun() -> leaky_traced(1000) end, "leaky_traced/1", 1100, 2,
          "BEAMALLOC_NIF_LEAK_CHECKED_WITH (a config with traces): leaky_traced/1"),
     sites(fun() -> leaky_traced(1000) end, [{1000, SiteN}, {100, Site100}],

@@ -236,6 +236,12 @@ BEAMALLOC_NIF_LEAK_CHECKED_WITH(nif_leaky_traced, leaky_body, &traced_cfg)
 BEAMALLOC_NIF_LEAK_CHECKED_WITH(leaky_doubles_outline,
     leaky_doubles_outline_body, &traced_cfg)
 
+/* A config never given to beamalloc_gpa_config_init() (struct_size 0):
+ * refused, einval; before, every field was ignored, the collector's
+ * report too, and the leak went unraised. */
+static const beamalloc_gpa_config zeroed_cfg = { .memory_limit = 1 << 20 };
+BEAMALLOC_NIF_LEAK_CHECKED_WITH(leaky_zeroed, leaky_body, &zeroed_cfg)
+
 /* bad_align(Align): 16 bytes aligned to Align, freed. */
 static ERL_NIF_TERM
 bad_align_body(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[],
@@ -346,6 +352,7 @@ static ErlNifFunc funcs[] = {
 	{ "leaky", 1, leaky, 0 },
 	{ "leaky_sum", 1, nif_leaky_sum, 0 },
 	{ "leaky_traced", 1, nif_leaky_traced, 0 },
+	{ "leaky_zeroed", 1, leaky_zeroed, 0 },
 	{ "bad_align", 1, bad_align, 0 },
 	{ "leaky_quiet", 1, leaky_quiet, 0 },
 	{ "leaky_dirty", 1, leaky_dirty, ERL_NIF_DIRTY_JOB_CPU_BOUND },

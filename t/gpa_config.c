@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "beamalloc.h"
@@ -52,7 +53,8 @@ make(beamalloc_gpa_config *cfg)
 }
 
 /* Whether the byte at p can be read: write(2) of it to a pipe fails with
- * EFAULT on a guard page, where a read would fault. */
+ * EFAULT on a guard page, where a read would fault.  Through syscall(2):
+ * ASan's write() would call the byte past a block an overflow. */
 static bool
 readable(const void *p)
 {
@@ -61,7 +63,7 @@ readable(const void *p)
 
 	if (pipe(fd) != 0)
 		bail("pipe: %s", strerror(errno));
-	n = write(fd[1], p, 1);
+	n = syscall(SYS_write, fd[1], p, (size_t)1);
 	close(fd[0]);
 	close(fd[1]);
 	return n == 1;

@@ -28,13 +28,14 @@
 #endif
 #endif
 
-static size_t nreports, nsampled;
+static size_t nreports, nsampled, ndouble;
 
 static void
 count_report(void *user, const beamalloc_report *r)
 {
 	(void)user;
 	nreports++;
+	ndouble += r->kind == BEAMALLOC_REPORT_DOUBLE_FREE;
 	if (r->kind == BEAMALLOC_REPORT_LEAK && r->not_sampled == 0)
 		nsampled++;
 }
@@ -212,6 +213,15 @@ short_frees(bool ts, bool junk, bool other)
 	for (size_t i = 0; i < NFREE; i++)
 		beamalloc_free(a, p[i], 64);
 	failing = false;
+	if (ts && !junk && !other) {
+		/* A slot lost so is still a freed one: freed again, it is
+		 * a double free (it was reported as an invalid one). */
+		nreports = ndouble = 0;
+		beamalloc_free(a, p[NFREE - 1], 64);
+		ok(nreports == 1 && ndouble == 1, "a block freed again while "
+		    "its slot waits for a magazine: one double free (%zu "
+		    "reports, %zu double frees)", nreports, ndouble);
+	}
 	(void)beamalloc_gpa_trim(g);
 	(void)beamalloc_gpa_get_class_stats(g, cls, BEAMALLOC_GPA_NCLASS,
 	    &large);

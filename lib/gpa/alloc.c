@@ -228,7 +228,8 @@ ba_gpa_describe_slot(const struct beamalloc_gpa *g, beamalloc_report *r,
 	}
 	if (g->depth != 0) {
 		atid = __atomic_load_n(&sr->tid, __ATOMIC_RELAXED);
-		if (state_get(&sr->state) == REC_FREE)
+		if (state_get(&sr->state) == REC_FREE ||
+		    state_get(&sr->state) == REC_LOST)
 			ftid = __atomic_load_n(&ftids[i], __ATOMIC_RELAXED);
 	}
 	ba_gpa_set_traces(g, r, atid, ftid, site);
@@ -269,7 +270,7 @@ live_slot(struct beamalloc_gpa *g, uintptr_t p,
 	}
 	st = state_get(rec);
 	if (BA_UNLIKELY(st != REC_USED)) {
-		ba_gpa_report_slot(g, st == REC_FREE ?
+		ba_gpa_report_slot(g, st == REC_FREE || st == REC_LOST ?
 		    BEAMALLOC_REPORT_DOUBLE_FREE :
 		    BEAMALLOC_REPORT_INVALID_FREE, p, w, len, align, ra);
 		return NULL;

@@ -164,19 +164,21 @@ call_file(Dwarf_Die *cu, Dwarf_Die *die)
 
 /* The compile unit holding pc (module address).  libdw (before 0.191)
  * finds it through .debug_aranges alone, which clang does not write
- * unless given -gdwarf-aranges: in a module without any, each unit's own
- * ranges are searched (a NIF built by clang had no line in reports). */
+ * unless given -gdwarf-aranges: when that finds none, each unit's own
+ * ranges are searched (a NIF built by clang had no line in reports).
+ * Whether the module has aranges at all says nothing: a NIF built by
+ * clang and linked with libbeamalloc.a built by gcc has them for the
+ * library's units only, none for the NIF's own, and for a pc in the
+ * NIF's code libdw 0.188 answers with one of the library's units
+ * (lib/arena.c): the unit it gives is used only if it holds pc. */
 static Dwarf_Die *
 cu_at(Dwfl_Module *m, Dwarf_Addr pc, Dwarf_Addr *bias)
 {
 	Dwarf_Die *cu = dwfl_module_addrdie(m, pc, bias);
-	Dwarf *d;
-	Dwarf_Aranges *ar;
-	size_t nar;
 
-	if (cu != NULL || (d = dwfl_module_getdwarf(m, bias)) == NULL ||
-	    dwarf_getaranges(d, &ar, &nar) != 0 || nar != 0)
+	if (cu != NULL && dwarf_haspc(cu, pc - *bias) > 0)
 		return cu;
+	cu = NULL;
 	while ((cu = dwfl_module_nextcu(m, cu, bias)) != NULL)
 		if (dwarf_haspc(cu, pc - *bias) > 0)
 			return cu;

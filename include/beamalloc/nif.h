@@ -82,9 +82,19 @@ beamalloc_nif_raise_errno(ErlNifEnv *env)
 typedef int (*beamalloc_nif_get_elem_fn)(ErlNifEnv *env, ERL_NIF_TERM t,
     void *out);
 
+/* The decoders are always inlined into their caller (whose line a leak's
+ * site then names through the debug information, traces or not): clang
+ * -O2 found beamalloc_nif_get_double_list too costly to inline, and the
+ * site was then the decoder's line in this header. */
+#if defined(__GNUC__) || defined(__clang__)
+#define BEAMALLOC_NIF_DECODER_ static inline __attribute__((always_inline))
+#else
+#define BEAMALLOC_NIF_DECODER_ static inline
+#endif
+
 /* A proper list into an array of elements of size/align, each decoded by
  * get; the generic form of the functions below. */
-static inline void *
+BEAMALLOC_NIF_DECODER_ void *
 beamalloc_nif_get_list(ErlNifEnv *env, ERL_NIF_TERM list,
     beamalloc_allocator a, size_t size, size_t align,
     beamalloc_nif_get_elem_fn get, size_t *lenp)
@@ -151,7 +161,7 @@ beamalloc_nif_get_double_(ErlNifEnv *env, ERL_NIF_TERM t, void *out)
 }
 
 /* [integer()] in the int64 range. */
-static inline int64_t *
+BEAMALLOC_NIF_DECODER_ int64_t *
 beamalloc_nif_get_int64_list(ErlNifEnv *env, ERL_NIF_TERM list,
     beamalloc_allocator a, size_t *lenp)
 {
@@ -161,7 +171,7 @@ beamalloc_nif_get_int64_list(ErlNifEnv *env, ERL_NIF_TERM list,
 }
 
 /* [non_neg_integer()] in the uint64 range (the seed's []u64). */
-static inline uint64_t *
+BEAMALLOC_NIF_DECODER_ uint64_t *
 beamalloc_nif_get_uint64_list(ErlNifEnv *env, ERL_NIF_TERM list,
     beamalloc_allocator a, size_t *lenp)
 {
@@ -171,7 +181,7 @@ beamalloc_nif_get_uint64_list(ErlNifEnv *env, ERL_NIF_TERM list,
 }
 
 /* [number()]: floats, and integers in the int64 range. */
-static inline double *
+BEAMALLOC_NIF_DECODER_ double *
 beamalloc_nif_get_double_list(ErlNifEnv *env, ERL_NIF_TERM list,
     beamalloc_allocator a, size_t *lenp)
 {
@@ -180,7 +190,7 @@ beamalloc_nif_get_double_list(ErlNifEnv *env, ERL_NIF_TERM list,
 }
 
 /* A copy of a binary's bytes (not an iolist, not a bitstring). */
-static inline unsigned char *
+BEAMALLOC_NIF_DECODER_ unsigned char *
 beamalloc_nif_get_binary_copy(ErlNifEnv *env, ERL_NIF_TERM bin,
     beamalloc_allocator a, size_t *lenp)
 {

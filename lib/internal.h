@@ -124,6 +124,9 @@ BA_HIDDEN void ba_print_trace(FILE *f, const char *title, const uintptr_t *t,
 /* Drop what the symbolizer read (at exit; in a forked child before
  * _exit(), which runs no destructor). */
 BA_HIDDEN void ba_symbols_release(void);
+/* How many leading frames of a frame-pointer trace are its callers
+ * (symbolize.c; for reports only). */
+BA_HIDDEN size_t ba_trace_walkable(const uintptr_t *t, size_t n);
 
 /* native.c: beamalloc_native_align() for the allocators below the
  * front-end (a backing's alignment), and the allocators it knows. */

@@ -296,6 +296,76 @@ inlined_at(Dwfl_Module *m, Dwarf_Addr pc, const char **name,
 	return found;
 }
 
+/* Whether the function at pc (an address in the process) keeps its
+ * caller's frame pointer chain: its CFA there is computed from the frame
+ * pointer register (x86-64 rbp, AArch64 x29).  1 yes, 0 no, -1 unknown
+ * (no module, no CFI for pc).  Under dw_lock. */
+static int
+keeps_frame_pointer(Dwfl *d, Dwarf_Addr pc)
+{
+#if defined(__x86_64__)
+	const unsigned fpreg = 6;
+#elif defined(__aarch64__)
+	const unsigned fpreg = 29;
+#endif
+#if defined(__x86_64__) || defined(__aarch64__)
+	Dwfl_Module *m = dwfl_addrmodule(d, pc);
+	Dwarf_CFI *cfi;
+	Dwarf_Addr bias;
+	Dwarf_Frame *fr;
+	Dwarf_Op *ops;
+	size_t nops;
+	int r = -1;
+
+	if (m == NULL)
+		return -1;
+	if ((cfi = dwfl_module_eh_cfi(m, &bias)) == NULL &&
+	    (cfi = dwfl_module_dwarf_cfi(m, &bias)) == NULL)
+		return -1;
+	if (dwarf_cfi_addrframe(cfi, pc - bias, &fr) != 0)
+		return -1;
+	if (dwarf_frame_cfa(fr, &ops, &nops) == 0 && nops >= 1 && ops != NULL)
+		r = ops[0].atom == DW_OP_breg0 + fpreg ||
+		    (ops[0].atom == DW_OP_bregx && ops[0].number == fpreg);
+	free(fr);
+	return r;
+#else
+	(void)d, (void)pc;
+	return -1;
+#endif
+}
+#endif /* HAVE_LIBDW */
+
+/* How many of a frame-pointer trace's n frames to show: a frame past one
+ * whose function does not keep frame pointers (its CFA is not computed
+ * from the frame pointer, per its CFI) came from a frame pointer it left
+ * to an outer function, and would name a caller further out as its own
+ * (a NIF built without -fno-omit-frame-pointer showed the scheduler's
+ * frame as its function's caller): the trace ends there.  Without libdw,
+ * or without CFI for a frame, all are kept.  For reports only. */
+size_t
+ba_trace_walkable(const uintptr_t *t, size_t n)
+{
+#ifdef HAVE_LIBDW
+	Dwfl *d;
+
+	if (n <= 1)
+		return n;
+	pthread_mutex_lock(&dw_lock);
+	if ((d = dw_current()) != NULL)
+		for (size_t i = 0; i + 1 < n; i++)
+			if (t[i] == 0 || keeps_frame_pointer(d, t[i] - 1) == 0) {
+				n = i + 1;
+				break;
+			}
+	pthread_mutex_unlock(&dw_lock);
+#else
+	(void)t;
+#endif
+	return n;
+}
+
+#ifdef HAVE_LIBDW
 static void
 dw_lookup(uintptr_t pc, beamalloc_symbol *s)
 {

@@ -28,7 +28,7 @@ site_out=$("$prog" site)
 double_out=$("$prog" double)
 check_out=$("$prog" check)
 sym_out=$("$prog" symbolize)
-echo 1..12
+echo 1..13
 if grep -q '^#define HAVE_LIBDW 1' "$top_builddir/config.h"; then
 	echo "# with libdw: leakmod.c lines $leak (alloc), $run, $first, $dfree, $fail, $oom"
 	check "leak: #0 is the static make_record at leakmod.c:$leak" "$leak_out" \
@@ -55,8 +55,10 @@ if grep -q '^#define HAVE_LIBDW 1' "$top_builddir/config.h"; then
 	if ! command -v clang >/dev/null 2>&1; then
 		echo "ok $n # SKIP no clang"
 		n=$((n + 1)); echo "ok $n # SKIP no clang"
+		n=$((n + 1)); echo "ok $n # SKIP no clang"
 	elif [ -n "${SANITIZER_CFLAGS:-}" ]; then
 		echo "ok $n # SKIP a sanitizer build: clang's runtime is not the library's"
+		n=$((n + 1)); echo "ok $n # SKIP a sanitizer build"
 		n=$((n + 1)); echo "ok $n # SKIP a sanitizer build"
 	else
 		scratch=$(mktemp -d "${TMPDIR:-/tmp}/beamalloc-srclines.XXXXXX") || exit 1
@@ -106,6 +108,60 @@ EOT
 			check "built by clang -g, libbeamalloc.a linked in: main at clangleak.c:$cl" \
 			    "$clang_out" "^    #0 $hex main \(.*clangleak\.c:$cl\)$"
 		fi
+		# Built without frame pointers (clang and gcc -O2 on x86-64):
+		# level1 and level2 leave rbp to main, which keeps one (its
+		# VLA), and the walk read main's frame as level2's caller's:
+		# #1 was __libc_start_call_main.  A frame past one without a
+		# frame pointer is dropped; #1, if any, must be level1.
+		cat >"$scratch/nofp.c" <<'EOT'
+#include <beamalloc.h>
+static beamalloc_allocator A;
+volatile size_t sink;
+__attribute__((noinline)) void *level2(size_t n)
+{
+	void *p = beamalloc_alloc(A, n);
+	sink += n;
+	return p;
+}
+__attribute__((noinline)) void *level1(size_t n)
+{
+	void *p = level2(n + 1);
+	sink += n;
+	return p;
+}
+int main(int argc, char **argv)
+{
+	volatile char vla[argc + 15];	/* main keeps a frame pointer */
+	beamalloc_gpa_config c;
+	beamalloc_gpa *g;
+
+	vla[0] = 0;
+	beamalloc_gpa_config_init(&c);
+	c.stack_trace_depth = 8;
+	if ((g = beamalloc_gpa_create(beamalloc_libc(), &c)) == NULL)
+		return 1;
+	A = beamalloc_gpa_allocator(g);
+	(void)level1(10);
+	sink += 1 + (size_t)vla[0] + (argv != NULL);
+	return beamalloc_gpa_destroy(g) == 1 ? 0 : 1;
+}
+EOT
+		if clang -O2 -g -fomit-frame-pointer -fno-optimize-sibling-calls \
+		    -I"$top_srcdir/include" -o "$scratch/nofp" "$scratch/nofp.c" \
+		    -L"$top_builddir/lib/.libs" -lbeamalloc 2>"$scratch/err"; then
+			nofp_out=$(LD_LIBRARY_PATH="$top_builddir/lib/.libs" \
+			    "$scratch/nofp" 2>&1)
+		else
+			nofp_out="build failed: $(cat "$scratch/err")"
+		fi
+		n=$((n + 1))
+		if printf '%s\n' "$nofp_out" | grep -Eq "^    #0 $hex level2 " &&
+		    ! printf '%s\n' "$nofp_out" | grep -E "^    #1 " | grep -vq " level1 "; then
+			echo "ok $n - built without frame pointers: #0 level2, #1 (if shown) level1"
+		else
+			echo "not ok $n - built without frame pointers: #0 level2, #1 (if shown) level1"
+			printf '%s\n' "$nofp_out" | sed 's/^/#   /'
+		fi
 		rm -rf "$scratch"
 	fi
 else
@@ -114,6 +170,8 @@ else
 	echo "ok $n # SKIP clang's lines: without libdw, no lines at all"
 	n=$((n + 1))
 	echo "ok $n # SKIP clang's lines with libbeamalloc.a: without libdw, no lines at all"
+	n=$((n + 1))
+	echo "ok $n # SKIP traces without frame pointers: without libdw, no CFI to tell"
 	check "leak: #0 is an offset in libleakmod.so" "$leak_out" \
 	    "^    #0 $hex \(.*libleakmod\.so\+$hex\)$"
 	check "leak: #1 is leakmod_run+offset" "$leak_out" \

@@ -41,9 +41,14 @@ ba_gpa_set_traces(const struct beamalloc_gpa *g, beamalloc_report *r,
 	if (atid != 0) {
 		r->alloc_trace = ba_depot_get(g->traces, atid,
 		    &r->alloc_trace_len);
-		if (ftid != 0)
+		r->alloc_trace_len = ba_trace_walkable(r->alloc_trace,
+		    r->alloc_trace_len);
+		if (ftid != 0) {
 			r->free_trace = ba_depot_get(g->traces, ftid,
 			    &r->free_trace_len);
+			r->free_trace_len = ba_trace_walkable(r->free_trace,
+			    r->free_trace_len);
+		}
 		return;
 	}
 	if (g->sample != 0)

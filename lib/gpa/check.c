@@ -309,3 +309,11 @@ ba_quar_pop(struct ba_quar *q, size_t limit, struct ba_qent *out)
 	pthread_mutex_unlock(&q->lock);
 	return any;
 }
+
+/* fork(), as ba_depot_fork(). */
+void
+ba_quar_fork(struct ba_quar *q, enum ba_fork ph)
+{
+	if (q != NULL)
+		ba_fork_mutex(&q->lock, ph, false);
+}

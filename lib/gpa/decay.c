@@ -95,28 +95,22 @@ decay_main(void *arg)
 	return NULL;
 }
 
-/* fork(): the child must not inherit a trim half done (its GPA locks
- * would stay held) nor believe the thread runs there too. */
-static void
-fork_prepare(void)
+/* fork() (exit.c's handler, before any GPA's locks: the trim waited for
+ * here takes them): the child must not inherit a trim half done (its GPA
+ * locks would stay held) nor believe the thread runs there too.  The
+ * child's GPAs stay registered; a thread starts again with the next GPA
+ * made with decay. */
+void
+ba_gpa_decay_fork(enum ba_fork ph)
 {
-	pthread_mutex_lock(&dk.lock);
-	while (dk.busy != NULL)
-		pthread_cond_wait(&dk.done, &dk.lock);
-}
-
-static void
-fork_parent(void)
-{
-	pthread_mutex_unlock(&dk.lock);
-}
-
-/* The child's GPAs stay registered; a thread starts again with the next
- * GPA made with decay. */
-static void
-fork_child(void)
-{
-	dk.running = false;
+	if (ph == BA_FORK_PREPARE) {
+		pthread_mutex_lock(&dk.lock);
+		while (dk.busy != NULL)
+			pthread_cond_wait(&dk.done, &dk.lock);
+		return;
+	}
+	if (ph == BA_FORK_CHILD)
+		dk.running = false;
 	pthread_mutex_unlock(&dk.lock);
 }
 
@@ -124,13 +118,9 @@ fork_child(void)
 static bool
 decay_start(void)
 {
-	static bool atfork;
 	sigset_t all, old;
 	int rc;
 
-	if (!atfork && pthread_atfork(fork_prepare, fork_parent,
-	    fork_child) == 0)
-		atfork = true;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	rc = pthread_create(&dk.thread, NULL, decay_main, NULL);

@@ -49,9 +49,99 @@ reg_has(const struct beamalloc_gpa *g, uint64_t gid)
 	return false;
 }
 
+/* ------------------------------------------------------------------------
+ * fork(): the child has only the thread that forked, and a lock another
+ * thread held at that moment would stay held there: the child's first
+ * call needing it (a new cache, a slab, a trim, a large block) waited
+ * forever.  So every lock of every thread-safe GPA is taken before the
+ * fork, as glibc's malloc takes its arenas', and let go after it.  The
+ * order is the one the GPA's paths nest them in: the decay's (its trim
+ * takes a GPA's), the registry's (a thread's exit takes a GPA's under
+ * it), then each GPA, newest first (a GPA over another GPA is newer
+ * than its backing, and calls it with its own locks held): a trim's and
+ * the shared cache's, the depots', g->lock, the large blocks', the
+ * spare magazines', then the leaves; the guard pool, global, last.
+ * ---------------------------------------------------------------------- */
+
+static void
+gpa_fork(struct beamalloc_gpa *g, enum ba_fork ph)
+{
+	struct tcache *head = NULL, *first;
+
+	ba_fork_mutex(&g->steal_lock, ph, false);
+	ba_fork_mutex(&g->shared_lock, ph, true);
+	if (ph == BA_FORK_PREPARE)
+		/* Depots before g->lock, which links new caches (only ever
+		 * in front): until none came in meanwhile. */
+		for (;;) {
+			pthread_mutex_lock(&g->lock);
+			if ((first = g->tcaches) == head)
+				break;
+			pthread_mutex_unlock(&g->lock);
+			for (struct tcache *tc = first; tc != head;
+			    tc = tc->next)
+				for (size_t c = 0; c < NCLASS; c++)
+					pthread_mutex_lock(&tc->dep[c].lock);
+			head = first;
+		}
+	else {
+		for (struct tcache *tc = g->tcaches; tc != NULL; tc = tc->next)
+			for (size_t c = 0; c < NCLASS; c++)
+				ba_fork_mutex(&tc->dep[c].lock, ph, false);
+		ba_fork_mutex(&g->lock, ph, false);
+	}
+	ba_fork_mutex(&g->large_lock, ph, false);
+	ba_fork_mutex(&g->mspare_lock, ph, false);
+	ba_quar_fork(g->quar, ph);
+	ba_depot_fork(g->traces, ph);
+	if (ph != BA_FORK_CHILD)
+		return;
+	/* The caches that the parent's other threads were inside stay
+	 * busy in the child, and one caught rewriting its count keeps its
+	 * seqlock odd: the first free of another thread's block waited for
+	 * them to leave (ba_gpa_go_shared()), the stats to finish.  No
+	 * other thread runs here, so no fast free is in flight; such a
+	 * cache's count may be off by what its thread was counting. */
+	atomic_store(&g->shared, SHARED_YES);
+	for (struct tcache *tc = g->tcaches; tc != NULL; tc = tc->next)
+		if ((tc->seq & 1) != 0)
+			tc->seq++;
+}
+
+static void
+fork_all(enum ba_fork ph)
+{
+	if (ph == BA_FORK_PREPARE) {
+		ba_gpa_decay_fork(ph);
+		pthread_mutex_lock(&reg_lock);
+	}
+	for (struct beamalloc_gpa *g = reg_live; g != NULL; g = g->reg_next)
+		gpa_fork(g, ph);
+	if (ph == BA_FORK_PREPARE)
+		ba_guard_fork(ph);
+	else {
+		ba_guard_fork(ph);
+		ba_fork_mutex(&reg_lock, ph, false);
+		ba_gpa_decay_fork(ph);
+	}
+}
+
+static void fork_prepare(void) { fork_all(BA_FORK_PREPARE); }
+static void fork_parent(void) { fork_all(BA_FORK_PARENT); }
+static void fork_child(void) { fork_all(BA_FORK_CHILD); }
+
+static void
+fork_init(void)
+{
+	(void)pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
 void
 ba_gpa_reg_add(struct beamalloc_gpa *g)
 {
+	static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&fork_once, fork_init);
 	pthread_mutex_lock(&reg_lock);
 	g->gid = ++reg_gid;
 	g->reg_next = reg_live;

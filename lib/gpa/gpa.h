@@ -653,6 +653,37 @@ BA_HIDDEN bool ba_gpa_decay_register(struct beamalloc_gpa *g, unsigned ms);
 BA_HIDDEN void ba_gpa_decay_unregister(struct beamalloc_gpa *g);
 BA_HIDDEN void ba_gpa_decay_trim(struct beamalloc_gpa *g);
 
+/* fork(): every lock a child could need is taken before it (prepare),
+ * then let go in the parent and made anew in the child, which has only
+ * the thread that forked (exit.c's handler, for every GPA). */
+enum ba_fork { BA_FORK_PREPARE, BA_FORK_PARENT, BA_FORK_CHILD };
+BA_HIDDEN void ba_gpa_decay_fork(enum ba_fork ph);
+BA_HIDDEN void ba_depot_fork(struct ba_depot *d, enum ba_fork ph);
+BA_HIDDEN void ba_quar_fork(struct ba_quar *q, enum ba_fork ph);
+BA_HIDDEN void ba_guard_fork(enum ba_fork ph);
+
+/* One lock through a fork.  In the child it is made again, not unlocked:
+ * a recursive mutex's unlock checks its owner's thread id, which the
+ * child's thread no longer has (glibc's malloc does the same). */
+static inline void
+ba_fork_mutex(pthread_mutex_t *m, enum ba_fork ph, bool recursive)
+{
+	pthread_mutexattr_t at;
+
+	if (ph == BA_FORK_PREPARE)
+		pthread_mutex_lock(m);
+	else if (ph == BA_FORK_PARENT)
+		pthread_mutex_unlock(m);
+	else {
+		pthread_mutexattr_init(&at);
+		if (recursive)
+			pthread_mutexattr_settype(&at,
+			    PTHREAD_MUTEX_RECURSIVE);
+		pthread_mutex_init(m, &at);
+		pthread_mutexattr_destroy(&at);
+	}
+}
+
 /* Unloading: global.c's destructor destroys the idle kept GPAs of
  * lease.c first. */
 BA_HIDDEN void ba_gpa_lease_fini(void);
@@ -1326,7 +1357,7 @@ BA_HIDDEN bool ba_gpa_slots_new(struct beamalloc_gpa *g, struct depot *d,
 BA_HIDDEN size_t ba_gpa_quarter_put(struct beamalloc_gpa *g, struct slab *s,
     unsigned q);
 
-/* exit.c: the registry of thread-safe GPAs, thread exit */
+/* exit.c: the registry of thread-safe GPAs, thread exit, fork() */
 BA_HIDDEN void ba_gpa_reg_add(struct beamalloc_gpa *g);
 BA_HIDDEN void ba_gpa_reg_remove(struct beamalloc_gpa *g);
 BA_HIDDEN void ba_gpa_exit_note(struct beamalloc_gpa *g, size_t i);

@@ -376,3 +376,11 @@ ba_guard_release(const void *owner)
 	}
 	pthread_mutex_unlock(&pool_lock);
 }
+
+/* fork(): the pool is the process's, after every GPA's locks (a large
+ * block's guarded allocation takes it under the GPA's). */
+void
+ba_guard_fork(enum ba_fork ph)
+{
+	ba_fork_mutex(&pool_lock, ph, false);
+}

@@ -369,3 +369,12 @@ ba_trace_id(struct ba_depot *d, unsigned depth, uintptr_t ra)
 
 	return ba_depot_put(d, f, ba_trace_capture(f, depth, ra));
 }
+
+/* fork(): an insert half done by another thread must not leave the lock
+ * held in the child. */
+void
+ba_depot_fork(struct ba_depot *d, enum ba_fork ph)
+{
+	if (d != NULL)
+		ba_fork_mutex(&d->lock, ph, false);
+}

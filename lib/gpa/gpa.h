@@ -662,9 +662,11 @@ BA_HIDDEN void ba_depot_fork(struct ba_depot *d, enum ba_fork ph);
 BA_HIDDEN void ba_quar_fork(struct ba_quar *q, enum ba_fork ph);
 BA_HIDDEN void ba_guard_fork(enum ba_fork ph);
 
-/* One lock through a fork.  In the child it is made again, not unlocked:
- * a recursive mutex's unlock checks its owner's thread id, which the
- * child's thread no longer has (glibc's malloc does the same). */
+/* One lock through a fork.  In the child a plain mutex is unlocked: the
+ * child's one thread is the one that locked it (and ThreadSanitizer,
+ * which keeps its own record of a lock, sees a lock taken twice if it is
+ * made anew instead).  A recursive one is made anew: its unlock checks
+ * its owner's thread id, which the child's thread no longer has. */
 static inline void
 ba_fork_mutex(pthread_mutex_t *m, enum ba_fork ph, bool recursive)
 {
@@ -672,13 +674,11 @@ ba_fork_mutex(pthread_mutex_t *m, enum ba_fork ph, bool recursive)
 
 	if (ph == BA_FORK_PREPARE)
 		pthread_mutex_lock(m);
-	else if (ph == BA_FORK_PARENT)
+	else if (ph == BA_FORK_PARENT || !recursive)
 		pthread_mutex_unlock(m);
 	else {
 		pthread_mutexattr_init(&at);
-		if (recursive)
-			pthread_mutexattr_settype(&at,
-			    PTHREAD_MUTEX_RECURSIVE);
+		pthread_mutexattr_settype(&at, PTHREAD_MUTEX_RECURSIVE);
 		pthread_mutex_init(m, &at);
 		pthread_mutexattr_destroy(&at);
 	}

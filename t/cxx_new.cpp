@@ -17,12 +17,7 @@
 #include <vector>
 
 #include "tap.h"
-
-#ifdef HAVE_VALGRIND_MEMCHECK_H
-#include <valgrind/valgrind.h>
-#else
-#define RUNNING_ON_VALGRIND 0
-#endif
+#include "under.h"
 
 namespace {
 
@@ -67,7 +62,7 @@ main()
 	/* valgrind puts its own operator new and delete in place of ours
 	 * (consistently: the header keeps each out of line) and aborts
 	 * where a failing new must throw. */
-	if (RUNNING_ON_VALGRIND)
+	if (UNDER_VALGRIND())
 		skip_all("valgrind replaces operator new and delete");
 	plan(19);
 	ok(beamalloc::new_is_bound(), "operator new is the header's");

@@ -20,21 +20,7 @@
 #include "beamalloc.h"
 #include "child.h"
 #include "tap.h"
-
-#ifdef HAVE_VALGRIND_MEMCHECK_H
-#include <valgrind/valgrind.h>
-#define UNDER_VALGRIND() RUNNING_ON_VALGRIND
-#else
-#define UNDER_VALGRIND() 0
-#endif
-
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
+#include "under.h"
 
 static size_t nreports, nsampled, ndouble;
 
@@ -320,7 +306,7 @@ guard_pool_later(void)
 {
 	int *got = child_shared(2 * sizeof(int)), st;
 
-#ifdef UNDER_ASAN
+#if UNDER_ASAN
 	skip(2, "ASan reserves its own address space: no RLIMIT_AS here");
 	return;
 #endif

@@ -18,32 +18,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "beamalloc.h"
 #include "child.h"
 #include "tap.h"
+#include "under.h"
 
 #define CHILD_ALARM 30
-
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-#ifndef UNDER_ASAN
-#define UNDER_ASAN 0
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-#ifndef UNDER_TSAN
-#define UNDER_TSAN 0
-#endif
 
 static void
 sleep_ms(long ms)

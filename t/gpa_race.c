@@ -27,13 +27,7 @@
 #include "config.h"
 #include "beamalloc.h"
 #include "tap.h"
-
-#ifdef HAVE_VALGRIND_MEMCHECK_H
-#include <valgrind/valgrind.h>
-#define UNDER_VALGRIND() RUNNING_ON_VALGRIND
-#else
-#define UNDER_VALGRIND() 0
-#endif
+#include "under.h"
 
 #define BLOCK 64
 

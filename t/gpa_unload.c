@@ -27,13 +27,7 @@
 #include "child.h"
 #include "enif_stub.h"
 #include "tap.h"
-
-#ifdef HAVE_VALGRIND_MEMCHECK_H
-#include <valgrind/valgrind.h>
-#define UNDER_VALGRIND() RUNNING_ON_VALGRIND
-#else
-#define UNDER_VALGRIND() 0
-#endif
+#include "under.h"
 
 #define NBLK 4000		/* blocks per thread per round */
 #define NTHR 2

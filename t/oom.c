@@ -30,13 +30,7 @@
 #include "beamalloc.h"
 #include "child.h"
 #include "tap.h"
-
-#ifdef HAVE_VALGRIND_MEMCHECK_H
-#include <valgrind/valgrind.h>
-#define UNDER_VALGRIND() RUNNING_ON_VALGRIND
-#else
-#define UNDER_VALGRIND() 0
-#endif
+#include "under.h"
 
 /* ------------------------------------------------------------------------
  * The backing: malloc behind a header that names each block's length,

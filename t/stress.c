@@ -24,12 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef HAVE_VALGRIND_MEMCHECK_H
-#include <valgrind/valgrind.h>
-#endif
-
 #include "beamalloc.h"
 #include "tap.h"
+#include "under.h"
 
 #define NTHREADS 4
 #define OPS_PER_THREAD 600000UL	/* 2.4 million per GPA */
@@ -386,10 +383,8 @@ main(void)
 	beamalloc_gpa *g;
 	unsigned long ops = OPS_PER_THREAD;
 
-#ifdef HAVE_VALGRIND_MEMCHECK_H
-	if (RUNNING_ON_VALGRIND)
+	if (UNDER_VALGRIND())
 		ops /= 20;
-#endif
 	plan(3 * 9 + 5);
 	libc = beamalloc_libc();
 	beamalloc_gpa_config_init(&cfg);

@@ -24,11 +24,7 @@ if [ ! -f "$top_builddir/lib/.libs/libbeamalloc.a" ]; then
 	exit 0
 fi
 src=$top_srcdir/t/nif/leakcheck_nif.c
-LEAK_SITE_N=$(grep -n 'SITE N \*/' "$src" | cut -d: -f1)
-LEAK_SITE_100=$(grep -n 'SITE 100 \*/' "$src" | cut -d: -f1)
-LEAK_SITE_LIST=$(grep -n 'SITE LIST \*/' "$src" | cut -d: -f1)
-LEAK_SITE_OUTLINE=$(grep -n 'SITE OUTLINE \*/' "$src" | cut -d: -f1)
-export LEAK_SITE_N LEAK_SITE_100 LEAK_SITE_LIST LEAK_SITE_OUTLINE
+leak_sites "$src"
 build=$(mktemp -d "${TMPDIR:-/tmp}/beamalloc-clangnif.XXXXXX") || exit 1
 erl_inc=$("$ERL" -noshell -eval 'io:format("~s/usr/include",[code:root_dir()]),halt().')
 if ! clang -std=gnu11 -Wall -Wextra -O2 -g -fno-omit-frame-pointer -fPIC -shared \

@@ -36,6 +36,16 @@ run_erl() {
 		"$ERL" "$@" -noshell -pa "$scratch" -eval "$module:main()"
 }
 
+# leak_sites SRC: the lines of SRC's allocations that leakcheck.erl's
+# sites must name (each marked by a /* SITE X */ comment), exported as
+# LEAK_SITE_X.
+leak_sites() {
+	for ls_x in N 100 LIST OUTLINE; do
+		eval "LEAK_SITE_$ls_x=\$(grep -n 'SITE $ls_x \\*/' \"\$1\" | cut -d: -f1)"
+		export "LEAK_SITE_$ls_x"
+	done
+}
+
 # fake_prefix DIR FILES...: this build laid out like an installation under
 # DIR: include/, lib/ with FILES (libbeamalloc.a, libbeamalloc.so*) and
 # lib/pkgconfig/ with the build's beamalloc.pc and beamalloc-nif.pc, their

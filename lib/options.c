@@ -139,24 +139,38 @@ parse_env(void)
 }
 
 /* BEAMALLOC_GPA_TRACES, 0.1's variable: the global GPA's trace depth,
- * read as the list's traces=N; a bad value gets a warning and is
- * ignored (false). */
-bool
-ba_options_traces(unsigned *depth)
+ * read as the list's traces=N, once (the global GPA is made again after
+ * a failed try, and by threads racing to make it); a bad value gets one
+ * warning and is ignored (false). */
+static pthread_once_t traces_once = PTHREAD_ONCE_INIT;
+static bool traces_set;
+static unsigned traces_depth;
+
+static void
+parse_traces(void)
 {
 	const char *env = secure_getenv("BEAMALLOC_GPA_TRACES");
 	unsigned long long v;
 
 	if (env == NULL)
-		return false;
+		return;
 	if (!parse_value(&opts[0], env, strlen(env), &v)) {	/* traces */
 		fprintf(stderr, "beamalloc: BEAMALLOC_GPA_TRACES: '%s': not a "
 		    "number from 0 to %d; ignored\n", env,
 		    BEAMALLOC_GPA_MAX_TRACE);
-		return false;
+		return;
 	}
-	*depth = (unsigned)v;
-	return true;
+	traces_depth = (unsigned)v;
+	traces_set = true;
+}
+
+bool
+ba_options_traces(unsigned *depth)
+{
+	pthread_once(&traces_once, parse_traces);
+	if (traces_set)
+		*depth = traces_depth;
+	return traces_set;
 }
 
 /* ------------------------------------------------------------------------

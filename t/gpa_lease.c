@@ -199,7 +199,7 @@ main(void)
 	void *p;
 	bool all = true;
 
-	plan(37);
+	plan(45);
 
 	/* A clean scope, then the same GPA again, empty. */
 	g = beamalloc_gpa_checkout(beamalloc_libc(), &c1);
@@ -369,6 +369,31 @@ main(void)
 
 	/* Careless input. */
 	is_size(beamalloc_gpa_checkin(NULL), 0, "checkin(NULL) is a no-op");
+	{
+		/* A GPA checked in twice: kept for the next holder after the
+		 * first, destroyed by the second before (which that holder
+		 * then used, freed). */
+		struct seen sd = { 0 }, sk = { 0 };
+		beamalloc_gpa_config ck = cfg_to(&sk);
+
+		g = beamalloc_gpa_checkout(beamalloc_libc(), &ck);
+		is_size(beamalloc_gpa_checkin(g), 0, "checked in once, clean");
+		beamalloc_report_set_default(collect, &sd, false);
+		errno = 0;
+		is_size(beamalloc_gpa_checkin(g), 0, "checked in again: 0");
+		is_int(errno, EINVAL, "with EINVAL");
+		beamalloc_report_set_default(NULL, NULL, false);
+		ok(sd.other == 1 && sd.kind == BEAMALLOC_REPORT_DOUBLE_FREE,
+		    "reported once, as a double free (%zu reports)", sd.other);
+		g2 = beamalloc_gpa_checkout(beamalloc_libc(), &ck);
+		ok(g2 == g, "the GPA is still kept, and lent again");
+		a = beamalloc_gpa_allocator(g2);
+		p = beamalloc_alloc(a, 32);
+		ok(p != NULL, "its next holder allocates");
+		is_size(beamalloc_gpa_checkin(g2), 1,
+		    "and that holder's leak is found");
+		is_size(sk.leaks + sk.other, 1, "and reported to it alone");
+	}
 	errno = 0;
 	ok(beamalloc_gpa_checkout((beamalloc_allocator){ NULL, NULL },
 	    NULL) == NULL && errno == EINVAL,

@@ -24,7 +24,7 @@ run() {
 first() { head -n 1 "$scratch/out"; }
 quiet() { [ ! -s "$scratch/err" ]; }
 
-echo 1..24
+echo 1..25
 run -
 [ "$(first)" = "$defaults" ] && quiet; ok $? "unset: the defaults, nothing on stderr"
 run ''
@@ -78,3 +78,12 @@ for bad in abc -1 33; do
 	    [ "$(grep -c "BEAMALLOC_GPA_TRACES: '$bad'" "$scratch/err")" -eq 1 ]
 	ok $? "BEAMALLOC_GPA_TRACES=$bad: one warning, no traces: $(grep TRACES "$scratch/err")"
 done
+# The global GPA made again after a failed try reads the variable once.
+BEAMALLOC_GPA_TRACES=abc "$prog" gretry >"$scratch/out" 2>"$scratch/err"
+if grep -q '^gretry: skip' "$scratch/out"; then
+	echo "ok $((n += 1)) # SKIP a checker keeps its own address space: no RLIMIT_AS"
+else
+	grep -q '^gretry: 0 1$' "$scratch/out" &&
+	    [ "$(grep -c "BEAMALLOC_GPA_TRACES: 'abc'" "$scratch/err")" -eq 1 ]
+	ok $? "the global GPA made at the second try: one warning ($(grep -c TRACES "$scratch/err"); $(grep gretry "$scratch/out"))"
+fi

@@ -5,12 +5,21 @@
  *   leak    a GPA made with a NULL config (so the options alone decide);
  *   leak0   one whose program sets stack_trace_depth = 0 after init;
  *   reread  change the variable, then init again: it was read once;
- *   gleak   the global GPA leaks one block (BEAMALLOC_GPA_TRACES).
+ *   gleak   the global GPA leaks one block (BEAMALLOC_GPA_TRACES);
+ *   gretry  the global GPA cannot be made at first (RLIMIT_AS), then is;
+ *           prints "gretry: N M", N and M 1 for each try that gave one,
+ *           or "gretry: skip" under a checker (its own address space).
  */
+#include "config.h"
+
 #include <beamalloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "under.h"
 
 static void
 print_config(void)
@@ -23,6 +32,46 @@ print_config(void)
 	    c.stack_trace_depth, c.trace_sample, c.safety, c.abort_on_error,
 	    c.canary, c.junk, c.quarantine, c.guard_sample, c.decay_ms,
 	    c.thread_safe);
+}
+
+/* The global GPA made while the address space is full, then after. */
+static int
+gretry(void)
+{
+	struct rlimit was, cut;
+	unsigned long pages;
+	FILE *f;
+	void **fill = NULL, **p;
+	int first;
+
+	if (UNDER_ASAN || UNDER_VALGRIND()) {
+		printf("gretry: skip\n");
+		return 0;
+	}
+	if ((f = fopen("/proc/self/statm", "r")) == NULL ||
+	    fscanf(f, "%lu", &pages) != 1 || getrlimit(RLIMIT_AS, &was) != 0)
+		return 1;
+	fclose(f);
+	cut = was;
+	cut.rlim_cur = pages * (unsigned long)sysconf(_SC_PAGESIZE);
+	if (setrlimit(RLIMIT_AS, &cut) != 0)
+		return 1;
+	/* What malloc's heap still has, taken first (a list through it). */
+	for (size_t n = 65536; n >= sizeof(void *); n /= 2)
+		while ((p = malloc(n)) != NULL) {
+			*p = fill;
+			fill = p;
+		}
+	first = beamalloc_gpa_global() != NULL;
+	while (fill != NULL) {
+		p = *fill;
+		free(fill);
+		fill = p;
+	}
+	if (setrlimit(RLIMIT_AS, &was) != 0)
+		return 1;
+	printf("gretry: %d %d\n", first, beamalloc_gpa_global() != NULL);
+	return 0;
 }
 
 static int
@@ -65,6 +114,8 @@ main(int argc, char **argv)
 		beamalloc_free(beamalloc_gpa_allocator(g), p, 40);
 		return 0;
 	}
+	if (strcmp(argv[1], "gretry") == 0)
+		return gretry();
 	if (strcmp(argv[1], "reread") == 0) {
 		setenv("BEAMALLOC_GPA_OPTIONS", "traces=3", 1);
 		print_config();

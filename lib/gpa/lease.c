@@ -101,11 +101,12 @@ lease_free_entry(void)
 	return NULL;
 }
 
+/* g's entry, checked out or kept idle. */
 static struct lease *
 lease_of(const beamalloc_gpa *g)
 {
 	for (size_t i = 0; i < LEASE_MAX; i++)
-		if (ls.e[i].gpa == g && ls.e[i].out)
+		if (ls.e[i].gpa == g)
 			return &ls.e[i];
 	return NULL;
 }
@@ -196,12 +197,22 @@ beamalloc_gpa_checkin(beamalloc_gpa *g)
 	beamalloc_gpa_stats st;
 	struct lease *e;
 	size_t leaks;
+	bool twice;
 
 	if (g == NULL)
 		return 0;
 	pthread_mutex_lock(&ls.lock);
 	e = lease_of(g);
+	twice = e != NULL && !e->out;
 	pthread_mutex_unlock(&ls.lock);
+	if (twice) {
+		/* Checked in twice: g is kept for the next holder, whom a
+		 * destroy now would hand a freed GPA. */
+		ba_report_call(BEAMALLOC_REPORT_DOUBLE_FREE, g, 0, 0, 0, 0,
+		    BA_RET_ADDR());
+		errno = EINVAL;
+		return 0;
+	}
 	if (e == NULL)			/* made past a full table */
 		return beamalloc_gpa_destroy(g);
 	beamalloc_gpa_get_stats(g, &st);

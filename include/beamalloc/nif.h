@@ -131,7 +131,7 @@ beamalloc_nif_get_int64_(ErlNifEnv *env, ERL_NIF_TERM t, void *out)
 
 	if (!enif_get_int64(env, t, &v))
 		return 0;
-	*(int64_t *)out = (int64_t)v;
+	*(int64_t *)out = v;
 	return 1;
 }
 
@@ -142,7 +142,7 @@ beamalloc_nif_get_uint64_(ErlNifEnv *env, ERL_NIF_TERM t, void *out)
 
 	if (!enif_get_uint64(env, t, &v))
 		return 0;
-	*(uint64_t *)out = (uint64_t)v;
+	*(uint64_t *)out = v;
 	return 1;
 }
 
@@ -1295,7 +1295,7 @@ beamalloc_nif_logger_report(void *user, const beamalloc_report *r)
 	keys[1] = enif_make_atom(env, "text");
 	memcpy(enif_make_new_binary(env, n, &vals[1]), text, n);
 	keys[2] = enif_make_atom(env, "address");
-	vals[2] = enif_make_uint64(env, (uint64_t)(uintptr_t)r->addr);
+	vals[2] = enif_make_uint64(env, (uintptr_t)r->addr);
 	keys[3] = enif_make_atom(env, "size");
 	vals[3] = enif_make_uint64(env, r->size);
 	keys[4] = enif_make_atom(env, "align");
@@ -1327,10 +1327,13 @@ beamalloc_nif_logger_report(void *user, const beamalloc_report *r)
 	 */
 	if (!sent && dirty &&
 	    (beamalloc_nif_env_ != NULL || lg->name[0] != '\0')) {
+		/* An array, not a literal: the name is a char *, and a
+		 * cast would trip -Wcast-qual in C++. */
+		static char name[] = "beamalloc_report";
 		struct beamalloc_nif_sender_ s = { lg, env, msg, 0 };
 		ErlNifTid tid;
 
-		sent = enif_thread_create((char *)"beamalloc_report", &tid,
+		sent = enif_thread_create(name, &tid,
 		    beamalloc_nif_sender_main_, &s, NULL) == 0 &&
 		    enif_thread_join(tid, NULL) == 0 && s.sent;
 	}
@@ -1364,11 +1367,12 @@ beamalloc_nif_logger_install(beamalloc_nif_logger *lg,
 static inline int
 beamalloc_nif_init(ErlNifEnv *env)
 {
+	static char name[] = "beamalloc_nif";
+
 	beamalloc_nif_state_.chain_rt = beamalloc_nif_open_type_(env,
 	    "beamalloc_nif_chain", beamalloc_nif_chain_dtor_);
 	if (beamalloc_nif_state_.lock == NULL)
-		beamalloc_nif_state_.lock = enif_mutex_create(
-		    (char *)"beamalloc_nif");
+		beamalloc_nif_state_.lock = enif_mutex_create(name);
 	return beamalloc_nif_state_.chain_rt != NULL &&
 	    beamalloc_nif_state_.lock != NULL ? 0 : -1;
 }

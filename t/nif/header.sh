@@ -1,8 +1,9 @@
 #!/bin/sh
 # header.sh - <beamalloc/nif.h> stands alone: a file including only it
 # compiles warning-free as C99, C11 and C++11 (when a C++ compiler is
-# there), and everything it defines keeps the beamalloc_nif_ / BEAMALLOC_NIF_
-# prefixes.
+# there), with the warnings strict projects turn on besides -Wall -Wextra
+# (its code is compiled in theirs), and everything it defines keeps the
+# beamalloc_nif_ / BEAMALLOC_NIF_ prefixes.
 . "$top_srcdir/t/nif/lib.sh"
 need_beam
 echo 1..4
@@ -12,12 +13,14 @@ erl_inc=$("$ERL" -noshell -eval 'io:format("~s/usr/include",[code:root_dir()]),h
 hdr=$top_srcdir/include/beamalloc/nif.h
 printf '#include <beamalloc/nif.h>\nint beamalloc_nif_header_test;\n' >"$scratch/t.c"
 cp "$scratch/t.c" "$scratch/t.cc"
+strict="-Wall -Wextra -Wpedantic -Wcast-qual -Wshadow -Wconversion -Wsign-conversion -Wundef -Werror"
 n=0
 for std in c99 c11; do
 	n=$((n + 1))
-	if ${CC:-cc} -std=$std -Wall -Wextra -Werror -I"$top_srcdir/include" -I"$erl_inc" \
+	if ${CC:-cc} -std=$std $strict -Wstrict-prototypes -Wmissing-prototypes \
+	    -I"$top_srcdir/include" -I"$erl_inc" \
 	    -c -o "$scratch/t.o" "$scratch/t.c" 2>"$scratch/err"; then
-		echo "ok $n - nif.h alone compiles as $std with -Wall -Wextra -Werror"
+		echo "ok $n - nif.h alone compiles as $std with $strict"
 	else
 		echo "not ok $n - nif.h alone does not compile as $std"; sed 's/^/# /' "$scratch/err"
 	fi
@@ -25,9 +28,9 @@ done
 cxx=$(command -v c++ || command -v g++ || command -v clang++ || true)
 if [ -z "$cxx" ]; then
 	echo "ok 3 # SKIP no C++ compiler"
-elif "$cxx" -std=c++11 -Wall -Wextra -Werror -I"$top_srcdir/include" -I"$erl_inc" \
+elif "$cxx" -std=c++11 $strict -I"$top_srcdir/include" -I"$erl_inc" \
     -c -o "$scratch/t.o" "$scratch/t.cc" 2>"$scratch/err"; then
-	echo "ok 3 - nif.h compiles as C++11 with -Wall -Wextra -Werror"
+	echo "ok 3 - nif.h compiles as C++11 with $strict"
 else
 	echo "not ok 3 - nif.h does not compile as C++11"; sed 's/^/# /' "$scratch/err"
 fi

@@ -154,3 +154,47 @@ beamalloc_failing_allocator(beamalloc_failing *f)
 
 	return f != NULL ? a : ba_empty_allocator();
 }
+
+/* ------------------------------------------------------------------------
+ * 0.1's ABI (internal.h): a beamalloc_failing without the failure's
+ * trace.  Only an allocation keeps one: it works on a full copy and
+ * writes 0.1's fields back; the rest touch 0.1's fields alone.
+ * ---------------------------------------------------------------------- */
+
+#ifdef BA_ABI01
+static void *
+abi01_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
+{
+	beamalloc_failing f;
+	void *p;
+
+	memcpy(&f, ctx, BA_ABI01_FAILING_SIZE);
+	p = failing_alloc(&f, len, align, ra);
+	memcpy(ctx, &f, BA_ABI01_FAILING_SIZE);
+	return p;
+}
+
+static const beamalloc_vtable abi01_vtable = {
+	abi01_alloc, failing_resize, failing_remap, failing_free
+};
+
+BA_ABI01_ENTRY(ba_abi01_failing_init, beamalloc_failing_init);
+void
+ba_abi01_failing_init(beamalloc_failing *f, beamalloc_allocator backing,
+    size_t fail_index, size_t resize_fail_index)
+{
+	beamalloc_failing full;
+
+	beamalloc_failing_init(&full, backing, fail_index, resize_fail_index);
+	memcpy(f, &full, BA_ABI01_FAILING_SIZE);
+}
+
+BA_ABI01_ENTRY(ba_abi01_failing_allocator, beamalloc_failing_allocator);
+beamalloc_allocator
+ba_abi01_failing_allocator(beamalloc_failing *f)
+{
+	beamalloc_allocator a = { f, &abi01_vtable };
+
+	return f != NULL ? a : ba_empty_allocator();
+}
+#endif

@@ -4,6 +4,8 @@
  * allocation fails with ENOMEM and leaves the buffer as it was.
  */
 #define _GNU_SOURCE	/* pthread_getattr_np */
+#include <string.h>
+
 #include "bump.h"
 
 #if defined(BA_ASAN) || defined(HAVE_VALGRIND_MEMCHECK_H)
@@ -138,3 +140,96 @@ beamalloc_fixed_reset(beamalloc_fixed *fb)
 	fb->ptr = fb->start;
 	fb->last = NULL;
 }
+
+/* ------------------------------------------------------------------------
+ * 0.1's ABI (internal.h): a beamalloc_fixed without last.  Each call
+ * works on a full copy, whose last is the block ending at ptr, as 0.1
+ * judged the last block, and writes 0.1's fields back.
+ * ---------------------------------------------------------------------- */
+
+#ifdef BA_ABI01
+static void
+abi01_in(beamalloc_fixed *fb, const void *ctx, void *mem)
+{
+	unsigned char *m = mem;
+
+	memcpy(fb, ctx, BA_ABI01_FIXED_SIZE);
+	fb->last = m != NULL && m >= fb->start && m <= fb->ptr ? m : NULL;
+}
+
+static void *
+abi01_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
+{
+	beamalloc_fixed fb;
+	void *p;
+
+	abi01_in(&fb, ctx, NULL);
+	p = fixed_alloc(&fb, len, align, ra);
+	memcpy(ctx, &fb, BA_ABI01_FIXED_SIZE);
+	return p;
+}
+
+static bool
+abi01_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
+    uintptr_t ra)
+{
+	beamalloc_fixed fb;
+	bool ok;
+
+	abi01_in(&fb, ctx, mem);
+	ok = fixed_resize(&fb, mem, len, align, new_len, ra);
+	memcpy(ctx, &fb, BA_ABI01_FIXED_SIZE);
+	return ok;
+}
+
+static void *
+abi01_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
+    uintptr_t ra)
+{
+	return abi01_resize(ctx, mem, len, align, new_len, ra) ? mem : NULL;
+}
+
+static void
+abi01_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
+{
+	beamalloc_fixed fb;
+
+	abi01_in(&fb, ctx, mem);
+	fixed_free(&fb, mem, len, align, ra);
+	memcpy(ctx, &fb, BA_ABI01_FIXED_SIZE);
+}
+
+static const beamalloc_vtable abi01_vtable = {
+	abi01_alloc, abi01_resize, abi01_remap, abi01_free
+};
+
+BA_ABI01_ENTRY(ba_abi01_fixed_init, beamalloc_fixed_init);
+void
+ba_abi01_fixed_init(beamalloc_fixed *fb, void *buf, size_t len)
+{
+	beamalloc_fixed full;
+
+	beamalloc_fixed_init(&full, buf, len);
+	memcpy(fb, &full, BA_ABI01_FIXED_SIZE);
+}
+
+BA_ABI01_ENTRY(ba_abi01_fixed_allocator, beamalloc_fixed_allocator);
+beamalloc_allocator
+ba_abi01_fixed_allocator(beamalloc_fixed *fb)
+{
+	beamalloc_allocator a = { fb, &abi01_vtable };
+
+	return fb != NULL ? a : ba_empty_allocator();
+}
+
+BA_ABI01_ENTRY(ba_abi01_fixed_reset, beamalloc_fixed_reset);
+void
+ba_abi01_fixed_reset(beamalloc_fixed *fb)
+{
+	beamalloc_fixed full;
+
+	abi01_in(&full, fb, NULL);
+	beamalloc_fixed_reset(&full);
+	memcpy(fb, &full, BA_ABI01_FIXED_SIZE);
+}
+#endif

@@ -5,7 +5,10 @@
 #ifndef BEAMALLOC_INTERNAL_H
 #define BEAMALLOC_INTERNAL_H
 
+#include "config.h"
+
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "beamalloc.h"
@@ -187,5 +190,28 @@ ba_zero_ptr(size_t align)
  * BEAMALLOC_GPA_TRACES into *depth, if set and good. */
 BA_HIDDEN void ba_options_apply(beamalloc_gpa_config *cfg);
 BA_HIDDEN bool ba_options_traces(unsigned *depth);
+
+/* ------------------------------------------------------------------------
+ * 0.1's ABI.  A program built against 0.1's header has shorter
+ * beamalloc_gpa_config, beamalloc_fixed, beamalloc_failing and
+ * beamalloc_report structs than this version writes and reads.  Its
+ * references carry no symbol version and bind to the oldest,
+ * BEAMALLOC_0.1 (lib/beamalloc.map): for the functions that take those
+ * structs, entry points that touch 0.1's fields only (each named
+ * ba_abi01_*, at the end of its allocator's file, exported as
+ * NAME@BEAMALLOC_0.1).  A program built now binds to NAME@@BEAMALLOC_0.2.
+ * Shared library only: mk/localize-archive.sh drops them from the static
+ * archive, which is linked with the header it came with.
+ * ---------------------------------------------------------------------- */
+#ifdef BA_ABI01
+#define BA_ABI01_ENTRY(fn, name) \
+	__asm__(".symver " #fn ", " #name "@BEAMALLOC_0.1"); \
+	__attribute__((visibility("default"))) __typeof__(name) fn
+/* 0.1's length of each struct: its fields came first. */
+#define BA_ABI01_CONFIG_SIZE offsetof(beamalloc_gpa_config, trace_sample)
+#define BA_ABI01_FIXED_SIZE offsetof(beamalloc_fixed, last)
+#define BA_ABI01_FAILING_SIZE offsetof(beamalloc_failing, fail_trace_len)
+#define BA_ABI01_REPORT_SIZE offsetof(beamalloc_report, not_sampled)
+#endif
 
 #endif /* BEAMALLOC_INTERNAL_H */

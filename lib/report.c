@@ -131,6 +131,22 @@ beamalloc_report_print(FILE *f, const beamalloc_report *r)
 	fflush(f);
 }
 
+#ifdef BA_ABI01
+/* 0.1's ABI (internal.h): a report without not_sampled. */
+BA_ABI01_ENTRY(ba_abi01_report_print, beamalloc_report_print);
+void
+ba_abi01_report_print(FILE *f, const beamalloc_report *r)
+{
+	beamalloc_report full;
+
+	if (r == NULL)
+		return;
+	memset(&full, 0, sizeof(full));
+	memcpy(&full, r, BA_ABI01_REPORT_SIZE);
+	beamalloc_report_print(f, &full);
+}
+#endif
+
 size_t
 beamalloc_report_format(char *buf, size_t len, const beamalloc_report *r)
 {

@@ -42,7 +42,10 @@ if $OBJDUMP -h "$@" 2>/dev/null | grep -q '\.gnu\.lto_'; then
 fi
 
 $LD -r -o "$tmp/beamalloc.o" "$@"
-$OBJCOPY --localize-hidden "$tmp/beamalloc.o"
+# 0.1's ABI is the shared library's (lib/internal.h): its versioned
+# names go, and the functions behind them are made local.
+$OBJCOPY --localize-hidden --wildcard --strip-symbol='*@BEAMALLOC_*' \
+    --localize-symbol='ba_abi01_*' "$tmp/beamalloc.o"
 (cd "$tmp" && $AR cr new.a beamalloc.o)
 $RANLIB "$tmp/new.a"
 mv -f "$tmp/new.a" "$abs"

@@ -3,7 +3,8 @@
 # dynamic symbol table and the public header agree exactly.
 #  - the symbols file names the library's SONAME and the package that
 #    carries it (libbeamalloc.so.0 -> libbeamalloc0);
-#  - nm -D lists exactly the symbols of debian/libbeamalloc0.symbols;
+#  - nm -D lists exactly the symbols of debian/libbeamalloc0.symbols,
+#    each with its version (lib/beamalloc.map);
 #  - those are exactly the functions declared in include/beamalloc.h.
 # Adding a function means adding it to all three (with the version that
 # introduced it in the symbols file); removing one means a new SONAME.
@@ -30,19 +31,26 @@ case $base in *[0-9]) want_pkg=$base-$major;; *) want_pkg=$base$major;; esac
 if [ "$file_pkg" = "$want_pkg" ]; then echo "ok 2 - package name $file_pkg matches the SONAME"
 else echo "not ok 2 - package '$file_pkg' for $soname (want $want_pkg)"; fi
 
-nm -D --defined-only "$lib" | awk '$2 ~ /^[TDBRVWiu]$/ { print $3 }' |
-	sed 's/@.*//' | sort -u > "$scratch/exported"
-# Symbol lines start with a space: " name@VERSION min-version".
-sed -n 's/^ \([^@ ]*\)@[^ ]* .*/\1/p' "$symfile" | sort -u > "$scratch/listed"
+# Each exported name with its version (name@VERSION: "@@", the default
+# version, counts as one "@"), as the symbols file lists them.  Lines
+# start with a space: " name@VERSION min-version"; " V@V" lines are the
+# version nodes themselves (nm shows them as absolute symbols).
+nm -D --defined-only --with-symbol-versions "$lib" |
+	awk '$2 ~ /^[TDBRVWiu]$/ { sub("@@", "@", $3); print $3 }' |
+	sort -u > "$scratch/exported_v"
+sed -n 's/^ \([^@ ]*@[^ ]*\) .*/\1/p' "$symfile" |
+	awk -F@ '$1 != $2' | sort -u > "$scratch/listed_v"
+sed 's/@.*//' "$scratch/exported_v" | sort -u > "$scratch/exported"
+sed 's/@.*//' "$scratch/listed_v" | sort -u > "$scratch/listed"
 grep -oE '\bbeamalloc_[a-z0-9_]+[[:space:]]*\(' "$hdr" | tr -d ' (' |
 	sort -u > "$scratch/declared"
 
-extra=$(comm -23 "$scratch/exported" "$scratch/listed")
-if [ -z "$extra" ]; then echo "ok 3 - every exported symbol is in the symbols file"
+extra=$(comm -23 "$scratch/exported_v" "$scratch/listed_v")
+if [ -z "$extra" ]; then echo "ok 3 - every exported symbol is in the symbols file, with its version"
 else echo "not ok 3 - exported but not in the symbols file:"; printf '# %s\n' $extra; fi
 
-gone=$(comm -13 "$scratch/exported" "$scratch/listed")
-if [ -z "$gone" ]; then echo "ok 4 - every symbol of the symbols file is exported"
+gone=$(comm -13 "$scratch/exported_v" "$scratch/listed_v")
+if [ -z "$gone" ]; then echo "ok 4 - every symbol of the symbols file is exported, with its version"
 else echo "not ok 4 - in the symbols file but not exported (an ABI break):"; printf '# %s\n' $gone; fi
 
 diff=$(comm -3 "$scratch/listed" "$scratch/declared")

@@ -51,6 +51,22 @@ beamalloc_gpa_config_init(beamalloc_gpa_config *cfg)
 	ba_options_apply(cfg);
 }
 
+#ifdef BA_ABI01
+/* 0.1's ABI (internal.h): 0.1's fields only, their defaults and
+ * BEAMALLOC_GPA_OPTIONS' as now; a GPA made with it takes the later
+ * fields from the defaults and the options (ba_gpa_config_read()). */
+BA_ABI01_ENTRY(ba_abi01_gpa_config_init, beamalloc_gpa_config_init);
+void
+ba_abi01_gpa_config_init(beamalloc_gpa_config *cfg)
+{
+	beamalloc_gpa_config full;
+
+	beamalloc_gpa_config_init(&full);
+	full.struct_size = BA_ABI01_CONFIG_SIZE;
+	memcpy(cfg, &full, BA_ABI01_CONFIG_SIZE);
+}
+#endif
+
 /* A config no version's beamalloc_gpa_config_init() filled: struct_size
  * 0 (a zeroed struct, "= { .memory_limit = N }") would have every field
  * ignored, silently, the report callback too (found by a review: a

@@ -162,6 +162,28 @@ call_file(Dwarf_Die *cu, Dwarf_Die *die)
 	return dwarf_filesrc(files, idx, NULL, NULL);
 }
 
+/* The file of a function's declaration, from its unit's table (that of
+ * its abstract origin's unit, for an inlined instance): libdw 0.188's
+ * dwarf_decl_file() fails an assertion, ending the process, in a unit of
+ * a .dwo file (gcc -gsplit-dwarf). */
+static const char *
+decl_file(Dwarf_Die *die)
+{
+	Dwarf_Attribute at;
+	Dwarf_Die cu;
+	Dwarf_Files *files;
+	Dwarf_Word idx;
+	size_t nfiles;
+
+	if (dwarf_attr_integrate(die, DW_AT_decl_file, &at) == NULL ||
+	    dwarf_formudata(&at, &idx) != 0 ||
+	    dwarf_cu_die(at.cu, &cu, NULL, NULL, NULL, NULL, NULL,
+	    NULL) == NULL ||
+	    dwarf_getsrcfiles(&cu, &files, &nfiles) != 0 || idx >= nfiles)
+		return NULL;
+	return dwarf_filesrc(files, idx, NULL, NULL);
+}
+
 /* The compile unit holding pc (module address).  libdw (before 0.191)
  * finds it through .debug_aranges alone, which clang does not write
  * unless given -gdwarf-aranges: when that finds none, each unit's own
@@ -183,6 +205,20 @@ cu_at(Dwfl_Module *m, Dwarf_Addr pc, Dwarf_Addr *bias)
 		if (dwarf_haspc(cu, pc - *bias) > 0)
 			return cu;
 	return NULL;
+}
+
+/* The unit whose tree holds cu's functions: with -gsplit-dwarf the
+ * object has only a skeleton (its line table), the rest is in the .dwo
+ * file, if it is still there. */
+static Dwarf_Die *
+split_unit(Dwarf_Die *cu, Dwarf_Die *split)
+{
+	uint8_t type;
+
+	if (dwarf_cu_info(cu->cu, NULL, &type, NULL, split, NULL, NULL,
+	    NULL) == 0 && type == DW_UT_skeleton && split->addr != NULL)
+		return split;
+	return cu;
 }
 
 /* pc's source line from its unit's line table, into *file and *line. */
@@ -251,19 +287,27 @@ inlined_at(Dwfl_Module *m, Dwarf_Addr pc, const char **name,
 {
 	Dwarf_Addr bias;
 	Dwarf_Die *cu = cu_at(m, pc, &bias), *scopes = NULL;
-	Dwarf_Die inner;
+	Dwarf_Die inner, split;
+	Dwarf_Line *l;
+	const char *in;			/* the file of the code at pc, here */
 	bool found = false, climbing = true;
 	int n, i;
 
 	*name = *file = NULL;
 	*line = 0;
+	if (cu == NULL)
+		return false;
+	l = dwarf_getsrc_die(cu, pc - bias);
+	in = l != NULL ? dwarf_linesrc(l, NULL, NULL) : NULL;
+	cu = split_unit(cu, &split);
 	/* The functions it was inlined into are its parents in the tree. */
-	if (cu == NULL || !function_at(cu, pc - bias, &inner) ||
+	if (!function_at(cu, pc - bias, &inner) ||
 	    dwarf_tag(&inner) != DW_TAG_inlined_subroutine ||
 	    (n = dwarf_getscopes_die(&inner, &scopes)) <= 0)
 		return false;
 	for (i = 0; i < n; i++) {
 		int tag = dwarf_tag(&scopes[i]);
+		const char *decl;
 		Dwarf_Attribute at;
 		Dwarf_Word w;
 
@@ -279,9 +323,13 @@ inlined_at(Dwfl_Module *m, Dwarf_Addr pc, const char **name,
 		}
 		*name = dwarf_diename(&scopes[i]);
 		found = true;
-		climbing = ours(dwarf_decl_file(&scopes[i]));
+		/* clang's -gline-tables-only gives no declaration's file:
+		 * that of the function's code at pc then. */
+		decl = decl_file(&scopes[i]);
+		climbing = ours(decl != NULL ? decl : in);
+		in = call_file(cu, &scopes[i]);
 		if (climbing) {
-			const char *f = call_file(cu, &scopes[i]);
+			const char *f = in;
 
 			if (f != NULL && dwarf_attr(&scopes[i], DW_AT_call_line,
 			    &at) != NULL && dwarf_formudata(&at, &w) == 0 &&

@@ -5,7 +5,8 @@
 # stack of its failed allocation, name each frame as `function
 # (leakmod.c:N)`, N the line grep finds here.  Built without libdw, the
 # frames keep the dladdr form (libleakmod.so+0x...), which is checked
-# instead.
+# instead.  Then programs built here: by clang, without frame pointers,
+# with -gsplit-dwarf.
 prog="$top_builddir/t/srclines"
 src="$top_srcdir/t/diag/leakmod.c"
 line() { grep -n "$1" "$src" | head -1 | cut -d: -f1; }
@@ -28,7 +29,7 @@ site_out=$("$prog" site)
 double_out=$("$prog" double)
 check_out=$("$prog" check)
 sym_out=$("$prog" symbolize)
-echo 1..13
+echo 1..14
 if grep -q '^#define HAVE_LIBDW 1' "$top_builddir/config.h"; then
 	echo "# with libdw: leakmod.c lines $leak (alloc), $run, $first, $dfree, $fail, $oom"
 	check "leak: #0 is the static make_record at leakmod.c:$leak" "$leak_out" \
@@ -164,8 +165,63 @@ EOT
 		fi
 		rm -rf "$scratch"
 	fi
+	# Debug information in other places: built by $CC as the library
+	# was.
+	if [ -n "${SANITIZER_CFLAGS:-}" ]; then
+		n=$((n + 1)); echo "ok $n # SKIP a sanitizer build: the program is built without its runtime"
+	else
+		scratch=$(mktemp -d "${TMPDIR:-/tmp}/beamalloc-srclines.XXXXXX") || exit 1
+		cc_lib() {	# cc_lib OUT SRC...: build against the library
+			${CC:-cc} -O2 -g -fno-omit-frame-pointer -I"$top_srcdir/include" \
+			    "$@" -L"$top_builddir/lib/.libs" -lbeamalloc -ldl \
+			    -Wl,-rpath,"$top_builddir/lib/.libs" 2>>"$scratch/err"
+		}
+		# gcc -gsplit-dwarf: the functions, inlined ones among them,
+		# are in the .dwo file; the object has their lines only.  The
+		# line of an inlined function was named after the one it was
+		# inlined into (and libdw's dwarf_decl_file() aborts there).
+		cat >"$scratch/split.c" <<'EOT'
+#include <beamalloc.h>
+volatile int sink;
+static inline __attribute__((always_inline)) void *
+inner(beamalloc_allocator a, size_t n)
+{
+	sink++;
+	return beamalloc_alloc(a, n); /* INNER */
+}
+static __attribute__((noinline)) void *
+outer(beamalloc_allocator a, size_t n)
+{
+	void *p = inner(a, n + 1);
+	sink++;
+	return p;
+}
+int main(void)
+{
+	beamalloc_gpa_config c;
+	beamalloc_gpa *g;
+
+	beamalloc_gpa_config_init(&c);
+	if ((g = beamalloc_gpa_create(beamalloc_libc(), &c)) == NULL)
+		return 1;
+	(void)outer(beamalloc_gpa_allocator(g), 10);
+	return beamalloc_gpa_destroy(g) == 1 ? 0 : 1;
+}
+EOT
+		il=$(grep -n 'INNER' "$scratch/split.c" | cut -d: -f1)
+		if (cd "$scratch" && cc_lib -gsplit-dwarf -o split split.c); then
+			split_out=$("$scratch/split" 2>&1)
+		else
+			split_out="build failed: $(cat "$scratch/err")"
+		fi
+		check "-gsplit-dwarf: the inlined function, from the .dwo file: inner at split.c:$il" \
+		    "$split_out" "^    #0 $hex inner \(.*split\.c:$il\)$"
+		rm -rf "$scratch"
+	fi
 else
 	echo "# without libdw: dladdr's names"
+	n=$((n + 1))
+	echo "ok $n # SKIP split DWARF: without libdw, no lines at all"
 	n=$((n + 1))
 	echo "ok $n # SKIP clang's lines: without libdw, no lines at all"
 	n=$((n + 1))

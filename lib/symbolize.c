@@ -28,6 +28,7 @@
 #endif
 #ifdef HAVE_LIBDW
 #include <dwarf.h>
+#include <elfutils/libdwelf.h>
 #include <elfutils/libdwfl.h>
 #endif
 
@@ -62,8 +63,102 @@ find_debuginfo(Dwfl_Module *mod, void **userdata, const char *modname,
 	    file_name, debuglink_file, debuglink_crc, debuginfo_file_name);
 }
 
+struct loaded {
+	uintptr_t addr;			/* in: an address of the object */
+	bool found;
+	const void *id;			/* its build ID (NULL: none) */
+	size_t len;
+};
+
+/* The build ID of the loaded object holding l->addr, from its notes in
+ * memory. */
+static int
+loaded_build_id(struct dl_phdr_info *info, size_t size, void *data)
+{
+	struct loaded *l = data;
+
+	(void)size;
+	for (int i = 0; i < info->dlpi_phnum && !l->found; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+		uintptr_t page = ph->p_align > 1 ? ph->p_align : 1;
+
+		/* Its mapping starts at the segment's page. */
+		l->found = ph->p_type == PT_LOAD &&
+		    l->addr - (lo & ~(page - 1)) < lo + ph->p_memsz -
+		    (lo & ~(page - 1));
+	}
+	if (!l->found)
+		return 0;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		size_t al = ph->p_align == 8 ? 8 : 4, off = 0;
+		const char *p = (const char *)(info->dlpi_addr + ph->p_vaddr);
+
+		if (ph->p_type != PT_NOTE)
+			continue;
+		while (off + sizeof(ElfW(Nhdr)) <= ph->p_filesz) {
+			const ElfW(Nhdr) *n = (const void *)(p + off);
+			size_t name = (n->n_namesz + al - 1) & ~(al - 1);
+			size_t desc = (n->n_descsz + al - 1) & ~(al - 1);
+
+			off += sizeof(*n);
+			if (name > ph->p_filesz - off ||
+			    desc > ph->p_filesz - off - name)
+				break;
+			if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 &&
+			    memcmp(p + off, "GNU", 4) == 0) {
+				l->id = p + off + name;
+				l->len = n->n_descsz;
+				return 1;
+			}
+			off += name + desc;
+		}
+	}
+	return 1;
+}
+
+/* The file a module was loaded from, as libdwfl finds it by name, but
+ * only if it is still the one loaded: a NIF rebuilt while the VM has the
+ * old one loaded is a new file at the same path (the linker unlinks and
+ * creates it), and its DWARF would name the new build's lines for the
+ * old code.  The build IDs, in memory and in the file, must agree.  The
+ * file is read, not mapped as libdwfl would: a mapping of it just below
+ * the object's own is, in /proc/self/maps, the object's start at the
+ * next report (after any dlopen()), and every address of the module was
+ * then out of its range: no line. */
+static int
+find_elf(Dwfl_Module *mod, void **userdata, const char *modname,
+    Dwarf_Addr base, char **file_name, Elf **elfp)
+{
+	int fd = dwfl_linux_proc_find_elf(mod, userdata, modname, base,
+	    file_name, elfp);
+	struct loaded l = { .addr = (uintptr_t)base };
+	const void *id = NULL;
+	ssize_t n;
+
+	if (fd >= 0 && *elfp == NULL)
+		*elfp = elf_begin(fd, ELF_C_READ, NULL);
+	if (*elfp == NULL)
+		return fd;
+	dl_iterate_phdr(loaded_build_id, &l);
+	if (!l.found)			/* not loaded by the dynamic linker */
+		return fd;
+	n = dwelf_elf_gnu_build_id(*elfp, &id);
+	if (l.id == NULL ? n <= 0 :
+	    (n == (ssize_t)l.len && memcmp(id, l.id, l.len) == 0))
+		return fd;
+	elf_end(*elfp);
+	*elfp = NULL;
+	if (fd >= 0)
+		close(fd);
+	free(*file_name);		/* else libdwfl opens it again */
+	*file_name = NULL;
+	return -1;
+}
+
 static const Dwfl_Callbacks dw_callbacks = {
-	.find_elf = dwfl_linux_proc_find_elf,
+	.find_elf = find_elf,
 	.find_debuginfo = find_debuginfo,
 	.debuginfo_path = &dw_debuginfo_path,
 };
@@ -91,6 +186,14 @@ dw_current(void)
 	dl_iterate_phdr(count_objects, c);
 	if (dw != NULL && c[0] == dw_adds && c[1] == dw_subs)
 		return dw;
+	/* After an unload, a module reported again with the same name and
+	 * addresses may be another build loaded in its place (a NIF
+	 * reloaded after a rebuild): it would keep the DWARF of the one
+	 * unloaded.  All is read again. */
+	if (dw != NULL && c[1] != dw_subs) {
+		dwfl_end(dw);
+		dw = NULL;
+	}
 	if (dw == NULL && (dw = dwfl_begin(&dw_callbacks)) == NULL)
 		return NULL;
 	/* Modules reported again as they were keep what they have read. */

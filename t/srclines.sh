@@ -6,7 +6,8 @@
 # (leakmod.c:N)`, N the line grep finds here.  Built without libdw, the
 # frames keep the dladdr form (libleakmod.so+0x...), which is checked
 # instead.  Then programs built here: by clang, without frame pointers,
-# with -gsplit-dwarf.
+# with -gsplit-dwarf, and loading a shared object that is rebuilt,
+# reloaded, or followed by another.
 prog="$top_builddir/t/srclines"
 src="$top_srcdir/t/diag/leakmod.c"
 line() { grep -n "$1" "$src" | head -1 | cut -d: -f1; }
@@ -29,7 +30,7 @@ site_out=$("$prog" site)
 double_out=$("$prog" double)
 check_out=$("$prog" check)
 sym_out=$("$prog" symbolize)
-echo 1..14
+echo 1..17
 if grep -q '^#define HAVE_LIBDW 1' "$top_builddir/config.h"; then
 	echo "# with libdw: leakmod.c lines $leak (alloc), $run, $first, $dfree, $fail, $oom"
 	check "leak: #0 is the static make_record at leakmod.c:$leak" "$leak_out" \
@@ -165,10 +166,13 @@ EOT
 		fi
 		rm -rf "$scratch"
 	fi
-	# Debug information in other places: built by $CC as the library
-	# was.
+	# Debug information in other places, and objects loaded, unloaded
+	# and rebuilt while the process runs (a NIF in a VM under
+	# development): built by $CC as the library was.
 	if [ -n "${SANITIZER_CFLAGS:-}" ]; then
-		n=$((n + 1)); echo "ok $n # SKIP a sanitizer build: the program is built without its runtime"
+		for i in 1 2 3 4; do
+			n=$((n + 1)); echo "ok $n # SKIP a sanitizer build: the programs are built without its runtime"
+		done
 	else
 		scratch=$(mktemp -d "${TMPDIR:-/tmp}/beamalloc-srclines.XXXXXX") || exit 1
 		cc_lib() {	# cc_lib OUT SRC...: build against the library
@@ -216,12 +220,120 @@ EOT
 		fi
 		check "-gsplit-dwarf: the inlined function, from the .dwo file: inner at split.c:$il" \
 		    "$split_out" "^    #0 $hex inner \(.*split\.c:$il\)$"
+		# A shared object's run() leaks; reload.c loads it, and
+		# another object or a rebuild of it, in three orders.
+		cat >"$scratch/mod.c" <<'EOT'
+#include <beamalloc.h>
+volatile int sink;
+__attribute__((visibility("default"))) int
+run(beamalloc_allocator a)
+{
+	void *p = beamalloc_alloc(a, 10); /* LEAK */
+	sink++;
+	return p != NULL;
+}
+EOT
+		cat >"$scratch/reload.c" <<'EOT'
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <beamalloc.h>
+/* reload HOW SO ARG: "rebuilt": a lookup (not in SO), system(ARG)
+ * rebuilds SO, SO leaks; "reloaded": a lookup in SO, SO unloaded,
+ * system(ARG), SO loaded again, leaks; "later": a lookup in SO, the
+ * object ARG loaded, SO leaks. */
+int main(int argc, char **argv)
+{
+	beamalloc_gpa_config c;
+	beamalloc_gpa *g;
+	beamalloc_symbol s;
+	void *h;
+	int (*run)(beamalloc_allocator);
+
+	if (argc != 4 || (h = dlopen(argv[2], RTLD_NOW)) == NULL)
+		return 2;
+	run = (int (*)(beamalloc_allocator))dlsym(h, "run");
+	if (strcmp(argv[1], "rebuilt") == 0) {
+		(void)beamalloc_symbolize((uintptr_t)main + 1, &s);
+		if (system(argv[3]) != 0)
+			return 2;
+	} else {
+		(void)beamalloc_symbolize((uintptr_t)run + 1, &s);
+		if (strcmp(argv[1], "later") == 0) {
+			if (dlopen(argv[3], RTLD_NOW) == NULL)
+				return 2;
+		} else {
+			dlclose(h);
+			if (system(argv[3]) != 0 ||
+			    (h = dlopen(argv[2], RTLD_NOW)) == NULL)
+				return 2;
+			run = (int (*)(beamalloc_allocator))dlsym(h, "run");
+		}
+	}
+	beamalloc_gpa_config_init(&c);
+	if ((g = beamalloc_gpa_create(beamalloc_libc(), &c)) == NULL)
+		return 1;
+	(void)run(beamalloc_gpa_allocator(g));
+	return beamalloc_gpa_destroy(g) == 1 ? 0 : 1;
+}
+EOT
+		ml=$(grep -n 'LEAK' "$scratch/mod.c" | cut -d: -f1)
+		nl=$((ml + 3))
+		# The rebuild: three lines more above run(), so the new
+		# build's line of the leak is $nl; the linker makes a new file.
+		cat >"$scratch/rebuild.sh" <<EOT
+cd "$scratch" && mv mod.c old.c && { printf '/*\n *\n */\n'; cat old.c; } >mod.c &&
+    rm -f libmod.so && ${CC:-cc} -O2 -g -fno-omit-frame-pointer -fPIC -shared \
+    -I"$top_srcdir/include" -o libmod.so mod.c 2>>"$scratch/err"
+EOT
+		mod() {		# mod: the first build of libmod.so
+			(cd "$scratch" && rm -f libmod.so && { [ ! -f old.c ] || mv old.c mod.c; } &&
+			    ${CC:-cc} -O2 -g -fno-omit-frame-pointer -fPIC -shared \
+			    -I"$top_srcdir/include" -o libmod.so mod.c 2>>err)
+		}
+		cc_lib -o "$scratch/reload" "$scratch/reload.c"
+		# Rebuilt while loaded: the file at its path is the new
+		# build, whose DWARF named line $nl for the old code.
+		if mod && [ -x "$scratch/reload" ]; then
+			out=$("$scratch/reload" rebuilt "$scratch/libmod.so" "sh $scratch/rebuild.sh" 2>&1)
+		else
+			out="build failed: $(cat "$scratch/err")"
+		fi
+		n=$((n + 1))
+		if printf '%s\n' "$out" | grep -Eq "^    #0 $hex " &&
+		    ! printf '%s\n' "$out" | grep -q "mod\.c:$nl)"; then
+			echo "ok $n - rebuilt while loaded: no line of the new build (mod.c:$nl) for the old code"
+		else
+			echo "not ok $n - rebuilt while loaded: no line of the new build (mod.c:$nl) for the old code"
+			printf '%s\n' "$out" | sed 's/^/#   /'
+		fi
+		# Unloaded, rebuilt, loaded again (in the same place): the
+		# module was reported again as it was, with the old DWARF.
+		if mod; then
+			out=$("$scratch/reload" reloaded "$scratch/libmod.so" "sh $scratch/rebuild.sh" 2>&1)
+		else
+			out="build failed: $(cat "$scratch/err")"
+		fi
+		check "unloaded, rebuilt, loaded again: run at the new build's mod.c:$nl" \
+		    "$out" "^    #0 $hex run \(.*mod\.c:$nl\)$"
+		# Another object loaded after a lookup in it: libdwfl's own
+		# mapping of libmod.so, just below it, was taken for its start
+		# at the next report of /proc/self/maps: no line.
+		if mod && cp "$scratch/libmod.so" "$scratch/libother.so"; then
+			out=$("$scratch/reload" later "$scratch/libmod.so" "$scratch/libother.so" 2>&1)
+		else
+			out="build failed: $(cat "$scratch/err")"
+		fi
+		check "another object loaded after a lookup: run at mod.c:$ml still" \
+		    "$out" "^    #0 $hex run \(.*mod\.c:$ml\)$"
 		rm -rf "$scratch"
 	fi
 else
 	echo "# without libdw: dladdr's names"
-	n=$((n + 1))
-	echo "ok $n # SKIP split DWARF: without libdw, no lines at all"
+	for i in 1 2 3 4; do
+		n=$((n + 1)); echo "ok $n # SKIP split DWARF, objects rebuilt and reloaded: without libdw, no lines at all"
+	done
 	n=$((n + 1))
 	echo "ok $n # SKIP clang's lines: without libdw, no lines at all"
 	n=$((n + 1))

@@ -287,6 +287,18 @@ decl_file(Dwarf_Die *die)
 	return dwarf_filesrc(files, idx, NULL, NULL);
 }
 
+/* Whether die is a function whose code the linker discarded
+ * (-Wl,--gc-sections): its addresses, and those of its lines, were
+ * relocated to 0, where they overlap the code kept (any of its lines
+ * could be taken for that code's). */
+static bool
+discarded(Dwarf_Die *die)
+{
+	Dwarf_Addr lo;
+
+	return dwarf_entrypc(die, &lo) == 0 && lo == 0;
+}
+
 /* The compile unit holding pc (module address).  libdw (before 0.191)
  * finds it through .debug_aranges alone, which clang does not write
  * unless given -gdwarf-aranges: when that finds none, each unit's own
@@ -324,7 +336,26 @@ split_unit(Dwarf_Die *cu, Dwarf_Die *split)
 	return cu;
 }
 
-/* pc's source line from its unit's line table, into *file and *line. */
+/* Whether a function of the unit whose code was discarded holds pc (unit
+ * address): then the unit's line table may answer with one of its lines. */
+static bool
+overlaid(Dwarf_Die *cu, Dwarf_Addr pc)
+{
+	Dwarf_Die split, c;
+
+	if (dwarf_child(split_unit(cu, &split), &c) != 0)
+		return false;
+	do
+		if (dwarf_tag(&c) == DW_TAG_subprogram &&
+		    dwarf_haspc(&c, pc) > 0 && discarded(&c))
+			return true;
+	while (dwarf_siblingof(&c, &c) == 0);
+	return false;
+}
+
+/* pc's source line from its unit's line table, into *file and *line;
+ * none where discarded code's lines overlap it (a wrong line is worse
+ * than none). */
 static bool
 line_at(Dwfl_Module *m, Dwarf_Addr pc, const char **file, int *line)
 {
@@ -332,7 +363,8 @@ line_at(Dwfl_Module *m, Dwarf_Addr pc, const char **file, int *line)
 	Dwarf_Die *cu = cu_at(m, pc, &bias);
 	Dwarf_Line *l;
 
-	if (cu == NULL || (l = dwarf_getsrc_die(cu, pc - bias)) == NULL ||
+	if (cu == NULL || overlaid(cu, pc - bias) ||
+	    (l = dwarf_getsrc_die(cu, pc - bias)) == NULL ||
 	    (*file = dwarf_linesrc(l, NULL, NULL)) == NULL ||
 	    dwarf_lineno(l, line) != 0)
 		return false;
@@ -364,7 +396,7 @@ function_at(Dwarf_Die *die, Dwarf_Addr pc, Dwarf_Die *fn)
 			break;
 		case DW_TAG_subprogram:
 		case DW_TAG_inlined_subroutine:
-			if (dwarf_haspc(&c, pc) <= 0)
+			if (dwarf_haspc(&c, pc) <= 0 || discarded(&c))
 				break;
 			*fn = c;
 			(void)function_at(&c, pc, fn);	/* one inlined in it */

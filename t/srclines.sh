@@ -7,7 +7,8 @@
 # frames keep the dladdr form (libleakmod.so+0x...), which is checked
 # instead.  Then programs built here: by clang, without frame pointers,
 # with -gsplit-dwarf, and loading a shared object that is rebuilt,
-# reloaded, or followed by another.
+# reloaded, or followed by another, or whose unused code the linker
+# discarded.
 prog="$top_builddir/t/srclines"
 src="$top_srcdir/t/diag/leakmod.c"
 line() { grep -n "$1" "$src" | head -1 | cut -d: -f1; }
@@ -30,7 +31,7 @@ site_out=$("$prog" site)
 double_out=$("$prog" double)
 check_out=$("$prog" check)
 sym_out=$("$prog" symbolize)
-echo 1..17
+echo 1..18
 if grep -q '^#define HAVE_LIBDW 1' "$top_builddir/config.h"; then
 	echo "# with libdw: leakmod.c lines $leak (alloc), $run, $first, $dfree, $fail, $oom"
 	check "leak: #0 is the static make_record at leakmod.c:$leak" "$leak_out" \
@@ -170,7 +171,7 @@ EOT
 	# and rebuilt while the process runs (a NIF in a VM under
 	# development): built by $CC as the library was.
 	if [ -n "${SANITIZER_CFLAGS:-}" ]; then
-		for i in 1 2 3 4; do
+		for i in 1 2 3 4 5; do
 			n=$((n + 1)); echo "ok $n # SKIP a sanitizer build: the programs are built without its runtime"
 		done
 	else
@@ -327,12 +328,44 @@ EOT
 		fi
 		check "another object loaded after a lookup: run at mod.c:$ml still" \
 		    "$out" "^    #0 $hex run \(.*mod\.c:$ml\)$"
+		# -ffunction-sections -Wl,--gc-sections: the DWARF and the
+		# lines of unused() (hidden, so discarded) are at address 0
+		# on, over run()'s code, and one of unused()'s lines was
+		# named for run()'s.
+		{ echo '#include <beamalloc.h>'
+		  echo 'volatile long sink;'
+		  echo 'long unused(long x)'
+		  echo '{'
+		  i=0
+		  while [ $i -lt 400 ]; do
+			echo "	sink += x * $i + (sink >> $((i % 7)));"
+			i=$((i + 1))
+		  done
+		  echo '	return sink;'
+		  echo '}'
+		  sed 1,2d "$scratch/mod.c"; } >"$scratch/gc.c"
+		gl=$(grep -n 'LEAK' "$scratch/gc.c" | cut -d: -f1)
+		if (cd "$scratch" && ${CC:-cc} -O2 -g -fno-omit-frame-pointer -fPIC -shared \
+		    -fvisibility=hidden -ffunction-sections -Wl,--gc-sections \
+		    -I"$top_srcdir/include" \
+		    -o libmod.so gc.c -L"$top_builddir/lib/.libs" -lbeamalloc 2>>err); then
+			out=$("$scratch/reload" rebuilt "$scratch/libmod.so" true 2>&1)
+		else
+			out="build failed: $(cat "$scratch/err")"
+		fi
+		n=$((n + 1))
+		if printf '%s\n' "$out" | grep -Eq "^    #0 $hex run(\+$hex \(.*libmod\.so| \(.*gc\.c:$gl)\)$"; then
+			echo "ok $n - code kept beside discarded code: run at gc.c:$gl or no line, never unused()'s"
+		else
+			echo "not ok $n - code kept beside discarded code: run at gc.c:$gl or no line, never unused()'s"
+			printf '%s\n' "$out" | sed 's/^/#   /'
+		fi
 		rm -rf "$scratch"
 	fi
 else
 	echo "# without libdw: dladdr's names"
-	for i in 1 2 3 4; do
-		n=$((n + 1)); echo "ok $n # SKIP split DWARF, objects rebuilt and reloaded: without libdw, no lines at all"
+	for i in 1 2 3 4 5; do
+		n=$((n + 1)); echo "ok $n # SKIP split DWARF, objects rebuilt and reloaded, discarded code: without libdw, no lines at all"
 	done
 	n=$((n + 1))
 	echo "ok $n # SKIP clang's lines: without libdw, no lines at all"

@@ -14,7 +14,7 @@ $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	build-essential autoconf automake libtool pkg-config \
 	erlang-base erlang-dev erlang-tools erlang-eunit rebar3 elixir \
-	valgrind mandoc man-db libdw-dev >/dev/null
+	valgrind mandoc man-db libdw-dev dwz >/dev/null
 
 [ -x configure ] || autoreconf -fi
 [ -f Makefile ] || ./configure --enable-werror

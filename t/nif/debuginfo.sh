@@ -8,44 +8,21 @@
 # nif.h; they must name the body's lines.
 . "$top_srcdir/t/nif/lib.sh"
 need_beam
-if ! command -v clang >/dev/null 2>&1; then
-	if [ "${BEAMALLOC_REQUIRE_TOOLS:-0}" = 1 ]; then
-		echo "Bail out! no clang (install clang) but BEAMALLOC_REQUIRE_TOOLS=1"
-		exit 1
-	fi
-	echo "1..0 # SKIP no clang"
-	exit 0
-fi
-if [ -n "${SANITIZER_CFLAGS:-}" ]; then
-	echo "1..0 # SKIP a sanitizer build: the NIFs are built without its runtime"
-	exit 0
-fi
-if [ ! -f "$top_builddir/lib/.libs/libbeamalloc.a" ]; then
-	echo "1..0 # SKIP no libbeamalloc.a (--disable-static)"
-	exit 0
-fi
+need_tool clang clang
+need_static_nif
 if ! grep -q '^#define HAVE_LIBDW 1' "$top_builddir/config.h"; then
 	echo "1..0 # SKIP built without libdw: no lines at all"
 	exit 0
 fi
 src=$top_srcdir/t/nif/leakcheck_nif.c
-LEAK_SITE_N=$(grep -n 'SITE N \*/' "$src" | cut -d: -f1)
-LEAK_SITE_100=$(grep -n 'SITE 100 \*/' "$src" | cut -d: -f1)
-LEAK_SITE_LIST=$(grep -n 'SITE LIST \*/' "$src" | cut -d: -f1)
-LEAK_SITE_OUTLINE=$(grep -n 'SITE OUTLINE \*/' "$src" | cut -d: -f1)
-export LEAK_SITE_N LEAK_SITE_100 LEAK_SITE_LIST LEAK_SITE_OUTLINE
+leak_sites "$src"
 build=$(mktemp -d "${TMPDIR:-/tmp}/beamalloc-debuginfo.XXXXXX") || exit 1
-erl_inc=$("$ERL" -noshell -eval 'io:format("~s/usr/include",[code:root_dir()]),halt().')
 FORMS=
 for form in gcc:-gsplit-dwarf clang:-gsplit-dwarf clang:-gline-tables-only; do
 	cc=${form%%:*} dir=$build/$cc${form#*:}
 	mkdir "$dir"
 	# The .dwo file goes beside the object, named after it.
-	if ! (cd "$dir" && $cc -std=gnu11 -O2 -g ${form#*:} -fno-omit-frame-pointer \
-	    -fPIC -shared -fvisibility=hidden -I"$top_srcdir/include" -I"$erl_inc" \
-	    -o leakcheck_nif.so "$src" -L"$top_builddir/lib/.libs" \
-	    -Wl,--exclude-libs,ALL -Wl,-Bstatic -lbeamalloc -Wl,-Bdynamic \
-	    $(sed -n 's/^Libs:.*-Wl,-Bdynamic//p' "$top_builddir/beamalloc-nif.pc")) \
+	if ! (cd "$dir" && build_static_nif $cc leakcheck_nif.so "$src" ${form#*:}) \
 	    2>"$build/err"; then
 		echo "Bail out! $cc ${form#*:} cannot build t/nif/leakcheck_nif.c"
 		sed 's/^/# /' "$build/err"
@@ -61,11 +38,7 @@ done
 form=gcc-dwz-m
 if command -v dwz >/dev/null 2>&1; then
 	mkdir "$build/$form"
-	if ! (cd "$build/$form" && gcc -std=gnu11 -O2 -g -fno-omit-frame-pointer \
-	    -fPIC -shared -fvisibility=hidden -I"$top_srcdir/include" -I"$erl_inc" \
-	    -o leakcheck_nif.so "$src" -L"$top_builddir/lib/.libs" \
-	    -Wl,--exclude-libs,ALL -Wl,-Bstatic -lbeamalloc -Wl,-Bdynamic \
-	    $(sed -n 's/^Libs:.*-Wl,-Bdynamic//p' "$top_builddir/beamalloc-nif.pc") &&
+	if ! (cd "$build/$form" && build_static_nif gcc leakcheck_nif.so "$src" &&
 	    cp leakcheck_nif.so other.so &&
 	    dwz -mcommon.debug -M/nonexistent/common.debug leakcheck_nif.so other.so &&
 	    rm common.debug) 2>"$build/err"; then

@@ -36,6 +36,45 @@ run_erl() {
 		"$ERL" "$@" -noshell -pa "$scratch" -eval "$module:main()"
 }
 
+# need_tool TOOL PACKAGE: TOOL on the PATH, else SKIP the test (a
+# failure under BEAMALLOC_REQUIRE_TOOLS=1, as in CI).
+need_tool() {
+	command -v "$1" >/dev/null 2>&1 && return 0
+	if [ "${BEAMALLOC_REQUIRE_TOOLS:-0}" = 1 ]; then
+		echo "Bail out! no $1 (install $2) but BEAMALLOC_REQUIRE_TOOLS=1"
+		exit 1
+	fi
+	echo "1..0 # SKIP no $1"
+	exit 0
+}
+
+# need_static_nif: what build_static_nif takes, else SKIP: the archive,
+# and no sanitizer build (the NIF is built without its runtime).
+need_static_nif() {
+	if [ -n "${SANITIZER_CFLAGS:-}" ]; then
+		echo "1..0 # SKIP a sanitizer build: the NIF is built without its runtime"
+		exit 0
+	fi
+	if [ ! -f "$top_builddir/lib/.libs/libbeamalloc.a" ]; then
+		echo "1..0 # SKIP no libbeamalloc.a (--disable-static)"
+		exit 0
+	fi
+}
+
+# build_static_nif CC OUT SRC [FLAGS...]: SRC built by CC into the NIF
+# OUT as beamalloc-nif.pc links a shipped one (libbeamalloc.a in, its
+# symbols local), -O2 -g with frame pointers and FLAGS; the compiler's
+# messages on stderr.
+build_static_nif() {
+	bsn_cc=$1 bsn_out=$2 bsn_src=$3; shift 3
+	bsn_erl_inc=$("$ERL" -noshell -eval 'io:format("~s/usr/include",[code:root_dir()]),halt().')
+	"$bsn_cc" -std=gnu11 -Wall -Wextra -O2 -g -fno-omit-frame-pointer "$@" \
+	    -fPIC -shared -fvisibility=hidden -I"$top_srcdir/include" \
+	    -I"$bsn_erl_inc" -o "$bsn_out" "$bsn_src" -L"$top_builddir/lib/.libs" \
+	    -Wl,--exclude-libs,ALL -Wl,-Bstatic -lbeamalloc -Wl,-Bdynamic \
+	    $(sed -n 's/^Libs:.*-Wl,-Bdynamic//p' "$top_builddir/beamalloc-nif.pc")
+}
+
 # leak_sites SRC: the lines of SRC's allocations that leakcheck.erl's
 # sites must name (each marked by a /* SITE X */ comment), exported as
 # LEAK_SITE_X.

@@ -17,11 +17,18 @@
  * threads do not interleave, and allocates from nothing of ours (libdw
  * uses malloc): it may run inside a GPA whose heap is in trouble.
  *
+ * The block is also written with cancellation off: stdio's functions
+ * are cancellation points, and a thread cancelled (deferred) inside one
+ * left the stream locked, so that every later write to it, any thread's
+ * report, hung (found by a review: a thread cancelled as it reported a
+ * double free to stderr).
+ *
  * Allocators without a config of their own (the wide allocator) report
  * through the process-wide default handler set here.
  */
 #define _GNU_SOURCE
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,8 +87,11 @@ print_block(FILE *f, const beamalloc_report *r)
 void
 beamalloc_report_print(FILE *f, const beamalloc_report *r)
 {
+	int cancel;
+
 	if (f == NULL || r == NULL)
 		return;
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
 	flockfile(f);
 	fprintf(f, "beamalloc: %s: ", beamalloc_report_kind_name(r->kind));
 	switch (r->kind) {
@@ -129,6 +139,7 @@ beamalloc_report_print(FILE *f, const beamalloc_report *r)
 	ba_print_trace(f, "first freed at", r->free_trace, r->free_trace_len);
 	funlockfile(f);
 	fflush(f);
+	pthread_setcancelstate(cancel, NULL);
 }
 
 #ifdef BA_ABI01

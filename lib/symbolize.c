@@ -51,6 +51,23 @@ static Dwfl *dw;
 static unsigned long long dw_adds, dw_subs;	/* when dw was last read */
 static char *dw_debuginfo_path;
 
+/* A lookup reads files (open(2), read(2): cancellation points) under
+ * dw_lock: a thread cancelled inside one left it held, and every later
+ * report waited for it.  Cancellation is off while it is held. */
+static void
+dw_enter(int *cancel)
+{
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, cancel);
+	pthread_mutex_lock(&dw_lock);
+}
+
+static void
+dw_leave(int cancel)
+{
+	pthread_mutex_unlock(&dw_lock);
+	pthread_setcancelstate(cancel, NULL);
+}
+
 /* Separate debug files by build ID only (Debian's dbgsym packages): the
  * standard search would also ask a debuginfod server over the network
  * whenever DEBUGINFOD_URLS is set, in the middle of a report. */
@@ -531,17 +548,18 @@ ba_trace_walkable(const uintptr_t *t, size_t n)
 {
 #ifdef HAVE_LIBDW
 	Dwfl *d;
+	int cancel;
 
 	if (n <= 1)
 		return n;
-	pthread_mutex_lock(&dw_lock);
+	dw_enter(&cancel);
 	if ((d = dw_current()) != NULL)
 		for (size_t i = 0; i + 1 < n; i++)
 			if (t[i] == 0 || keeps_frame_pointer(d, t[i] - 1) == 0) {
 				n = i + 1;
 				break;
 			}
-	pthread_mutex_unlock(&dw_lock);
+	dw_leave(cancel);
 #else
 	(void)t;
 #endif
@@ -559,8 +577,9 @@ dw_lookup(uintptr_t pc, beamalloc_symbol *s)
 	GElf_Sym sym;
 	int lineno = 0;
 	bool inlined;
+	int cancel;
 
-	pthread_mutex_lock(&dw_lock);
+	dw_enter(&cancel);
 	if ((d = dw_current()) == NULL ||
 	    (m = dwfl_addrmodule(d, pc)) == NULL)
 		goto out;
@@ -578,7 +597,7 @@ dw_lookup(uintptr_t pc, beamalloc_symbol *s)
 		s->line = (unsigned)lineno;
 	}
 out:
-	pthread_mutex_unlock(&dw_lock);
+	dw_leave(cancel);
 }
 #else
 void

@@ -170,13 +170,21 @@ ba_gpa_decay_register(struct beamalloc_gpa *g, unsigned ms)
 	return ok;
 }
 
-/* Before g is destroyed: out of the list, and not being trimmed. */
+/* Before g is destroyed: out of the list, and not being trimmed.  The
+ * wait is no cancellation point (found by a review: a thread cancelled
+ * in beamalloc_gpa_destroy() while the decay trimmed its GPA went with
+ * dk.lock held, and the decay thread, the next GPA with decay and exit
+ * waited for it forever). */
 void
 ba_gpa_decay_unregister(struct beamalloc_gpa *g)
 {
+	int cancel;
+
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
 	pthread_mutex_lock(&dk.lock);
 	while (dk.busy == g)
 		pthread_cond_wait(&dk.done, &dk.lock);
+	pthread_setcancelstate(cancel, NULL);
 	for (struct beamalloc_gpa **p = &dk.list; *p != NULL;
 	    p = &(*p)->decay_next)
 		if (*p == g) {

@@ -127,6 +127,9 @@ BA_HIDDEN void ba_print_trace(FILE *f, const char *title, const uintptr_t *t,
 /* Drop what the symbolizer read (at exit; in a forked child before
  * _exit(), which runs no destructor). */
 BA_HIDDEN void ba_symbols_release(void);
+/* symbolize.c: its fork handler registered, once (before the GPAs':
+ * exit.c). */
+BA_HIDDEN void ba_symbols_fork_init(void);
 /* How many leading frames of a frame-pointer trace are its callers
  * (symbolize.c; for reports only). */
 BA_HIDDEN size_t ba_trace_walkable(const uintptr_t *t, size_t n);
@@ -138,6 +141,8 @@ BA_HIDDEN extern const beamalloc_vtable ba_base_vtable;	/* base.c */
 BA_HIDDEN extern const beamalloc_vtable ba_wide_vtable;	/* wide.c */
 /* wide.c: at unload, the registry's table goes if empty (global.c). */
 BA_HIDDEN void ba_wide_fini(void);
+/* wide.c: its fork handler registered, once (before the GPAs': exit.c). */
+BA_HIDDEN void ba_wide_fork_init(void);
 BA_HIDDEN extern const beamalloc_allocator ba_beam_allocator; /* base.c */
 BA_HIDDEN size_t ba_base_native_align(const void *ctx);	/* base.c */
 BA_HIDDEN extern const beamalloc_vtable ba_arena_vtable;	/* arena.c */

@@ -272,20 +272,199 @@ test_busy(void)
 	is_size(beamalloc_gpa_destroy(busy_gpa), 0, "the parent's GPA: no leak");
 }
 
+/* ---- a report callback of the decay thread forks ---------------------- */
+
+/* Written by the process the decay thread reported in (the test's
+ * child): the callback's fork returned there, and its child exited 0. */
+static _Atomic int *cb_done;
+static beamalloc_gpa *cb_gpa;
+
+static void
+forking_report(void *user, const beamalloc_report *r)
+{
+	pid_t pid;
+	int st;
+
+	(void)user;
+	if (r->kind != BEAMALLOC_REPORT_WRITE_AFTER_FREE ||
+	    atomic_load(cb_done) != 0)
+		return;
+	if ((pid = fork()) == 0) {
+		void *p = beamalloc_alloc(beamalloc_gpa_allocator(cb_gpa), 100);
+
+		beamalloc_free(beamalloc_gpa_allocator(cb_gpa), p, 100);
+		_exit(p != NULL ? 0 : 1);
+	}
+	atomic_store(cb_done, pid > 0 && waitpid(pid, &st, 0) == pid &&
+	    child_exited(st, 0) ? 1 : 2);
+}
+
+/* A block written after its free waits in quarantine for the decay's
+ * trim, whose check reports it from the decay thread. */
+static int
+decay_fork_child(void *arg)
+{
+	beamalloc_gpa_config cfg;
+	unsigned char *p;
+
+	(void)arg;
+	alarm(CHILD_ALARM);
+	beamalloc_gpa_config_init(&cfg);
+	cfg.quarantine = 1 << 20;
+	cfg.decay_ms = 1;
+	cfg.report = forking_report;
+	if ((cb_gpa = beamalloc_gpa_create(beamalloc_libc(), &cfg)) == NULL)
+		return 2;
+	p = beamalloc_alloc(beamalloc_gpa_allocator(cb_gpa), 100);
+	if (p == NULL)
+		return 2;
+	beamalloc_free(beamalloc_gpa_allocator(cb_gpa), p, 100);
+	p[10] = 0x5a;
+	while (atomic_load(cb_done) == 0)
+		sleep_ms(10);
+	return atomic_load(cb_done) == 1 ? 0 : 3;
+}
+
+static void
+test_decay_report_fork(void)
+{
+	char how[32];
+	int st;
+
+	cb_done = child_shared(sizeof(*cb_done));
+	st = child_run(decay_fork_child, NULL, 0, NULL, 0);
+	if (!ok(child_exited(st, 0), "a report callback on the decay thread "
+	    "forks: the fork returns, and its child allocates and frees"))
+		diag("child: %s", child_how(st, how));
+}
+
+/* ---- forks while threads make over-aligned blocks of beamalloc_wide() -- */
+
+static void *
+wide_churn(void *arg)
+{
+	beamalloc_allocator a = beamalloc_wide();
+	void *p[8];
+
+	(void)arg;
+	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+		for (size_t i = 0; i < 8; i++)
+			p[i] = beamalloc_alloc_aligned(a, 100 + i, 64);
+		for (size_t i = 0; i < 8; i++)
+			beamalloc_free_aligned(a, p[i], 100 + i, 64);
+	}
+	return NULL;
+}
+
+static int
+wide_child(void *arg)
+{
+	beamalloc_allocator a = beamalloc_wide();
+	void *p;
+
+	(void)arg;
+	alarm(CHILD_ALARM);
+	if ((p = beamalloc_alloc_aligned(a, 1000, 64)) == NULL)
+		return 2;
+	beamalloc_free_aligned(a, p, 1000, 64);
+	return 0;
+}
+
+static void
+test_wide(void)
+{
+	pthread_t t[2];
+	int hung = 0, failed = 0, st;
+	char how[32];
+
+	atomic_store(&stop, false);
+	for (int i = 0; i < 2; i++)
+		if (pthread_create(&t[i], NULL, wide_churn, NULL) != 0)
+			bail("pthread_create");
+	for (int k = 0; k < NFORK * 5; k++) {
+		sleep_ms(1);
+		st = child_run(wide_child, NULL, 0, NULL, 0);
+		if (child_killed(st, SIGALRM))
+			hung++;
+		else if (!child_exited(st, 0)) {
+			failed++;
+			diag("child %d: %s", k, child_how(st, how));
+		}
+	}
+	atomic_store(&stop, true);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	is_int(hung + failed, 0, "%d forks while 2 threads make blocks of "
+	    "beamalloc_wide() at alignment 64: every child makes one",
+	    NFORK * 5);
+}
+
+/* ---- forks while a thread symbolizes, as a report does ----------------- */
+
+static void *
+sym_churn(void *arg)
+{
+	beamalloc_symbol s;
+
+	(void)arg;
+	while (!atomic_load_explicit(&stop, memory_order_relaxed))
+		(void)beamalloc_symbolize((uintptr_t)&sym_churn + 1, &s);
+	return NULL;
+}
+
+static int
+sym_child(void *arg)
+{
+	beamalloc_symbol s;
+
+	(void)arg;
+	alarm(CHILD_ALARM);
+	(void)beamalloc_symbolize((uintptr_t)&sym_child + 1, &s);
+	return 0;
+}
+
+static void
+test_symbolize(void)
+{
+	pthread_t t;
+	int hung = 0, st;
+	char how[32];
+
+	atomic_store(&stop, false);
+	if (pthread_create(&t, NULL, sym_churn, NULL) != 0)
+		bail("pthread_create");
+	for (int k = 0; k < NFORK; k++) {
+		sleep_ms(2);
+		st = child_run(sym_child, NULL, 0, NULL, 0);
+		if (!child_exited(st, 0)) {
+			hung++;
+			diag("child %d: %s", k, child_how(st, how));
+		}
+	}
+	atomic_store(&stop, true);
+	pthread_join(t, NULL);
+	is_int(hung, 0, "%d forks while a thread symbolizes: every child's "
+	    "beamalloc_symbolize() returns", NFORK);
+}
+
 int
 main(void)
 {
-	plan(5);
+	plan(8);
 	test_held();
+	test_decay_report_fork();
 	/* ASan's malloc (GCC 12's runtime) takes no lock around fork(): a
 	 * child forked while another thread was inside it hung there. */
 	if (UNDER_ASAN)
-		skip(3, "ASan's malloc is not fork-safe with threads");
+		skip(5, "ASan's malloc is not fork-safe with threads");
 	else if (UNDER_TSAN)
 		/* Its deadlock detector holds 64 locks a thread at most; the
 		 * fork takes 40 a thread cache. */
-		skip(3, "TSan's deadlock detector: 64 locks held at most");
-	else
+		skip(5, "TSan's deadlock detector: 64 locks held at most");
+	else {
 		test_busy();
+		test_wide();
+		test_symbolize();
+	}
 	return done_testing();
 }

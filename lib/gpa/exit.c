@@ -60,7 +60,9 @@ reg_has(const struct beamalloc_gpa *g, uint64_t gid)
  * it), then each GPA, newest first (a GPA over another GPA is newer
  * than its backing, and calls it with its own locks held): a trim's and
  * the shared cache's, the depots', g->lock, the large blocks', the
- * spare magazines', then the leaves; the guard pool, global, last.
+ * spare magazines', then the leaves; the guard pool, global, last (then
+ * the wide allocator's registry and the symbolizer's lock, by their own
+ * handlers: wide.c, symbolize.c).
  * ---------------------------------------------------------------------- */
 
 static void
@@ -130,9 +132,15 @@ static void fork_prepare(void) { fork_all(BA_FORK_PREPARE); }
 static void fork_parent(void) { fork_all(BA_FORK_PARENT); }
 static void fork_child(void) { fork_all(BA_FORK_CHILD); }
 
+/* The wide allocator's and the symbolizer's handlers first, so that
+ * their prepare runs after this one: a GPA over the wide allocator calls
+ * it with its locks held, and a report under the shared cache's lock
+ * symbolizes. */
 static void
 fork_init(void)
 {
+	ba_wide_fork_init();
+	ba_symbols_fork_init();
 	(void)pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 

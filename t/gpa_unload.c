@@ -17,6 +17,7 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -28,6 +29,17 @@
 #include "enif_stub.h"
 #include "tap.h"
 #include "under.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifndef UNDER_ASAN
+#define UNDER_ASAN 0
+#endif
 
 #define NBLK 4000		/* blocks per thread per round */
 #define NTHR 2
@@ -299,6 +311,59 @@ exit_busy(void *arg)
 	return 0;			/* through exit(), threads running */
 }
 
+/* ---- the GPA's SIGSEGV handler goes with its copy ----------------------- */
+
+static volatile uintptr_t fault_at = 16;
+
+static void
+host_segv(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)si;
+	(void)uc;
+	_exit(42);
+}
+
+/* A host's crash handler, then a copy whose guarded block installs the
+ * GPA's over it, unloaded: the host's next fault must reach its own. */
+static int
+segv_after_unload(void *arg)
+{
+	struct sigaction sa;
+	void (*cfg_init)(beamalloc_gpa_config *);
+	beamalloc_gpa *(*create)(beamalloc_allocator,
+	    const beamalloc_gpa_config *);
+	beamalloc_allocator (*gpa_alloc)(beamalloc_gpa *), (*libc)(void);
+	size_t (*destroy)(beamalloc_gpa *);
+	beamalloc_gpa_config cfg;
+	beamalloc_gpa *g;
+	struct copy c;
+	void *p;
+
+	(void)arg;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = host_segv;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGSEGV, &sa, NULL) != 0 || !copy_open(&c))
+		return 2;
+	sym(&c, &cfg_init, "beamalloc_gpa_config_init");
+	sym(&c, &create, "beamalloc_gpa_create");
+	sym(&c, &gpa_alloc, "beamalloc_gpa_allocator");
+	sym(&c, &libc, "beamalloc_libc");
+	sym(&c, &destroy, "beamalloc_gpa_destroy");
+	cfg_init(&cfg);
+	cfg.guard_sample = 1;
+	if ((g = create(libc(), &cfg)) == NULL ||
+	    (p = c.alloc(gpa_alloc(g), 100)) == NULL)
+		return 3;
+	c.free(gpa_alloc(g), p, 100);
+	(void)destroy(g);
+	dlclose(c.h);
+	*(volatile int *)fault_at = 1;
+	return 4;
+}
+
 int
 main(void)
 {
@@ -310,11 +375,20 @@ main(void)
 	    top != NULL ? top : ".");
 	if (access(lib_path, R_OK) != 0)
 		skip_all("%s: no shared library (--disable-shared)", lib_path);
-	plan(14);
+	plan(15);
 	alarm(600);
 	all_freed();
 	one_live();
 	wide_registry();
+	if (UNDER_VALGRIND() || UNDER_ASAN)
+		skip(1, "a fault on purpose, under a checker's own handler");
+	else {
+		st = child_run(segv_after_unload, NULL, 0, NULL, 0);
+		if (!ok(child_exited(st, 42), "a guarded block's copy "
+		    "unloaded: the host's next fault reaches its own "
+		    "SIGSEGV handler"))
+			diag("child: %s", child_how(st, how));
+	}
 	exit_frees = child_shared(sizeof(*exit_frees));
 	st = child_run(exit_idle, NULL, CHILD_EXIT, err, sizeof(err));
 	if (!ok(child_exited(st, 0) && atomic_load(exit_frees) == 0,

@@ -377,6 +377,26 @@ ba_guard_release(const void *owner)
 	pthread_mutex_unlock(&pool_lock);
 }
 
+/* The library is being unloaded (a NIF's purge dlcloses a copy linked
+ * with libbeamalloc.a) or the process ends: the handler is this copy's
+ * code, and after an unload the next fault jumped into unmapped memory
+ * instead of the handler that was there before (found by a review: a
+ * host's crash reporter never ran; the process died of a second
+ * SIGSEGV).  So that one is put back, unless another was installed over
+ * ours since (it may chain to ours: nothing better can be done).  A
+ * guard page faulted after this is the previous handler's, unnamed. */
+__attribute__((destructor)) static void
+guard_fini(void)
+{
+	struct sigaction cur;
+
+	if (!handler_set || sigaction(SIGSEGV, NULL, &cur) != 0 ||
+	    (cur.sa_flags & SA_SIGINFO) == 0 || cur.sa_sigaction != on_segv)
+		return;
+	sigaction(SIGSEGV, &old_segv, NULL);
+	handler_set = false;
+}
+
 /* fork(): the pool is the process's, after every GPA's locks (a large
  * block's guarded allocation takes it under the GPA's). */
 void

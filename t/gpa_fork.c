@@ -399,6 +399,81 @@ test_wide(void)
 	    NFORK * 5);
 }
 
+/* ---- a fork while another thread is in a leak check --------------------- */
+
+static beamalloc_gpa *scan_gpa;
+static atomic_bool scan_in, scan_go;
+
+/* The checking thread stays inside its check until the fork is done. */
+static void
+waiting_report(void *user, const beamalloc_report *r)
+{
+	(void)user;
+	(void)r;
+	atomic_store(&scan_in, true);
+	while (!atomic_load(&scan_go))
+		sleep_ms(1);
+}
+
+static void *
+scan_main(void *arg)
+{
+	(void)arg;
+	(void)beamalloc_gpa_detect_leaks(scan_gpa);
+	return NULL;
+}
+
+/* 4 MB of small blocks made and freed, then a trim: the slabs go back
+ * (the check that kept them walks in the parent only). */
+static int
+scan_child(void *arg)
+{
+	beamalloc_allocator a = beamalloc_gpa_allocator(scan_gpa);
+	beamalloc_gpa_stats full, trimmed;
+	static void *p[20000];
+
+	(void)arg;
+	alarm(CHILD_ALARM);
+	for (size_t i = 0; i < 20000; i++)
+		if ((p[i] = beamalloc_alloc(a, 200)) == NULL)
+			return 2;
+	beamalloc_gpa_get_stats(scan_gpa, &full);
+	for (size_t i = 0; i < 20000; i++)
+		beamalloc_free(a, p[i], 200);
+	(void)beamalloc_gpa_trim(scan_gpa);
+	beamalloc_gpa_get_stats(scan_gpa, &trimmed);
+	return trimmed.backing_bytes < full.backing_bytes / 2 ? 0 : 3;
+}
+
+static void
+test_scan(void)
+{
+	beamalloc_gpa_config cfg;
+	pthread_t t;
+	void *leak;
+	char how[32];
+	int st;
+
+	beamalloc_gpa_config_init(&cfg);
+	cfg.report = waiting_report;
+	if ((scan_gpa = beamalloc_gpa_create(beamalloc_libc(), &cfg)) == NULL ||
+	    (leak = beamalloc_alloc(beamalloc_gpa_allocator(scan_gpa), 10)) ==
+	    NULL)
+		bail("beamalloc_gpa_create");
+	if (pthread_create(&t, NULL, scan_main, NULL) != 0)
+		bail("pthread_create");
+	while (!atomic_load(&scan_in))
+		sleep_ms(1);
+	st = child_run(scan_child, NULL, 0, NULL, 0);
+	atomic_store(&scan_go, true);
+	pthread_join(t, NULL);
+	if (!ok(child_exited(st, 0), "a fork while another thread is in a "
+	    "leak check: the child's trim gives its empty slabs back"))
+		diag("child: %s", child_how(st, how));
+	beamalloc_free(beamalloc_gpa_allocator(scan_gpa), leak, 10);
+	is_size(beamalloc_gpa_destroy(scan_gpa), 0, "the parent's GPA: no leak");
+}
+
 /* ---- forks while a thread symbolizes, as a report does ----------------- */
 
 static void *
@@ -450,9 +525,10 @@ test_symbolize(void)
 int
 main(void)
 {
-	plan(8);
+	plan(10);
 	test_held();
 	test_decay_report_fork();
+	test_scan();
 	/* ASan's malloc (GCC 12's runtime) takes no lock around fork(): a
 	 * child forked while another thread was inside it hung there. */
 	if (UNDER_ASAN)

@@ -452,12 +452,11 @@ void
 ba_gpa_lost_recover(struct beamalloc_gpa *g)
 {
 	struct tcache *tc;
+	struct scan_frame f;
 
 	if (atomic_load_explicit(&g->nlost, memory_order_relaxed) == 0)
 		return;
-	lock(g, &g->lock);
-	g->scanning++;			/* no slab released meanwhile */
-	unlock(g, &g->lock);
+	scan_begin(g, &f);		/* no slab released meanwhile */
 	for (struct slab *s = atomic_load_explicit(&g->slabs,
 	    memory_order_acquire); s != NULL; s = s->next)
 		for (uint32_t i = s->first; i < s->first + s->nslots; i++) {
@@ -483,9 +482,7 @@ ba_gpa_lost_recover(struct beamalloc_gpa *g)
 				ba_gpa_slot_lost(g, rec);
 			pthread_mutex_unlock(&g->shared_lock);
 		}
-	lock(g, &g->lock);
-	g->scanning--;
-	unlock(g, &g->lock);
+	scan_end(g, &f);
 }
 
 /* Put a freed slot into tc's magazine.  Without a magazine (out of

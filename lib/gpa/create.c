@@ -318,20 +318,17 @@ beamalloc_gpa_get_class_stats(beamalloc_gpa *g, beamalloc_gpa_class_stats *cls,
     size_t n, beamalloc_gpa_class_stats *large)
 {
 	beamalloc_gpa_class_stats k[NCLASS], lg = { 0 };
+	struct scan_frame f;
 
 	memset(k, 0, sizeof(k));
 	for (size_t c = 0; c < NCLASS; c++)
 		k[c].size = class_size(c);
 	if (g != NULL) {
-		lock(g, &g->lock);
-		g->scanning++;
-		unlock(g, &g->lock);
+		scan_begin(g, &f);
 		for (struct slab *s = atomic_load_explicit(&g->slabs,
 		    memory_order_acquire); s != NULL; s = s->next)
 			class_count(g, s, &k[s->cls]);
-		lock(g, &g->lock);
-		g->scanning--;
-		unlock(g, &g->lock);
+		scan_end(g, &f);
 		lock(g, &g->large_lock);
 		for (size_t i = 0; i < g->lcap && lg.live_blocks < g->llive;
 		    i++) {

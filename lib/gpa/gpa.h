@@ -1410,6 +1410,37 @@ unlock(struct beamalloc_gpa *g, pthread_mutex_t *m)
 		pthread_mutex_unlock(m);
 }
 
+/* A walk of g's slab list: g->scanning is up meanwhile, so that no trim
+ * releases a slab.  The calling thread's walks are also on a list of
+ * its own (f, on its stack): in a child of fork(), g->scanning counts
+ * the forking thread's only (exit.c); the walks of the parent's other
+ * threads never end there. */
+struct scan_frame {
+	struct beamalloc_gpa *g;
+	struct scan_frame *next;
+};
+
+BA_HIDDEN extern __thread struct scan_frame *ba_gpa_scans;
+
+static inline void
+scan_begin(struct beamalloc_gpa *g, struct scan_frame *f)
+{
+	lock(g, &g->lock);
+	g->scanning++;
+	unlock(g, &g->lock);
+	*f = (struct scan_frame){ g, ba_gpa_scans };
+	ba_gpa_scans = f;
+}
+
+static inline void
+scan_end(struct beamalloc_gpa *g, struct scan_frame *f)
+{
+	ba_gpa_scans = f->next;
+	lock(g, &g->lock);
+	g->scanning--;
+	unlock(g, &g->lock);
+}
+
 /* Whether an allocation is traced: every one, or 1 in g->sample: *left
  * counts the allocations to let by first (the fast paths' decrements
  * too, which leave it negative for the one to trace). */

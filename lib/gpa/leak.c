@@ -439,19 +439,16 @@ size_t
 beamalloc_gpa_detect_leaks(beamalloc_gpa *g)
 {
 	struct leak_snap sn = { 0 };
+	struct scan_frame f;
 	size_t n;
 
 	if (g == NULL)
 		return 0;
 	gpa_trim(g);
-	lock(g, &g->lock);
-	g->scanning++;
-	unlock(g, &g->lock);
+	scan_begin(g, &f);
 	n = ba_gpa_leaks_small(g, &sn);
 	n += leaks_large(g, &sn);
 	leaks_report(g, &sn);
-	lock(g, &g->lock);
-	g->scanning--;
-	unlock(g, &g->lock);
+	scan_end(g, &f);
 	return n;
 }

@@ -527,7 +527,15 @@ main(void)
 {
 	plan(10);
 	test_held();
-	test_decay_report_fork();
+	/* The block is written after its free while the decay thread may
+	 * check it (a race by design), and TSan takes the locks the first
+	 * child made anew (ba_fork_mutex()) for held by its main thread
+	 * when the decay thread forks again ("double lock"). */
+	if (UNDER_TSAN)
+		skip(1, "a write after free on purpose; TSan and a fork in a "
+		    "child of fork");
+	else
+		test_decay_report_fork();
 	test_scan();
 	/* ASan's malloc (GCC 12's runtime) takes no lock around fork(): a
 	 * child forked while another thread was inside it hung there. */

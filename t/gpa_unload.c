@@ -30,17 +30,6 @@
 #include "tap.h"
 #include "under.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-#ifndef UNDER_ASAN
-#define UNDER_ASAN 0
-#endif
-
 #define NBLK 4000		/* blocks per thread per round */
 #define NTHR 2
 #define NWIDE 10000		/* over-aligned blocks */

@@ -31,9 +31,6 @@ struct tclaim {
 	size_t slot;
 };
 
-/* The calling thread's walks of slab lists (gpa.h's scan_begin()). */
-__thread struct scan_frame *ba_gpa_scans;
-
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct beamalloc_gpa *reg_live;	/* through reg_next */
 static uint64_t reg_gid;
@@ -117,8 +114,12 @@ gpa_fork(struct beamalloc_gpa *g, enum ba_fork ph)
 	 * forked outside the check).  The forking thread's own walks stay
 	 * (a report callback of its leak check forked). */
 	g->scanning = 0;
-	for (struct scan_frame *f = ba_gpa_scans; f != NULL; f = f->next)
-		g->scanning += f->g == g;
+	for (struct scan_frame **p = &g->scans; *p != NULL;)
+		if ((*p)->thread == thread_key()) {
+			g->scanning++;
+			p = &(*p)->next;
+		} else
+			*p = (*p)->next;
 }
 
 static void

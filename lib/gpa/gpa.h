@@ -565,6 +565,7 @@ struct beamalloc_gpa {
 	size_t nkeys, nstab;		/* table keys: live; with tombs */
 	_Atomic(struct slab *) slabs;
 	unsigned scanning;		/* leak scans walking the slab list */
+	struct scan_frame *scans;	/* those walks, under lock */
 	uint32_t stamp;			/* of the last trim */
 	struct tcache *tcaches;
 	unsigned ncaches;		/* in tcaches: the most threads with
@@ -1411,33 +1412,37 @@ unlock(struct beamalloc_gpa *g, pthread_mutex_t *m)
 }
 
 /* A walk of g's slab list: g->scanning is up meanwhile, so that no trim
- * releases a slab.  The calling thread's walks are also on a list of
- * its own (f, on its stack): in a child of fork(), g->scanning counts
- * the forking thread's only (exit.c); the walks of the parent's other
- * threads never end there. */
+ * releases a slab.  Each walk is also on g->scans (f, on the walker's
+ * stack), with its thread: in a child of fork(), g->scanning counts the
+ * forking thread's only (exit.c); the walks of the parent's other
+ * threads never end there.  (Not a thread-local list: a library's own
+ * TLS made LeakSanitizer's tracer fault at exit, with threads running.) */
 struct scan_frame {
-	struct beamalloc_gpa *g;
 	struct scan_frame *next;
+	uintptr_t thread;		/* thread_key() of the walker */
 };
-
-BA_HIDDEN extern __thread struct scan_frame *ba_gpa_scans;
 
 static inline void
 scan_begin(struct beamalloc_gpa *g, struct scan_frame *f)
 {
+	f->thread = thread_key();
 	lock(g, &g->lock);
 	g->scanning++;
+	f->next = g->scans;
+	g->scans = f;
 	unlock(g, &g->lock);
-	*f = (struct scan_frame){ g, ba_gpa_scans };
-	ba_gpa_scans = f;
 }
 
 static inline void
 scan_end(struct beamalloc_gpa *g, struct scan_frame *f)
 {
-	ba_gpa_scans = f->next;
 	lock(g, &g->lock);
 	g->scanning--;
+	for (struct scan_frame **p = &g->scans; *p != NULL; p = &(*p)->next)
+		if (*p == f) {
+			*p = f->next;
+			break;
+		}
 	unlock(g, &g->lock);
 }
 

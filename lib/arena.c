@@ -315,3 +315,58 @@ beamalloc_arena_reset_with(beamalloc_arena *a, beamalloc_arena_reset_mode mode,
 	beamalloc_arena_reset(a);
 	return a->capacity;
 }
+
+/* ------------------------------------------------------------------------
+ * 0.1's ABI (internal.h): 0.1 judged the last block by its end alone, so
+ * blocks freed newest first each gave their bytes back, and the block
+ * before a freed one could grow in place again.  A program built against
+ * 0.1 may rely on that (an arena used as a stack): its allocator takes
+ * a block of the current chunk ending at ptr for the last one, as the
+ * fixed buffer's 0.1 entry points do.
+ * ---------------------------------------------------------------------- */
+
+#ifdef BA_ABI01
+static void
+abi01_last(beamalloc_arena *a, void *mem)
+{
+	unsigned char *m = mem;
+
+	a->last = m != NULL && m >= chunk_data(a, a->cur) && m <= a->ptr ?
+	    m : NULL;
+}
+
+static bool
+abi01_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
+    uintptr_t ra)
+{
+	abi01_last(ctx, mem);
+	return arena_resize(ctx, mem, len, align, new_len, ra);
+}
+
+static void *
+abi01_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
+    uintptr_t ra)
+{
+	return abi01_resize(ctx, mem, len, align, new_len, ra) ? mem : NULL;
+}
+
+static void
+abi01_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
+{
+	abi01_last(ctx, mem);
+	arena_free(ctx, mem, len, align, ra);
+}
+
+const beamalloc_vtable ba_abi01_arena_vtable = {
+	arena_alloc, abi01_resize, abi01_remap, abi01_free
+};
+
+BA_ABI01_ENTRY(ba_abi01_arena_allocator, beamalloc_arena_allocator);
+beamalloc_allocator
+ba_abi01_arena_allocator(beamalloc_arena *arena)
+{
+	beamalloc_allocator al = { arena, &ba_abi01_arena_vtable };
+
+	return arena != NULL ? al : ba_empty_allocator();
+}
+#endif

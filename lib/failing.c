@@ -174,7 +174,7 @@ abi01_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 	return p;
 }
 
-static const beamalloc_vtable abi01_vtable = {
+const beamalloc_vtable ba_abi01_failing_vtable = {
 	abi01_alloc, failing_resize, failing_remap, failing_free
 };
 
@@ -193,7 +193,7 @@ BA_ABI01_ENTRY(ba_abi01_failing_allocator, beamalloc_failing_allocator);
 beamalloc_allocator
 ba_abi01_failing_allocator(beamalloc_failing *f)
 {
-	beamalloc_allocator a = { f, &abi01_vtable };
+	beamalloc_allocator a = { f, &ba_abi01_failing_vtable };
 
 	return f != NULL ? a : ba_empty_allocator();
 }

@@ -199,7 +199,7 @@ abi01_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
 	memcpy(ctx, &fb, BA_ABI01_FIXED_SIZE);
 }
 
-static const beamalloc_vtable abi01_vtable = {
+const beamalloc_vtable ba_abi01_fixed_vtable = {
 	abi01_alloc, abi01_resize, abi01_remap, abi01_free
 };
 
@@ -217,7 +217,7 @@ BA_ABI01_ENTRY(ba_abi01_fixed_allocator, beamalloc_fixed_allocator);
 beamalloc_allocator
 ba_abi01_fixed_allocator(beamalloc_fixed *fb)
 {
-	beamalloc_allocator a = { fb, &abi01_vtable };
+	beamalloc_allocator a = { fb, &ba_abi01_fixed_vtable };
 
 	return fb != NULL ? a : ba_empty_allocator();
 }

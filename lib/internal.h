@@ -202,7 +202,9 @@ BA_HIDDEN bool ba_options_traces(unsigned *depth);
  * beamalloc_report structs than this version writes and reads.  Its
  * references carry no symbol version and bind to the oldest,
  * BEAMALLOC_0.1 (lib/beamalloc.map): for the functions that take those
- * structs, entry points that touch 0.1's fields only (each named
+ * structs, and for beamalloc_arena_allocator (0.1's arena gave back any
+ * block ending at its top), entry points that touch 0.1's fields only,
+ * or keep 0.1's rule (each named
  * ba_abi01_*, at the end of its allocator's file, exported as
  * NAME@BEAMALLOC_0.1).  A program built now binds to NAME@@BEAMALLOC_0.2.
  * Shared library only: mk/localize-archive.sh drops them from the static
@@ -217,6 +219,10 @@ BA_HIDDEN bool ba_options_traces(unsigned *depth);
 #define BA_ABI01_FIXED_SIZE offsetof(beamalloc_fixed, last)
 #define BA_ABI01_FAILING_SIZE offsetof(beamalloc_failing, fail_trace_len)
 #define BA_ABI01_REPORT_SIZE offsetof(beamalloc_report, not_sampled)
+/* The vtables behind 0.1's allocators, which ba_native_align() knows. */
+BA_HIDDEN extern const beamalloc_vtable ba_abi01_fixed_vtable;
+BA_HIDDEN extern const beamalloc_vtable ba_abi01_failing_vtable;
+BA_HIDDEN extern const beamalloc_vtable ba_abi01_arena_vtable;
 #endif
 
 #endif /* BEAMALLOC_INTERNAL_H */

@@ -16,6 +16,15 @@ ba_native_align(beamalloc_allocator a)
 	if (a.vtable == &ba_wide_vtable || a.vtable == &ba_arena_vtable ||
 	    a.vtable == &ba_fixed_vtable)
 		return (size_t)1 << (sizeof(size_t) * 8 - 1);
+#ifdef BA_ABI01
+	/* 0.1's arena, fixed buffer and failing allocator (internal.h),
+	 * as 0.1 answered for them. */
+	if (a.vtable == &ba_abi01_arena_vtable ||
+	    a.vtable == &ba_abi01_fixed_vtable)
+		return (size_t)1 << (sizeof(size_t) * 8 - 1);
+	if (a.vtable == &ba_abi01_failing_vtable)
+		return ba_native_align(*(const beamalloc_allocator *)a.ctx);
+#endif
 	if (ba_gpa_vtable_is(a.vtable))
 		return ba_gpa_native_align(a.ctx);
 	/* Wrappers: their backing is the first member of their ctx.  The

@@ -10,6 +10,8 @@
  * Below: 0.1's declarations, as its include/beamalloc.h had them (only
  * what this program uses).  Not the installed header: that is 0.2's.
  */
+#define _GNU_SOURCE	/* dlvsym */
+#include <dlfcn.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -89,7 +91,17 @@ typedef struct beamalloc_failing {
 	bool has_induced_resize_failure;
 } beamalloc_failing;
 
+typedef struct beamalloc_arena beamalloc_arena;
+
 beamalloc_allocator beamalloc_libc(void);
+size_t beamalloc_native_align(beamalloc_allocator a);
+beamalloc_allocator beamalloc_wide_on(const beamalloc_allocator *backing);
+void *beamalloc_alloc_aligned(beamalloc_allocator a, size_t len,
+    size_t align);
+beamalloc_arena *beamalloc_arena_create(beamalloc_allocator backing);
+beamalloc_allocator beamalloc_arena_allocator(beamalloc_arena *arena);
+size_t beamalloc_arena_capacity(const beamalloc_arena *arena);
+void beamalloc_arena_destroy(beamalloc_arena *arena);
 void *beamalloc_alloc(beamalloc_allocator a, size_t len);
 void beamalloc_free(beamalloc_allocator a, void *mem, size_t len);
 bool beamalloc_resize(beamalloc_allocator a, void *mem, size_t len,
@@ -156,7 +168,7 @@ main(void)
 	char out[1024] = "";
 	FILE *f;
 
-	printf("1..16\n");
+	printf("1..22\n");
 	memset(&sc, GUARD_BYTE, sizeof(sc));
 	memset(&sf, GUARD_BYTE, sizeof(sf));
 	memset(&sl, GUARD_BYTE, sizeof(sl));
@@ -198,6 +210,14 @@ main(void)
 	ok(sf.f.ptr == buf && beamalloc_alloc(a, 8) == buf,
 	    "a reset starts the buffer again");
 	ok(intact(sf.g), "and nothing past 0.1's struct was written");
+	/* 0.1's fixed buffer places any alignment itself: the wide
+	 * allocator over it adds nothing (ba_native_align() knew only
+	 * 0.2's vtable: 8, and 64 B at 64 no longer fit in 64 B). */
+	beamalloc_fixed_init(&sf.f, buf, 64);
+	a = beamalloc_fixed_allocator(&sf.f);
+	ok(beamalloc_native_align(a) > 4096 &&
+	    beamalloc_alloc_aligned(beamalloc_wide_on(&a), 64, 16) == buf,
+	    "native_align: 0.1's fixed buffer serves any alignment");
 
 	/* A failing allocator. */
 	beamalloc_failing_init(&sl.f, beamalloc_libc(), 1, (size_t)-1);
@@ -210,6 +230,40 @@ main(void)
 	beamalloc_free(a, p, 16);
 	ok(sl.f.deallocations == 1 && intact(sl.g),
 	    "a free is counted, nothing past 0.1's struct written");
+	ok(beamalloc_native_align(a) ==
+	    beamalloc_native_align(beamalloc_libc()),
+	    "native_align: 0.1's failing allocator, its backing's");
+
+	/* An arena used as a stack, as 0.1 allowed: a block freed newest
+	 * first gives its bytes back, and the one before it is last again
+	 * (0.2 keeps only the newest block's start). */
+	{
+		beamalloc_arena *ar = beamalloc_arena_create(beamalloc_libc());
+		size_t cap = beamalloc_arena_capacity(ar);
+		void *x, *y;
+		bool grew;
+		int i;
+
+		a = beamalloc_arena_allocator(ar);
+		x = beamalloc_alloc(a, 64);
+		y = beamalloc_alloc(a, 64);
+		beamalloc_free(a, y, 64);
+		grew = beamalloc_resize(a, x, 64, 8, 128);
+		ok(grew, "arena: the block before a freed last one grows in "
+		    "place");
+		beamalloc_free(a, x, grew ? 128 : 64);
+		ok(beamalloc_alloc(a, 64) == x,
+		    "arena: blocks freed newest first are handed out again");
+		for (i = 0; i < 10000; i++) {
+			p = beamalloc_alloc(a, 256);
+			q = beamalloc_alloc(a, 256);
+			beamalloc_free(a, q, 256);
+			beamalloc_free(a, p, 256);
+		}
+		ok(beamalloc_arena_capacity(ar) == cap,
+		    "arena: pushed and popped 10000 times, it does not grow");
+		beamalloc_arena_destroy(ar);
+	}
 
 	/* A report of 0.1's length, printed: nothing read past it (the
 	 * guard's bytes, read as 0.2's not_sampled, would add a line). */
@@ -226,5 +280,23 @@ main(void)
 	    "and reads nothing past it");
 	if (strstr(out, "sampl") != NULL)
 		printf("# %s", out);
+
+	/* A program that looks the functions up at run time: dlsym()
+	 * returns a name's default version, 0.2's (README's ABI
+	 * paragraph); dlvsym() with BEAMALLOC_0.1 gives 0.1's. */
+	{
+		void *h = dlopen("libbeamalloc.so.0", RTLD_NOW);
+		void (*init)(beamalloc_gpa_config *) = NULL;
+
+		if (h != NULL)
+			init = (void (*)(beamalloc_gpa_config *))dlvsym(h,
+			    "beamalloc_gpa_config_init", "BEAMALLOC_0.1");
+		memset(&sc, GUARD_BYTE, sizeof(sc));
+		if (init != NULL)
+			init(&sc.c);
+		ok(init != NULL && intact(sc.g) &&
+		    sc.c.struct_size == sizeof(beamalloc_gpa_config),
+		    "dlvsym(BEAMALLOC_0.1) gives 0.1's config_init");
+	}
 	return 0;
 }

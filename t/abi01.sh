@@ -21,13 +21,14 @@ trap 'rm -rf "$scratch"' EXIT
 # The stub: every function the program calls, no version.
 for f in libc alloc free resize report_print gpa_config_init gpa_create \
     gpa_allocator gpa_destroy fixed_init fixed_allocator fixed_reset \
-    failing_init failing_allocator; do
+    failing_init failing_allocator native_align wide_on alloc_aligned \
+    arena_create arena_allocator arena_capacity arena_destroy; do
 	echo "void beamalloc_$f(void); void beamalloc_$f(void) {}"
 done > "$scratch/stub.c"
 if ! ${CC:-cc} -shared -fPIC -Wl,-soname,libbeamalloc.so.0 \
     -o "$scratch/libbeamalloc.so" "$scratch/stub.c" 2>"$scratch/err" ||
    ! ${CC:-cc} -std=gnu11 -Wall -Wextra -Werror -o "$scratch/abi01" \
-    "$top_srcdir/t/abi01.c" -L"$scratch" -lbeamalloc 2>>"$scratch/err"; then
+    "$top_srcdir/t/abi01.c" -L"$scratch" -lbeamalloc -ldl 2>>"$scratch/err"; then
 	echo "Bail out! cannot build t/abi01.c: $(cat "$scratch/err")"
 	exit 1
 fi

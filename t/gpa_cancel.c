@@ -21,17 +21,10 @@
 
 #include "beamalloc.h"
 #include "child.h"
+#include "slowbacking.h"
 #include "tap.h"
 
 #define CHILD_ALARM 30
-
-static void
-sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
 
 /* Runs fn in a thread with a cancel pending from its start (it reaches
  * no cancellation point before the library's); whether it was
@@ -159,49 +152,14 @@ test_symbolize(void)
  * decay thread's trim is inside it while destroy waits for the trim. */
 static atomic_bool slow, trimming;
 
-static void *
-b_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
-{
-	beamalloc_allocator m = beamalloc_libc();
-
-	(void)ctx;
-	return m.vtable->alloc(m.ctx, len, align, ra);
-}
-
-static bool
-b_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
-    uintptr_t ra)
-{
-	beamalloc_allocator m = beamalloc_libc();
-
-	(void)ctx;
-	return m.vtable->resize(m.ctx, mem, len, align, new_len, ra);
-}
-
-static void *
-b_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
-    uintptr_t ra)
-{
-	beamalloc_allocator m = beamalloc_libc();
-
-	(void)ctx;
-	return m.vtable->remap(m.ctx, mem, len, align, new_len, ra);
-}
-
 static void
-b_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
+slow_once(bool is_free)
 {
-	beamalloc_allocator m = beamalloc_libc();
-
-	(void)ctx;
-	if (atomic_exchange(&slow, false)) {
+	if (is_free && atomic_exchange(&slow, false)) {
 		atomic_store(&trimming, true);
 		sleep_ms(200);
 	}
-	m.vtable->free(m.ctx, mem, len, align, ra);
 }
-
-static const beamalloc_vtable slow_vt = { b_alloc, b_resize, b_remap, b_free };
 
 static void
 destroy(void *arg)
@@ -223,8 +181,7 @@ destroy_child(void *arg)
 	alarm(CHILD_ALARM);
 	beamalloc_gpa_config_init(&cfg);
 	cfg.decay_ms = 1;
-	g = beamalloc_gpa_create((beamalloc_allocator){ NULL, &slow_vt },
-	    &cfg);
+	g = beamalloc_gpa_create(slow_backing(slow_once), &cfg);
 	if (g == NULL)
 		return 2;
 	a = beamalloc_gpa_allocator(g);

@@ -24,6 +24,7 @@
 #include "beamalloc.h"
 #include "child.h"
 #include "plant.h"
+#include "slowbacking.h"
 #include "tap.h"
 #include "under.h"
 
@@ -35,65 +36,21 @@
 #define MEMCHECK_FORK "memcheck: the other threads' memory is lost in the " \
 	"child"
 
-static void
-sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-/* A backing over malloc's whose first call from the thread "holder"
- * stays inside for 200 ms: the GPA calls it with a lock held. */
+/* The backing's first call from the thread "holder" stays inside for
+ * 200 ms (slowbacking.h): the GPA calls it with a lock held. */
 static pthread_t holder;
 static atomic_bool armed, inside;
 
-static void *
-slow_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
+static void
+hold(bool is_free)
 {
-	beamalloc_allocator m = beamalloc_libc();
-
-	(void)ctx;
-	if (atomic_load(&armed) && pthread_equal(pthread_self(), holder)) {
+	if (!is_free && atomic_load(&armed) &&
+	    pthread_equal(pthread_self(), holder)) {
 		atomic_store(&armed, false);
 		atomic_store(&inside, true);
 		sleep_ms(200);
 	}
-	return m.vtable->alloc(m.ctx, len, align, ra);
 }
-
-static bool
-slow_resize(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
-    uintptr_t ra)
-{
-	beamalloc_allocator m = beamalloc_libc();
-
-	(void)ctx;
-	return m.vtable->resize(m.ctx, mem, len, align, new_len, ra);
-}
-
-static void *
-slow_remap(void *ctx, void *mem, size_t len, size_t align, size_t new_len,
-    uintptr_t ra)
-{
-	beamalloc_allocator m = beamalloc_libc();
-
-	(void)ctx;
-	return m.vtable->remap(m.ctx, mem, len, align, new_len, ra);
-}
-
-static void
-slow_free(void *ctx, void *mem, size_t len, size_t align, uintptr_t ra)
-{
-	beamalloc_allocator m = beamalloc_libc();
-
-	(void)ctx;
-	m.vtable->free(m.ctx, mem, len, align, ra);
-}
-
-static const beamalloc_vtable slow_vt = {
-	slow_alloc, slow_resize, slow_remap, slow_free
-};
 
 /* The child's work on g: blocks of every size (a new thread cache, new
  * slabs, large blocks), a trim, the stats, a leak check. */
@@ -153,7 +110,7 @@ held_child(void *arg)
 static void
 test_held(void)
 {
-	beamalloc_allocator slow = { NULL, &slow_vt };
+	beamalloc_allocator slow = slow_backing(hold);
 	char how[32];
 	int st;
 
@@ -540,9 +497,7 @@ main(void)
 	else
 		test_held();
 	/* The block is written after its free while the decay thread may
-	 * check it (a race by design), and TSan takes the locks the first
-	 * child made anew (ba_fork_mutex()) for held by its main thread
-	 * when the decay thread forks again ("double lock"). */
+	 * check it: a race by design, which TSan reports. */
 	if (UNDER_TSAN)
 		skip(1, "a write after free on purpose; TSan and a fork in a "
 		    "child of fork");

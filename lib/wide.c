@@ -433,7 +433,7 @@ backing_errno_fail(void)
  * calls its backing (this allocator, for the global GPA) with its own
  * held.  Its handler is registered before the GPAs' (exit.c asks for it
  * first), and prepare handlers run in the reverse order.  Asked for
- * before the first entry is made: until then the lock guards nothing.
+ * by the constructors, before any entry can be made.
  * ---------------------------------------------------------------------- */
 
 static void fork_lock(void) { pthread_mutex_lock(&reg.lock); }
@@ -479,7 +479,6 @@ wide_alloc(void *ctx, size_t len, size_t align, uintptr_t ra)
 	e.len = len;
 	e.align = align;
 	e.moving = false;
-	ba_wide_fork_init();
 	pthread_mutex_lock(&reg.lock);
 	in = reg_add(&e);
 	pthread_mutex_unlock(&reg.lock);
@@ -640,14 +639,12 @@ ba_wide_fini(void)
  * Constructors
  * ---------------------------------------------------------------------- */
 
+/* Every wide allocator is made here, so the fork handler is asked for
+ * here, not at each over-aligned block. */
 beamalloc_allocator
 beamalloc_wide(void)
 {
-	beamalloc_allocator a = {
-		(void *)&ba_beam_allocator, &ba_wide_vtable
-	};
-
-	return a;
+	return beamalloc_wide_on(&ba_beam_allocator);
 }
 
 beamalloc_allocator
@@ -655,5 +652,6 @@ beamalloc_wide_on(const beamalloc_allocator *backing)
 {
 	beamalloc_allocator a = { (void *)backing, &ba_wide_vtable };
 
+	ba_wide_fork_init();
 	return a;
 }

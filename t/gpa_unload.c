@@ -71,10 +71,10 @@ sym(struct copy *c, void *fn, const char *name)
 }
 
 static bool
-copy_open(struct copy *c)
+copy_open_at(struct copy *c, const char *path)
 {
-	if ((c->h = dlopen(lib_path, RTLD_NOW | RTLD_LOCAL)) == NULL) {
-		diag("dlopen %s: %s", lib_path, dlerror());
+	if ((c->h = dlopen(path, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+		diag("dlopen %s: %s", path, dlerror());
 		return false;
 	}
 	sym(c, &c->in_vm, "beamalloc_in_vm");
@@ -87,6 +87,12 @@ copy_open(struct copy *c)
 	sym(c, &c->alloc_aligned, "beamalloc_alloc_aligned");
 	sym(c, &c->free_aligned, "beamalloc_free_aligned");
 	return true;
+}
+
+static bool
+copy_open(struct copy *c)
+{
+	return copy_open_at(c, lib_path);
 }
 
 /* Block i's length: small ones of every class, a large one in 50. */
@@ -353,6 +359,130 @@ segv_after_unload(void *arg)
 	return 4;
 }
 
+/* ---- several copies, each with guarded sampling ------------------------ */
+
+/* Two NIFs each linked with libbeamalloc.a are two copies of the library
+ * in the process: here two copies of the shared library under two names
+ * (one name is one copy).  Each installs its handler over the one before
+ * at its first guarded block, so the second's chains to the first's; the
+ * first unloaded while the second stays (or before it), the second's
+ * handler jumped into unmapped memory at the next fault, or was put back
+ * dangling by the second's unload: the process died of a second SIGSEGV
+ * and the host's handler never ran. */
+static char copy_path[2][4096];
+
+/* A guarded block of 100 bytes from a new GPA of copy c. */
+static char *
+guarded_block(struct copy *c)
+{
+	void (*cfg_init)(beamalloc_gpa_config *);
+	beamalloc_gpa *(*create)(beamalloc_allocator,
+	    const beamalloc_gpa_config *);
+	beamalloc_allocator (*gpa_alloc)(beamalloc_gpa *), (*libc)(void);
+	beamalloc_gpa_config cfg;
+	beamalloc_gpa *g;
+
+	sym(c, &cfg_init, "beamalloc_gpa_config_init");
+	sym(c, &create, "beamalloc_gpa_create");
+	sym(c, &gpa_alloc, "beamalloc_gpa_allocator");
+	sym(c, &libc, "beamalloc_libc");
+	cfg_init(&cfg);
+	cfg.guard_sample = 1;
+	if ((g = create(libc(), &cfg)) == NULL)
+		return NULL;
+	return c->alloc(gpa_alloc(g), 100);
+}
+
+/* arg: the copies unloaded, in order ("A", "AB", "BA"), before a fault
+ * of the host's; or "ovfA": copy A's block overflowed, both loaded. */
+static int
+segv_two_copies(void *arg)
+{
+	const char *order = arg;
+	struct sigaction sa;
+	struct copy c[2];
+	char *p[2];
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = host_segv;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGSEGV, &sa, NULL) != 0)
+		return 2;
+	for (int i = 0; i < 2; i++)
+		if (!copy_open_at(&c[i], copy_path[i]) ||
+		    (p[i] = guarded_block(&c[i])) == NULL)
+			return 3;
+	if (strcmp(order, "ovfA") == 0) {
+		dprintf(STDERR_FILENO, "block %p\n", (void *)p[0]);
+		p[0][200] = 1;		/* its guard page */
+		return 4;
+	}
+	for (; *order != '\0'; order++)
+		dlclose(c[*order - 'A'].h);
+	*(volatile int *)fault_at = 1;
+	return 4;
+}
+
+static bool
+copy_file(const char *from, const char *to)
+{
+	FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+	char buf[65536];
+	size_t n;
+	bool ok_ = in != NULL && out != NULL;
+
+	while (ok_ && (n = fread(buf, 1, sizeof(buf), in)) > 0)
+		ok_ = fwrite(buf, 1, n, out) == n;
+	ok_ = ok_ && !ferror(in);
+	if (in != NULL)
+		fclose(in);
+	if (out != NULL && fclose(out) != 0)
+		ok_ = false;
+	return ok_;
+}
+
+static void
+two_copies(void)
+{
+	static const char *const orders[] = { "A", "AB", "BA" };
+	const char *tmp = getenv("TMPDIR");
+	char dir[2048], err[4096], how[32], want[64];
+	void *blk;
+	int st;
+
+	snprintf(dir, sizeof(dir), "%s/gpa_unload.XXXXXX",
+	    tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
+	if (mkdtemp(dir) == NULL)
+		bail("mkdtemp %s", dir);
+	for (int i = 0; i < 2; i++) {
+		snprintf(copy_path[i], sizeof(copy_path[i]), "%s/copy%c.so",
+		    dir, 'A' + i);
+		if (!copy_file(lib_path, copy_path[i]))
+			bail("copy %s to %s", lib_path, copy_path[i]);
+	}
+	for (size_t k = 0; k < sizeof(orders) / sizeof(orders[0]); k++) {
+		st = child_run(segv_two_copies, (void *)orders[k], 0, NULL, 0);
+		if (!ok(child_exited(st, 42), "two copies with guarded "
+		    "blocks, %s unloaded: the host's next fault reaches its "
+		    "own SIGSEGV handler", orders[k]))
+			diag("child: %s", child_how(st, how));
+	}
+	st = child_run(segv_two_copies, "ovfA", 0, err, sizeof(err));
+	if (sscanf(err, "block %p", &blk) != 1)
+		blk = NULL;
+	snprintf(want, sizeof(want), "overflow past block %p of 100 bytes",
+	    blk);
+	if (!ok(child_exited(st, 42) && blk != NULL &&
+	    strstr(err, want) != NULL,
+	    "two copies: the first one's overflow named through the "
+	    "second's handler, then the host's"))
+		diag("child: %s: %s", child_how(st, how), err);
+	for (int i = 0; i < 2; i++)
+		unlink(copy_path[i]);
+	rmdir(dir);
+}
+
 int
 main(void)
 {
@@ -364,7 +494,7 @@ main(void)
 	    top != NULL ? top : ".");
 	if (access(lib_path, R_OK) != 0)
 		skip_all("%s: no shared library (--disable-shared)", lib_path);
-	plan(15);
+	plan(19);
 	alarm(600);
 	all_freed();
 	one_live();
@@ -378,6 +508,10 @@ main(void)
 		    "SIGSEGV handler"))
 			diag("child: %s", child_how(st, how));
 	}
+	if (UNDER_VALGRIND() || UNDER_ASAN)
+		skip(4, "faults on purpose, under a checker's own handler");
+	else
+		two_copies();
 	exit_frees = child_shared(sizeof(*exit_frees));
 	st = child_run(exit_idle, NULL, CHILD_EXIT, err, sizeof(err));
 	if (!ok(child_exited(st, 0) && atomic_load(exit_frees) == 0,

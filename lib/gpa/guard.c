@@ -26,6 +26,8 @@
  * blocks up to a page).
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
+#include <link.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -58,6 +60,7 @@ struct gslot {
 static struct gslot slots[GUARD_SLOTS];
 static struct sigaction old_segv;
 static bool handler_set;		/* under pool_lock */
+static bool pin_due;			/* under pool_lock */
 static size_t page_size;
 static uintptr_t pool;			/* 0: not reserved (yet) */
 static size_t pool_len;
@@ -220,9 +223,42 @@ reserve(void)
 		sigemptyset(&sa.sa_mask);
 		sigaction(SIGSEGV, &sa, &old_segv);
 		handler_set = true;
+		pin_due = true;
 	}
 	__atomic_store_n(&pool, (uintptr_t)m, __ATOMIC_RELEASE);
 	return true;
+}
+
+/* The handler found is called by ours: its code must stay mapped as long
+ * as ours may run.  It may be another copy of this library's (two NIFs,
+ * each linked with libbeamalloc.a, each with guarded sampling; a NIF
+ * linked with libbeamalloc.so), whose destructor cannot take it out of
+ * the chain from under ours: once that copy was unloaded, the next
+ * SIGSEGV, a guard page's or any other, ran ours and then jumped into
+ * unmapped memory, and the process died of a second SIGSEGV without the
+ * host's own handler running; and ours, unloaded after it, restored its
+ * handler, dangling, for every fault after (found by a review:
+ * /tmp/multirev-1/repro.c).  So the object that holds it is made
+ * RTLD_NODELETE: a dlclose() of it (the NIF's purge) then leaves it
+ * loaded, its handler still chaining to the one before it.  The main
+ * program's is never unloaded.  Outside pool_lock (dlopen() takes the
+ * loader's lock, which a constructor allocating guarded blocks holds). */
+static void
+pin_old(void)
+{
+#if defined(__GLIBC__) && defined(RTLD_NODELETE)
+	struct link_map *lm = NULL;
+	Dl_info di;
+	void *fn;
+
+	fn = (old_segv.sa_flags & SA_SIGINFO) != 0 ?
+	    (void *)old_segv.sa_sigaction : (void *)old_segv.sa_handler;
+	if (fn == (void *)SIG_DFL || fn == (void *)SIG_IGN ||
+	    dladdr1(fn, &di, (void **)&lm, RTLD_DL_LINKMAP) == 0 ||
+	    lm == NULL || lm->l_name == NULL || lm->l_name[0] == '\0')
+		return;
+	(void)dlopen(lm->l_name, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
+#endif
 }
 
 /* ------------------------------------------------------------------------
@@ -274,15 +310,21 @@ ba_guard_alloc(const void *owner, size_t len, size_t align, uintptr_t ra,
     const uintptr_t *trace, unsigned depth, struct ba_guard_old *old)
 {
 	struct gslot *s;
+	bool pin;
 	int i;
 
 	if (len == 0 || (__atomic_load_n(&pool, __ATOMIC_ACQUIRE) != 0 &&
 	    (len > page_size || align > page_size)))
 		return NULL;
 	pthread_mutex_lock(&pool_lock);
-	if (!reserve() || len > page_size || align > page_size ||
-	    (i = slot_take()) < 0) {
+	i = reserve() && len <= page_size && align <= page_size ?
+	    slot_take() : -1;
+	pin = pin_due;
+	pin_due = false;
+	if (i < 0) {
 		pthread_mutex_unlock(&pool_lock);
+		if (pin)
+			pin_old();
 		return NULL;
 	}
 	s = &slots[i];
@@ -301,6 +343,8 @@ ba_guard_alloc(const void *owner, size_t len, size_t align, uintptr_t ra,
 	atomic_store(&s->state, GS_BUSY);
 	nlive++;
 	pthread_mutex_unlock(&pool_lock);
+	if (pin)
+		pin_old();
 	s->block = (slot_page((size_t)i) + page_size - len) &
 	    ~(uintptr_t)(align - 1);
 	s->len = len;

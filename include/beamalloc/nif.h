@@ -753,6 +753,7 @@ static struct beamalloc_nif_state_ {
 	ErlNifResourceType *chain_rt;
 	ErlNifMutex *lock;
 	struct beamalloc_nif_thread_ *threads;	/* running or unjoined */
+	const struct beamalloc_nif_logger *default_lg;	/* installed */
 } beamalloc_nif_state_
 #if defined(__GNUC__)
     __attribute__((unused))
@@ -1344,7 +1345,11 @@ beamalloc_nif_logger_report(void *user, const beamalloc_report *r)
 
 /* Send the findings of the GPA that cfg makes to lg (which must outlive
  * it); cfg NULL: those of the allocators reporting through the
- * process-wide default (beamalloc_report_set_default()). */
+ * process-wide default (beamalloc_report_set_default()), until
+ * beamalloc_nif_fini() takes it back.  That default is libbeamalloc.so's
+ * for every NIF library linked to it: after this one's purge, another's
+ * next finding called beamalloc_nif_logger_report() in unmapped code and
+ * the VM died of SIGSEGV (found by a review: /tmp/multirev-6). */
 static inline void
 beamalloc_nif_logger_install(beamalloc_nif_logger *lg,
     beamalloc_gpa_config *cfg)
@@ -1352,6 +1357,7 @@ beamalloc_nif_logger_install(beamalloc_nif_logger *lg,
 	if (cfg == NULL) {
 		beamalloc_report_set_default(beamalloc_nif_logger_report, lg,
 		    false);
+		beamalloc_nif_state_.default_lg = lg;
 		return;
 	}
 	cfg->report = beamalloc_nif_logger_report;
@@ -1377,11 +1383,17 @@ beamalloc_nif_init(ErlNifEnv *env)
 	    beamalloc_nif_state_.lock != NULL ? 0 : -1;
 }
 
-/* From unload: waits for every thread of beamalloc_nif_thread_spawn(). */
+/* From unload: waits for every thread of beamalloc_nif_thread_spawn(),
+ * and puts the default report back to standard error if this library
+ * made it its logger (another's made since goes too: to standard error,
+ * not into this library's unmapped code). */
 static inline void
 beamalloc_nif_fini(void)
 {
 	beamalloc_nif_thread_reap_(1);
+	if (beamalloc_nif_state_.default_lg != NULL)
+		beamalloc_report_set_default(NULL, NULL, false);
+	beamalloc_nif_state_.default_lg = NULL;
 	if (beamalloc_nif_state_.lock != NULL)
 		enif_mutex_destroy(beamalloc_nif_state_.lock);
 	beamalloc_nif_state_.lock = NULL;

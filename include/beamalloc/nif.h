@@ -1010,7 +1010,8 @@ beamalloc_nif_thread_reap_(int all)
  * Name, ...}}); in C++, after an exception left fn (and no leak),
  * {error, enomem} for std::bad_alloc, else {error, {cxx_exception,
  * What}}.  Needs beamalloc_nif_init(); beamalloc_nif_fini() waits for
- * every thread.  Raises enomem (or badarg without init).
+ * every thread.  Raises enomem, einval for a cfg the GPA refuses
+ * (struct_size 0), or badarg without init.
  */
 static inline ERL_NIF_TERM
 beamalloc_nif_thread_spawn(ErlNifEnv *env, const char *name,
@@ -1039,8 +1040,16 @@ beamalloc_nif_thread_spawn(ErlNifEnv *env, const char *name,
 	ref = enif_make_ref(env);
 	t->ref = enif_make_copy(t->env, ref);
 	t->arg = enif_make_copy(t->env, arg);
-	if ((t->gpa = beamalloc_gpa_create(beamalloc_wide(), &c)) == NULL)
-		goto nomem;
+	if ((t->gpa = beamalloc_gpa_create(beamalloc_wide(), &c)) == NULL) {
+		/* enomem, or einval for a cfg the GPA refuses (struct_size
+		 * 0), as the leak check and chain_start raise. */
+		int err = errno;
+
+		enif_free_env(t->env);
+		enif_free(t);
+		errno = err;
+		return beamalloc_nif_raise_errno(env);
+	}
 	enif_mutex_lock(beamalloc_nif_state_.lock);
 	if (enif_thread_create(t->name, &t->tid, beamalloc_nif_thread_main_,
 	    t, NULL) != 0) {
@@ -1139,8 +1148,12 @@ beamalloc_nif_owned_new(ErlNifResourceType *rt, size_t size,
 	    NULL)
 		o->allocator = beamalloc_arena_allocator(o->arena_);
 	if (o->allocator.vtable == NULL) {
+		/* The create's errno: ENOMEM, or EINVAL for a cfg the GPA
+		 * refuses (struct_size 0). */
+		int err = errno;
+
 		enif_release_resource(o);
-		errno = ENOMEM;
+		errno = err;
 		return NULL;
 	}
 	o->cleanup_ = cleanup;
@@ -1159,7 +1172,8 @@ typedef struct beamalloc_nif_module {
 } beamalloc_nif_module;
 
 /* In load, and in upgrade for the new instance: a fresh GPA (cfg NULL:
- * the defaults).  0 on success, as load wants; -1 without memory. */
+ * the defaults).  0 on success, as load wants; -1 with errno ENOMEM, or
+ * EINVAL for a cfg the GPA refuses (struct_size 0). */
 static inline int
 beamalloc_nif_module_open(beamalloc_nif_module *m,
     const beamalloc_gpa_config *cfg)

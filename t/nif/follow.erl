@@ -6,7 +6,7 @@
 -export([main/0]).
 -export([reports/0, st_alloc/3, st_free_all/1, st_stats/1, st_peak/0,
          st_time/2, chain3/1, chain_raise/1, chain_wide/1,
-         chain_last_step/0, thr/2,
+         chain_last_step/0, thr/2, thr_zeroed/0, own_zeroed/0,
          own_new/2, own_push/2, own_sum/1]).
 -on_load(init/0).
 
@@ -23,6 +23,8 @@ chain_raise(_) -> erlang:nif_error(not_loaded).
 chain_wide(_) -> erlang:nif_error(not_loaded).
 chain_last_step() -> erlang:nif_error(not_loaded).
 thr(_, _) -> erlang:nif_error(not_loaded).
+thr_zeroed() -> erlang:nif_error(not_loaded).
+own_zeroed() -> erlang:nif_error(not_loaded).
 own_new(_, _) -> erlang:nif_error(not_loaded).
 own_push(_, _) -> erlang:nif_error(not_loaded).
 own_sum(_) -> erlang:nif_error(not_loaded).
@@ -200,7 +202,10 @@ threads() ->
     Refs = [{N, thr(clean, lists:seq(1, N))} || N <- lists:seq(1, 16)],
     tap:is([await(R) || {_, R} <- Refs],
            [{ok, N * (N + 1) div 2} || {N, _} <- Refs],
-           "16 threads at once: each result to its own reference").
+           "16 threads at once: each result to its own reference"),
+    tap:is({run(fun thr_zeroed/0), reports()}, {{error, einval}, {0, 0, 0, 0}},
+           "thread with a config never initialised (struct_size 0): "
+           "einval, as the leak check raises, not enomem").
 
 %% A resource's destructor runs once no term refers to it: drop it with
 %% the process that held it, then wait for the cleanup's count.
@@ -242,10 +247,13 @@ owned() ->
     V = own_new(gpa, true),
     own_push(V, 7),
     tap:is({own_sum(V), reports()}, {7, {0, 0, 0, 0}},
-           "a live resource keeps its allocator").
+           "a live resource keeps its allocator"),
+    tap:is({run(fun own_zeroed/0), reports()}, {{error, einval}, {0, 0, 0, 0}},
+           "resource owning a GPA with a config never initialised "
+           "(struct_size 0): NULL with errno EINVAL, not ENOMEM").
 
 main() ->
-    tap:plan(23),
+    tap:plan(25),
     tap:diag("the leak reports below are captured, not printed"),
     stats(),
     chains(),

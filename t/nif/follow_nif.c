@@ -354,6 +354,21 @@ thr(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	    enif_make_tuple2(env, argv[0], argv[1]), &cap_cfg);
 }
 
+/* A config never given to beamalloc_gpa_config_init() (struct_size 0),
+ * which beamalloc_gpa_create() refuses with EINVAL: thr_zeroed() and
+ * own_zeroed() raise einval, as the leak check and chain_start() do (found
+ * by a review of the pages: both raised enomem, with memory to spare). */
+static const beamalloc_gpa_config zeroed_cfg = { .memory_limit = 1 << 20 };
+
+static ERL_NIF_TERM
+thr_zeroed(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+	(void)argc, (void)argv;
+	return beamalloc_nif_thread_spawn(env, "thr_zeroed", thr_body,
+	    enif_make_tuple2(env, enif_make_atom(env, "clean"),
+	    enif_make_list(env, 0)), &zeroed_cfg);
+}
+
 /* ------------------------------------------------------------------------
  * Resources that own an allocator: a growing vector of int64 in its own
  * GPA or arena.  own_new(gpa | arena, Tidy): Tidy true frees the vector
@@ -396,6 +411,23 @@ own_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
 	t = enif_make_resource(env, x);
 	enif_release_resource(x);
 	return t;
+}
+
+/* own_zeroed() raises by errno: einval for zeroed_cfg. */
+static ERL_NIF_TERM
+own_zeroed(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+	struct vec *x;
+
+	(void)argc, (void)argv;
+	errno = 0;
+	x = beamalloc_nif_owned_new(vec_rt, sizeof(*x), BEAMALLOC_NIF_OWN_GPA,
+	    &zeroed_cfg, vec_cleanup);
+	if (x != NULL) {
+		enif_release_resource(x);
+		return enif_make_atom(env, "made");
+	}
+	return beamalloc_nif_raise_errno(env);
 }
 
 /* own_push(Vec, Int) -> Length */
@@ -476,6 +508,8 @@ static ErlNifFunc funcs[] = {
 	{ "chain_wide", 1, chain_wide, 0 },
 	{ "chain_last_step", 0, chain_last_step, 0 },
 	{ "thr", 2, thr, 0 },
+	{ "thr_zeroed", 0, thr_zeroed, 0 },
+	{ "own_zeroed", 0, own_zeroed, 0 },
 	{ "own_new", 2, own_new, 0 },
 	{ "own_push", 2, own_push, 0 },
 	{ "own_sum", 1, own_sum, 0 },

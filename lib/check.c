@@ -293,7 +293,11 @@ beamalloc_check_alloc_failures_opt(beamalloc_allocator backing,
 	c.r.first_bad_index = BEAMALLOC_NEVER;
 	if (result != NULL)
 		*result = c.r;
-	if (fn == NULL || backing.vtable == NULL) {
+	/* struct_size 0: options no beamalloc_check_options_init() filled
+	 * (designated initializers), whose fields would go unread, as the
+	 * GPA's config refuses them. */
+	if (fn == NULL || backing.vtable == NULL ||
+	    (opt != NULL && opt->struct_size == 0)) {
 		errno = EINVAL;
 		return -1;
 	}

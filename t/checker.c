@@ -321,6 +321,15 @@ other_findings(void)
 	errno = 0;
 	ok(beamalloc_check_alloc_failures(beamalloc_libc(), NULL, NULL, &r) ==
 	    -1 && errno == EINVAL, "no function: -1 + EINVAL");
+
+	/* Options set by designated initializers only: their fields went
+	 * unread (keep_going and out ignored). */
+	opt = (beamalloc_check_options){ .keep_going = true, .out = stdout };
+	errno = 0;
+	ok(beamalloc_check_alloc_failures_opt(beamalloc_libc(), fails_anyway,
+	    NULL, &opt, &r) == -1 && errno == EINVAL && r.runs == 0 &&
+	    !r.clean_run_ok,
+	    "options with struct_size 0 (not filled by _init): -1 + EINVAL");
 }
 
 static void

@@ -29,6 +29,9 @@ struct tclaim {
 	struct beamalloc_gpa *g;
 	uint64_t gid;			/* g->gid: g's address may be reused */
 	size_t slot;
+	/* Of the list from here: its length, and its length after the
+	 * last prune (ba_gpa_exit_note()). */
+	size_t len, kept;
 };
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -244,31 +247,43 @@ exit_fini(void)
  * of destroyed GPAs are dropped now and then, when the registry is free
  * (never waited for here: this may run inside a slot_release() of a GPA
  * over this one).  Without memory or a key the slot stays claimed, as a
- * thread that ended without the hook leaves it. */
+ * thread that ended without the hook leaves it.  A prune walks the
+ * registry for each note, so it waits for the list to double: one at
+ * every note, with a thread's notes in N live GPAs (a NIF's resources
+ * each owning one), made a GPA's first allocation on that thread cost
+ * N^2 steps (3.7 ms with 1,600). */
 void
 ba_gpa_exit_note(struct beamalloc_gpa *g, size_t i)
 {
 	struct tclaim *head, *cl;
-	size_t n = 0;
+	size_t n, kept;
 
 	pthread_once(&exit_once, exit_init);
 	if (!exit_ok)
 		return;
 	head = pthread_getspecific(exit_key);
-	for (cl = head; cl != NULL; cl = cl->next)
-		n++;
-	if (n >= 8 && pthread_mutex_trylock(&reg_lock) == 0) {
+	n = head != NULL ? head->len : 0;
+	kept = head != NULL ? head->kept : 0;
+	if (n >= 8 && n >= 2 * kept &&
+	    pthread_mutex_trylock(&reg_lock) == 0) {
+		n = 0;
 		for (struct tclaim **p = &head; (cl = *p) != NULL;)
 			if (!reg_has(cl->g, cl->gid)) {
 				*p = cl->next;
 				free(cl);
-			} else
+			} else {
+				n++;
 				p = &cl->next;
+			}
 		pthread_mutex_unlock(&reg_lock);
+		kept = n;
 	}
 	if ((cl = malloc(sizeof(*cl))) != NULL) {
-		*cl = (struct tclaim){ head, g, g->gid, i };
+		*cl = (struct tclaim){ head, g, g->gid, i, n + 1, kept };
 		head = cl;
+	} else if (head != NULL) {
+		head->len = n;
+		head->kept = kept;
 	}
 	(void)pthread_setspecific(exit_key, head);
 }

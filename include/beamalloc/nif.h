@@ -749,9 +749,14 @@ beamalloc_nif_make_stats(ErlNifEnv *env, beamalloc_gpa *gpa)
 
 struct beamalloc_nif_thread_;
 
+/* An upgrade that loads the same file shares this state with the old
+ * instance (dlopen() gives the library already loaded): so the old
+ * instance's chain type is kept for its chains still running, and the
+ * lock and the threads stay until the last instance's unload. */
 static struct beamalloc_nif_state_ {
-	ErlNifResourceType *chain_rt;
+	ErlNifResourceType *chain_rt, *chain_rt_old;
 	ErlNifMutex *lock;
+	int instances;			/* atomic: init'ed, not yet fini'ed */
 	struct beamalloc_nif_thread_ *threads;	/* running or unjoined */
 	const struct beamalloc_nif_logger *default_lg;	/* installed */
 } beamalloc_nif_state_
@@ -829,8 +834,11 @@ beamalloc_nif_chain_tramp_(ErlNifEnv *env, int argc,
 {
 	beamalloc_nif_chain *ch;
 
-	if (argc < 1 || !enif_get_resource(env, argv[argc - 1],
-	    beamalloc_nif_state_.chain_rt, (void **)&ch) || ch->gpa_ == NULL)
+	if (argc < 1 || (!enif_get_resource(env, argv[argc - 1],
+	    beamalloc_nif_state_.chain_rt, (void **)&ch) &&
+	    !enif_get_resource(env, argv[argc - 1],
+	    beamalloc_nif_state_.chain_rt_old, (void **)&ch)) ||
+	    ch->gpa_ == NULL)
 		return enif_make_badarg(env);
 	ch->self_ = argv[argc - 1];
 	return beamalloc_nif_chain_run_(env, ch, ch->next_, argc - 1, argv);
@@ -1388,22 +1396,34 @@ static inline int
 beamalloc_nif_init(ErlNifEnv *env)
 {
 	static char name[] = "beamalloc_nif";
-
-	beamalloc_nif_state_.chain_rt = beamalloc_nif_open_type_(env,
+	ErlNifResourceType *rt = beamalloc_nif_open_type_(env,
 	    "beamalloc_nif_chain", beamalloc_nif_chain_dtor_);
+
 	if (beamalloc_nif_state_.lock == NULL)
 		beamalloc_nif_state_.lock = enif_mutex_create(name);
-	return beamalloc_nif_state_.chain_rt != NULL &&
-	    beamalloc_nif_state_.lock != NULL ? 0 : -1;
+	if (rt == NULL || beamalloc_nif_state_.lock == NULL)
+		return -1;
+	beamalloc_nif_state_.chain_rt_old = beamalloc_nif_state_.chain_rt;
+	beamalloc_nif_state_.chain_rt = rt;
+	(void)__atomic_add_fetch(&beamalloc_nif_state_.instances, 1,
+	    __ATOMIC_ACQ_REL);
+	return 0;
 }
 
 /* From unload: waits for every thread of beamalloc_nif_thread_spawn(),
- * and puts the default report back to standard error if this library
- * made it its logger (another's made since goes too: to standard error,
- * not into this library's unmapped code). */
+ * unless another instance of the same file is still loaded, with its
+ * threads (the code stays mapped): then joins those that are done.  The
+ * last one also puts the default report back to standard error if this
+ * library made it its logger (another's made since goes too: to
+ * standard error, not into this library's unmapped code). */
 static inline void
 beamalloc_nif_fini(void)
 {
+	if (__atomic_sub_fetch(&beamalloc_nif_state_.instances, 1,
+	    __ATOMIC_ACQ_REL) > 0) {
+		beamalloc_nif_thread_reap_(0);
+		return;
+	}
 	beamalloc_nif_thread_reap_(1);
 	if (beamalloc_nif_state_.default_lg != NULL)
 		beamalloc_report_set_default(NULL, NULL, false);

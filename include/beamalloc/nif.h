@@ -834,11 +834,14 @@ beamalloc_nif_chain_tramp_(ErlNifEnv *env, int argc,
 {
 	beamalloc_nif_chain *ch;
 
+	/* Atomic: an upgrade may be under way on another scheduler
+	 * (beamalloc_nif_init()): the current type first. */
 	if (argc < 1 || (!enif_get_resource(env, argv[argc - 1],
-	    beamalloc_nif_state_.chain_rt, (void **)&ch) &&
+	    __atomic_load_n(&beamalloc_nif_state_.chain_rt,
+	    __ATOMIC_ACQUIRE), (void **)&ch) &&
 	    !enif_get_resource(env, argv[argc - 1],
-	    beamalloc_nif_state_.chain_rt_old, (void **)&ch)) ||
-	    ch->gpa_ == NULL)
+	    __atomic_load_n(&beamalloc_nif_state_.chain_rt_old,
+	    __ATOMIC_RELAXED), (void **)&ch)) || ch->gpa_ == NULL)
 		return enif_make_badarg(env);
 	ch->self_ = argv[argc - 1];
 	return beamalloc_nif_chain_run_(env, ch, ch->next_, argc - 1, argv);
@@ -862,11 +865,12 @@ beamalloc_nif_chain_start(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[],
 	beamalloc_nif_chain *ch;
 	ERL_NIF_TERM self;
 	int err;
+	ErlNifResourceType *rt = __atomic_load_n(
+	    &beamalloc_nif_state_.chain_rt, __ATOMIC_ACQUIRE);
 
-	if (beamalloc_nif_state_.chain_rt == NULL)
+	if (rt == NULL)
 		return enif_make_badarg(env);
-	ch = (beamalloc_nif_chain *)enif_alloc_resource(
-	    beamalloc_nif_state_.chain_rt, sizeof(*ch));
+	ch = (beamalloc_nif_chain *)enif_alloc_resource(rt, sizeof(*ch));
 	if (ch == NULL)
 		return enif_raise_exception(env, enif_make_atom(env, "enomem"));
 	memset(ch, 0, sizeof(*ch));
@@ -1403,8 +1407,9 @@ beamalloc_nif_init(ErlNifEnv *env)
 		beamalloc_nif_state_.lock = enif_mutex_create(name);
 	if (rt == NULL || beamalloc_nif_state_.lock == NULL)
 		return -1;
-	beamalloc_nif_state_.chain_rt_old = beamalloc_nif_state_.chain_rt;
-	beamalloc_nif_state_.chain_rt = rt;
+	__atomic_store_n(&beamalloc_nif_state_.chain_rt_old,
+	    beamalloc_nif_state_.chain_rt, __ATOMIC_RELAXED);
+	__atomic_store_n(&beamalloc_nif_state_.chain_rt, rt, __ATOMIC_RELEASE);
 	(void)__atomic_add_fetch(&beamalloc_nif_state_.instances, 1,
 	    __ATOMIC_ACQ_REL);
 	return 0;

@@ -817,6 +817,11 @@ beamalloc_nif_chain_run_(ErlNifEnv *env, beamalloc_nif_chain *ch,
 
 	ch->scheduled_ = 0;
 	BEAMALLOC_NIF_CALL_(env, result, step(env, argc, argv, ch));
+	/* A step that raised after scheduling the next (in C++, an
+	 * exception after beamalloc_nif_chain_next()): the raise wins, the
+	 * next step never runs, so the chain ends here. */
+	if (ch->scheduled_ && enif_has_pending_exception(env, NULL))
+		ch->scheduled_ = 0;
 	if (!ch->scheduled_)	/* the last step returned, or one raised */
 		beamalloc_nif_chain_release_(ch);
 	(void)beamalloc_nif_env_enter_(outer);

@@ -3,6 +3,7 @@
 -module(cxx).
 -export([main/0]).
 -export([leak_vector/1, pmr_vector/2, throw_in_body/1, throw_in_thread/1,
+         throw_after_next/1, chain_second_done/0,
          last_capacity/0, new_array/1,
          delete_array/0, aligned_new/1, plain_news/1, new_bound/0,
          long_string/1]).
@@ -14,6 +15,8 @@ leak_vector(_) -> erlang:nif_error(not_loaded).
 pmr_vector(_, _) -> erlang:nif_error(not_loaded).
 throw_in_body(_) -> erlang:nif_error(not_loaded).
 throw_in_thread(_) -> erlang:nif_error(not_loaded).
+throw_after_next(_) -> erlang:nif_error(not_loaded).
+chain_second_done() -> erlang:nif_error(not_loaded).
 last_capacity() -> erlang:nif_error(not_loaded).
 new_array(_) -> erlang:nif_error(not_loaded).
 delete_array() -> erlang:nif_error(not_loaded).
@@ -52,7 +55,7 @@ settle() ->
     erlang:memory(system).
 
 main() ->
-    tap:plan(18),
+    tap:plan(20),
     tap:diag("====== the following leak reports are expected: ===== START"),
     leak(fun() -> leak_vector(1000) end, "leak_vector/1", 8,
          "std::vector<uint64_t, stl_allocator> of 1000 leaked: memory_leak, bytes = capacity x 8"),
@@ -81,6 +84,21 @@ main() ->
     tap:is(in_thread(2), {error, {cxx_exception, <<"unknown exception">>}},
            "thread throwing an int: {error, {cxx_exception, <<\"unknown exception\">>}}"),
     tap:is(in_thread(3), {ok, ok}, "thread returning: {ok, ok}"),
+    %% A chain step that scheduled the next one, then threw: the chain
+    %% ends there, checked at once (before, its 40-byte block was printed
+    %% when the term was collected, and the exception raised instead).
+    tap:is(run(fun() -> throw_after_next(0) end), {ok, ok},
+           "chain: first step schedules the second, which frees its block"),
+    tap:diag("====== the following leak report is expected: ======= START"),
+    R3 = run(fun() -> throw_after_next(1) end),
+    tap:diag("==================================================== END"),
+    tap:is({R3, chain_second_done()},
+           {{error, {memory_leak,
+                     <<"memory leak detected in function throw_after_next/1: 40 bytes in 1 block">>,
+                     #{function => <<"throw_after_next/1">>, bytes => 40, blocks => 1}}},
+            false},
+           io_lib:format("chain step throwing after beamalloc_nif_chain_next(): the chain ends "
+                         "there, its leak raised in place of the exception (~w)", [R3])),
     tap:is(run(fun() -> pmr_vector(100, 0) end), {ok, ok},
            "the next leak-checked call runs clean"),
     tap:is(new_bound(), true, "the NIF's operator new is the one of <beamalloc/new.hpp>"),

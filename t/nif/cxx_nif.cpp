@@ -113,6 +113,53 @@ throw_in_thread(ErlNifEnv *env, int, const ERL_NIF_TERM argv[])
 	    throw_in_thread_fn, argv[0], NULL);
 }
 
+/* throw_after_next(Kind): a chain whose first step leaves a 40-byte
+ * block in the chain's allocator, schedules its second step (which
+ * would free it) and then throws (kind 1; 0 returns the scheduled
+ * call).  The throw ends the chain there: the leak is raised in place of
+ * the exception, not printed when the chain's term is collected. */
+int chain_second_ran;
+
+ERL_NIF_TERM
+chain_second(ErlNifEnv *env, int, const ERL_NIF_TERM[],
+    beamalloc_nif_chain *ch)
+{
+	chain_second_ran = 1;
+	beamalloc_free(ch->allocator, ch->state, 40);
+	return enif_make_atom(env, "ok");
+}
+
+ERL_NIF_TERM
+chain_first(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[],
+    beamalloc_nif_chain *ch)
+{
+	int kind;
+
+	if (!enif_get_int(env, argv[0], &kind))
+		return enif_make_badarg(env);
+	if ((ch->state = beamalloc_alloc(ch->allocator, 40)) == nullptr)
+		return beamalloc_nif_raise_errno(env);
+	ERL_NIF_TERM r = beamalloc_nif_chain_next(env, ch, "chain_second", 0,
+	    chain_second, argc, argv);
+	if (kind == 1)
+		(void)std::vector<int>(3).at(10);	/* std::out_of_range */
+	return r;
+}
+
+ERL_NIF_TERM
+throw_after_next(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
+{
+	chain_second_ran = 0;
+	return beamalloc_nif_chain_start(env, argc, argv, chain_first,
+	    "throw_after_next", nullptr);
+}
+
+ERL_NIF_TERM
+chain_second_done(ErlNifEnv *env, int, const ERL_NIF_TERM[])
+{
+	return enif_make_atom(env, chain_second_ran ? "true" : "false");
+}
+
 ERL_NIF_TERM
 last_capacity(ErlNifEnv *env, int, const ERL_NIF_TERM[])
 {
@@ -226,6 +273,8 @@ ErlNifFunc funcs[] = {
 	{ "pmr_vector", 2, pmr_vector, 0 },
 	{ "throw_in_body", 1, throw_in_body, 0 },
 	{ "throw_in_thread", 1, throw_in_thread, 0 },
+	{ "throw_after_next", 1, throw_after_next, 0 },
+	{ "chain_second_done", 0, chain_second_done, 0 },
 	{ "last_capacity", 0, last_capacity, 0 },
 	{ "new_array", 1, new_array, 0 },
 	{ "delete_array", 0, delete_array, 0 },

@@ -2,10 +2,11 @@
 # cxx-compilers.sh - <beamalloc.hpp> and <beamalloc/new.hpp> with each C++ compiler
 # configure found (g++, clang++) at -std=c++17 -Wall -Wextra -Werror:
 # t/cxx.cpp and t/cxx_new.cpp built and run by each, and the README's C++
-# example; at -std=c++14 each header says, once, that it needs C++17.  A missing compiler SKIPs its tests, or fails them when
+# example; at -std=c++14 each header says, once, that it needs C++17, and
+# without aligned new <beamalloc/new.hpp> says that it needs it.  A missing compiler SKIPs its tests, or fails them when
 # BEAMALLOC_REQUIRE_TOOLS=1 (CI).
 . "$top_srcdir/t/cxx-lib.sh"
-echo 1..9
+echo 1..11
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/beamalloc-cxx.XXXXXX") || exit 1
 trap 'rm -rf "$scratch"' EXIT
 n=0
@@ -63,6 +64,27 @@ older() {
 		sed 's/^/# /' "$scratch/err"
 	fi
 }
+# Without aligned new (g++ -fno-aligned-new, clang++
+# -fno-aligned-allocation), <beamalloc/new.hpp> fails with one error that
+# says so; <beamalloc.hpp> needs none.
+printf '#include <beamalloc.hpp>\n#include <beamalloc/new.hpp>\n' >"$scratch/noal.cpp"
+noaligned() {
+	n=$((n + 1))
+	case $which in
+	gcc) noal=-fno-aligned-new ;;
+	*) noal=-fno-aligned-allocation ;;
+	esac
+	if $cxx -std=c++17 $noal -I"$top_srcdir/include" -c -o "$scratch/noal.o" \
+	    "$scratch/noal.cpp" 2>"$scratch/err"; then
+		echo "not ok $n - $cxx_name: <beamalloc/new.hpp> compiles with $noal"
+	elif [ "$(grep -c 'error:' "$scratch/err")" -eq 1 ] &&
+	    grep -q 'needs aligned operator new' "$scratch/err"; then
+		echo "ok $n - $cxx_name: with $noal, one error: <beamalloc/new.hpp> needs aligned new"
+	else
+		echo "not ok $n - $cxx_name: with $noal, not one clear error"
+		sed 's/^/# /' "$scratch/err"
+	fi
+}
 for which in gcc clang; do
 	if cxx_pick "$which"; then
 		build_run "cxx-$which" "$top_srcdir/t/cxx.cpp"
@@ -74,8 +96,9 @@ for which in gcc clang; do
 		fi
 		bare
 		older
+		noaligned
 	else
-		for i in 1 2 3 4; do
+		for i in 1 2 3 4 5; do
 			n=$((n + 1))
 			echo "ok $n # SKIP $cxx_why"
 		done

@@ -25,11 +25,13 @@
 #ifndef BEAMALLOC_NEW_HPP
 #define BEAMALLOC_NEW_HPP
 
-/* One clear message, not a cascade of errors, under an older standard:
- * the rest is skipped. */
+/* One clear message, not a cascade of errors, under an older standard
+ * or without aligned new (std::align_val_t): the rest is skipped. */
 #if __cplusplus < 201703L
 #error "<beamalloc/new.hpp> needs C++17 (aligned operator new): compile with -std=c++17 or later"
-#else /* the rest: C++17 */
+#elif !defined(__cpp_aligned_new)
+#error "<beamalloc/new.hpp> needs aligned operator new: drop -fno-aligned-new (g++) or -fno-aligned-allocation (clang++)"
+#else /* the rest: C++17 with aligned new */
 
 #include <beamalloc.h>
 
@@ -375,5 +377,5 @@ operator delete[](void *p, std::align_val_t al,
 
 #undef BEAMALLOC_NEW_DEF
 
-#endif /* C++17 */
+#endif /* C++17 with aligned new */
 #endif /* BEAMALLOC_NEW_HPP */

@@ -23,6 +23,28 @@ struct seen {
 	beamalloc_report_kind kind;
 };
 
+/* A thread that makes a block of 2000 bytes and frees it, and makes
+ * one of 1000 for its caller to free, then waits, alive, with its
+ * cache's credit unsettled. */
+struct marker {
+	beamalloc_allocator a;
+	pthread_barrier_t bar;
+	void *kept;
+};
+
+static void *
+marker(void *arg)
+{
+	struct marker *m = arg;
+	void *p = beamalloc_alloc(m->a, 2000);
+
+	beamalloc_free(m->a, p, 2000);
+	m->kept = beamalloc_alloc(m->a, 1000);
+	pthread_barrier_wait(&m->bar);
+	pthread_barrier_wait(&m->bar);
+	return NULL;
+}
+
 static void
 collect(void *user, const beamalloc_report *r)
 {
@@ -199,7 +221,7 @@ main(void)
 	void *p;
 	bool all = true;
 
-	plan(45);
+	plan(49);
 
 	/* A clean scope, then the same GPA again, empty. */
 	g = beamalloc_gpa_checkout(beamalloc_libc(), &c1);
@@ -305,6 +327,41 @@ main(void)
 		ok(g2 == g && st.peak_bytes == 0 && st.live_bytes == 0,
 		    "the kept GPA comes back with peak 0 (%zu)", st.peak_bytes);
 		is_size(beamalloc_gpa_checkin(g2), 0, "clean");
+	}
+
+	/* Nor does a mark another thread's cache keeps (its credit not yet
+	 * settled, the thread still alive) stay the next holder's peak;
+	 * the credits themselves stay: a block the other thread made and
+	 * this one freed counts nothing. */
+	{
+		beamalloc_gpa_stats st;
+		struct marker m;
+		pthread_t t;
+
+		g = beamalloc_gpa_checkout(beamalloc_libc(), &c1);
+		m.a = beamalloc_gpa_allocator(g);
+		pthread_barrier_init(&m.bar, NULL, 2);
+		pthread_create(&t, NULL, marker, &m);
+		pthread_barrier_wait(&m.bar);	/* its blocks made */
+		beamalloc_free(m.a, m.kept, 1000);
+		is_size(beamalloc_gpa_checkin(g), 0,
+		    "another thread's blocks, freed");
+		g2 = beamalloc_gpa_checkout(beamalloc_libc(), &c1);
+		beamalloc_gpa_get_stats(g2, &st);
+		ok(g2 == g && st.peak_bytes == 0 && st.live_bytes == 0,
+		    "the kept GPA comes back with peak 0 (%zu), live 0 (%zu)",
+		    st.peak_bytes, st.live_bytes);
+		a = beamalloc_gpa_allocator(g2);
+		p = beamalloc_alloc(a, 100);
+		beamalloc_gpa_get_stats(g2, &st);
+		ok(st.peak_bytes == 100 && st.live_bytes == 100,
+		    "its next block counts alone: peak %zu, live %zu",
+		    st.peak_bytes, st.live_bytes);
+		beamalloc_free(a, p, 100);
+		is_size(beamalloc_gpa_checkin(g2), 0, "clean");
+		pthread_barrier_wait(&m.bar);	/* it may end */
+		pthread_join(t, NULL);
+		pthread_barrier_destroy(&m.bar);
 	}
 
 	/* More holders at once than the table keeps. */

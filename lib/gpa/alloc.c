@@ -121,6 +121,29 @@ ba_gpa_settle_mine(struct beamalloc_gpa *g)
 		ba_gpa_settle(g, tc);
 }
 
+/* Every cache's credit settled, its high-water mark with it: for a
+ * kept GPA's peak to start again from what is live (found by a review:
+ * a mark that another thread's cache kept since it last settled was the
+ * next holder's peak; restarting each mark from its cache's credit is
+ * not enough, one thread's credit may be what another's offsets).  Only
+ * while no thread uses the GPA (beamalloc_gpa_checkin()); a thread
+ * ending meanwhile settles its cache under g->lock too
+ * (ba_gpa_tc_retire()). */
+void
+ba_gpa_settle_all(struct beamalloc_gpa *g)
+{
+	if (!g->batched)
+		return;
+	lock(g, &g->lock);
+	for (struct tcache *tc = g->tcaches; tc != NULL; tc = tc->next) {
+		atomic_fetch_add_explicit(&g->live, tc->hi - tc->room,
+		    memory_order_relaxed);
+		__atomic_store_n(&tc->hi, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&tc->room, 0, __ATOMIC_RELAXED);
+	}
+	unlock(g, &g->lock);
+}
+
 /* Exact: a memory limit, large blocks.  The peak is the caller's to
  * note (ba_gpa_peak_live()) once the memory was had: a request that
  * fails after its charge is no peak (found by a review: a failed 64 TiB

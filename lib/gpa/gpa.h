@@ -1316,6 +1316,7 @@ BA_HIDDEN void ba_gpa_set_traces(const struct beamalloc_gpa *g,
     beamalloc_report *r, uint32_t atid, uint32_t ftid, const uintptr_t *site);
 BA_HIDDEN void ba_gpa_settle(struct beamalloc_gpa *g, struct tcache *tc);
 BA_HIDDEN void ba_gpa_settle_mine(struct beamalloc_gpa *g);
+BA_HIDDEN void ba_gpa_settle_all(struct beamalloc_gpa *g);
 BA_HIDDEN bool ba_gpa_reserve(struct beamalloc_gpa *g, ptrdiff_t bytes,
     ptrdiff_t blocks);
 BA_HIDDEN void ba_gpa_peak_live(struct beamalloc_gpa *g);

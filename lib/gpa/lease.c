@@ -221,8 +221,9 @@ beamalloc_gpa_checkin(beamalloc_gpa *g)
 		/* The peak restarts, as beamalloc_gpa_reset_peak() would
 		 * have it, without its two more reads of the stats (they
 		 * doubled a checkout's and checkin's cost): st is exact, no
-		 * other thread being inside. */
-		ba_gpa_settle_mine(g);
+		 * other thread being inside.  Other threads' caches keep
+		 * marks of the holder's too. */
+		ba_gpa_settle_all(g);
 		atomic_store_explicit(&g->peak, st.live_bytes,
 		    memory_order_relaxed);
 		e->report = NULL;	/* the holder's frame is going */

@@ -302,8 +302,13 @@ ba_gpa_tc_retire(struct beamalloc_gpa *g, struct tcache *tc)
 	for (size_t c = 0; c < NCLASS; c++)
 		ba_gpa_tc_drain(g, tc, c, true);
 	ba_gpa_tc_leave_wait(g, tc);
-	if (g->batched)
+	if (g->batched) {
+		/* Under g->lock: a checkin may be settling every cache
+		 * (ba_gpa_settle_all()) as a thread ends. */
+		lock(g, &g->lock);
 		ba_gpa_settle(g, tc);
+		unlock(g, &g->lock);
+	}
 }
 
 /* The slot of the calling thread (key k), whose cache is tc: its home,

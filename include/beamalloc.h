@@ -233,8 +233,9 @@ typedef struct beamalloc_gpa_config {
 	unsigned decay_ms;
 } beamalloc_gpa_config;
 
-/* Exact for one thread at a time; while several threads allocate at
- * once, peak_bytes may be off by up to 256 KiB per thread. */
+/* Exact for one thread at a time, but peak_bytes of a thread-safe GPA
+ * used by several threads (at once or in turns) may be off by up to
+ * 256 KiB per thread. */
 typedef struct beamalloc_gpa_stats {
 	size_t live_bytes;		/* requested bytes now live */
 	size_t peak_bytes;		/* highest live_bytes seen */

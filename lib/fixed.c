@@ -151,10 +151,8 @@ beamalloc_fixed_reset(beamalloc_fixed *fb)
 static void
 abi01_in(beamalloc_fixed *fb, const void *ctx, void *mem)
 {
-	unsigned char *m = mem;
-
 	memcpy(fb, ctx, BA_ABI01_FIXED_SIZE);
-	fb->last = m != NULL && m >= fb->start && m <= fb->ptr ? m : NULL;
+	fb->last = ba_bump_abi01_last(fb->start, fb->ptr, mem);
 }
 
 static void *
